@@ -1,0 +1,238 @@
+// Package config loads and validates pkiboard's TOML configuration.
+//
+// A configuration file has a top-level role key and four sections, [log], [ca],
+// [board] and [student]; every key has a default (see Default), so a file names
+// only what it changes. Loading is strict: an unknown key, a value of the wrong
+// type or a value out of range is an error that names the key and the file.
+// Relative paths in the file resolve against the file's own directory, so a
+// configuration in any directory describes a self-contained installation.
+//
+// The package knows nothing about what the roles do with the values; it only
+// guarantees that what it returns is well formed.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Roles lists the roles a configuration may select.
+var Roles = []string{"ca", "board", "student"}
+
+// Config is a whole pkiboard configuration.
+type Config struct {
+	// Role is the default role ("ca", "board" or "student"); --role wins.
+	Role    string        `toml:"role"`
+	Log     LogConfig     `toml:"log"`
+	CA      CAConfig      `toml:"ca"`
+	Board   BoardConfig   `toml:"board"`
+	Student StudentConfig `toml:"student"`
+
+	// Path is the file the configuration was loaded from ("" for Default).
+	Path string `toml:"-"`
+}
+
+// LogConfig selects how every role logs.
+type LogConfig struct {
+	Level  string `toml:"level"`  // debug, info, warn or error
+	Format string `toml:"format"` // console or json
+}
+
+// Limits bounds what one network peer may cost a daemon.
+type Limits struct {
+	MaxFrame         int      `toml:"max_frame"`         // largest frame accepted, bytes
+	MaxConns         int      `toml:"max_conns"`         // concurrent connections
+	ReadTimeout      Duration `toml:"read_timeout"`      // per frame read
+	WriteTimeout     Duration `toml:"write_timeout"`     // per frame write
+	HandshakeTimeout Duration `toml:"handshake_timeout"` // whole exchange before data flows
+	IdleTimeout      Duration `toml:"idle_timeout"`      // between requests on one connection
+	ShutdownTimeout  Duration `toml:"shutdown_timeout"`  // how long a stop waits for sessions in flight
+}
+
+// CAConfig configures the certificate authority.
+type CAConfig struct {
+	Listen  string `toml:"listen"`
+	DataDir string `toml:"data_dir"`
+
+	CommonName   string `toml:"common_name"`
+	Organization string `toml:"organization"`
+	Country      string `toml:"country"`
+	KeyAlgorithm string `toml:"key_algorithm"`
+
+	KeyPassphraseEnv  string `toml:"key_passphrase_env"`
+	KeyPassphraseFile string `toml:"key_passphrase_file"`
+
+	RootValidity Duration `toml:"root_validity"`
+	CertValidity Duration `toml:"cert_validity"`
+	CRLValidity  Duration `toml:"crl_validity"`
+
+	Policy     string   `toml:"policy"` // open or token
+	RosterFile string   `toml:"roster_file"`
+	SIDPattern string   `toml:"sid_pattern"`
+	TokenTTL   Duration `toml:"token_ttl"`
+	BoardName  string   `toml:"board_name"`
+
+	Limits
+}
+
+// BoardConfig configures the submission board.
+type BoardConfig struct {
+	Listen  string `toml:"listen"`
+	DataDir string `toml:"data_dir"`
+	Name    string `toml:"name"`
+	CAAddr  string `toml:"ca_addr"`
+
+	RootFile        string `toml:"root_file"`
+	RootFingerprint string `toml:"root_fingerprint"`
+	EnrollTokenFile string `toml:"enroll_token_file"`
+	KeyAlgorithm    string `toml:"key_algorithm"`
+
+	CRLRefresh Duration `toml:"crl_refresh"`
+	CRLStale   string   `toml:"crl_stale"` // fail or warn
+
+	AllowRC4      bool `toml:"allow_rc4"`
+	MaxSubmission Size `toml:"max_submission"`
+
+	Limits
+}
+
+// StudentConfig configures the student client.
+type StudentConfig struct {
+	CAAddr    string `toml:"ca_addr"`
+	BoardAddr string `toml:"board_addr"`
+	DataDir   string `toml:"data_dir"`
+	BoardName string `toml:"board_name"`
+
+	RootFingerprint string `toml:"root_fingerprint"`
+	KeyAlgorithm    string `toml:"key_algorithm"`
+	Suite           string `toml:"suite"`
+	Parallel        int    `toml:"parallel"`
+	TokenFile       string `toml:"token_file"`
+
+	Timeout Duration `toml:"timeout"`
+}
+
+// Key algorithms a CA, board or student key may use.
+var KeyAlgorithms = []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"}
+
+// Suites are the session cipher suites, by name.
+var Suites = []string{"aes-256-ctr-hmac-sha256", "rc4-hmac-sha256"}
+
+// Default returns the built-in configuration: the one-machine demo layout with the
+// original course project's ports.
+func Default() *Config {
+	daemon := Limits{
+		MaxFrame:         64 << 10,
+		MaxConns:         1024,
+		ReadTimeout:      Duration(10 * time.Second),
+		WriteTimeout:     Duration(10 * time.Second),
+		HandshakeTimeout: Duration(10 * time.Second),
+		IdleTimeout:      Duration(60 * time.Second),
+		ShutdownTimeout:  Duration(10 * time.Second),
+	}
+	board := daemon
+	board.MaxFrame = 128 << 10
+	return &Config{
+		Log: LogConfig{Level: "info", Format: "console"},
+		CA: CAConfig{
+			Listen:       "127.0.0.1:8011",
+			DataDir:      "data/ca",
+			CommonName:   "CUHK Course Root CA",
+			Organization: "The Chinese University of Hong Kong",
+			Country:      "HK",
+			KeyAlgorithm: "ecdsa-p256",
+			RootValidity: Duration(10 * 365 * 24 * time.Hour),
+			CertValidity: Duration(180 * 24 * time.Hour),
+			CRLValidity:  Duration(7 * 24 * time.Hour),
+			Policy:       "open",
+			SIDPattern:   `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`,
+			TokenTTL:     Duration(72 * time.Hour),
+			BoardName:    "blackboard",
+			Limits:       daemon,
+		},
+		Board: BoardConfig{
+			Listen:        "127.0.0.1:8002",
+			DataDir:       "data/board",
+			Name:          "blackboard",
+			CAAddr:        "127.0.0.1:8011",
+			KeyAlgorithm:  "ecdsa-p256",
+			CRLRefresh:    Duration(time.Minute),
+			CRLStale:      "fail",
+			MaxSubmission: Size(1 << 30),
+			Limits:        board,
+		},
+		Student: StudentConfig{
+			CAAddr:       "127.0.0.1:8011",
+			BoardAddr:    "127.0.0.1:8002",
+			DataDir:      "data/student",
+			BoardName:    "blackboard",
+			KeyAlgorithm: "ecdsa-p256",
+			Suite:        "aes-256-ctr-hmac-sha256",
+			Parallel:     1,
+			Timeout:      Duration(60 * time.Second),
+		},
+	}
+}
+
+// Load reads the configuration file at path over the defaults, rejects unknown
+// keys, resolves relative paths against the file's directory and validates the
+// result.
+func Load(path string) (*Config, error) {
+	cfg := Default()
+	md, err := toml.DecodeFile(path, cfg)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("config file %s does not exist (give one with --config FILE; the repository's config.toml is a working example)", path)
+		}
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			if perr.LastKey != "" {
+				return nil, fmt.Errorf("config %s: line %d: key %s: %s", path, perr.Position.Line, perr.LastKey, perr.Message)
+			}
+			return nil, fmt.Errorf("config %s: line %d: %s", path, perr.Position.Line, perr.Message)
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if undecoded := md.Undecoded(); len(undecoded) > 0 {
+		keys := make([]string, len(undecoded))
+		for i, k := range undecoded {
+			keys[i] = k.String()
+		}
+		sort.Strings(keys)
+		return nil, fmt.Errorf("config %s: unknown key %s (check the spelling against the shipped config.toml)", path, strings.Join(keys, ", "))
+	}
+	cfg.Path = path
+	cfg.resolvePaths(filepath.Dir(path))
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// resolvePaths makes every relative path in the configuration relative to dir.
+func (c *Config) resolvePaths(dir string) {
+	for _, p := range []*string{
+		&c.CA.DataDir, &c.CA.KeyPassphraseFile, &c.CA.RosterFile,
+		&c.Board.DataDir, &c.Board.RootFile, &c.Board.EnrollTokenFile,
+		&c.Student.DataDir, &c.Student.TokenFile,
+	} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// Exists reports whether path names an existing file; it lets callers tell a
+// missing default config from other errors.
+func Exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}

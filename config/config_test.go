@@ -1,0 +1,218 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestShippedConfigLoads(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "config.toml"))
+	if err != nil {
+		t.Fatalf("shipped config.toml: %v", err)
+	}
+	def := Default()
+	if got, want := cfg.CA.Listen, "127.0.0.1:8011"; got != want {
+		t.Errorf("ca.listen: got %q want %q", got, want)
+	}
+	if got, want := cfg.Board.Listen, "127.0.0.1:8002"; got != want {
+		t.Errorf("board.listen: got %q want %q", got, want)
+	}
+	// The shipped file documents the defaults: apart from paths (made absolute) and
+	// the board's enrollment secret location, it must say what Default says.
+	cfg.Path = ""
+	cfg.CA.DataDir, cfg.Board.DataDir, cfg.Student.DataDir = def.CA.DataDir, def.Board.DataDir, def.Student.DataDir
+	cfg.Board.EnrollTokenFile = def.Board.EnrollTokenFile
+	if !reflect.DeepEqual(cfg, def) {
+		t.Errorf("shipped config.toml differs from Default():\n got %+v\nwant %+v", cfg, def)
+	}
+}
+
+// TestShippedConfigDocumentsEveryKey checks that every key the loader accepts
+// appears in the shipped file, preceded or followed by a comment.
+func TestShippedConfigDocumentsEveryKey(t *testing.T) {
+	text, err := os.ReadFile(filepath.Join("..", "config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(text), "\n")
+	for _, key := range tomlKeys(reflect.TypeOf(Config{}), "") {
+		section, name := "", key
+		if i := strings.LastIndex(key, "."); i >= 0 {
+			section, name = key[:i], key[i+1:]
+		}
+		re := regexp.MustCompile(`^#?\s*` + regexp.QuoteMeta(name) + `\s*=`)
+		found := false
+		current := ""
+		for i, line := range lines {
+			if strings.HasPrefix(line, "[") {
+				current = strings.Trim(line, "[] ")
+				continue
+			}
+			if current != section || !re.MatchString(line) {
+				continue
+			}
+			commented := strings.Contains(line, " # ") || strings.HasPrefix(line, "#") ||
+				(i > 0 && strings.HasPrefix(lines[i-1], "#")) || inCommentedBlock(lines, i)
+			if !commented {
+				t.Errorf("config.toml: key %s has no comment", key)
+			}
+			found = true
+			break
+		}
+		if !found {
+			t.Errorf("config.toml does not mention key %s", key)
+		}
+	}
+}
+
+// inCommentedBlock reports whether line i belongs to a run of key lines that a
+// comment introduces (e.g. organization and country after common_name's comment).
+func inCommentedBlock(lines []string, i int) bool {
+	for j := i - 1; j >= 0; j-- {
+		l := lines[j]
+		switch {
+		case strings.HasPrefix(l, "#"):
+			return true
+		case l == "" || strings.HasPrefix(l, "["):
+			return false
+		}
+	}
+	return false
+}
+
+func tomlKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("toml")
+		if tag == "-" {
+			continue
+		}
+		if f.Anonymous {
+			keys = append(keys, tomlKeys(f.Type, prefix)...)
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct && tag != "" {
+			keys = append(keys, tomlKeys(f.Type, prefix+tag+".")...)
+			continue
+		}
+		keys = append(keys, prefix+tag)
+	}
+	return keys
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string // every fragment must appear in the error
+	}{
+		{"missing.toml", []string{"missing.toml", "does not exist"}},
+		{"unknown-key.toml", []string{"unknown-key.toml", "unknown key ca.lisen"}},
+		{"malformed-value.toml", []string{"malformed-value.toml", "max_conns"}},
+		{"syntax-error.toml", []string{"syntax-error.toml", "line 2", "table name"}},
+		{"bad-address.toml", []string{"board.ca_addr", `"localhost" is not host:port`}},
+		{"bad-port.toml", []string{"ca.listen", `port "99999"`}},
+		{"unknown-algorithm.toml", []string{"ca.key_algorithm", `"dsa-1024" is not one of ecdsa-p256`}},
+		{"negative-duration.toml", []string{"board.crl_refresh", "-5m0s must be a positive duration"}},
+		{"integer-duration.toml", []string{"integer-duration.toml", "crl_refresh"}},
+		{"bad-size.toml", []string{"max_submission", `"lots" is not a size`}},
+		{"unknown-role.toml", []string{"role", `"adversary-in-chief" is not one of ca, board, student`}},
+		{"unanchored-pattern.toml", []string{"ca.sid_pattern", "anchored"}},
+		{"bad-fingerprint.toml", []string{"student.root_fingerprint", "not a SHA-256 fingerprint"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			_, err := Load(filepath.Join("testdata", tt.file))
+			if err == nil {
+				t.Fatalf("got no error, want one containing %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("got %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {
+	dir, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(filepath.Join(dir, "relative-paths.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, got, want string }{
+		{"ca.data_dir", cfg.CA.DataDir, filepath.Join(dir, "state/ca")},
+		{"ca.roster_file", cfg.CA.RosterFile, "/etc/pkiboard/roster.txt"},
+		{"board.data_dir", cfg.Board.DataDir, filepath.Join(dir, "state/board")},
+		{"board.root_file", cfg.Board.RootFile, filepath.Join(dir, "trust/root.pem")},
+		{"student.data_dir (default)", cfg.Student.DataDir, filepath.Join(dir, "data/student")},
+		{"role", cfg.Role, "board"},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %q want %q", tt.name, tt.got, tt.want)
+		}
+	}
+	if got, want := cfg.Board.MaxSubmission, Size(256<<20); got != want {
+		t.Errorf("board.max_submission: got %d want %d", got, want)
+	}
+	if got, want := cfg.Board.CRLRefresh.D(), 30*time.Second; got != want {
+		t.Errorf("board.crl_refresh: got %v want %v", got, want)
+	}
+}
+
+func TestSizeText(t *testing.T) {
+	tests := []struct {
+		in   string
+		want Size
+		ok   bool
+	}{
+		{"512", 512, true},
+		{"64KiB", 64 << 10, true},
+		{"256MiB", 256 << 20, true},
+		{"1GiB", 1 << 30, true},
+		{"10B", 10, true},
+		{"-1", 0, false},
+		{"1.5GiB", 0, false},
+		{"GiB", 0, false},
+		{"99999999999GiB", 0, false},
+	}
+	for _, tt := range tests {
+		var s Size
+		err := s.UnmarshalText([]byte(tt.in))
+		if (err == nil) != tt.ok || (tt.ok && s != tt.want) {
+			t.Errorf("Size(%q): got %d, %v; want %d, ok=%v", tt.in, s, err, tt.want, tt.ok)
+		}
+		if tt.ok {
+			out, _ := s.MarshalText()
+			var back Size
+			if err := back.UnmarshalText(out); err != nil || back != s {
+				t.Errorf("Size(%q) round trip via %q: got %d, %v", tt.in, out, back, err)
+			}
+		}
+	}
+}
+
+func TestParseFingerprint(t *testing.T) {
+	hex64 := strings.Repeat("ab", 32)
+	colons := strings.TrimSuffix(strings.Repeat("AB:", 32), ":")
+	for _, in := range []string{hex64, colons} {
+		if b, err := ParseFingerprint(in); err != nil || len(b) != 32 {
+			t.Errorf("ParseFingerprint(%q): got %x, %v", in, b, err)
+		}
+	}
+	for _, in := range []string{"", "ab", hex64 + "ab", strings.Repeat("zz", 32)} {
+		if _, err := ParseFingerprint(in); err == nil {
+			t.Errorf("ParseFingerprint(%q): got no error", in)
+		}
+	}
+}

@@ -1,0 +1,161 @@
+package config
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Validate checks every value and returns all problems found, each naming its key.
+func (c *Config) Validate() error {
+	v := &validator{}
+	if c.Role != "" {
+		v.oneOf("role", c.Role, Roles)
+	}
+	v.oneOf("log.level", c.Log.Level, []string{"debug", "info", "warn", "error"})
+	v.oneOf("log.format", c.Log.Format, []string{"console", "json"})
+
+	ca := &c.CA
+	v.listenAddr("ca.listen", ca.Listen)
+	v.nonEmpty("ca.data_dir", ca.DataDir)
+	v.nonEmpty("ca.common_name", ca.CommonName)
+	if ca.Country != "" && len(ca.Country) != 2 {
+		v.add("ca.country", "%q is not a two-letter country code", ca.Country)
+	}
+	v.oneOf("ca.key_algorithm", ca.KeyAlgorithm, KeyAlgorithms)
+	if ca.KeyPassphraseEnv != "" && ca.KeyPassphraseFile != "" {
+		v.add("ca.key_passphrase_env", "set key_passphrase_env or key_passphrase_file, not both")
+	}
+	v.positive("ca.root_validity", ca.RootValidity)
+	v.positive("ca.cert_validity", ca.CertValidity)
+	v.positive("ca.crl_validity", ca.CRLValidity)
+	if ca.CertValidity > ca.RootValidity {
+		v.add("ca.cert_validity", "%s is longer than root_validity %s: certificates would outlive their root", ca.CertValidity.D(), ca.RootValidity.D())
+	}
+	v.oneOf("ca.policy", ca.Policy, []string{"open", "token"})
+	if _, err := regexp.Compile(ca.SIDPattern); err != nil || ca.SIDPattern == "" {
+		v.add("ca.sid_pattern", "%q is not a valid regular expression", ca.SIDPattern)
+	} else if !strings.HasPrefix(ca.SIDPattern, "^") || !strings.HasSuffix(ca.SIDPattern, "$") {
+		v.add("ca.sid_pattern", "%q must be anchored with ^ and $ so it matches the whole SID", ca.SIDPattern)
+	}
+	v.positive("ca.token_ttl", ca.TokenTTL)
+	v.nonEmpty("ca.board_name", ca.BoardName)
+	v.limits("ca", &ca.Limits)
+
+	b := &c.Board
+	v.listenAddr("board.listen", b.Listen)
+	v.nonEmpty("board.data_dir", b.DataDir)
+	v.nonEmpty("board.name", b.Name)
+	v.dialAddr("board.ca_addr", b.CAAddr)
+	v.fingerprint("board.root_fingerprint", b.RootFingerprint)
+	v.oneOf("board.key_algorithm", b.KeyAlgorithm, KeyAlgorithms)
+	v.positive("board.crl_refresh", b.CRLRefresh)
+	v.oneOf("board.crl_stale", b.CRLStale, []string{"fail", "warn"})
+	if b.MaxSubmission <= 0 {
+		v.add("board.max_submission", "must be more than 0 bytes")
+	}
+	v.limits("board", &b.Limits)
+
+	s := &c.Student
+	v.dialAddr("student.ca_addr", s.CAAddr)
+	v.dialAddr("student.board_addr", s.BoardAddr)
+	v.nonEmpty("student.data_dir", s.DataDir)
+	v.nonEmpty("student.board_name", s.BoardName)
+	v.fingerprint("student.root_fingerprint", s.RootFingerprint)
+	v.oneOf("student.key_algorithm", s.KeyAlgorithm, KeyAlgorithms)
+	v.oneOf("student.suite", s.Suite, Suites)
+	if s.Parallel < 1 || s.Parallel > 1024 {
+		v.add("student.parallel", "%d is outside 1..1024", s.Parallel)
+	}
+	v.positive("student.timeout", s.Timeout)
+	return v.err()
+}
+
+// ParseFingerprint decodes a SHA-256 fingerprint written as 64 hex digits,
+// optionally separated by colons, as `openssl x509 -fingerprint -sha256` prints it.
+func ParseFingerprint(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
+	if err != nil || len(b) != 32 {
+		return nil, fmt.Errorf("%q is not a SHA-256 fingerprint (64 hex digits, colons allowed)", s)
+	}
+	return b, nil
+}
+
+type validator struct{ problems []string }
+
+func (v *validator) add(key, format string, args ...any) {
+	v.problems = append(v.problems, key+": "+fmt.Sprintf(format, args...))
+}
+
+func (v *validator) err() error {
+	if len(v.problems) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(v.problems, "; "))
+}
+
+func (v *validator) nonEmpty(key, val string) {
+	if strings.TrimSpace(val) == "" {
+		v.add(key, "must not be empty")
+	}
+}
+
+func (v *validator) oneOf(key, val string, allowed []string) {
+	if !slices.Contains(allowed, val) {
+		v.add(key, "%q is not one of %s", val, strings.Join(allowed, ", "))
+	}
+}
+
+func (v *validator) positive(key string, d Duration) {
+	if d <= 0 {
+		v.add(key, "%s must be a positive duration", d.D())
+	}
+}
+
+func (v *validator) fingerprint(key, val string) {
+	if val == "" {
+		return
+	}
+	if _, err := ParseFingerprint(val); err != nil {
+		v.add(key, "%v", err)
+	}
+}
+
+// listenAddr accepts host:port with a port of 0 (any free port) to 65535.
+func (v *validator) listenAddr(key, addr string) { v.addr(key, addr, 0) }
+
+// dialAddr accepts host:port with a port of 1 to 65535.
+func (v *validator) dialAddr(key, addr string) { v.addr(key, addr, 1) }
+
+func (v *validator) addr(key, addr string, minPort int) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.add(key, "%q is not host:port (for example \"127.0.0.1:8011\" or \"[::1]:8011\")", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < minPort || n > 65535 {
+		v.add(key, "%q has port %q, which is not a number in %d..65535", addr, port, minPort)
+	}
+	if minPort > 0 && host == "" {
+		v.add(key, "%q has no host", addr)
+	}
+}
+
+func (v *validator) limits(section string, l *Limits) {
+	if l.MaxFrame < 4<<10 || l.MaxFrame > 16<<20 {
+		v.add(section+".max_frame", "%d is outside 4096..16777216 bytes", l.MaxFrame)
+	}
+	if l.MaxConns < 1 {
+		v.add(section+".max_conns", "%d must be at least 1", l.MaxConns)
+	}
+	v.positive(section+".read_timeout", l.ReadTimeout)
+	v.positive(section+".write_timeout", l.WriteTimeout)
+	v.positive(section+".handshake_timeout", l.HandshakeTimeout)
+	v.positive(section+".idle_timeout", l.IdleTimeout)
+	v.positive(section+".shutdown_timeout", l.ShutdownTimeout)
+}

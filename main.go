@@ -1,0 +1,208 @@
+// Command pkiboard is a small public-key infrastructure for a course: one
+// executable that runs as the certificate authority (--role=ca), as the
+// submission board that authenticates students by certificate (--role=board), or
+// as the student client (--role=student --ids a,b,c), plus the operator commands
+// that look after them. See README.md.
+//
+// main only turns flags and the config file into a configuration and a logger,
+// and hands them to a role in package roles.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"pkiboard/config"
+	"pkiboard/logging"
+	"pkiboard/roles"
+)
+
+// version is set at build time by the Makefile (-ldflags "-X main.version=…").
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newApp().RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "pkiboard: %v\n", err)
+		var uerr usageError
+		if errors.As(err, &uerr) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// usageError marks a mistake in how pkiboard was invoked (exit status 2).
+type usageError struct{ error }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "pkiboard",
+		Usage:   "a small public-key infrastructure for course submissions",
+		Version: version,
+		UsageText: `pkiboard [--config FILE] --role=ca
+pkiboard [--config FILE] --role=board
+pkiboard [--config FILE] --role=student --ids SID1,SID2,SID3 [--message TEXT | --report FILE] [--parallel N]`,
+		Description: `One executable, three roles:
+   --role=ca        the certificate authority: issues student and board certificates, keeps
+                    a durable record, revokes, publishes a CRL
+   --role=board     the submission board: accepts sessions only from certificates the CA
+                    issued, stores each submission durably and returns a signed receipt
+   --role=student   the client: for each --ids SID, enrolls with the CA, opens a session
+                    with the board, submits, and keeps the receipt
+
+The role may also come from the config file's top-level "role" key; --role wins.
+Settings come from --config (default config.toml); the flags below override them.`,
+		Flags: append(commonFlags(),
+			&cli.StringFlag{Name: "role", Usage: "run as `ROLE`: ca, board or student"},
+			&cli.StringFlag{Name: "ids", Usage: "student: comma-separated student `IDS` to enroll and submit for"},
+			&cli.StringFlag{Name: "message", Usage: "student: submit `TEXT` instead of the default ten lines"},
+			&cli.StringFlag{Name: "report", Usage: "student: submit the contents of `FILE` (any size; resumable)"},
+			&cli.IntFlag{Name: "parallel", Usage: "student: process `N` IDs at once", DefaultText: "student.parallel from the config"},
+		),
+		HideHelpCommand: true,
+		Action:          runRole,
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			return usageError{err}
+		},
+	}
+}
+
+// commonFlags are the flags every command accepts: where the config is, and the
+// overrides of its keys.
+func commonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Value: "config.toml", Usage: "read settings from `FILE`"},
+		&cli.StringFlag{Name: "listen", Usage: "ca/board: listen on `ADDR` (host:port)"},
+		&cli.StringFlag{Name: "data-dir", Usage: "keep this role's state in `DIR`"},
+		&cli.StringFlag{Name: "ca-addr", Usage: "board/student: the CA is at `ADDR` (host:port)"},
+		&cli.StringFlag{Name: "board-addr", Usage: "student: the board is at `ADDR` (host:port)"},
+		&cli.StringFlag{Name: "log-level", Usage: "log at `LEVEL`: debug, info, warn or error"},
+		&cli.StringFlag{Name: "log-format", Usage: "log as `FORMAT`: console or json"},
+	}
+}
+
+// loadConfig reads the config file and applies the flag overrides for role.
+func loadConfig(c *cli.Context, role string) (*config.Config, error) {
+	cfg, err := config.Load(c.String("config"))
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if role == "" {
+		role = cfg.Role
+	}
+	set := func(flag string, dst ...*string) {
+		if v := c.String(flag); c.IsSet(flag) {
+			for _, d := range dst {
+				*d = v
+			}
+		}
+	}
+	set("log-level", &cfg.Log.Level)
+	set("log-format", &cfg.Log.Format)
+	set("ca-addr", &cfg.Board.CAAddr, &cfg.Student.CAAddr)
+	set("board-addr", &cfg.Student.BoardAddr)
+	switch role {
+	case "ca":
+		set("listen", &cfg.CA.Listen)
+		set("data-dir", &cfg.CA.DataDir)
+	case "board":
+		set("listen", &cfg.Board.Listen)
+		set("data-dir", &cfg.Board.DataDir)
+	case "student":
+		set("data-dir", &cfg.Student.DataDir)
+		if c.IsSet("listen") {
+			return nil, usagef("--listen does not apply to the student role")
+		}
+	}
+	if c.IsSet("parallel") {
+		cfg.Student.Parallel = c.Int("parallel")
+	}
+	cfg.Role = role
+	if err := cfg.Validate(); err != nil {
+		return nil, usagef("config %s with flags: %w", cfg.Path, err)
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg *config.Config, name string) (*zap.Logger, error) {
+	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, nil)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return log.Named(name), nil
+}
+
+// runRole is the action of `pkiboard --role=…`.
+func runRole(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("unknown command %q (see pkiboard --help)", c.Args().First())
+	}
+	cfg, err := loadConfig(c, c.String("role"))
+	if err != nil {
+		return err
+	}
+	if cfg.Role == "" {
+		return usagef("no role: give --role=ca, --role=board or --role=student, or set role in %s", cfg.Path)
+	}
+	if cfg.Role != "student" {
+		for _, f := range []string{"ids", "message", "report", "parallel"} {
+			if c.IsSet(f) {
+				return usagef("--%s applies only to --role=student", f)
+			}
+		}
+	}
+	log, err := newLogger(cfg, cfg.Role)
+	if err != nil {
+		return err
+	}
+	defer log.Sync() //nolint:errcheck // stderr may not support sync
+
+	switch cfg.Role {
+	case "ca":
+		return roles.RunCA(c.Context, cfg, log)
+	case "board":
+		return roles.RunBoard(c.Context, cfg, log)
+	default:
+		opts, err := studentOptions(c)
+		if err != nil {
+			return err
+		}
+		return roles.RunStudent(c.Context, cfg, log, opts)
+	}
+}
+
+func studentOptions(c *cli.Context) (roles.StudentOptions, error) {
+	var ids []string
+	for _, id := range strings.Split(c.String("ids"), ",") {
+		if id = strings.TrimSpace(id); id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return roles.StudentOptions{}, usagef("the student role needs --ids SID1,SID2,…")
+	}
+	if c.IsSet("message") && c.IsSet("report") {
+		return roles.StudentOptions{}, usagef("give --message or --report, not both")
+	}
+	if c.IsSet("message") && c.String("message") == "" {
+		return roles.StudentOptions{}, usagef("--message must not be empty")
+	}
+	return roles.StudentOptions{
+		IDs:     ids,
+		Message: c.String("message"),
+		Report:  c.String("report"),
+		Out:     os.Stdout,
+	}, nil
+}
