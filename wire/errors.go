@@ -1,0 +1,251 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode"
+	"unicode/utf8"
+)
+
+// A Code says why a peer refused something (PROTOCOL.md §2.1). Programs act on the
+// code; the text that comes with it is for humans.
+type Code uint16
+
+// The error codes of PROTOCOL.md §2.1. Codes from 16 up belong to the CA exchange
+// and from 48 up to the board session; the files that implement those exchanges
+// add them with [RegisterCode].
+const (
+	CodeInternal          Code = 1  // the server failed; try again later
+	CodeMalformed         Code = 2  // a frame or message could not be decoded
+	CodeFrameTooLarge     Code = 3  // a frame header announced more than the receiver's maximum
+	CodeUnknownMessage    Code = 4  // the type byte is not one the receiver knows
+	CodeUnexpectedMessage Code = 5  // a known message arrived out of order
+	CodeBadFileName       Code = 6  // a FileHeader name failed the rules of §3
+	CodeFileTooLarge      Code = 7  // a FileHeader size exceeds the receiver's limit
+	CodeFileMismatch      Code = 8  // the received bytes do not match the announced size or SHA-256
+	CodeBadOffset         Code = 9  // a resume offset outside 0..size
+	CodeBusy              Code = 10 // the server is at its connection limit; try again shortly
+	CodeTimeout           Code = 11 // the peer was too slow
+	CodeStorage           Code = 12 // the receiver could not store the data durably
+)
+
+var (
+	codesMu sync.RWMutex
+	codes   = map[Code]string{}
+)
+
+func init() {
+	RegisterCode(CodeInternal, "internal")
+	RegisterCode(CodeMalformed, "malformed")
+	RegisterCode(CodeFrameTooLarge, "frame-too-large")
+	RegisterCode(CodeUnknownMessage, "unknown-message")
+	RegisterCode(CodeUnexpectedMessage, "unexpected-message")
+	RegisterCode(CodeBadFileName, "bad-file-name")
+	RegisterCode(CodeFileTooLarge, "file-too-large")
+	RegisterCode(CodeFileMismatch, "file-mismatch")
+	RegisterCode(CodeBadOffset, "bad-offset")
+	RegisterCode(CodeBusy, "busy")
+	RegisterCode(CodeTimeout, "timeout")
+	RegisterCode(CodeStorage, "storage")
+}
+
+// RegisterCode gives code c its kebab-case name, as listed in PROTOCOL.md. It is
+// meant to be called from init functions; it panics if c is 0, if c already has a
+// name, or if name is empty.
+func RegisterCode(c Code, name string) {
+	if c == 0 || name == "" {
+		panic(fmt.Sprintf("wire: RegisterCode(%d, %q): code and name must be non-zero", c, name))
+	}
+	codesMu.Lock()
+	defer codesMu.Unlock()
+	if old, dup := codes[c]; dup {
+		panic(fmt.Sprintf("wire: error code %d registered twice (%q and %q)", c, old, name))
+	}
+	codes[c] = name
+}
+
+func codeName(c Code) (string, bool) {
+	codesMu.RLock()
+	defer codesMu.RUnlock()
+	name, ok := codes[c]
+	return name, ok
+}
+
+// String returns the code's registered name, such as "bad-file-name", or
+// "Code(N)" for a code nobody registered.
+func (c Code) String() string {
+	if name, ok := codeName(c); ok {
+		return name
+	}
+	return "Code(" + strconv.Itoa(int(c)) + ")"
+}
+
+// TypeError is the type byte of the [Error] message.
+const TypeError Type = 0x01
+
+// MaxErrorText is the longest Error text, in bytes, that a peer sends or accepts.
+const MaxErrorText = 1024
+
+func init() {
+	Register(TypeError, "Error", func() Message { return new(Error) })
+}
+
+// Error is the Error message (type 0x01, PROTOCOL.md §2.1): a peer's refusal. It is
+// also an error, so that a refusal received from the peer can be returned as is;
+// see [Expect].
+type Error struct {
+	Code Code
+	Text string // a sentence for a human; at most MaxErrorText bytes on the wire
+}
+
+// Type returns TypeError.
+func (*Error) Type() Type { return TypeError }
+
+// MarshalBody encodes the code and the text. A text that is not valid UTF-8 has its
+// bad bytes replaced with U+FFFD, and a text longer than MaxErrorText is cut at the
+// last whole character that fits: an Error is always sendable.
+func (e *Error) MarshalBody(b *Builder) {
+	b.U16(uint16(e.Code))
+	b.String16(clipText(e.Text, MaxErrorText))
+}
+
+// UnmarshalBody decodes the code and the text, refusing a text longer than
+// MaxErrorText.
+func (e *Error) UnmarshalBody(p *Parser) {
+	e.Code = Code(p.U16())
+	e.Text = p.String16()
+	if len(e.Text) > MaxErrorText {
+		p.Fail(fmt.Errorf("text of %d bytes exceeds %d", len(e.Text), MaxErrorText))
+	}
+}
+
+// Error describes the refusal as "peer refused: <name> (code N): <text>". Control
+// and other non-printing characters of the peer's text are escaped, so that a
+// hostile peer cannot forge lines in a log.
+func (e *Error) Error() string {
+	var sb strings.Builder
+	sb.WriteString("peer refused: ")
+	if name, ok := codeName(e.Code); ok {
+		fmt.Fprintf(&sb, "%s (code %d)", name, e.Code)
+	} else {
+		fmt.Fprintf(&sb, "code %d", e.Code)
+	}
+	if e.Text != "" {
+		sb.WriteString(": ")
+		writePrintable(&sb, e.Text)
+	}
+	return sb.String()
+}
+
+// WireCode returns e.Code, so that [CodeFor] passes a peer's code along.
+func (e *Error) WireCode() Code { return e.Code }
+
+// clipText returns s as valid UTF-8 of at most max bytes, cut on a character
+// boundary.
+func clipText(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
+
+// writePrintable writes s to sb with every rune that is not graphic (or a plain
+// space) escaped as in a Go string literal.
+func writePrintable(sb *strings.Builder, s string) {
+	for _, r := range s {
+		if r == ' ' || (unicode.IsGraphic(r) && r != utf8.RuneError) {
+			sb.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRuneToASCII(r)
+		sb.WriteString(q[1 : len(q)-1])
+	}
+}
+
+// CodeFor returns the code to send a peer for err, a local error (or nil, which
+// gives CodeInternal):
+//
+//   - an error in err's chain with a method WireCode() Code supplies its own code
+//     (this is how other packages' errors choose theirs, and how a peer's *Error
+//     keeps its code);
+//   - this package's errors map to their codes: a malformed, empty or truncated
+//     frame or message to CodeMalformed, *FrameTooLargeError to CodeFrameTooLarge,
+//     *UnknownTypeError to CodeUnknownMessage, *UnexpectedError to
+//     CodeUnexpectedMessage, *BadNameError to CodeBadFileName, *FileTooLargeError
+//     to CodeFileTooLarge, ErrFileMismatch to CodeFileMismatch, ErrBadOffset to
+//     CodeBadOffset, ErrBusy to CodeBusy, ErrStorage to CodeStorage;
+//   - an expired deadline (os.ErrDeadlineExceeded) gives CodeTimeout;
+//   - anything else is CodeInternal.
+func CodeFor(err error) Code {
+	if c, ok := codeOf(err); ok {
+		return c
+	}
+	return CodeInternal
+}
+
+// codeOf is CodeFor without the CodeInternal fallback.
+func codeOf(err error) (Code, bool) {
+	if err == nil {
+		return 0, false
+	}
+	var coder interface{ WireCode() Code }
+	if errors.As(err, &coder) {
+		return coder.WireCode(), true
+	}
+	for _, m := range codeMap {
+		if errors.Is(err, m.err) {
+			return m.code, true
+		}
+	}
+	return 0, false
+}
+
+// codeMap lists this package's sentinels in the order CodeFor tries them.
+var codeMap = []struct {
+	err  error
+	code Code
+}{
+	{ErrFrameTooLarge, CodeFrameTooLarge},
+	{ErrMalformed, CodeMalformed},
+	{ErrTruncated, CodeMalformed},
+	{ErrUnknownType, CodeUnknownMessage},
+	{ErrUnexpected, CodeUnexpectedMessage},
+	{ErrBadName, CodeBadFileName},
+	{ErrFileTooLarge, CodeFileTooLarge},
+	{ErrFileMismatch, CodeFileMismatch},
+	{ErrBadOffset, CodeBadOffset},
+	{ErrBusy, CodeBusy},
+	{ErrStorage, CodeStorage},
+	{os.ErrDeadlineExceeded, CodeTimeout},
+}
+
+// detailError is an error with its own message that also matches one or more
+// sentinels (and causes) with errors.Is and errors.As.
+type detailError struct {
+	msg   string
+	kinds []error
+}
+
+func (e *detailError) Error() string   { return e.msg }
+func (e *detailError) Unwrap() []error { return e.kinds }
+
+// detailf returns an error whose message is "wire: " and the formatted text and
+// that matches each of kinds.
+func detailf(kinds []error, format string, args ...any) error {
+	return &detailError{msg: "wire: " + fmt.Sprintf(format, args...), kinds: kinds}
+}
+
+// bareText returns err's message without this package's "wire: " prefix, for use
+// inside another message.
+func bareText(err error) string {
+	return strings.TrimPrefix(err.Error(), "wire: ")
+}

@@ -1,0 +1,171 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestCodeString(t *testing.T) {
+	want := map[Code]string{
+		1: "internal", 2: "malformed", 3: "frame-too-large", 4: "unknown-message",
+		5: "unexpected-message", 6: "bad-file-name", 7: "file-too-large", 8: "file-mismatch",
+		9: "bad-offset", 10: "busy", 11: "timeout", 12: "storage",
+		0: "Code(0)", 13: "Code(13)", 999: "Code(999)",
+	}
+	for c, name := range want {
+		if got := c.String(); got != name {
+			t.Errorf("Code(%d).String(): got %q, want %q", c, got, name)
+		}
+	}
+}
+
+func TestRegisterCode(t *testing.T) {
+	RegisterCode(63, "test-code")
+	if got := Code(63).String(); got != "test-code" {
+		t.Errorf("got %q, want \"test-code\"", got)
+	}
+	for _, tc := range []struct {
+		name string
+		c    Code
+		n    string
+	}{
+		{"duplicate", CodeBusy, "busy-again"},
+		{"zero", 0, "zero"},
+		{"no name", 62, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("RegisterCode(%d, %q) did not panic", tc.c, tc.n)
+				}
+			}()
+			RegisterCode(tc.c, tc.n)
+		})
+	}
+}
+
+// codedError is another package's error that chooses its own code.
+type codedError struct{}
+
+func (codedError) Error() string  { return "ca: subject does not match" }
+func (codedError) WireCode() Code { return 17 }
+
+func TestCodeFor(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want Code
+	}{
+		{"nil", nil, CodeInternal},
+		{"plain", errors.New("disk on fire"), CodeInternal},
+		{"encode", fmt.Errorf("x: %w", ErrEncode), CodeInternal},
+		{"frame too large", &FrameTooLargeError{Size: 10, Max: 5}, CodeFrameTooLarge},
+		{"wrapped frame too large", fmt.Errorf("reading: %w", &FrameTooLargeError{}), CodeFrameTooLarge},
+		{"malformed", ErrMalformed, CodeMalformed},
+		{"empty frame", ErrEmptyFrame, CodeMalformed},
+		{"truncated", truncated("header", 1, 4), CodeMalformed},
+		{"unknown type", &UnknownTypeError{Type: 0x99}, CodeUnknownMessage},
+		{"unexpected", &UnexpectedError{Got: TypeData, Want: TypeFileHeader}, CodeUnexpectedMessage},
+		{"bad name", ValidName("../x"), CodeBadFileName},
+		{"file too large", &FileTooLargeError{}, CodeFileTooLarge},
+		{"file mismatch", ErrFileMismatch, CodeFileMismatch},
+		{"bad offset", ErrBadOffset, CodeBadOffset},
+		{"busy", ErrBusy, CodeBusy},
+		{"storage", storageError("writing", syscall.ENOSPC), CodeStorage},
+		{"deadline", fmt.Errorf("read: %w", os.ErrDeadlineExceeded), CodeTimeout},
+		{"peer error", &Error{Code: CodeBusy}, CodeBusy},
+		{"own code", fmt.Errorf("enrolling: %w", codedError{}), 17},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := CodeFor(tc.err); got != tc.want {
+				t.Errorf("CodeFor(%v): got %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestErrorMessageText(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		e    *Error
+		want string
+	}{
+		{"known", &Error{Code: CodeBadFileName, Text: "name begins with '.'"}, "peer refused: bad-file-name (code 6): name begins with '.'"},
+		{"no text", &Error{Code: CodeBusy}, "peer refused: busy (code 10)"},
+		{"unknown code", &Error{Code: 4242, Text: "who knows"}, "peer refused: code 4242: who knows"},
+		{"control characters", &Error{Code: CodeInternal, Text: "a\nFAKE LOG LINE\x1b[31m"}, `peer refused: internal (code 1): a\nFAKE LOG LINE\x1b[31m`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.e.Error(); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestErrorTextClipped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		text string
+		want string
+	}{
+		{"short", "fine", "fine"},
+		{"exact", strings.Repeat("x", MaxErrorText), strings.Repeat("x", MaxErrorText)},
+		{"long ascii", strings.Repeat("x", MaxErrorText+10), strings.Repeat("x", MaxErrorText)},
+		// 1023 bytes, then a 2-byte character that would end at byte 1025.
+		{"cut before a character", strings.Repeat("x", MaxErrorText-1) + "é", strings.Repeat("x", MaxErrorText-1)},
+		{"invalid UTF-8", "a\xffb", "a\uFFFDb"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enc, err := Marshal(&Error{Code: CodeInternal, Text: tc.text})
+			if err != nil {
+				t.Fatalf("Marshal: %v", err)
+			}
+			m, err := Unmarshal(enc)
+			if err != nil {
+				t.Fatalf("Unmarshal: %v", err)
+			}
+			got := m.(*Error).Text
+			if got != tc.want {
+				t.Errorf("got text of %d bytes %.40q, want %d bytes %.40q", len(got), got, len(tc.want), tc.want)
+			}
+			if !utf8.ValidString(got) || len(got) > MaxErrorText {
+				t.Errorf("got an invalid text of %d bytes", len(got))
+			}
+		})
+	}
+}
+
+func TestRefuseSendsOnlyWhatThePeerShouldHear(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want Code // 0: nothing sent
+	}{
+		{"eof", io.EOF, 0},
+		{"truncated", truncated("payload", 1, 9), 0},
+		{"peer refused", &Error{Code: CodeBusy}, 0},
+		{"connection reset", fmt.Errorf("read: %w", syscall.ECONNRESET), 0},
+		{"local failure", errors.New("bug"), 0},
+		{"malformed", ErrEmptyFrame, CodeMalformed},
+		{"unexpected", &UnexpectedError{Got: TypeData, Want: TypeFileHeader}, CodeUnexpectedMessage},
+		{"timeout", os.ErrDeadlineExceeded, CodeTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := &msgQueue{}
+			refuse(q, tc.err)
+			switch {
+			case tc.want == 0 && len(q.out) != 0:
+				t.Errorf("sent %v, want nothing", q.out[0])
+			case tc.want != 0 && (len(q.out) != 1 || q.out[0].(*Error).Code != tc.want):
+				t.Errorf("sent %v, want one Error with code %v", q.out, tc.want)
+			}
+		})
+	}
+}

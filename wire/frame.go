@@ -1,0 +1,192 @@
+package wire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// Frame layout (PROTOCOL.md §1): a big-endian u32 length, then that many payload
+// bytes.
+const (
+	// HeaderSize is the size of a frame header: the payload length as a u32.
+	HeaderSize = 4
+
+	// DefaultMaxFrame is the largest payload a reader accepts unless it is told
+	// otherwise.
+	DefaultMaxFrame = 64 << 10
+
+	// maxPayload is the largest length a header can announce.
+	maxPayload = math.MaxUint32
+
+	// smallFrame is the payload size up to which a frame is copied behind its
+	// header and written in one Write, rather than written with writev.
+	smallFrame = 4 << 10
+
+	// pooledFrame is the largest frame WriteFrame copies into a pooled buffer
+	// when the writer is not a socket; bigger ones take two writes.
+	pooledFrame = HeaderSize + MaxDataChunk + 1
+)
+
+var (
+	// ErrFrameTooLarge matches a *FrameTooLargeError.
+	ErrFrameTooLarge = errors.New("wire: frame too large")
+
+	// ErrTruncated matches a frame that ended early: the connection closed inside
+	// a header or a payload. The error's message says where, as in "wire:
+	// truncated frame header (got 2 of 4 bytes)"; it also matches
+	// io.ErrUnexpectedEOF.
+	ErrTruncated = errors.New("wire: truncated frame")
+
+	// ErrEmptyFrame is returned for a frame of length 0 where a message was
+	// expected: a message needs at least its type byte. It matches ErrMalformed.
+	ErrEmptyFrame error = &detailError{
+		msg:   "wire: empty frame (a message needs at least its type byte)",
+		kinds: []error{ErrMalformed},
+	}
+)
+
+// FrameTooLargeError reports a frame header that announced more than the
+// reader's maximum. The reader returns it before allocating anything for the
+// payload, and reads none of it.
+type FrameTooLargeError struct {
+	Size uint32 // the length the header announced
+	Max  int    // the reader's maximum
+}
+
+// Error describes the oversized frame.
+func (e *FrameTooLargeError) Error() string {
+	return fmt.Sprintf("wire: frame of %d bytes exceeds the maximum of %d", e.Size, e.Max)
+}
+
+// Is reports whether target is ErrFrameTooLarge.
+func (e *FrameTooLargeError) Is(target error) bool { return target == ErrFrameTooLarge }
+
+// truncated returns the error for a frame part that ended after got of want bytes.
+func truncated(part string, got, want int) error {
+	return detailf([]error{ErrTruncated, io.ErrUnexpectedEOF},
+		"truncated frame %s (got %d of %d bytes)", part, got, want)
+}
+
+// ReadFrame reads one frame from r and returns its payload.
+//
+// It reads the header with io.ReadFull and checks the announced length against
+// max (DefaultMaxFrame if max <= 0) before allocating anything: a larger frame
+// gives a *FrameTooLargeError and none of its payload is read. The payload is read
+// into buf if its capacity suffices, else into a new slice of exactly the
+// payload's length. A frame of length 0 gives an empty payload and no error; it
+// is for the caller to refuse it (a message frame cannot be empty, see
+// ErrEmptyFrame).
+//
+// A reader at end of input before the first header byte gives io.EOF itself, so
+// that a server can tell a closed connection from a broken frame; input that ends
+// inside the header or the payload gives an error matching ErrTruncated. Other
+// read errors are returned wrapped, so that errors.Is(err,
+// os.ErrDeadlineExceeded) still works.
+func ReadFrame(r io.Reader, max int, buf []byte) ([]byte, error) {
+	var hdr []byte
+	if cap(buf) >= HeaderSize {
+		hdr = buf[:HeaderSize]
+	} else {
+		hdr = make([]byte, HeaderSize)
+	}
+	return readFrame(r, max, buf, hdr)
+}
+
+// readFrame is ReadFrame with a caller-supplied header buffer (which may share
+// memory with buf).
+func readFrame(r io.Reader, max int, buf, hdr []byte) ([]byte, error) {
+	if max <= 0 {
+		max = DefaultMaxFrame
+	}
+	if n, err := io.ReadFull(r, hdr[:HeaderSize]); err != nil {
+		switch {
+		case err == io.EOF:
+			return nil, io.EOF
+		case err == io.ErrUnexpectedEOF:
+			return nil, truncated("header", n, HeaderSize)
+		default:
+			return nil, fmt.Errorf("wire: reading frame header: %w", err)
+		}
+	}
+	size := binary.BigEndian.Uint32(hdr)
+	if uint64(size) > uint64(max) {
+		return nil, &FrameTooLargeError{Size: size, Max: max}
+	}
+	var p []byte
+	if uint64(cap(buf)) >= uint64(size) {
+		p = buf[:size]
+	} else {
+		p = make([]byte, size)
+	}
+	if n, err := io.ReadFull(r, p); err != nil {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, truncated("payload", n, int(size))
+		}
+		return nil, fmt.Errorf("wire: reading frame payload: %w", err)
+	}
+	return p, nil
+}
+
+// frameWriter holds the scratch memory of one WriteFrame call.
+type frameWriter struct {
+	buf []byte      // header, or header and payload, for a single Write
+	arr [2][]byte   // backing array of vec
+	vec net.Buffers // header and payload, for writev
+}
+
+var frameWriters = sync.Pool{New: func() any { return new(frameWriter) }}
+
+// WriteFrame writes payload to w as one frame: its length as a 4-byte header, then
+// the payload. Header and payload go out in a single write where possible: a
+// small payload is copied behind the header; a large one is written with writev
+// (net.Buffers) when w is a socket. Only a payload of more than 64 KiB to a writer
+// that is not a socket takes two writes.
+//
+// WriteFrame does not apply any frame-size limit of its own beyond the 4 GiB a
+// header can announce; respecting the reader's maximum is the caller's job.
+func WriteFrame(w io.Writer, payload []byte) error {
+	if uint64(len(payload)) > maxPayload {
+		return fmt.Errorf("wire: cannot write a frame of %d bytes (at most %d)", len(payload), uint64(maxPayload))
+	}
+	fw := frameWriters.Get().(*frameWriter)
+	defer frameWriters.Put(fw)
+	fw.buf = binary.BigEndian.AppendUint32(fw.buf[:0], uint32(len(payload)))
+
+	var err error
+	switch {
+	case len(payload) > smallFrame && isSocket(w):
+		fw.vec = append(fw.arr[:0], fw.buf, payload)
+		_, err = fw.vec.WriteTo(w)
+		fw.arr = [2][]byte{} // do not keep the caller's payload alive
+	case HeaderSize+len(payload) <= pooledFrame:
+		fw.buf = append(fw.buf, payload...)
+		_, err = w.Write(fw.buf)
+	default:
+		if _, err = w.Write(fw.buf); err == nil {
+			_, err = w.Write(payload)
+		}
+	}
+	if cap(fw.buf) > pooledFrame {
+		fw.buf = nil
+	}
+	if err != nil {
+		return fmt.Errorf("wire: writing frame: %w", err)
+	}
+	return nil
+}
+
+// isSocket reports whether w is an operating-system network connection, for which
+// net.Buffers uses writev.
+func isSocket(w io.Writer) bool {
+	if _, ok := w.(net.Conn); !ok {
+		return false
+	}
+	_, ok := w.(syscall.Conn)
+	return ok
+}

@@ -1,0 +1,232 @@
+package wire
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fuzzMaxFrame is the frame limit of FuzzReadFrame: small, so that the fuzzer
+// reaches it.
+const fuzzMaxFrame = 64
+
+// The seed corpora under testdata/fuzz/<FuzzName>/ are generated from these
+// functions by go test -run TestFuzzCorpus -update.
+
+func readFrameSeeds() map[string][]byte {
+	frame := func(p []byte) []byte {
+		var b bytes.Buffer
+		WriteFrame(&b, p)
+		return b.Bytes()
+	}
+	hello := frame([]byte("hello"))
+	return map[string][]byte{
+		"empty-input":      {},
+		"empty-frame":      frame(nil),
+		"one-frame":        hello,
+		"two-frames":       append(frame([]byte{1}), hello...),
+		"max-frame":        frame(bytes.Repeat([]byte{'m'}, fuzzMaxFrame)),
+		"over-max":         frame(bytes.Repeat([]byte{'o'}, fuzzMaxFrame+1)),
+		"header-4GiB":      {0xff, 0xff, 0xff, 0xff, 'x'},
+		"truncated-header": {0, 0},
+		"truncated-body":   hello[:7],
+		"message-frame":    frame(mustMarshal(&FileOffset{Offset: 5})),
+	}
+}
+
+func unmarshalSeeds() map[string][]byte {
+	seeds := map[string][]byte{
+		"empty":              {},
+		"unknown-type":       {0x99, 1, 2, 3},
+		"trailing":           {byte(TypeFileAck), 0},
+		"empty-data":         {byte(TypeData)},
+		"error-bad-utf8":     {byte(TypeError), 0, 1, 0, 2, 0xc3, 0x28},
+		"error-text-1025":    append([]byte{byte(TypeError), 0, 1, 0x04, 0x01}, strings.Repeat("x", 1025)...),
+		"header-long-len":    {byte(TypeFileHeader), 0xff, 'a'},
+		"allfields-zero":     mustMarshal(&allFields{}),
+		"allfields-full":     mustMarshal(&allFields{A: 1, B: 2, C: 3, D: 4, E: [3]byte{5, 6, 7}, F: []byte{8}, G: []byte{9, 9}, H: []byte{10}, I: "ï", J: "j"}),
+		"error-empty-text":   mustMarshal(&Error{Code: CodeBusy}),
+		"fileheader-hostile": mustMarshal(&FileHeader{Name: "../../etc/passwd", Size: 1 << 40}),
+	}
+	for _, m := range sampleMessages() {
+		seeds["valid-"+m.Type().String()] = mustMarshal(m)
+	}
+	return seeds
+}
+
+func fileHeaderSeeds() map[string][]byte {
+	body := func(h *FileHeader) []byte { return mustMarshal(h)[1:] }
+	valid := body(&FileHeader{Name: "report.pdf", Size: 1234, SHA256: sha256.Sum256([]byte("report"))})
+	return map[string][]byte{
+		"valid":         valid,
+		"empty-name":    body(&FileHeader{}),
+		"max-name":      body(&FileHeader{Name: strings.Repeat("n", NameMaxLen), Size: 1}),
+		"long-name":     body(&FileHeader{Name: strings.Repeat("n", 255)}),
+		"dotdot":        body(&FileHeader{Name: "..", Size: 2}),
+		"slash":         body(&FileHeader{Name: "a/b"}),
+		"nul":           body(&FileHeader{Name: "a\x00b"}),
+		"non-ascii":     body(&FileHeader{Name: "résumé.pdf"}),
+		"truncated":     valid[:20],
+		"trailing":      append(append([]byte(nil), valid...), 0),
+		"bad-utf8-name": {2, 0xff, 0xfe},
+	}
+}
+
+func mustMarshal(m Message) []byte {
+	b, err := Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// TestFuzzCorpus checks (or, with -update, writes) the committed seed corpora.
+func TestFuzzCorpus(t *testing.T) {
+	for target, seeds := range map[string]map[string][]byte{
+		"FuzzReadFrame":  readFrameSeeds(),
+		"FuzzUnmarshal":  unmarshalSeeds(),
+		"FuzzFileHeader": fileHeaderSeeds(),
+	} {
+		dir := filepath.Join("testdata", "fuzz", target)
+		for name, seed := range seeds {
+			path := filepath.Join(dir, name)
+			want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", seed)
+			if *update {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Errorf("%v (run go test -run TestFuzzCorpus -update)", err)
+				continue
+			}
+			if string(got) != want {
+				t.Errorf("%s is out of date (run go test -run TestFuzzCorpus -update)", path)
+			}
+		}
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	for _, seed := range readFrameSeeds() {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, buf := range [][]byte{nil, make([]byte, 0, 8), make([]byte, 0, fuzzMaxFrame)} {
+			r := bytes.NewReader(data)
+			consumed := 0
+			for {
+				p, err := ReadFrame(r, fuzzMaxFrame, buf)
+				if err != nil {
+					var tooLarge *FrameTooLargeError
+					switch {
+					case err == io.EOF:
+						if consumed != len(data) {
+							t.Fatalf("io.EOF after %d of %d bytes", consumed, len(data))
+						}
+					case errors.Is(err, ErrTruncated):
+					case errors.As(err, &tooLarge):
+						if tooLarge.Size <= fuzzMaxFrame {
+							t.Fatalf("refused a frame of %d bytes under the maximum %d", tooLarge.Size, fuzzMaxFrame)
+						}
+						if r.Len() != len(data)-consumed-HeaderSize {
+							t.Fatalf("read %d payload bytes of a refused frame", len(data)-consumed-HeaderSize-r.Len())
+						}
+					default:
+						t.Fatalf("unexpected error %v", err)
+					}
+					break
+				}
+				if len(p) > fuzzMaxFrame {
+					t.Fatalf("got a payload of %d bytes over the maximum %d", len(p), fuzzMaxFrame)
+				}
+				if !bytes.Equal(p, data[consumed+HeaderSize:consumed+HeaderSize+len(p)]) {
+					t.Fatalf("payload differs from the input")
+				}
+				consumed += HeaderSize + len(p)
+			}
+		}
+	})
+}
+
+func FuzzUnmarshal(f *testing.F) {
+	for _, seed := range unmarshalSeeds() {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := Unmarshal(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownType) {
+				t.Fatalf("got error %v, want one matching ErrMalformed or ErrUnknownType", err)
+			}
+			if c := CodeFor(err); c != CodeMalformed && c != CodeUnknownMessage {
+				t.Fatalf("CodeFor(%v) = %v, want malformed or unknown-message", err, c)
+			}
+			return
+		}
+		// Strict decoding means a single encoding per message: re-encoding
+		// gives back the input, byte for byte.
+		again, err := Marshal(m)
+		if err != nil {
+			t.Fatalf("Marshal of a decoded %v: %v", m.Type(), err)
+		}
+		if !bytes.Equal(again, data) {
+			t.Fatalf("decoded %v re-encodes as\n%x\nwant\n%x", m.Type(), again, data)
+		}
+	})
+}
+
+func FuzzFileHeader(f *testing.F) {
+	for _, seed := range fileHeaderSeeds() {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var h FileHeader
+		p := NewParser(body)
+		h.UnmarshalBody(p)
+		err := p.Finish()
+		m, uerr := Unmarshal(append([]byte{byte(TypeFileHeader)}, body...))
+		if (err == nil) != (uerr == nil) {
+			t.Fatalf("parsing the body: %v; Unmarshal of the frame: %v", err, uerr)
+		}
+		if err != nil {
+			return
+		}
+		if *m.(*FileHeader) != h {
+			t.Fatalf("Unmarshal gave %+v, the body parser %+v", m, h)
+		}
+		if again := mustMarshal(&h)[1:]; !bytes.Equal(again, body) {
+			t.Fatalf("re-encoded as %x, want %x", again, body)
+		}
+
+		nerr := ValidName(h.Name)
+		if nerr != nil {
+			var bad *BadNameError
+			if !errors.As(nerr, &bad) || bad.Name != h.Name || bad.Reason == "" || CodeFor(nerr) != CodeBadFileName {
+				t.Fatalf("ValidName(%q) = %v, want a *BadNameError naming it", h.Name, nerr)
+			}
+			return
+		}
+		// A valid name is safe as the last element of a path.
+		if len(h.Name) == 0 || len(h.Name) > NameMaxLen || h.Name[0] == '.' || h.Name[0] == '-' ||
+			strings.ContainsAny(h.Name, "/\\\x00 \t\r\n") || h.Name == "." || h.Name == ".." ||
+			!filepath.IsLocal(h.Name) || filepath.Base(h.Name) != h.Name {
+			t.Fatalf("ValidName accepted %q", h.Name)
+		}
+		for _, c := range []byte(h.Name) {
+			if !strings.ContainsRune("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-+", rune(c)) {
+				t.Fatalf("ValidName accepted %q with byte %#x", h.Name, c)
+			}
+		}
+	})
+}

@@ -1,0 +1,170 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// A Type is a message's type byte, the first byte of a frame's payload
+// (PROTOCOL.md §2).
+type Type uint8
+
+// String returns the name the type was registered with, such as "FileHeader", or
+// "Type(0x99)" for an unregistered type.
+func (t Type) String() string {
+	if info := types[t].Load(); info != nil {
+		return info.name
+	}
+	return fmt.Sprintf("Type(0x%02x)", uint8(t))
+}
+
+// A Message is one protocol message: a registered type and a body encoded with the
+// field kinds of PROTOCOL.md §2.
+//
+// Implementations are pointer types whose Type method returns a constant without
+// reading the receiver, so that it may be called on a nil pointer (Expect does).
+type Message interface {
+	// Type returns the message's type byte.
+	Type() Type
+	// MarshalBody appends the body to b; it reports a value it cannot encode
+	// with b.Fail.
+	MarshalBody(b *Builder)
+	// UnmarshalBody reads the body's fields from p, in order; it refuses a value
+	// that breaks a limit with p.Fail. It need not check for trailing bytes.
+	UnmarshalBody(p *Parser)
+}
+
+// MessageReadWriter reads and writes whole messages. *Conn implements it over a
+// framed connection; an encrypted session implements it over records.
+type MessageReadWriter interface {
+	ReadMessage() (Message, error)
+	WriteMessage(Message) error
+}
+
+var (
+	// ErrUnknownType matches an *UnknownTypeError.
+	ErrUnknownType = errors.New("wire: unknown message type")
+
+	// ErrUnexpected matches an *UnexpectedError.
+	ErrUnexpected = errors.New("wire: unexpected message")
+)
+
+// UnknownTypeError reports a payload whose type byte no message is registered
+// for (PROTOCOL.md §2: code unknown-message).
+type UnknownTypeError struct {
+	Type Type
+}
+
+// Error names the unknown type byte.
+func (e *UnknownTypeError) Error() string {
+	return fmt.Sprintf("wire: unknown message type 0x%02x", uint8(e.Type))
+}
+
+// Is reports whether target is ErrUnknownType.
+func (e *UnknownTypeError) Is(target error) bool { return target == ErrUnknownType }
+
+// UnexpectedError reports a known message that arrived where another was
+// expected (PROTOCOL.md §2: code unexpected-message).
+type UnexpectedError struct {
+	Got, Want Type
+}
+
+// Error names the message that arrived and the one expected.
+func (e *UnexpectedError) Error() string {
+	return fmt.Sprintf("wire: unexpected %v message (want %v)", e.Got, e.Want)
+}
+
+// Is reports whether target is ErrUnexpected.
+func (e *UnexpectedError) Is(target error) bool { return target == ErrUnexpected }
+
+type typeInfo struct {
+	name   string
+	newMsg func() Message
+}
+
+// types is the message registry, indexed by type byte. Entries are set once, by
+// Register, and read without locks.
+var types [256]atomic.Pointer[typeInfo]
+
+// Register adds message type t, called name in errors and logs, whose values
+// newMsg allocates for Unmarshal. It is meant to be called from init functions,
+// one file per exchange. It panics if t is already registered, if name is empty,
+// or if newMsg returns a message whose Type is not t.
+func Register(t Type, name string, newMsg func() Message) {
+	if name == "" || newMsg == nil {
+		panic(fmt.Sprintf("wire: Register(0x%02x): name and constructor are required", uint8(t)))
+	}
+	if got := newMsg().Type(); got != t {
+		panic(fmt.Sprintf("wire: Register(0x%02x, %q): constructor makes a message of type 0x%02x", uint8(t), name, uint8(got)))
+	}
+	if !types[t].CompareAndSwap(nil, &typeInfo{name: name, newMsg: newMsg}) {
+		panic(fmt.Sprintf("wire: message type 0x%02x registered twice (%s and %s)", uint8(t), types[t].Load().name, name))
+	}
+}
+
+// Marshal returns m's encoding: its type byte, then its body.
+func Marshal(m Message) ([]byte, error) {
+	return AppendMessage(nil, m)
+}
+
+// AppendMessage appends m's encoding to dst and returns the extended slice. On
+// error it returns dst unchanged (in length) and an error matching ErrEncode.
+func AppendMessage(dst []byte, m Message) ([]byte, error) {
+	t := m.Type()
+	b := Builder{buf: append(dst, byte(t)), what: t.String()}
+	m.MarshalBody(&b)
+	if b.err != nil {
+		return dst, b.err
+	}
+	return b.buf, nil
+}
+
+// Unmarshal decodes a frame payload as a message. An empty payload is
+// ErrEmptyFrame; an unregistered type byte is an *UnknownTypeError; a body that
+// does not decode exactly, with no bytes left over, gives an error matching
+// ErrMalformed.
+//
+// The message shares no memory with payload, except a *Data message, whose Bytes
+// are a slice of it.
+func Unmarshal(payload []byte) (Message, error) {
+	if len(payload) == 0 {
+		return nil, ErrEmptyFrame
+	}
+	t := Type(payload[0])
+	info := types[t].Load()
+	if info == nil {
+		return nil, &UnknownTypeError{Type: t}
+	}
+	m := info.newMsg()
+	p := Parser{buf: payload[1:], what: info.name}
+	m.UnmarshalBody(&p)
+	if err := p.Finish(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Expect reads one message from rw and returns it if it is a T. If the peer sent
+// an *Error instead, that is returned as the error, so that the caller sees the
+// peer's code; any other message gives an *UnexpectedError. Expect does not
+// answer the peer: replying (for example with CodeFor(err)) is the caller's
+// decision.
+func Expect[T Message](rw MessageReadWriter) (T, error) {
+	var zero T
+	m, err := rw.ReadMessage()
+	if err != nil {
+		return zero, err
+	}
+	if v, ok := m.(T); ok {
+		return v, nil
+	}
+	if e, ok := m.(*Error); ok {
+		return zero, e
+	}
+	var want Type
+	if any(zero) != nil { // T is a concrete (pointer) type, not an interface
+		want = zero.Type()
+	}
+	return zero, &UnexpectedError{Got: m.Type(), Want: want}
+}

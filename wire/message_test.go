@@ -1,0 +1,335 @@
+package wire
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// sampleMessages holds one value of each message type of PROTOCOL.md §2–3. Their
+// encodings are kept in testdata/golden/<name>.hex.
+func sampleMessages() []Message {
+	return []Message{
+		&Error{Code: CodeBadFileName, Text: `bad file name "../x": begins with '.'`},
+		&FileHeader{Name: "report.pdf", Size: 1234567, SHA256: sha256.Sum256([]byte("report"))},
+		&FileOffset{Offset: 8 << 20},
+		&Data{Bytes: []byte("file bytes")},
+		&FileAck{},
+	}
+}
+
+func TestMessageGolden(t *testing.T) {
+	for _, m := range sampleMessages() {
+		name := m.Type().String()
+		t.Run(name, func(t *testing.T) {
+			got, err := Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", "golden", name+".hex")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(hex.EncodeToString(got)+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			text, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			want, err := hex.DecodeString(strings.TrimSpace(string(text)))
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("got  %x\nwant %x (%s)", got, want, path)
+			}
+		})
+	}
+}
+
+func TestMessageRoundTrip(t *testing.T) {
+	msgs := append(sampleMessages(),
+		&Error{Code: 0xffff},
+		&Error{Code: CodeInternal, Text: strings.Repeat("é", MaxErrorText/2)},
+		&FileHeader{Name: "", Size: 1<<64 - 1},
+		&Data{Bytes: make([]byte, MaxDataChunk)},
+		&Data{Bytes: []byte{0}},
+		&allFields{},
+		&allFields{A: 1, B: 2, C: 3, D: 4, E: [3]byte{5, 6, 7}, F: []byte{8}, G: []byte{9}, H: []byte{10}, I: "k", J: "l"},
+	)
+	for _, m := range msgs {
+		t.Run(m.Type().String(), func(t *testing.T) {
+			enc, err := Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Unmarshal(enc)
+			if err != nil {
+				t.Fatalf("Unmarshal(%x): %v", enc, err)
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Errorf("got %#v, want %#v", got, m)
+			}
+		})
+	}
+}
+
+func TestUnmarshalTruncatedAtEveryOffset(t *testing.T) {
+	for _, m := range sampleMessages() {
+		if m.Type() == TypeData {
+			continue // any non-empty prefix of a Data body is a valid Data
+		}
+		enc, _ := Marshal(m)
+		t.Run(m.Type().String(), func(t *testing.T) {
+			for k := 0; k < len(enc); k++ {
+				_, err := Unmarshal(enc[:k])
+				if !errors.Is(err, ErrMalformed) {
+					t.Errorf("cut after %d of %d bytes: got %v, want an error matching ErrMalformed", k, len(enc), err)
+				}
+				if k == 0 && !errors.Is(err, ErrEmptyFrame) {
+					t.Errorf("empty payload: got %v, want ErrEmptyFrame", err)
+				}
+			}
+		})
+	}
+	t.Run("Data", func(t *testing.T) {
+		_, err := Unmarshal([]byte{byte(TypeData)})
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("Data with no bytes: got %v, want an error matching ErrMalformed", err)
+		}
+	})
+}
+
+func TestUnmarshalTrailingBytes(t *testing.T) {
+	for _, m := range sampleMessages() {
+		if m.Type() == TypeData {
+			continue // the rest of the frame is the Data
+		}
+		enc, _ := Marshal(m)
+		t.Run(m.Type().String(), func(t *testing.T) {
+			_, err := Unmarshal(append(enc, 0))
+			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "1 trailing bytes") {
+				t.Errorf("got %v, want a malformed error for 1 trailing byte", err)
+			}
+		})
+	}
+}
+
+func TestUnmarshalStrict(t *testing.T) {
+	header := func(name string) []byte {
+		b := []byte{byte(TypeFileHeader), byte(len(name))}
+		b = append(b, name...)
+		return append(b, make([]byte, 8+32)...)
+	}
+	errorMsg := func(text string) []byte {
+		b := []byte{byte(TypeError), 0, 1, byte(len(text) >> 8), byte(len(text))}
+		return append(b, text...)
+	}
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		want    error  // nil: decodes
+		msg     string // exact error message, if not empty
+	}{
+		{"empty", nil, ErrEmptyFrame, "wire: empty frame (a message needs at least its type byte)"},
+		{"unknown type", []byte{0x99, 1, 2}, ErrUnknownType, "wire: unknown message type 0x99"},
+		{"type 0", []byte{0x00}, ErrUnknownType, ""},
+		{"Error text bad UTF-8", errorMsg("a\xffb"), ErrMalformed, "wire: malformed Error: string ending at offset 7 is not valid UTF-8"},
+		{"Error text of 1024 bytes", errorMsg(strings.Repeat("x", 1024)), nil, ""},
+		{"Error text of 1025 bytes", errorMsg(strings.Repeat("x", 1025)), ErrMalformed, "wire: malformed Error: text of 1025 bytes exceeds 1024"},
+		{"FileHeader name bad UTF-8", header("\xc0\xaf"), ErrMalformed, ""},
+		{"FileHeader bad name decodes", header("../../etc/passwd"), nil, ""},
+		{"FileHeader short sha256", header("x")[:2+1+8+31], ErrMalformed, "wire: malformed FileHeader: truncated fixed[32] at offset 10 (needs 32 bytes, 31 left)"},
+		{"FileOffset short", []byte{byte(TypeFileOffset), 1, 2, 3}, ErrMalformed, "wire: malformed FileOffset: truncated u64 at offset 0 (needs 8 bytes, 3 left)"},
+		{"Data empty", []byte{byte(TypeData)}, ErrMalformed, "wire: malformed Data: Data of 0 bytes is outside 1..65536"},
+		{"Data of MaxDataChunk", append([]byte{byte(TypeData)}, make([]byte, MaxDataChunk)...), nil, ""},
+		{"Data over MaxDataChunk", append([]byte{byte(TypeData)}, make([]byte, MaxDataChunk+1)...), ErrMalformed, ""},
+		{"FileAck with body", []byte{byte(TypeFileAck), 0}, ErrMalformed, "wire: malformed FileAck: 1 trailing bytes after the last field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := Unmarshal(tc.payload)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("got %v, want no error", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want an error matching %v", err, tc.want)
+			}
+			if m != nil {
+				t.Errorf("got message %#v with the error, want nil", m)
+			}
+			if tc.msg != "" && err.Error() != tc.msg {
+				t.Errorf("got message %q, want %q", err, tc.msg)
+			}
+		})
+	}
+}
+
+func TestUnknownTypeError(t *testing.T) {
+	_, err := Unmarshal([]byte{0x99})
+	var ute *UnknownTypeError
+	if !errors.As(err, &ute) || ute.Type != 0x99 {
+		t.Fatalf("got %v, want *UnknownTypeError for 0x99", err)
+	}
+	if got := CodeFor(err); got != CodeUnknownMessage {
+		t.Errorf("CodeFor: got %v, want %v", got, CodeUnknownMessage)
+	}
+}
+
+func TestDataAliasesPayload(t *testing.T) {
+	payload := []byte{byte(TypeData), 'a', 'b'}
+	m, err := Unmarshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload[1] = 'X'
+	if got := string(m.(*Data).Bytes); got != "Xb" {
+		t.Errorf("got %q after changing the payload, want \"Xb\": Data aliases its frame", got)
+	}
+}
+
+func TestTypeString(t *testing.T) {
+	for _, tc := range []struct {
+		t    Type
+		want string
+	}{
+		{TypeError, "Error"},
+		{TypeFileHeader, "FileHeader"},
+		{TypeFileOffset, "FileOffset"},
+		{TypeData, "Data"},
+		{TypeFileAck, "FileAck"},
+		{0x99, "Type(0x99)"},
+		{0x00, "Type(0x00)"},
+	} {
+		if got := tc.t.String(); got != tc.want {
+			t.Errorf("Type(%#x).String(): got %q, want %q", uint8(tc.t), got, tc.want)
+		}
+	}
+}
+
+func TestRegisterPanics(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    func()
+	}{
+		{"duplicate", func() { Register(TypeFileAck, "Again", func() Message { return new(FileAck) }) }},
+		{"wrong type", func() { Register(0x98, "Wrong", func() Message { return new(FileAck) }) }},
+		{"no name", func() { Register(0x98, "", func() Message { return new(FileAck) }) }},
+		{"no constructor", func() { Register(0x98, "X", nil) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register did not panic")
+				}
+			}()
+			tc.f()
+		})
+	}
+	if got := Type(0x98).String(); got != "Type(0x98)" {
+		t.Errorf("a refused registration left type 0x98 named %q", got)
+	}
+}
+
+func TestExpect(t *testing.T) {
+	t.Run("match", func(t *testing.T) {
+		q := &msgQueue{in: []Message{&FileOffset{Offset: 7}}}
+		got, err := Expect[*FileOffset](q)
+		if err != nil || got.Offset != 7 {
+			t.Fatalf("got %v, %v, want offset 7", got, err)
+		}
+	})
+	t.Run("peer error", func(t *testing.T) {
+		q := &msgQueue{in: []Message{&Error{Code: CodeBusy, Text: "later"}}}
+		_, err := Expect[*FileOffset](q)
+		var pe *Error
+		if !errors.As(err, &pe) || pe.Code != CodeBusy {
+			t.Fatalf("got %v, want the peer's *Error with code busy", err)
+		}
+		if got := CodeFor(err); got != CodeBusy {
+			t.Errorf("CodeFor: got %v, want the peer's code %v", got, CodeBusy)
+		}
+	})
+	t.Run("expect Error", func(t *testing.T) {
+		q := &msgQueue{in: []Message{&Error{Code: CodeBusy}}}
+		got, err := Expect[*Error](q)
+		if err != nil || got.Code != CodeBusy {
+			t.Fatalf("got %v, %v, want the Error as a message", got, err)
+		}
+	})
+	t.Run("unexpected", func(t *testing.T) {
+		q := &msgQueue{in: []Message{&FileAck{}}}
+		_, err := Expect[*FileOffset](q)
+		var ue *UnexpectedError
+		if !errors.As(err, &ue) || !errors.Is(err, ErrUnexpected) {
+			t.Fatalf("got %v, want an *UnexpectedError", err)
+		}
+		if ue.Got != TypeFileAck || ue.Want != TypeFileOffset {
+			t.Errorf("got %+v, want Got FileAck, Want FileOffset", *ue)
+		}
+		if want := "wire: unexpected FileAck message (want FileOffset)"; err.Error() != want {
+			t.Errorf("got %q, want %q", err, want)
+		}
+	})
+	t.Run("read error", func(t *testing.T) {
+		_, err := Expect[*FileOffset](&msgQueue{})
+		if err != errEndOfQueue {
+			t.Fatalf("got %v, want the read error", err)
+		}
+	})
+}
+
+func TestConnMessages(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			a, b := tr.pair(t)
+			ca, cb := NewConn(a, Options{MaxFrame: MaxDataChunk + 1, ReadTimeout: 10e9, WriteTimeout: 10e9}),
+				NewConn(b, Options{MaxFrame: MaxDataChunk + 1, ReadTimeout: 10e9, WriteTimeout: 10e9})
+			msgs := append(sampleMessages(), &Data{Bytes: payload(MaxDataChunk)}, &Data{Bytes: payload(smallFrame + 1)})
+			go func() {
+				for _, m := range msgs {
+					if err := ca.WriteMessage(m); err != nil {
+						t.Errorf("WriteMessage(%v): %v", m.Type(), err)
+						return
+					}
+				}
+				ca.SendError(CodeTimeout, "too slow after %d ms", 30000)
+			}()
+			for _, want := range msgs {
+				got, err := cb.ReadMessage()
+				if err != nil {
+					t.Fatalf("ReadMessage: %v", err)
+				}
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("got %v message %.60v, want %.60v", got.Type(), got, want)
+				}
+			}
+			_, err := Expect[*FileAck](cb)
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Code != CodeTimeout || pe.Text != "too slow after 30000 ms" {
+				t.Fatalf("got %v, want the Error sent with SendError", err)
+			}
+		})
+	}
+}
+
+func TestConnWriteMessageRefusesBadData(t *testing.T) {
+	a, _ := pipePair(t)
+	c := NewConn(a, guardOptions)
+	for _, d := range []*Data{{}, {Bytes: make([]byte, MaxDataChunk+1)}} {
+		if err := c.WriteMessage(d); !errors.Is(err, ErrEncode) {
+			t.Errorf("Data of %d bytes: got %v, want an error matching ErrEncode", len(d.Bytes), err)
+		}
+	}
+}

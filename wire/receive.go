@@ -1,0 +1,518 @@
+package wire
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+)
+
+// File modes of what a Receiver creates.
+const (
+	fileMode = 0o600
+	dirMode  = 0o700
+)
+
+// Partial transfers live in the Receiver's PartialDir as two files named after
+// the validated name and the announced SHA-256, both hidden (valid names never
+// begin with '.'):
+//
+//	.<sha256 hex>.<name>.part   the bytes received so far
+//	.<sha256 hex>.<name>.ckpt   the checkpoint: the size and the fsynced offset
+const (
+	partSuffix       = ".part"
+	checkpointSuffix = ".ckpt"
+	tmpSuffix        = ".tmp"
+	checkpointFormat = "pkiboard partial v1 size=%d offset=%d\n"
+)
+
+// Receiver receives files as the receiver of PROTOCOL.md §3, keeping interrupted
+// transfers so that they can resume.
+type Receiver struct {
+	// PartialDir is the directory of partial files and their checkpoints; it is
+	// created (mode 0700) if needed. It must be on the same file system as the
+	// files' final places, for Incoming.CommitTo to rename them. Required.
+	PartialDir string
+
+	// MaxSize is the largest file accepted, in bytes: a larger one is answered
+	// file-too-large. Required: every receiver bounds what it stores.
+	MaxSize int64
+
+	// CheckpointEvery is the number of bytes between two checkpoints;
+	// DefaultCheckpointEvery if zero or negative or above it.
+	CheckpointEvery int64
+
+	// Allow, if set, is called with each announced name once it has passed
+	// ValidName; a non-nil error refuses the file. The peer is answered with
+	// the code the error carries (see CodeFor), or bad-file-name.
+	Allow func(name string) error
+
+	// openFile opens a partial file; os.OpenFile if nil. Tests replace it to
+	// simulate failing disks.
+	openFile func(path string) (partialFile, error)
+}
+
+// partialFile is the part of *os.File a Receiver uses for partial files.
+type partialFile interface {
+	io.ReaderAt
+	io.WriterAt
+	Truncate(size int64) error
+	Sync() error
+	Stat() (fs.FileInfo, error)
+	Close() error
+}
+
+// Incoming is a file received in full and verified, still in its partial place:
+// the caller either commits it to its final place or discards it.
+type Incoming struct {
+	Name        string            // the validated name from the FileHeader
+	Size        int64             // the file's size
+	SHA256      [sha256.Size]byte // the file's verified SHA-256
+	ResumedFrom int64             // the offset this transfer resumed from
+
+	path       string // where the file is now
+	checkpoint string // its checkpoint file, while it has one
+}
+
+// Path returns where the file is now: its partial file until CommitTo, then its
+// destination.
+func (in *Incoming) Path() string { return in.path }
+
+// CommitTo moves the file to dst by renaming it, replacing any file there, then
+// fsyncs dst's directory so that the new name is durable, and removes the
+// checkpoint. dst must be on the same file system as the partial file.
+func (in *Incoming) CommitTo(dst string) error {
+	if err := os.Rename(in.path, dst); err != nil {
+		return storageError(fmt.Sprintf("committing %q", in.Name), err)
+	}
+	in.path = dst
+	if err := syncDir(filepath.Dir(dst)); err != nil {
+		return storageError(fmt.Sprintf("committing %q", in.Name), err)
+	}
+	return in.removeCheckpoint()
+}
+
+// Discard deletes the file (wherever it is now) and its checkpoint.
+func (in *Incoming) Discard() error {
+	err := os.Remove(in.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = nil
+	}
+	return errors.Join(err, in.removeCheckpoint())
+}
+
+func (in *Incoming) removeCheckpoint() error {
+	if in.checkpoint == "" {
+		return nil
+	}
+	if err := os.Remove(in.checkpoint); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("wire: removing checkpoint of %q: %w", in.Name, err)
+	}
+	in.checkpoint = ""
+	return nil
+}
+
+// ReceiveFileInto receives one file with r (whose PartialDir defaults to dir),
+// commits it to filepath.Join(dir, name), replacing any file of that name, and
+// answers FileAck. dir is created (mode 0700) if needed; a failure to commit is
+// answered storage and leaves the partial transfer in place for a retry. If only the FileAck could not be sent, it returns both the
+// committed file and the error.
+func ReceiveFileInto(rw MessageReadWriter, dir string, r Receiver) (*Incoming, error) {
+	if r.PartialDir == "" {
+		r.PartialDir = dir
+	}
+	in, err := r.Receive(rw)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		err = storageError(fmt.Sprintf("receiving %q", in.Name), err)
+		refuse(rw, err)
+		return nil, err
+	}
+	if err := in.CommitTo(filepath.Join(dir, in.Name)); err != nil {
+		refuse(rw, err)
+		return nil, err
+	}
+	if err := rw.WriteMessage(new(FileAck)); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+// Receive receives one file: it reads a FileHeader and checks it (ValidName,
+// Allow, MaxSize), answers FileOffset with the checkpoint of a partial transfer
+// of the same name, size and SHA-256 (re-hashing the kept prefix, and cutting
+// off whatever follows the checkpoint), receives the Data, checkpointing every
+// CheckpointEvery bytes, and at the end verifies the SHA-256 and fsyncs the file.
+//
+// It does not send FileAck: the caller decides what acknowledges the file
+// (FileAck once it is committed, or a higher-level message), or calls
+// ReceiveFileInto.
+//
+// Each refusal is answered to the peer with its code before Receive returns a
+// typed error: *BadNameError, *FileTooLargeError, an error matching
+// ErrFileMismatch (the partial transfer is then deleted), ErrStorage (the
+// partial transfer is kept, its checkpoint never beyond what was fsynced), ErrBusy
+// (the same file is being received on another connection), *UnexpectedError.
+// An *Error from the peer is returned as is. If the connection fails mid-way,
+// what was received is fsynced and checkpointed, so that the next attempt
+// resumes from there.
+func (r *Receiver) Receive(rw MessageReadWriter) (*Incoming, error) {
+	if r.PartialDir == "" {
+		return nil, errors.New("wire: Receiver.PartialDir is not set")
+	}
+	if r.MaxSize <= 0 {
+		return nil, errors.New("wire: Receiver.MaxSize is not set")
+	}
+	s := &receiveState{r: r, rw: rw, every: r.CheckpointEvery}
+	if s.every <= 0 || s.every > DefaultCheckpointEvery {
+		s.every = DefaultCheckpointEvery
+	}
+	return s.receive()
+}
+
+// receiveState is one file transfer, on the receiving side.
+type receiveState struct {
+	r     *Receiver
+	rw    MessageReadWriter
+	every int64
+
+	hdr        *FileHeader
+	size       int64
+	part, ckpt string // partial file and checkpoint paths
+	key        string // s.part made absolute, for inProgress
+	f          partialFile
+	hash       hash.Hash
+	resumed    int64 // offset answered in FileOffset
+	pos        int64 // bytes in the partial file
+	synced     int64 // bytes fsynced and recorded in the checkpoint
+}
+
+// receive runs the steps of PROTOCOL.md §3 in order.
+func (s *receiveState) receive() (*Incoming, error) {
+	if err := s.readHeader(); err != nil {
+		return nil, err
+	}
+	if err := s.checkHeader(); err != nil {
+		return nil, err
+	}
+	if err := s.claim(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	defer s.closeFile()
+	if err := s.openPartial(); err != nil {
+		return nil, err
+	}
+	if err := s.rw.WriteMessage(&FileOffset{Offset: uint64(s.resumed)}); err != nil {
+		return nil, err
+	}
+	if err := s.readData(); err != nil {
+		return nil, err
+	}
+	if err := s.verify(); err != nil {
+		return nil, err
+	}
+	if err := s.closeFile(); err != nil {
+		return nil, s.storageFailure(err)
+	}
+	return &Incoming{
+		Name:        s.hdr.Name,
+		Size:        s.size,
+		SHA256:      s.hdr.SHA256,
+		ResumedFrom: s.resumed,
+		path:        s.part,
+		checkpoint:  s.ckpt,
+	}, nil
+}
+
+// refuse answers the peer with code and err's text, and returns err.
+func (s *receiveState) refuse(code Code, err error) error {
+	_ = s.rw.WriteMessage(&Error{Code: code, Text: bareText(err)})
+	return err
+}
+
+func (s *receiveState) readHeader() error {
+	h, err := Expect[*FileHeader](s.rw)
+	if err != nil {
+		refuse(s.rw, err)
+		return err
+	}
+	s.hdr = h
+	return nil
+}
+
+func (s *receiveState) checkHeader() error {
+	h := s.hdr
+	if err := ValidName(h.Name); err != nil {
+		return s.refuse(CodeBadFileName, err)
+	}
+	if s.r.Allow != nil {
+		if err := s.r.Allow(h.Name); err != nil {
+			code, ok := codeOf(err)
+			if !ok {
+				code = CodeBadFileName
+			}
+			return s.refuse(code, fmt.Errorf("wire: file %q refused: %w", h.Name, err))
+		}
+	}
+	if h.Size > uint64(s.r.MaxSize) {
+		return s.refuse(CodeFileTooLarge, &FileTooLargeError{Name: h.Name, Size: h.Size, Max: s.r.MaxSize})
+	}
+	s.size = int64(h.Size)
+	base := filepath.Join(s.r.PartialDir, "."+hex.EncodeToString(h.SHA256[:])+"."+h.Name)
+	s.part, s.ckpt = base+partSuffix, base+checkpointSuffix
+	return nil
+}
+
+// inProgress holds the partial files being received in this process.
+var inProgress = struct {
+	sync.Mutex
+	paths map[string]bool
+}{paths: make(map[string]bool)}
+
+// claim marks the partial file as being received, or refuses the transfer if
+// another connection is receiving the same file.
+func (s *receiveState) claim() error {
+	s.key = s.part
+	if abs, err := filepath.Abs(s.part); err == nil {
+		s.key = abs
+	}
+	inProgress.Lock()
+	defer inProgress.Unlock()
+	if inProgress.paths[s.key] {
+		return s.refuse(CodeBusy, detailf([]error{ErrBusy},
+			"a transfer of %q is already in progress; try again shortly", s.hdr.Name))
+	}
+	inProgress.paths[s.key] = true
+	return nil
+}
+
+func (s *receiveState) release() {
+	inProgress.Lock()
+	defer inProgress.Unlock()
+	delete(inProgress.paths, s.key)
+}
+
+// closeFile closes the partial file if it is open.
+func (s *receiveState) closeFile() error {
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f = nil
+	return err
+}
+
+// openPartial opens the partial file and sets the resume offset: the checkpoint
+// of an earlier transfer of the same file if the partial file holds that much,
+// else 0. Bytes after the offset are cut off and the bytes before it re-hashed.
+func (s *receiveState) openPartial() error {
+	if err := os.MkdirAll(s.r.PartialDir, dirMode); err != nil {
+		return s.storageFailure(err)
+	}
+	off, hadCheckpoint, err := readCheckpoint(s.ckpt, s.size)
+	if err != nil {
+		return s.storageFailure(err)
+	}
+	open := s.r.openFile
+	if open == nil {
+		open = openPartialFile
+	}
+	if s.f, err = open(s.part); err != nil {
+		s.f = nil
+		return s.storageFailure(err)
+	}
+	st, err := s.f.Stat()
+	if err != nil {
+		return s.storageFailure(err)
+	}
+	if st.Size() < off {
+		off = 0 // the checkpoint claims more than the file holds: trust neither
+	}
+	if off == 0 && hadCheckpoint {
+		// Forget the old checkpoint before writing, so that it never vouches for
+		// bytes of this transfer that were not fsynced.
+		if err := os.Remove(s.ckpt); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return s.storageFailure(err)
+		}
+	}
+	if err := s.f.Truncate(off); err != nil {
+		return s.storageFailure(err)
+	}
+	s.hash = sha256.New()
+	if _, err := io.Copy(s.hash, io.NewSectionReader(s.f, 0, off)); err != nil {
+		return s.storageFailure(err)
+	}
+	s.resumed, s.pos, s.synced = off, off, off
+	return nil
+}
+
+func openPartialFile(path string) (partialFile, error) {
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
+}
+
+// readData receives Data messages until the file is complete.
+func (s *receiveState) readData() error {
+	for s.pos < s.size {
+		m, err := s.rw.ReadMessage()
+		if err != nil {
+			refuse(s.rw, err)
+			s.saveProgress()
+			return err
+		}
+		d, ok := m.(*Data)
+		if !ok {
+			s.saveProgress()
+			if e, ok := m.(*Error); ok {
+				return e
+			}
+			return s.refuse(CodeUnexpectedMessage, &UnexpectedError{Got: m.Type(), Want: TypeData})
+		}
+		n := int64(len(d.Bytes))
+		if n > s.size-s.pos {
+			err := detailf([]error{ErrFileMismatch}, "file %q: Data passes the announced size of %d bytes", s.hdr.Name, s.size)
+			s.refuse(CodeFileMismatch, err)
+			s.discard()
+			return err
+		}
+		if _, err := s.f.WriteAt(d.Bytes, s.pos); err != nil {
+			return s.storageFailure(err)
+		}
+		s.hash.Write(d.Bytes)
+		s.pos += n
+		if s.pos-s.synced >= s.every && s.pos < s.size {
+			if err := s.checkpoint(); err != nil {
+				return s.storageFailure(err)
+			}
+		}
+	}
+	return nil
+}
+
+// verify checks the whole file's SHA-256 against the header's and fsyncs it.
+func (s *receiveState) verify() error {
+	var sum [sha256.Size]byte
+	s.hash.Sum(sum[:0])
+	if !bytes.Equal(sum[:], s.hdr.SHA256[:]) {
+		err := detailf([]error{ErrFileMismatch}, "file %q: the received bytes have SHA-256 %x, the header announced %x",
+			s.hdr.Name, sum, s.hdr.SHA256)
+		s.refuse(CodeFileMismatch, err)
+		s.discard()
+		return err
+	}
+	if err := s.f.Sync(); err != nil {
+		return s.storageFailure(err)
+	}
+	return nil
+}
+
+// checkpoint fsyncs the partial file, then records its length as the checkpoint.
+func (s *receiveState) checkpoint() error {
+	if err := s.f.Sync(); err != nil {
+		return err
+	}
+	if err := writeCheckpoint(s.ckpt, s.size, s.pos); err != nil {
+		return err
+	}
+	s.synced = s.pos
+	return nil
+}
+
+// saveProgress checkpoints what an interrupted transfer received, best effort.
+func (s *receiveState) saveProgress() {
+	if s.pos > s.synced {
+		_ = s.checkpoint()
+	}
+}
+
+// discard deletes the partial file and its checkpoint, so that the next attempt
+// starts from 0.
+func (s *receiveState) discard() {
+	_ = os.Remove(s.ckpt)
+	_ = os.Remove(s.part)
+}
+
+// storageFailure answers the peer storage and returns err wrapped to match
+// ErrStorage. The peer learns the kind of failure but not the receiver's paths.
+func (s *receiveState) storageFailure(err error) error {
+	reason := "I/O error"
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		reason = errno.Error()
+	}
+	_ = s.rw.WriteMessage(&Error{Code: CodeStorage,
+		Text: fmt.Sprintf("the receiver could not store %q durably (%s); try again later", s.hdr.Name, reason)})
+	return storageError(fmt.Sprintf("receiving %q", s.hdr.Name), err)
+}
+
+func storageError(op string, err error) error {
+	return &detailError{msg: "wire: " + op + ": " + err.Error(), kinds: []error{ErrStorage, err}}
+}
+
+// readCheckpoint returns the offset recorded in the checkpoint file at path if
+// it is for a file of size bytes, else 0; and whether a checkpoint file exists.
+// A checkpoint that does not parse exactly counts as 0.
+func readCheckpoint(path string, size int64) (off int64, exists bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	var gotSize, gotOff int64
+	if _, err := fmt.Sscanf(string(b), checkpointFormat, &gotSize, &gotOff); err != nil ||
+		fmt.Sprintf(checkpointFormat, gotSize, gotOff) != string(b) ||
+		gotSize != size || gotOff < 0 || gotOff > size {
+		return 0, true, nil
+	}
+	return gotOff, true, nil
+}
+
+// writeCheckpoint atomically replaces the checkpoint file at path: it writes and
+// fsyncs a temporary file, renames it into place and fsyncs the directory.
+func writeCheckpoint(path string, size, off int64) error {
+	tmp := path + tmpSuffix
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, checkpointFormat, size, off)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir fsyncs a directory, making the names in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
