@@ -19,7 +19,7 @@ deps: ## install what the tests need and the machine may lack (openssl), with ap
 		echo "make: installing openssl (the tests check interop with the real binary)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
 
-test: deps ## the full suite: go test -race ./... (unit, fuzz seeds, end-to-end)
+test: deps lint ## the full suite: gofmt, go vet, go test -race ./... (unit, fuzz seeds, end-to-end)
 	PKIBOARD_REQUIRE_OPENSSL=1 $(GO) test -race -timeout 40m ./...
 
 bench: ## run the benchmarks

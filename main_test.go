@@ -74,11 +74,15 @@ func TestFlagsOverrideConfig(t *testing.T) {
 		{"ca listen from flag", []string{"--role=ca", "--listen", "127.0.0.1:0"},
 			func(c *config.Config) (string, string) { return c.CA.Listen, "127.0.0.1:0" }},
 		{"board listen from flag leaves ca alone", []string{"--role=board", "--listen", "127.0.0.1:7"},
-			func(c *config.Config) (string, string) { return c.Board.Listen + " " + c.CA.Listen, "127.0.0.1:7 127.0.0.1:9000" }},
+			func(c *config.Config) (string, string) {
+				return c.Board.Listen + " " + c.CA.Listen, "127.0.0.1:7 127.0.0.1:9000"
+			}},
 		{"data dir", []string{"--role=board", "--data-dir", "/srv/board"},
 			func(c *config.Config) (string, string) { return c.Board.DataDir, "/srv/board" }},
 		{"ca addr for board and student", []string{"--role=student", "--ca-addr", "10.0.0.1:8011"},
-			func(c *config.Config) (string, string) { return c.Board.CAAddr + " " + c.Student.CAAddr, "10.0.0.1:8011 10.0.0.1:8011" }},
+			func(c *config.Config) (string, string) {
+				return c.Board.CAAddr + " " + c.Student.CAAddr, "10.0.0.1:8011 10.0.0.1:8011"
+			}},
 		{"board addr", []string{"--role=student", "--board-addr", "10.0.0.2:8002"},
 			func(c *config.Config) (string, string) { return c.Student.BoardAddr, "10.0.0.2:8002" }},
 		{"log level", []string{"--role=ca", "--log-level", "debug"},
