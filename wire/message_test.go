@@ -12,7 +12,7 @@ import (
 	"testing"
 )
 
-// sampleMessages holds one value of each message type of PROTOCOL.md §2–3. Their
+// sampleMessages holds one value of each message type of PROTOCOL.md §2–5. Their
 // encodings are kept in testdata/golden/<name>.hex.
 func sampleMessages() []Message {
 	return []Message{
@@ -21,6 +21,28 @@ func sampleMessages() []Message {
 		&FileOffset{Offset: 8 << 20},
 		&Data{Bytes: []byte("file bytes")},
 		&FileAck{},
+		&EnrollRequest{Profile: ProfileStudent, SID: "1155000001", CSR: []byte("csr der"), Token: "tok"},
+		&EnrollAccepted{Serial: []byte{0x7f, 1, 2, 3}, NotAfter: 1800000000},
+		&Fetch{Name: "crl.pem"},
+		&ClientHello{
+			Version: SessionVersion, SID: "1155000001",
+			Certificates: [][]byte{[]byte("leaf der"), []byte("intermediate der")},
+			Random:       [RandomLen]byte{1, 2, 3},
+			Suites:       []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256},
+			KEM:          KEMXWing, KEMPublic: []byte("x-wing public key"),
+		},
+		&ServerHello{
+			Version: SessionVersion, Random: [RandomLen]byte{4, 5, 6}, Suite: SuiteAES256CTRHMACSHA256,
+			KeyTransport: KeyTransportHPKEP256, EncryptedKey: []byte("enc||ct"), KEMCiphertext: []byte("x-wing enc"),
+			Certificates: [][]byte{[]byte("board der")},
+		},
+		&ServerVerify{Signature: []byte("board signature")},
+		&SubmitEnd{Signature: []byte("student signature")},
+		&Receipt{
+			ID: "000001", SID: "1155000001", Serial: []byte{0x42}, Name: "message.txt",
+			Size: 290, SHA256: sha256.Sum256([]byte("content")), Received: 1800000000123,
+			Signature: []byte("receipt signature"),
+		},
 	}
 }
 

@@ -1,0 +1,309 @@
+package wire
+
+import "fmt"
+
+// The board session (PROTOCOL.md §5).
+const (
+	TypeClientHello  Type = 0x20 // student → board
+	TypeServerHello  Type = 0x21 // board → student
+	TypeServerVerify Type = 0x22 // board → student
+	TypeSubmitEnd    Type = 0x23 // student → board, as a record
+	TypeReceipt      Type = 0x24 // board → student, as a record
+)
+
+// Limits and constants of the session.
+const (
+	SessionVersion  = 1
+	RandomLen       = 32
+	MaxCertificates = 4    // certificates in a chain a peer sends
+	MaxCertLen      = 8192 // bytes of one DER certificate
+	MaxSuites       = 16
+	MaxSignatureLen = 1024 // bytes of a signature (RSA-8192 needs 1024)
+	MaxKeyShareLen  = 4096 // bytes of a KEM public key, ciphertext or encrypted session key
+	MaxReceiptIDLen = 64
+)
+
+// Cipher suite identifiers.
+const (
+	SuiteAES256CTRHMACSHA256 uint16 = 0x0001
+	SuiteRC4HMACSHA256       uint16 = 0x0002
+)
+
+// KEMXWing is the HPKE KEM id of MLKEM768-X25519 (X-Wing).
+const KEMXWing uint16 = 0x647a
+
+// Key transports (ServerHello.KeyTransport).
+const (
+	KeyTransportRSAOAEP  uint8 = 1 // RSA-OAEP-SHA256
+	KeyTransportHPKEP256 uint8 = 2 // HPKE DHKEM(P-256), HKDF-SHA256, AES-256-GCM
+	KeyTransportHPKEP384 uint8 = 3 // HPKE DHKEM(P-384), HKDF-SHA256, AES-256-GCM
+	maxKeyTransport            = KeyTransportHPKEP384
+	minKeyTransport            = KeyTransportRSAOAEP
+)
+
+// Error codes of the session (PROTOCOL.md §5).
+const (
+	CodeUnknownCA              Code = 48
+	CodeCertExpired            Code = 49
+	CodeCertRevoked            Code = 50
+	CodeSIDMismatch            Code = 51 // the certificate CN is not the SID the hello claims
+	CodeWrongUsage             Code = 52
+	CodeSuiteNotAllowed        Code = 53
+	CodeBadVersion             Code = 54
+	CodeBadRecordMAC           Code = 55
+	CodeBadSubmissionSignature Code = 56
+	CodeCRLUnavailable         Code = 57
+	CodeBadKeyShare            Code = 58
+	CodeUnsupportedKey         Code = 59
+	CodeBadTranscriptSignature Code = 60
+	CodeNameMismatch           Code = 61
+	CodeKeyTransportFailed     Code = 62
+)
+
+func init() {
+	Register(TypeClientHello, "ClientHello", func() Message { return new(ClientHello) })
+	Register(TypeServerHello, "ServerHello", func() Message { return new(ServerHello) })
+	Register(TypeServerVerify, "ServerVerify", func() Message { return new(ServerVerify) })
+	Register(TypeSubmitEnd, "SubmitEnd", func() Message { return new(SubmitEnd) })
+	Register(TypeReceipt, "Receipt", func() Message { return new(Receipt) })
+
+	RegisterCode(CodeUnknownCA, "unknown-ca")
+	RegisterCode(CodeCertExpired, "cert-expired")
+	RegisterCode(CodeCertRevoked, "cert-revoked")
+	RegisterCode(CodeSIDMismatch, "sid-mismatch")
+	RegisterCode(CodeWrongUsage, "wrong-usage")
+	RegisterCode(CodeSuiteNotAllowed, "suite-not-allowed")
+	RegisterCode(CodeBadVersion, "bad-version")
+	RegisterCode(CodeBadRecordMAC, "bad-record-mac")
+	RegisterCode(CodeBadSubmissionSignature, "bad-submission-signature")
+	RegisterCode(CodeCRLUnavailable, "crl-unavailable")
+	RegisterCode(CodeBadKeyShare, "bad-key-share")
+	RegisterCode(CodeUnsupportedKey, "unsupported-key")
+	RegisterCode(CodeBadTranscriptSignature, "bad-transcript-signature")
+	RegisterCode(CodeNameMismatch, "name-mismatch")
+	RegisterCode(CodeKeyTransportFailed, "key-transport-failed")
+}
+
+// marshalCerts encodes a list8<bytes16> of certificates.
+func marshalCerts(b *Builder, certs [][]byte) {
+	if len(certs) > 255 {
+		b.Fail(fmt.Errorf("%d certificates do not fit a list8", len(certs)))
+		return
+	}
+	b.U8(uint8(len(certs)))
+	for _, c := range certs {
+		b.Bytes16(c)
+	}
+}
+
+// unmarshalCerts decodes a list8<bytes16> of 1..MaxCertificates certificates of
+// 1..MaxCertLen bytes each, refusing a longer list before reading its entries.
+func unmarshalCerts(p *Parser) [][]byte {
+	n := int(p.U8())
+	if p.Err() != nil {
+		return nil
+	}
+	if n == 0 || n > MaxCertificates {
+		p.Fail(fmt.Errorf("%d certificates is outside 1..%d", n, MaxCertificates))
+		return nil
+	}
+	certs := make([][]byte, 0, n)
+	for range n {
+		c := p.Bytes16()
+		if p.Err() != nil {
+			return nil
+		}
+		if len(c) == 0 || len(c) > MaxCertLen {
+			p.Fail(fmt.Errorf("a certificate of %d bytes is outside 1..%d", len(c), MaxCertLen))
+			return nil
+		}
+		certs = append(certs, c)
+	}
+	return certs
+}
+
+// checkLen fails p when a decoded field's length is outside lo..hi.
+func checkLen(p *Parser, field string, n, lo, hi int) {
+	if p.Err() == nil && (n < lo || n > hi) {
+		p.Fail(fmt.Errorf("%s of %d bytes is outside %d..%d", field, n, lo, hi))
+	}
+}
+
+// ClientHello opens a session (type 0x20).
+type ClientHello struct {
+	Version      uint16
+	SID          string   // string8, 1..MaxSIDLen
+	Certificates [][]byte // list8<bytes16>, leaf first
+	Random       [RandomLen]byte
+	Suites       []uint16 // list8<u16>, 1..MaxSuites
+	KEM          uint16
+	KEMPublic    []byte // bytes16
+}
+
+// Type returns TypeClientHello.
+func (*ClientHello) Type() Type { return TypeClientHello }
+
+// MarshalBody encodes the hello.
+func (m *ClientHello) MarshalBody(b *Builder) {
+	b.U16(m.Version)
+	b.String8(m.SID)
+	marshalCerts(b, m.Certificates)
+	b.Fixed(m.Random[:])
+	if len(m.Suites) > 255 {
+		b.Fail(fmt.Errorf("%d suites do not fit a list8", len(m.Suites)))
+		return
+	}
+	b.U8(uint8(len(m.Suites)))
+	for _, s := range m.Suites {
+		b.U16(s)
+	}
+	b.U16(m.KEM)
+	b.Bytes16(m.KEMPublic)
+}
+
+// UnmarshalBody decodes the hello and checks its lengths.
+func (m *ClientHello) UnmarshalBody(p *Parser) {
+	m.Version = p.U16()
+	m.SID = p.String8()
+	checkLen(p, "sid", len(m.SID), 1, MaxSIDLen)
+	m.Certificates = unmarshalCerts(p)
+	copy(m.Random[:], p.Fixed(RandomLen))
+	n := int(p.U8())
+	if p.Err() == nil && (n == 0 || n > MaxSuites) {
+		p.Fail(fmt.Errorf("%d suites is outside 1..%d", n, MaxSuites))
+	}
+	if p.Err() == nil {
+		m.Suites = make([]uint16, n)
+		for i := range m.Suites {
+			m.Suites[i] = p.U16()
+		}
+	}
+	m.KEM = p.U16()
+	m.KEMPublic = p.Bytes16()
+	checkLen(p, "kem_public", len(m.KEMPublic), 1, MaxKeyShareLen)
+}
+
+// ServerHello answers a ClientHello (type 0x21).
+type ServerHello struct {
+	Version       uint16
+	Random        [RandomLen]byte
+	Suite         uint16
+	KeyTransport  uint8
+	EncryptedKey  []byte   // bytes16
+	KEMCiphertext []byte   // bytes16
+	Certificates  [][]byte // list8<bytes16>, leaf first
+}
+
+// Type returns TypeServerHello.
+func (*ServerHello) Type() Type { return TypeServerHello }
+
+// MarshalBody encodes the hello.
+func (m *ServerHello) MarshalBody(b *Builder) {
+	b.U16(m.Version)
+	b.Fixed(m.Random[:])
+	b.U16(m.Suite)
+	b.U8(m.KeyTransport)
+	b.Bytes16(m.EncryptedKey)
+	b.Bytes16(m.KEMCiphertext)
+	marshalCerts(b, m.Certificates)
+}
+
+// UnmarshalBody decodes the hello and checks its lengths.
+func (m *ServerHello) UnmarshalBody(p *Parser) {
+	m.Version = p.U16()
+	copy(m.Random[:], p.Fixed(RandomLen))
+	m.Suite = p.U16()
+	m.KeyTransport = p.U8()
+	if p.Err() == nil && (m.KeyTransport < minKeyTransport || m.KeyTransport > maxKeyTransport) {
+		p.Fail(fmt.Errorf("key_transport %d is not one of 1, 2, 3", m.KeyTransport))
+	}
+	m.EncryptedKey = p.Bytes16()
+	checkLen(p, "encrypted_key", len(m.EncryptedKey), 1, MaxKeyShareLen)
+	m.KEMCiphertext = p.Bytes16()
+	checkLen(p, "kem_ciphertext", len(m.KEMCiphertext), 1, MaxKeyShareLen)
+	m.Certificates = unmarshalCerts(p)
+}
+
+// ServerVerify carries the board's signature over the transcript (type 0x22).
+type ServerVerify struct {
+	Signature []byte // bytes16
+}
+
+// Type returns TypeServerVerify.
+func (*ServerVerify) Type() Type { return TypeServerVerify }
+
+// MarshalBody encodes the signature.
+func (m *ServerVerify) MarshalBody(b *Builder) { b.Bytes16(m.Signature) }
+
+// UnmarshalBody decodes the signature.
+func (m *ServerVerify) UnmarshalBody(p *Parser) {
+	m.Signature = p.Bytes16()
+	checkLen(p, "signature", len(m.Signature), 1, MaxSignatureLen)
+}
+
+// SubmitEnd ends a submission with the student's signature over its statement
+// (type 0x23).
+type SubmitEnd struct {
+	Signature []byte // bytes16
+}
+
+// Type returns TypeSubmitEnd.
+func (*SubmitEnd) Type() Type { return TypeSubmitEnd }
+
+// MarshalBody encodes the signature.
+func (m *SubmitEnd) MarshalBody(b *Builder) { b.Bytes16(m.Signature) }
+
+// UnmarshalBody decodes the signature.
+func (m *SubmitEnd) UnmarshalBody(p *Parser) {
+	m.Signature = p.Bytes16()
+	checkLen(p, "signature", len(m.Signature), 1, MaxSignatureLen)
+}
+
+// Receipt is the board's signed acknowledgement of a stored submission (type
+// 0x24).
+type Receipt struct {
+	ID        string // string8
+	SID       string // string8
+	Serial    []byte // bytes8
+	Name      string // string8
+	Size      uint64
+	SHA256    [32]byte
+	Received  uint64 // milliseconds since the Unix epoch
+	Signature []byte // bytes16
+}
+
+// Type returns TypeReceipt.
+func (*Receipt) Type() Type { return TypeReceipt }
+
+// MarshalSigned encodes the fields the signature covers, in order.
+func (m *Receipt) MarshalSigned(b *Builder) {
+	b.String8(m.ID)
+	b.String8(m.SID)
+	b.Bytes8(m.Serial)
+	b.String8(m.Name)
+	b.U64(m.Size)
+	b.Fixed(m.SHA256[:])
+	b.U64(m.Received)
+}
+
+// MarshalBody encodes the signed fields and the signature.
+func (m *Receipt) MarshalBody(b *Builder) {
+	m.MarshalSigned(b)
+	b.Bytes16(m.Signature)
+}
+
+// UnmarshalBody decodes the receipt and checks its lengths.
+func (m *Receipt) UnmarshalBody(p *Parser) {
+	m.ID = p.String8()
+	checkLen(p, "id", len(m.ID), 1, MaxReceiptIDLen)
+	m.SID = p.String8()
+	checkLen(p, "sid", len(m.SID), 1, MaxSIDLen)
+	m.Serial = p.Bytes8()
+	checkLen(p, "serial", len(m.Serial), 1, MaxSerialLen)
+	m.Name = p.String8()
+	m.Size = p.U64()
+	copy(m.SHA256[:], p.Fixed(32))
+	m.Received = p.U64()
+	m.Signature = p.Bytes16()
+	checkLen(p, "signature", len(m.Signature), 1, MaxSignatureLen)
+}
