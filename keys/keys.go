@@ -1,0 +1,283 @@
+// Package keys generates, encodes and stores the key pairs and certificates
+// pkiboard's roles hold: private keys as PKCS#8 PEM files of mode 0600
+// (optionally passphrase-encrypted in a form OpenSSL reads), certificates as
+// PEM, every file written atomically (temporary file, fsync, rename, fsync of
+// the directory).
+//
+// It knows nothing of policy: which algorithms a CA accepts, or what a
+// certificate must contain, is decided by its callers.
+package keys
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Algorithms lists the key algorithm names Generate accepts.
+var Algorithms = []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"}
+
+// Generate returns a new private key for the named algorithm (see Algorithms),
+// drawn from crypto/rand.
+func Generate(alg string) (crypto.Signer, error) {
+	switch alg {
+	case "ecdsa-p256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ecdsa-p384":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "rsa-2048":
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case "rsa-3072":
+		return rsa.GenerateKey(rand.Reader, 3072)
+	case "rsa-4096":
+		return rsa.GenerateKey(rand.Reader, 4096)
+	}
+	return nil, fmt.Errorf("keys: unknown algorithm %q (use one of %s)", alg, strings.Join(Algorithms, ", "))
+}
+
+// Describe names a public key's type and size for people: "ECDSA P-256",
+// "RSA-2048".
+func Describe(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA-%d", k.N.BitLen())
+	}
+	return fmt.Sprintf("%T", pub)
+}
+
+// SamePublicKey reports whether a and b are the same public key.
+func SamePublicKey(a, b crypto.PublicKey) bool {
+	ka, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ka.Equal(b)
+}
+
+// PEM block types.
+const (
+	blockPrivateKey          = "PRIVATE KEY"
+	blockEncryptedPrivateKey = "ENCRYPTED PRIVATE KEY"
+	blockCertificate         = "CERTIFICATE"
+)
+
+// ErrPassphrase is returned when an encrypted key needs a passphrase that was
+// not given, or the given one does not decrypt it.
+var ErrPassphrase = errors.New("keys: wrong or missing passphrase")
+
+// MarshalPrivatePEM encodes key as PKCS#8 in PEM. With a non-empty passphrase
+// the key is encrypted (see EncryptPKCS8).
+func MarshalPrivatePEM(key crypto.Signer, passphrase []byte) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("keys: encode private key: %w", err)
+	}
+	defer clear(der)
+	if len(passphrase) == 0 {
+		return pem.EncodeToMemory(&pem.Block{Type: blockPrivateKey, Bytes: der}), nil
+	}
+	enc, err := EncryptPKCS8(der, passphrase)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: blockEncryptedPrivateKey, Bytes: enc}), nil
+}
+
+// ParsePrivatePEM decodes a PEM private key: PKCS#8 ("PRIVATE KEY"), encrypted
+// PKCS#8 ("ENCRYPTED PRIVATE KEY", which needs passphrase), or the older
+// "RSA PRIVATE KEY" and "EC PRIVATE KEY" forms openssl may write.
+func ParsePrivatePEM(data, passphrase []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, errors.New("keys: no PEM block found in private key data")
+	}
+	der := block.Bytes
+	var key any
+	var err error
+	switch block.Type {
+	case blockPrivateKey:
+		key, err = x509.ParsePKCS8PrivateKey(der)
+	case blockEncryptedPrivateKey:
+		if len(passphrase) == 0 {
+			return nil, fmt.Errorf("%w: the key is encrypted and no passphrase was given", ErrPassphrase)
+		}
+		plain, derr := DecryptPKCS8(der, passphrase)
+		if derr != nil {
+			return nil, derr
+		}
+		defer clear(plain)
+		key, err = x509.ParsePKCS8PrivateKey(plain)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(der)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(der)
+	default:
+		return nil, fmt.Errorf("keys: PEM block %q is not a private key", block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys: parse private key: %w", err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("keys: %T is not a signing key", key)
+	}
+	switch signer.(type) {
+	case *ecdsa.PrivateKey, *rsa.PrivateKey:
+		return signer, nil
+	}
+	return nil, fmt.Errorf("keys: %s keys are not supported (use ECDSA or RSA)", Describe(signer.Public()))
+}
+
+// ReadPrivateKey reads a PEM private key file written by WritePrivateKey or by
+// openssl.
+func ReadPrivateKey(path string, passphrase []byte) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	defer clear(data)
+	key, err := ParsePrivatePEM(data, passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
+}
+
+// WritePrivateKey writes key to path as (optionally encrypted) PKCS#8 PEM,
+// atomically and with mode 0600.
+func WritePrivateKey(path string, key crypto.Signer, passphrase []byte) error {
+	data, err := MarshalPrivatePEM(key, passphrase)
+	if err != nil {
+		return err
+	}
+	defer clear(data)
+	return WriteFileAtomic(path, data, 0o600)
+}
+
+// EncodeCertificatePEM returns der as a PEM "CERTIFICATE" block.
+func EncodeCertificatePEM(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: blockCertificate, Bytes: der})
+}
+
+// ParseCertificatesPEM decodes every "CERTIFICATE" block in data, in order. It
+// fails if there is none, or if data holds anything but certificates and
+// whitespace.
+func ParseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != blockCertificate {
+			return nil, fmt.Errorf("keys: PEM block %q is not a certificate", block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("keys: parse certificate: %w", err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("keys: no certificate found in PEM data")
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("keys: unexpected data after the certificates")
+	}
+	return certs, nil
+}
+
+// ReadCertificate reads the first certificate of a PEM file.
+func ReadCertificate(path string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	certs, err := ParseCertificatesPEM(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs[0], nil
+}
+
+// Fingerprint returns the SHA-256 of a certificate's DER encoding.
+func Fingerprint(cert *x509.Certificate) [32]byte { return sha256.Sum256(cert.Raw) }
+
+// FingerprintHex returns Fingerprint as colon-separated uppercase hex, as
+// `openssl x509 -fingerprint -sha256` prints it.
+func FingerprintHex(cert *x509.Certificate) string {
+	fp := Fingerprint(cert)
+	h := strings.ToUpper(hex.EncodeToString(fp[:]))
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
+}
+
+// WriteFileAtomic writes data to path so that a crash leaves either the old
+// file or the complete new one: it writes a temporary file in the same
+// directory with the given mode, fsyncs it, renames it over path, and fsyncs
+// the directory. The directory is created with mode 0700 if missing.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(mode); err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("keys: write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("keys: sync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("keys: close %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs a directory, making the names in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("keys: sync directory %s: %w", dir, err)
+	}
+	return nil
+}

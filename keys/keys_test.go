@@ -1,0 +1,360 @@
+package keys
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// openssl returns the path of the openssl binary. Without one the test is
+// skipped, unless PKIBOARD_REQUIRE_OPENSSL=1, in which case it fails.
+func openssl(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("openssl")
+	if err != nil {
+		msg := fmt.Sprintf("openssl not found on PATH: %v", err)
+		if os.Getenv("PKIBOARD_REQUIRE_OPENSSL") == "1" {
+			t.Fatalf("%s (PKIBOARD_REQUIRE_OPENSSL=1, so this is a failure)", msg)
+		}
+		t.Skipf("%s; set PKIBOARD_REQUIRE_OPENSSL=1 to make this a failure", msg)
+	}
+	return bin
+}
+
+// run runs openssl with args and returns its standard output; a non-zero
+// exit fails the test with its standard error.
+func run(t *testing.T, bin string, args ...string) []byte {
+	t.Helper()
+	out, err := runErr(bin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func runErr(bin string, args ...string) ([]byte, error) {
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s: %v: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+func readFixture(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestGenerate(t *testing.T) {
+	tests := []struct {
+		alg  string
+		want string // Describe of the public key
+	}{
+		{"ecdsa-p256", "ECDSA P-256"},
+		{"ecdsa-p384", "ECDSA P-384"},
+		{"rsa-2048", "RSA-2048"},
+		{"rsa-3072", "RSA-3072"},
+		{"rsa-4096", "RSA-4096"},
+	}
+	if len(tests) != len(Algorithms) {
+		t.Fatalf("table covers %d algorithms, Algorithms lists %d", len(tests), len(Algorithms))
+	}
+	for _, tt := range tests {
+		t.Run(tt.alg, func(t *testing.T) {
+			if testing.Short() && strings.HasPrefix(tt.alg, "rsa-") && tt.alg != "rsa-2048" {
+				t.Skip("slow RSA key generation in -short mode")
+			}
+			key, err := Generate(tt.alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := Describe(key.Public()); got != tt.want {
+				t.Errorf("got %s want %s", got, tt.want)
+			}
+			other, err := Generate(tt.alg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if SamePublicKey(key.Public(), other.Public()) {
+				t.Error("two generated keys are equal")
+			}
+			if !SamePublicKey(key.Public(), key.Public()) {
+				t.Error("SamePublicKey(k, k) is false")
+			}
+		})
+	}
+	if _, err := Generate("ed25519"); err == nil || !strings.Contains(err.Error(), "ecdsa-p256") {
+		t.Errorf("Generate(ed25519): got %v, want an error listing the algorithms", err)
+	}
+}
+
+// TestParsePrivatePEMFixtures reads keys openssl wrote in every form it
+// writes (testdata/README.md says how they were made).
+func TestParsePrivatePEMFixtures(t *testing.T) {
+	tests := []struct {
+		file    string
+		want    string // Describe of the key, or "" for an error
+		wantErr string
+	}{
+		{file: "rsa-pkcs1.pem", want: "RSA-2048"},
+		{file: "ec-p256-sec1.pem", want: "ECDSA P-256"},
+		{file: "rsa-pkcs8.pem", want: "RSA-2048"},
+		{file: "ec-p384-pkcs8.pem", want: "ECDSA P-384"},
+		{file: "ed25519-pkcs8.pem", wantErr: "not supported"},
+		{file: "cert.pem", wantErr: `"CERTIFICATE" is not a private key`},
+		{file: "README.md", wantErr: "no PEM block"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			key, err := ParsePrivatePEM(readFixture(t, tt.file), nil)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := Describe(key.Public()); got != tt.want {
+				t.Errorf("got %s want %s", got, tt.want)
+			}
+			// A key read in another form re-encodes as PKCS#8 and reads back.
+			pemData, err := MarshalPrivatePEM(key, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			again, err := ParsePrivatePEM(pemData, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !SamePublicKey(key.Public(), again.Public()) {
+				t.Error("re-encoded key differs")
+			}
+		})
+	}
+}
+
+func TestReadWritePrivateKey(t *testing.T) {
+	key, err := Generate("ecdsa-p256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "sub", "key.pem")
+	if err := WritePrivateKey(path, key, nil); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o600 {
+		t.Errorf("mode: got %o want 600", got)
+	}
+	got, err := ReadPrivateKey(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !SamePublicKey(key.Public(), got.Public()) {
+		t.Error("read key differs from written key")
+	}
+	if _, err := ReadPrivateKey(filepath.Join(t.TempDir(), "missing.pem"), nil); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: got %v want os.ErrNotExist", err)
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	tests := []struct {
+		name     string
+		mode     os.FileMode
+		existing []byte // written first, nil for none
+		data     []byte
+	}{
+		{"new private file", 0o600, nil, []byte("secret")},
+		{"new public file", 0o644, nil, []byte("public")},
+		{"replaces a file", 0o600, []byte("old contents, longer than the new"), []byte("new")},
+		{"empty file", 0o600, nil, []byte{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "made")
+			path := filepath.Join(dir, "f")
+			if tt.existing != nil {
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, tt.existing, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := WriteFileAtomic(path, tt.data, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tt.data) {
+				t.Errorf("content: got %q want %q", got, tt.data)
+			}
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fi.Mode().Perm(); got != tt.mode {
+				t.Errorf("mode: got %o want %o", got, tt.mode)
+			}
+			if tt.existing == nil {
+				di, err := os.Stat(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := di.Mode().Perm(); got != 0o700 {
+					t.Errorf("created directory mode: got %o want 700", got)
+				}
+			}
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != 1 || entries[0].Name() != "f" {
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				t.Errorf("directory holds %q, want only the file (no temporary left behind)", names)
+			}
+		})
+	}
+}
+
+func TestWriteFileAtomicFailureLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	// The target is a non-empty directory, so the rename fails.
+	path := filepath.Join(dir, "target")
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(path, []byte("data"), 0o600); err == nil {
+		t.Fatal("rename over a non-empty directory succeeded")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d entries after a failed write, want 1 (no temporary left behind)", len(entries))
+	}
+}
+
+var fingerprintRE = regexp.MustCompile(`^[0-9A-F]{2}(:[0-9A-F]{2}){31}$`)
+
+func TestFingerprintHex(t *testing.T) {
+	certs, err := ParseCertificatesPEM(readFixture(t, "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := FingerprintHex(certs[0])
+	if !fingerprintRE.MatchString(got) {
+		t.Errorf("format: %q is not 32 colon-separated uppercase hex pairs", got)
+	}
+	// The golden file is openssl's output, made once (testdata/README.md).
+	golden := strings.TrimSpace(string(readFixture(t, "cert.pem.sha256")))
+	if want := "sha256 Fingerprint=" + got; golden != want {
+		t.Errorf("got %q want (from testdata/cert.pem.sha256) %q", want, golden)
+	}
+
+	t.Run("openssl", func(t *testing.T) {
+		bin := openssl(t)
+		key, err := Generate("ecdsa-p256")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		keyPath := filepath.Join(dir, "key.pem")
+		if err := WritePrivateKey(keyPath, key, nil); err != nil {
+			t.Fatal(err)
+		}
+		certPath := filepath.Join(dir, "cert.pem")
+		run(t, bin, "req", "-x509", "-key", keyPath, "-subj", "/CN=fingerprint", "-days", "1", "-out", certPath)
+		cert, err := ReadCertificate(certPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := strings.TrimSpace(string(run(t, bin, "x509", "-in", certPath, "-noout", "-fingerprint", "-sha256")))
+		if want := "sha256 Fingerprint=" + FingerprintHex(cert); out != want {
+			t.Errorf("openssl printed %q, want %q", out, want)
+		}
+	})
+}
+
+func TestParseCertificatesPEM(t *testing.T) {
+	cert := readFixture(t, "cert.pem")
+	key := readFixture(t, "ec-p384-pkcs8.pem")
+	tests := []struct {
+		name    string
+		data    []byte
+		n       int
+		wantErr string
+	}{
+		{"one", cert, 1, ""},
+		{"two", append(append([]byte{}, cert...), cert...), 2, ""},
+		{"none", []byte("nothing here"), 0, "no certificate"},
+		{"a key", key, 0, "is not a certificate"},
+		{"trailing junk", append(append([]byte{}, cert...), "junk"...), 0, "unexpected data"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			certs, err := ParseCertificatesPEM(tt.data)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(certs) != tt.n {
+				t.Errorf("got %d certificates want %d", len(certs), tt.n)
+			}
+		})
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	p224, err := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		pub  any
+		want string
+	}{
+		{p224.Public(), "ECDSA P-224"},
+		{&rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 1023), E: 65537}, "RSA-1024"},
+		{"not a key", "string"},
+	}
+	for _, tt := range tests {
+		if got := Describe(tt.pub); got != tt.want {
+			t.Errorf("Describe(%T): got %s want %s", tt.pub, got, tt.want)
+		}
+	}
+}
