@@ -1,0 +1,257 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"pkiboard/keys"
+	"pkiboard/store"
+	"pkiboard/wire"
+)
+
+// The files an Authority keeps in Options.Dir.
+const (
+	RootCertFile    = "root.pem"
+	RootKeyFile     = "root-key.pem"
+	DBFile          = "ca.db"
+	CRLFile         = "crl.pem"
+	BoardSecretFile = "board-enroll.token"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultKeyAlgorithm = "ecdsa-p256"
+	DefaultRootValidity = 10 * 365 * 24 * time.Hour
+	DefaultCertValidity = 180 * 24 * time.Hour
+	DefaultCRLValidity  = 7 * 24 * time.Hour
+	DefaultTokenTTL     = 72 * time.Hour
+)
+
+// Enrollment policies (Options.Policy).
+const (
+	PolicyOpen  = "open"  // any SID that passes the checks may enroll: for demos
+	PolicyToken = "token" // a student needs a one-time token from CreateToken
+)
+
+// backdate is how far before the moment of issue a certificate's (and the
+// root's) notBefore is set, for clients whose clocks run slow.
+const backdate = time.Minute
+
+// Options configure Open. Dir, Subject.CommonName, Policy, SIDPattern and
+// BoardName are required; the other zero values take the defaults above.
+type Options struct {
+	// Dir is the data directory (see the package comment for its files). It is
+	// created with mode 0700 if missing.
+	Dir string
+	// Subject names the root on first start; a later start keeps the root's
+	// own subject.
+	Subject pkix.Name
+	// KeyAlgorithm is the root key's algorithm on first start: "ecdsa-p256"
+	// (default), "ecdsa-p384", "rsa-2048", "rsa-3072" or "rsa-4096".
+	KeyAlgorithm string
+	// Passphrase, when not empty, encrypts the root key (PKCS#8, PBES2 with
+	// AES-256-CBC, which openssl reads) on first start and decrypts it later.
+	// The caller obtains it; the Authority never logs it and keeps no
+	// reference to it once Open returns (the caller may clear it then).
+	Passphrase []byte
+
+	RootValidity time.Duration // the root certificate's lifetime, on first start
+	CertValidity time.Duration // an issued certificate's lifetime (capped at the root's notAfter)
+	CRLValidity  time.Duration // from a CRL's thisUpdate to its nextUpdate
+
+	// Policy is PolicyOpen or PolicyToken; it applies to students (profile
+	// 1). The board (profile 2) always needs the board secret or a board token.
+	Policy string
+	// SIDPattern is the pattern a student ID must match in full (it is
+	// anchored again here, whatever the caller wrote).
+	SIDPattern *regexp.Regexp
+	// RosterFile, when not empty, lists the SIDs allowed to enroll: one per
+	// line, '#' starts a comment, blank lines are ignored. The file is read
+	// again when its modification time or size changes.
+	RosterFile string
+	// TokenTTL is the lifetime of a token when CreateToken is given none.
+	TokenTTL time.Duration
+	// BoardName is the only name a board certificate (profile 2) is issued for.
+	BoardName string
+
+	Now  func() time.Time // the clock; default time.Now
+	Rand io.Reader        // serials, tokens, the board secret; default crypto/rand.Reader; must be safe for concurrent use
+	Log  *zap.Logger      // default zap.NewNop()
+}
+
+// Authority is an open certificate authority. Its methods are safe for
+// concurrent use.
+type Authority struct {
+	o     Options
+	sidRE *regexp.Regexp // o.SIDPattern anchored at both ends
+	log   *zap.Logger
+	db    *store.DB
+
+	root    *x509.Certificate
+	rootPEM []byte
+	key     crypto.Signer
+	sigAlg  x509.SignatureAlgorithm
+
+	keyEncrypted bool // root-key.pem is encrypted
+
+	boardSecretHash [32]byte // SHA-256 of the board enrollment secret
+	roster          *roster  // nil when there is none
+
+	crlMu    sync.Mutex // serializes CRL numbers, revocations and crl.pem writes
+	crl      *x509.RevocationList
+	crlPEM   []byte
+	crlDirty bool // a revocation is not yet in crl.pem
+}
+
+// Open opens the authority in o.Dir. On first start (neither root.pem nor
+// root-key.pem exists) it creates the root key and certificate and the board
+// enrollment secret; later it loads them and refuses, with an error that says
+// what to do, any state it cannot trust — it never makes a new root while
+// anything of the old one is left.
+func Open(o Options) (*Authority, error) {
+	if err := o.fill(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	a := &Authority{
+		o:     o,
+		sidRE: regexp.MustCompile(`^(?:` + o.SIDPattern.String() + `)$`),
+		log:   o.Log,
+	}
+	db, err := store.Open(filepath.Join(o.Dir, DBFile), store.Options{}, buckets...)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	a.db = db
+	err = a.open()
+	a.o.Passphrase = nil // used only here; keep no reference
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Authority) open() error {
+	if err := a.initSchema(); err != nil {
+		return err
+	}
+	if err := a.loadOrCreateRoot(); err != nil {
+		return err
+	}
+	if err := a.loadOrCreateBoardSecret(); err != nil {
+		return err
+	}
+	if a.o.RosterFile != "" {
+		r, err := loadRoster(a.o.RosterFile, a.sidRE, a.log)
+		if err != nil {
+			return err
+		}
+		a.roster = r
+	}
+	return a.loadCRL()
+}
+
+// fill checks o and sets the defaults.
+func (o *Options) fill() error {
+	var missing []string
+	if o.Dir == "" {
+		missing = append(missing, "Dir")
+	}
+	if o.Subject.CommonName == "" {
+		missing = append(missing, "Subject.CommonName")
+	}
+	if o.SIDPattern == nil {
+		missing = append(missing, "SIDPattern")
+	}
+	if o.BoardName == "" {
+		missing = append(missing, "BoardName")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("ca: options %v must be set", missing)
+	}
+	if len(o.BoardName) > wire.MaxSIDLen {
+		return fmt.Errorf("ca: board name of %d bytes is longer than %d", len(o.BoardName), wire.MaxSIDLen)
+	}
+	if o.Policy != PolicyOpen && o.Policy != PolicyToken {
+		return fmt.Errorf("ca: policy %q is neither %q nor %q", o.Policy, PolicyOpen, PolicyToken)
+	}
+	if o.KeyAlgorithm == "" {
+		o.KeyAlgorithm = DefaultKeyAlgorithm
+	}
+	if !slices.Contains(keys.Algorithms, o.KeyAlgorithm) {
+		return fmt.Errorf("ca: key algorithm %q is not one of %v", o.KeyAlgorithm, keys.Algorithms)
+	}
+	for _, d := range []struct {
+		p   *time.Duration
+		def time.Duration
+	}{
+		{&o.RootValidity, DefaultRootValidity},
+		{&o.CertValidity, DefaultCertValidity},
+		{&o.CRLValidity, DefaultCRLValidity},
+		{&o.TokenTTL, DefaultTokenTTL},
+	} {
+		if *d.p < 0 {
+			return fmt.Errorf("ca: negative duration %s in options", *d.p)
+		}
+		if *d.p == 0 {
+			*d.p = d.def
+		}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return nil
+}
+
+// now returns the time from the injected clock, in UTC and whole seconds, as
+// certificates and CRLs record it.
+func (a *Authority) now() time.Time { return a.o.Now().UTC().Truncate(time.Second) }
+
+// path returns the path of a file in the data directory.
+func (a *Authority) path(name string) string { return filepath.Join(a.o.Dir, name) }
+
+// Close closes the store, after the writes in flight. The Authority must not
+// be used afterwards (Enroll and the other writers then fail).
+func (a *Authority) Close() error {
+	if err := a.db.Close(); err != nil {
+		return fmt.Errorf("ca: close: %w", err)
+	}
+	return nil
+}
+
+// Root returns the root certificate. The caller must not modify it.
+func (a *Authority) Root() *x509.Certificate { return a.root }
+
+// RootPEM returns the root certificate in PEM, as root.pem holds it. The
+// caller must not modify the slice.
+func (a *Authority) RootPEM() []byte { return a.rootPEM }
+
+// BoardSecretPath returns the file the board enrollment secret was written
+// to on first start. The file may since have been moved away; the secret
+// still works.
+func (a *Authority) BoardSecretPath() string { return a.path(BoardSecretFile) }
+
+// isNotExist reports whether err says a file does not exist.
+func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }

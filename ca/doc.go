@@ -1,0 +1,42 @@
+// Package ca is pkiboard's certificate authority: it owns the root key and
+// certificate, checks enrollment requests against the policy of PROTOCOL.md §4,
+// issues certificates from a fresh template, keeps a durable record of every
+// certificate and every decision, revokes, and publishes a CRL.
+//
+// It does no networking and reads no configuration: package roles serves the
+// CA exchange over TCP and the operator socket, and calls Open, Enroll,
+// Revoke, CRLPEM and the rest. An Authority is safe for concurrent use.
+//
+// # Files
+//
+// Everything lives in Options.Dir:
+//
+//	root.pem            the root certificate (PEM), written last on first start
+//	root-key.pem        the root key, PKCS#8 PEM, mode 0600, encrypted when a passphrase is set
+//	ca.db               the store (bbolt, package store)
+//	crl.pem             the current CRL (PEM "X509 CRL")
+//	board-enroll.token  the board enrollment secret, mode 0600 (only its SHA-256 is in ca.db)
+//
+// # Store layout
+//
+// ca.db has these buckets. Records are JSON objects (field names below);
+// times are RFC 3339 in UTC, serials uppercase hexadecimal without sign or
+// separators, []byte fields standard base64.
+//
+//	certs         serial (big-endian bytes, no sign byte) → certificate record:
+//	              serial, sid, profile, subject, not_before, not_after, der,
+//	              status ("valid" or "revoked"), revoked_at, reason (RFC 5280 CRLReason)
+//	certs-by-sid  u8 len(sid) ‖ sid ‖ serial bytes → empty; the index SID → serials
+//	revoked       serial bytes → {revoked_at, reason, not_after}; what the next CRL lists
+//	decisions     u64 big-endian sequence number → decision record:
+//	              seq, time, sid, peer, profile, accepted, code, reason, serial
+//	tokens        SHA-256(token) → token record: sid, profile, created, expires,
+//	              used_at, serial (the certificate it was spent on)
+//	meta          "crl-number" → u64 big-endian, the last CRL number issued;
+//	              "board-secret-sha256" → 32 bytes; "schema" → "1"
+//
+// Enrollment tokens and the board secret are never stored, only their SHA-256.
+// The certificate record, its index entry, the spending of the token and the
+// accepted decision are written in one transaction, and Enroll returns only
+// after that transaction is durable.
+package ca

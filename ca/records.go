@@ -1,0 +1,310 @@
+package ca
+
+import (
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"pkiboard/wire"
+)
+
+// The buckets of ca.db (see the package comment).
+var (
+	bucketCerts      = []byte("certs")
+	bucketCertsBySID = []byte("certs-by-sid")
+	bucketRevoked    = []byte("revoked")
+	bucketDecisions  = []byte("decisions")
+	bucketTokens     = []byte("tokens")
+	bucketMeta       = []byte("meta")
+
+	buckets = []string{"certs", "certs-by-sid", "revoked", "decisions", "tokens", "meta"}
+)
+
+// Keys of the meta bucket.
+var (
+	metaSchema          = []byte("schema")
+	metaCRLNumber       = []byte("crl-number")
+	metaBoardSecretHash = []byte("board-secret-sha256")
+)
+
+const schemaVersion = "1"
+
+// Status is a certificate's state in the operator listing.
+type Status string
+
+// The states of a certificate.
+const (
+	StatusValid   Status = "valid"   // issued, not revoked, not expired
+	StatusRevoked Status = "revoked" // revoked (whether or not also expired)
+	StatusExpired Status = "expired" // past notAfter, never revoked
+)
+
+// CertRecord describes an issued certificate, for the operator listing.
+type CertRecord struct {
+	Serial    *big.Int
+	SID       string
+	Profile   uint8 // wire.ProfileStudent or wire.ProfileBoard
+	Subject   string
+	NotBefore time.Time
+	NotAfter  time.Time
+	Status    Status    // as of the call that returned the record
+	RevokedAt time.Time // zero unless revoked
+	Reason    int       // the CRLReason (see ReasonName) when revoked
+	DER       []byte    // the certificate
+}
+
+// Decision is one enrollment decision, accepted or refused.
+type Decision struct {
+	Seq      uint64 // increasing with time
+	Time     time.Time
+	SID      string
+	Peer     string
+	Profile  uint8
+	Accepted bool
+	Code     wire.Code // the refusal's code; 0 when accepted
+	Reason   string    // the refusal's text; empty when accepted
+	Serial   *big.Int  // the certificate issued; nil when refused
+}
+
+// certRecord is the stored form of a certificate (JSON).
+type certRecord struct {
+	Serial    string    `json:"serial"`
+	SID       string    `json:"sid"`
+	Profile   uint8     `json:"profile"`
+	Subject   string    `json:"subject"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	DER       []byte    `json:"der"`
+	Status    Status    `json:"status"` // StatusValid or StatusRevoked
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	Reason    int       `json:"reason"`
+}
+
+// revokedRecord is the stored form of a revocation, for building CRLs.
+type revokedRecord struct {
+	RevokedAt time.Time `json:"revoked_at"`
+	Reason    int       `json:"reason"`
+	NotAfter  time.Time `json:"not_after"`
+}
+
+// decisionRecord is the stored form of a Decision.
+type decisionRecord struct {
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	SID      string    `json:"sid"`
+	Peer     string    `json:"peer,omitempty"`
+	Profile  uint8     `json:"profile"`
+	Accepted bool      `json:"accepted"`
+	Code     wire.Code `json:"code,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Serial   string    `json:"serial,omitempty"`
+}
+
+// tokenRecord is the stored form of an enrollment token; the token itself
+// is not stored, only its SHA-256 (the key).
+type tokenRecord struct {
+	SID     string    `json:"sid"`
+	Profile uint8     `json:"profile"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+	UsedAt  time.Time `json:"used_at,omitzero"`
+	Serial  string    `json:"serial,omitempty"`
+}
+
+// serialHex writes a serial as openssl prints it: uppercase hex of its bytes.
+func serialHex(s *big.Int) string { return fmt.Sprintf("%X", s.Bytes()) }
+
+func parseSerialHex(s string) (*big.Int, error) {
+	n, ok := new(big.Int).SetString(s, 16)
+	if !ok || n.Sign() <= 0 {
+		return nil, fmt.Errorf("ca: stored serial %q is not a positive hexadecimal number", s)
+	}
+	return n, nil
+}
+
+// sidKey returns the certs-by-sid key of (sid, serial); with serial nil, the
+// prefix of all of sid's keys.
+func sidKey(sid string, serial []byte) []byte {
+	k := make([]byte, 0, 1+len(sid)+len(serial))
+	k = append(k, byte(len(sid)))
+	k = append(k, sid...)
+	return append(k, serial...)
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, data)
+}
+
+func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
+	data := b.Get(key)
+	if data == nil {
+		return false, nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return true, fmt.Errorf("ca: corrupt record %x: %w", key, err)
+	}
+	return true, nil
+}
+
+// initSchema records the schema version on a new store and refuses a store
+// written by a newer version.
+func (a *Authority) initSchema() error {
+	return a.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(metaSchema); {
+		case v == nil:
+			return meta.Put(metaSchema, []byte(schemaVersion))
+		case string(v) != schemaVersion:
+			return fmt.Errorf("ca: %s has schema version %q; this pkiboard reads version %s", DBFile, v, schemaVersion)
+		}
+		return nil
+	})
+}
+
+func (a *Authority) countCertificates() (int, error) {
+	n := 0
+	err := a.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketCerts).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+// putDecision appends d to the decisions bucket.
+func putDecision(tx *bolt.Tx, d decisionRecord) error {
+	b := tx.Bucket(bucketDecisions)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	d.Seq = seq
+	return putJSON(b, binary.BigEndian.AppendUint64(nil, seq), d)
+}
+
+// Certificates returns every certificate the CA issued, oldest first.
+func (a *Authority) Certificates() ([]CertRecord, error) {
+	now := a.now()
+	var out []CertRecord
+	err := a.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketCerts).ForEach(func(k, v []byte) error {
+			var r certRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("ca: corrupt certificate record %x: %w", k, err)
+			}
+			c, err := r.export(now)
+			if err != nil {
+				return err
+			}
+			out = append(out, c)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ca: list certificates: %w", err)
+	}
+	slices.SortFunc(out, func(x, y CertRecord) int {
+		if c := x.NotBefore.Compare(y.NotBefore); c != 0 {
+			return c
+		}
+		return x.Serial.Cmp(y.Serial)
+	})
+	return out, nil
+}
+
+func (r *certRecord) export(now time.Time) (CertRecord, error) {
+	serial, err := parseSerialHex(r.Serial)
+	if err != nil {
+		return CertRecord{}, err
+	}
+	status := r.Status
+	if status == StatusValid && now.After(r.NotAfter) {
+		status = StatusExpired
+	}
+	return CertRecord{
+		Serial: serial, SID: r.SID, Profile: r.Profile, Subject: r.Subject,
+		NotBefore: r.NotBefore, NotAfter: r.NotAfter, Status: status,
+		RevokedAt: r.RevokedAt, Reason: r.Reason, DER: r.DER,
+	}, nil
+}
+
+// Certificate returns the certificate with the given serial, and whether
+// the CA issued it.
+func (a *Authority) Certificate(serial *big.Int) (CertRecord, bool, error) {
+	var r certRecord
+	var found bool
+	err := a.db.View(func(tx *bolt.Tx) error {
+		var err error
+		found, err = getJSON(tx.Bucket(bucketCerts), serial.Bytes(), &r)
+		return err
+	})
+	if err != nil || !found {
+		return CertRecord{}, false, err
+	}
+	c, err := r.export(a.now())
+	return c, err == nil, err
+}
+
+// Decisions returns the most recent enrollment decisions, newest first: at
+// most limit of them, or all when limit ≤ 0.
+func (a *Authority) Decisions(limit int) ([]Decision, error) {
+	var out []Decision
+	err := a.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketDecisions).Cursor()
+		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
+			var r decisionRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("ca: corrupt decision record %x: %w", k, err)
+			}
+			d := Decision{
+				Seq: r.Seq, Time: r.Time, SID: r.SID, Peer: r.Peer, Profile: r.Profile,
+				Accepted: r.Accepted, Code: r.Code, Reason: r.Reason,
+			}
+			if r.Serial != "" {
+				s, err := parseSerialHex(r.Serial)
+				if err != nil {
+					return err
+				}
+				d.Serial = s
+			}
+			out = append(out, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ca: list decisions: %w", err)
+	}
+	return out, nil
+}
+
+// errSerialTaken reports the (astronomically unlikely) reuse of a random
+// serial; Enroll draws another.
+var errSerialTaken = errors.New("ca: serial number already issued")
+
+// putCertificate stores a newly issued certificate and its index entry.
+func putCertificate(tx *bolt.Tx, cert *x509.Certificate, sid string, profile uint8) error {
+	certs := tx.Bucket(bucketCerts)
+	key := cert.SerialNumber.Bytes()
+	if certs.Get(key) != nil {
+		return errSerialTaken
+	}
+	err := putJSON(certs, key, certRecord{
+		Serial: serialHex(cert.SerialNumber), SID: sid, Profile: profile,
+		Subject: cert.Subject.String(), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
+		DER: cert.Raw, Status: StatusValid,
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketCertsBySID).Put(sidKey(sid, key), []byte{})
+}
