@@ -53,7 +53,8 @@ func newApp() *cli.App {
 		Version: version,
 		UsageText: `pkiboard [--config FILE] --role=ca
 pkiboard [--config FILE] --role=board
-pkiboard [--config FILE] --role=student --ids SID1,SID2,SID3 [--message TEXT | --report FILE] [--parallel N]`,
+pkiboard [--config FILE] --role=student --ids SID1,SID2,SID3 [--message TEXT | --report FILE] [--parallel N]
+pkiboard COMMAND [options]   (operator commands below; pkiboard COMMAND --help)`,
 		Description: `One executable, three roles:
    --role=ca        the certificate authority: issues student and board certificates, keeps
                     a durable record, revokes, publishes a CRL
@@ -72,6 +73,7 @@ Settings come from --config (default config.toml); the flags below override them
 			&cli.IntFlag{Name: "parallel", Usage: "student: process `N` IDs at once", DefaultText: "student.parallel from the config"},
 		),
 		HideHelpCommand: true,
+		Commands:        operatorCommands(),
 		Action:          runRole,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return usageError{err}
@@ -95,7 +97,7 @@ func commonFlags() []cli.Flag {
 
 // loadConfig reads the config file and applies the flag overrides for role.
 func loadConfig(c *cli.Context, role string) (*config.Config, error) {
-	cfg, err := config.Load(c.String("config"))
+	cfg, err := config.Load(flagString(c, "config"))
 	if err != nil {
 		return nil, usageError{err}
 	}
@@ -103,7 +105,7 @@ func loadConfig(c *cli.Context, role string) (*config.Config, error) {
 		role = cfg.Role
 	}
 	set := func(flag string, dst ...*string) {
-		if v := c.String(flag); c.IsSet(flag) {
+		if v, ok := lookupFlag(c, flag); ok {
 			for _, d := range dst {
 				*d = v
 			}
@@ -122,7 +124,7 @@ func loadConfig(c *cli.Context, role string) (*config.Config, error) {
 		set("data-dir", &cfg.Board.DataDir)
 	case "student":
 		set("data-dir", &cfg.Student.DataDir)
-		if c.IsSet("listen") {
+		if _, ok := lookupFlag(c, "listen"); ok {
 			return nil, usagef("--listen does not apply to the student role")
 		}
 	}
@@ -134,6 +136,25 @@ func loadConfig(c *cli.Context, role string) (*config.Config, error) {
 		return nil, usagef("config %s with flags: %w", cfg.Path, err)
 	}
 	return cfg, nil
+}
+
+// lookupFlag returns the value of a string flag given on the command line at
+// any level (before or after a subcommand's name), the innermost winning.
+func lookupFlag(c *cli.Context, name string) (string, bool) {
+	for _, cc := range c.Lineage() {
+		if cc.IsSet(name) {
+			return cc.String(name), true
+		}
+	}
+	return "", false
+}
+
+// flagString is lookupFlag with the flag's default when it was not given.
+func flagString(c *cli.Context, name string) string {
+	if v, ok := lookupFlag(c, name); ok {
+		return v
+	}
+	return c.String(name)
 }
 
 func newLogger(cfg *config.Config, name string) (*zap.Logger, error) {

@@ -45,12 +45,18 @@ func (c *Config) Validate() error {
 	}
 	v.positive("ca.token_ttl", ca.TokenTTL)
 	v.nonEmpty("ca.board_name", ca.BoardName)
+	if len(ca.BoardName) > 64 {
+		v.add("ca.board_name", "%d bytes is longer than the 64 a certificate name may have", len(ca.BoardName))
+	}
 	v.limits("ca", &ca.Limits)
 
 	b := &c.Board
 	v.listenAddr("board.listen", b.Listen)
 	v.nonEmpty("board.data_dir", b.DataDir)
 	v.nonEmpty("board.name", b.Name)
+	if len(b.Name) > 64 {
+		v.add("board.name", "%d bytes is longer than the 64 a certificate name may have", len(b.Name))
+	}
 	v.dialAddr("board.ca_addr", b.CAAddr)
 	v.fingerprint("board.root_fingerprint", b.RootFingerprint)
 	v.oneOf("board.key_algorithm", b.KeyAlgorithm, KeyAlgorithms)

@@ -27,11 +27,6 @@ type StudentOptions struct {
 	Out     io.Writer // where the course's required lines are printed
 }
 
-// RunCA runs the certificate authority until ctx is cancelled.
-func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
-	return errors.New("role ca: " + ErrNotBuilt.Error())
-}
-
 // RunBoard runs the submission board until ctx is cancelled.
 func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	return errors.New("role board: " + ErrNotBuilt.Error())

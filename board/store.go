@@ -1,0 +1,206 @@
+// Package board keeps the submission board's records: every accepted
+// submission's content, as a file written durably, and its index entry, with
+// the evidence that makes it non-repudiable (the student's certificate, the
+// session's transcript hash and the student's signature).
+//
+// A submission is listed only once both its content and its index entry are
+// durable; a partial upload lives in a per-SID partial directory until it
+// completes, and is never listed. The session protocol is package session's;
+// this package only stores.
+package board
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"pkiboard/keys"
+	"pkiboard/store"
+	"pkiboard/wire"
+)
+
+// Layout of a board's data directory.
+const (
+	dbFile        = "board.db"
+	contentDir    = "submissions"
+	partialDir    = "partial"
+	bucketSubs    = "submissions"
+	contentSuffix = ".dat"
+)
+
+// Record is one stored submission: what the board received, from whom, and the
+// evidence of it.
+type Record struct {
+	ID          string    `json:"id"`
+	SID         string    `json:"sid"`
+	Serial      []byte    `json:"serial"` // the student certificate's serial
+	Name        string    `json:"name"`
+	Size        int64     `json:"size"`
+	SHA256      [32]byte  `json:"sha256"`
+	Suite       string    `json:"suite"`
+	Peer        string    `json:"peer"`
+	Received    time.Time `json:"received"`
+	File        string    `json:"file"` // content file name in the submissions directory
+	Resumed     int64     `json:"resumed,omitempty"`
+	StudentCert []byte    `json:"student_cert"` // DER
+	Transcript  [32]byte  `json:"transcript"`   // TH of the session that completed it
+	Signature   []byte    `json:"signature"`    // the student's SubmitEnd signature
+}
+
+// Store is a board's submission store. Its methods are safe for concurrent use.
+type Store struct {
+	dir string
+	db  *store.DB
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string) (*Store, error) {
+	for _, d := range []string{dir, filepath.Join(dir, contentDir), filepath.Join(dir, partialDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("board: %w", err)
+		}
+	}
+	db, err := store.Open(filepath.Join(dir, dbFile), store.Options{}, bucketSubs)
+	if err != nil {
+		return nil, fmt.Errorf("board: %w", err)
+	}
+	return &Store{dir: dir, db: db}, nil
+}
+
+// Close closes the store.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Receiver returns the file receiver for one SID's upload: its partial files
+// live in a directory of that SID's own (named by the SID's hex encoding, never
+// by the SID itself), so an interrupted upload resumes only for the same SID.
+func (s *Store) Receiver(sid string, maxSize int64) *wire.Receiver {
+	return &wire.Receiver{
+		PartialDir: filepath.Join(s.dir, partialDir, hex.EncodeToString([]byte(sid))),
+		MaxSize:    maxSize,
+	}
+}
+
+// Commit makes a received submission durable and listed: it moves the content
+// into the submissions directory under a fresh random name (rename, then fsync
+// of the directory) and then commits the index entry, whose id it assigns. Only
+// when Commit returns is the submission durable; a crash before that leaves at
+// most an unreferenced content file, which Open's caller may remove with
+// RemoveOrphans.
+func (s *Store) Commit(in *wire.Incoming, rec Record) (*Record, error) {
+	var nonce [16]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("board: %w", err)
+	}
+	rec.File = hex.EncodeToString(nonce[:]) + contentSuffix
+	if err := in.CommitTo(filepath.Join(s.dir, contentDir, rec.File)); err != nil {
+		return nil, fmt.Errorf("board: store content of %s: %w", rec.SID, err)
+	}
+	var out Record
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketSubs))
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		r := rec
+		r.ID = fmt.Sprintf("%06d", seq)
+		val, err := json.Marshal(&r)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), val); err != nil {
+			return err
+		}
+		out = r
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("board: index submission of %s: %w", rec.SID, err)
+	}
+	return &out, nil
+}
+
+// List returns every stored submission, oldest first.
+func (s *Store) List() ([]Record, error) {
+	var recs []Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte(bucketSubs)).ForEach(func(_, v []byte) error {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return err
+			}
+			recs = append(recs, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("board: list: %w", err)
+	}
+	return recs, nil
+}
+
+// ErrNotFound is returned for an unknown submission id.
+var ErrNotFound = errors.New("board: no such submission")
+
+// Get returns the submission with the given id.
+func (s *Store) Get(id string) (*Record, error) {
+	recs, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	for i := range recs {
+		if recs[i].ID == id {
+			return &recs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+}
+
+// ContentPath returns where a stored submission's content is.
+func (s *Store) ContentPath(r *Record) string {
+	return filepath.Join(s.dir, contentDir, filepath.Base(r.File))
+}
+
+// RemoveOrphans deletes content files no index entry refers to — left by a
+// crash between storing the content and committing its entry — and returns how
+// many it removed. Call it only while no submission is being committed.
+func (s *Store) RemoveOrphans() (int, error) {
+	recs, err := s.List()
+	if err != nil {
+		return 0, err
+	}
+	known := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		known[r.File] = true
+	}
+	dir := filepath.Join(s.dir, contentDir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("board: %w", err)
+	}
+	n := 0
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), contentSuffix) || known[e.Name()] {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return n, fmt.Errorf("board: %w", err)
+		}
+		n++
+	}
+	if n > 0 {
+		if err := keys.SyncDir(dir); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

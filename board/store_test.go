@@ -1,0 +1,137 @@
+package board
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"pkiboard/wire"
+)
+
+// receive runs a real file transfer of content over a pipe into s's receiver
+// for sid and returns the verified, uncommitted file.
+func receive(t *testing.T, s *Store, sid, name string, content []byte) *wire.Incoming {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	sender, receiver := wire.NewConn(a, wire.Options{}), wire.NewConn(b, wire.Options{MaxFrame: 128 << 10})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := wire.SendFile(sender, name, bytes.NewReader(content), int64(len(content)), sha256.Sum256(content), wire.SendOptions{SkipAck: true})
+		errc <- err
+	}()
+	in, err := s.Receiver(sid, 1<<20).Receive(receiver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+func TestCommitListsAndKeepsContent(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	contents := map[string][]byte{
+		"a": []byte("This is submission from a.\n"),
+		"b": bytes.Repeat([]byte("report "), 10000),
+	}
+	for _, sid := range []string{"a", "b"} {
+		in := receive(t, s, sid, "message.txt", contents[sid])
+		rec, err := s.Commit(in, Record{SID: sid, Name: in.Name, Size: in.Size, SHA256: in.SHA256, Received: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.ID == "" || rec.File == "" {
+			t.Fatalf("commit %s: got id %q file %q", sid, rec.ID, rec.File)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(recs), 2; got != want {
+		t.Fatalf("after reopen: got %d submissions want %d", got, want)
+	}
+	ids := map[string]bool{}
+	for _, r := range recs {
+		if ids[r.ID] {
+			t.Errorf("duplicate id %s", r.ID)
+		}
+		ids[r.ID] = true
+		got, err := os.ReadFile(s.ContentPath(&r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, contents[r.SID]) || sha256.Sum256(got) != r.SHA256 {
+			t.Errorf("submission %s of %s: stored content differs from what was sent", r.ID, r.SID)
+		}
+		if g, err := s.Get(r.ID); err != nil || g.SID != r.SID {
+			t.Errorf("Get(%s): got %v, %v", r.ID, g, err)
+		}
+	}
+	if _, err := s.Get("nope"); err == nil {
+		t.Error("Get of an unknown id: got no error")
+	}
+}
+
+func TestUncommittedIsNotListedAndOrphansGo(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in := receive(t, s, "a", "report.pdf", []byte("half a report"))
+	// A received but uncommitted file is not a submission.
+	if recs, _ := s.List(); len(recs) != 0 {
+		t.Fatalf("got %d submissions before commit, want 0", len(recs))
+	}
+	// Simulate a crash between storing the content and indexing it.
+	orphan := filepath.Join(s.dir, contentDir, "deadbeef"+contentSuffix)
+	if err := in.CommitTo(orphan); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.RemoveOrphans()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("orphans removed: got %d want 1", n)
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Errorf("orphan still there: %v", err)
+	}
+}
+
+func TestReceiverIsPerSID(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ra, rb := s.Receiver("a", 1), s.Receiver("../b", 1)
+	if ra.PartialDir == rb.PartialDir {
+		t.Errorf("two SIDs share the partial directory %s", ra.PartialDir)
+	}
+	if filepath.Dir(rb.PartialDir) != filepath.Join(s.dir, partialDir) {
+		t.Errorf("a hostile SID escaped the partial directory: %s", rb.PartialDir)
+	}
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"pkiboard/roles"
+)
+
+// operatorCommands are the subcommands that look after an installation. The CA
+// commands work whether or not the CA daemon runs: they reach a running daemon
+// through its admin socket, or else open its data directory themselves.
+func operatorCommands() []*cli.Command {
+	return []*cli.Command{
+		{
+			Name:      "enroll",
+			Category:  "student",
+			Usage:     "enroll one SID with the CA and write key.pem, cert.pem and root.pem",
+			UsageText: "pkiboard enroll --sid SID --out DIR [--key FILE] [--csr FILE] [--board]",
+			Description: `Generates a key (or uses --key, e.g. made by openssl), sends a CSR (or the --csr
+made by 'openssl req' with CN=SID) to the CA at student.ca_addr, and writes the
+certificate and the root into DIR. key.pem (mode 0600) is written only when the key
+was generated here. A token for a CA with policy = "token" comes from the
+PKIBOARD_TOKEN environment variable or --token-file, never from the command line.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID` (or, with --board, the board's name)"},
+				&cli.StringFlag{Name: "out", Required: true, Usage: "write the files into `DIR`"},
+				&cli.StringFlag{Name: "key", Usage: "certify this private key `FILE` (PEM) instead of generating one"},
+				&cli.StringFlag{Name: "csr", Usage: "send this CSR `FILE` (PEM or DER) instead of making one"},
+				&cli.StringFlag{Name: "token-file", Usage: "read the enrollment token from `FILE`"},
+				&cli.BoolFlag{Name: "board", Usage: "enroll the board's certificate (needs the board secret or a board token)"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "student")
+				if err != nil {
+					return err
+				}
+				token, err := readToken(c)
+				if err != nil {
+					return err
+				}
+				log, err := newLogger(cfg, "enroll")
+				if err != nil {
+					return err
+				}
+				defer log.Sync() //nolint:errcheck // stderr may not support sync
+				return roles.Enroll(c.Context, cfg, log, roles.EnrollOptions{
+					SID:     c.String("sid"),
+					KeyFile: c.String("key"),
+					CSRFile: c.String("csr"),
+					OutDir:  c.String("out"),
+					Board:   c.Bool("board"),
+					Token:   token,
+				}, os.Stdout)
+			},
+		},
+		{
+			Name:     "certs",
+			Category: "CA operator",
+			Usage:    "list the certificates the CA issued (serial, SID, expiry, status)",
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "sid", Usage: "only certificates for `SID`"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "ca")
+				if err != nil {
+					return err
+				}
+				return roles.ListCertificates(c.Context, cfg, c.String("sid"), c.Bool("json"), os.Stdout)
+			},
+		},
+		{
+			Name:      "revoke",
+			Category:  "CA operator",
+			Usage:     "revoke a certificate by serial, or every certificate of a SID, and update the CRL",
+			UsageText: "pkiboard revoke (--serial HEX | --sid SID) [--reason REASON]",
+			Description: `REASON is an RFC 5280 reason: unspecified, keyCompromise, cACompromise,
+affiliationChanged, superseded, cessationOfOperation, certificateHold,
+privilegeWithdrawn or aACompromise (kebab-case works too, e.g. key-compromise).`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "serial", Usage: "the certificate's serial number in `HEX`"},
+				&cli.StringFlag{Name: "sid", Usage: "revoke every valid certificate of `SID`"},
+				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "ca")
+				if err != nil {
+					return err
+				}
+				if c.IsSet("serial") == c.IsSet("sid") {
+					return usagef("give --serial or --sid, one of them")
+				}
+				return roles.Revoke(c.Context, cfg, roles.RevokeArgs{
+					Serial: c.String("serial"), SID: c.String("sid"), Reason: c.String("reason"),
+				}, os.Stdout)
+			},
+		},
+		{
+			Name:      "token",
+			Category:  "CA operator",
+			Usage:     "create a one-time enrollment token for a SID (or for the board)",
+			UsageText: "pkiboard token (--sid SID | --board) [--ttl DURATION]",
+			Description: `Prints the token once; the CA keeps only its hash. Give it to the student, who
+enrolls with PKIBOARD_TOKEN=... or a token file. With --board, the token lets a board
+on another machine enroll its certificate (see README).`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "sid", Usage: "the student `ID` the token is for"},
+				&cli.BoolFlag{Name: "board", Usage: "a token for the board's enrollment"},
+				&cli.StringFlag{Name: "ttl", Usage: "validity as a Go `DURATION` (default ca.token_ttl)"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "ca")
+				if err != nil {
+					return err
+				}
+				if c.IsSet("sid") == c.Bool("board") {
+					return usagef("give --sid SID or --board, one of them")
+				}
+				return roles.CreateToken(c.Context, cfg, roles.TokenArgs{
+					SID: c.String("sid"), Board: c.Bool("board"), TTL: c.String("ttl"),
+				}, os.Stdout)
+			},
+		},
+		{
+			Name:     "crl",
+			Category: "CA operator",
+			Usage:    "print the CA's current certificate revocation list",
+			Flags: append(commonFlags(),
+				&cli.BoolFlag{Name: "pem", Usage: "print the CRL itself (PEM) instead of a summary"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "ca")
+				if err != nil {
+					return err
+				}
+				return roles.PrintCRL(c.Context, cfg, c.Bool("pem"), os.Stdout)
+			},
+		},
+	}
+}
+
+// readToken returns the enrollment token from --token-file or the
+// PKIBOARD_TOKEN environment variable ("" when neither is given).
+func readToken(c *cli.Context) (string, error) {
+	if f := c.String("token-file"); f != "" {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "", usagef("--token-file: %w", err)
+		}
+		return strings.TrimSpace(string(data)), nil
+	}
+	return strings.TrimSpace(os.Getenv("PKIBOARD_TOKEN")), nil
+}
+

@@ -1,0 +1,506 @@
+package e2e
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"pkiboard/caclient"
+	"pkiboard/keys"
+	"pkiboard/wire"
+)
+
+// requireOpenSSL returns the openssl binary, skipping the test when it is
+// missing unless PKIBOARD_REQUIRE_OPENSSL=1 (as make test sets) makes that a
+// failure.
+func requireOpenSSL(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv("PKIBOARD_REQUIRE_OPENSSL") == "1" {
+			t.Fatal("openssl is required (PKIBOARD_REQUIRE_OPENSSL=1) but not on PATH")
+		}
+		t.Skip("openssl not on PATH")
+	}
+	return path
+}
+
+// openssl runs the openssl binary and returns its combined output.
+func openssl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(requireOpenSSL(t), args...).CombinedOutput()
+	return string(out), err
+}
+
+func TestCARootPersistsAndIsNeverRegenerated(t *testing.T) {
+	in := newInstall(t, nil)
+	ca := in.start("ca")
+	root1, err := keys.ReadCertificate(in.path("data/ca/root.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := ca.stop(); code != 0 {
+		t.Fatalf("CA exit after SIGTERM: got %d want 0", code)
+	}
+
+	ca = in.start("ca")
+	root2, err := keys.ReadCertificate(in.path("data/ca/root.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys.FingerprintHex(root1) != keys.FingerprintHex(root2) {
+		t.Errorf("root after restart: got %s want %s", keys.FingerprintHex(root2), keys.FingerprintHex(root1))
+	}
+	if n := ca.logged("STEP 0"); n != 1 {
+		t.Errorf("STEP 0 lines: got %d want 1", n)
+	}
+	ca.stop()
+
+	if err := os.Remove(in.path("data/ca/root-key.pem")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.tryStart("ca"); err == nil {
+		t.Fatal("CA started with its root key deleted")
+	} else if msg := err.Error(); !strings.Contains(msg, "root-key.pem") || !strings.Contains(msg, "will not") {
+		t.Errorf("start without key: got %q, want it to name root-key.pem and say it will not regenerate", msg)
+	}
+	root3, err := keys.ReadCertificate(in.path("data/ca/root.pem"))
+	if err != nil || keys.FingerprintHex(root3) != keys.FingerprintHex(root1) {
+		t.Errorf("root.pem changed after the failed start: %v", err)
+	}
+}
+
+func TestCAEnrollsThreeStudentsThatOpenSSLVerifies(t *testing.T) {
+	requireOpenSSL(t)
+	in := newInstall(t, nil)
+	ca := in.start("ca")
+	sids := []string{"1155000001", "1155000002", "1155000003"}
+	for _, sid := range sids {
+		out := in.path("students", sid)
+		r := in.mustRun(nil, "enroll", "--sid", sid, "--out", out, "--ca-addr", ca.addr)
+		if got, want := r.stdout, sid+" sign finished\n"; got != want {
+			t.Errorf("enroll %s stdout: got %q want %q", sid, got, want)
+		}
+		if fi, err := os.Stat(filepath.Join(out, "key.pem")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("key.pem of %s: got %v, %v; want mode 0600", sid, fi, err)
+		}
+		cert, root := filepath.Join(out, "cert.pem"), filepath.Join(out, "root.pem")
+		if outp, err := openssl(t, "verify", "-CAfile", root, cert); err != nil || !strings.Contains(outp, "OK") {
+			t.Errorf("openssl verify %s: %v\n%s", sid, err, outp)
+		}
+		text, err := openssl(t, "x509", "-in", cert, "-noout", "-text")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"CN = " + sid, "CA:FALSE", "TLS Web Client Authentication"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("openssl x509 -text of %s lacks %q", sid, want)
+			}
+		}
+	}
+	if n := ca.logged("STEP 2"); n != len(sids) {
+		t.Errorf("CA STEP 2 lines: got %d want %d", n, len(sids))
+	}
+	r := in.mustRun(nil, "certs", "--json")
+	var views []struct{ SID, Status string }
+	if err := json.Unmarshal([]byte(r.stdout), &views); err != nil {
+		t.Fatal(err)
+	}
+	if len(views) != len(sids) {
+		t.Errorf("certs: got %d want %d", len(views), len(sids))
+	}
+}
+
+func TestCAEnrollsOpenSSLRequests(t *testing.T) {
+	requireOpenSSL(t)
+	in := newInstall(t, nil)
+	ca := in.start("ca")
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"rsa-2048", []string{"-newkey", "rsa:2048"}},
+		{"ec-p256", []string{"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sid := "ossl-" + tt.name
+			dir := in.path("openssl", tt.name)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			key, csr := filepath.Join(dir, "openssl-key.pem"), filepath.Join(dir, "req.pem")
+			args := append([]string{"req", "-new", "-nodes", "-subj", "/CN=" + sid, "-keyout", key, "-out", csr}, tt.args...)
+			if out, err := openssl(t, args...); err != nil {
+				t.Fatalf("openssl req: %v\n%s", err, out)
+			}
+			r := in.mustRun(nil, "enroll", "--sid", sid, "--csr", csr, "--key", key, "--out", dir, "--ca-addr", ca.addr)
+			if !strings.Contains(r.stdout, sid+" sign finished") {
+				t.Errorf("stdout: got %q", r.stdout)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "key.pem")); !os.IsNotExist(err) {
+				t.Errorf("key.pem written although the key was given: %v", err)
+			}
+			if out, err := openssl(t, "verify", "-CAfile", filepath.Join(dir, "root.pem"), filepath.Join(dir, "cert.pem")); err != nil {
+				t.Errorf("openssl verify: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// rawEnroll sends one EnrollRequest on wc and returns the code of the CA's
+// Error, or 0 when the CA issued the certificate (whose files it receives).
+func rawEnroll(t *testing.T, wc *wire.Conn, req *wire.EnrollRequest) wire.Code {
+	t.Helper()
+	if err := wc.WriteMessage(req); err != nil {
+		t.Fatal(err)
+	}
+	_, err := wire.Expect[*wire.EnrollAccepted](wc)
+	var werr *wire.Error
+	if errors.As(err, &werr) {
+		return werr.Code
+	}
+	if err != nil {
+		t.Fatalf("enroll %s: %v", req.SID, err)
+	}
+	dir := t.TempDir()
+	for range 2 {
+		if _, err := wire.ReceiveFileInto(wc, dir, wire.Receiver{MaxSize: 1 << 20}); err != nil {
+			t.Fatalf("enroll %s: receive: %v", req.SID, err)
+		}
+	}
+	return 0
+}
+
+func makeCSR(t *testing.T, key crypto.Signer, cn string) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func ecKey(t *testing.T) crypto.Signer {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func dialCA(t *testing.T, addr string) *wire.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return wire.NewConn(c, wire.Options{ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+}
+
+// token asks the running CA, through the operator command, for a token.
+func (in *install) token(t *testing.T, args ...string) string {
+	t.Helper()
+	r := in.mustRun(nil, append([]string{"token"}, args...)...)
+	tok, _, _ := strings.Cut(r.stdout, "\n")
+	if !strings.HasPrefix(tok, "pkbt_") {
+		t.Fatalf("token output: %q", r.stdout)
+	}
+	return tok
+}
+
+func TestCARefusalsEachHaveTheirCode(t *testing.T) {
+	in := newInstall(t, map[string]string{
+		"ca": "policy = \"token\"\nroster_file = \"roster.txt\"\nsid_pattern = \"^1155[0-9]{6}$\"",
+	})
+	roster := "# the course roster\n1155000001\n1155000002\n1155000003\n1155000004\n1155000005\n"
+	if err := os.WriteFile(in.path("roster.txt"), []byte(roster), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ca := in.start("ca")
+	wc := dialCA(t, ca.addr)
+
+	good := func(sid string) *wire.EnrollRequest {
+		return &wire.EnrollRequest{Profile: wire.ProfileStudent, SID: sid, CSR: makeCSR(t, ecKey(t), sid), Token: in.token(t, "--sid", sid)}
+	}
+	brokenSig := makeCSR(t, ecKey(t), "1155000001")
+	brokenSig[len(brokenSig)-3] ^= 0xff
+	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := good("1155000002")
+	if code := rawEnroll(t, wc, used); code != 0 {
+		t.Fatalf("first use of a token: got code %v", code)
+	}
+	expired := in.token(t, "--sid", "1155000003", "--ttl", "1ms")
+	time.Sleep(10 * time.Millisecond)
+
+	tests := []struct {
+		name string
+		req  *wire.EnrollRequest
+		want wire.Code
+	}{
+		{"garbage instead of a CSR", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: []byte("not a CSR at all")}, wire.CodeBadCSR},
+		{"broken CSR signature", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: brokenSig}, wire.CodeBadCSRSignature},
+		{"RSA-1024", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, rsa1024, "1155000001")}, wire.CodeWeakKey},
+		{"SID failing the pattern", &wire.EnrollRequest{Profile: 1, SID: "bob", CSR: makeCSR(t, ecKey(t), "bob")}, wire.CodeBadSID},
+		{"CN is not the SID", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, ecKey(t), "1155000002")}, wire.CodeCNMismatch},
+		{"SID not on the roster", &wire.EnrollRequest{Profile: 1, SID: "1155999999", CSR: makeCSR(t, ecKey(t), "1155999999")}, wire.CodeNotOnRoster},
+		{"token missing", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, ecKey(t), "1155000001")}, wire.CodeTokenRequired},
+		{"token wrong", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, ecKey(t), "1155000001"), Token: "pkbt_" + strings.Repeat("A", 43)}, wire.CodeTokenInvalid},
+		{"token expired", &wire.EnrollRequest{Profile: 1, SID: "1155000003", CSR: makeCSR(t, ecKey(t), "1155000003"), Token: expired}, wire.CodeTokenExpired},
+		{"token reused", &wire.EnrollRequest{Profile: 1, SID: "1155000002", CSR: makeCSR(t, ecKey(t), "1155000002"), Token: used.Token}, wire.CodeTokenUsed},
+		{"board without its secret", &wire.EnrollRequest{Profile: 2, SID: "blackboard", CSR: makeCSR(t, ecKey(t), "blackboard"), Token: "guess"}, wire.CodeBoardNotAuthorized},
+		{"unknown profile", &wire.EnrollRequest{Profile: 9, SID: "1155000001", CSR: makeCSR(t, ecKey(t), "1155000001")}, wire.CodeBadProfile},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := rawEnroll(t, wc, tt.req); got != tt.want {
+				t.Errorf("got code %v (%d) want %v (%d)", got, got, tt.want, tt.want)
+			}
+			// The connection stays usable, and the CA still serves a good request.
+			sid := fmt.Sprintf("115500000%d", 4+i%2)
+			if got := rawEnroll(t, wc, good(sid)); got != 0 {
+				t.Errorf("good request after the refusal: got code %v", got)
+			}
+		})
+	}
+
+	t.Run("frame over the size limit", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", ca.addr, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(binary.BigEndian.AppendUint32(nil, 1<<20)); err != nil {
+			t.Fatal(err)
+		}
+		p, err := wire.ReadFrame(c, wire.DefaultMaxFrame, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := wire.Unmarshal(p)
+		if e, ok := m.(*wire.Error); err != nil || !ok || e.Code != wire.CodeFrameTooLarge {
+			t.Errorf("got %v, %v; want an Error with code frame-too-large", m, err)
+		}
+		if _, err := wire.ReadFrame(c, wire.DefaultMaxFrame, nil); err == nil {
+			t.Error("the CA kept the connection open after a frame over the limit")
+		}
+		if got := rawEnroll(t, dialCA(t, ca.addr), good("1155000005")); got != 0 {
+			t.Errorf("good request after an oversized frame: got code %v", got)
+		}
+	})
+}
+
+func TestCARevocationAppearsInCRL(t *testing.T) {
+	requireOpenSSL(t)
+	in := newInstall(t, nil)
+	ca := in.start("ca")
+	out := in.path("students", "a")
+	in.mustRun(nil, "enroll", "--sid", "alice", "--out", out, "--ca-addr", ca.addr)
+	cert, err := keys.ReadCertificate(filepath.Join(out, "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := hex.EncodeToString(cert.SerialNumber.Bytes())
+	r := in.mustRun(nil, "revoke", "--serial", serial, "--reason", "keyCompromise")
+	if !strings.Contains(r.stdout, "revoked 1") {
+		t.Errorf("revoke stdout: %q", r.stdout)
+	}
+	// The CRL as any client fetches it over the wire.
+	data, err := caclient.Fetch(context.Background(), ca.addr, "crl.pem", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlFile := in.path("fetched-crl.pem")
+	if err := os.WriteFile(crlFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(out, "root.pem")
+	if outp, err := openssl(t, "crl", "-in", crlFile, "-CAfile", root, "-noout"); err != nil || !strings.Contains(outp, "verify OK") {
+		t.Errorf("openssl crl verify: %v\n%s", err, outp)
+	}
+	text, err := openssl(t, "crl", "-in", crlFile, "-noout", "-text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, strings.ToUpper(serial)) || !strings.Contains(text, "Key Compromise") {
+		t.Errorf("openssl crl -text lacks serial %s with Key Compromise:\n%s", strings.ToUpper(serial), text)
+	}
+	if outp, err := openssl(t, "verify", "-crl_check", "-CAfile", root, "-CRLfile", crlFile, filepath.Join(out, "cert.pem")); err == nil || !strings.Contains(outp, "revoked") {
+		t.Errorf("openssl verify -crl_check of the revoked cert: %v\n%s", err, outp)
+	}
+	// The operator view agrees, through the daemon and, once it is stopped, offline.
+	for _, phase := range []string{"running", "stopped"} {
+		if phase == "stopped" {
+			ca.stop()
+		}
+		r = in.mustRun(nil, "certs")
+		if !strings.Contains(r.stdout, serial) || !strings.Contains(r.stdout, "revoked") {
+			t.Errorf("certs with the CA %s: %q", phase, r.stdout)
+		}
+	}
+}
+
+// TestCACrashDuringEnrollmentBurst kills the CA with SIGKILL in the middle of
+// a burst of concurrent enrollments, restarts it, and checks that every
+// certificate a client received is in the store, serials are unique, and the
+// CA works again.
+func TestCACrashDuringEnrollmentBurst(t *testing.T) {
+	const iterations, clients = 3, 48
+	in := newInstall(t, nil)
+	received := map[string]string{} // serial → SID, across iterations
+	for it := range iterations {
+		ca := in.start("ca")
+		var (
+			mu        sync.Mutex
+			wg        sync.WaitGroup
+			got       = map[string]string{}
+			first     = make(chan struct{})
+			firstOnce sync.Once
+		)
+		for i := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sid := fmt.Sprintf("crash%d-%02d", it, i)
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				res, err := caclient.Enroll(ctx, caclient.EnrollOptions{
+					Addr: ca.addr, SID: sid, Key: ecKey(t), OutDir: filepath.Join(in.dir, "crash", sid),
+				})
+				if err != nil {
+					return // killed mid-way: the client got nothing
+				}
+				mu.Lock()
+				got[hex.EncodeToString(res.Certificate.SerialNumber.Bytes())] = sid
+				mu.Unlock()
+				firstOnce.Do(func() { close(first) })
+			}()
+		}
+		// Kill in the middle of the burst: once the first client holds its
+		// certificate, after a random few milliseconds more.
+		select {
+		case <-first:
+		case <-time.After(15 * time.Second):
+			t.Fatal("no client enrolled within 15s")
+		}
+		time.Sleep(time.Duration(mrand.IntN(30)) * time.Millisecond)
+		ca.kill()
+		wg.Wait()
+		for serial, sid := range got {
+			if prev, dup := received[serial]; dup {
+				t.Errorf("serial %s issued twice: to %s and %s", serial, prev, sid)
+			}
+			received[serial] = sid
+		}
+		t.Logf("iteration %d: %d of %d clients received a certificate before SIGKILL", it, len(got), clients)
+	}
+
+	ca := in.start("ca")
+	r := in.mustRun(nil, "certs", "--json")
+	var views []struct{ Serial, SID string }
+	if err := json.Unmarshal([]byte(r.stdout), &views); err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]string{}
+	for _, v := range views {
+		if _, dup := stored[v.Serial]; dup {
+			t.Errorf("serial %s stored twice", v.Serial)
+		}
+		stored[v.Serial] = v.SID
+	}
+	for serial, sid := range received {
+		if stored[serial] != sid {
+			t.Errorf("certificate %s received by %s is not in the store", serial, sid)
+		}
+	}
+	t.Logf("%d certificates received by clients, %d stored (a stored one may not have reached its client)", len(received), len(stored))
+	// The CA works again after the crashes.
+	in.mustRun(nil, "enroll", "--sid", "after-crash", "--out", in.path("after"), "--ca-addr", ca.addr)
+}
+
+func TestEnrollChecksTheRoot(t *testing.T) {
+	other := newInstall(t, nil)
+	otherCA := other.start("ca")
+	otherRoot, err := keys.ReadCertificate(other.path("data/ca/root.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA.stop()
+
+	in := newInstall(t, nil)
+	ca := in.start("ca")
+	root, err := keys.ReadCertificate(in.path("data/ca/root.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		fingerprint string
+		savedRoot   string // PEM file placed in the output directory first
+		wantErr     string
+	}{
+		{"matching fingerprint", keys.FingerprintHex(root), "", ""},
+		{"wrong fingerprint", keys.FingerprintHex(otherRoot), "", "not the configured one"},
+		{"no fingerprint, first use", "", "", ""},
+		{"no fingerprint, root saved from another CA", "", other.path("data/ca/root.pem"), "is not the one saved"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := in.path("root-check", fmt.Sprint(i))
+			if tt.savedRoot != "" {
+				data, err := os.ReadFile(tt.savedRoot)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.MkdirAll(out, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(out, "root.pem"), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var fp []byte
+			if tt.fingerprint != "" {
+				fp, _ = hex.DecodeString(strings.ReplaceAll(tt.fingerprint, ":", ""))
+			}
+			_, err := caclient.Enroll(context.Background(), caclient.EnrollOptions{
+				Addr: ca.addr, SID: fmt.Sprintf("root-check-%d", i), KeyAlgorithm: "ecdsa-p256", OutDir: out, RootFingerprint: fp,
+			})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("got %v want success", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("got %v want an error containing %q", err, tt.wantErr)
+			case tt.wantErr != "":
+				if _, err := os.Stat(filepath.Join(out, "cert.pem")); !os.IsNotExist(err) {
+					t.Errorf("cert.pem written although the root was refused: %v", err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,260 @@
+// Package e2e runs pkiboard as real processes on 127.0.0.1 and checks what
+// users and operators see: the CA, the board and the student as separate
+// executables, their exit codes, their files, and interop with openssl.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// bin is the pkiboard executable built once for the whole package.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pkb-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "pkiboard")
+	build := exec.Command("go", "build", "-race", "-o", bin, "pkiboard")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: build pkiboard:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// install is one pkiboard installation in a temporary directory: a config file
+// and the data directories it names. Its path is kept short, because the
+// daemons' operator sockets live in it.
+type install struct {
+	t      *testing.T
+	dir    string
+	config string
+}
+
+// newInstall writes a config with every daemon on an ephemeral loopback port;
+// extra is TOML appended to the sections it names (keys are merged per section).
+func newInstall(t *testing.T, extra map[string]string) *install {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pkb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		} else {
+			t.Logf("kept %s for inspection", dir)
+		}
+	})
+	sections := map[string]string{
+		"log":     "level = \"debug\"\nformat = \"json\"\n",
+		"ca":      "listen = \"127.0.0.1:0\"\n",
+		"board":   "listen = \"127.0.0.1:0\"\n",
+		"student": "",
+	}
+	for k, v := range extra {
+		sections[k] += v + "\n"
+	}
+	var b strings.Builder
+	for _, s := range []string{"log", "ca", "board", "student"} {
+		fmt.Fprintf(&b, "[%s]\n%s\n", s, sections[s])
+	}
+	cfg := filepath.Join(dir, "pkiboard.toml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &install{t: t, dir: dir, config: cfg}
+}
+
+// path returns a path inside the installation.
+func (in *install) path(elem ...string) string {
+	return filepath.Join(append([]string{in.dir}, elem...)...)
+}
+
+// result is a finished pkiboard command.
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+// run runs pkiboard with the installation's config and returns its result;
+// it fails the test if the command does not finish within a minute.
+func (in *install) run(env []string, args ...string) result {
+	in.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--config", in.config}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		in.t.Fatalf("pkiboard %s: did not finish in a minute\nstderr:\n%s", strings.Join(args, " "), stderr.String())
+	}
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			in.t.Fatalf("pkiboard %s: %v", strings.Join(args, " "), err)
+		}
+		code = ee.ExitCode()
+	}
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// mustRun is run that fails the test on a non-zero exit.
+func (in *install) mustRun(env []string, args ...string) result {
+	in.t.Helper()
+	r := in.run(env, args...)
+	if r.code != 0 {
+		in.t.Fatalf("pkiboard %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// daemon is a running pkiboard CA or board process.
+type daemon struct {
+	t    *testing.T
+	role string
+	cmd  *exec.Cmd
+	addr string // where it listens, read from its log
+
+	mu      sync.Mutex
+	records []map[string]any // its JSON log records so far
+	logBuf  bytes.Buffer
+	exited  chan struct{}
+	waitErr error
+}
+
+// start runs a daemon with the installation's config and waits until it logs
+// the address it listens on. It is stopped (SIGTERM, then SIGKILL) at cleanup.
+func (in *install) start(role string, args ...string) *daemon {
+	in.t.Helper()
+	d, err := in.tryStart(role, args...)
+	if err != nil {
+		in.t.Fatal(err)
+	}
+	return d
+}
+
+// tryStart is start that returns the daemon's failure instead of failing the test.
+func (in *install) tryStart(role string, args ...string) (*daemon, error) {
+	cmd := exec.Command(bin, append([]string{"--config", in.config, "--role=" + role}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = io.Discard
+	d := &daemon{t: in.t, role: role, cmd: cmd, exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			var rec map[string]any
+			d.mu.Lock()
+			d.logBuf.Write(line)
+			d.logBuf.WriteByte('\n')
+			if json.Unmarshal(line, &rec) == nil {
+				d.records = append(d.records, rec)
+			}
+			d.mu.Unlock()
+			if msg, _ := rec["msg"].(string); strings.HasSuffix(msg, " listening") {
+				if addr, ok := rec["addr"].(string); ok {
+					select {
+					case listening <- addr:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	go func() {
+		d.waitErr = cmd.Wait()
+		close(d.exited)
+	}()
+	in.t.Cleanup(func() {
+		d.stop()
+		if in.t.Failed() {
+			in.t.Logf("%s log:\n%s", role, d.log())
+		}
+	})
+	select {
+	case d.addr = <-listening:
+		return d, nil
+	case <-d.exited:
+		return nil, fmt.Errorf("%s exited before listening: %v\n%s", role, d.waitErr, d.log())
+	case <-time.After(30 * time.Second):
+		d.kill()
+		return nil, fmt.Errorf("%s did not start listening in 30s\n%s", role, d.log())
+	}
+}
+
+// log returns everything the daemon wrote to stderr so far.
+func (d *daemon) log() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.logBuf.String()
+}
+
+// logged reports how many log records have msg containing substr.
+func (d *daemon) logged(substr string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, r := range d.records {
+		if msg, _ := r["msg"].(string); strings.Contains(msg, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+// stop sends SIGTERM and waits up to 20s for a clean exit, then kills. It
+// returns the exit code (-1 if killed).
+func (d *daemon) stop() int {
+	select {
+	case <-d.exited:
+		return d.cmd.ProcessState.ExitCode()
+	default:
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // exits anyway
+	select {
+	case <-d.exited:
+		return d.cmd.ProcessState.ExitCode()
+	case <-time.After(20 * time.Second):
+		d.t.Errorf("%s did not stop within 20s of SIGTERM", d.role)
+		d.kill()
+		return -1
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (d *daemon) kill() {
+	d.cmd.Process.Kill() //nolint:errcheck // may be gone already
+	<-d.exited
+}

@@ -1,0 +1,135 @@
+package roles
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"pkiboard/wire"
+)
+
+// An adminOp is one operator command as a daemon runs it: JSON arguments in, a
+// JSON-encodable result out. The same function serves the admin socket and,
+// when no daemon runs, the operator command itself.
+type adminOp func(ctx context.Context, args json.RawMessage) (any, error)
+
+// adminServer serves operator commands on a daemon's Unix socket (PROTOCOL.md
+// §6). The socket's file mode (0600 in a 0700 directory) is the authorization:
+// only the daemon's user reaches it.
+type adminServer struct {
+	log *zap.Logger
+	ops map[string]adminOp
+}
+
+// adminTimeout bounds one operator request on the socket.
+const adminTimeout = 30 * time.Second
+
+// serve accepts operator connections until ctx is cancelled.
+func (s *adminServer) serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("admin socket: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.Close()
+			s.handle(ctx, c)
+		}()
+	}
+}
+
+func (s *adminServer) handle(ctx context.Context, c net.Conn) {
+	wc := wire.NewConn(c, wire.Options{MaxFrame: wire.MaxAdminFrame, ReadTimeout: adminTimeout, WriteTimeout: adminTimeout})
+	req, err := wire.Expect[*wire.AdminRequest](wc)
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			wc.WriteMessage(wire.ErrorMessage(err)) //nolint:errcheck // closing
+		}
+		return
+	}
+	op, ok := s.ops[req.Command]
+	if !ok {
+		wc.WriteMessage(wire.ErrorMessage(wire.Refusef(wire.CodeNotFound, "this daemon has no operator command %q", req.Command))) //nolint:errcheck // closing
+		return
+	}
+	res, err := op(ctx, req.Args)
+	if err != nil {
+		s.log.Info("operator command failed", zap.String("command", req.Command), zap.Error(err))
+		wc.WriteMessage(&wire.Error{Code: wire.CodeFor(err), Text: err.Error()}) //nolint:errcheck // closing
+		return
+	}
+	s.log.Info("operator command", zap.String("command", req.Command))
+	out, err := json.Marshal(res)
+	if err != nil {
+		wc.WriteMessage(wire.ErrorMessage(err)) //nolint:errcheck // closing
+		return
+	}
+	wc.WriteMessage(&wire.AdminResponse{Result: out}) //nolint:errcheck // the operator sees a closed connection
+}
+
+// callAdmin runs an operator command: through the daemon's socket in dataDir
+// when a daemon is running, otherwise by calling local, which opens the data
+// directory itself and returns the ops and a function to close it. The result is
+// decoded into out.
+func callAdmin(ctx context.Context, dataDir, command string, args any, out any,
+	local func() (map[string]adminOp, func() error, error)) error {
+	in, err := json.Marshal(args)
+	if err != nil {
+		return err
+	}
+	var result []byte
+	path := filepath.Join(dataDir, adminSocketName)
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	switch {
+	case err == nil:
+		defer c.Close()
+		wc := wire.NewConn(c, wire.Options{MaxFrame: wire.MaxAdminFrame, ReadTimeout: adminTimeout, WriteTimeout: adminTimeout})
+		if err := wc.WriteMessage(&wire.AdminRequest{Command: command, Args: in}); err != nil {
+			return fmt.Errorf("talk to the daemon at %s: %w", path, err)
+		}
+		resp, err := wire.Expect[*wire.AdminResponse](wc)
+		if err != nil {
+			var werr *wire.Error
+			if errors.As(err, &werr) {
+				return errors.New(werr.Text)
+			}
+			return fmt.Errorf("talk to the daemon at %s: %w", path, err)
+		}
+		result = resp.Result
+	case isStaleSocket(err):
+		ops, closeFn, err := local()
+		if err != nil {
+			return err
+		}
+		res, err := ops[command](ctx, in)
+		if cerr := closeFn(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		if result, err = json.Marshal(res); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("reach the daemon at %s: %w", path, err)
+	}
+	return json.Unmarshal(result, out)
+}

@@ -1,0 +1,247 @@
+package roles
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.uber.org/zap"
+
+	"pkiboard/ca"
+	"pkiboard/config"
+	"pkiboard/wire"
+)
+
+// CertView is one issued certificate as the operator commands show it.
+type CertView struct {
+	Serial    string    `json:"serial"` // hex
+	SID       string    `json:"sid"`
+	Profile   string    `json:"profile"` // "student" or "board"
+	NotAfter  time.Time `json:"not_after"`
+	Status    string    `json:"status"` // "valid", "expired" or "revoked"
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
+// RevokeArgs selects what `pkiboard revoke` revokes.
+type RevokeArgs struct {
+	Serial string `json:"serial,omitempty"` // hex
+	SID    string `json:"sid,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// TokenArgs says what token `pkiboard token` makes.
+type TokenArgs struct {
+	SID   string `json:"sid,omitempty"`
+	Board bool   `json:"board,omitempty"`
+	TTL   string `json:"ttl,omitempty"` // a Go duration; "" for the CA's token_ttl
+}
+
+// TokenView is a new enrollment token. It is shown once and never stored in
+// the clear.
+type TokenView struct {
+	Token   string    `json:"token"`
+	SID     string    `json:"sid"`
+	Expires time.Time `json:"expires"`
+}
+
+// caOps returns the CA's operator commands, bound to auth.
+func caOps(auth *ca.Authority) map[string]adminOp {
+	return map[string]adminOp{
+		"certs": func(_ context.Context, raw json.RawMessage) (any, error) {
+			var args struct {
+				SID string `json:"sid"`
+			}
+			if err := json.Unmarshal(raw, &args); err != nil {
+				return nil, err
+			}
+			recs, err := auth.Certificates()
+			if err != nil {
+				return nil, err
+			}
+			views := make([]CertView, 0, len(recs))
+			for _, r := range recs {
+				if args.SID != "" && r.SID != args.SID {
+					continue
+				}
+				views = append(views, certView(r))
+			}
+			return views, nil
+		},
+		"revoke": func(_ context.Context, raw json.RawMessage) (any, error) {
+			var args RevokeArgs
+			if err := json.Unmarshal(raw, &args); err != nil {
+				return nil, err
+			}
+			reason, err := ca.ParseReason(args.Reason)
+			if err != nil {
+				return nil, err
+			}
+			switch {
+			case args.Serial != "" && args.SID == "":
+				serial, ok := new(big.Int).SetString(strings.TrimPrefix(strings.ReplaceAll(args.Serial, ":", ""), "0x"), 16)
+				if !ok {
+					return nil, fmt.Errorf("%q is not a hexadecimal serial number", args.Serial)
+				}
+				if err := auth.Revoke(serial, reason); err != nil {
+					return nil, err
+				}
+				return 1, nil
+			case args.SID != "" && args.Serial == "":
+				return auth.RevokeSID(args.SID, reason)
+			}
+			return nil, errors.New("give --serial or --sid (one of them)")
+		},
+		"token": func(_ context.Context, raw json.RawMessage) (any, error) {
+			var args TokenArgs
+			if err := json.Unmarshal(raw, &args); err != nil {
+				return nil, err
+			}
+			var ttl time.Duration
+			if args.TTL != "" {
+				var err error
+				if ttl, err = time.ParseDuration(args.TTL); err != nil || ttl <= 0 {
+					return nil, fmt.Errorf("--ttl %q is not a positive duration", args.TTL)
+				}
+			}
+			var (
+				tok string
+				exp time.Time
+				err error
+			)
+			if args.Board {
+				tok, exp, err = auth.CreateBoardToken(ttl)
+			} else {
+				tok, exp, err = auth.CreateToken(args.SID, ttl)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return TokenView{Token: tok, SID: args.SID, Expires: exp}, nil
+		},
+		"crl": func(context.Context, json.RawMessage) (any, error) {
+			pem, err := auth.CRLPEM()
+			if err != nil {
+				return nil, err
+			}
+			return string(pem), nil
+		},
+	}
+}
+
+func certView(r ca.CertRecord) CertView {
+	v := CertView{
+		Serial:   hex.EncodeToString(r.Serial.Bytes()),
+		SID:      r.SID,
+		Profile:  "student",
+		NotAfter: r.NotAfter,
+		Status:   string(r.Status),
+	}
+	if r.Profile == wire.ProfileBoard {
+		v.Profile = "board"
+	}
+	if r.Status == ca.StatusRevoked {
+		v.RevokedAt, v.Reason = r.RevokedAt, ca.ReasonName(r.Reason)
+	}
+	return v
+}
+
+// callCA runs a CA operator command against the installation cfg describes.
+func callCA(ctx context.Context, cfg *config.Config, command string, args, out any) error {
+	return callAdmin(ctx, cfg.CA.DataDir, command, args, out, func() (map[string]adminOp, func() error, error) {
+		auth, err := openAuthority(cfg, zap.NewNop())
+		if err != nil {
+			return nil, nil, err
+		}
+		return caOps(auth), auth.Close, nil
+	})
+}
+
+// ListCertificates prints the CA's issued certificates as a table (or JSON).
+func ListCertificates(ctx context.Context, cfg *config.Config, sid string, asJSON bool, w io.Writer) error {
+	var views []CertView
+	if err := callCA(ctx, cfg, "certs", map[string]string{"sid": sid}, &views); err != nil {
+		return fmt.Errorf("certs: %w", err)
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(views)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERIAL\tSID\tPROFILE\tEXPIRES\tSTATUS")
+	for _, v := range views {
+		status := v.Status
+		if v.Status == "revoked" {
+			status = fmt.Sprintf("revoked %s (%s)", v.RevokedAt.UTC().Format(time.DateTime), v.Reason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Serial, v.SID, v.Profile, v.NotAfter.UTC().Format(time.DateTime), status)
+	}
+	return tw.Flush()
+}
+
+// Revoke revokes by serial or by SID and prints how many certificates were
+// revoked.
+func Revoke(ctx context.Context, cfg *config.Config, args RevokeArgs, w io.Writer) error {
+	var n int
+	if err := callCA(ctx, cfg, "revoke", args, &n); err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	fmt.Fprintf(w, "revoked %d certificate(s); the CRL is updated\n", n)
+	return nil
+}
+
+// CreateToken makes an enrollment token and prints it with its expiry.
+func CreateToken(ctx context.Context, cfg *config.Config, args TokenArgs, w io.Writer) error {
+	var v TokenView
+	if err := callCA(ctx, cfg, "token", args, &v); err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	who := "SID " + v.SID
+	if args.Board {
+		who = "the board"
+	}
+	fmt.Fprintf(w, "%s\n", v.Token)
+	fmt.Fprintf(w, "# one-time enrollment token for %s, valid until %s\n", who, v.Expires.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// PrintCRL prints the CA's current CRL: as PEM, or as a summary of its number,
+// dates and revoked serials.
+func PrintCRL(ctx context.Context, cfg *config.Config, asPEM bool, w io.Writer) error {
+	var text string
+	if err := callCA(ctx, cfg, "crl", struct{}{}, &text); err != nil {
+		return fmt.Errorf("crl: %w", err)
+	}
+	if asPEM {
+		_, err := io.WriteString(w, text)
+		return err
+	}
+	block, _ := pem.Decode([]byte(text))
+	if block == nil {
+		return errors.New("crl: the CA returned no PEM CRL")
+	}
+	crl, err := x509.ParseRevocationList(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("crl: %w", err)
+	}
+	fmt.Fprintf(w, "CRL number %s, issued %s, next update %s, %d revoked\n",
+		crl.Number, crl.ThisUpdate.UTC().Format(time.RFC3339), crl.NextUpdate.UTC().Format(time.RFC3339), len(crl.RevokedCertificateEntries))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if len(crl.RevokedCertificateEntries) > 0 {
+		fmt.Fprintln(tw, "SERIAL\tREVOKED\tREASON")
+	}
+	for _, e := range crl.RevokedCertificateEntries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", hex.EncodeToString(e.SerialNumber.Bytes()), e.RevocationTime.UTC().Format(time.DateTime), ca.ReasonName(e.ReasonCode))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,101 @@
+package roles
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"pkiboard/caclient"
+	"pkiboard/config"
+	"pkiboard/keys"
+	"pkiboard/logging"
+	"pkiboard/wire"
+)
+
+// EnrollOptions is what `pkiboard enroll` is asked to do.
+type EnrollOptions struct {
+	SID     string
+	KeyFile string // an existing private key (PEM, e.g. from openssl); "" to generate one
+	CSRFile string // an existing CSR (PEM or DER, e.g. from openssl req); "" to make one
+	OutDir  string
+	Board   bool   // enroll the board's certificate (profile 2) instead of a student's
+	Token   string // enrollment token or board secret; "" when none is needed
+}
+
+// Enroll enrolls one SID with the CA and writes key.pem (when it generated the
+// key), cert.pem and root.pem into opts.OutDir, then prints the course's line
+// "SID sign finished".
+func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts EnrollOptions, out io.Writer) error {
+	o := caclient.EnrollOptions{
+		Addr:         cfg.Student.CAAddr,
+		SID:          opts.SID,
+		Token:        opts.Token,
+		KeyAlgorithm: cfg.Student.KeyAlgorithm,
+		OutDir:       opts.OutDir,
+	}
+	if opts.Board {
+		o.Profile = wire.ProfileBoard
+		o.Addr = cfg.Board.CAAddr
+	}
+	if fp := cfg.Student.RootFingerprint; fp != "" {
+		o.RootFingerprint, _ = config.ParseFingerprint(fp) // validated by config
+	}
+	if opts.KeyFile != "" {
+		key, err := keys.ReadPrivateKey(opts.KeyFile, nil)
+		if err != nil {
+			return fmt.Errorf("enroll %s: %w", opts.SID, err)
+		}
+		o.Key = key
+	}
+	if opts.CSRFile != "" {
+		csr, err := readCSR(opts.CSRFile)
+		if err != nil {
+			return fmt.Errorf("enroll %s: %w", opts.SID, err)
+		}
+		o.CSR = csr
+	}
+	logging.Step(log, 1, "certificate signing request sent to the CA", logging.SID(opts.SID), zap.String("ca", o.Addr))
+	res, err := caclient.Enroll(ctx, o)
+	if err != nil {
+		return err
+	}
+	warnFirstUse(log, res)
+	logging.Step(log, 2, "certificate received",
+		logging.SID(opts.SID),
+		zap.String("serial", fmt.Sprintf("%x", res.Certificate.SerialNumber)),
+		zap.Time("not_after", res.Certificate.NotAfter),
+		zap.String("dir", opts.OutDir))
+	fmt.Fprintf(out, "%s sign finished\n", opts.SID)
+	return nil
+}
+
+// warnFirstUse says loudly that a root was accepted with nothing to check it
+// against.
+func warnFirstUse(log *zap.Logger, res *caclient.Result) {
+	if res.TrustedOnFirstUse {
+		log.Warn("TRUST ON FIRST USE: the root certificate was accepted without a configured fingerprint; check it out of band and set student.root_fingerprint",
+			zap.String("fingerprint", keys.FingerprintHex(res.Root)), zap.String("saved", res.RootPath))
+	}
+}
+
+// readCSR reads a certification request file in PEM ("CERTIFICATE REQUEST",
+// as openssl req writes it) or DER.
+func readCSR(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if block, _ := pem.Decode(data); block != nil {
+		if !strings.Contains(block.Type, "CERTIFICATE REQUEST") {
+			return nil, fmt.Errorf("%s: PEM block %q is not a certificate request", path, block.Type)
+		}
+		return block.Bytes, nil
+	}
+	return data, nil
+}
+

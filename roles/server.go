@@ -1,0 +1,164 @@
+package roles
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"pkiboard/config"
+	"pkiboard/wire"
+)
+
+// server is the accept loop the CA and the board share: it bounds concurrent
+// connections, hands each to handle in its own goroutine, and on shutdown stops
+// accepting, wakes idle connections, and gives busy ones a bounded time to
+// finish before closing them.
+type server struct {
+	log    *zap.Logger
+	limits config.Limits
+	// handle serves one connection. It returns when the peer is done, on error,
+	// or soon after ctx is cancelled (at the latest when the connection is
+	// closed under it). It must call track.idle around waits for a new request.
+	handle func(ctx context.Context, c net.Conn, track *tracked)
+}
+
+// tracked is one live connection as the server sees it.
+type tracked struct {
+	c    net.Conn
+	mu   sync.Mutex
+	wait bool // waiting for the peer's next request
+	stop bool // the server is shutting down
+}
+
+// idle marks the connection as waiting for a new request (true) or serving one
+// (false). While idle during shutdown, its read is interrupted at once. It
+// reports whether the server is shutting down, so a handler can stop.
+func (t *tracked) idle(waiting bool) (stopping bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.wait = waiting
+	if waiting && t.stop {
+		t.c.SetReadDeadline(time.Now()) //nolint:errcheck // closing anyway
+	}
+	return t.stop
+}
+
+// shutdown wakes the connection if it is idle and marks it stopping.
+func (t *tracked) shutdown() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stop = true
+	if t.wait {
+		t.c.SetReadDeadline(time.Now()) //nolint:errcheck // closing anyway
+	}
+}
+
+// busyWriteTimeout bounds the courtesy "busy" answer to a connection refused
+// for being over the limit.
+const busyWriteTimeout = 200 * time.Millisecond
+
+// serve accepts on ln until ctx is cancelled, then shuts down as described on
+// server. It returns nil after a clean shutdown.
+func (s *server) serve(ctx context.Context, ln net.Listener) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns = map[*tracked]struct{}{}
+		slots = make(chan struct{}, s.limits.MaxConns)
+	)
+	stopAccept := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stopAccept()
+
+	var acceptErr error
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, net.ErrClosed) {
+				acceptErr = err
+				break
+			}
+			// Out of descriptors or a similar passing condition: wait and retry
+			// rather than spin.
+			s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(backoff*2, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		select {
+		case slots <- struct{}{}:
+		default:
+			refuseBusy(c)
+			s.log.Warn("connection refused: at max_conns", zap.Stringer("peer", c.RemoteAddr()), zap.Int("max_conns", s.limits.MaxConns))
+			continue
+		}
+		t := &tracked{c: c}
+		mu.Lock()
+		conns[t] = struct{}{}
+		mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				c.Close()
+				mu.Lock()
+				delete(conns, t)
+				mu.Unlock()
+				<-slots
+			}()
+			s.handle(ctx, c, t)
+		}()
+	}
+
+	// Shutdown: wake idle connections, give busy ones ShutdownTimeout, then close
+	// whatever is left and wait for the handlers to notice.
+	mu.Lock()
+	for t := range conns {
+		t.shutdown()
+	}
+	mu.Unlock()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.limits.ShutdownTimeout.D()):
+		mu.Lock()
+		s.log.Warn("shutdown timeout: closing sessions still in flight", zap.Int("connections", len(conns)))
+		for t := range conns {
+			t.c.Close()
+		}
+		mu.Unlock()
+		<-done
+	}
+	return acceptErr
+}
+
+// refuseBusy tells a connection over the limit to come back later, without
+// waiting on it, and closes it.
+func refuseBusy(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(busyWriteTimeout)) //nolint:errcheck // best effort
+	if msg, err := wire.Marshal(&wire.Error{Code: wire.CodeBusy, Text: "the server is at its connection limit; try again shortly"}); err == nil {
+		wire.WriteFrame(c, msg) //nolint:errcheck // best effort
+	}
+	c.Close()
+}
+
+// wireOptions returns the framing options of a daemon's connections.
+func wireOptions(l config.Limits) wire.Options {
+	return wire.Options{
+		MaxFrame:     l.MaxFrame,
+		ReadTimeout:  l.ReadTimeout.D(),
+		WriteTimeout: l.WriteTimeout.D(),
+	}
+}
