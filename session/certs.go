@@ -1,0 +1,147 @@
+package session
+
+import (
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// chainFault is what is wrong with a peer's certificate chain, in the order
+// PROTOCOL.md §5.1 checks: the chain, then the time, then the usage.
+type chainFault int
+
+const (
+	faultNone          chainFault = iota
+	faultParse                    // a certificate does not parse (unknown-ca)
+	faultUnknownCA                // no chain to the roots (unknown-ca)
+	faultExpired                  // the leaf's notAfter has passed (cert-expired)
+	faultNotYetValid              // the leaf's notBefore is still ahead (cert-expired)
+	faultChainNotValid            // a CA certificate of the chain is not valid now (cert-expired)
+	faultUsage                    // the EKU lacks the role's usage (wrong-usage)
+	faultCA                       // the leaf is a CA certificate (wrong-usage)
+)
+
+// chainError describes a chainFault: the certificate concerned (nil for a
+// parse failure) and the underlying error.
+type chainError struct {
+	fault chainFault
+	cert  *x509.Certificate
+	err   error
+}
+
+func (e *chainError) Error() string { return fmt.Sprintf("certificate fault %d: %v", e.fault, e.err) }
+func (e *chainError) Unwrap() error { return e.err }
+
+// parseChain parses a peer's certificates, leaf first.
+func parseChain(der [][]byte) ([]*x509.Certificate, *chainError) {
+	certs := make([]*x509.Certificate, 0, len(der))
+	for i, d := range der {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return nil, &chainError{fault: faultParse, err: fmt.Errorf("certificate %d: %w", i, err)}
+		}
+		certs = append(certs, c)
+	}
+	return certs, nil
+}
+
+// checkChain checks that certs[0] chains to roots through the others (only as
+// candidate intermediates), is valid at now, has usage in its extended key
+// usage and is not a CA. It reports the first fault in the order of
+// PROTOCOL.md §5.1: a certificate that is both from an unknown CA and expired
+// is from an unknown CA; one that is both expired and of the wrong usage is
+// expired.
+//
+// The successful path costs one x509 verification; only a failure pays for the
+// extra verifications that tell the faults apart.
+func checkChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) *chainError {
+	leaf := certs[0]
+	opts := x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: x509.NewCertPool(),
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{usage},
+	}
+	for _, c := range certs[1:] {
+		opts.Intermediates.AddCert(c)
+	}
+	_, err := leaf.Verify(opts)
+	if err == nil {
+		if leaf.IsCA {
+			return &chainError{fault: faultCA, cert: leaf, err: errors.New("the leaf is a CA certificate")}
+		}
+		return nil
+	}
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &invalid) && invalid.Reason == x509.IncompatibleUsage {
+		// Chains were found and every one was valid now; only the usage fails.
+		return &chainError{fault: faultUsage, cert: leaf, err: err}
+	}
+
+	// Did it fail only because of the time? Verify again, with any usage, at
+	// the two ends of the leaf's validity: if a chain is found, then some
+	// certificate of it is not valid now.
+	opts.KeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
+	for _, at := range []time.Time{leaf.NotBefore, leaf.NotAfter} {
+		opts.CurrentTime = at
+		chains, verr := leaf.Verify(opts)
+		if verr != nil {
+			continue
+		}
+		for _, c := range chains[0] {
+			if !now.Before(c.NotBefore) && !now.After(c.NotAfter) {
+				continue
+			}
+			switch {
+			case c != leaf:
+				return &chainError{fault: faultChainNotValid, cert: c, err: err}
+			case now.After(c.NotAfter):
+				return &chainError{fault: faultExpired, cert: c, err: err}
+			default:
+				return &chainError{fault: faultNotYetValid, cert: c, err: err}
+			}
+		}
+	}
+	return &chainError{fault: faultUnknownCA, cert: leaf, err: err}
+}
+
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// singleCN returns the certificate's subject CN if the subject has exactly one
+// CN attribute.
+func singleCN(c *x509.Certificate) (string, bool) {
+	n := 0
+	var cn string
+	for _, a := range c.Subject.Names {
+		if a.Type.Equal(oidCommonName) {
+			n++
+			s, ok := a.Value.(string)
+			if !ok {
+				return "", false
+			}
+			cn = s
+		}
+	}
+	return cn, n == 1
+}
+
+// utc formats t for a human as "2026-05-01 12:00 UTC".
+func utc(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") }
+
+// issuerName names a certificate's issuer for messages.
+func issuerName(c *x509.Certificate) string {
+	if c.Issuer.CommonName != "" {
+		return c.Issuer.CommonName
+	}
+	return c.Issuer.String()
+}
+
+// subjectName names a certificate's subject for messages.
+func subjectName(c *x509.Certificate) string {
+	if c.Subject.CommonName != "" {
+		return c.Subject.CommonName
+	}
+	return c.Subject.String()
+}

@@ -1,0 +1,312 @@
+package session
+
+import (
+	"crypto"
+	"crypto/ecdh"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/hpke"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"go.uber.org/zap"
+
+	"pkiboard/wire"
+)
+
+// Sizes of the record layer (PROTOCOL.md §5.3).
+const (
+	// TagSize is the size of a record's HMAC-SHA256 tag.
+	TagSize = 32
+
+	// MaxRecord is the largest record a peer sends: a type byte, a full Data
+	// chunk and the tag (65 569 bytes). The board's wire.Conn must accept
+	// frames of this size; [Server] refuses to start on one that does not.
+	MaxRecord = 1 + wire.MaxDataChunk + TagSize
+)
+
+// RSA key sizes the session accepts for a certificate key, in bits: the CA's
+// own limits (PROTOCOL.md §4, weak-key).
+const (
+	minRSABits = 2048
+	maxRSABits = 8192
+)
+
+// SuiteName returns the name of a cipher suite as PROTOCOL.md §5.1 lists it,
+// such as "aes-256-ctr-hmac-sha256", or "0x0003" for an unknown id.
+func SuiteName(id uint16) string {
+	switch id {
+	case wire.SuiteAES256CTRHMACSHA256:
+		return "aes-256-ctr-hmac-sha256"
+	case wire.SuiteRC4HMACSHA256:
+		return "rc4-hmac-sha256"
+	}
+	return fmt.Sprintf("0x%04x", id)
+}
+
+// SuiteByName returns the id of the cipher suite called name (see SuiteName).
+func SuiteByName(name string) (uint16, bool) {
+	for _, id := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
+		if SuiteName(id) == name {
+			return id, true
+		}
+	}
+	return 0, false
+}
+
+// knownSuite reports whether id is a suite this package implements.
+func knownSuite(id uint16) bool {
+	return id == wire.SuiteAES256CTRHMACSHA256 || id == wire.SuiteRC4HMACSHA256
+}
+
+// ServerConfig configures the board's side of a session. A ServerConfig may be
+// shared by concurrent sessions and must not be modified while they run.
+type ServerConfig struct {
+	// Chain is the board's certificate (EKU serverAuth, CN = the board's
+	// name) first, then any intermediates: at most wire.MaxCertificates.
+	Chain []*x509.Certificate
+
+	// Key is the private key of Chain[0]: ECDSA P-256 or P-384, or RSA.
+	Key crypto.Signer
+
+	// Roots holds the root certificates that students' certificates must chain
+	// to.
+	Roots *x509.CertPool
+
+	// CheckRevoked, if set, is called with the student's certificate once its
+	// chain, usage and SID have been checked. A nil error means it is not
+	// revoked. A *wire.Refusal is answered with its own code and text (use
+	// wire.CodeCertRevoked, or wire.CodeCRLUnavailable when no fresh CRL is
+	// held); any other error is answered crl-unavailable: the board fails
+	// closed.
+	CheckRevoked func(cert *x509.Certificate) error
+
+	// AllowRC4 lets the board choose rc4-hmac-sha256 when the student offers
+	// it before any other allowed suite (board.allow_rc4). RC4 is broken.
+	AllowRC4 bool
+
+	// Now returns the current time for certificate checks; time.Now if nil.
+	Now func() time.Time
+
+	// Rand is the source of the session key, the board's random, RSA-OAEP's
+	// seed and RSA-PSS salts; crypto/rand.Reader if nil. (crypto/hpke and,
+	// since Go 1.26, ECDSA signing always draw from crypto/rand.)
+	Rand io.Reader
+
+	// Log receives the STEP 3 and STEP 4 lines and the RC4 warning; none if
+	// nil. Nothing secret is ever logged.
+	Log *zap.Logger
+
+	// testHookServerHello, if set, may change the ServerHello before it is
+	// sent and signed: tests use it to play a misbehaving board.
+	testHookServerHello func(*wire.ServerHello)
+}
+
+// ClientConfig configures the student's side of a session.
+type ClientConfig struct {
+	// SID is the student ID the session is for: the CN of Chain[0].
+	SID string
+
+	// Chain is the student's certificate first, then any intermediates: at
+	// most wire.MaxCertificates.
+	Chain []*x509.Certificate
+
+	// Key is the private key of Chain[0]. It signs the submission statement
+	// and recovers the session key: an RSA key must implement
+	// crypto.Decrypter (as *rsa.PrivateKey does) and an ECDSA key must have an
+	// ECDH method (as *ecdsa.PrivateKey does).
+	Key crypto.Signer
+
+	// Roots holds the root certificates the board's certificate must chain to.
+	Roots *x509.CertPool
+
+	// BoardName is the CN the board's certificate must have
+	// (student.board_name).
+	BoardName string
+
+	// Suites are the cipher suites offered, in order of preference; if empty,
+	// aes-256-ctr-hmac-sha256 alone.
+	Suites []uint16
+
+	// Now returns the current time for certificate checks; time.Now if nil.
+	Now func() time.Time
+
+	// Rand is the source of the client random and of RSA-PSS salts;
+	// crypto/rand.Reader if nil. (The X-Wing key, crypto/hpke and, since Go
+	// 1.26, ECDSA signing always draw from crypto/rand.)
+	Rand io.Reader
+
+	// Log receives the STEP 5 line; none if nil.
+	Log *zap.Logger
+
+	// Test hooks. testHookKEMKey replaces the generation of the ephemeral
+	// X-Wing key; testHookClientHello may change the hello before it is sent;
+	// testHookIgnoreKeyTransport makes a student that cannot decrypt the
+	// session key carry on with a garbage one, as an impostor would.
+	testHookKEMKey             func() (hpke.PrivateKey, error)
+	testHookClientHello        func(*wire.ClientHello)
+	testHookIgnoreKeyTransport bool
+}
+
+// keyTransportFor returns the key transport for a certificate key
+// (PROTOCOL.md §5.1, ServerHello.key_transport), or an error saying why the key
+// is not supported.
+func keyTransportFor(pub crypto.PublicKey) (uint8, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < minRSABits || n > maxRSABits {
+			return 0, fmt.Errorf("an RSA key of %d bits (RSA keys must have %d to %d bits)", n, minRSABits, maxRSABits)
+		}
+		return wire.KeyTransportRSAOAEP, nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return wire.KeyTransportHPKEP256, nil
+		case elliptic.P384():
+			return wire.KeyTransportHPKEP384, nil
+		}
+		return 0, fmt.Errorf("an ECDSA key on %s (only P-256 and P-384 are accepted)", k.Curve.Params().Name)
+	}
+	return 0, fmt.Errorf("a %s key (only RSA and ECDSA P-256 or P-384 are accepted)", keyTypeName(pub))
+}
+
+// keyTypeName names a public key's algorithm for messages.
+func keyTypeName(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return fmt.Sprintf("RSA-%d", k.N.BitLen())
+	case *ecdsa.PublicKey:
+		return "ECDSA " + k.Curve.Params().Name
+	case ed25519.PublicKey:
+		return "Ed25519"
+	case *ecdh.PublicKey:
+		return "ECDH"
+	}
+	return fmt.Sprintf("%T", pub)
+}
+
+// publicKeyEqual reports whether a and b are the same public key.
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	ea, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ea.Equal(b)
+}
+
+// serverSettings are a ServerConfig's values with defaults applied.
+type serverSettings struct {
+	*ServerConfig
+	now  func() time.Time
+	rand io.Reader
+	log  *zap.Logger
+}
+
+func (cfg *ServerConfig) settings() (*serverSettings, error) {
+	if cfg == nil {
+		return nil, errors.New("session: no ServerConfig")
+	}
+	switch {
+	case len(cfg.Chain) == 0 || cfg.Chain[0] == nil:
+		return nil, errors.New("session: ServerConfig.Chain is empty")
+	case len(cfg.Chain) > wire.MaxCertificates:
+		return nil, fmt.Errorf("session: ServerConfig.Chain has %d certificates (at most %d)", len(cfg.Chain), wire.MaxCertificates)
+	case cfg.Key == nil:
+		return nil, errors.New("session: ServerConfig.Key is not set")
+	case cfg.Roots == nil:
+		return nil, errors.New("session: ServerConfig.Roots is not set")
+	case !publicKeyEqual(cfg.Key.Public(), cfg.Chain[0].PublicKey):
+		return nil, errors.New("session: ServerConfig.Key is not the key of the board's certificate")
+	}
+	if _, err := signatureScheme(cfg.Key.Public()); err != nil {
+		return nil, fmt.Errorf("session: the board's key: %w", err)
+	}
+	s := &serverSettings{ServerConfig: cfg, now: cfg.Now, rand: cfg.Rand, log: cfg.Log}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	return s, nil
+}
+
+// clientSettings are a ClientConfig's values with defaults applied.
+type clientSettings struct {
+	*ClientConfig
+	suites []uint16
+	now    func() time.Time
+	rand   io.Reader
+	log    *zap.Logger
+	kt     uint8 // the key transport the student's key calls for
+}
+
+func (cfg *ClientConfig) settings() (*clientSettings, error) {
+	if cfg == nil {
+		return nil, errors.New("session: no ClientConfig")
+	}
+	switch {
+	case cfg.SID == "" || len(cfg.SID) > wire.MaxSIDLen:
+		return nil, fmt.Errorf("session: ClientConfig.SID must be 1 to %d bytes", wire.MaxSIDLen)
+	case len(cfg.Chain) == 0 || cfg.Chain[0] == nil:
+		return nil, errors.New("session: ClientConfig.Chain is empty")
+	case len(cfg.Chain) > wire.MaxCertificates:
+		return nil, fmt.Errorf("session: ClientConfig.Chain has %d certificates (at most %d)", len(cfg.Chain), wire.MaxCertificates)
+	case cfg.Key == nil:
+		return nil, errors.New("session: ClientConfig.Key is not set")
+	case cfg.Roots == nil:
+		return nil, errors.New("session: ClientConfig.Roots is not set")
+	case cfg.BoardName == "":
+		return nil, errors.New("session: ClientConfig.BoardName is not set")
+	case len(cfg.Suites) > wire.MaxSuites:
+		return nil, fmt.Errorf("session: ClientConfig.Suites has %d suites (at most %d)", len(cfg.Suites), wire.MaxSuites)
+	}
+	s := &clientSettings{ClientConfig: cfg, suites: cfg.Suites, now: cfg.Now, rand: cfg.Rand, log: cfg.Log}
+	if len(s.suites) == 0 {
+		s.suites = []uint16{wire.SuiteAES256CTRHMACSHA256}
+	}
+	for _, id := range s.suites {
+		if !knownSuite(id) {
+			return nil, fmt.Errorf("session: ClientConfig.Suites: unknown suite %s", SuiteName(id))
+		}
+	}
+	// The key's type decides the key transport. Whether it is the key of the
+	// certificate is not checked here: a student with the wrong key finds out
+	// in the handshake (key-transport-failed), as an impostor would.
+	kt, err := keyTransportFor(cfg.Key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("session: the student's key is %v", err)
+	}
+	switch kt {
+	case wire.KeyTransportRSAOAEP:
+		if _, ok := cfg.Key.(crypto.Decrypter); !ok {
+			return nil, errors.New("session: the student's RSA key cannot decrypt (it does not implement crypto.Decrypter)")
+		}
+	default:
+		if _, ok := cfg.Key.(ecdhKey); !ok {
+			return nil, errors.New("session: the student's ECDSA key has no ECDH method")
+		}
+	}
+	s.kt = kt
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	return s, nil
+}
+
+// ecdhKey is an ECDSA private key usable for ECDH, as *ecdsa.PrivateKey is.
+type ecdhKey interface {
+	ECDH() (*ecdh.PrivateKey, error)
+}

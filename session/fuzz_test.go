@@ -1,0 +1,415 @@
+package session
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/hpke"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"pkiboard/wire"
+)
+
+// The fuzz targets run whole handshakes in-process over a memConn, with the
+// deterministic test PKI, a deterministic random source, a fixed clock and a
+// fixed X-Wing key: the student's ClientHello is the same in every process,
+// so a ServerHello recorded once (in the committed seeds) still completes the
+// handshake, and the fuzzer starts from inputs that reach every check.
+
+// fuzzClientConfig is the deterministic student of the fuzz targets.
+func fuzzClientConfig(tb testing.TB) *ClientConfig {
+	cc := pki(tb).clientConfig("p256")
+	cc.Rand = detRand(1)
+	cc.Now = func() time.Time { return fixedNow }
+	cc.testHookKEMKey = func() (hpke.PrivateKey, error) {
+		seed := sha256.Sum256([]byte("pkiboard fuzz x-wing"))
+		return hpke.MLKEM768X25519().DeriveKeyPair(seed[:])
+	}
+	return cc
+}
+
+// fuzzServerConfig is the board of the fuzz targets.
+func fuzzServerConfig(tb testing.TB) *ServerConfig {
+	sc := pki(tb).serverConfig()
+	sc.Rand = detRand(2)
+	sc.Now = func() time.Time { return fixedNow }
+	sc.AllowRC4 = true
+	return sc
+}
+
+// clientHello returns the payload of the ClientHello the fuzz student sends,
+// after hook (if set) changed it.
+func clientHello(tb testing.TB, hook func(*wire.ClientHello)) []byte {
+	cc := fuzzClientConfig(tb)
+	cc.testHookClientHello = hook
+	m := newMemConn(nil)
+	Client(wire.NewConn(m, wire.Options{}), cc) // fails at EOF after the hello
+	return frames(tb, m.out.Bytes())[0]
+}
+
+// serverFlight returns the ServerHello and ServerVerify payloads a real board
+// answers the fuzz student's hello with.
+func serverFlight(tb testing.TB, hook func(*wire.ServerHello)) (sh, sv []byte) {
+	sc := fuzzServerConfig(tb)
+	sc.testHookServerHello = hook
+	m := newMemConn(frame(clientHello(tb, nil)))
+	if _, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), sc); err != nil {
+		tb.Fatalf("the fuzz board refused the fuzz student: %v", err)
+	}
+	f := frames(tb, m.out.Bytes())
+	return f[0], f[1]
+}
+
+func serverHandshakeSeeds(tb testing.TB) map[string][]any {
+	valid := clientHello(tb, nil)
+	hooked := func(f func(*wire.ClientHello)) []any { return []any{clientHello(tb, f)} }
+	return map[string][]any{
+		"valid":          {valid},
+		"empty":          {[]byte{}},
+		"truncated":      {valid[:len(valid)/2]},
+		"trailing":       {append(bytes.Clone(valid), 0)},
+		"version-2":      hooked(func(ch *wire.ClientHello) { ch.Version = 2 }),
+		"rc4-only":       hooked(func(ch *wire.ClientHello) { ch.Suites = []uint16{wire.SuiteRC4HMACSHA256} }),
+		"unknown-suites": hooked(func(ch *wire.ClientHello) { ch.Suites = []uint16{7, 8, 9} }),
+		"kem-x25519":     hooked(func(ch *wire.ClientHello) { ch.KEM = 0x0020 }),
+		"kem-short":      hooked(func(ch *wire.ClientHello) { ch.KEMPublic = ch.KEMPublic[:1215] }),
+		"sid-other":      hooked(func(ch *wire.ClientHello) { ch.SID = "1155000002" }),
+		"cert-garbage":   hooked(func(ch *wire.ClientHello) { ch.Certificates = [][]byte{{0x30, 0x03, 1, 2, 3}} }),
+		"cert-board":     hooked(func(ch *wire.ClientHello) { ch.Certificates = [][]byte{pki(tb).board.leaf().Raw} }),
+		"four-certs": hooked(func(ch *wire.ClientHello) {
+			ch.Certificates = append(ch.Certificates, pki(tb).root.cert.Raw, pki(tb).root.cert.Raw, pki(tb).root.cert.Raw)
+		}),
+		"error-message":   {mustMarshal(tb, &wire.Error{Code: wire.CodeBusy, Text: "no"})},
+		"server-hello":    {mustMarshal(tb, &wire.ServerHello{Version: 1, KeyTransport: 2, EncryptedKey: []byte{1}, KEMCiphertext: []byte{1}, Certificates: [][]byte{{1}}})},
+		"unknown-type":    {[]byte{0x99, 0, 1}},
+		"version-only-v2": {[]byte{byte(wire.TypeClientHello), 0, 2}},
+	}
+}
+
+func clientHandshakeSeeds(tb testing.TB) map[string][]any {
+	sh, sv := serverFlight(tb, nil)
+	flipped := func(p []byte, off int) []byte {
+		p = bytes.Clone(p)
+		p[(off+len(p))%len(p)] ^= 1
+		return p
+	}
+	hooked := func(f func(*wire.ServerHello)) []any {
+		sh, sv := serverFlight(tb, f)
+		return []any{sh, sv}
+	}
+	return map[string][]any{
+		"valid":            {sh, sv},
+		"empty":            {[]byte{}, []byte{}},
+		"sh-truncated":     {sh[:len(sh)/2], sv},
+		"sh-random":        {flipped(sh, 10), sv},
+		"sv-flipped":       {sh, flipped(sv, -3)},
+		"sv-missing":       {sh, []byte{}},
+		"sh-version-2":     {flipped(sh, 2), sv}, // 1 ^ 1 = 0: version 0
+		"suite-rc4":        hooked(func(sh *wire.ServerHello) { sh.Suite = wire.SuiteRC4HMACSHA256 }),
+		"kt-rsa":           hooked(func(sh *wire.ServerHello) { sh.KeyTransport = wire.KeyTransportRSAOAEP }),
+		"key-garbled":      hooked(func(sh *wire.ServerHello) { sh.EncryptedKey[0] ^= 1 }),
+		"kem-short":        hooked(func(sh *wire.ServerHello) { sh.KEMCiphertext = sh.KEMCiphertext[:1119] }),
+		"board-cert-other": hooked(func(sh *wire.ServerHello) { sh.Certificates = [][]byte{pki(tb).students["p256"].leaf().Raw} }),
+		"error":            {mustMarshal(tb, &wire.Error{Code: wire.CodeUnknownCA, Text: "who are you"}), []byte{}},
+	}
+}
+
+func openRecordSeeds(tb testing.TB) map[string][]any {
+	msgs := map[string][]byte{
+		"fileheader": mustMarshal(tb, &wire.FileHeader{Name: "message.txt", Size: 290, SHA256: sha256.Sum256(lab(testSID))}),
+		"data":       append([]byte{byte(wire.TypeData)}, lab(testSID)...),
+		"submitend":  mustMarshal(tb, &wire.SubmitEnd{Signature: bytes.Repeat([]byte{0x30}, 70)}),
+		"error":      mustMarshal(tb, &wire.Error{Code: wire.CodeBadRecordMAC, Text: "tampered"}),
+		"fileoffset": mustMarshal(tb, &wire.FileOffset{Offset: 1 << 20}),
+		"receipt": mustMarshal(tb, &wire.Receipt{ID: "x", SID: testSID, Serial: []byte{1}, Name: "message.txt", Size: 1,
+			Received: 1, Signature: []byte{1}}),
+		"clienthello": clientHello(tb, nil),
+		"unknown":     {0x99, 1, 2, 3},
+	}
+	seeds := map[string][]any{
+		"empty":      {[]byte{}, false},
+		"one-byte":   {[]byte{byte(wire.TypeData)}, false},
+		"tag-only":   {make([]byte, 1+TagSize), false},
+		"plain-err":  {msgs["error"], false},
+		"empty-data": {[]byte{byte(wire.TypeData)}, true},
+	}
+	for name, m := range msgs {
+		send, _ := recordPair(tb, wire.SuiteAES256CTRHMACSHA256)
+		seeds["sealed-"+name] = []any{seal(tb, send, m), false}
+		seeds["plain-"+name] = []any{m, true}
+	}
+	return seeds
+}
+
+// FuzzServerHandshake feeds arbitrary ClientHello payloads to the board. It
+// must never panic; it accepts only a hello that decodes and passes every
+// check, and answers every refusal with an Error of the refusal's code.
+func FuzzServerHandshake(f *testing.F) {
+	for _, seed := range sortedSeeds(serverHandshakeSeeds(f)) {
+		f.Add(seed[0].([]byte))
+	}
+	sc := fuzzServerConfig(f)
+	f.Fuzz(func(t *testing.T, ch []byte) {
+		m := newMemConn(frame(ch))
+		conn, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), sc)
+		if err == nil {
+			msg, uerr := wire.Unmarshal(ch)
+			hello, ok := msg.(*wire.ClientHello)
+			if uerr != nil || !ok || hello.Version != 1 || conn.PeerCertificate().Subject.CommonName != hello.SID {
+				t.Fatalf("accepted a hello that should fail: %v", uerr)
+			}
+			return
+		}
+		out := frames(t, m.out.Bytes())
+		var ref *wire.Refusal
+		if !errors.As(err, &ref) {
+			var peer *wire.Error
+			if errors.As(err, &peer) && len(out) == 0 {
+				return // a student that refuses first is not answered
+			}
+			t.Fatalf("got %v, want a *wire.Refusal", err)
+		}
+		if len(out) != 1 {
+			t.Fatalf("the board wrote %d frames before refusing, want only the Error", len(out))
+		}
+		em, uerr := wire.Unmarshal(out[0])
+		if e, ok := em.(*wire.Error); uerr != nil || !ok || e.Code != ref.Code {
+			t.Fatalf("refused with %v but answered %v (%v)", ref.Code, em, uerr)
+		}
+	})
+}
+
+// FuzzClientHandshake feeds arbitrary ServerHello and ServerVerify payloads to
+// the student. It must never panic; it completes only with a flight the
+// board's key signed, and answers every refusal with an Error of its code.
+func FuzzClientHandshake(f *testing.F) {
+	for _, seed := range sortedSeeds(clientHandshakeSeeds(f)) {
+		f.Add(seed[0].([]byte), seed[1].([]byte))
+	}
+	cc := fuzzClientConfig(f)
+	ch := clientHello(f, nil)
+	boardKey := pki(f).board.key.Public()
+	f.Fuzz(func(t *testing.T, sh, sv []byte) {
+		cc.Rand = detRand(1) // the same hello every time
+		m := newMemConn(append(frame(sh), frame(sv)...))
+		_, err := Client(wire.NewConn(m, wire.Options{}), cc)
+		out := frames(t, m.out.Bytes())
+		if !bytes.Equal(out[0], ch) {
+			t.Fatalf("the student's hello changed between runs")
+		}
+		if err == nil {
+			pair := sha256.Sum256(append(frame(ch), frame(sh)...))
+			svm, uerr := wire.Unmarshal(sv)
+			v, ok := svm.(*wire.ServerVerify)
+			if uerr != nil || !ok || VerifyMessage(boardKey, signedMessage(contextServerVerify, pair[:]), v.Signature) != nil {
+				t.Fatalf("completed a handshake the board did not sign")
+			}
+			return
+		}
+		var ref *wire.Refusal
+		if !errors.As(err, &ref) {
+			var peer *wire.Error
+			if errors.As(err, &peer) || errors.Is(err, wire.ErrTruncated) || strings.Contains(err.Error(), "EOF") {
+				return // the "board" refused, or its flight ended early
+			}
+			t.Fatalf("got %v, want a *wire.Refusal", err)
+		}
+		if len(out) != 2 {
+			t.Fatalf("the student wrote %d frames, want the hello and the Error", len(out))
+		}
+		em, uerr := wire.Unmarshal(out[1])
+		if e, ok := em.(*wire.Error); uerr != nil || !ok || e.Code != ref.Code {
+			t.Fatalf("refused with %v but answered %v (%v)", ref.Code, em, uerr)
+		}
+	})
+}
+
+// FuzzOpenRecord feeds arbitrary records to the record decoder with fixed
+// keys. With seal false the input is a frame as received: unless its tag is
+// right (checked here independently), the decoder must return no message,
+// refuse with bad-record-mac and leave the frame untouched. With seal true the
+// input is a message sealed with the right keys: the decoder must return it,
+// or refuse it with malformed, unknown-message or unexpected-message — never
+// bad-record-mac.
+func FuzzOpenRecord(f *testing.F) {
+	for _, seed := range sortedSeeds(openRecordSeeds(f)) {
+		f.Add(seed[0].([]byte), seed[1].(bool))
+	}
+	var macKey [macKeyLen]byte
+	for i := range macKey {
+		macKey[i] = byte(0x80 + i) // as recordPair
+	}
+	f.Fuzz(func(t *testing.T, input []byte, sealIt bool) {
+		send, recv := recordPair(t, wire.SuiteAES256CTRHMACSHA256)
+		rec := input
+		if sealIt {
+			if len(input) == 0 || len(input) > 1+wire.MaxDataChunk {
+				return
+			}
+			rec = seal(t, send, input)
+		}
+
+		// The decoder alone.
+		tagOK := false
+		if len(rec) >= 1+TagSize {
+			n := len(rec) - TagSize
+			var hdr [13]byte
+			hdr[8] = rec[0]
+			binary.BigEndian.PutUint32(hdr[9:], uint32(n-1))
+			mac := hmac.New(sha256.New, macKey[:])
+			mac.Write(hdr[:])
+			mac.Write(rec[1:n])
+			tagOK = hmac.Equal(mac.Sum(nil), rec[n:])
+		}
+		buf := bytes.Clone(rec)
+		plain, err := recv.openInPlace(buf)
+		switch {
+		case tagOK && (err != nil || !sealIt && len(plain) != len(rec)-TagSize):
+			t.Fatalf("a record with a valid tag: %v", err)
+		case !tagOK && (err == nil || plain != nil):
+			t.Fatalf("a record with an invalid tag was opened")
+		case !tagOK && !bytes.Equal(buf, rec):
+			t.Fatalf("a record with an invalid tag was modified")
+		case sealIt && !bytes.Equal(plain, input):
+			t.Fatalf("opened %x, sealed %x", plain, input)
+		}
+
+		// The whole read path of a Conn: the board's side with a fresh
+		// direction, which also takes a plaintext Error as the first frame.
+		_, recv2 := recordPair(t, wire.SuiteAES256CTRHMACSHA256)
+		s2cSend, _ := recordPair(t, wire.SuiteAES256CTRHMACSHA256)
+		m := newMemConn(frame(rec))
+		c := &Conn{conn: wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), in: recv2, out: s2cSend}
+		msg, err := c.ReadMessage()
+		code, _, _ := codeOf(err)
+		switch {
+		case !tagOK && err == nil:
+			if e, ok := msg.(*wire.Error); !ok || !bytes.Equal(mustMarshal(t, e), rec) {
+				t.Fatalf("a record with an invalid tag gave %v", msg)
+			}
+		case !tagOK && code != wire.CodeBadRecordMAC:
+			t.Fatalf("a record with an invalid tag gave %v, want bad-record-mac", err)
+		case tagOK && err != nil && code != wire.CodeMalformed && code != wire.CodeUnknownMessage && code != wire.CodeUnexpectedMessage:
+			t.Fatalf("a record with a valid tag gave %v", err)
+		case err != nil && msg != nil:
+			t.Fatalf("got both a message and %v", err)
+		}
+	})
+}
+
+// sortedSeeds returns the seeds in the order of their names.
+func sortedSeeds(seeds map[string][]any) [][]any {
+	names := make([]string, 0, len(seeds))
+	for n := range seeds {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([][]any, len(names))
+	for i, n := range names {
+		out[i] = seeds[n]
+	}
+	return out
+}
+
+// corpusFile is the content of a seed file for the values of one input.
+func corpusFile(values []any) string {
+	var b strings.Builder
+	b.WriteString("go test fuzz v1\n")
+	for _, v := range values {
+		switch v := v.(type) {
+		case []byte:
+			fmt.Fprintf(&b, "[]byte(%q)\n", v)
+		case bool:
+			fmt.Fprintf(&b, "bool(%v)\n", v)
+		}
+	}
+	return b.String()
+}
+
+// parseCorpusFile reads back what corpusFile wrote.
+func parseCorpusFile(s string) ([]any, error) {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	if len(lines) == 0 || lines[0] != "go test fuzz v1" {
+		return nil, errors.New("not a corpus file")
+	}
+	var out []any
+	for _, l := range lines[1:] {
+		switch {
+		case strings.HasPrefix(l, "[]byte(") && strings.HasSuffix(l, ")"):
+			v, err := strconv.Unquote(l[len("[]byte(") : len(l)-1])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, []byte(v))
+		case l == "bool(true)", l == "bool(false)":
+			out = append(out, l == "bool(true)")
+		default:
+			return nil, fmt.Errorf("cannot read line %q", l)
+		}
+	}
+	return out, nil
+}
+
+// TestFuzzCorpus writes (with -update) or checks the committed seed corpora.
+// The handshake seeds hold signatures and encryptions made with fresh
+// randomness, so they are not compared byte for byte: instead the committed
+// "valid" seeds must still complete a handshake, which shows that the
+// deterministic fuzz student and PKI have not changed under them.
+func TestFuzzCorpus(t *testing.T) {
+	targets := map[string]map[string][]any{
+		"FuzzServerHandshake": serverHandshakeSeeds(t),
+		"FuzzClientHandshake": clientHandshakeSeeds(t),
+		"FuzzOpenRecord":      openRecordSeeds(t),
+	}
+	for target, seeds := range targets {
+		dir := filepath.Join("testdata", "fuzz", target)
+		for name, values := range seeds {
+			path := filepath.Join(dir, name)
+			if *update {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(corpusFile(values)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Errorf("%v (run go test -run TestFuzzCorpus -update)", err)
+				continue
+			}
+			got, err := parseCorpusFile(string(b))
+			if err != nil {
+				t.Errorf("%s: %v", path, err)
+				continue
+			}
+			if target == "FuzzOpenRecord" && corpusFile(got) != corpusFile(values) {
+				t.Errorf("%s is out of date (run go test -run TestFuzzCorpus -update)", path)
+			}
+			if name != "valid" {
+				continue
+			}
+			switch target {
+			case "FuzzServerHandshake":
+				m := newMemConn(frame(got[0].([]byte)))
+				if _, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), fuzzServerConfig(t)); err != nil {
+					t.Errorf("%s no longer completes a handshake (%v): run go test -run TestFuzzCorpus -update", path, err)
+				}
+			case "FuzzClientHandshake":
+				m := newMemConn(append(frame(got[0].([]byte)), frame(got[1].([]byte))...))
+				if _, err := Client(wire.NewConn(m, wire.Options{}), fuzzClientConfig(t)); err != nil {
+					t.Errorf("%s no longer completes a handshake (%v): run go test -run TestFuzzCorpus -update", path, err)
+				}
+			}
+		}
+	}
+}

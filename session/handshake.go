@@ -1,0 +1,105 @@
+package session
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"pkiboard/wire"
+)
+
+// handshakeIO reads and writes one side's handshake messages, in plaintext
+// frames, and keeps the transcript: every frame goes through readFrame or
+// writeMessage, which hash it, header included, exactly as it crosses the wire.
+// No other code feeds the transcript.
+type handshakeIO struct {
+	conn       *wire.Conn
+	transcript hash.Hash
+}
+
+func newHandshakeIO(c *wire.Conn) handshakeIO {
+	return handshakeIO{conn: c, transcript: sha256.New()}
+}
+
+// hashFrame adds a frame, its 4-byte length then its payload, to the
+// transcript.
+func (h *handshakeIO) hashFrame(payload []byte) {
+	var hdr [wire.HeaderSize]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(payload)))
+	h.transcript.Write(hdr[:])
+	h.transcript.Write(payload)
+}
+
+// sum returns the SHA-256 of the frames so far.
+func (h *handshakeIO) sum() (s [32]byte) {
+	h.transcript.Sum(s[:0])
+	return s
+}
+
+// writeMessage encodes m, adds its frame to the transcript and sends it.
+func (h *handshakeIO) writeMessage(m wire.Message) error {
+	payload, err := wire.Marshal(m)
+	if err != nil {
+		return err
+	}
+	h.hashFrame(payload)
+	return h.conn.WriteFrame(payload)
+}
+
+// readFrame reads the next frame, adds it to the transcript and returns its
+// payload, valid until the next read.
+func (h *handshakeIO) readFrame() ([]byte, error) {
+	p, err := h.conn.ReadFrame()
+	if err != nil {
+		return nil, err
+	}
+	h.hashFrame(p)
+	return p, nil
+}
+
+// decode decodes a handshake payload as a T. The peer's Error is returned as
+// the error; any other message is an *wire.UnexpectedError.
+func decode[T wire.Message](payload []byte) (T, error) {
+	var zero T
+	m, err := wire.Unmarshal(payload)
+	if err != nil {
+		return zero, refusalFor(err)
+	}
+	if v, ok := m.(T); ok {
+		return v, nil
+	}
+	if e, ok := m.(*wire.Error); ok {
+		return zero, e
+	}
+	return zero, wire.Refusef(wire.CodeUnexpectedMessage, "got a %v message where a %v was expected", m.Type(), zero.Type())
+}
+
+// refusalFor turns a decoding error of package wire into the refusal it calls
+// for (malformed, unknown-message, unexpected-message).
+func refusalFor(err error) *wire.Refusal {
+	return &wire.Refusal{Code: wire.CodeFor(err), Text: strings.TrimPrefix(err.Error(), "wire: ")}
+}
+
+// alert sends the peer, in plaintext, the Error that err calls for, and
+// returns err with the package prefix. Nothing is sent when the peer refused
+// (err is its *wire.Error) or is gone.
+func (h *handshakeIO) alert(err error) error {
+	if !peerGone(err) {
+		_ = h.conn.WriteMessage(wire.ErrorMessage(err))
+	}
+	return fmt.Errorf("session: %w", err)
+}
+
+// peerGone reports whether err means that there is nobody to tell: the peer
+// refused first, or the connection is closed or broken.
+func peerGone(err error) bool {
+	var peer *wire.Error
+	return errors.As(err, &peer) || errors.Is(err, io.EOF) || errors.Is(err, wire.ErrTruncated) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}

@@ -1,0 +1,491 @@
+package session
+
+import (
+	"bytes"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"pkiboard/wire"
+)
+
+// lab returns the course's message for sid: "This is submission from SID.\n"
+// ten times.
+func lab(sid string) []byte {
+	return []byte(strings.Repeat("This is submission from "+sid+".\n", 10))
+}
+
+// randomContent returns n random bytes: several Data records' worth.
+func randomContent(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+func TestSessionSucceeds(t *testing.T) {
+	p := pki(t)
+	for _, kt := range []string{"p256", "p384", "rsa2048"} {
+		for _, suite := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
+			for _, content := range [][]byte{lab(testSID), randomContent(3*wire.MaxDataChunk + 17)} {
+				name := fmt.Sprintf("%s/%s/%d", kt, SuiteName(suite), len(content))
+				t.Run(name, func(t *testing.T) {
+					boardLogs, boardObs := observer.New(zapcore.InfoLevel)
+					studentLogs, studentObs := observer.New(zapcore.InfoLevel)
+					sc := p.serverConfig()
+					sc.AllowRC4 = suite == wire.SuiteRC4HMACSHA256
+					sc.Log = zap.New(boardLogs)
+					cc := p.clientConfig(kt)
+					cc.Suites = []uint16{suite}
+					cc.Log = zap.New(studentLogs)
+					r := runSession(t, scenario{server: sc, client: cc, content: content})
+					if r.serverErr != nil || r.clientErr != nil {
+						t.Fatalf("board: %v; student: %v", r.serverErr, r.clientErr)
+					}
+					checkSuccess(t, p, r, content, "message.txt", suite)
+
+					for _, step := range []string{"STEP 3: ", "STEP 4: "} {
+						if boardObs.FilterMessageSnippet(step).FilterField(zap.String("sid", testSID)).Len() != 1 {
+							t.Errorf("the board logged no %q line with the SID", step)
+						}
+					}
+					if studentObs.FilterMessageSnippet("STEP 5: ").Len() != 1 {
+						t.Errorf("the student logged no STEP 5 line")
+					}
+					warned := boardObs.FilterLevelExact(zapcore.WarnLevel).FilterMessageSnippet("RC4 is broken").Len() == 1
+					if warned != (suite == wire.SuiteRC4HMACSHA256) {
+						t.Errorf("RC4 warning logged: %v, want %v", warned, suite == wire.SuiteRC4HMACSHA256)
+					}
+				})
+			}
+		}
+	}
+}
+
+// checkSuccess checks a successful session: both sides agree, the content
+// arrived intact, and the receipt and the statement verify offline with the
+// root alone.
+func checkSuccess(t *testing.T, p *testPKI, r result, content []byte, name string, suite uint16) {
+	t.Helper()
+	if !bytes.Equal(r.received, content) {
+		t.Errorf("the board received %d bytes that differ from the %d sent", len(r.received), len(content))
+	}
+	if r.board.Suite() != suite || r.student.Suite() != suite {
+		t.Errorf("suites: board %s, student %s, want %s", SuiteName(r.board.Suite()), SuiteName(r.student.Suite()), SuiteName(suite))
+	}
+	if r.board.TranscriptHash() != r.student.TranscriptHash() {
+		t.Errorf("the two sides have different transcript hashes")
+	}
+	if got := r.board.PeerCertificate().Subject.CommonName; got != testSID {
+		t.Errorf("board's peer CN = %q, want %q", got, testSID)
+	}
+	if got := r.student.PeerCertificate().Subject.CommonName; got != testBoardName {
+		t.Errorf("student's peer CN = %q, want %q", got, testBoardName)
+	}
+	if r.board.SID() != testSID || r.student.SID() != testSID {
+		t.Errorf("SIDs: board %q, student %q", r.board.SID(), r.student.SID())
+	}
+
+	now := time.Now()
+	if err := VerifyReceipt(r.receipt, r.student.PeerChain(), p.root.pool, now); err != nil {
+		t.Errorf("VerifyReceipt: %v", err)
+	}
+	bad := *r.receipt
+	bad.Size++
+	if err := VerifyReceipt(&bad, r.student.PeerChain(), p.root.pool, now); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("VerifyReceipt of a changed receipt: got %v, want ErrBadSignature", err)
+	}
+	if err := VerifyReceipt(r.receipt, r.student.PeerChain(), p.other.pool, now); err == nil {
+		t.Errorf("VerifyReceipt with another root succeeded")
+	}
+
+	sum := sha256.Sum256(content)
+	sub := r.sub
+	want, err := Statement(sub.TranscriptHash, testSID, name, uint64(len(content)), sum)
+	if err != nil || !bytes.Equal(sub.Statement, want) {
+		t.Errorf("Submission.Statement differs from Statement(...) (%v)", err)
+	}
+	if err := VerifyStatement(sub.Chain, p.root.pool, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); err != nil {
+		t.Errorf("VerifyStatement: %v", err)
+	}
+	sum[0] ^= 1
+	if err := VerifyStatement(sub.Chain, p.root.pool, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); !errors.Is(err, ErrBadSignature) {
+		t.Errorf("VerifyStatement of another SHA-256: got %v, want ErrBadSignature", err)
+	}
+}
+
+// TestSuiteChoice checks that the board takes the first suite in the
+// student's order that it allows, and skips unknown ids.
+func TestSuiteChoice(t *testing.T) {
+	p := pki(t)
+	aes, rc4 := wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256
+	tests := []struct {
+		name     string
+		offer    []uint16
+		allowRC4 bool
+		want     uint16
+	}{
+		{"rc4 first, not allowed", []uint16{rc4, aes}, false, aes},
+		{"rc4 first, allowed", []uint16{rc4, aes}, true, rc4},
+		{"aes first, rc4 allowed", []uint16{aes, rc4}, true, aes},
+		{"unknown ids skipped", []uint16{0x7777, 0xffff, aes}, false, aes},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc := p.serverConfig()
+			sc.AllowRC4 = tt.allowRC4
+			cc := p.clientConfig("p256")
+			cc.testHookClientHello = func(ch *wire.ClientHello) { ch.Suites = tt.offer }
+			r := runSession(t, scenario{server: sc, client: cc, content: lab(testSID)})
+			if r.serverErr != nil || r.clientErr != nil {
+				t.Fatalf("board: %v; student: %v", r.serverErr, r.clientErr)
+			}
+			if r.board.Suite() != tt.want {
+				t.Errorf("chose %s, want %s", SuiteName(r.board.Suite()), SuiteName(tt.want))
+			}
+		})
+	}
+}
+
+// TestBoardRefuses checks every refusal of step 3 (and the student's
+// key-transport failure, which the board learns of): the board returns a
+// *wire.Refusal with the code and the student receives it as a *wire.Error.
+func TestBoardRefuses(t *testing.T) {
+	p := pki(t)
+	student := func(s certSpec) identity {
+		if s.cn == "" {
+			s.cn = testSID
+		}
+		if s.key == nil {
+			s.key = p.keys["p256"]
+		}
+		if s.eku == nil {
+			s.eku = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		}
+		return p.root.issue(s)
+	}
+	withCert := func(id identity) func(*ServerConfig, *ClientConfig) {
+		return func(_ *ServerConfig, cc *ClientConfig) { cc.Chain, cc.Key = id.chain, id.key }
+	}
+	withHello := func(f func(*wire.ClientHello)) func(*ServerConfig, *ClientConfig) {
+		return func(_ *ServerConfig, cc *ClientConfig) { cc.testHookClientHello = f }
+	}
+	clientAuth := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	otherStudent := p.other.issue(certSpec{cn: testSID, key: p.keys["p256"], eku: clientAuth})
+	ed := p.root.issue(certSpec{cn: testSID, key: ed25519Key(), eku: clientAuth})
+	pastStart, pastEnd := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2021, 5, 1, 12, 0, 0, 0, time.UTC)
+
+	tests := []struct {
+		name  string
+		setup func(*ServerConfig, *ClientConfig)
+		code  wire.Code
+		text  string // a part of the refusal's text
+	}{
+		{"another CA", withCert(otherStudent), wire.CodeUnknownCA, `issued by "Some Other Root CA"`},
+		{"another CA and expired", withCert(p.other.issue(certSpec{cn: testSID, key: p.keys["p256"], eku: clientAuth,
+			notBefore: pastStart, notAfter: pastEnd})), wire.CodeUnknownCA, "does not chain"},
+		{"expired", withCert(student(certSpec{notBefore: pastStart, notAfter: pastEnd})), wire.CodeCertExpired,
+			"expired at 2021-05-01 12:00 UTC; enroll again"},
+		{"not yet valid", withCert(student(certSpec{notBefore: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)})), wire.CodeCertExpired,
+			"not valid before 2099-01-01 00:00 UTC"},
+		{"expired and serverAuth only", withCert(student(certSpec{notBefore: pastStart, notAfter: pastEnd,
+			eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})), wire.CodeCertExpired, "expired"},
+		{"revoked", func(sc *ServerConfig, _ *ClientConfig) {
+			sc.CheckRevoked = func(c *x509.Certificate) error {
+				return wire.Refusef(wire.CodeCertRevoked, "your certificate (serial %x) was revoked; enroll again", c.SerialNumber.Bytes())
+			}
+		}, wire.CodeCertRevoked, "was revoked"},
+		{"stale CRL", func(sc *ServerConfig, _ *ClientConfig) {
+			sc.CheckRevoked = func(*x509.Certificate) error {
+				return wire.Refusef(wire.CodeCRLUnavailable, "the board holds no fresh CRL; try again later")
+			}
+		}, wire.CodeCRLUnavailable, "no fresh CRL"},
+		{"revocation check error", func(sc *ServerConfig, _ *ClientConfig) {
+			sc.CheckRevoked = func(*x509.Certificate) error { return errors.New("crl.pem: no such file") }
+		}, wire.CodeCRLUnavailable, "try again later"},
+		{"CN of another SID", withCert(student(certSpec{cn: "1155000002"})), wire.CodeSIDMismatch,
+			`your certificate is for SID "1155000002" but you connected as SID "1155000001"`},
+		{"serverAuth only", withCert(student(certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})), wire.CodeWrongUsage,
+			"does not include clientAuth"},
+		{"CA certificate", withCert(student(certSpec{isCA: true})), wire.CodeWrongUsage, "CA certificate"},
+		{"the root itself", withCert(identity{chain: []*x509.Certificate{p.root.cert}, key: p.root.key}), wire.CodeWrongUsage, "CA certificate"},
+		{"rc4 alone, not allowed", func(_ *ServerConfig, cc *ClientConfig) {
+			cc.Suites = []uint16{wire.SuiteRC4HMACSHA256}
+		}, wire.CodeSuiteNotAllowed, "(rc4-hmac-sha256) is allowed"},
+		{"unknown suites only", withHello(func(ch *wire.ClientHello) { ch.Suites = []uint16{0x1234} }), wire.CodeSuiteNotAllowed, "0x1234"},
+		{"version 2", withHello(func(ch *wire.ClientHello) { ch.Version = 2 }), wire.CodeBadVersion, "version 2"},
+		{"version 0", withHello(func(ch *wire.ClientHello) { ch.Version = 0 }), wire.CodeBadVersion, "version 0"},
+		{"KEM X25519", withHello(func(ch *wire.ClientHello) { ch.KEM = 0x0020 }), wire.CodeBadKeyShare, "KEM 0x0020"},
+		{"X-Wing key too short", withHello(func(ch *wire.ClientHello) { ch.KEMPublic = ch.KEMPublic[:100] }), wire.CodeBadKeyShare, "not valid"},
+		{"X-Wing key out of range", withHello(func(ch *wire.ClientHello) {
+			ch.KEMPublic = bytes.Repeat([]byte{0xff}, len(ch.KEMPublic))
+		}), wire.CodeBadKeyShare, "not valid"},
+		{"Ed25519 key", withHello(func(ch *wire.ClientHello) { ch.Certificates = [][]byte{ed.leaf().Raw} }),
+			wire.CodeUnsupportedKey, "Ed25519"},
+		{"certificate garbage", withHello(func(ch *wire.ClientHello) { ch.Certificates = [][]byte{[]byte("not DER")} }),
+			wire.CodeUnknownCA, "could not be parsed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc, cc := p.serverConfig(), p.clientConfig("p256")
+			tt.setup(sc, cc)
+			r := runSession(t, scenario{server: sc, client: cc, content: lab(testSID)})
+			wantRefusal(t, "board", r.serverErr, tt.code)
+			wantPeerError(t, "student", r.clientErr, tt.code)
+			var ref *wire.Refusal
+			if errors.As(r.serverErr, &ref) && !strings.Contains(ref.Text, tt.text) {
+				t.Errorf("refusal text %q does not contain %q", ref.Text, tt.text)
+			}
+			if r.sub != nil || r.receipt != nil {
+				t.Errorf("a refused session produced a submission or a receipt")
+			}
+		})
+	}
+}
+
+// TestWrongPrivateKey plays a student, or an impostor, with the right
+// certificate but another key: it cannot decrypt the session key
+// (key-transport-failed); if it carries on with a guess, the board's first
+// record check fails (bad-record-mac).
+func TestWrongPrivateKey(t *testing.T) {
+	p := pki(t)
+	for _, kt := range []string{"p256", "p384", "rsa2048"} {
+		t.Run(kt, func(t *testing.T) {
+			cc := p.clientConfig(kt)
+			switch kt {
+			case "p256":
+				cc.Key = ecKey(elliptic.P256(), "impostor")
+			case "p384":
+				cc.Key = ecKey(elliptic.P384(), "impostor")
+			default:
+				cc.Key = rsaImpostor(t)
+			}
+			r := runSession(t, scenario{server: p.serverConfig(), client: cc, content: lab(testSID)})
+			wantRefusal(t, "student", r.clientErr, wire.CodeKeyTransportFailed)
+			wantPeerError(t, "board", r.serverErr, wire.CodeKeyTransportFailed)
+			if r.sub != nil {
+				t.Errorf("the board returned a submission")
+			}
+
+			cc.testHookIgnoreKeyTransport = true
+			r = runSession(t, scenario{server: p.serverConfig(), client: cc, content: lab(testSID)})
+			wantRefusal(t, "board", r.serverErr, wire.CodeBadRecordMAC)
+			if code, _, ok := codeOf(r.clientErr); !ok || code != wire.CodeBadRecordMAC {
+				t.Errorf("impostor: got %v, want bad-record-mac", r.clientErr)
+			}
+			if r.sub != nil || r.receipt != nil {
+				t.Errorf("the impostor's session produced a submission or a receipt")
+			}
+		})
+	}
+}
+
+var impostorRSA = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// rsaImpostor returns an RSA key other than the student's.
+func rsaImpostor(*testing.T) *rsa.PrivateKey { return impostorRSA() }
+
+// TestStudentRefuses checks the refusals of step 5: the student returns a
+// *wire.Refusal and the board learns the code from the student's plaintext
+// Error when it reads the first record.
+func TestStudentRefuses(t *testing.T) {
+	p := pki(t)
+	serverAuth := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	boardFrom := func(ca *testCA, s certSpec) func(*ServerConfig, *ClientConfig) {
+		if s.cn == "" {
+			s.cn = testBoardName
+		}
+		if s.eku == nil {
+			s.eku = serverAuth
+		}
+		s.key = p.board.key
+		id := ca.issue(s)
+		return func(sc *ServerConfig, _ *ClientConfig) { sc.Chain, sc.Key = id.chain, id.key }
+	}
+	withServerHello := func(f func(*wire.ServerHello)) func(*ServerConfig, *ClientConfig) {
+		return func(sc *ServerConfig, _ *ClientConfig) { sc.testHookServerHello = f }
+	}
+	tests := []struct {
+		name   string
+		setup  func(*ServerConfig, *ClientConfig)
+		tamper tamperFunc
+		code   wire.Code
+	}{
+		{"board from another root", boardFrom(p.other, certSpec{}), nil, wire.CodeUnknownCA},
+		{"board certificate expired", boardFrom(p.root, certSpec{notAfter: time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}), nil, wire.CodeCertExpired},
+		{"board with clientAuth only", boardFrom(p.root, certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}), nil, wire.CodeWrongUsage},
+		{"board is a CA", boardFrom(p.root, certSpec{isCA: true}), nil, wire.CodeWrongUsage},
+		{"wrong board name", func(_ *ServerConfig, cc *ClientConfig) { cc.BoardName = "otherboard" }, nil, wire.CodeNameMismatch},
+		{"bad transcript signature", nil, func(d direction, i int, f []byte) [][]byte {
+			if d == s2c && i == 1 { // ServerVerify: flip a byte of the signature
+				f = bytes.Clone(f)
+				f[len(f)-5] ^= 0x40
+			}
+			return [][]byte{f}
+		}, wire.CodeBadTranscriptSignature},
+		{"ServerHello changed on the way", nil, func(d direction, i int, f []byte) [][]byte {
+			if d == s2c && i == 0 { // the board's random
+				f = bytes.Clone(f)
+				f[10] ^= 1
+			}
+			return [][]byte{f}
+		}, wire.CodeBadTranscriptSignature},
+		{"suite not offered", withServerHello(func(sh *wire.ServerHello) { sh.Suite = wire.SuiteRC4HMACSHA256 }), nil, wire.CodeUnexpectedMessage},
+		{"unknown suite", withServerHello(func(sh *wire.ServerHello) { sh.Suite = 0x0999 }), nil, wire.CodeUnexpectedMessage},
+		{"key transport not for the key", withServerHello(func(sh *wire.ServerHello) { sh.KeyTransport = wire.KeyTransportRSAOAEP }), nil, wire.CodeUnexpectedMessage},
+		{"session key garbled", withServerHello(func(sh *wire.ServerHello) { sh.EncryptedKey[len(sh.EncryptedKey)-1] ^= 1 }), nil, wire.CodeKeyTransportFailed},
+		{"X-Wing ciphertext truncated", withServerHello(func(sh *wire.ServerHello) { sh.KEMCiphertext = sh.KEMCiphertext[:1119] }), nil, wire.CodeBadKeyShare},
+		{"ServerHello version 2", nil, func(d direction, i int, f []byte) [][]byte {
+			if d == s2c && i == 0 {
+				f = bytes.Clone(f)
+				f[2] = 2
+			}
+			return [][]byte{f}
+		}, wire.CodeBadVersion},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sc, cc := p.serverConfig(), p.clientConfig("p256")
+			if tt.setup != nil {
+				tt.setup(sc, cc)
+			}
+			r := runSession(t, scenario{server: sc, client: cc, content: lab(testSID), tamper: tt.tamper})
+			wantRefusal(t, "student", r.clientErr, tt.code)
+			wantPeerError(t, "board", r.serverErr, tt.code)
+			if r.sub != nil || r.receipt != nil {
+				t.Errorf("a refused session produced a submission or a receipt")
+			}
+		})
+	}
+}
+
+// TestDowngrade plays an adversary who strips aes-256-ctr-hmac-sha256 from the
+// student's offer, so that a board that allows RC4 picks it: the board's
+// signature covers the offer it saw, so the student detects the change.
+func TestDowngrade(t *testing.T) {
+	p := pki(t)
+	strip := func(d direction, i int, f []byte) [][]byte {
+		if d != c2s || i != 0 {
+			return [][]byte{f}
+		}
+		m, err := wire.Unmarshal(f)
+		if err != nil {
+			panic(err)
+		}
+		ch := m.(*wire.ClientHello)
+		ch.Suites = slices.DeleteFunc(ch.Suites, func(s uint16) bool { return s == wire.SuiteAES256CTRHMACSHA256 })
+		out, err := wire.Marshal(ch)
+		if err != nil {
+			panic(err)
+		}
+		return [][]byte{out}
+	}
+	sc := p.serverConfig()
+	sc.AllowRC4 = true
+	cc := p.clientConfig("p256")
+	cc.Suites = []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256}
+	var px *proxy
+	r := runSession(t, scenario{server: sc, client: cc, content: lab(testSID), tamper: strip, proxy: &px})
+	wantRefusal(t, "student", r.clientErr, wire.CodeBadTranscriptSignature)
+	wantPeerError(t, "board", r.serverErr, wire.CodeBadTranscriptSignature)
+
+	// The board did choose RC4: the attack would have worked without the
+	// signature over the offer.
+	sh, err := wire.Unmarshal(px.frames(t, s2c)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sh.(*wire.ServerHello).Suite; got != wire.SuiteRC4HMACSHA256 {
+		t.Errorf("the board chose %s from the stripped offer, want rc4-hmac-sha256", SuiteName(got))
+	}
+}
+
+// TestHandshakeDeadline checks that a silent peer does not hold the board
+// beyond the deadline its caller set.
+func TestHandshakeDeadline(t *testing.T) {
+	p := pki(t)
+	ln := listen(t)
+	done := make(chan error, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer nc.Close()
+		c := wire.NewConn(nc, wire.Options{MaxFrame: boardMaxFrame})
+		c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		_, err = Server(c, p.serverConfig())
+		done <- err
+	}()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	select {
+	case err := <-done:
+		if wire.CodeFor(err) != wire.CodeTimeout {
+			t.Errorf("got %v, want a timeout", err)
+		}
+	case <-time.After(testWaitDeadline):
+		t.Fatal("Server did not return after its deadline")
+	}
+}
+
+// TestConfigErrors checks that a misconfigured side fails before it sends
+// anything.
+func TestConfigErrors(t *testing.T) {
+	p := pki(t)
+	small := wire.NewConn(newMemConn(nil), wire.Options{MaxFrame: 64 << 10})
+	if _, err := Server(small, p.serverConfig()); err == nil || !strings.Contains(err.Error(), "max_frame") {
+		t.Errorf("Server over a 64 KiB frame limit: got %v, want an error about max_frame", err)
+	}
+	for name, mod := range map[string]func(*ServerConfig){
+		"no chain":          func(c *ServerConfig) { c.Chain = nil },
+		"no key":            func(c *ServerConfig) { c.Key = nil },
+		"no roots":          func(c *ServerConfig) { c.Roots = nil },
+		"key of another":    func(c *ServerConfig) { c.Key = p.keys["p256"] },
+		"five certificates": func(c *ServerConfig) { c.Chain = slices.Repeat(c.Chain, 5) },
+	} {
+		sc := p.serverConfig()
+		mod(sc)
+		m := newMemConn(nil)
+		if _, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), sc); err == nil || m.out.Len() != 0 {
+			t.Errorf("%s: Server gave %v and wrote %d bytes, want an error and nothing written", name, err, m.out.Len())
+		}
+	}
+	for name, mod := range map[string]func(*ClientConfig){
+		"no SID":        func(c *ClientConfig) { c.SID = "" },
+		"no board name": func(c *ClientConfig) { c.BoardName = "" },
+		"unknown suite": func(c *ClientConfig) { c.Suites = []uint16{9} },
+		"Ed25519 key":   func(c *ClientConfig) { c.Key = ed25519Key() },
+		"no roots":      func(c *ClientConfig) { c.Roots = nil },
+	} {
+		cc := p.clientConfig("p256")
+		mod(cc)
+		m := newMemConn(nil)
+		if _, err := Client(wire.NewConn(m, wire.Options{}), cc); err == nil || m.out.Len() != 0 {
+			t.Errorf("%s: Client gave %v and wrote %d bytes, want an error and nothing written", name, err, m.out.Len())
+		}
+	}
+}
