@@ -139,6 +139,52 @@ on another machine enroll its certificate (see README).`,
 				return roles.PrintCRL(c.Context, cfg, c.Bool("pem"), os.Stdout)
 			},
 		},
+		{
+			Name:      "submissions",
+			Category:  "board operator",
+			Usage:     "list the submissions the board holds, or verify one's evidence",
+			UsageText: "pkiboard submissions [--json] | pkiboard submissions --verify ID",
+			Description: `With --verify, checks with the root certificate alone that the stored content is
+exactly what the student signed: its SHA-256, the student's certificate chain at the
+time of receipt, and the student's signature over the submission statement. Exits
+non-zero if the evidence does not hold.`,
+			Flags: append(commonFlags(),
+				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID`"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "board")
+				if err != nil {
+					return err
+				}
+				if id := c.String("verify"); id != "" {
+					return roles.VerifySubmission(c.Context, cfg, id, os.Stdout)
+				}
+				return roles.ListSubmissions(c.Context, cfg, c.Bool("json"), os.Stdout)
+			},
+		},
+		{
+			Name:      "verify-receipt",
+			Category:  "student",
+			Usage:     "check a receipt offline against the root certificate",
+			UsageText: "pkiboard verify-receipt [--root FILE] [--content FILE] [--board-name NAME] RECEIPT",
+			Description: `Checks the board's signature on RECEIPT and that the board's certificate chains to
+the root (by default root.pem of the receipt's SID directory). With --content,
+also checks that FILE is what the receipt acknowledges.`,
+			Flags: []cli.Flag{
+				&cli.StringFlag{Name: "root", Usage: "the root certificate `FILE`"},
+				&cli.StringFlag{Name: "content", Usage: "a `FILE` whose SHA-256 must match the receipt"},
+				&cli.StringFlag{Name: "board-name", Usage: "require the board certificate's CN to be `NAME`"},
+			},
+			Action: func(c *cli.Context) error {
+				if c.NArg() != 1 {
+					return usagef("give one receipt file (pkiboard verify-receipt --help)")
+				}
+				return roles.VerifyReceipt(roles.VerifyReceiptOptions{
+					File: c.Args().First(), Root: c.String("root"), Content: c.String("content"), BoardName: c.String("board-name"),
+				}, os.Stdout)
+			},
+		},
 	}
 }
 
@@ -154,4 +200,3 @@ func readToken(c *cli.Context) (string, error) {
 	}
 	return strings.TrimSpace(os.Getenv("PKIBOARD_TOKEN")), nil
 }
-

@@ -40,20 +40,20 @@ const (
 // Record is one stored submission: what the board received, from whom, and the
 // evidence of it.
 type Record struct {
-	ID          string    `json:"id"`
-	SID         string    `json:"sid"`
-	Serial      []byte    `json:"serial"` // the student certificate's serial
-	Name        string    `json:"name"`
-	Size        int64     `json:"size"`
-	SHA256      [32]byte  `json:"sha256"`
-	Suite       string    `json:"suite"`
-	Peer        string    `json:"peer"`
-	Received    time.Time `json:"received"`
-	File        string    `json:"file"` // content file name in the submissions directory
-	Resumed     int64     `json:"resumed,omitempty"`
-	StudentCert []byte    `json:"student_cert"` // DER
-	Transcript  [32]byte  `json:"transcript"`   // TH of the session that completed it
-	Signature   []byte    `json:"signature"`    // the student's SubmitEnd signature
+	ID           string    `json:"id"`
+	SID          string    `json:"sid"`
+	Serial       []byte    `json:"serial"` // the student certificate's serial
+	Name         string    `json:"name"`
+	Size         int64     `json:"size"`
+	SHA256       [32]byte  `json:"sha256"`
+	Suite        string    `json:"suite"`
+	Peer         string    `json:"peer"`
+	Received     time.Time `json:"received"`
+	File         string    `json:"file"` // content file name in the submissions directory
+	Resumed      int64     `json:"resumed,omitempty"`
+	StudentChain [][]byte  `json:"student_chain"` // DER, the student's certificate first
+	Transcript   [32]byte  `json:"transcript"`    // TH of the session that completed it
+	Signature    []byte    `json:"signature"`     // the student's SubmitEnd signature
 }
 
 // Store is a board's submission store. Its methods are safe for concurrent use.

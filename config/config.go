@@ -111,11 +111,11 @@ type StudentConfig struct {
 	DataDir   string `toml:"data_dir"`
 	BoardName string `toml:"board_name"`
 
-	RootFingerprint string `toml:"root_fingerprint"`
-	KeyAlgorithm    string `toml:"key_algorithm"`
-	Suite           string `toml:"suite"`
-	Parallel        int    `toml:"parallel"`
-	TokenFile       string `toml:"token_file"`
+	RootFingerprint string   `toml:"root_fingerprint"`
+	KeyAlgorithm    string   `toml:"key_algorithm"`
+	Suites          []string `toml:"suites"`
+	Parallel        int      `toml:"parallel"`
+	TokenFile       string   `toml:"token_file"`
 
 	Timeout Duration `toml:"timeout"`
 }
@@ -159,15 +159,16 @@ func Default() *Config {
 			Limits:       daemon,
 		},
 		Board: BoardConfig{
-			Listen:        "127.0.0.1:8002",
-			DataDir:       "data/board",
-			Name:          "blackboard",
-			CAAddr:        "127.0.0.1:8011",
-			KeyAlgorithm:  "ecdsa-p256",
-			CRLRefresh:    Duration(time.Minute),
-			CRLStale:      "fail",
-			MaxSubmission: Size(1 << 30),
-			Limits:        board,
+			Listen:          "127.0.0.1:8002",
+			DataDir:         "data/board",
+			Name:            "blackboard",
+			CAAddr:          "127.0.0.1:8011",
+			EnrollTokenFile: "data/ca/board-enroll.token",
+			KeyAlgorithm:    "ecdsa-p256",
+			CRLRefresh:      Duration(time.Minute),
+			CRLStale:        "fail",
+			MaxSubmission:   Size(1 << 30),
+			Limits:          board,
 		},
 		Student: StudentConfig{
 			CAAddr:       "127.0.0.1:8011",
@@ -175,7 +176,7 @@ func Default() *Config {
 			DataDir:      "data/student",
 			BoardName:    "blackboard",
 			KeyAlgorithm: "ecdsa-p256",
-			Suite:        "aes-256-ctr-hmac-sha256",
+			Suites:       []string{"aes-256-ctr-hmac-sha256"},
 			Parallel:     1,
 			Timeout:      Duration(60 * time.Second),
 		},

@@ -22,8 +22,8 @@ func TestShippedConfigLoads(t *testing.T) {
 	if got, want := cfg.Board.Listen, "127.0.0.1:8002"; got != want {
 		t.Errorf("board.listen: got %q want %q", got, want)
 	}
-	// The shipped file documents the defaults: apart from paths (made absolute) and
-	// the board's enrollment secret location, it must say what Default says.
+	// The shipped file documents the defaults: apart from paths (made absolute),
+	// it must say what Default says.
 	cfg.Path = ""
 	cfg.CA.DataDir, cfg.Board.DataDir, cfg.Student.DataDir = def.CA.DataDir, def.Board.DataDir, def.Student.DataDir
 	cfg.Board.EnrollTokenFile = def.Board.EnrollTokenFile

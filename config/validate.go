@@ -66,6 +66,9 @@ func (c *Config) Validate() error {
 		v.add("board.max_submission", "must be more than 0 bytes")
 	}
 	v.limits("board", &b.Limits)
+	if b.MaxFrame < MinBoardFrame {
+		v.add("board.max_frame", "%d is too small: the board must take records of %d bytes (a full 64 KiB Data chunk with its type byte and tag)", b.MaxFrame, MinBoardFrame)
+	}
 
 	s := &c.Student
 	v.dialAddr("student.ca_addr", s.CAAddr)
@@ -74,13 +77,25 @@ func (c *Config) Validate() error {
 	v.nonEmpty("student.board_name", s.BoardName)
 	v.fingerprint("student.root_fingerprint", s.RootFingerprint)
 	v.oneOf("student.key_algorithm", s.KeyAlgorithm, KeyAlgorithms)
-	v.oneOf("student.suite", s.Suite, Suites)
+	if len(s.Suites) == 0 {
+		v.add("student.suites", "must name at least one of %s", strings.Join(Suites, ", "))
+	}
+	for i, name := range s.Suites {
+		v.oneOf("student.suites", name, Suites)
+		if slices.Contains(s.Suites[:i], name) {
+			v.add("student.suites", "%q is listed twice", name)
+		}
+	}
 	if s.Parallel < 1 || s.Parallel > 1024 {
 		v.add("student.parallel", "%d is outside 1..1024", s.Parallel)
 	}
 	v.positive("student.timeout", s.Timeout)
 	return v.err()
 }
+
+// MinBoardFrame is the smallest board.max_frame that takes a full session record
+// (session.MaxRecord: a type byte, 64 KiB of data, a 32-byte tag).
+const MinBoardFrame = 1 + 64<<10 + 32
 
 // ParseFingerprint decodes a SHA-256 fingerprint written as 64 hex digits,
 // optionally separated by colons, as `openssl x509 -fingerprint -sha256` prints it.

@@ -99,7 +99,7 @@ func openAuthority(cfg *config.Config, log *zap.Logger) (*ca.Authority, error) {
 	})
 	clear(pass)
 	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
+		return nil, err // already says "ca: …"
 	}
 	return auth, nil
 }

@@ -1,23 +1,18 @@
 // Package roles runs pkiboard's roles — the CA, the board and the student — from
-// a validated configuration. Each role has one file; the shared server loop and
-// the operator commands live beside them.
+// a validated configuration, and the operator commands that look after them. Each
+// role has its file; the shared server loop and the operator socket live beside
+// them.
 //
 // The roles hold the process's lifecycle (listen, serve, stop on the context's
-// cancellation); the protocol and storage work is done by the packages they use.
+// cancellation); the protocol and storage work is done by the packages they use:
+// ca, board, session, caclient, wire.
 package roles
 
 import (
-	"context"
-	"errors"
+	"encoding/hex"
 	"io"
-
-	"go.uber.org/zap"
-
-	"pkiboard/config"
+	"math/big"
 )
-
-// ErrNotBuilt is returned by a role that does not exist yet in this version.
-var ErrNotBuilt = errors.New("not built yet in this version of pkiboard")
 
 // StudentOptions is what the student role is asked to do besides its config.
 type StudentOptions struct {
@@ -27,12 +22,6 @@ type StudentOptions struct {
 	Out     io.Writer // where the course's required lines are printed
 }
 
-// RunBoard runs the submission board until ctx is cancelled.
-func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
-	return errors.New("role board: " + ErrNotBuilt.Error())
-}
-
-// RunStudent enrolls and submits for every ID in opts.
-func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts StudentOptions) error {
-	return errors.New("role student: " + ErrNotBuilt.Error())
-}
+// serialString formats a certificate serial number for people: lowercase hex
+// of its bytes, as `pkiboard certs` lists it.
+func serialString(s *big.Int) string { return hex.EncodeToString(s.Bytes()) }

@@ -1,0 +1,360 @@
+package roles
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"pkiboard/board"
+	"pkiboard/caclient"
+	"pkiboard/config"
+	"pkiboard/keys"
+	"pkiboard/logging"
+	"pkiboard/session"
+	"pkiboard/wire"
+)
+
+// RunBoard runs the submission board until ctx is cancelled: it settles its
+// identity (root of trust, its own certificate from the CA), keeps the CA's CRL
+// fresh, accepts student sessions on board.listen and operator commands on its
+// admin socket, stores each submission durably and answers with a signed receipt.
+func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+	b := &cfg.Board
+	st, err := board.Open(b.DataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if n, err := st.RemoveOrphans(); err != nil {
+		return err
+	} else if n > 0 {
+		log.Info("removed content files a crash left unindexed", zap.Int("files", n))
+	}
+
+	id, err := boardIdentity(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("board: %w", err)
+	}
+	crls := newCRLKeeper(cfg, id.root, log)
+	if err := crls.load(); err != nil {
+		log.Warn("ignoring the saved CRL", zap.Error(err))
+	}
+	if err := crls.fetch(ctx); err != nil {
+		log.Warn("could not fetch the CRL from the CA; will retry", zap.Error(err), zap.Duration("every", b.CRLRefresh.D()))
+	}
+	if b.AllowRC4 {
+		log.Warn("board.allow_rc4 = true: students may choose rc4-hmac-sha256. RC4 is broken (RFC 7465); allow it only for teaching")
+	}
+
+	ln, err := net.Listen("tcp", b.Listen)
+	if err != nil {
+		return fmt.Errorf("board: listen on %s: %w", b.Listen, err)
+	}
+	admin, err := listenAdmin(b.DataDir)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info("board listening",
+		zap.String("addr", ln.Addr().String()),
+		zap.String("admin_socket", admin.Addr().String()),
+		zap.String("name", b.Name))
+
+	h := &boardHandler{
+		store:  st,
+		limits: b.Limits,
+		max:    int64(b.MaxSubmission),
+		log:    log,
+		session: &session.ServerConfig{
+			Chain:        id.chain,
+			Key:          id.key,
+			Roots:        id.pool(),
+			CheckRevoked: crls.check,
+			AllowRC4:     b.AllowRC4,
+			Log:          log,
+		},
+	}
+	srv := &server{log: log, limits: b.Limits, handle: h.handle}
+	ops := &adminServer{log: log, ops: boardOps(st, id.root)}
+	errc := make(chan error, 2)
+	go func() { errc <- ops.serve(ctx, admin) }()
+	go func() { crls.run(ctx); errc <- nil }()
+	err = srv.serve(ctx, ln)
+	for range 2 {
+		if e := <-errc; err == nil {
+			err = e
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("board: %w", err)
+	}
+	log.Info("board stopped")
+	return nil
+}
+
+// boardHandler serves one student session per connection (PROTOCOL.md §5).
+type boardHandler struct {
+	store   *board.Store
+	session *session.ServerConfig
+	limits  config.Limits
+	max     int64
+	log     *zap.Logger
+}
+
+func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
+	peer := c.RemoteAddr().String()
+	log := h.log.With(zap.String("peer", peer))
+	wc := wire.NewConn(c, wireOptions(h.limits))
+	wc.SetDeadline(time.Now().Add(h.limits.HandshakeTimeout.D()))
+	sc, err := session.Server(wc, h.session)
+	if err != nil {
+		logSessionEnd(log, "session refused", err)
+		return
+	}
+	defer sc.Close()
+	sid := sc.SID()
+	log = log.With(logging.SID(sid))
+
+	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.max))
+	if err != nil {
+		logSessionEnd(log, "submission not received", err)
+		lingerClose(c)
+		return
+	}
+	leaf := sub.Chain[0]
+	chain := make([][]byte, len(sub.Chain))
+	for i, cert := range sub.Chain {
+		chain[i] = cert.Raw
+	}
+	in := sub.Incoming
+	rec, err := h.store.Commit(in, board.Record{
+		SID:          sid,
+		Serial:       leaf.SerialNumber.Bytes(),
+		Name:         in.Name,
+		Size:         in.Size,
+		SHA256:       in.SHA256,
+		Suite:        session.SuiteName(sc.Suite()),
+		Peer:         peer,
+		Received:     time.Now().UTC().Truncate(time.Millisecond),
+		Resumed:      in.ResumedFrom,
+		StudentChain: chain,
+		Transcript:   sub.TranscriptHash,
+		Signature:    sub.Signature,
+	})
+	if err != nil {
+		log.Error("could not store the submission", zap.Error(err))
+		sc.WriteMessage(&wire.Error{Code: wire.CodeStorage, Text: "the board could not store your submission; nothing was accepted; try again later"}) //nolint:errcheck // closing
+		in.Discard()                                                                                                                                   //nolint:errcheck // best effort
+		return
+	}
+	fields := []zap.Field{zap.String("id", rec.ID), zap.String("name", rec.Name),
+		zap.Int64("size", rec.Size), zap.String("sha256", fmt.Sprintf("%x", rec.SHA256)), zap.String("suite", rec.Suite)}
+	if rec.Resumed > 0 {
+		fields = append(fields, zap.Int64("resumed_from", rec.Resumed))
+	}
+	if text, ok := messageText(h.store.ContentPath(rec), rec); ok {
+		fields = append(fields, zap.String("message", text))
+	}
+	logging.Step(log, 6, "MAC verified, submission stored", fields...)
+
+	err = sc.SendReceipt(&wire.Receipt{
+		ID:       rec.ID,
+		SID:      sid,
+		Serial:   rec.Serial,
+		Name:     rec.Name,
+		Size:     uint64(rec.Size),
+		SHA256:   rec.SHA256,
+		Received: uint64(rec.Received.UnixMilli()),
+	})
+	if err != nil {
+		log.Warn("receipt not delivered (the submission is stored)", zap.String("id", rec.ID), zap.Error(err))
+	}
+}
+
+// maxLoggedMessage bounds the message text the board copies into its log.
+const maxLoggedMessage = 4 << 10
+
+// messageText returns the text of a message submission (message.txt, small,
+// UTF-8), for the board's log: the course's "verify the MAC, output the
+// message". Reports are logged by name, size and hash only.
+func messageText(path string, rec *board.Record) (string, bool) {
+	if rec.Name != messageFileName || rec.Size > maxLoggedMessage {
+		return "", false
+	}
+	data, err := os.ReadFile(path)
+	if err != nil || !utf8.Valid(data) {
+		return "", false
+	}
+	return string(data), true
+}
+
+// logSessionEnd logs why a session ended early, at a level that fits: a
+// refusal or a peer's error is news, not an error of the board.
+func logSessionEnd(log *zap.Logger, what string, err error) {
+	var refusal *wire.Refusal
+	var peer *wire.Error
+	switch {
+	case errors.As(err, &refusal):
+		log.Info(what, zap.String("code", refusal.Code.String()), zap.String("reason", refusal.Text))
+	case errors.As(err, &peer):
+		log.Info(what+": the student refused", zap.String("code", peer.Code.String()), zap.String("reason", peer.Text))
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		log.Info(what+": the student hung up", zap.Error(err))
+	default:
+		log.Info(what, zap.Error(err))
+	}
+}
+
+// lingerClose half-closes c and drains what the peer still sends for a moment,
+// so that an Error just written reaches a peer that is mid-upload instead of
+// being destroyed by a reset.
+func lingerClose(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.CloseWrite()                                 //nolint:errcheck // closing
+		tc.SetReadDeadline(time.Now().Add(time.Second)) //nolint:errcheck // closing
+		io.Copy(io.Discard, io.LimitReader(tc, 4<<20))  //nolint:errcheck // draining
+	}
+	c.Close()
+}
+
+// boardID is the board's identity: the root it trusts and its own certificate
+// and key.
+type boardID struct {
+	root  *x509.Certificate
+	chain []*x509.Certificate
+	key   crypto.Signer
+}
+
+func (id *boardID) pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(id.root)
+	return p
+}
+
+// boardIdentity settles the board's root of trust and its certificate: it
+// reuses a valid certificate in board.data_dir, and otherwise enrolls with the
+// CA using the board enrollment secret.
+func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*boardID, error) {
+	b := &cfg.Board
+	root, err := boardRoot(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	dir := b.DataDir
+	keyPath, certPath := filepath.Join(dir, caclient.KeyFile), filepath.Join(dir, caclient.CertFile)
+	key, _ := keys.ReadPrivateKey(keyPath, nil) // a missing or bad key means: enroll anew
+	if key != nil {
+		if cert, err := keys.ReadCertificate(certPath); err == nil {
+			if err := usableCert(cert, key, root, b.Name, x509.ExtKeyUsageServerAuth, time.Now()); err == nil {
+				log.Info("board certificate", zap.String("serial", serialString(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter), zap.Bool("reused", true))
+				return &boardID{root: root, chain: []*x509.Certificate{cert}, key: key}, nil
+			} else {
+				log.Info("enrolling the board again", zap.String("reason", err.Error()))
+			}
+		}
+	}
+	if b.EnrollTokenFile == "" {
+		return nil, errors.New("the board has no valid certificate and board.enroll_token_file is not set: point it at the board enrollment secret (board-enroll.token in the CA's data_dir) or at a token from `pkiboard token --board`")
+	}
+	token, err := os.ReadFile(b.EnrollTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("the board has no valid certificate and cannot read its enrollment secret (board.enroll_token_file): %w; on the CA's machine it is board-enroll.token in ca.data_dir, or create a board token there with `pkiboard token --board`", err)
+	}
+	fp := keys.Fingerprint(root)
+	res, err := caclient.Enroll(ctx, caclient.EnrollOptions{
+		Addr:            b.CAAddr,
+		SID:             b.Name,
+		Profile:         wire.ProfileBoard,
+		Token:           strings.TrimSpace(string(token)),
+		Key:             key,
+		KeyAlgorithm:    b.KeyAlgorithm,
+		OutDir:          dir,
+		RootFingerprint: fp[:],
+	})
+	clear(token)
+	if err != nil {
+		return nil, err
+	}
+	if key == nil {
+		if key, err = keys.ReadPrivateKey(res.KeyPath, nil); err != nil {
+			return nil, err
+		}
+	}
+	log.Info("board certificate", zap.String("serial", serialString(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter), zap.Bool("reused", false))
+	return &boardID{root: root, chain: []*x509.Certificate{res.Certificate}, key: key}, nil
+}
+
+// boardRoot returns the root the board trusts: board.root_file; else the root
+// saved in its data dir by an earlier start; else the CA's, fetched and checked
+// against board.root_fingerprint (or trusted on first use, loudly).
+func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.Certificate, error) {
+	b := &cfg.Board
+	var want []byte
+	if b.RootFingerprint != "" {
+		want, _ = config.ParseFingerprint(b.RootFingerprint) // validated by config
+	}
+	saved := filepath.Join(b.DataDir, caclient.RootFile)
+	for _, path := range []string{b.RootFile, saved} {
+		if path == "" {
+			continue
+		}
+		root, err := keys.ReadCertificate(path)
+		if errors.Is(err, os.ErrNotExist) && path == saved {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("root certificate: %w", err)
+		}
+		if fp := keys.Fingerprint(root); want != nil && string(fp[:]) != string(want) {
+			return nil, fmt.Errorf("root certificate %s has fingerprint %s, not board.root_fingerprint", path, keys.FingerprintHex(root))
+		}
+		return root, nil
+	}
+	root, unchecked, err := caclient.FetchRoot(ctx, b.CAAddr, b.DataDir, want)
+	if err != nil {
+		return nil, fmt.Errorf("root certificate: %w", err)
+	}
+	if unchecked {
+		log.Warn("TRUST ON FIRST USE: the root certificate fetched from the CA was accepted with no board.root_fingerprint to check it; verify this fingerprint out of band and put it in the config",
+			zap.String("fingerprint", keys.FingerprintHex(root)), zap.String("ca", b.CAAddr))
+	}
+	if err := keys.WriteFileAtomic(saved, keys.EncodeCertificatePEM(root.Raw), 0o644); err != nil {
+		return nil, err
+	}
+	return root, nil
+}
+
+// usableCert reports why cert (with key) cannot serve as the identity named
+// name with the given usage under root at now, or nil if it can.
+func usableCert(cert *x509.Certificate, key crypto.Signer, root *x509.Certificate, name string, usage x509.ExtKeyUsage, now time.Time) error {
+	if !keys.SamePublicKey(cert.PublicKey, key.Public()) {
+		return errors.New("the certificate is not for the key beside it")
+	}
+	if cert.Subject.CommonName != name {
+		return fmt.Errorf("the certificate is for %q, not %q", cert.Subject.CommonName, name)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+		return fmt.Errorf("the certificate does not verify: %w", err)
+	}
+	if cert.NotAfter.Sub(now) < renewBefore {
+		return fmt.Errorf("the certificate expires at %s", cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// renewBefore is how close to its expiry a saved certificate is replaced
+// rather than reused.
+const renewBefore = time.Hour

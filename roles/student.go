@@ -1,0 +1,415 @@
+package roles
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"pkiboard/caclient"
+	"pkiboard/config"
+	"pkiboard/keys"
+	"pkiboard/logging"
+	"pkiboard/session"
+	"pkiboard/wire"
+)
+
+// messageFileName is the name a message submission travels under.
+const messageFileName = "message.txt"
+
+// sidPath is what a SID must look like to name a directory on the student's
+// machine; the CA's own pattern may be stricter.
+var sidPath = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// content is what a student submits: the same report for every ID, or a
+// message made per ID.
+type content struct {
+	name   string
+	report *os.File // nil for a message
+	size   int64
+	sum    [32]byte
+	text   string // --message; "" for the default
+}
+
+// forSID returns the bytes to submit for sid and their size and hash.
+func (c *content) forSID(sid string) (io.ReaderAt, int64, [32]byte) {
+	if c.report != nil {
+		return c.report, c.size, c.sum
+	}
+	text := c.text
+	if text == "" {
+		text = strings.Repeat(fmt.Sprintf("This is submission from %s.\n", sid), 10)
+	}
+	return strings.NewReader(text), int64(len(text)), sha256.Sum256([]byte(text))
+}
+
+// RunStudent enrolls and submits for every ID in opts, student.parallel IDs at
+// a time, printing the course's lines to opts.Out. It tries
+// every ID and then fails, naming each ID that failed and why, if any did.
+func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts StudentOptions) error {
+	s := &cfg.Student
+	for _, sid := range opts.IDs {
+		if !sidPath.MatchString(sid) {
+			return fmt.Errorf("student: %q is not a usable student ID (letters, digits, '_' and '-', at most 64, starting with a letter or digit)", sid)
+		}
+	}
+	c, err := prepareContent(opts)
+	if err != nil {
+		return fmt.Errorf("student: %w", err)
+	}
+	if c.report != nil {
+		defer c.report.Close()
+	}
+	tokens, err := loadTokens(s.TokenFile, opts.IDs)
+	if err != nil {
+		return fmt.Errorf("student: %w", err)
+	}
+	suites := make([]uint16, len(s.Suites))
+	for i, name := range s.Suites {
+		suites[i], _ = session.SuiteByName(name) // validated by config
+	}
+	var fp []byte
+	if s.RootFingerprint != "" {
+		fp, _ = config.ParseFingerprint(s.RootFingerprint) // validated by config
+	}
+	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens, suites: suites, fingerprint: fp}
+
+	errs := make([]error, len(opts.IDs))
+	slots := make(chan struct{}, s.Parallel)
+	var wg sync.WaitGroup
+	for i, sid := range opts.IDs {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			if err := st.run(ctx, sid); err != nil {
+				errs[i] = err
+				log.Error("submission failed", logging.SID(sid), zap.Error(err))
+			}
+		}()
+	}
+	wg.Wait()
+
+	var failed []string
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: %s", opts.IDs[i], studentMessage(err)))
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("student: %d of %d IDs failed:\n  %s", len(failed), len(opts.IDs), strings.Join(failed, "\n  "))
+	}
+	return nil
+}
+
+// studentMessage turns an error into the sentence a student reads: the peer's
+// own sentence when the CA or the board refused.
+func studentMessage(err error) string {
+	var peer *wire.Error
+	if errors.As(err, &peer) {
+		return fmt.Sprintf("refused (%s): %s", peer.Code, peer.Text)
+	}
+	var refusal *wire.Refusal
+	if errors.As(err, &refusal) {
+		return fmt.Sprintf("we refused the board (%s): %s", refusal.Code, refusal.Text)
+	}
+	return err.Error()
+}
+
+func prepareContent(opts StudentOptions) (*content, error) {
+	if opts.Report == "" {
+		return &content{name: messageFileName, text: opts.Message}, nil
+	}
+	f, err := os.Open(opts.Report)
+	if err != nil {
+		return nil, fmt.Errorf("--report: %w", err)
+	}
+	sum, size, err := wire.HashFile(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--report %s: %w", opts.Report, err)
+	}
+	return &content{name: transferName(filepath.Base(opts.Report)), report: f, size: size, sum: sum}, nil
+}
+
+// transferName makes a file's base name fit the file transfer's name rules
+// (PROTOCOL.md §3): every other character becomes '_'.
+func transferName(base string) string {
+	b := []byte(base)
+	for i, c := range b {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '+'
+		if !ok || i == 0 && (c == '.' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > wire.NameMaxLen {
+		b = b[len(b)-wire.NameMaxLen:]
+		b[0] = '_'
+	}
+	if len(b) == 0 {
+		return "report"
+	}
+	return string(b)
+}
+
+// loadTokens reads the token file ("SID TOKEN" per line) and, for a single ID,
+// the PKIBOARD_TOKEN environment variable.
+func loadTokens(path string, ids []string) (map[string]string, error) {
+	tokens := map[string]string{}
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("student.token_file: %w", err)
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			sid, tok, ok := strings.Cut(line, " ")
+			if !ok {
+				return nil, fmt.Errorf("%s:%d: want \"SID TOKEN\"", path, n)
+			}
+			tokens[sid] = strings.TrimSpace(tok)
+		}
+		if err := sc.Err(); err != nil {
+			return nil, fmt.Errorf("student.token_file: %w", err)
+		}
+	}
+	if env := strings.TrimSpace(os.Getenv("PKIBOARD_TOKEN")); env != "" {
+		if len(ids) != 1 {
+			return nil, errors.New("PKIBOARD_TOKEN holds one token, for one SID; for several IDs use student.token_file")
+		}
+		tokens[ids[0]] = env
+	}
+	return tokens, nil
+}
+
+// student runs the student's steps for each ID.
+type student struct {
+	cfg         *config.StudentConfig
+	log         *zap.Logger
+	out         *lockedWriter
+	content     *content
+	tokens      map[string]string
+	suites      []uint16
+	fingerprint []byte     // student.root_fingerprint, or nil
+	pinMu       sync.Mutex // held while a root is trusted on first use
+}
+
+// studentID is one SID's identity on this machine.
+type studentID struct {
+	key   crypto.Signer
+	chain []*x509.Certificate
+	root  *x509.Certificate
+}
+
+// run does everything for one SID: enroll (or reuse), open the session, submit,
+// and keep the receipt.
+func (st *student) run(ctx context.Context, sid string) error {
+	dir := filepath.Join(st.cfg.DataDir, sid)
+	setupCtx, cancel := context.WithTimeout(ctx, st.cfg.Timeout.D())
+	defer cancel()
+	id, err := st.identity(setupCtx, sid, dir)
+	if err != nil {
+		return err
+	}
+	st.out.printf("%s sign finished\n", sid)
+
+	var d net.Dialer
+	nc, err := d.DialContext(setupCtx, "tcp", st.cfg.BoardAddr)
+	if err != nil {
+		return fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
+	}
+	timeout := st.cfg.Timeout.D()
+	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: timeout, WriteTimeout: timeout})
+	if dl, ok := setupCtx.Deadline(); ok {
+		wc.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	roots := x509.NewCertPool()
+	roots.AddCert(id.root)
+	sc, err := session.Client(wc, &session.ClientConfig{
+		SID:       sid,
+		Chain:     id.chain,
+		Key:       id.key,
+		Roots:     roots,
+		BoardName: st.cfg.BoardName,
+		Suites:    st.suites,
+		Log:       st.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+
+	body, size, sum := st.content.forSID(sid)
+	bar := newProgress(sid, size, st.content.report != nil)
+	receipt, err := sc.Submit(st.content.name, body, size, sum, session.SubmitOptions{
+		Progress: bar.update,
+		OnResume: func(off int64) {
+			if off > 0 {
+				st.log.Info("resumed an interrupted upload", logging.SID(sid), zap.Int64("offset", off), zap.Int64("size", size))
+				st.out.printf("%s resumed upload at byte %d of %d\n", sid, off, size)
+			}
+		},
+	})
+	bar.done()
+	if err != nil {
+		return err
+	}
+	path, err := saveReceipt(dir, receipt, sc.PeerChain())
+	if err != nil {
+		return fmt.Errorf("the submission was accepted (receipt %s) but the receipt could not be saved: %w", receipt.ID, err)
+	}
+	logging.Step(st.log, 6, "receipt verified and saved", logging.SID(sid), zap.String("id", receipt.ID), zap.String("file", path))
+	st.out.printf("%s submitted: receipt %s, SHA-256 %x, saved as %s\n", sid, receipt.ID, receipt.SHA256, path)
+	return nil
+}
+
+// identity returns sid's key and certificate: reused from dir when still
+// valid, otherwise enrolled anew (with the key already in dir, if any).
+func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, error) {
+	keyPath := filepath.Join(dir, caclient.KeyFile)
+	key, _ := keys.ReadPrivateKey(keyPath, nil) // missing or unreadable: make a new one
+	if key != nil {
+		cert, cerr := keys.ReadCertificate(filepath.Join(dir, caclient.CertFile))
+		root, rerr := keys.ReadCertificate(filepath.Join(dir, caclient.RootFile))
+		if cerr == nil && rerr == nil && st.rootOK(root) {
+			if err := usableCert(cert, key, root, sid, x509.ExtKeyUsageClientAuth, time.Now()); err == nil {
+				logging.Step(st.log, 2, "reusing the certificate in the data directory", logging.SID(sid),
+					zap.String("serial", serialString(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
+				return &studentID{key: key, chain: []*x509.Certificate{cert}, root: root}, nil
+			} else {
+				st.log.Info("enrolling again", logging.SID(sid), zap.String("reason", err.Error()))
+			}
+		}
+	}
+	logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", st.cfg.CAAddr))
+	// With no root pinned yet, the first enrollment trusts the CA's root on first
+	// use and pins it for the others; the others wait for it.
+	fp, unlock := st.rootPin()
+	defer unlock()
+	res, err := caclient.Enroll(ctx, caclient.EnrollOptions{
+		Addr:            st.cfg.CAAddr,
+		SID:             sid,
+		Token:           st.tokens[sid],
+		Key:             key,
+		KeyAlgorithm:    st.cfg.KeyAlgorithm,
+		OutDir:          dir,
+		RootFingerprint: fp,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if fp == nil {
+		if err := st.pinRoot(res); err != nil {
+			return nil, err
+		}
+	}
+	if key == nil {
+		if key, err = keys.ReadPrivateKey(res.KeyPath, nil); err != nil {
+			return nil, err
+		}
+	}
+	logging.Step(st.log, 2, "certificate received", logging.SID(sid),
+		zap.String("serial", serialString(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter))
+	return &studentID{key: key, chain: []*x509.Certificate{res.Certificate}, root: res.Root}, nil
+}
+
+// rootOK reports whether a root saved beside a SID's certificate may be
+// reused: it must match the configured or pinned fingerprint; with neither, it
+// was itself trusted on first use when it was saved.
+func (st *student) rootOK(root *x509.Certificate) bool {
+	want, unlock := st.rootPin()
+	unlock()
+	fp := keys.Fingerprint(root)
+	return want == nil || bytes.Equal(fp[:], want)
+}
+
+// rootPin returns the fingerprint the CA's root must have: student.root_fingerprint,
+// or else the root pinned in student.data_dir by an earlier first use. When there
+// is neither, it returns nil with st.pinMu held, so that one enrollment at a time
+// may trust a root on first use; the caller calls unlock in every case.
+func (st *student) rootPin() (fp []byte, unlock func()) {
+	if st.fingerprint != nil {
+		return st.fingerprint, func() {}
+	}
+	st.pinMu.Lock()
+	if root, err := keys.ReadCertificate(filepath.Join(st.cfg.DataDir, caclient.RootFile)); err == nil {
+		st.pinMu.Unlock()
+		sum := keys.Fingerprint(root)
+		return sum[:], func() {}
+	}
+	return nil, st.pinMu.Unlock
+}
+
+// pinRoot saves the root an enrollment trusted on first use as the student's
+// pinned root, and says so loudly.
+func (st *student) pinRoot(res *caclient.Result) error {
+	warnFirstUse(st.log, &caclient.Result{Root: res.Root, RootPath: filepath.Join(st.cfg.DataDir, caclient.RootFile), TrustedOnFirstUse: true})
+	return keys.WriteFileAtomic(filepath.Join(st.cfg.DataDir, caclient.RootFile), keys.EncodeCertificatePEM(res.Root.Raw), 0o644)
+}
+
+// lockedWriter serializes the lines of concurrent IDs.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, format, args...)
+}
+
+// progress draws an upload's progress on a terminal (stderr), at most a few
+// times a second; elsewhere it draws nothing.
+type progress struct {
+	sid   string
+	size  int64
+	on    bool
+	last  time.Time
+	drawn bool
+}
+
+func newProgress(sid string, size int64, report bool) *progress {
+	fi, err := os.Stderr.Stat()
+	return &progress{sid: sid, size: size, on: report && err == nil && fi.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progress) update(sent int64) {
+	if !p.on || time.Since(p.last) < 200*time.Millisecond && sent < p.size {
+		return
+	}
+	p.last, p.drawn = time.Now(), true
+	pct := 100.0
+	if p.size > 0 {
+		pct = float64(sent) * 100 / float64(p.size)
+	}
+	fmt.Fprintf(os.Stderr, "\r%s: %5.1f%%  %.1f of %.1f MiB", p.sid, pct, float64(sent)/(1<<20), float64(p.size)/(1<<20))
+}
+
+func (p *progress) done() {
+	if p.drawn {
+		fmt.Fprintln(os.Stderr)
+	}
+}
