@@ -22,8 +22,13 @@ deps: ## install what the tests need and the machine may lack (openssl), with ap
 test: deps lint ## the full suite: gofmt, go vet, go test -race ./... (unit, fuzz seeds, end-to-end)
 	PKIBOARD_REQUIRE_OPENSSL=1 $(GO) test -race -timeout 40m ./...
 
-bench: ## run the benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+TOOLS    := $(CURDIR)/.tools
+
+bench: build deps ## measure against the baselines, print the table of ratios (also in bench/results.txt)
+	@test -x $(TOOLS)/benchstat || { echo "make: installing benchstat"; GOBIN=$(TOOLS) $(GO) install $(BENCHSTAT); }
+	$(GO) build -o $(TOOLS)/pkibench ./bench
+	PATH="$(TOOLS):$$PATH" $(TOOLS)/pkibench -bin $(BIN) $(BENCHFLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME (default 10s) each
 	@set -e; for pkg in $$($(GO) list ./...); do \
@@ -40,5 +45,5 @@ lint: ## gofmt and go vet must be clean
 demo: build ## run the CA, the board and a student with three IDs (fresh data/ each run)
 	@./scripts/demo.sh
 
-clean: ## remove the binary and the demo's data
-	rm -rf bin data
+clean: ## remove the binary, the demo's data and the installed tools
+	rm -rf bin data .tools

@@ -224,6 +224,7 @@ type studentID struct {
 // run does everything for one SID: enroll (or reuse), open the session, submit,
 // and keep the receipt.
 func (st *student) run(ctx context.Context, sid string) error {
+	started := time.Now()
 	dir := filepath.Join(st.cfg.DataDir, sid)
 	setupCtx, cancel := context.WithTimeout(ctx, st.cfg.Timeout.D())
 	defer cancel()
@@ -280,7 +281,8 @@ func (st *student) run(ctx context.Context, sid string) error {
 	if err != nil {
 		return fmt.Errorf("the submission was accepted (receipt %s) but the receipt could not be saved: %w", receipt.ID, err)
 	}
-	logging.Step(st.log, 6, "receipt verified and saved", logging.SID(sid), zap.String("id", receipt.ID), zap.String("file", path))
+	logging.Step(st.log, 6, "receipt verified and saved", logging.SID(sid), zap.String("id", receipt.ID), zap.String("file", path),
+		zap.Duration("elapsed", time.Since(started)))
 	st.out.printf("%s submitted: receipt %s, SHA-256 %x, saved as %s\n", sid, receipt.ID, receipt.SHA256, path)
 	return nil
 }

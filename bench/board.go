@@ -1,0 +1,321 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"pkiboard/caclient"
+	"pkiboard/keys"
+	"pkiboard/session"
+	"pkiboard/wire"
+)
+
+// boardStudents is the number of concurrent students of the board row.
+const boardStudents = 64
+
+// student is a pre-enrolled student of a load run.
+type student struct {
+	sid   string
+	key   crypto.Signer
+	cert  *x509.Certificate
+	roots *x509.CertPool
+	msg   []byte
+}
+
+// enrollStudents enrolls n students with the CA at addr, keys of alg.
+func enrollStudents(in *install, addr, alg string, n int) []*student {
+	out := make([]*student, n)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sid := fmt.Sprintf("bench-%03d", i)
+			res, err := caclient.Enroll(context.Background(), caclient.EnrollOptions{
+				Addr: addr, SID: sid, KeyAlgorithm: alg, OutDir: in.path("students", sid),
+			})
+			if err != nil {
+				fatalf("enroll %s: %v", sid, err)
+			}
+			key, err := keys.ReadPrivateKey(res.KeyPath, nil)
+			if err != nil {
+				fatalf("%v", err)
+			}
+			roots := x509.NewCertPool()
+			roots.AddCert(res.Root)
+			out[i] = &student{sid: sid, key: key, cert: res.Certificate, roots: roots,
+				msg: bytes.Repeat([]byte(fmt.Sprintf("This is submission from %s.\n", sid)), 10)}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// boardSessions measures sessions per second of the real board process with
+// 64 concurrent pre-enrolled students (handshake, the ten lines, durable store,
+// signed receipt) against a crypto/tls 1.3 server process with mutual
+// authentication and Go's default key exchange, serving the same certificates,
+// reading the same ten lines, writing them with fsync and answering one byte.
+func (r *runner) boardSessions() []row {
+	var rows []row
+	for _, alg := range []string{"ecdsa-p256", "rsa-2048"} {
+		in := newInstall(map[string]string{"board": fmt.Sprintf("key_algorithm = %q", alg)})
+		ca := in.start(r.bin, "ca")
+		board := in.start(r.bin, "board", "--ca-addr", ca.addr)
+		students := enrollStudents(in, ca.addr, alg, boardStudents)
+		boardKey, err := keys.ReadPrivateKey(in.path("data/board/key.pem"), nil)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		boardCert, err := keys.ReadCertificate(in.path("data/board/cert.pem"))
+		if err != nil {
+			fatalf("%v", err)
+		}
+		tlsSrv := startTLSServer(in, boardKey, boardCert)
+
+		var ours, base []float64
+		for i := range r.count {
+			ours = append(ours, sessionLoad(board.addr, students))
+			base = append(base, tlsLoad(tlsSrv.addr, students))
+			logf("board %s run %d: %.0f sessions/s ours, %.0f TLS 1.3", alg, i+1, ours[i], base[i])
+		}
+		tlsSrv.stop()
+		board.stop()
+		ca.stop()
+		in.remove()
+		r.raw("board sessions/s, %s: ours %v, TLS 1.3 %v", alg, ours, base)
+		target := 1.0
+		if alg != "ecdsa-p256" {
+			target = 0
+		}
+		rows = append(rows, row{
+			name:     fmt.Sprintf("board sessions, %d concurrent students, %s", boardStudents, strings.ToUpper(alg)),
+			baseline: "crypto/tls 1.3, RequireAndVerifyClientCert, X25519MLKEM768, same certs, 10 lines fsynced, 1-byte ack",
+			unit:     "sessions/s", ours: ours, base: base, target: target,
+		})
+	}
+	return rows
+}
+
+// sessionLoad runs the students against the board for one window and returns
+// completed sessions (receipt verified) per second.
+func sessionLoad(addr string, students []*student) float64 {
+	var done atomic.Int64
+	stop := time.Now().Add(*windowFlag)
+	var wg sync.WaitGroup
+	for _, s := range students {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := &session.ClientConfig{SID: s.sid, Chain: []*x509.Certificate{s.cert}, Key: s.key, Roots: s.roots, BoardName: "blackboard"}
+			sum := sha256.Sum256(s.msg)
+			for time.Now().Before(stop) {
+				if err := submitOnce(addr, cfg, s.msg, sum); err != nil {
+					fatalf("session %s: %v", s.sid, err)
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds()
+}
+
+func submitOnce(addr string, cfg *session.ClientConfig, msg []byte, sum [32]byte) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord})
+	wc.SetDeadline(time.Now().Add(30 * time.Second))
+	sc, err := session.Client(wc, cfg)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	_, err = sc.Submit("message.txt", bytes.NewReader(msg), int64(len(msg)), sum, session.SubmitOptions{})
+	return err
+}
+
+// tlsLoad is sessionLoad against the TLS 1.3 baseline server.
+func tlsLoad(addr string, students []*student) float64 {
+	var done atomic.Int64
+	stop := time.Now().Add(*windowFlag)
+	var wg sync.WaitGroup
+	for _, s := range students {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cfg := &tls.Config{
+				Certificates:       []tls.Certificate{{Certificate: [][]byte{s.cert.Raw}, PrivateKey: s.key, Leaf: s.cert}},
+				MinVersion:         tls.VersionTLS13,
+				InsecureSkipVerify: true, // the board certificate has no DNS name; checked below instead
+				VerifyConnection:   verifyBoard(s.roots),
+			}
+			for time.Now().Before(stop) {
+				if err := tlsOnce(addr, cfg, s.msg); err != nil {
+					fatalf("tls session %s: %v", s.sid, err)
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds()
+}
+
+// verifyBoard checks the server certificate as our student checks the board's:
+// chain to the root, EKU serverAuth, CN blackboard.
+func verifyBoard(roots *x509.CertPool) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("no server certificate")
+		}
+		leaf := cs.PeerCertificates[0]
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			return err
+		}
+		if leaf.Subject.CommonName != "blackboard" {
+			return errors.New("wrong server name")
+		}
+		return nil
+	}
+}
+
+func tlsOnce(addr string, cfg *tls.Config, msg []byte) error {
+	d := &net.Dialer{Timeout: 30 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	var ack [1]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil {
+		return err
+	}
+	return nil
+}
+
+// tlsServer is the baseline server process: this program re-run as
+// `bench tls-server`.
+type tlsServer struct{ *daemon }
+
+func startTLSServer(in *install, key crypto.Signer, cert *x509.Certificate) *tlsServer {
+	dir := in.path("tls")
+	os.MkdirAll(filepath.Join(dir, "store"), 0o700)
+	keyPath, certPath, rootPath := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem"), in.path("data/board/root.pem")
+	if err := keys.WritePrivateKey(keyPath, key, nil); err != nil {
+		fatalf("%v", err)
+	}
+	if err := keys.WriteFileAtomic(certPath, keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
+		fatalf("%v", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fatalf("%v", err)
+	}
+	cmd := exec.Command(self, "tls-server", "-key", keyPath, "-cert", certPath, "-root", rootPath, "-dir", filepath.Join(dir, "store"))
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		fatalf("%v", err)
+	}
+	d := &daemon{cmd: cmd, done: make(chan struct{})}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		fatalf("tls-server: %v", err)
+	}
+	d.addr = strings.TrimSpace(line)
+	go func() { cmd.Wait(); close(d.done) }()
+	return &tlsServer{d}
+}
+
+// tlsServerMain is the TLS 1.3 baseline board: mutual authentication against
+// the root, Go's default key exchange (X25519MLKEM768 first), ten lines read,
+// written to a new file and fsynced, one byte answered.
+func tlsServerMain(args []string) {
+	fs := flag.NewFlagSet("tls-server", flag.ExitOnError)
+	keyPath := fs.String("key", "", "")
+	certPath := fs.String("cert", "", "")
+	rootPath := fs.String("root", "", "")
+	dir := fs.String("dir", "", "")
+	fs.Parse(args)
+	key, err := keys.ReadPrivateKey(*keyPath, nil)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	cert, err := keys.ReadCertificate(*certPath)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	root, err := keys.ReadCertificate(*rootPath)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	cfg := &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		MinVersion:   tls.VersionTLS13,
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	fmt.Println(ln.Addr().String())
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			br := bufio.NewReader(c)
+			var buf bytes.Buffer
+			for range 10 {
+				line, err := br.ReadBytes('\n')
+				if err != nil {
+					return
+				}
+				buf.Write(line)
+			}
+			f, err := os.CreateTemp(*dir, "sub-*")
+			if err != nil {
+				return
+			}
+			f.Write(buf.Bytes())
+			err = f.Sync()
+			f.Close()
+			if err != nil {
+				return
+			}
+			c.Write([]byte{1})
+		}()
+	}
+}

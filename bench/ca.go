@@ -1,0 +1,163 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"pkiboard/wire"
+)
+
+// caClients is the number of concurrent enrolling clients of the CA row.
+const caClients = 16
+
+// caIssuance measures durable issuance by the real CA process, 16 concurrent
+// clients with pre-made CSRs over loopback, against an in-process loop that
+// does the same CSR check and x509.CreateCertificate on the same cores, with no
+// I/O at all.
+func (r *runner) caIssuance() []row {
+	csrs := make([][]byte, caClients)
+	for i := range csrs {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		sid := fmt.Sprintf("bench-%02d", i)
+		csrs[i], err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: sid}}, key)
+		if err != nil {
+			fatalf("%v", err)
+		}
+	}
+	in := newInstall(nil)
+	defer in.remove()
+	ca := in.start(r.bin, "ca")
+	defer ca.stop()
+
+	var ours, base []float64
+	for i := range r.count {
+		ours = append(ours, enrollLoad(ca.addr, csrs))
+		base = append(base, issueInMemory(csrs))
+		logf("ca run %d: %.0f enrollments/s durable over TCP, %.0f issuances/s in memory", i+1, ours[i], base[i])
+	}
+	r.raw("CA issuance, enrollments/s (ours): %v\nin-memory CSR check + CreateCertificate, /s: %v", ours, base)
+	return []row{{
+		name:     fmt.Sprintf("CA issuance, durable, %d concurrent clients, pre-made CSRs", caClients),
+		baseline: "in-process CSR check + x509.CreateCertificate, no I/O, all cores",
+		unit:     "certs/s", ours: ours, base: base, target: 0.7,
+	}}
+}
+
+// enrollLoad runs caClients connections, each enrolling its CSR again and again
+// for one window, and returns certificates issued per second.
+func enrollLoad(addr string, csrs [][]byte) float64 {
+	var done atomic.Int64
+	stop := time.Now().Add(*windowFlag)
+	var wg sync.WaitGroup
+	for i, csr := range csrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				fatalf("dial CA: %v", err)
+			}
+			defer c.Close()
+			wc := wire.NewConn(c, wire.Options{})
+			req := &wire.EnrollRequest{Profile: wire.ProfileStudent, SID: fmt.Sprintf("bench-%02d", i), CSR: csr}
+			for time.Now().Before(stop) {
+				if err := enrollOnce(wc, req); err != nil {
+					fatalf("enroll: %v", err)
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds()
+}
+
+// enrollOnce sends one request and takes the two files the CA sends, in memory.
+func enrollOnce(wc *wire.Conn, req *wire.EnrollRequest) error {
+	if err := wc.WriteMessage(req); err != nil {
+		return err
+	}
+	if _, err := wire.Expect[*wire.EnrollAccepted](wc); err != nil {
+		return err
+	}
+	for range 2 {
+		hdr, err := wire.Expect[*wire.FileHeader](wc)
+		if err != nil {
+			return err
+		}
+		if err := wc.WriteMessage(&wire.FileOffset{}); err != nil {
+			return err
+		}
+		for got := uint64(0); got < hdr.Size; {
+			d, err := wire.Expect[*wire.Data](wc)
+			if err != nil {
+				return err
+			}
+			got += uint64(len(d.Bytes))
+		}
+		if err := wc.WriteMessage(&wire.FileAck{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// issueInMemory is the baseline: on GOMAXPROCS goroutines, parse and check each
+// CSR and sign a certificate for it with a P-256 root (the CA's default), for
+// one window; it returns certificates per second.
+func issueInMemory(csrs [][]byte) float64 {
+	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rootTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	rootDER, _ := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
+	root, _ := x509.ParseCertificate(rootDER)
+	var done atomic.Int64
+	stop := time.Now().Add(*windowFlag)
+	var wg sync.WaitGroup
+	for w := range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; time.Now().Before(stop); i++ {
+				csr, err := x509.ParseCertificateRequest(csrs[i%len(csrs)])
+				if err != nil {
+					fatalf("%v", err)
+				}
+				if err := csr.CheckSignature(); err != nil {
+					fatalf("%v", err)
+				}
+				serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+				tmpl := &x509.Certificate{
+					SerialNumber: serial, Subject: pkix.Name{CommonName: csr.Subject.CommonName},
+					NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(180 * 24 * time.Hour),
+					KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement,
+					ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true,
+				}
+				if _, err := x509.CreateCertificate(rand.Reader, tmpl, root, csr.PublicKey, rootKey); err != nil {
+					fatalf("%v", err)
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds()
+}
