@@ -194,7 +194,9 @@ type receiveState struct {
 	hash       hash.Hash
 	resumed    int64 // offset answered in FileOffset
 	pos        int64 // bytes in the partial file
-	synced     int64 // bytes fsynced and recorded in the checkpoint
+	synced     int64 // bytes fsynced and recorded in the checkpoint (owned by the checkpointer while it runs)
+	requested  int64 // the last offset handed to the checkpointer
+	bg         *checkpointer
 }
 
 // receive runs the steps of PROTOCOL.md §3 in order.
@@ -210,6 +212,7 @@ func (s *receiveState) receive() (*Incoming, error) {
 	}
 	defer s.release()
 	defer s.closeFile()
+	defer s.stopCheckpointer()
 	if err := s.openPartial(); err != nil {
 		return nil, err
 	}
@@ -353,7 +356,7 @@ func (s *receiveState) openPartial() error {
 	if _, err := io.Copy(s.hash, io.NewSectionReader(s.f, 0, off)); err != nil {
 		return s.storageFailure(err)
 	}
-	s.resumed, s.pos, s.synced = off, off, off
+	s.resumed, s.pos, s.synced, s.requested = off, off, off, off
 	return nil
 }
 
@@ -386,12 +389,13 @@ func (s *receiveState) readData() error {
 			return err
 		}
 		if _, err := s.f.WriteAt(d.Bytes, s.pos); err != nil {
+			s.saveProgress()
 			return s.storageFailure(err)
 		}
 		s.hash.Write(d.Bytes)
 		s.pos += n
-		if s.pos-s.synced >= s.every && s.pos < s.size {
-			if err := s.checkpoint(); err != nil {
+		if s.pos-s.requested >= s.every && s.pos < s.size {
+			if err := s.requestCheckpoint(); err != nil {
 				return s.storageFailure(err)
 			}
 		}
@@ -399,8 +403,86 @@ func (s *receiveState) readData() error {
 	return nil
 }
 
+// checkpointer makes checkpoints in the background, so that reception goes on
+// while the partial file is flushed to disk: it fsyncs the file, then records
+// the offset it was given (every byte before it was written before the fsync
+// began, so the checkpoint never claims a byte that was not fsynced). At most
+// one request waits; a newer one replaces it.
+type checkpointer struct {
+	reqs chan int64
+	done chan struct{}
+
+	mu     sync.Mutex
+	synced int64
+	err    error
+}
+
+// requestCheckpoint asks the checkpointer (started on first use) to make the
+// current length durable, and reports a failure of an earlier checkpoint.
+func (s *receiveState) requestCheckpoint() error {
+	if s.bg == nil {
+		s.bg = &checkpointer{reqs: make(chan int64, 1), done: make(chan struct{}), synced: s.synced}
+		go s.runCheckpointer(s.bg, s.f)
+	}
+	s.bg.mu.Lock()
+	err := s.bg.err
+	s.bg.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	select {
+	case <-s.bg.reqs: // superseded by the newer offset
+	default:
+	}
+	s.bg.reqs <- s.pos
+	s.requested = s.pos
+	return nil
+}
+
+// runCheckpointer serves checkpoint requests until reqs is closed.
+func (s *receiveState) runCheckpointer(bg *checkpointer, f partialFile) {
+	defer close(bg.done)
+	for off := range bg.reqs {
+		err := f.Sync()
+		if err == nil {
+			err = writeCheckpoint(s.ckpt, s.size, off)
+		}
+		bg.mu.Lock()
+		if err != nil {
+			bg.err = err
+		} else {
+			bg.synced = off
+		}
+		bg.mu.Unlock()
+		if err != nil {
+			for range bg.reqs { // drain until stopped
+			}
+			return
+		}
+	}
+}
+
+// stopCheckpointer waits for the checkpointer to finish its work, and takes
+// back the durable offset. It returns the checkpointer's error, if any.
+func (s *receiveState) stopCheckpointer() error {
+	bg := s.bg
+	if bg == nil {
+		return nil
+	}
+	s.bg = nil
+	close(bg.reqs)
+	<-bg.done
+	bg.mu.Lock()
+	defer bg.mu.Unlock()
+	s.synced = bg.synced
+	return bg.err
+}
+
 // verify checks the whole file's SHA-256 against the header's and fsyncs it.
 func (s *receiveState) verify() error {
+	if err := s.stopCheckpointer(); err != nil {
+		return s.storageFailure(err)
+	}
 	var sum [sha256.Size]byte
 	s.hash.Sum(sum[:0])
 	if !bytes.Equal(sum[:], s.hdr.SHA256[:]) {
@@ -430,6 +512,9 @@ func (s *receiveState) checkpoint() error {
 
 // saveProgress checkpoints what an interrupted transfer received, best effort.
 func (s *receiveState) saveProgress() {
+	if err := s.stopCheckpointer(); err != nil {
+		return
+	}
 	if s.pos > s.synced {
 		_ = s.checkpoint()
 	}
@@ -438,6 +523,7 @@ func (s *receiveState) saveProgress() {
 // discard deletes the partial file and its checkpoint, so that the next attempt
 // starts from 0.
 func (s *receiveState) discard() {
+	_ = s.stopCheckpointer()
 	_ = os.Remove(s.ckpt)
 	_ = os.Remove(s.part)
 }
