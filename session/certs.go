@@ -1,10 +1,13 @@
 package session
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -57,6 +60,13 @@ func parseChain(der [][]byte) ([]*x509.Certificate, *chainError) {
 // The successful path costs one x509 verification; only a failure pays for the
 // extra verifications that tell the faults apart.
 func checkChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) *chainError {
+	_, cerr := verifyChain(certs, roots, now, usage)
+	return cerr
+}
+
+// verifyChain is checkChain that also returns the verified chain, from the
+// leaf to a root.
+func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) ([]*x509.Certificate, *chainError) {
 	leaf := certs[0]
 	opts := x509.VerifyOptions{
 		Roots:         roots,
@@ -67,17 +77,17 @@ func checkChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, 
 	for _, c := range certs[1:] {
 		opts.Intermediates.AddCert(c)
 	}
-	_, err := leaf.Verify(opts)
+	verified, err := leaf.Verify(opts)
 	if err == nil {
 		if leaf.IsCA {
-			return &chainError{fault: faultCA, cert: leaf, err: errors.New("the leaf is a CA certificate")}
+			return nil, &chainError{fault: faultCA, cert: leaf, err: errors.New("the leaf is a CA certificate")}
 		}
-		return nil
+		return verified[0], nil
 	}
 	var invalid x509.CertificateInvalidError
 	if errors.As(err, &invalid) && invalid.Reason == x509.IncompatibleUsage {
 		// Chains were found and every one was valid now; only the usage fails.
-		return &chainError{fault: faultUsage, cert: leaf, err: err}
+		return nil, &chainError{fault: faultUsage, cert: leaf, err: err}
 	}
 
 	// Did it fail only because of the time? Verify again, with any usage, at
@@ -96,15 +106,88 @@ func checkChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, 
 			}
 			switch {
 			case c != leaf:
-				return &chainError{fault: faultChainNotValid, cert: c, err: err}
+				return nil, &chainError{fault: faultChainNotValid, cert: c, err: err}
 			case now.After(c.NotAfter):
-				return &chainError{fault: faultExpired, cert: c, err: err}
+				return nil, &chainError{fault: faultExpired, cert: c, err: err}
 			default:
-				return &chainError{fault: faultNotYetValid, cert: c, err: err}
+				return nil, &chainError{fault: faultNotYetValid, cert: c, err: err}
 			}
 		}
 	}
-	return &chainError{fault: faultUnknownCA, cert: leaf, err: err}
+	return nil, &chainError{fault: faultUnknownCA, cert: leaf, err: err}
+}
+
+// maxCachedChains bounds the verified-chain cache; when it is full it starts
+// afresh.
+const maxCachedChains = 4096
+
+// chainCache remembers the chains that verified, by their exact DER bytes, the
+// root pool and the usage, so that a peer seen again — a student's next
+// session, the board's certificate in every session a student process opens —
+// costs neither parsing nor a signature verification. The validity window of
+// the whole verified chain is kept and checked against the current time on
+// every use. A root pool must not change while sessions use it (the configs
+// say so), so a chain that verified against it still does; revocation is
+// checked on every session by the caller, not here.
+var chainCache = struct {
+	sync.Mutex
+	m map[chainKey]*cachedChain
+}{m: make(map[chainKey]*cachedChain)}
+
+type chainKey struct {
+	roots *x509.CertPool
+	usage x509.ExtKeyUsage
+	sum   [sha256.Size]byte // over each certificate's length and bytes
+}
+
+type cachedChain struct {
+	certs               []*x509.Certificate // as the peer sent them, parsed
+	notBefore, notAfter time.Time           // when every certificate of the verified chain is valid
+}
+
+// checkPeerChain parses and checks a peer's certificates (parseChain and
+// checkChain), answering from chainCache when the same bytes verified before.
+// The certificates returned are shared with other sessions: read only.
+func checkPeerChain(der [][]byte, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) ([]*x509.Certificate, *chainError) {
+	h := sha256.New()
+	var n [4]byte
+	for _, d := range der {
+		binary.BigEndian.PutUint32(n[:], uint32(len(d)))
+		h.Write(n[:])
+		h.Write(d)
+	}
+	key := chainKey{roots: roots, usage: usage}
+	h.Sum(key.sum[:0])
+	chainCache.Lock()
+	c, ok := chainCache.m[key]
+	chainCache.Unlock()
+	if ok && !now.Before(c.notBefore) && !now.After(c.notAfter) {
+		return c.certs, nil
+	}
+	certs, cerr := parseChain(der)
+	if cerr != nil {
+		return nil, cerr
+	}
+	verified, cerr := verifyChain(certs, roots, now, usage)
+	if cerr != nil {
+		return nil, cerr
+	}
+	c = &cachedChain{certs: certs, notBefore: verified[0].NotBefore, notAfter: verified[0].NotAfter}
+	for _, v := range verified[1:] {
+		if v.NotBefore.After(c.notBefore) {
+			c.notBefore = v.NotBefore
+		}
+		if v.NotAfter.Before(c.notAfter) {
+			c.notAfter = v.NotAfter
+		}
+	}
+	chainCache.Lock()
+	if len(chainCache.m) >= maxCachedChains {
+		clear(chainCache.m)
+	}
+	chainCache.m[key] = c
+	chainCache.Unlock()
+	return certs, nil
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}

@@ -189,10 +189,7 @@ func (hs *clientHandshake) readServerVerify() error {
 // checkBoardCertificate checks the board's chain, validity, usage and name.
 func (hs *clientHandshake) checkBoardCertificate() error {
 	now := hs.cfg.now()
-	chain, cerr := parseChain(hs.serverHello.Certificates)
-	if cerr == nil {
-		cerr = checkChain(chain, hs.cfg.Roots, now, x509.ExtKeyUsageServerAuth)
-	}
+	chain, cerr := checkPeerChain(hs.serverHello.Certificates, hs.cfg.Roots, now, x509.ExtKeyUsageServerAuth)
 	if cerr != nil {
 		return boardCertRefusal(cerr, now)
 	}

@@ -96,7 +96,7 @@ func (hs *serverHandshake) handshake() (*Conn, error) {
 	if err := hs.checkKeyShare(); err != nil {
 		return nil, hs.fail(err)
 	}
-	logging.Step(hs.cfg.log, 3, "student certificate accepted", logging.SID(hs.hello.SID),
+	logging.Step(hs.cfg.log, 3, "student certificate checked; possession not yet proven", logging.SID(hs.hello.SID),
 		zap.String("serial", hex.EncodeToString(hs.leaf.SerialNumber.Bytes())),
 		zap.String("key", keyTypeName(hs.leaf.PublicKey)),
 		zap.String("suite", SuiteName(hs.suite)))
@@ -168,10 +168,7 @@ func (hs *serverHandshake) readClientHello() error {
 // checkCertificate checks the student's chain, validity, usage and CN.
 func (hs *serverHandshake) checkCertificate() error {
 	ch := hs.hello
-	chain, cerr := parseChain(ch.Certificates)
-	if cerr == nil {
-		cerr = checkChain(chain, hs.cfg.Roots, hs.cfg.now(), x509.ExtKeyUsageClientAuth)
-	}
+	chain, cerr := checkPeerChain(ch.Certificates, hs.cfg.Roots, hs.cfg.now(), x509.ExtKeyUsageClientAuth)
 	if cerr != nil {
 		return studentCertRefusal(cerr, hs.cfg.now())
 	}
