@@ -1,8 +1,10 @@
 // Command pkiboard is a small public-key infrastructure for a course: one
 // executable that runs as the certificate authority (--role=ca), as the
-// submission board that authenticates students by certificate (--role=board), or
-// as the student client (--role=student --ids a,b,c), plus the operator commands
-// that look after them. See README.md.
+// submission board that authenticates students by certificate (--role=board), as
+// the student client (--role=student --ids a,b,c), or as the adversary between
+// student and board that demonstrates the attacks the protocol defeats
+// (--role=adversary), plus the operator commands that look after them. See
+// README.md.
 //
 // main only turns flags and the config file into a configuration and a logger,
 // and hands them to a role in package roles.
@@ -14,12 +16,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 
+	"pkiboard/adversary"
 	"pkiboard/config"
 	"pkiboard/logging"
 	"pkiboard/roles"
@@ -29,16 +34,35 @@ import (
 var version = "dev"
 
 func main() {
+	os.Exit(run())
+}
+
+func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// PKIBOARD_CPUPROFILE=FILE writes a CPU profile of the whole run, for
+	// `go tool pprof` (see README, Performance).
+	if path := os.Getenv("PKIBOARD_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pkiboard: PKIBOARD_CPUPROFILE: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if err := newApp().RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "pkiboard: %v\n", err)
 		var uerr usageError
 		if errors.As(err, &uerr) {
-			os.Exit(2)
+			return 2
 		}
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // usageError marks a mistake in how pkiboard was invoked (exit status 2).
@@ -54,23 +78,32 @@ func newApp() *cli.App {
 		UsageText: `pkiboard [--config FILE] --role=ca
 pkiboard [--config FILE] --role=board
 pkiboard [--config FILE] --role=student --ids SID1,SID2,SID3 [--message TEXT | --report FILE] [--parallel N]
+pkiboard [--config FILE] --role=adversary --listen ADDR --upstream ADDR --attack NAME [--cert FILE --key FILE]
 pkiboard COMMAND [options]   (operator commands below; pkiboard COMMAND --help)`,
-		Description: `One executable, three roles:
+		Description: `One executable, three roles, and the adversary:
    --role=ca        the certificate authority: issues student and board certificates, keeps
                     a durable record, revokes, publishes a CRL
    --role=board     the submission board: accepts sessions only from certificates the CA
                     issued, stores each submission durably and returns a signed receipt
    --role=student   the client: for each --ids SID, enrolls with the CA, opens a session
                     with the board, submits, and keeps the receipt
+   --role=adversary a man in the middle between student and board, for teaching: runs one
+                    --attack on every session it relays, and logs what it did and saw.
+                    It has no config section (only [log] applies). The attacks:
+` + indent(adversary.Describe(), "                      ") + `
 
 The role may also come from the config file's top-level "role" key; --role wins.
 Settings come from --config (default config.toml); the flags below override them.`,
 		Flags: append(commonFlags(),
-			&cli.StringFlag{Name: "role", Usage: "run as `ROLE`: ca, board or student"},
+			&cli.StringFlag{Name: "role", Usage: "run as `ROLE`: ca, board, student or adversary"},
 			&cli.StringFlag{Name: "ids", Usage: "student: comma-separated student `IDS` to enroll and submit for"},
 			&cli.StringFlag{Name: "message", Usage: "student: submit `TEXT` instead of the default ten lines"},
 			&cli.StringFlag{Name: "report", Usage: "student: submit the contents of `FILE` (any size; resumable)"},
 			&cli.IntFlag{Name: "parallel", Usage: "student: process `N` IDs at once", DefaultText: "student.parallel from the config"},
+			&cli.StringFlag{Name: "upstream", Usage: "adversary: relay to the board at `ADDR` (host:port)"},
+			&cli.StringFlag{Name: "attack", Usage: "adversary: run attack `NAME` (see above)"},
+			&cli.StringFlag{Name: "cert", Usage: "adversary: its own certificate `FILE` (PEM), e.g. from `pkiboard enroll --sid mallory`"},
+			&cli.StringFlag{Name: "key", Usage: "adversary: the private key `FILE` of --cert"},
 		),
 		HideHelpCommand: true,
 		Commands:        operatorCommands(),
@@ -127,6 +160,11 @@ func loadConfig(c *cli.Context, role string) (*config.Config, error) {
 		if _, ok := lookupFlag(c, "listen"); ok {
 			return nil, usagef("--listen does not apply to the student role")
 		}
+	case "adversary":
+		// No config section: --listen is taken by adversaryOptions.
+		if _, ok := lookupFlag(c, "data-dir"); ok {
+			return nil, usagef("--data-dir does not apply to the adversary role (it keeps no state)")
+		}
 	}
 	if c.IsSet("parallel") {
 		cfg.Student.Parallel = c.Int("parallel")
@@ -175,12 +213,19 @@ func runRole(c *cli.Context) error {
 		return err
 	}
 	if cfg.Role == "" {
-		return usagef("no role: give --role=ca, --role=board or --role=student, or set role in %s", cfg.Path)
+		return usagef("no role: give --role=ca, --role=board, --role=student or --role=adversary, or set role in %s", cfg.Path)
 	}
 	if cfg.Role != "student" {
 		for _, f := range []string{"ids", "message", "report", "parallel"} {
 			if c.IsSet(f) {
 				return usagef("--%s applies only to --role=student", f)
+			}
+		}
+	}
+	if cfg.Role != "adversary" {
+		for _, f := range adversaryFlags {
+			if c.IsSet(f) {
+				return usagef("--%s applies only to --role=adversary", f)
 			}
 		}
 	}
@@ -195,6 +240,12 @@ func runRole(c *cli.Context) error {
 		return roles.RunCA(c.Context, cfg, log)
 	case "board":
 		return roles.RunBoard(c.Context, cfg, log)
+	case "adversary":
+		opts, err := adversaryOptions(c)
+		if err != nil {
+			return err
+		}
+		return roles.RunAdversary(c.Context, log, opts)
 	default:
 		opts, err := studentOptions(c)
 		if err != nil {
@@ -202,6 +253,33 @@ func runRole(c *cli.Context) error {
 		}
 		return roles.RunStudent(c.Context, cfg, log, opts)
 	}
+}
+
+// adversaryFlags are the flags only the adversary takes.
+var adversaryFlags = []string{"upstream", "attack", "cert", "key"}
+
+func adversaryOptions(c *cli.Context) (roles.AdversaryOptions, error) {
+	listen, _ := lookupFlag(c, "listen")
+	opts := roles.AdversaryOptions{
+		Listen:   listen,
+		Upstream: c.String("upstream"),
+		Attack:   c.String("attack"),
+		CertFile: c.String("cert"),
+		KeyFile:  c.String("key"),
+	}
+	if opts.Listen == "" || opts.Attack == "" || opts.Upstream == "" && opts.Attack != adversary.ImpersonateBoard {
+		return opts, usagef("the adversary role needs --listen ADDR, --upstream ADDR (the board) and --attack NAME, one of: %s",
+			strings.Join(adversary.Attacks(), ", "))
+	}
+	if !slices.Contains(adversary.Attacks(), opts.Attack) {
+		return opts, usagef("--attack %q: the attacks are %s", opts.Attack, strings.Join(adversary.Attacks(), ", "))
+	}
+	return opts, nil
+}
+
+// indent prefixes every line of text with prefix.
+func indent(text, prefix string) string {
+	return prefix + strings.ReplaceAll(strings.TrimRight(text, "\n"), "\n", "\n"+prefix)
 }
 
 func studentOptions(c *cli.Context) (roles.StudentOptions, error) {

@@ -24,12 +24,14 @@ import (
 	"github.com/BurntSushi/toml"
 )
 
-// Roles lists the roles a configuration may select.
-var Roles = []string{"ca", "board", "student"}
+// Roles lists the roles a configuration may select. The adversary has no
+// section of its own: it takes its addresses and attack from flags and uses
+// [log].
+var Roles = []string{"ca", "board", "student", "adversary"}
 
 // Config is a whole pkiboard configuration.
 type Config struct {
-	// Role is the default role ("ca", "board" or "student"); --role wins.
+	// Role is the default role (one of Roles); --role wins.
 	Role    string        `toml:"role"`
 	Log     LogConfig     `toml:"log"`
 	CA      CAConfig      `toml:"ca"`
@@ -187,12 +189,24 @@ func Default() *Config {
 // keys, resolves relative paths against the file's directory and validates the
 // result.
 func Load(path string) (*Config, error) {
-	cfg := Default()
-	md, err := toml.DecodeFile(path, cfg)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("config file %s does not exist (give one with --config FILE; the repository's config.toml is a working example)", path)
 		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return Parse(data, path)
+}
+
+// Parse reads a configuration from data, the contents of the file at path, as
+// Load does: over the defaults, rejecting unknown keys, resolving relative paths
+// against path's directory, and validating the result. Every error names path.
+// It reads no file itself, so that it can be tested on arbitrary bytes.
+func Parse(data []byte, path string) (*Config, error) {
+	cfg := Default()
+	md, err := toml.Decode(string(data), cfg)
+	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
 			if perr.LastKey != "" {

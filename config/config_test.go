@@ -121,7 +121,7 @@ func TestLoadErrors(t *testing.T) {
 		{"negative-duration.toml", []string{"board.crl_refresh", "-5m0s must be a positive duration"}},
 		{"integer-duration.toml", []string{"integer-duration.toml", "crl_refresh"}},
 		{"bad-size.toml", []string{"max_submission", `"lots" is not a size`}},
-		{"unknown-role.toml", []string{"role", `"adversary-in-chief" is not one of ca, board, student`}},
+		{"unknown-role.toml", []string{"role", `"adversary-in-chief" is not one of ca, board, student, adversary`}},
 		{"unanchored-pattern.toml", []string{"ca.sid_pattern", "anchored"}},
 		{"bad-fingerprint.toml", []string{"student.root_fingerprint", "not a SHA-256 fingerprint"}},
 	}

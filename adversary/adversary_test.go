@@ -1,0 +1,554 @@
+package adversary
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"pkiboard/session"
+	"pkiboard/wire"
+)
+
+// These tests put the adversary between an in-process student and board
+// (package session's Client and Server over loopback TCP), one attack at a
+// time. The end-to-end versions, with real processes, are in e2e/attacks_test.go.
+
+const (
+	testSID     = "alice"
+	testTimeout = 20 * time.Second
+)
+
+// ident is a certificate chain and its key.
+type ident struct {
+	chain []*x509.Certificate
+	key   crypto.Signer
+}
+
+// testPKI is a root and the certificates of the course scenario.
+type testPKI struct {
+	roots                 *x509.CertPool
+	board, alice, mallory ident
+}
+
+var (
+	pkiOnce sync.Once
+	pkiVal  *testPKI
+)
+
+func pki(t *testing.T) *testPKI {
+	t.Helper()
+	pkiOnce.Do(func() {
+		rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		now := time.Now()
+		rootTmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Test Course Root"},
+			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		}
+		der, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+		if err != nil {
+			panic(err)
+		}
+		root, _ := x509.ParseCertificate(der)
+		issue := func(serial int64, cn string, eku x509.ExtKeyUsage) ident {
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			tmpl := &x509.Certificate{
+				SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
+				NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+				KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement, ExtKeyUsage: []x509.ExtKeyUsage{eku},
+			}
+			der, err := x509.CreateCertificate(rand.Reader, tmpl, root, key.Public(), rootKey)
+			if err != nil {
+				panic(err)
+			}
+			c, _ := x509.ParseCertificate(der)
+			return ident{chain: []*x509.Certificate{c}, key: key}
+		}
+		p := &testPKI{roots: x509.NewCertPool()}
+		p.roots.AddCert(root)
+		p.board = issue(2, "blackboard", x509.ExtKeyUsageServerAuth)
+		p.alice = issue(3, testSID, x509.ExtKeyUsageClientAuth)
+		p.mallory = issue(4, "mallory", x509.ExtKeyUsageClientAuth)
+		pkiVal = p
+	})
+	return pkiVal
+}
+
+// message is the course's submission for sid.
+func message(sid string) []byte {
+	return []byte(strings.Repeat("This is submission from "+sid+".\n", 10))
+}
+
+// report is several Data records' worth of the message text.
+func report(sid string) []byte {
+	return bytes.Repeat(message(sid), 3*wire.MaxDataChunk/len(message(sid))+7)
+}
+
+// boardOutcome is what the board made of one session.
+type boardOutcome struct {
+	err error
+	sub *session.Submission
+}
+
+// startBoard runs an in-process board that serves sessions until the test
+// ends, and reports each one's outcome.
+func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOutcome) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	out := make(chan boardOutcome, 8)
+	cfg := &session.ServerConfig{Chain: p.board.chain, Key: p.board.key, Roots: p.roots, AllowRC4: allowRC4}
+	partial := t.TempDir()
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				var o boardOutcome
+				defer func() { out <- o }()
+				defer lingeringClose(nc)
+				wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: testTimeout, WriteTimeout: testTimeout})
+				wc.SetDeadline(time.Now().Add(testTimeout))
+				sc, err := session.Server(wc, cfg)
+				if err != nil {
+					o.err = err
+					return
+				}
+				defer sc.Close()
+				sub, err := sc.ReceiveSubmission(&wire.Receiver{PartialDir: partial, MaxSize: 1 << 30})
+				if err != nil {
+					o.err = err
+					return
+				}
+				os.Remove(sub.Incoming.Path())
+				o.sub = sub
+				o.err = sc.SendReceipt(&wire.Receipt{
+					ID: "000001", SID: sc.SID(), Serial: sc.PeerCertificate().SerialNumber.Bytes(),
+					Name: sub.Incoming.Name, Size: uint64(sub.Incoming.Size), SHA256: sub.Incoming.SHA256,
+					Received: uint64(time.Now().UnixMilli()),
+				})
+			}()
+		}
+	}()
+	return ln.Addr().String(), out
+}
+
+// lingeringClose lets a peer in mid-upload read the Error just sent.
+func lingeringClose(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.CloseWrite()
+		tc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		io.Copy(io.Discard, tc)
+	}
+	nc.Close()
+}
+
+// startAdversary runs the adversary in front of upstream and reports each
+// connection's Report. It also returns the adversary's log.
+func startAdversary(t *testing.T, cfg Config) (string, <-chan *Report, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	cfg.Log = zap.New(core)
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); ln.Close() })
+	out := make(chan *Report, 8)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { out <- a.Handle(ctx, c) }()
+		}
+	}()
+	return ln.Addr().String(), out, logs
+}
+
+// student runs alice's session through addr and submits content; it returns
+// the receipt or the error.
+func student(t *testing.T, addr string, roots *x509.CertPool, suites []uint16, content []byte) (*wire.Receipt, error) {
+	t.Helper()
+	p := pki(t)
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: testTimeout, WriteTimeout: testTimeout})
+	wc.SetDeadline(time.Now().Add(testTimeout))
+	sc, err := session.Client(wc, &session.ClientConfig{
+		SID: testSID, Chain: p.alice.chain, Key: p.alice.key, Roots: roots, BoardName: "blackboard", Suites: suites,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer sc.Close()
+	return sc.Submit("message.txt", bytes.NewReader(content), int64(len(content)), sha256.Sum256(content), session.SubmitOptions{})
+}
+
+// wait returns the next value of ch, or fails the test after testTimeout.
+func wait[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testTimeout):
+		t.Fatalf("%s did not finish in %s", what, testTimeout)
+	}
+	panic("unreachable")
+}
+
+// codeOf returns the code a session error carries: our own refusal or the peer's.
+func codeOf(err error) (code wire.Code, ours bool) {
+	var r *wire.Refusal
+	if errors.As(err, &r) {
+		return r.Code, true
+	}
+	var e *wire.Error
+	if errors.As(err, &e) {
+		return e.Code, false
+	}
+	return 0, false
+}
+
+// scenario is one attack run.
+type scenario struct {
+	attack   string
+	withCert bool     // give the adversary mallory's certificate and key
+	allowRC4 bool     // the board allows RC4
+	suites   []uint16 // the student's offer
+	content  []byte
+	roots    *x509.CertPool // the student's roots; the course root if nil
+}
+
+// outcome is what each party made of a scenario.
+type outcome struct {
+	receipt    *wire.Receipt
+	studentErr error
+	board      []boardOutcome
+	rep        *Report
+	logs       *observer.ObservedLogs
+}
+
+func run(t *testing.T, sc scenario) outcome {
+	t.Helper()
+	p := pki(t)
+	boardAddr, boards := startBoard(t, p, sc.allowRC4)
+	cfg := Config{Attack: sc.attack, Upstream: boardAddr, FrameTimeout: testTimeout}
+	if sc.withCert {
+		cfg.Chain, cfg.Key = p.mallory.chain, p.mallory.key
+	}
+	advAddr, reports, logs := startAdversary(t, cfg)
+	if sc.content == nil {
+		sc.content = message(testSID)
+	}
+	if sc.roots == nil {
+		sc.roots = p.roots
+	}
+	var o outcome
+	o.receipt, o.studentErr = student(t, advAddr, sc.roots, sc.suites, sc.content)
+	o.rep = wait(t, "the adversary", reports)
+	o.logs = logs
+	sessions := 1
+	switch sc.attack {
+	case ImpersonateBoard:
+		sessions = 0
+	case Replay:
+		sessions = 2
+	}
+	for range sessions {
+		o.board = append(o.board, wait(t, "the board", boards))
+	}
+	return o
+}
+
+// wantRefused checks that the attack was refused with code by the side named.
+func (o outcome) wantRefused(t *testing.T, by string, code wire.Code) {
+	t.Helper()
+	if o.receipt != nil {
+		t.Errorf("the student got a receipt")
+	}
+	for _, b := range o.board {
+		if b.sub != nil {
+			t.Errorf("the board accepted a submission")
+		}
+	}
+	switch by {
+	case "board":
+		if len(o.board) == 0 {
+			t.Fatal("the board saw no session")
+		}
+		if got, ours := codeOf(o.board[len(o.board)-1].err); got != code || !ours {
+			t.Errorf("board: got %v (%v), want its own refusal %v", got, o.board[len(o.board)-1].err, code)
+		}
+	case "student":
+		if got, ours := codeOf(o.studentErr); got != code || !ours {
+			t.Errorf("student: got %v (%v), want its own refusal %v", got, o.studentErr, code)
+		}
+	}
+}
+
+// wantAction checks that the adversary did something containing substr.
+func (o outcome) wantAction(t *testing.T, substr string) {
+	t.Helper()
+	for _, a := range o.rep.Actions {
+		if strings.Contains(a, substr) {
+			return
+		}
+	}
+	t.Errorf("no action contains %q; actions: %q", substr, o.rep.Actions)
+}
+
+func TestEavesdropSeesOnlyCiphertext(t *testing.T) {
+	o := run(t, scenario{attack: Eavesdrop})
+	if o.studentErr != nil {
+		t.Fatalf("the session failed: %v", o.studentErr)
+	}
+	if o.rep.PlaintextFound != 0 {
+		t.Errorf("the adversary found the message text %d times", o.rep.PlaintextFound)
+	}
+	if o.rep.SID != testSID || o.rep.SubmissionBytes != int64(len(message(testSID))) {
+		t.Errorf("metadata: got SID %q and %d submission bytes, want %q and %d (both are visible)",
+			o.rep.SID, o.rep.SubmissionBytes, testSID, len(message(testSID)))
+	}
+	if o.rep.BytesSearched < int64(len(message(testSID))) {
+		t.Errorf("searched only %d bytes", o.rep.BytesSearched)
+	}
+	if o.logs.FilterMessageSnippet("ATTACK eavesdrop: finished").Len() != 1 {
+		t.Error("no finished line")
+	}
+}
+
+// TestSearchFindsPlaintext is the control for the eavesdropper: the same
+// search counts the message text and the SID where they are in the clear.
+func TestSearchFindsPlaintext(t *testing.T) {
+	s := &conn{rep: Report{SID: testSID}}
+	rec := append([]byte{byte(wire.TypeData)}, message(testSID)...)
+	s.search(&Frame{Dir: ToBoard, Record: 1, Payload: append(rec, make([]byte, tagSize)...)})
+	if s.rep.PlaintextFound != 20 {
+		t.Errorf("found %d, want 20 (10 texts and 10 SIDs)", s.rep.PlaintextFound)
+	}
+}
+
+func TestTamper(t *testing.T) {
+	o := run(t, scenario{attack: Tamper})
+	o.wantRefused(t, "board", wire.CodeBadRecordMAC)
+	o.wantAction(t, "flipped bit 3 of byte 17 of the ciphertext of record 1 (Data")
+	if code, _ := codeOf(o.studentErr); code != wire.CodeBadRecordMAC {
+		t.Errorf("student: got %v, want the board's bad-record-mac", o.studentErr)
+	}
+}
+
+func TestTruncate(t *testing.T) {
+	for name, content := range map[string][]byte{"message": message(testSID), "report": report(testSID)} {
+		t.Run(name, func(t *testing.T) {
+			o := run(t, scenario{attack: Truncate, content: content})
+			o.wantRefused(t, "board", wire.CodeBadRecordMAC)
+			o.wantAction(t, "the student's last Data record")
+		})
+	}
+}
+
+func TestReorder(t *testing.T) {
+	o := run(t, scenario{attack: Reorder, content: report(testSID)})
+	o.wantRefused(t, "board", wire.CodeBadRecordMAC)
+	o.wantAction(t, "swapped records 1 and 2 (both Data)")
+}
+
+func TestReplay(t *testing.T) {
+	o := run(t, scenario{attack: Replay})
+	if o.studentErr != nil || o.board[0].sub == nil {
+		t.Fatalf("the recorded session failed: student %v, board %v", o.studentErr, o.board[0].err)
+	}
+	if code, ours := codeOf(o.board[1].err); code != wire.CodeBadRecordMAC || !ours {
+		t.Errorf("replayed session: board got %v, want its own bad-record-mac", o.board[1].err)
+	}
+	if o.board[1].sub != nil || o.rep.ReplayAnswers["Receipt"] != 0 {
+		t.Error("the replayed session was accepted")
+	}
+	if o.rep.ReplayAnswers["Error"] != 1 {
+		t.Errorf("the board's answers to the replay: %v, want one Error record", o.rep.ReplayAnswers)
+	}
+	o.wantAction(t, "replayed")
+}
+
+func TestSwapCert(t *testing.T) {
+	o := run(t, scenario{attack: SwapCert, withCert: true})
+	o.wantRefused(t, "board", wire.CodeSIDMismatch)
+	if o.rep.BoardRefusal != wire.CodeSIDMismatch {
+		t.Errorf("the adversary saw board refusal %v, want sid-mismatch in the clear", o.rep.BoardRefusal)
+	}
+}
+
+func TestSwapCertAndSID(t *testing.T) {
+	o := run(t, scenario{attack: SwapCertAndSID, withCert: true})
+	o.wantRefused(t, "student", wire.CodeBadTranscriptSignature)
+	if o.rep.StudentRefusal != wire.CodeBadTranscriptSignature {
+		t.Errorf("the adversary saw student refusal %v", o.rep.StudentRefusal)
+	}
+	if code, _ := codeOf(o.board[0].err); code != wire.CodeBadTranscriptSignature {
+		t.Errorf("board: got %v, want the student's bad-transcript-signature", o.board[0].err)
+	}
+}
+
+func TestDowngrade(t *testing.T) {
+	both := []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256}
+	o := run(t, scenario{attack: Downgrade, allowRC4: true, suites: both})
+	o.wantRefused(t, "student", wire.CodeBadTranscriptSignature)
+	o.wantAction(t, "stripped aes-256-ctr-hmac-sha256")
+	if o.logs.FilterField(zap.String("suite_chosen", "rc4-hmac-sha256")).Len() != 1 {
+		t.Error("the board did not choose RC4 from the stripped offer: the row would not test the signature")
+	}
+}
+
+func TestImpersonateBoard(t *testing.T) {
+	t.Run("self-signed", func(t *testing.T) {
+		o := run(t, scenario{attack: ImpersonateBoard})
+		o.wantRefused(t, "student", wire.CodeUnknownCA)
+		if o.rep.PlaintextRead != 0 || o.rep.StudentRefusal != wire.CodeUnknownCA {
+			t.Errorf("adversary: read %d bytes, saw refusal %v", o.rep.PlaintextRead, o.rep.StudentRefusal)
+		}
+	})
+	t.Run("a student certificate of the same CA", func(t *testing.T) {
+		o := run(t, scenario{attack: ImpersonateBoard, withCert: true})
+		o.wantRefused(t, "student", wire.CodeWrongUsage)
+	})
+}
+
+// TestImpersonatorReadsATrustingStudent is the control of impersonate-board,
+// and of this package's implementation of the key schedule and records: a
+// student whose root store holds the impostor's certificate (a student with
+// no real chain check) sends its submission, and the adversary reads all of
+// it.
+func TestImpersonatorReadsATrustingStudent(t *testing.T) {
+	p := pki(t)
+	core, _ := observer.New(zapcore.InfoLevel)
+	a, err := New(Config{Attack: ImpersonateBoard, Log: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(a.chain[0])
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	reports := make(chan *Report, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			reports <- a.Handle(context.Background(), c)
+		}
+	}()
+	content := report(testSID)
+	_, err = student(t, ln.Addr().String(), roots, nil, content)
+	if err == nil {
+		t.Error("the student got a receipt from the impostor")
+	}
+	rep := wait(t, "the adversary", reports)
+	if rep.PlaintextRead != int64(len(content)) {
+		t.Fatalf("the impostor read %d bytes of %d", rep.PlaintextRead, len(content))
+	}
+	if !strings.Contains(strings.Join(rep.Actions, "\n"), `READ the student's whole submission`) {
+		t.Errorf("actions: %q", rep.Actions)
+	}
+	_ = p
+}
+
+func TestStealSessionKey(t *testing.T) {
+	o := run(t, scenario{attack: StealSessionKey, withCert: true})
+	if o.studentErr != nil {
+		t.Fatalf("the session failed: %v", o.studentErr)
+	}
+	if o.rep.KeysRecovered || o.rep.KeyCandidates < 100 {
+		t.Errorf("recovered %v after %d candidates", o.rep.KeysRecovered, o.rep.KeyCandidates)
+	}
+	o.wantAction(t, "tried to decrypt the session key (encrypted_key) with its own private key (mallory's")
+	o.wantAction(t, "none verified")
+}
+
+// TestSearchKeysFindsTheRightKey is the control for steal-session-key: given
+// the real secrets among its guesses, the same search verifies them.
+func TestSearchKeysFindsTheRightKey(t *testing.T) {
+	var v keyView
+	rand.Read(v.clientRandom[:])
+	rand.Read(v.serverRandom[:])
+	rand.Read(v.th[:])
+	sk, pq := make([]byte, 32), make([]byte, 32)
+	rand.Read(sk)
+	rand.Read(pq)
+	k, err := deriveKeys(append(append([]byte(nil), sk...), pq...), v.clientRandom, v.serverRandom, v.th, "c2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newRecordCodec(wire.SuiteAES256CTRHMACSHA256, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.firstRecord = c.seal(mustMarshal(&wire.FileHeader{Name: "message.txt", Size: 360}))
+	wrong := []guess{{"zero", make([]byte, 32)}, {"client random", v.clientRandom[:]}}
+	if _, found := searchKeys(v, wrong, wrong); found != "" {
+		t.Fatalf("wrong guesses verified: %s", found)
+	}
+	tried, found := searchKeys(v, append(wrong, guess{"the session key", sk}), append(wrong, guess{"the pq secret", pq}))
+	if found != "the session key with the pq secret" {
+		t.Errorf("found %q after %d tries, want the real keys", found, tried)
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	p := pki(t)
+	for _, tt := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Attack: "sniff", Upstream: "127.0.0.1:1"}, `unknown attack "sniff"`},
+		{Config{Attack: SwapCert, Upstream: "127.0.0.1:1"}, "needs the adversary's own certificate"},
+		{Config{Attack: Tamper, Upstream: "board"}, "not host:port"},
+		{Config{Attack: Tamper, Upstream: "127.0.0.1:1", Chain: p.mallory.chain}, "together"},
+	} {
+		if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(%+v): got %v, want %q", tt.cfg.Attack, err, tt.want)
+		}
+	}
+	if _, err := New(Config{Attack: ImpersonateBoard}); err != nil {
+		t.Errorf("impersonate-board needs no upstream: %v", err)
+	}
+	if got := fmt.Sprint(Attacks()); !strings.Contains(got, "steal-session-key") {
+		t.Errorf("Attacks() = %s", got)
+	}
+}
