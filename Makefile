@@ -9,7 +9,7 @@ FUZZTIME ?= 10s
 .PHONY: help build test deps bench fuzz lint demo clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/pkiboard
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
@@ -20,7 +20,7 @@ deps: ## install what the tests need and the machine may lack (openssl), with ap
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
 
 test: deps lint ## the full suite: gofmt, go vet, go test -race ./... (unit, fuzz seeds, end-to-end)
-	PKIBOARD_REQUIRE_OPENSSL=1 $(GO) test -race -timeout 40m ./...
+	PKIBOARD_REQUIRE_OPENSSL=1 PKIBOARD_REQUIRE_MOUNT=1 $(GO) test -race -timeout 40m ./...
 
 BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 TOOLS    := $(CURDIR)/.tools
@@ -38,12 +38,29 @@ fuzz: ## run every fuzz target for FUZZTIME (default 10s) each
 		done; \
 	done
 
+# fuzz-long's time per target: FUZZTIME when given (make fuzz-long FUZZTIME=30m), else 10 minutes.
+LONGFUZZ = $(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),10m)
+
+.PHONY: fuzz-long
+fuzz-long: ## run every fuzz target for FUZZTIME (default 10m) each, one after another
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(LONGFUZZ)
+
+CHAOS_N ?= 25
+
+.PHONY: chaos
+chaos: deps ## kill the CA and the board CHAOS_N times each (default 25) under load; check nothing acknowledged is lost
+	CHAOS_N=$(CHAOS_N) $(GO) test -race -count=1 -timeout 60m -run '^TestChaosKillUnderLoad$$' -v ./e2e
+
 lint: ## gofmt and go vet must be clean
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 demo: build ## run the CA, the board and a student with three IDs (fresh data/ each run)
 	@./scripts/demo.sh
+
+.PHONY: attacks
+attacks: build ## run every attack through the adversary against a real CA and board; print the table (fails if one succeeds)
+	$(GO) run ./cmd/attacks -bin $(BIN)
 
 clean: ## remove the binary, the demo's data and the installed tools
 	rm -rf bin data .tools

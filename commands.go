@@ -164,6 +164,32 @@ non-zero if the evidence does not hold.`,
 			},
 		},
 		{
+			Name:      "stats",
+			Category:  "operator",
+			Usage:     "show a running CA's or board's goroutines, memory, descriptors and connections",
+			UsageText: "pkiboard stats [--role ca|board] [--json]",
+			Description: `Asks the running daemon, through its operator socket, how it is doing: its
+goroutines, the heap in use after a garbage collection, its resident memory and open
+file descriptors, the connections it serves now (and max_conns), and how many it has
+accepted and refused busy since it started. The daemon is the one --role names, or
+the config's role. It fails when that daemon is not running.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "role", Usage: "the daemon to ask: `ROLE` ca or board (default: the config's role)"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+			),
+			Action: func(c *cli.Context) error {
+				role, _ := lookupFlag(c, "role")
+				cfg, err := loadConfig(c, role)
+				if err != nil {
+					return err
+				}
+				if cfg.Role != "ca" && cfg.Role != "board" {
+					return usagef("stats: give --role ca or --role board")
+				}
+				return roles.DaemonStats(c.Context, cfg, cfg.Role, c.Bool("json"), os.Stdout)
+			},
+		},
+		{
 			Name:      "verify-receipt",
 			Category:  "student",
 			Usage:     "check a receipt offline against the root certificate",

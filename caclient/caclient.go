@@ -329,7 +329,8 @@ func FetchRoot(ctx context.Context, addr, dir string, fingerprint []byte) (root 
 	return certs[0], len(fingerprint) == 0, nil
 }
 
-// ParseCRLPEM decodes a PEM "X509 CRL" and checks its signature against root.
+// ParseCRLPEM decodes a PEM "X509 CRL", checks its signature against root, and
+// requires a CRL number.
 func ParseCRLPEM(data []byte, root *x509.Certificate) (*x509.RevocationList, error) {
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "X509 CRL" {
@@ -341,6 +342,11 @@ func ParseCRLPEM(data []byte, root *x509.Certificate) (*x509.RevocationList, err
 	}
 	if err := crl.CheckSignatureFrom(root); err != nil {
 		return nil, fmt.Errorf("the CRL is not signed by the root: %w", err)
+	}
+	// RFC 5280 §5.2.3: a CA must number its CRLs. The number is how a holder
+	// tells a newer CRL from an older one, so a CRL without one is refused.
+	if crl.Number == nil {
+		return nil, errors.New("the CRL has no CRL number (RFC 5280 §5.2.3); refusing it")
 	}
 	return crl, nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,7 +31,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "pkiboard")
-	build := exec.Command("go", "build", "-race", "-o", bin, "pkiboard")
+	// The daemons are built with the race detector, unless
+	// PKIBOARD_E2E_RACE=0 asks for the binary users run (for figures).
+	flags := []string{"build", "-race", "-o", bin, "pkiboard"}
+	if os.Getenv("PKIBOARD_E2E_RACE") == "0" {
+		flags = slices.Delete(flags, 1, 2)
+	}
+	build := exec.Command("go", flags...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build pkiboard:", err)
@@ -159,7 +166,15 @@ func (in *install) start(role string, args ...string) *daemon {
 
 // tryStart is start that returns the daemon's failure instead of failing the test.
 func (in *install) tryStart(role string, args ...string) (*daemon, error) {
-	cmd := exec.Command(bin, append([]string{"--config", in.config, "--role=" + role}, args...)...)
+	return in.tryStartWith(nil, role, args...)
+}
+
+// tryStartWith is tryStart with the daemon's command line run by prefix, a
+// command that ends by exec'ing its arguments (e.g. unshare), or directly if
+// prefix is empty.
+func (in *install) tryStartWith(prefix []string, role string, args ...string) (*daemon, error) {
+	argv := append(append(slices.Clone(prefix), bin, "--config", in.config, "--role="+role), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

@@ -50,6 +50,10 @@ func (s *adminServer) serve(ctx context.Context, ln net.Listener) error {
 		go func() {
 			defer wg.Done()
 			defer c.Close()
+			// A shutdown closes the connection, so that an operator client
+			// that connected and went quiet does not hold the daemon up.
+			stop := context.AfterFunc(ctx, func() { c.Close() })
+			defer stop()
 			s.handle(ctx, c)
 		}()
 	}
@@ -118,7 +122,12 @@ func callAdmin(ctx context.Context, dataDir, command string, args any, out any,
 		if err != nil {
 			return err
 		}
-		res, err := ops[command](ctx, in)
+		op, ok := ops[command]
+		if !ok {
+			closeFn() //nolint:errcheck // nothing was done
+			return fmt.Errorf("%q needs the daemon running (no daemon answers on %s)", command, path)
+		}
+		res, err := op(ctx, in)
 		if cerr := closeFn(); err == nil {
 			err = cerr
 		}

@@ -31,6 +31,9 @@ import (
 // admin socket, stores each submission durably and answers with a signed receipt.
 func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	b := &cfg.Board
+	if err := checkDataDir("board", "board.data_dir", b.DataDir); err != nil {
+		return err
+	}
 	st, err := board.Open(b.DataDir)
 	if err != nil {
 		return err
@@ -87,6 +90,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	srv := &server{log: log, limits: b.Limits, handle: h.handle}
 	ops := &adminServer{log: log, ops: boardOps(st, id.root)}
+	ops.ops["stats"] = statsOp("board", srv)
 	errc := make(chan error, 2)
 	go func() { errc <- ops.serve(ctx, admin) }()
 	go func() { crls.run(ctx); errc <- nil }()
@@ -128,7 +132,12 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 
 	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.max))
 	if err != nil {
-		logSessionEnd(log, "submission not received", err)
+		if errors.Is(err, wire.ErrStorage) {
+			// Not the student's doing: the operator must look at the disk.
+			log.Error("could not store an upload (is board.data_dir full or read-only?); the student was told to try again later", zap.Error(err))
+		} else {
+			logSessionEnd(log, "submission not received", err)
+		}
 		lingerClose(c)
 		return
 	}
@@ -220,7 +229,10 @@ func logSessionEnd(log *zap.Logger, what string, err error) {
 // so that an Error just written reaches a peer that is mid-upload instead of
 // being destroyed by a reset.
 func lingerClose(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(interface {
+		net.Conn
+		CloseWrite() error
+	}); ok {
 		tc.CloseWrite()                                 //nolint:errcheck // closing
 		tc.SetReadDeadline(time.Now().Add(time.Second)) //nolint:errcheck // closing
 		io.Copy(io.Discard, io.LimitReader(tc, 4<<20))  //nolint:errcheck // draining

@@ -28,6 +28,9 @@ import (
 // and fetch requests on ca.listen and for operator commands on its admin
 // socket, and on cancellation stops cleanly.
 func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+	if err := checkDataDir("ca", "ca.data_dir", cfg.CA.DataDir); err != nil {
+		return err
+	}
 	auth, err := openAuthority(cfg, log)
 	if err != nil {
 		return err
@@ -58,6 +61,7 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	h := &caHandler{auth: auth, limits: c.Limits, log: log}
 	srv := &server{log: log, limits: c.Limits, handle: h.handle}
 	ops := &adminServer{log: log, ops: caOps(auth)}
+	ops.ops["stats"] = statsOp("ca", srv)
 	errc := make(chan error, 1)
 	go func() { errc <- ops.serve(ctx, admin) }()
 	err = srv.serve(ctx, ln)

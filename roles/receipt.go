@@ -77,8 +77,11 @@ func parseReceiptFile(data []byte) (*wire.Receipt, []*x509.Certificate, error) {
 	sum, err2 := hex.DecodeString(f.SHA256)
 	sig, err3 := hex.DecodeString(f.Signature)
 	received, err4 := time.Parse(time.RFC3339Nano, f.Received)
-	if err := errors.Join(err1, err2, err3, err4); err != nil || len(sum) != 32 {
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return nil, nil, fmt.Errorf("receipt fields: %v", err)
+	}
+	if len(sum) != 32 {
+		return nil, nil, fmt.Errorf("receipt field sha256 holds %d bytes, not 32", len(sum))
 	}
 	r := &wire.Receipt{ID: f.ID, SID: f.SID, Serial: serial, Name: f.Name, Size: f.Size,
 		Received: uint64(received.UnixMilli()), Signature: sig}

@@ -14,7 +14,8 @@ import (
 )
 
 // server is the accept loop the CA and the board share: it bounds concurrent
-// connections, hands each to handle in its own goroutine, and on shutdown stops
+// connections, holds each to MinRate, hands each to handle in its own
+// goroutine, and on shutdown stops
 // accepting, wakes idle connections, and gives busy ones a bounded time to
 // finish before closing them.
 type server struct {
@@ -24,6 +25,8 @@ type server struct {
 	// or soon after ctx is cancelled (at the latest when the connection is
 	// closed under it). It must call track.idle around waits for a new request.
 	handle func(ctx context.Context, c net.Conn, track *tracked)
+
+	stats connStats // for `pkiboard stats`
 }
 
 // tracked is one live connection as the server sees it.
@@ -73,8 +76,12 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	stopAccept := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stopAccept()
 
-	var acceptErr error
-	backoff := 5 * time.Millisecond
+	var (
+		acceptErr    error
+		backoff      = 5 * time.Millisecond
+		busyLogged   time.Time // when refusals were last logged
+		busyUnlogged int       // refusals since
+	)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -99,10 +106,21 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 		select {
 		case slots <- struct{}{}:
 		default:
+			s.stats.refused.Add(1)
 			refuseBusy(c)
-			s.log.Warn("connection refused: at max_conns", zap.Stringer("peer", c.RemoteAddr()), zap.Int("max_conns", s.limits.MaxConns))
+			// A flood must not become a flood of log lines: at most one a
+			// second, with the count since the last.
+			busyUnlogged++
+			if now := time.Now(); now.Sub(busyLogged) >= time.Second {
+				s.log.Warn("connections refused busy: at max_conns", zap.Stringer("peer", c.RemoteAddr()),
+					zap.Int("max_conns", s.limits.MaxConns), zap.Int("refused", busyUnlogged), zap.Duration("in", min(now.Sub(busyLogged), time.Hour)))
+				busyLogged, busyUnlogged = now, 0
+			}
 			continue
 		}
+		s.stats.accepted.Add(1)
+		s.stats.open.Add(1)
+		c = withMinRate(c, s.limits.IdleTimeout.D())
 		t := &tracked{c: c}
 		mu.Lock()
 		conns[t] = struct{}{}
@@ -115,6 +133,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 				mu.Lock()
 				delete(conns, t)
 				mu.Unlock()
+				s.stats.open.Add(-1)
 				<-slots
 			}()
 			s.handle(ctx, c, t)

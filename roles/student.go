@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -234,10 +235,36 @@ func (st *student) run(ctx context.Context, sid string) error {
 	}
 	st.out.printf("%s sign finished\n", sid)
 
+	// A board at max_conns answers busy: try again shortly, as it asks.
+	var (
+		receipt    *wire.Receipt
+		boardChain []*x509.Certificate
+	)
+	err = retryBusy(setupCtx, st.log, sid, "the board", func() error {
+		var err error
+		receipt, boardChain, err = st.submit(ctx, setupCtx, sid, id)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	path, err := saveReceipt(dir, receipt, boardChain)
+	if err != nil {
+		return fmt.Errorf("the submission was accepted (receipt %s) but the receipt could not be saved: %w", receipt.ID, err)
+	}
+	logging.Step(st.log, 6, "receipt verified and saved", logging.SID(sid), zap.String("id", receipt.ID), zap.String("file", path),
+		zap.Duration("elapsed", time.Since(started)))
+	st.out.printf("%s submitted: receipt %s, SHA-256 %x, saved as %s\n", sid, receipt.ID, receipt.SHA256, path)
+	return nil
+}
+
+// submit opens one session with the board as sid and submits: steps 3 to 6.
+// setupCtx bounds the session; cancelling ctx closes it.
+func (st *student) submit(ctx, setupCtx context.Context, sid string, id *studentID) (*wire.Receipt, []*x509.Certificate, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(setupCtx, "tcp", st.cfg.BoardAddr)
 	if err != nil {
-		return fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
+		return nil, nil, fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
 	}
 	timeout := st.cfg.Timeout.D()
 	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: timeout, WriteTimeout: timeout})
@@ -258,7 +285,7 @@ func (st *student) run(ctx context.Context, sid string) error {
 		Log:       st.log,
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer sc.Close()
 
@@ -275,16 +302,31 @@ func (st *student) run(ctx context.Context, sid string) error {
 	})
 	bar.done()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	path, err := saveReceipt(dir, receipt, sc.PeerChain())
-	if err != nil {
-		return fmt.Errorf("the submission was accepted (receipt %s) but the receipt could not be saved: %w", receipt.ID, err)
+	return receipt, sc.PeerChain(), nil
+}
+
+// retryBusy runs attempt until it succeeds, fails other than by a busy
+// refusal, or ctx ends. A daemon at its connection limit answers busy ("try
+// again shortly"), so the student does, after a growing, jittered pause.
+func retryBusy(ctx context.Context, log *zap.Logger, sid, daemon string, attempt func() error) error {
+	pause := 100 * time.Millisecond
+	for {
+		err := attempt()
+		var peer *wire.Error
+		if err == nil || !errors.As(err, &peer) || peer.Code != wire.CodeBusy {
+			return err
+		}
+		wait := pause/2 + rand.N(pause/2+1)
+		log.Info(daemon+" is at its connection limit; trying again", logging.SID(sid), zap.Duration("in", wait))
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		pause = min(2*pause, 2*time.Second)
 	}
-	logging.Step(st.log, 6, "receipt verified and saved", logging.SID(sid), zap.String("id", receipt.ID), zap.String("file", path),
-		zap.Duration("elapsed", time.Since(started)))
-	st.out.printf("%s submitted: receipt %s, SHA-256 %x, saved as %s\n", sid, receipt.ID, receipt.SHA256, path)
-	return nil
 }
 
 // identity returns sid's key and certificate: reused from dir when still
@@ -310,14 +352,22 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 	// use and pins it for the others; the others wait for it.
 	fp, unlock := st.rootPin()
 	defer unlock()
-	res, err := caclient.Enroll(ctx, caclient.EnrollOptions{
-		Addr:            st.cfg.CAAddr,
-		SID:             sid,
-		Token:           st.tokens[sid],
-		Key:             key,
-		KeyAlgorithm:    st.cfg.KeyAlgorithm,
-		OutDir:          dir,
-		RootFingerprint: fp,
+	var res *caclient.Result
+	err := retryBusy(ctx, st.log, sid, "the CA", func() error {
+		if key == nil { // an earlier attempt may have made and saved one
+			key, _ = keys.ReadPrivateKey(keyPath, nil)
+		}
+		var err error
+		res, err = caclient.Enroll(ctx, caclient.EnrollOptions{
+			Addr:            st.cfg.CAAddr,
+			SID:             sid,
+			Token:           st.tokens[sid],
+			Key:             key,
+			KeyAlgorithm:    st.cfg.KeyAlgorithm,
+			OutDir:          dir,
+			RootFingerprint: fp,
+		})
+		return err
 	})
 	if err != nil {
 		return nil, err

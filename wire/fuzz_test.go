@@ -54,10 +54,30 @@ func unmarshalSeeds() map[string][]byte {
 		"error-empty-text":   mustMarshal(&Error{Code: CodeBusy}),
 		"fileheader-hostile": mustMarshal(&FileHeader{Name: "../../etc/passwd", Size: 1 << 40}),
 	}
-	for _, m := range sampleMessages() {
+	for _, m := range append(sampleMessages(),
+		&AdminRequest{Command: "revoke", Args: []byte(`{"sid":"1155000001","reason":"keyCompromise"}`)},
+		&AdminResponse{Result: []byte(`[{"id":"000001","sid":"1155000001"}]`)},
+	) {
 		seeds["valid-"+m.Type().String()] = mustMarshal(m)
 	}
 	return seeds
+}
+
+// TestFuzzUnmarshalCoversEveryType checks that FuzzUnmarshal starts from a
+// valid encoding of every registered message type, so that the fuzzer reaches
+// each decoder.
+func TestFuzzUnmarshalCoversEveryType(t *testing.T) {
+	covered := map[Type]bool{}
+	for _, seed := range unmarshalSeeds() {
+		if _, err := Unmarshal(seed); err == nil {
+			covered[Type(seed[0])] = true
+		}
+	}
+	for i := range types {
+		if info := types[i].Load(); info != nil && !covered[Type(i)] {
+			t.Errorf("FuzzUnmarshal has no valid %s seed (add one to unmarshalSeeds)", info.name)
+		}
+	}
 }
 
 func fileHeaderSeeds() map[string][]byte {

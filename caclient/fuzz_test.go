@@ -1,0 +1,289 @@
+package caclient
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"pkiboard/keys"
+	"pkiboard/wire"
+)
+
+var update = flag.Bool("update", false, "rewrite the fixtures and seed corpora under testdata/")
+
+// The fixtures: a root, a student certificate it issued for fixtureSID, and
+// CRLs it signed. -update makes new ones.
+const fixtureSID = "1155000001"
+
+var (
+	fixtureRootFile = filepath.Join("testdata", "root.pem")
+	fixtureCertFile = filepath.Join("testdata", "cert.pem")
+)
+
+func fixtureKey(tb testing.TB) *ecdsa.PrivateKey {
+	tb.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+func fixtureCert(tb testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
+	tb.Helper()
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.NotBefore = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tmpl.NotAfter = time.Date(2126, 1, 1, 0, 0, 0, 0, time.UTC)
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func crlPEM(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}) }
+
+// makeFixtures makes the root, the student certificate and the seeds of both
+// fuzz targets.
+func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[string][2][]byte, crlSeeds map[string][]byte) {
+	tb.Helper()
+	rootKey := fixtureKey(tb)
+	root = fixtureCert(tb, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "CA Client Fixture Root"}, IsCA: true, BasicConstraintsValid: true,
+		MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, SubjectKeyId: []byte{1, 2, 3, 4},
+	}, nil, rootKey.Public(), rootKey)
+	leaf := func(cn string, eku x509.ExtKeyUsage, pub crypto.PublicKey, signer crypto.Signer, parent *x509.Certificate) *x509.Certificate {
+		return fixtureCert(tb, &x509.Certificate{
+			Subject: pkix.Name{CommonName: cn}, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{eku},
+		}, parent, pub, signer)
+	}
+	studentKey := fixtureKey(tb)
+	cert = leaf(fixtureSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), rootKey, root)
+	otherRootKey := fixtureKey(tb)
+	otherRoot := fixtureCert(tb, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "CA Client Fixture Root"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, nil, otherRootKey.Public(), otherRootKey)
+
+	pemOf := func(certs ...*x509.Certificate) []byte {
+		var b bytes.Buffer
+		for _, c := range certs {
+			b.Write(keys.EncodeCertificatePEM(c.Raw))
+		}
+		return b.Bytes()
+	}
+	rootPEM, certPEM := pemOf(root), pemOf(cert)
+	enrollSeeds = map[string][2][]byte{
+		"valid":              {certPEM, rootPEM},
+		"valid-with-chain":   {pemOf(cert, root), rootPEM},
+		"other-key":          {pemOf(leaf(fixtureSID, x509.ExtKeyUsageClientAuth, fixtureKey(tb).Public(), rootKey, root)), rootPEM},
+		"other-cn":           {pemOf(leaf("1155000002", x509.ExtKeyUsageClientAuth, studentKey.Public(), rootKey, root)), rootPEM},
+		"server-eku":         {pemOf(leaf(fixtureSID, x509.ExtKeyUsageServerAuth, studentKey.Public(), rootKey, root)), rootPEM},
+		"other-root":         {pemOf(leaf(fixtureSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), otherRootKey, otherRoot)), pemOf(otherRoot)},
+		"swapped":            {rootPEM, certPEM},
+		"empty":              {nil, nil},
+		"der-not-pem":        {cert.Raw, root.Raw},
+		"trailing-garbage":   {append(append([]byte(nil), certPEM...), "garbage"...), rootPEM},
+		"private-key-block":  {pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}}), rootPEM},
+		"truncated-cert-der": {pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw[:len(cert.Raw)/2]}), rootPEM},
+	}
+
+	crl := func(number int64, next time.Time, signer crypto.Signer, issuer *x509.Certificate) []byte {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+			Number: big.NewInt(number), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: next,
+			RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: cert.SerialNumber, RevocationTime: time.Now(), ReasonCode: 1}},
+		}, issuer, signer)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return der
+	}
+	valid := crl(7, time.Now().Add(365*24*time.Hour), rootKey, root)
+	//lint:ignore SA1019 CreateCRL makes the v1 CRL without a CRL number that CreateRevocationList cannot
+	noNumber, err := root.CreateCRL(rand.Reader, rootKey, nil, time.Now().Add(-time.Minute), time.Now().Add(time.Hour)) //nolint:staticcheck // see above
+	if err != nil {
+		tb.Fatal(err)
+	}
+	flipped := bytes.Clone(valid)
+	flipped[len(flipped)-3] ^= 1
+	crlSeeds = map[string][]byte{
+		"valid":           crlPEM(valid),
+		"no-crl-number":   crlPEM(noNumber),
+		"other-root":      crlPEM(crl(7, time.Now().Add(time.Hour), otherRootKey, otherRoot)),
+		"signature-flip":  crlPEM(flipped),
+		"der-not-pem":     valid,
+		"certificate-pem": rootPEM,
+		"empty":           {},
+		"truncated":       crlPEM(valid[:len(valid)-10]),
+	}
+	return root, cert, enrollSeeds, crlSeeds
+}
+
+// TestFuzzCorpus checks (or, with -update, remakes) the fixtures and seed
+// corpora: the valid seeds pass, every other one fails.
+func TestFuzzCorpus(t *testing.T) {
+	if *update {
+		root, cert, enroll, crls := makeFixtures(t)
+		for path, data := range map[string][]byte{fixtureRootFile: keys.EncodeCertificatePEM(root.Raw), fixtureCertFile: keys.EncodeCertificatePEM(cert.Raw)} {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		write := func(target, name, body string) {
+			dir := filepath.Join("testdata", "fuzz", target)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), []byte("go test fuzz v1\n"+body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, s := range enroll {
+			write("FuzzEnrollResponse", name, fmt.Sprintf("[]byte(%q)\n[]byte(%q)\n", s[0], s[1]))
+		}
+		for name, s := range crls {
+			write("FuzzParseCRL", name, fmt.Sprintf("[]byte(%q)\n", s))
+		}
+	}
+	root, cert := loadFixtures(t)
+	for _, target := range []string{"FuzzEnrollResponse", "FuzzParseCRL"} {
+		dir := filepath.Join("testdata", "fuzz", target)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			args := readSeed(t, filepath.Join(dir, e.Name()))
+			var err error
+			if target == "FuzzEnrollResponse" {
+				err = checkEnrollResponse(t, root, cert, args[0], args[1])
+			} else {
+				_, err = ParseCRLPEM(args[0], root)
+			}
+			if (err == nil) != strings.HasPrefix(e.Name(), "valid") {
+				t.Errorf("%s seed %s: got %v", target, e.Name(), err)
+			}
+		}
+	}
+}
+
+// readSeed decodes a seed file of []byte arguments.
+func readSeed(tb testing.TB, path string) [][]byte {
+	tb.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")[1:]
+	var args [][]byte
+	for _, l := range lines {
+		var s string
+		if _, err := fmt.Sscanf(strings.TrimSuffix(strings.TrimPrefix(l, "[]byte("), ")"), "%q", &s); err != nil {
+			tb.Fatalf("%s: %v", path, err)
+		}
+		args = append(args, []byte(s))
+	}
+	return args
+}
+
+func loadFixtures(tb testing.TB) (root, cert *x509.Certificate) {
+	tb.Helper()
+	root, err := keys.ReadCertificate(fixtureRootFile)
+	if err != nil {
+		tb.Fatalf("%v (run go test -run TestFuzzCorpus -update)", err)
+	}
+	if cert, err = keys.ReadCertificate(fixtureCertFile); err != nil {
+		tb.Fatal(err)
+	}
+	return root, cert
+}
+
+// checkEnrollResponse runs the student's check of the files a CA sends, for
+// the fixture student's key and SID, with the fixture root's fingerprint
+// configured.
+func checkEnrollResponse(tb testing.TB, root, cert *x509.Certificate, certPEM, rootPEM []byte) error {
+	fp := keys.Fingerprint(root)
+	o := &EnrollOptions{SID: fixtureSID, Profile: wire.ProfileStudent, RootFingerprint: fp[:]}
+	res := &Result{RootPath: filepath.Join(tb.TempDir(), RootFile)}
+	return res.check(o, cert.PublicKey, certPEM, rootPEM)
+}
+
+// TestParseCRLPEMRequiresNumber is the regression test of a finding: a CRL
+// without a CRL number (a v1 CRL, which RFC 5280 §5.2.3 forbids a CA to
+// issue) was accepted, and the board's CRL keeper, comparing CRL numbers on
+// the next refresh, dereferenced the missing number and crashed.
+func TestParseCRLPEMRequiresNumber(t *testing.T) {
+	root, _ := loadFixtures(t)
+	seed := readSeed(t, filepath.Join("testdata", "fuzz", "FuzzParseCRL", "no-crl-number"))
+	_, err := ParseCRLPEM(seed[0], root)
+	if err == nil || !strings.Contains(err.Error(), "CRL number") {
+		t.Fatalf("got %v, want a refusal naming the missing CRL number", err)
+	}
+}
+
+// FuzzEnrollResponse feeds arbitrary cert.pem and root.pem contents to the
+// student's check of what a CA sends. Whatever it accepts is a certificate for
+// the student's own key and SID, for clientAuth, under the configured root.
+func FuzzEnrollResponse(f *testing.F) {
+	root, cert := loadFixtures(f)
+	f.Fuzz(func(t *testing.T, certPEM, rootPEM []byte) {
+		fp := keys.Fingerprint(root)
+		o := &EnrollOptions{SID: fixtureSID, Profile: wire.ProfileStudent, RootFingerprint: fp[:]}
+		res := &Result{RootPath: filepath.Join(t.TempDir(), RootFile)}
+		if err := res.check(o, cert.PublicKey, certPEM, rootPEM); err != nil {
+			return
+		}
+		if !bytes.Equal(res.Root.Raw, root.Raw) {
+			t.Fatal("accepted another root than the configured one")
+		}
+		if !keys.SamePublicKey(res.Certificate.PublicKey, cert.PublicKey) || res.Certificate.Subject.CommonName != fixtureSID {
+			t.Fatal("accepted a certificate for another key or SID")
+		}
+		if err := res.Certificate.CheckSignatureFrom(root); err != nil {
+			t.Fatalf("accepted a certificate the root did not sign: %v", err)
+		}
+	})
+}
+
+// FuzzParseCRL feeds arbitrary bytes to ParseCRLPEM, which the board runs on
+// every crl.pem it fetches from the CA (and on the one saved in its data
+// directory). What it accepts is signed by the root and has a CRL number.
+func FuzzParseCRL(f *testing.F) {
+	root, _ := loadFixtures(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		crl, err := ParseCRLPEM(data, root)
+		if err != nil {
+			return
+		}
+		if crl.Number == nil {
+			t.Fatal("accepted a CRL without a CRL number")
+		}
+		if err := crl.CheckSignatureFrom(root); err != nil {
+			t.Fatalf("accepted a CRL the root did not sign: %v", err)
+		}
+	})
+}

@@ -1,0 +1,141 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"pkiboard/session"
+)
+
+var update = flag.Bool("update", false, "rewrite the seed corpora under testdata/fuzz/")
+
+// fuzzPath is the file name FuzzParse gives Parse: errors must name it.
+const fuzzPath = "/fuzz/pkiboard.toml"
+
+// parseSeeds are the committed seed corpus of FuzzParse: hostile documents.
+// go test -run TestFuzzCorpus -update writes them under
+// testdata/fuzz/FuzzParse. FuzzParse also starts from the shipped config.toml
+// and every fixture in testdata (fileSeeds), read as they are now.
+func parseSeeds() map[string][]byte {
+	return map[string][]byte{
+		"empty":              {},
+		"role-only":          []byte("role = \"ca\"\n"),
+		"nul-byte":           []byte("role = \"c\x00a\"\n"),
+		"deep-tables":        []byte(strings.Repeat("[a]\n", 3) + "[a.b.c.d.e.f]\nx = 1\n"),
+		"nested-arrays":      []byte("[student]\nsuites = " + strings.Repeat("[", 64) + strings.Repeat("]", 64) + "\n"),
+		"huge-size":          []byte("[board]\nmax_submission = \"9223372036854775807GiB\"\n"),
+		"huge-duration":      []byte("[ca]\nroot_validity = \"9999999999h\"\n"),
+		"zero-conns":         []byte("[ca]\nmax_conns = 0\n"),
+		"negative-conns":     []byte("[board]\nmax_conns = -1\n"),
+		"pattern-catastroph": []byte("[ca]\nsid_pattern = \"^(a+)+$\"\n"),
+		"pattern-huge-rep":   []byte("[ca]\nsid_pattern = \"^(a{1000}){1000}$\"\n"),
+		"fingerprint-colons": []byte("[student]\nroot_fingerprint = \"" + strings.Repeat("AB:", 31) + "AB\"\n"),
+		"duplicate-key":      []byte("[ca]\nlisten = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"\n"),
+		"inline-table":       []byte("ca = { listen = \"127.0.0.1:1\" }\n"),
+		"wrong-type-section": []byte("ca = 5\n"),
+		"all-sections-min":   []byte("role = \"board\"\n[log]\n[ca]\n[board]\nmax_frame = 65569\n[student]\nsuites = [\"rc4-hmac-sha256\"]\n"),
+	}
+}
+
+// fileSeeds returns the shipped config.toml and every fixture in testdata.
+func fileSeeds(tb testing.TB) [][]byte {
+	tb.Helper()
+	paths, err := filepath.Glob(filepath.Join("testdata", "*.toml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var seeds [][]byte
+	for _, path := range append(paths, filepath.Join("..", "config.toml")) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		seeds = append(seeds, data)
+	}
+	return seeds
+}
+
+// TestFuzzCorpus checks (or, with -update, writes) the committed seed corpus.
+func TestFuzzCorpus(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzParse")
+	for name, seed := range parseSeeds() {
+		path := filepath.Join(dir, name)
+		want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", seed)
+		if *update {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("%v (run go test -run TestFuzzCorpus -update)", err)
+			continue
+		}
+		if string(got) != want {
+			t.Errorf("%s is out of date (run go test -run TestFuzzCorpus -update)", path)
+		}
+	}
+}
+
+// FuzzParse feeds arbitrary bytes to Parse. Whatever it accepts, the roles use
+// without checking again ("validated by config"): the SID pattern compiles,
+// fingerprints parse, suites are known, limits are positive, paths are
+// absolute. Whatever it refuses, it refuses with an error naming the file.
+func FuzzParse(f *testing.F) {
+	for _, seed := range fileSeeds(f) {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse(data, fuzzPath)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "config "+fuzzPath+": ") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if cfg.Path != fuzzPath {
+			t.Fatalf("Path = %q, want %q", cfg.Path, fuzzPath)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("Parse accepted a config that Validate refuses: %v", err)
+		}
+		if _, err := regexp.Compile(cfg.CA.SIDPattern); err != nil {
+			t.Fatalf("accepted sid_pattern %q does not compile: %v", cfg.CA.SIDPattern, err)
+		}
+		for key, fp := range map[string]string{"board.root_fingerprint": cfg.Board.RootFingerprint, "student.root_fingerprint": cfg.Student.RootFingerprint} {
+			if fp == "" {
+				continue
+			}
+			if b, err := ParseFingerprint(fp); err != nil || len(b) != 32 {
+				t.Fatalf("accepted %s %q does not parse: %v", key, fp, err)
+			}
+		}
+		for _, name := range cfg.Student.Suites {
+			if _, ok := session.SuiteByName(name); !ok {
+				t.Fatalf("accepted suite %q is unknown to the session", name)
+			}
+		}
+		for _, l := range []Limits{cfg.CA.Limits, cfg.Board.Limits} {
+			if l.MaxConns < 1 || l.MaxFrame < 4<<10 || l.ReadTimeout <= 0 || l.WriteTimeout <= 0 ||
+				l.HandshakeTimeout <= 0 || l.IdleTimeout <= 0 || l.ShutdownTimeout <= 0 {
+				t.Fatalf("accepted limits %+v", l)
+			}
+		}
+		if cfg.Board.MaxFrame < MinBoardFrame || cfg.Board.MaxSubmission <= 0 {
+			t.Fatalf("accepted board max_frame %d, max_submission %d", cfg.Board.MaxFrame, cfg.Board.MaxSubmission)
+		}
+		for _, p := range []string{cfg.CA.DataDir, cfg.Board.DataDir, cfg.Student.DataDir} {
+			if !filepath.IsAbs(p) {
+				t.Fatalf("data directory %q is not absolute", p)
+			}
+		}
+	})
+}

@@ -1,0 +1,339 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"pkiboard/board"
+	"pkiboard/caclient"
+	"pkiboard/roles"
+	"pkiboard/session"
+	"pkiboard/wire"
+)
+
+// chaosIterations is how many times the chaos test kills each daemon:
+// CHAOS_N, or 3 (the size make test runs; make chaos runs more).
+func chaosIterations(t *testing.T) int {
+	v := os.Getenv("CHAOS_N")
+	if v == "" {
+		return 3
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("CHAOS_N=%q is not a positive number", v)
+	}
+	return n
+}
+
+// chaosLedger is what the clients of the chaos test were told: every
+// certificate and every receipt they received, and every content they began
+// to send.
+type chaosLedger struct {
+	mu       sync.Mutex
+	certs    map[string]string       // serial (hex) → SID
+	receipts map[string]chaosReceipt // receipt id → what it acknowledged
+	sent     map[[32]byte]int64      // SHA-256 → size of each content sent
+	verified map[string]bool         // submission ids whose evidence was checked
+}
+
+type chaosReceipt struct {
+	sid  string
+	sum  [32]byte
+	size int64
+}
+
+// chaosOp is one client operation: an enrollment or a submission.
+type chaosOp struct {
+	enroll  bool
+	sid     string
+	id      identity // the submitting student
+	name    string
+	content []byte
+}
+
+func (op chaosOp) String() string {
+	if op.enroll {
+		return "enroll " + op.sid
+	}
+	return fmt.Sprintf("submit %s (%s, %d bytes)", op.sid, op.name, len(op.content))
+}
+
+// do runs op against the system and records what the client received.
+func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if op.enroll {
+		res, err := caclient.Enroll(ctx, caclient.EnrollOptions{Addr: s.ca.addr, SID: op.sid, Key: ecKey(s.t), OutDir: s.path("chaos", op.sid)})
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		l.certs[hex.EncodeToString(res.Certificate.SerialNumber.Bytes())] = op.sid
+		l.mu.Unlock()
+		return nil
+	}
+	sum := sha256.Sum256(op.content)
+	l.mu.Lock()
+	l.sent[sum] = int64(len(op.content))
+	l.mu.Unlock()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", s.board.addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second})
+	roots := x509.NewCertPool()
+	roots.AddCert(op.id.root)
+	sc, err := session.Client(wc, &session.ClientConfig{SID: op.sid, Chain: []*x509.Certificate{op.id.cert}, Key: op.id.key, Roots: roots, BoardName: "blackboard"})
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	r, err := sc.Submit(op.name, bytes.NewReader(op.content), int64(len(op.content)), sum, session.SubmitOptions{})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.receipts[r.ID] = chaosReceipt{sid: op.sid, sum: sum, size: int64(len(op.content))}
+	l.mu.Unlock()
+	return nil
+}
+
+// check compares the stores of the running daemons with the ledger: every
+// certificate and receipt a client received is stored; serials and
+// submission ids are unique; every listed submission is a whole content a
+// client sent, whose stored bytes and evidence verify. It returns how many
+// certificates and submissions are stored.
+func (s *system) check(t *testing.T, l *chaosLedger, when string) (certs, subs int) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var views []roles.CertView
+	if err := json.Unmarshal([]byte(s.mustRun(nil, "certs", "--json").stdout), &views); err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]string{}
+	for _, v := range views {
+		if _, dup := stored[v.Serial]; dup {
+			t.Errorf("%s: serial %s stored twice", when, v.Serial)
+		}
+		stored[v.Serial] = v.SID
+	}
+	for serial, sid := range l.certs {
+		if stored[serial] != sid {
+			t.Errorf("%s: certificate %s that %s received is not in the CA's store", when, serial, sid)
+		}
+	}
+	listed := map[string]submissionJSON{}
+	for _, sub := range s.submissions() {
+		if _, dup := listed[sub.ID]; dup {
+			t.Errorf("%s: submission id %s listed twice", when, sub.ID)
+		}
+		listed[sub.ID] = sub
+		raw, _ := hex.DecodeString(sub.SHA256)
+		var sum [32]byte
+		copy(sum[:], raw)
+		if size, ok := l.sent[sum]; !ok || size != sub.Size {
+			t.Errorf("%s: submission %s (%s, %d bytes) is not a content any client sent whole", when, sub.ID, sub.SID, sub.Size)
+			continue
+		}
+		if l.verified[sub.ID] {
+			continue
+		}
+		var ev roles.Evidence
+		if err := adminCall(s.path("data", "board"), "verify", map[string]string{"id": sub.ID}, &ev); err != nil {
+			t.Errorf("%s: verify %s: %v", when, sub.ID, err)
+		} else if !ev.ContentOK || ev.Problem != "" {
+			t.Errorf("%s: submission %s does not verify: %s", when, sub.ID, ev.Problem)
+		}
+		l.verified[sub.ID] = true
+	}
+	for id, r := range l.receipts {
+		sub, ok := listed[id]
+		if !ok || sub.SID != r.sid || sub.SHA256 != hex.EncodeToString(r.sum[:]) || sub.Size != r.size {
+			t.Errorf("%s: receipt %s that %s received is not listed as such (listed: %+v)", when, id, r.sid, sub)
+		}
+	}
+	return len(stored), len(listed)
+}
+
+// TestChaosKillUnderLoad runs, CHAOS_N times per daemon, a load of concurrent
+// enrollments and submissions (messages, and 2 MiB reports), kills the CA or
+// the board with SIGKILL at a random moment, restarts it, and checks that no
+// acknowledged certificate or submission was lost, nothing partial is listed,
+// ids are unique, and every operation the crash broke succeeds when retried.
+func TestChaosKillUnderLoad(t *testing.T) {
+	n := chaosIterations(t)
+	const workers = 12
+	in := newInstall(t, nil)
+	s := &system{install: in}
+	s.ca = in.start("ca", "--log-level", "info")
+	s.board = in.start("board", "--ca-addr", s.ca.addr, "--log-level", "info")
+	caAddr, boardAddr := s.ca.addr, s.board.addr
+
+	l := &chaosLedger{certs: map[string]string{}, receipts: map[string]chaosReceipt{}, sent: map[[32]byte]int64{}, verified: map[string]bool{}}
+	var students []identity
+	for i := range 8 {
+		students = append(students, s.enroll(t, fmt.Sprintf("chaos-student-%d", i)))
+	}
+	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	report := make([]byte, 2<<20)
+	mrand.NewChaCha8([32]byte{9}).Read(report)
+
+	var cutVictim, cutOther, orphans int
+	for it := range 2 * n {
+		victim := []string{"ca", "board"}[it%2]
+		ctx, cancel := context.WithCancel(context.Background())
+		var (
+			wg       sync.WaitGroup
+			fmu      sync.Mutex
+			failed   []chaosOp
+			progress [2]atomic.Int64 // completed enrollments, submissions
+		)
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				enroll := w%2 == 0
+				for k := 0; ctx.Err() == nil; k++ {
+					op := chaosOp{enroll: enroll, sid: fmt.Sprintf("chaos-%d-%d-%d", it, w, k)}
+					if !enroll {
+						st := students[(w*7+k)%len(students)]
+						op.id, op.sid = st, st.cert.Subject.CommonName
+						op.name, op.content = "message.txt", []byte(fmt.Sprintf("iteration %d, worker %d, op %d: %s\n", it, w, k, bytes.Repeat([]byte{'x'}, k%512)))
+						if k%3 == 2 { // a report, unique by its first bytes
+							op.name = "report.bin"
+							op.content = append([]byte(fmt.Sprintf("report %d-%d-%d|", it, w, k)), report...)
+						}
+					}
+					if err := s.do(ctx, op, l); err != nil {
+						fmu.Lock()
+						failed = append(failed, op)
+						fmu.Unlock()
+						return // the daemon is down (or we are stopping): retry after the restart
+					}
+					progress[map[bool]int{true: 0, false: 1}[enroll]].Add(1)
+				}
+			}()
+		}
+		// Kill at a random moment once the victim is busy: after 1 to 4 of
+		// its operations have completed, and a random few milliseconds.
+		vi := map[string]int{"ca": 0, "board": 1}[victim]
+		want := int64(1 + rng.IntN(4))
+		deadline := time.Now().Add(30 * time.Second)
+		for progress[vi].Load() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("iteration %d: the %s completed %d operations in 30s", it, victim, progress[vi].Load())
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond)
+		d := map[string]*daemon{"ca": s.ca, "board": s.board}[victim]
+		d.kill()
+		cancel()
+		waited := make(chan struct{})
+		go func() { wg.Wait(); close(waited) }()
+		select {
+		case <-waited:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("iteration %d: clients still running 60s after the %s was killed", it, victim)
+		}
+
+		// Restart it on the same address: its store must open.
+		if victim == "ca" {
+			s.ca = in.start("ca", "--log-level", "info", "--listen", caAddr)
+		} else {
+			s.board = in.start("board", "--log-level", "info", "--listen", boardAddr, "--ca-addr", caAddr)
+			orphans += s.board.logged("removed content files a crash left unindexed")
+		}
+		certs, subs := s.check(t, l, fmt.Sprintf("iteration %d (%s killed)", it, victim))
+
+		// Every operation the kill (or the stop of the load) broke succeeds now.
+		victimCut := 0
+		for _, op := range failed {
+			if op.enroll == (victim == "ca") {
+				victimCut++
+			}
+		}
+		cutVictim += victimCut
+		cutOther += len(failed) - victimCut
+		errs := forEach(len(failed), 8, func(i int) error {
+			return s.do(context.Background(), failed[i], l)
+		})
+		for _, err := range errs {
+			t.Errorf("iteration %d: retry after the restart: %v", it, err)
+		}
+		t.Logf("iteration %d: %s killed after %d enrollments and %d submissions; %d of its operations cut off (and %d of the other daemon's stopped), all retried; %d certificates and %d submissions stored",
+			it, victim, progress[0].Load(), progress[1].Load(), victimCut, len(failed)-victimCut, certs, subs)
+		if t.Failed() {
+			t.FailNow()
+		}
+	}
+	certs, subs := s.check(t, l, "at the end")
+
+	// The stores open cleanly offline too, and say the same.
+	for _, d := range []*daemon{s.board, s.ca} {
+		if code := d.stop(); code != 0 {
+			t.Errorf("%s exit after SIGTERM: %d", d.role, code)
+		}
+	}
+	st, err := board.Open(in.path("data", "board"))
+	if err != nil {
+		t.Fatalf("the board's store after %d kills: %v", n, err)
+	}
+	recs, err := st.List()
+	st.Close()
+	if err != nil || len(recs) != subs {
+		t.Errorf("board store offline: %d submissions, %v; %d listed online", len(recs), err, subs)
+	}
+	var views []roles.CertView
+	if err := json.Unmarshal([]byte(s.mustRun(nil, "certs", "--json").stdout), &views); err != nil || len(views) != certs {
+		t.Errorf("CA store offline: %d certificates, %v; %d online", len(views), err, certs)
+	}
+	for _, db := range []string{in.path("data", "board", "board.db"), in.path("data", "ca", "ca.db")} {
+		if err := checkBolt(db); err != nil {
+			t.Errorf("%s after %d kills: %v", db, n, err)
+		}
+	}
+	partials, _ := filepath.Glob(in.path("data", "board", "partial", "*", "*.part"))
+	t.Logf("survived %d kills of each daemon (%d in all): %d operations cut off by a kill and %d stopped with the load, every one retried successfully; "+
+		"%d certificates and %d receipts received by clients, every one stored; %d submissions listed, each whole and verified; "+
+		"%d partial uploads held, none listed; %d restarts removed orphaned content files; both stores pass bbolt's consistency check; data lost: none",
+		n, 2*n, cutVictim, cutOther, len(l.certs), len(l.receipts), subs, len(partials), orphans)
+}
+
+// checkBolt opens a bbolt file read-only and runs bbolt's consistency check.
+func checkBolt(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
+}

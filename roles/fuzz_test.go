@@ -1,0 +1,319 @@
+package roles
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"pkiboard/keys"
+	"pkiboard/session"
+	"pkiboard/wire"
+)
+
+var update = flag.Bool("update", false, "rewrite the receipt fixtures and the seed corpus under testdata/")
+
+// The receipt fixtures: a root, and receipts signed by a board certificate it
+// issued. -update makes a new root and rewrites them all.
+var (
+	receiptRootFile   = filepath.Join("testdata", "receipt-root.pem")
+	receiptCorpusDir  = filepath.Join("testdata", "fuzz", "FuzzReceiptFile")
+	receiptValidSeed  = "valid"
+	receiptReceivedAt = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+)
+
+// fixtureCert signs tmpl for pub with parent and its key (self-signed when
+// parent is nil).
+func fixtureCert(tb testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
+	tb.Helper()
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl.SerialNumber = serial
+	if tmpl.NotBefore.IsZero() {
+		tmpl.NotBefore = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		tmpl.NotAfter = time.Date(2126, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	if parent == nil {
+		parent = tmpl
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func fixtureKey(tb testing.TB) *ecdsa.PrivateKey {
+	tb.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+// receiptSeeds makes a root, a board certificate, and receipt files: one
+// valid, the others each broken in one way, and one whose board chain is 50
+// certificates deep.
+func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byte) {
+	tb.Helper()
+	rootKey := fixtureKey(tb)
+	root = fixtureCert(tb, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "Receipt Fixture Root"}, IsCA: true, BasicConstraintsValid: true,
+		MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}, nil, rootKey.Public(), rootKey)
+	boardKey := fixtureKey(tb)
+	boardTmpl := func() *x509.Certificate {
+		return &x509.Certificate{
+			Subject: pkix.Name{CommonName: "blackboard"}, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		}
+	}
+	boardCert := fixtureCert(tb, boardTmpl(), root, boardKey.Public(), rootKey)
+
+	content := sha256.Sum256([]byte("This is submission from 1155000001.\n"))
+	r := &wire.Receipt{
+		ID: "000042", SID: "1155000001", Serial: []byte{0x7f, 1, 2}, Name: "message.txt",
+		Size: 360, SHA256: content, Received: uint64(receiptReceivedAt.UnixMilli()),
+	}
+	sign := func(r *wire.Receipt, key crypto.Signer) {
+		msg, err := session.ReceiptSignedBytes(r)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if r.Signature, err = session.SignMessage(key, rand.Reader, msg); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	sign(r, boardKey)
+	file := func(r *wire.Receipt, chain ...*x509.Certificate) receiptFile {
+		dir := tb.TempDir()
+		path, err := saveReceipt(dir, r, chain)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var f receiptFile
+		if err := json.Unmarshal(data, &f); err != nil {
+			tb.Fatal(err)
+		}
+		return f
+	}
+	encode := func(f receiptFile) []byte {
+		data, err := json.MarshalIndent(&f, "", "  ")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return append(data, '\n')
+	}
+	valid := file(r, boardCert)
+	seeds = map[string][]byte{receiptValidSeed: encode(valid)}
+	variant := func(name string, change func(f *receiptFile)) {
+		f := valid
+		f.BoardCertificates = append([][]byte(nil), valid.BoardCertificates...)
+		change(&f)
+		seeds[name] = encode(f)
+	}
+	variant("version-2", func(f *receiptFile) { f.Version = 2 })
+	variant("sha256-short", func(f *receiptFile) { f.SHA256 = f.SHA256[:62] })
+	variant("sha256-not-hex", func(f *receiptFile) { f.SHA256 = strings.Repeat("zz", 32) })
+	variant("signature-flipped", func(f *receiptFile) { f.Signature = "00" + f.Signature[2:] })
+	variant("size-changed", func(f *receiptFile) { f.Size++ })
+	variant("id-too-long", func(f *receiptFile) { f.ID = strings.Repeat("9", 300) })
+	variant("dated-year-1", func(f *receiptFile) { f.Received = "0001-01-01T00:00:00.000Z" })
+	variant("dated-future", func(f *receiptFile) { f.Received = "2999-01-01T00:00:00.000Z" })
+	variant("no-board-cert", func(f *receiptFile) { f.BoardCertificates = nil })
+	variant("board-cert-garbage", func(f *receiptFile) { f.BoardCertificates = [][]byte{[]byte("garbage")} })
+	variant("root-as-board", func(f *receiptFile) { f.BoardCertificates = [][]byte{root.Raw} })
+
+	// A board chain 50 deep: 49 intermediate CAs between the root and a board
+	// certificate. Verification must stay bounded (and fail: the root allows no
+	// intermediates).
+	parent, parentKey := root, crypto.Signer(rootKey)
+	var deep []*x509.Certificate
+	for i := range 49 {
+		k := fixtureKey(tb)
+		c := fixtureCert(tb, &x509.Certificate{
+			Subject: pkix.Name{CommonName: fmt.Sprintf("Intermediate %02d", i)}, IsCA: true, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageCertSign,
+		}, parent, k.Public(), parentKey)
+		deep = append([]*x509.Certificate{c}, deep...)
+		parent, parentKey = c, k
+	}
+	deepKey := fixtureKey(tb)
+	deepBoard := fixtureCert(tb, boardTmpl(), parent, deepKey.Public(), parentKey)
+	deepReceipt := *r
+	sign(&deepReceipt, deepKey)
+	seeds["chain-50-deep"] = encode(file(&deepReceipt, append([]*x509.Certificate{deepBoard}, deep...)...))
+
+	seeds["empty"] = []byte{}
+	seeds["not-json"] = []byte("receipt 000042 for 1155000001")
+	seeds["json-null"] = []byte("null")
+	seeds["json-array"] = []byte("[1,2,3]")
+	seeds["empty-object"] = []byte("{}")
+	return root, seeds
+}
+
+// loadReceiptRoot returns the committed fixture root.
+func loadReceiptRoot(tb testing.TB) *x509.CertPool {
+	tb.Helper()
+	root, err := keys.ReadCertificate(receiptRootFile)
+	if err != nil {
+		tb.Fatalf("%v (run go test -run TestFuzzCorpus -update)", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	return pool
+}
+
+// TestFuzzCorpus checks the committed receipt fixtures (or, with -update,
+// makes new ones): the valid seed verifies against the committed root, and
+// every broken one does not.
+func TestFuzzCorpus(t *testing.T) {
+	if *update {
+		root, seeds := receiptSeeds(t)
+		if err := os.MkdirAll(receiptCorpusDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(receiptRootFile, keys.EncodeCertificatePEM(root.Raw), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for name, seed := range seeds {
+			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", seed)
+			if err := os.WriteFile(filepath.Join(receiptCorpusDir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pool := loadReceiptRoot(t)
+	entries, err := os.ReadDir(receiptCorpusDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, e.Name()))
+		err := verifyReceiptBytes(data, pool)
+		if (err == nil) != (e.Name() == receiptValidSeed) {
+			t.Errorf("seed %s: verification gave %v", e.Name(), err)
+		}
+	}
+}
+
+// readCorpusBytes decodes a one-[]byte seed file of the go fuzz corpus format.
+func readCorpusBytes(tb testing.TB, path string) []byte {
+	tb.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	body, ok := strings.CutPrefix(string(data), "go test fuzz v1\n[]byte(")
+	body, ok2 := strings.CutSuffix(body, ")\n")
+	if !ok || !ok2 {
+		tb.Fatalf("%s is not a []byte seed", path)
+	}
+	var s string
+	if _, err := fmt.Sscanf(body, "%q", &s); err != nil {
+		tb.Fatalf("%s: %v", path, err)
+	}
+	return []byte(s)
+}
+
+// verifyReceiptBytes is what verify-receipt does with a receipt file, minus
+// the file system: parse it and check it against the roots.
+func verifyReceiptBytes(data []byte, roots *x509.CertPool) error {
+	r, chain, err := parseReceiptFile(data)
+	if err != nil {
+		return err
+	}
+	return session.VerifyReceipt(r, chain, roots, time.Now())
+}
+
+// TestReceiptParseErrorsSayWhat is the regression test of a finding of
+// FuzzReceiptFile: a receipt whose sha256 field was valid hex of the wrong
+// length was refused with "receipt fields: <nil>".
+func TestReceiptParseErrorsSayWhat(t *testing.T) {
+	pool := loadReceiptRoot(t)
+	for _, name := range []string{"sha256-short", "sha256-not-hex", "version-2", "dated-year-1", "no-board-cert", "board-cert-garbage", "empty-object"} {
+		err := verifyReceiptBytes(readCorpusBytes(t, filepath.Join(receiptCorpusDir, name)), pool)
+		if err == nil || strings.Contains(err.Error(), "<nil>") {
+			t.Errorf("%s: got %v, want an error that says what is wrong", name, err)
+		}
+	}
+}
+
+// TestDeepReceiptChainIsBounded checks that a receipt whose board chain is 50
+// certificates deep is refused, quickly.
+func TestDeepReceiptChainIsBounded(t *testing.T) {
+	pool := loadReceiptRoot(t)
+	data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, "chain-50-deep"))
+	start := time.Now()
+	err := verifyReceiptBytes(data, pool)
+	if err == nil {
+		t.Fatal("a receipt signed through 49 intermediates under a pathlen-0 root verified")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("verifying a 50-deep chain took %v", d)
+	}
+	t.Logf("refused in %v: %v", time.Since(start), err)
+}
+
+// FuzzReceiptFile feeds arbitrary bytes to what `pkiboard verify-receipt`
+// runs: the receipt file parser and session.VerifyReceipt against the
+// fixture root. Errors must say what is wrong; a receipt that verifies must
+// carry exactly the fields the fixture board signed (its signature cannot be
+// moved to other fields).
+func FuzzReceiptFile(f *testing.F) {
+	pool := loadReceiptRoot(f)
+	valid, _, err := parseReceiptFile(readCorpusBytes(f, filepath.Join(receiptCorpusDir, receiptValidSeed)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	signed, err := session.ReceiptSignedBytes(valid)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, chain, err := parseReceiptFile(data)
+		if err != nil {
+			if strings.Contains(err.Error(), "<nil>") {
+				t.Fatalf("error does not say what is wrong: %v", err)
+			}
+			return
+		}
+		if r == nil || len(chain) == 0 {
+			t.Fatal("parsed a receipt without a board certificate")
+		}
+		if err := session.VerifyReceipt(r, chain, pool, time.Now()); err != nil {
+			return
+		}
+		got, err := session.ReceiptSignedBytes(r)
+		if err != nil {
+			t.Fatalf("a verified receipt does not encode: %v", err)
+		}
+		if !bytes.Equal(got, signed) {
+			t.Fatalf("a receipt with other fields verified: %+v", r)
+		}
+	})
+}
