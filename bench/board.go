@@ -15,10 +15,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"pkiboard/caclient"
@@ -75,7 +78,7 @@ func enrollStudents(in *install, addr, alg string, n int) []*student {
 // reading the same ten lines, writing them with fsync and answering one byte.
 func (r *runner) boardSessions() []row {
 	var rows []row
-	for _, alg := range []string{"ecdsa-p256", "rsa-2048"} {
+	for _, alg := range strings.Split(*boardAlgs, ",") {
 		in := newInstall(map[string]string{"board": fmt.Sprintf("key_algorithm = %q", alg)})
 		ca := in.start(r.bin, "ca")
 		board := in.start(r.bin, "board", "--ca-addr", ca.addr)
@@ -237,7 +240,12 @@ func startTLSServer(in *install, key crypto.Signer, cert *x509.Certificate) *tls
 	if err != nil {
 		fatalf("%v", err)
 	}
-	cmd := exec.Command(self, "tls-server", "-key", keyPath, "-cert", certPath, "-root", rootPath, "-dir", filepath.Join(dir, "store"))
+	args := []string{"tls-server", "-key", keyPath, "-cert", certPath, "-root", rootPath, "-dir", filepath.Join(dir, "store")}
+	if *profileFlag != "" {
+		profiles++
+		args = append(args, "-cpuprofile", fmt.Sprintf("%s/tls-%d.prof", *profileFlag, profiles))
+	}
+	cmd := exec.Command(self, args...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -262,7 +270,18 @@ func tlsServerMain(args []string) {
 	certPath := fs.String("cert", "", "")
 	rootPath := fs.String("root", "", "")
 	dir := fs.String("dir", "", "")
+	cpuprofile := fs.String("cpuprofile", "", "")
 	fs.Parse(args)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		pprof.StartCPUProfile(f)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		go func() { <-sig; pprof.StopCPUProfile(); f.Close(); os.Exit(0) }()
+	}
 	key, err := keys.ReadPrivateKey(*keyPath, nil)
 	if err != nil {
 		fatalf("%v", err)

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -32,6 +33,8 @@ var (
 	uploadMiB   = flag.Int("upload-mib", 1024, "size of the upload row's report, MiB")
 	idsFlag     = flag.Int("ids", 1000, "IDs in the students row")
 	windowFlag  = flag.Duration("window", 3*time.Second, "how long each throughput run lasts")
+	boardAlgs   = flag.String("board-algs", "ecdsa-p256,rsa-2048", "key algorithms of the board row")
+	selfProf    = flag.String("selfprofile", "", "write a CPU profile of this program (the load generators) to `FILE`")
 	profileFlag = flag.String("profile", "", "write a CPU profile of every daemon into `DIR` (PKIBOARD_CPUPROFILE)")
 )
 
@@ -43,6 +46,14 @@ func main() {
 	flag.Parse()
 	if *countFlag < 5 {
 		fatalf("-count must be at least 5")
+	}
+	if *selfProf != "" {
+		f, err := os.Create(*selfProf)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
 	}
 	bin, err := filepath.Abs(*binFlag)
 	if err != nil {

@@ -58,8 +58,9 @@ type Record struct {
 
 // Store is a board's submission store. Its methods are safe for concurrent use.
 type Store struct {
-	dir string
-	db  *store.DB
+	dir     string
+	db      *store.DB
+	content *dirSyncer // the submissions directory's entries
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -73,11 +74,18 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("board: %w", err)
 	}
-	return &Store{dir: dir, db: db}, nil
+	return &Store{dir: dir, db: db, content: newDirSyncer(filepath.Join(dir, contentDir), nil)}, nil
 }
 
 // Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.content.close()
+	return s.db.Close()
+}
+
+// InMemoryMax is the largest submission a Receiver holds in memory rather than
+// in a partial file: small enough that resuming it would gain nothing.
+const InMemoryMax = 64 << 10
 
 // Receiver returns the file receiver for one SID's upload: its partial files
 // live in a directory of that SID's own (named by the SID's hex encoding, never
@@ -86,22 +94,27 @@ func (s *Store) Receiver(sid string, maxSize int64) *wire.Receiver {
 	return &wire.Receiver{
 		PartialDir: filepath.Join(s.dir, partialDir, hex.EncodeToString([]byte(sid))),
 		MaxSize:    maxSize,
+		InMemory:   InMemoryMax,
 	}
 }
 
-// Commit makes a received submission durable and listed: it moves the content
-// into the submissions directory under a fresh random name (rename, then fsync
-// of the directory) and then commits the index entry, whose id it assigns. Only
-// when Commit returns is the submission durable; a crash before that leaves at
-// most an unreferenced content file, which Open's caller may remove with
-// RemoveOrphans.
+// Commit makes a received submission durable and listed: it puts the content
+// into the submissions directory under a fresh random name (a partial file
+// renamed, or a small one written, fsynced and renamed), fsyncs the directory
+// (one fsync shared by the commits under way), and then commits the index entry,
+// whose id it assigns (one transaction shared likewise). Only when Commit
+// returns is the submission durable; a crash before that leaves at most an
+// unreferenced content file, which Open's caller may remove with RemoveOrphans.
 func (s *Store) Commit(in *wire.Incoming, rec Record) (*Record, error) {
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, fmt.Errorf("board: %w", err)
 	}
 	rec.File = hex.EncodeToString(nonce[:]) + contentSuffix
-	if err := in.CommitTo(filepath.Join(s.dir, contentDir, rec.File)); err != nil {
+	if err := in.Place(filepath.Join(s.dir, contentDir, rec.File)); err != nil {
+		return nil, fmt.Errorf("board: store content of %s: %w", rec.SID, err)
+	}
+	if err := s.content.syncNow(); err != nil {
 		return nil, fmt.Errorf("board: store content of %s: %w", rec.SID, err)
 	}
 	var out Record

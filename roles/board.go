@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -147,6 +148,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 		chain[i] = cert.Raw
 	}
 	in := sub.Incoming
+	text := messageText(in) // before Commit, which writes it out of memory
 	rec, err := h.store.Commit(in, board.Record{
 		SID:          sid,
 		Serial:       leaf.SerialNumber.Bytes(),
@@ -162,9 +164,10 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 		Signature:    sub.Signature,
 	})
 	if err != nil {
-		log.Error("could not store the submission", zap.Error(err))
-		sc.WriteMessage(&wire.Error{Code: wire.CodeStorage, Text: "the board could not store your submission; nothing was accepted; try again later"}) //nolint:errcheck // closing
-		in.Discard()                                                                                                                                   //nolint:errcheck // best effort
+		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
+		sc.WriteMessage(&wire.Error{Code: wire.CodeStorage, Text: fmt.Sprintf( //nolint:errcheck // closing
+			"the board could not store your submission (%s); nothing was accepted; try again later", storageReason(err))})
+		in.Discard() //nolint:errcheck // best effort
 		return
 	}
 	fields := []zap.Field{zap.String("id", rec.ID), zap.String("name", rec.Name),
@@ -172,7 +175,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	if rec.Resumed > 0 {
 		fields = append(fields, zap.Int64("resumed_from", rec.Resumed))
 	}
-	if text, ok := messageText(h.store.ContentPath(rec), rec); ok {
+	if text != "" {
 		fields = append(fields, zap.String("message", text))
 	}
 	logging.Step(log, 6, "MAC verified, submission stored", fields...)
@@ -191,21 +194,28 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	}
 }
 
+// storageReason names the kind of a storage failure for the student — "no
+// space left on device", "read-only file system" — without the board's paths.
+func storageReason(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return "I/O error"
+}
+
 // maxLoggedMessage bounds the message text the board copies into its log.
 const maxLoggedMessage = 4 << 10
 
 // messageText returns the text of a message submission (message.txt, small,
-// UTF-8), for the board's log: the course's "verify the MAC, output the
-// message". Reports are logged by name, size and hash only.
-func messageText(path string, rec *board.Record) (string, bool) {
-	if rec.Name != messageFileName || rec.Size > maxLoggedMessage {
-		return "", false
+// UTF-8, still held in memory), for the board's log: the course's "verify the
+// MAC, output the message". Reports are logged by name, size and hash only.
+func messageText(in *wire.Incoming) string {
+	data := in.Data()
+	if in.Name != messageFileName || in.Size > maxLoggedMessage || data == nil || !utf8.Valid(data) {
+		return ""
 	}
-	data, err := os.ReadFile(path)
-	if err != nil || !utf8.Valid(data) {
-		return "", false
-	}
-	return string(data), true
+	return string(data)
 }
 
 // logSessionEnd logs why a session ended early, at a level that fits: a

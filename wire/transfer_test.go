@@ -734,3 +734,87 @@ func TestHashFile(t *testing.T) {
 		t.Fatalf("got %x, %d, %v; want %x, %d", sum, size, err, f.sum, f.size())
 	}
 }
+
+// TestTransferInMemory checks that a file up to Receiver.InMemory never
+// touches the partial directory, arrives whole, and is written durably only
+// when placed; a larger one takes the partial-file path.
+func TestTransferInMemory(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		size     int
+		inMemory bool
+	}{
+		{"empty", 0, true},
+		{"message", 290, true},
+		{"two chunks", DefaultChunkSize + 1, true},
+		{"limit", 64 << 10, true},
+		{"above the limit", 64<<10 + 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			partial := filepath.Join(t.TempDir(), "partial")
+			f := newTestFile("message.txt", tc.size)
+			var in *Incoming
+			sendErr, recvErr := run(t, f.send(SendOptions{SkipAck: true}, nil), func(c *Conn) error {
+				var err error
+				in, err = (&Receiver{PartialDir: partial, MaxSize: 1 << 20, InMemory: 64 << 10}).Receive(c)
+				return err
+			})
+			if sendErr != nil || recvErr != nil {
+				t.Fatalf("send: %v; receive: %v", sendErr, recvErr)
+			}
+			if got := in.Data() != nil || in.Path() == ""; got != tc.inMemory {
+				t.Fatalf("held in memory: got %v (path %q) want %v", got, in.Path(), tc.inMemory)
+			}
+			if tc.inMemory {
+				if !bytes.Equal(in.Data(), f.data) && tc.size > 0 {
+					t.Fatal("in-memory content differs from what was sent")
+				}
+				if _, err := os.Stat(partial); !os.IsNotExist(err) {
+					t.Errorf("the partial directory was touched: %v", err)
+				}
+			}
+			dst := filepath.Join(t.TempDir(), "final.dat")
+			if err := in.CommitTo(dst); err != nil {
+				t.Fatal(err)
+			}
+			checkFile(t, dst, f.data)
+			if got := dirNames(t, filepath.Dir(dst)); len(got) != 1 {
+				t.Errorf("got %q beside the placed file, want nothing else", got)
+			}
+			if in.Path() != dst || in.Data() != nil {
+				t.Errorf("after CommitTo: path %q, data held %v", in.Path(), in.Data() != nil)
+			}
+		})
+	}
+}
+
+func TestTransferInMemoryRefusals(t *testing.T) {
+	f := newTestFile("message.txt", 1000)
+	lie := f
+	lie.sum[0] ^= 1
+	tests := []struct {
+		name string
+		send func(*Conn) error
+		want Code
+	}{
+		{"hash mismatch", lie.send(SendOptions{}, nil), CodeFileMismatch},
+		{"data past the size", rawSender(f, &Data{Bytes: make([]byte, 1001)}), CodeFileMismatch},
+		{"wrong message", rawSender(f, &FileAck{}), CodeUnexpectedMessage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			partial := filepath.Join(t.TempDir(), "partial")
+			sendErr, recvErr := run(t, tt.send, func(c *Conn) error {
+				_, err := (&Receiver{PartialDir: partial, MaxSize: 1 << 20, InMemory: 64 << 10}).Receive(c)
+				return err
+			})
+			if recvErr == nil {
+				t.Fatal("the receiver accepted")
+			}
+			checkPeerCode(t, sendErr, tt.want)
+			if _, err := os.Stat(partial); !os.IsNotExist(err) {
+				t.Errorf("the partial directory was touched: %v", err)
+			}
+		})
+	}
+}
