@@ -1,15 +1,22 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,11 +56,29 @@ func (r *runner) caIssuance() []row {
 		logf("ca run %d: %.0f enrollments/s durable over TCP, %.0f issuances/s in memory", i+1, ours[i], base[i])
 	}
 	r.raw("CA issuance, enrollments/s (ours): %v\nin-memory CSR check + CreateCertificate, /s: %v", ours, base)
-	return []row{{
-		name:     fmt.Sprintf("CA issuance, durable, %d concurrent clients, pre-made CSRs", caClients),
-		baseline: "in-process CSR check + x509.CreateCertificate, no I/O, all cores",
-		unit:     "certs/s", ours: ours, base: base, target: 0.7,
-	}}
+
+	// The floor: the same exchange with nothing behind it, and the ceiling it
+	// implies with the baseline's cryptography added (per-enrollment costs add).
+	certPEM, err := os.ReadFile(in.path("data/ca/root.pem"))
+	if err != nil {
+		fatalf("%v", err)
+	}
+	floor := r.nullCAFloor(certPEM, certPEM, csrs)
+	ceiling := 1 / (1/median(floor) + 1/median(base))
+	logf("ca: null CA %.0f exchanges/s; with the baseline's cryptography added, at most %.0f/s = %.2f× the baseline", median(floor), ceiling, ceiling/median(base))
+	r.raw("null CA exchanges/s: %v; implied ceiling %.0f/s", floor, ceiling)
+	return []row{
+		{
+			name:     fmt.Sprintf("CA issuance, durable, %d concurrent clients, pre-made CSRs", caClients),
+			baseline: "in-process CSR check + x509.CreateCertificate, no I/O, all cores",
+			unit:     "certs/s", ours: ours, base: base, target: 0.7,
+		},
+		{
+			name:     "  the same exchange with no CSR check, signing or storage (null CA)",
+			baseline: fmt.Sprintf("floor of the wire exchange; with the baseline's crypto added: ≤ %.0f/s = %.2f× the baseline", ceiling, ceiling/median(base)),
+			unit:     "exchanges/s", ours: floor, note: "diagnostic",
+		},
+	}
 }
 
 // enrollLoad runs caClients connections, each enrolling its CSR again and again
@@ -160,4 +185,85 @@ func issueInMemory(csrs [][]byte) float64 {
 	start := time.Now()
 	wg.Wait()
 	return float64(done.Load()) / time.Since(start).Seconds()
+}
+
+// nullCA is the protocol floor of the CA row: a server (this program re-run as
+// `bench null-ca`) that answers each EnrollRequest exactly as the CA does on the
+// wire — EnrollAccepted, then cert.pem and root.pem as file transfers of the
+// CA's own sizes — with no CSR check, no signing and no storage. Its throughput
+// with the same clients bounds what any CA speaking this exchange on these cores
+// can reach, before it does any cryptography.
+func (r *runner) nullCAFloor(certPEM, rootPEM []byte, csrs [][]byte) []float64 {
+	dir, err := os.MkdirTemp("", "pkibench-null")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600); err != nil {
+		fatalf("%v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "root.pem"), rootPEM, 0o600); err != nil {
+		fatalf("%v", err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fatalf("%v", err)
+	}
+	cmd := exec.Command(self, "null-ca", dir)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		fatalf("%v", err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		fatalf("null-ca: %v", err)
+	}
+	addr := strings.TrimSpace(line)
+	var res []float64
+	for range r.count {
+		res = append(res, enrollLoad(addr, csrs))
+	}
+	return res
+}
+
+// nullCAMain serves the null CA (see nullCAFloor) on a loopback port it prints.
+func nullCAMain(args []string) {
+	certPEM, err := os.ReadFile(filepath.Join(args[0], "cert.pem"))
+	if err != nil {
+		fatalf("%v", err)
+	}
+	rootPEM, err := os.ReadFile(filepath.Join(args[0], "root.pem"))
+	if err != nil {
+		fatalf("%v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	fmt.Println(ln.Addr().String())
+	accepted := &wire.EnrollAccepted{Serial: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, NotAfter: 1 << 31}
+	send := func(wc *wire.Conn, name string, data []byte) error {
+		_, err := wire.SendFile(wc, name, bytes.NewReader(data), int64(len(data)), sha256.Sum256(data), wire.SendOptions{})
+		return err
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			wc := wire.NewConn(c, wire.Options{})
+			for {
+				if _, err := wire.Expect[*wire.EnrollRequest](wc); err != nil {
+					return
+				}
+				if wc.WriteMessage(accepted) != nil || send(wc, "cert.pem", certPEM) != nil || send(wc, "root.pem", rootPEM) != nil {
+					return
+				}
+			}
+		}()
+	}
 }

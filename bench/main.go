@@ -39,9 +39,15 @@ var (
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "tls-server" {
-		tlsServerMain(os.Args[2:])
-		return
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "tls-server":
+			tlsServerMain(os.Args[2:])
+			return
+		case "null-ca":
+			nullCAMain(os.Args[2:])
+			return
+		}
 	}
 	flag.Parse()
 	if *countFlag < 5 {

@@ -29,7 +29,7 @@
 //	certs-by-sid  u8 len(sid) ‖ sid ‖ serial bytes → empty; the index SID → serials
 //	revoked       serial bytes → {revoked_at, reason, not_after}; what the next CRL lists
 //	decisions     u64 big-endian sequence number → decision record:
-//	              seq, time, sid, peer, profile, accepted, code, reason, serial
+//	              time, sid, peer, profile, accepted, code, reason, serial (the key is the sequence number)
 //	tokens        SHA-256(token) → token record: sid, profile, created, expires,
 //	              used_at, serial (the certificate it was spent on)
 //	meta          "crl-number" → u64 big-endian, the last CRL number issued;

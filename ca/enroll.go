@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -341,6 +342,17 @@ func keyUsage(pub crypto.PublicKey, profile uint8) x509.KeyUsage {
 // records the refusal instead and returns it.
 func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now time.Time) (*wire.Refusal, error) {
 	serial := serialHex(cert.SerialNumber)
+	// Encode before the transaction: group commit serializes what runs inside.
+	certJSON, err := encodeCertificate(cert, req.SID, req.Profile)
+	if err != nil {
+		return nil, err
+	}
+	decisionJSON, err := json.Marshal(decisionRecord{
+		Time: now, SID: req.SID, Peer: req.Peer, Profile: req.Profile, Accepted: true, Serial: serial,
+	})
+	if err != nil {
+		return nil, err
+	}
 	var refusal *wire.Refusal // set only by the last run of fn
 	fn := func(tx *bolt.Tx) error {
 		refusal = nil
@@ -357,12 +369,10 @@ func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now tim
 				return err
 			}
 		}
-		if err := putCertificate(tx, cert, req.SID, req.Profile); err != nil {
+		if err := putCertificateJSON(tx, cert.SerialNumber.Bytes(), req.SID, certJSON); err != nil {
 			return err
 		}
-		return putDecision(tx, decisionRecord{
-			Time: now, SID: req.SID, Peer: req.Peer, Profile: req.Profile, Accepted: true, Serial: serial,
-		})
+		return putDecisionJSON(tx, decisionJSON)
 	}
 	if err := a.db.Update(fn); err != nil {
 		return nil, err

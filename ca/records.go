@@ -96,7 +96,8 @@ type revokedRecord struct {
 
 // decisionRecord is the stored form of a Decision.
 type decisionRecord struct {
-	Seq      uint64    `json:"seq"`
+	Seq uint64 `json:"-"` // the record's key
+
 	Time     time.Time `json:"time"`
 	SID      string    `json:"sid"`
 	Peer     string    `json:"peer,omitempty"`
@@ -183,13 +184,23 @@ func (a *Authority) countCertificates() (int, error) {
 
 // putDecision appends d to the decisions bucket.
 func putDecision(tx *bolt.Tx, d decisionRecord) error {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return putDecisionJSON(tx, data)
+}
+
+// putDecisionJSON appends an encoded decision record under the next sequence
+// number. Encoding before the transaction keeps it out of the section that
+// group commit serializes.
+func putDecisionJSON(tx *bolt.Tx, data []byte) error {
 	b := tx.Bucket(bucketDecisions)
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
 	}
-	d.Seq = seq
-	return putJSON(b, binary.BigEndian.AppendUint64(nil, seq), d)
+	return b.Put(binary.BigEndian.AppendUint64(nil, seq), data)
 }
 
 // Certificates returns every certificate the CA issued, oldest first.
@@ -263,9 +274,10 @@ func (a *Authority) Decisions(limit int) ([]Decision, error) {
 		c := tx.Bucket(bucketDecisions).Cursor()
 		for k, v := c.Last(); k != nil && (limit <= 0 || len(out) < limit); k, v = c.Prev() {
 			var r decisionRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("ca: corrupt decision record %x: %w", k, err)
+			if err := json.Unmarshal(v, &r); err != nil || len(k) != 8 {
+				return fmt.Errorf("ca: corrupt decision record %x: %v", k, err)
 			}
+			r.Seq = binary.BigEndian.Uint64(k)
 			d := Decision{
 				Seq: r.Seq, Time: r.Time, SID: r.SID, Peer: r.Peer, Profile: r.Profile,
 				Accepted: r.Accepted, Code: r.Code, Reason: r.Reason,
@@ -291,20 +303,24 @@ func (a *Authority) Decisions(limit int) ([]Decision, error) {
 // serial; Enroll draws another.
 var errSerialTaken = errors.New("ca: serial number already issued")
 
-// putCertificate stores a newly issued certificate and its index entry.
-func putCertificate(tx *bolt.Tx, cert *x509.Certificate, sid string, profile uint8) error {
-	certs := tx.Bucket(bucketCerts)
-	key := cert.SerialNumber.Bytes()
-	if certs.Get(key) != nil {
-		return errSerialTaken
-	}
-	err := putJSON(certs, key, certRecord{
+// encodeCertificate encodes the record of a newly issued certificate.
+func encodeCertificate(cert *x509.Certificate, sid string, profile uint8) ([]byte, error) {
+	return json.Marshal(certRecord{
 		Serial: serialHex(cert.SerialNumber), SID: sid, Profile: profile,
 		Subject: cert.Subject.String(), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
 		DER: cert.Raw, Status: StatusValid,
 	})
-	if err != nil {
+}
+
+// putCertificateJSON stores an encoded certificate record under its serial,
+// and its index entry.
+func putCertificateJSON(tx *bolt.Tx, serial []byte, sid string, data []byte) error {
+	certs := tx.Bucket(bucketCerts)
+	if certs.Get(serial) != nil {
+		return errSerialTaken
+	}
+	if err := certs.Put(serial, data); err != nil {
 		return err
 	}
-	return tx.Bucket(bucketCertsBySID).Put(sidKey(sid, key), []byte{})
+	return tx.Bucket(bucketCertsBySID).Put(sidKey(sid, serial), []byte{})
 }
