@@ -1,7 +1,7 @@
-// Package roles runs pkiboard's roles — the CA, the board and the student — from
-// a validated configuration, and the operator commands that look after them. Each
-// role has its file; the shared server loop and the operator socket live beside
-// them.
+// Package roles runs pkiboard's roles — the CA, the board, the student and the
+// adversary — from a validated configuration, and the operator commands that look
+// after them. Each role has its file; the shared server loop and the operator
+// socket live beside them.
 //
 // The roles hold the process's lifecycle (listen, serve, stop on the context's
 // cancellation); the protocol and storage work is done by the packages they use:
