@@ -61,20 +61,6 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		log.Warn("board.allow_rc4 = true: students may choose rc4-hmac-sha256. RC4 is broken (RFC 7465); allow it only for teaching")
 	}
 
-	ln, err := net.Listen("tcp", b.Listen)
-	if err != nil {
-		return fmt.Errorf("board: listen on %s: %w", b.Listen, err)
-	}
-	admin, err := listenAdmin(b.DataDir)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	log.Info("board listening",
-		zap.String("addr", ln.Addr().String()),
-		zap.String("admin_socket", admin.Addr().String()),
-		zap.String("name", b.Name))
-
 	h := &boardHandler{
 		store:  st,
 		limits: b.Limits,
@@ -89,23 +75,12 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			Log:          log,
 		},
 	}
-	srv := &server{log: log, limits: b.Limits, handle: h.handle}
-	ops := &adminServer{log: log, ops: boardOps(st, id.root)}
-	ops.ops["stats"] = statsOp("board", srv)
-	errc := make(chan error, 2)
-	go func() { errc <- ops.serve(ctx, admin) }()
-	go func() { crls.run(ctx); errc <- nil }()
-	err = srv.serve(ctx, ln)
-	for range 2 {
-		if e := <-errc; err == nil {
-			err = e
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("board: %w", err)
-	}
-	log.Info("board stopped")
-	return nil
+	return runDaemon(ctx, log, daemon{
+		name: "board", role: "board", listen: b.Listen, dataDir: b.DataDir, limits: b.Limits,
+		handle: h.handle, ops: boardOps(st, id.root),
+		fields: []zap.Field{zap.String("name", b.Name)},
+		loops:  []func(context.Context){crls.run},
+	})
 }
 
 // boardHandler serves one student session per connection (PROTOCOL.md §5).

@@ -44,35 +44,12 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		log.Info("enrollment limited to the roster", zap.String("roster", c.RosterFile))
 	}
 
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return fmt.Errorf("ca: listen on %s: %w", c.Listen, err)
-	}
-	admin, err := listenAdmin(c.DataDir)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	log.Info("CA listening",
-		zap.String("addr", ln.Addr().String()),
-		zap.String("admin_socket", admin.Addr().String()),
-		zap.String("policy", c.Policy))
-
 	h := &caHandler{auth: auth, limits: c.Limits, log: log}
-	srv := &server{log: log, limits: c.Limits, handle: h.handle}
-	ops := &adminServer{log: log, ops: caOps(auth)}
-	ops.ops["stats"] = statsOp("ca", srv)
-	errc := make(chan error, 1)
-	go func() { errc <- ops.serve(ctx, admin) }()
-	err = srv.serve(ctx, ln)
-	if aerr := <-errc; err == nil {
-		err = aerr
-	}
-	if err != nil {
-		return fmt.Errorf("ca: %w", err)
-	}
-	log.Info("CA stopped")
-	return nil
+	return runDaemon(ctx, log, daemon{
+		name: "CA", role: "ca", listen: c.Listen, dataDir: c.DataDir, limits: c.Limits,
+		handle: h.handle, ops: caOps(auth),
+		fields: []zap.Field{zap.String("policy", c.Policy)},
+	})
 }
 
 // openAuthority opens the CA's root and store as the config describes.

@@ -3,6 +3,7 @@ package roles
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -171,6 +172,59 @@ func refuseBusy(c net.Conn) {
 		wire.WriteFrame(c, msg) //nolint:errcheck // best effort
 	}
 	c.Close()
+}
+
+// daemon is what the CA and the board share around their own work: a TCP
+// listener for their clients, the operator socket in their data directory, and
+// background loops that end with them.
+type daemon struct {
+	name    string // "CA" or "board", as the logs say it
+	role    string // "ca" or "board", as the stats command says it
+	listen  string
+	dataDir string
+	limits  config.Limits
+	handle  func(ctx context.Context, c net.Conn, t *tracked)
+	ops     map[string]adminOp
+	fields  []zap.Field                 // logged with "… listening"
+	loops   []func(ctx context.Context) // each runs until ctx ends
+}
+
+// runDaemon listens, serves clients, operators and the loops until ctx is
+// cancelled, then stops them all and returns the first error.
+func runDaemon(ctx context.Context, log *zap.Logger, d daemon) error {
+	ln, err := net.Listen("tcp", d.listen)
+	if err != nil {
+		return fmt.Errorf("%s: listen on %s: %w", d.role, d.listen, err)
+	}
+	admin, err := listenAdmin(d.dataDir)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info(d.name+" listening", append([]zap.Field{
+		zap.String("addr", ln.Addr().String()),
+		zap.String("admin_socket", admin.Addr().String()),
+	}, d.fields...)...)
+
+	srv := &server{log: log, limits: d.limits, handle: d.handle}
+	d.ops["stats"] = statsOp(d.role, srv)
+	ops := &adminServer{log: log, ops: d.ops}
+	errc := make(chan error, 1+len(d.loops))
+	go func() { errc <- ops.serve(ctx, admin) }()
+	for _, loop := range d.loops {
+		go func() { loop(ctx); errc <- nil }()
+	}
+	err = srv.serve(ctx, ln)
+	for range 1 + len(d.loops) {
+		if e := <-errc; err == nil {
+			err = e
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", d.role, err)
+	}
+	log.Info(d.name + " stopped")
+	return nil
 }
 
 // wireOptions returns the framing options of a daemon's connections.
