@@ -112,6 +112,7 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzReadFrame":  readFrameSeeds(),
 		"FuzzUnmarshal":  unmarshalSeeds(),
 		"FuzzFileHeader": fileHeaderSeeds(),
+		"FuzzReceive":    receiveSeeds(),
 	} {
 		dir := filepath.Join("testdata", "fuzz", target)
 		for name, seed := range seeds {
