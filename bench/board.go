@@ -251,14 +251,13 @@ func startTLSServer(in *install, key crypto.Signer, cert *x509.Certificate) *tls
 	if err := cmd.Start(); err != nil {
 		fatalf("%v", err)
 	}
-	d := &daemon{cmd: cmd, done: make(chan struct{})}
+	done := make(chan struct{})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
 		fatalf("tls-server: %v", err)
 	}
-	d.addr = strings.TrimSpace(line)
-	go func() { cmd.Wait(); close(d.done) }()
-	return &tlsServer{d}
+	go func() { cmd.Wait(); close(done) }()
+	return &tlsServer{&daemon{cmd: cmd, addr: strings.TrimSpace(line), done: done}}
 }
 
 // tlsServerMain is the TLS 1.3 baseline board: mutual authentication against

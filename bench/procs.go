@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"pkiboard/internal/proc"
 )
 
 // install is a pkiboard installation in a temporary directory.
@@ -26,21 +26,8 @@ func newInstall(extra map[string]string) *install {
 	if err != nil {
 		fatalf("%v", err)
 	}
-	sections := map[string]string{
-		"log":     "level = \"info\"\nformat = \"json\"\n",
-		"ca":      "listen = \"127.0.0.1:0\"\n",
-		"board":   "listen = \"127.0.0.1:0\"\n",
-		"student": "",
-	}
-	for k, v := range extra {
-		sections[k] += v + "\n"
-	}
-	var b strings.Builder
-	for _, s := range []string{"log", "ca", "board", "student"} {
-		fmt.Fprintf(&b, "[%s]\n%s\n", s, sections[s])
-	}
 	cfg := filepath.Join(dir, "pkiboard.toml")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(proc.Config("info", extra)), 0o600); err != nil {
 		fatalf("%v", err)
 	}
 	return &install{dir: dir, config: cfg}
@@ -55,11 +42,11 @@ func (in *install) remove() { os.RemoveAll(in.dir) }
 // profiles counts the CPU profiles requested with -profile.
 var profiles int
 
-// daemon is a running pkiboard process.
+// daemon is a running server process: pkiboard, or a baseline.
 type daemon struct {
 	cmd  *exec.Cmd
 	addr string
-	done chan struct{}
+	done <-chan struct{} // closed when it has exited
 }
 
 // start runs a daemon and waits for the address it logs as listening on.
@@ -69,47 +56,12 @@ func (in *install) start(bin, role string, args ...string) *daemon {
 		profiles++
 		cmd.Env = append(os.Environ(), fmt.Sprintf("PKIBOARD_CPUPROFILE=%s/%s-%d.prof", *profileFlag, role, profiles))
 	}
-	stderr, err := cmd.StderrPipe()
+	// Keep the start-up only: the daemons log a line per request under load.
+	p, err := proc.StartWith(role, cmd, proc.Options{KeepLines: 50})
 	if err != nil {
 		fatalf("%v", err)
 	}
-	if err := cmd.Start(); err != nil {
-		fatalf("start %s: %v", role, err)
-	}
-	d := &daemon{cmd: cmd, done: make(chan struct{})}
-	addr := make(chan string, 1)
-	var lines []string
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if len(lines) < 50 {
-				lines = append(lines, sc.Text())
-			}
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil {
-				if msg, _ := rec["msg"].(string); strings.HasSuffix(msg, " listening") {
-					if a, ok := rec["addr"].(string); ok {
-						select {
-						case addr <- a:
-						default:
-						}
-					}
-				}
-			}
-		}
-	}()
-	go func() { cmd.Wait(); close(d.done) }()
-	select {
-	case d.addr = <-addr:
-		return d
-	case <-d.done:
-		fatalf("%s exited at start:\n%s", role, strings.Join(lines, "\n"))
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		fatalf("%s did not start in 30s", role)
-	}
-	return nil
+	return &daemon{cmd: p.Cmd, addr: p.Addr, done: p.Exited()}
 }
 
 // stop ends the daemon with SIGTERM (SIGKILL after 20 s).

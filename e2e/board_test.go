@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"pkiboard/board"
+	"pkiboard/internal/proc"
 	"pkiboard/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -42,14 +43,14 @@ func startSystem(t *testing.T, extra map[string]string) *system {
 	in := newInstall(t, extra)
 	s := &system{install: in}
 	s.ca = in.start("ca")
-	s.board = in.start("board", "--ca-addr", s.ca.addr)
+	s.board = in.start("board", "--ca-addr", s.ca.Addr)
 	return s
 }
 
 // student runs the student role against the system.
 func (s *system) student(env []string, args ...string) result {
 	s.t.Helper()
-	return s.run(env, append([]string{"--role=student", "--ca-addr", s.ca.addr, "--board-addr", s.board.addr}, args...)...)
+	return s.run(env, append([]string{"--role=student", "--ca-addr", s.ca.Addr, "--board-addr", s.board.Addr}, args...)...)
 }
 
 func message(sid string) []byte {
@@ -112,7 +113,7 @@ func TestScenarioThreeStudents(t *testing.T) {
 		s.mustRun(nil, "submissions", "--verify", sub.ID)
 	}
 	for _, step := range []string{"STEP 3", "STEP 4", "STEP 6"} {
-		if n := s.board.logged(step); n != len(sids) {
+		if n := s.board.Logged(step); n != len(sids) {
 			t.Errorf("board %s lines: got %d want %d", step, n, len(sids))
 		}
 	}
@@ -150,7 +151,7 @@ type identity struct {
 func (s *system) enroll(t *testing.T, sid string) identity {
 	t.Helper()
 	dir := s.path("ids", sid)
-	s.mustRun(nil, "enroll", "--sid", sid, "--out", dir, "--ca-addr", s.ca.addr)
+	s.mustRun(nil, "enroll", "--sid", sid, "--out", dir, "--ca-addr", s.ca.Addr)
 	return loadIdentity(t, dir)
 }
 
@@ -255,7 +256,7 @@ func TestBoardRefusals(t *testing.T) {
 	// Revoke mallory and wait for the board to pick up the new CRL.
 	s.mustRun(nil, "revoke", "--sid", "mallory", "--reason", "keyCompromise")
 	deadline := time.Now().Add(20 * time.Second)
-	for s.board.logged("CRL installed") < 2 && time.Now().Before(deadline) {
+	for s.board.Logged("CRL installed") < 2 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
@@ -274,14 +275,14 @@ func TestBoardRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := submitAs(t, s.board.addr, tt.sid, tt.cert, tt.key, alice.root)
+			err := submitAs(t, s.board.Addr, tt.sid, tt.cert, tt.key, alice.root)
 			if got := codeOf(err); got != tt.want {
 				t.Errorf("got %v (code %d: %v) want %v (%d)", got, got, err, tt.want, tt.want)
 			}
 		})
 	}
 	// The legitimate student still gets through.
-	if err := submitAs(t, s.board.addr, "alice", alice.cert, alice.key, alice.root); err != nil {
+	if err := submitAs(t, s.board.Addr, "alice", alice.cert, alice.key, alice.root); err != nil {
 		t.Errorf("alice after the refusals: %v", err)
 	}
 	// Nothing refused was stored.
@@ -312,7 +313,7 @@ func TestRC4RefusedUnlessAllowed(t *testing.T) {
 		if r.code != 0 {
 			t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
 		}
-		if s.board.logged("RC4") == 0 {
+		if s.board.Logged("RC4") == 0 {
 			t.Error("the board did not warn about RC4")
 		}
 		if subs := s.submissions(); len(subs) != 1 || subs[0].Name != "message.txt" {
@@ -328,7 +329,7 @@ func TestStudentNamesTheFailedIDAfterDoingTheOthers(t *testing.T) {
 	}
 	s := &system{install: in}
 	s.ca = in.start("ca")
-	s.board = in.start("board", "--ca-addr", s.ca.addr)
+	s.board = in.start("board", "--ca-addr", s.ca.Addr)
 	r := s.student(nil, "--ids", "alice,bob,carol")
 	if r.code == 0 {
 		t.Fatalf("student exit 0 with bob off the roster\n%s", r.stdout)
@@ -392,24 +393,23 @@ func (s *system) checkpointed(sid string) int64 {
 
 // startStudent starts the student role without waiting for it.
 func (s *system) startStudent(args ...string) *daemon {
-	d := &daemon{t: s.t, role: "student", exited: make(chan struct{})}
-	d.cmd = exec.Command(bin, append([]string{"--config", s.config, "--role=student", "--ca-addr", s.ca.addr, "--board-addr", s.board.addr}, args...)...)
-	if err := d.cmd.Start(); err != nil {
+	cmd := exec.Command(bin, append([]string{"--config", s.config, "--role=student", "--ca-addr", s.ca.Addr, "--board-addr", s.board.Addr}, args...)...)
+	p, err := proc.Launch("student", cmd)
+	if err != nil {
 		s.t.Fatal(err)
 	}
-	go func() { d.waitErr = d.cmd.Wait(); close(d.exited) }()
-	s.t.Cleanup(d.kill)
-	return d
+	s.t.Cleanup(p.Kill)
+	return &daemon{Proc: p, t: s.t}
 }
 
 // waitCheckpoint waits until the board holds at least min bytes of sid's
 // upload durably.
-func (s *system) waitCheckpoint(sid string, min int64, proc *daemon) {
+func (s *system) waitCheckpoint(sid string, min int64, student *daemon) {
 	s.t.Helper()
 	deadline := time.Now().Add(3 * time.Minute)
 	for s.checkpointed(sid) < min {
 		select {
-		case <-proc.exited:
+		case <-student.Exited():
 			s.t.Fatalf("the student finished before the board checkpointed %d bytes", min)
 		default:
 		}
@@ -434,7 +434,7 @@ func TestLargeReportSurvivesKilledStudentAndBoard(t *testing.T) {
 	// Kill the student a quarter of the way in; the rerun resumes.
 	student := s.startStudent("--ids", "alice", "--report", report)
 	s.waitCheckpoint("alice", size/4, student)
-	student.kill()
+	student.Kill()
 	held := s.checkpointed("alice")
 	r := s.student(nil, "--ids", "alice", "--report", report)
 	if r.code != 0 {
@@ -457,10 +457,10 @@ func TestLargeReportSurvivesKilledStudentAndBoard(t *testing.T) {
 	// restart the retry succeeds.
 	student = s.startStudent("--ids", "bob", "--report", report)
 	s.waitCheckpoint("bob", size/2, student)
-	s.board.kill()
+	s.board.Kill()
 	select {
-	case <-student.exited:
-		if student.cmd.ProcessState.ExitCode() == 0 {
+	case <-student.Exited():
+		if student.ExitCode() == 0 {
 			t.Error("the student exited 0 although the board died mid-upload")
 		}
 	case <-time.After(time.Minute):
@@ -471,7 +471,7 @@ func TestLargeReportSurvivesKilledStudentAndBoard(t *testing.T) {
 			t.Errorf("a partial upload of bob is listed: %+v", sub)
 		}
 	}
-	s.board = s.start("board", "--ca-addr", s.ca.addr)
+	s.board = s.start("board", "--ca-addr", s.ca.Addr)
 	r = s.student(nil, "--ids", "bob", "--report", report)
 	if r.code != 0 {
 		t.Fatalf("retry after the board restart: exit %d\n%s", r.code, r.stderr)

@@ -70,7 +70,7 @@ func TestCARootPersistsAndIsNeverRegenerated(t *testing.T) {
 	if keys.FingerprintHex(root1) != keys.FingerprintHex(root2) {
 		t.Errorf("root after restart: got %s want %s", keys.FingerprintHex(root2), keys.FingerprintHex(root1))
 	}
-	if n := ca.logged("STEP 0"); n != 1 {
+	if n := ca.Logged("STEP 0"); n != 1 {
 		t.Errorf("STEP 0 lines: got %d want 1", n)
 	}
 	ca.stop()
@@ -96,7 +96,7 @@ func TestCAEnrollsThreeStudentsThatOpenSSLVerifies(t *testing.T) {
 	sids := []string{"1155000001", "1155000002", "1155000003"}
 	for _, sid := range sids {
 		out := in.path("students", sid)
-		r := in.mustRun(nil, "enroll", "--sid", sid, "--out", out, "--ca-addr", ca.addr)
+		r := in.mustRun(nil, "enroll", "--sid", sid, "--out", out, "--ca-addr", ca.Addr)
 		if got, want := r.stdout, sid+" sign finished\n"; got != want {
 			t.Errorf("enroll %s stdout: got %q want %q", sid, got, want)
 		}
@@ -117,7 +117,7 @@ func TestCAEnrollsThreeStudentsThatOpenSSLVerifies(t *testing.T) {
 			}
 		}
 	}
-	if n := ca.logged("STEP 2"); n != len(sids) {
+	if n := ca.Logged("STEP 2"); n != len(sids) {
 		t.Errorf("CA STEP 2 lines: got %d want %d", n, len(sids))
 	}
 	r := in.mustRun(nil, "certs", "--json")
@@ -153,7 +153,7 @@ func TestCAEnrollsOpenSSLRequests(t *testing.T) {
 			if out, err := openssl(t, args...); err != nil {
 				t.Fatalf("openssl req: %v\n%s", err, out)
 			}
-			r := in.mustRun(nil, "enroll", "--sid", sid, "--csr", csr, "--key", key, "--out", dir, "--ca-addr", ca.addr)
+			r := in.mustRun(nil, "enroll", "--sid", sid, "--csr", csr, "--key", key, "--out", dir, "--ca-addr", ca.Addr)
 			if !strings.Contains(r.stdout, sid+" sign finished") {
 				t.Errorf("stdout: got %q", r.stdout)
 			}
@@ -239,7 +239,7 @@ func TestCARefusalsEachHaveTheirCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca := in.start("ca")
-	wc := dialCA(t, ca.addr)
+	wc := dialCA(t, ca.Addr)
 
 	good := func(sid string) *wire.EnrollRequest {
 		return &wire.EnrollRequest{Profile: wire.ProfileStudent, SID: sid, CSR: makeCSR(t, ecKey(t), sid), Token: in.token(t, "--sid", sid)}
@@ -289,7 +289,7 @@ func TestCARefusalsEachHaveTheirCode(t *testing.T) {
 	}
 
 	t.Run("frame over the size limit", func(t *testing.T) {
-		c, err := net.DialTimeout("tcp", ca.addr, 5*time.Second)
+		c, err := net.DialTimeout("tcp", ca.Addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +309,7 @@ func TestCARefusalsEachHaveTheirCode(t *testing.T) {
 		if _, err := wire.ReadFrame(c, wire.DefaultMaxFrame, nil); err == nil {
 			t.Error("the CA kept the connection open after a frame over the limit")
 		}
-		if got := rawEnroll(t, dialCA(t, ca.addr), good("1155000005")); got != 0 {
+		if got := rawEnroll(t, dialCA(t, ca.Addr), good("1155000005")); got != 0 {
 			t.Errorf("good request after an oversized frame: got code %v", got)
 		}
 	})
@@ -320,7 +320,7 @@ func TestCARevocationAppearsInCRL(t *testing.T) {
 	in := newInstall(t, nil)
 	ca := in.start("ca")
 	out := in.path("students", "a")
-	in.mustRun(nil, "enroll", "--sid", "alice", "--out", out, "--ca-addr", ca.addr)
+	in.mustRun(nil, "enroll", "--sid", "alice", "--out", out, "--ca-addr", ca.Addr)
 	cert, err := keys.ReadCertificate(filepath.Join(out, "cert.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +331,7 @@ func TestCARevocationAppearsInCRL(t *testing.T) {
 		t.Errorf("revoke stdout: %q", r.stdout)
 	}
 	// The CRL as any client fetches it over the wire.
-	data, err := caclient.Fetch(context.Background(), ca.addr, "crl.pem", t.TempDir())
+	data, err := caclient.Fetch(context.Background(), ca.Addr, "crl.pem", t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +390,7 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
 				res, err := caclient.Enroll(ctx, caclient.EnrollOptions{
-					Addr: ca.addr, SID: sid, Key: ecKey(t), OutDir: filepath.Join(in.dir, "crash", sid),
+					Addr: ca.Addr, SID: sid, Key: ecKey(t), OutDir: filepath.Join(in.dir, "crash", sid),
 				})
 				if err != nil {
 					return // killed mid-way: the client got nothing
@@ -409,7 +409,7 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 			t.Fatal("no client enrolled within 15s")
 		}
 		time.Sleep(time.Duration(mrand.IntN(30)) * time.Millisecond)
-		ca.kill()
+		ca.Kill()
 		wg.Wait()
 		for serial, sid := range got {
 			if prev, dup := received[serial]; dup {
@@ -440,7 +440,7 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 	}
 	t.Logf("%d certificates received by clients, %d stored (a stored one may not have reached its client)", len(received), len(stored))
 	// The CA works again after the crashes.
-	in.mustRun(nil, "enroll", "--sid", "after-crash", "--out", in.path("after"), "--ca-addr", ca.addr)
+	in.mustRun(nil, "enroll", "--sid", "after-crash", "--out", in.path("after"), "--ca-addr", ca.Addr)
 }
 
 func TestEnrollChecksTheRoot(t *testing.T) {
@@ -489,7 +489,7 @@ func TestEnrollChecksTheRoot(t *testing.T) {
 				fp, _ = hex.DecodeString(strings.ReplaceAll(tt.fingerprint, ":", ""))
 			}
 			_, err := caclient.Enroll(context.Background(), caclient.EnrollOptions{
-				Addr: ca.addr, SID: fmt.Sprintf("root-check-%d", i), KeyAlgorithm: "ecdsa-p256", OutDir: out, RootFingerprint: fp,
+				Addr: ca.Addr, SID: fmt.Sprintf("root-check-%d", i), KeyAlgorithm: "ecdsa-p256", OutDir: out, RootFingerprint: fp,
 			})
 			switch {
 			case tt.wantErr == "" && err != nil:

@@ -80,7 +80,7 @@ func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if op.enroll {
-		res, err := caclient.Enroll(ctx, caclient.EnrollOptions{Addr: s.ca.addr, SID: op.sid, Key: ecKey(s.t), OutDir: s.path("chaos", op.sid)})
+		res, err := caclient.Enroll(ctx, caclient.EnrollOptions{Addr: s.ca.Addr, SID: op.sid, Key: ecKey(s.t), OutDir: s.path("chaos", op.sid)})
 		if err != nil {
 			return err
 		}
@@ -94,7 +94,7 @@ func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 	l.sent[sum] = int64(len(op.content))
 	l.mu.Unlock()
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", s.board.addr)
+	nc, err := d.DialContext(ctx, "tcp", s.board.Addr)
 	if err != nil {
 		return err
 	}
@@ -188,8 +188,8 @@ func TestChaosKillUnderLoad(t *testing.T) {
 	in := newInstall(t, nil)
 	s := &system{install: in}
 	s.ca = in.start("ca", "--log-level", "info")
-	s.board = in.start("board", "--ca-addr", s.ca.addr, "--log-level", "info")
-	caAddr, boardAddr := s.ca.addr, s.board.addr
+	s.board = in.start("board", "--ca-addr", s.ca.Addr, "--log-level", "info")
+	caAddr, boardAddr := s.ca.Addr, s.board.Addr
 
 	l := &chaosLedger{certs: map[string]string{}, receipts: map[string]chaosReceipt{}, sent: map[[32]byte]int64{}, verified: map[string]bool{}}
 	var students []identity
@@ -249,7 +249,7 @@ func TestChaosKillUnderLoad(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rng.IntN(40)) * time.Millisecond)
 		d := map[string]*daemon{"ca": s.ca, "board": s.board}[victim]
-		d.kill()
+		d.Kill()
 		cancel()
 		waited := make(chan struct{})
 		go func() { wg.Wait(); close(waited) }()
@@ -264,7 +264,7 @@ func TestChaosKillUnderLoad(t *testing.T) {
 			s.ca = in.start("ca", "--log-level", "info", "--listen", caAddr)
 		} else {
 			s.board = in.start("board", "--log-level", "info", "--listen", boardAddr, "--ca-addr", caAddr)
-			orphans += s.board.logged("removed content files a crash left unindexed")
+			orphans += s.board.Logged("removed content files a crash left unindexed")
 		}
 		certs, subs := s.check(t, l, fmt.Sprintf("iteration %d (%s killed)", it, victim))
 
@@ -294,7 +294,7 @@ func TestChaosKillUnderLoad(t *testing.T) {
 	// The stores open cleanly offline too, and say the same.
 	for _, d := range []*daemon{s.board, s.ca} {
 		if code := d.stop(); code != 0 {
-			t.Errorf("%s exit after SIGTERM: %d", d.role, code)
+			t.Errorf("%s exit after SIGTERM: %d", d.Name, code)
 		}
 	}
 	st, err := board.Open(in.path("data", "board"))

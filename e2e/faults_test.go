@@ -81,7 +81,7 @@ func (in *install) inNamespace(d *daemon, args ...string) result {
 	in.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	argv := append([]string{"-t", fmt.Sprint(d.cmd.Process.Pid), "-m", bin, "--config", in.config}, args...)
+	argv := append([]string{"-t", fmt.Sprint(d.Cmd.Process.Pid), "-m", bin, "--config", in.config}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", argv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -152,11 +152,11 @@ func TestReadOnlyDataDir(t *testing.T) {
 	// An installation with data: a CA, a board, a submission.
 	s := &system{install: in}
 	s.ca = in.start("ca")
-	s.board = in.start("board", "--ca-addr", s.ca.addr)
+	s.board = in.start("board", "--ca-addr", s.ca.Addr)
 	if r := s.student(nil, "--ids", "alice"); r.code != 0 {
 		t.Fatalf("student: %d\n%s", r.code, r.stderr)
 	}
-	caAddr, boardAddr := s.ca.addr, s.board.addr
+	caAddr, boardAddr := s.ca.Addr, s.board.Addr
 	s.board.stop()
 	s.ca.stop()
 	before := map[string]map[string]string{"ca": treeDigest(t, caDir), "board": treeDigest(t, boardDir)}
@@ -225,12 +225,12 @@ func TestDiskFullMidUpload(t *testing.T) {
 	if err := os.MkdirAll(boardDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	b, err := in.tryStartWith(smallDisk(boardDir, "16m"), "board", "--ca-addr", s.ca.addr)
+	b, err := in.tryStartWith(smallDisk(boardDir, "16m"), "board", "--ca-addr", s.ca.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.board = b
-	view := fmt.Sprintf("/proc/%d/root%s", b.cmd.Process.Pid, boardDir) // the board's own view of its data directory
+	view := fmt.Sprintf("/proc/%d/root%s", b.Cmd.Process.Pid, boardDir) // the board's own view of its data directory
 
 	if r := s.student(nil, "--ids", "alice"); r.code != 0 {
 		t.Fatalf("student before the fault: %d\n%s", r.code, r.stderr)
@@ -270,8 +270,8 @@ func TestDiskFullMidUpload(t *testing.T) {
 	}
 	verify(first[0].ID)
 	select {
-	case <-b.exited:
-		t.Fatalf("the board died when its disk filled: %v", b.waitErr)
+	case <-b.Exited():
+		t.Fatalf("the board died when its disk filled: %v", b.Err())
 	default:
 	}
 
@@ -294,7 +294,7 @@ func TestDiskFullMidUpload(t *testing.T) {
 	// read-only), then writable again (the bind mount goes).
 	remount := func(script string) {
 		t.Helper()
-		out, err := exec.Command("nsenter", "-t", fmt.Sprint(b.cmd.Process.Pid), "-m", "sh", "-c", script, "sh", boardDir).CombinedOutput()
+		out, err := exec.Command("nsenter", "-t", fmt.Sprint(b.Cmd.Process.Pid), "-m", "sh", "-c", script, "sh", boardDir).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", script, err, out)
 		}
@@ -319,7 +319,7 @@ func TestDiskFullMidUpload(t *testing.T) {
 	for _, id := range []string{"000001", "000002", "000003"} {
 		verify(id)
 	}
-	if n := b.logged("panic"); n != 0 {
+	if n := b.Logged("panic"); n != 0 {
 		t.Errorf("the board logged %d panics", n)
 	}
 }
@@ -334,8 +334,8 @@ func TestCAUnreachableFromBoard(t *testing.T) {
 	in := newInstall(t, map[string]string{"ca": `crl_validity = "8s"`, "board": `crl_refresh = "1s"`})
 	s := &system{install: in}
 	s.ca = in.start("ca")
-	s.board = in.start("board", "--ca-addr", s.ca.addr)
-	caAddr, boardAddr := s.ca.addr, s.board.addr
+	s.board = in.start("board", "--ca-addr", s.ca.Addr)
+	caAddr, boardAddr := s.ca.Addr, s.board.Addr
 	submit := func(what string) result {
 		t.Helper()
 		r := s.student(nil, "--ids", "alice")
@@ -352,15 +352,15 @@ func TestCAUnreachableFromBoard(t *testing.T) {
 	waitLog := func(d *daemon, msg string, atLeast int) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
-		for d.logged(msg) < atLeast {
+		for d.Logged(msg) < atLeast {
 			if time.Now().After(deadline) {
-				t.Fatalf("the %s did not log %q within 20s", d.role, msg)
+				t.Fatalf("the %s did not log %q within 20s", d.Name, msg)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 
-	s.ca.kill()
+	s.ca.Kill()
 	waitLog(s.board, "CRL refresh failed; keeping the one held", 1)
 	if r := submit("CA gone, CRL still current"); r.code != 0 {
 		t.Errorf("student with the CA gone and a current CRL: %s", r.stderr)
@@ -382,11 +382,11 @@ func TestCAUnreachableFromBoard(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "refused (crl-unavailable)") || !strings.Contains(r.stderr, "expired at") {
 		t.Errorf("student with the board's CRL expired: exit %d, stderr:\n%s\nwant crl-unavailable", r.code, r.stderr)
 	}
-	if s.board.logged("session refused: no current CRL") == 0 {
+	if s.board.Logged("session refused: no current CRL") == 0 {
 		t.Error("the board did not log why it refused")
 	}
 
-	installed := s.board.logged("CRL installed")
+	installed := s.board.Logged("CRL installed")
 	s.ca = in.start("ca", "--listen", caAddr)
 	waitLog(s.board, "CRL installed", installed+1)
 	if r := submit("the CA is back"); r.code != 0 {
@@ -407,15 +407,11 @@ func TestCAUnreachableFromBoard(t *testing.T) {
 // loggedAt reports whether d logged a record at level whose text (message
 // or error) contains substr.
 func (d *daemon) loggedAt(level, substr string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for _, r := range d.records {
+	for _, r := range d.Since(0) {
 		if r["level"] != level {
 			continue
 		}
-		msg, _ := r["msg"].(string)
-		e, _ := r["error"].(string)
-		if strings.Contains(msg, substr) || strings.Contains(e, substr) {
+		if strings.Contains(r.Msg(), substr) || strings.Contains(r.Str("error"), substr) {
 			return true
 		}
 	}

@@ -4,21 +4,18 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"pkiboard/internal/proc"
 )
 
 // bin is the pkiboard executable built once for the whole package.
@@ -72,21 +69,8 @@ func newInstall(t *testing.T, extra map[string]string) *install {
 			t.Logf("kept %s for inspection", dir)
 		}
 	})
-	sections := map[string]string{
-		"log":     "level = \"debug\"\nformat = \"json\"\n",
-		"ca":      "listen = \"127.0.0.1:0\"\n",
-		"board":   "listen = \"127.0.0.1:0\"\n",
-		"student": "",
-	}
-	for k, v := range extra {
-		sections[k] += v + "\n"
-	}
-	var b strings.Builder
-	for _, s := range []string{"log", "ca", "board", "student"} {
-		fmt.Fprintf(&b, "[%s]\n%s\n", s, sections[s])
-	}
 	cfg := filepath.Join(dir, "pkiboard.toml")
-	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(proc.Config("debug", extra)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return &install{t: t, dir: dir, config: cfg}
@@ -139,18 +123,10 @@ func (in *install) mustRun(env []string, args ...string) result {
 	return r
 }
 
-// daemon is a running pkiboard CA or board process.
+// daemon is a running pkiboard process (a CA, a board, a student) of a test.
 type daemon struct {
-	t    *testing.T
-	role string
-	cmd  *exec.Cmd
-	addr string // where it listens, read from its log
-
-	mu      sync.Mutex
-	records []map[string]any // its JSON log records so far
-	logBuf  bytes.Buffer
-	exited  chan struct{}
-	waitErr error
+	*proc.Proc // Addr is where a CA or a board listens
+	t          *testing.T
 }
 
 // start runs a daemon with the installation's config and waits until it logs
@@ -174,102 +150,26 @@ func (in *install) tryStart(role string, args ...string) (*daemon, error) {
 // prefix is empty.
 func (in *install) tryStartWith(prefix []string, role string, args ...string) (*daemon, error) {
 	argv := append(append(slices.Clone(prefix), bin, "--config", in.config, "--role="+role), args...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	stderr, err := cmd.StderrPipe()
+	p, err := proc.Start(role, exec.Command(argv[0], argv[1:]...))
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout = io.Discard
-	d := &daemon{t: in.t, role: role, cmd: cmd, exited: make(chan struct{})}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	listening := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Bytes()
-			var rec map[string]any
-			d.mu.Lock()
-			d.logBuf.Write(line)
-			d.logBuf.WriteByte('\n')
-			if json.Unmarshal(line, &rec) == nil {
-				d.records = append(d.records, rec)
-			}
-			d.mu.Unlock()
-			if msg, _ := rec["msg"].(string); strings.HasSuffix(msg, " listening") {
-				if addr, ok := rec["addr"].(string); ok {
-					select {
-					case listening <- addr:
-					default:
-					}
-				}
-			}
-		}
-	}()
-	go func() {
-		d.waitErr = cmd.Wait()
-		close(d.exited)
-	}()
+	d := &daemon{Proc: p, t: in.t}
 	in.t.Cleanup(func() {
 		d.stop()
 		if in.t.Failed() {
-			in.t.Logf("%s log:\n%s", role, d.log())
+			in.t.Logf("%s log:\n%s", role, d.Log())
 		}
 	})
-	select {
-	case d.addr = <-listening:
-		return d, nil
-	case <-d.exited:
-		return nil, fmt.Errorf("%s exited before listening: %v\n%s", role, d.waitErr, d.log())
-	case <-time.After(30 * time.Second):
-		d.kill()
-		return nil, fmt.Errorf("%s did not start listening in 30s\n%s", role, d.log())
-	}
-}
-
-// log returns everything the daemon wrote to stderr so far.
-func (d *daemon) log() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.logBuf.String()
-}
-
-// logged reports how many log records have msg containing substr.
-func (d *daemon) logged(substr string) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n := 0
-	for _, r := range d.records {
-		if msg, _ := r["msg"].(string); strings.Contains(msg, substr) {
-			n++
-		}
-	}
-	return n
+	return d, nil
 }
 
 // stop sends SIGTERM and waits up to 20s for a clean exit, then kills. It
 // returns the exit code (-1 if killed).
 func (d *daemon) stop() int {
-	select {
-	case <-d.exited:
-		return d.cmd.ProcessState.ExitCode()
-	default:
+	code, clean := d.Stop(20 * time.Second)
+	if !clean {
+		d.t.Errorf("%s did not stop within 20s of SIGTERM", d.Name)
 	}
-	d.cmd.Process.Signal(syscall.SIGTERM) //nolint:errcheck // exits anyway
-	select {
-	case <-d.exited:
-		return d.cmd.ProcessState.ExitCode()
-	case <-time.After(20 * time.Second):
-		d.t.Errorf("%s did not stop within 20s of SIGTERM", d.role)
-		d.kill()
-		return -1
-	}
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (d *daemon) kill() {
-	d.cmd.Process.Kill() //nolint:errcheck // may be gone already
-	<-d.exited
+	return code
 }

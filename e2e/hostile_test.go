@@ -103,7 +103,7 @@ func (s *system) legitOut(sid string) (time.Duration, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--config", s.config, "--role=student",
-		"--ca-addr", s.ca.addr, "--board-addr", s.board.addr, "--ids", sid)
+		"--ca-addr", s.ca.Addr, "--board-addr", s.board.Addr, "--ids", sid)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
@@ -716,7 +716,7 @@ func TestHostileBattery(t *testing.T) {
 	in := newInstall(t, map[string]string{"ca": hostileLimits, "board": hostileLimits})
 	s := &system{install: in}
 	s.ca = in.start("ca", "--log-level", "info")
-	s.board = in.start("board", "--ca-addr", s.ca.addr, "--log-level", "info")
+	s.board = in.start("board", "--ca-addr", s.ca.Addr, "--log-level", "info")
 
 	// Warm up, then the legitimate student's latency before the battery.
 	if _, err := s.legit("warmup"); err != nil {
@@ -738,8 +738,8 @@ func TestHostileBattery(t *testing.T) {
 
 	caFrame := frameOf(t, &wire.EnrollRequest{Profile: 1, SID: "truncated", CSR: makeCSR(t, ecKey(t), "truncated")})
 	targets := []target{
-		{role: "ca", addr: s.ca.addr, valid: caFrame},
-		{role: "board", addr: s.board.addr, valid: helloWith(t, "alice", [][]byte{id.cert.Raw})},
+		{role: "ca", addr: s.ca.Addr, valid: caFrame},
+		{role: "board", addr: s.board.Addr, valid: helloWith(t, "alice", [][]byte{id.cert.Raw})},
 	}
 
 	// The legitimate student, over and over while the battery runs.
@@ -813,8 +813,8 @@ func TestHostileBattery(t *testing.T) {
 	<-legitDone
 	for _, d := range []*daemon{s.ca, s.board} {
 		select {
-		case <-d.exited:
-			t.Fatalf("the %s died during the battery: %v\n%s", d.role, d.waitErr, d.log())
+		case <-d.Exited():
+			t.Fatalf("the %s died during the battery: %v\n%s", d.Name, d.Err(), d.Log())
 		default:
 		}
 	}
@@ -882,8 +882,8 @@ func TestHostileBattery(t *testing.T) {
 	}
 	for _, d := range []*daemon{s.ca, s.board} {
 		// 976 refusals in a burst are a line or two of log, not 976.
-		if n := d.logged("refused busy"); n > 5 {
-			t.Errorf("the %s logged the refusals of the flood in %d lines", d.role, n)
+		if n := d.Logged("refused busy"); n > 5 {
+			t.Errorf("the %s logged the refusals of the flood in %d lines", d.Name, n)
 		}
 	}
 	if phase2Err != nil {
@@ -949,10 +949,10 @@ func TestHostileBattery(t *testing.T) {
 	}
 	for _, d := range []*daemon{s.board, s.ca} {
 		if code := d.stop(); code != 0 {
-			t.Errorf("%s exit after SIGTERM: %d", d.role, code)
+			t.Errorf("%s exit after SIGTERM: %d", d.Name, code)
 		}
-		if l := d.log(); strings.Contains(l, "panic") || strings.Contains(l, "DATA RACE") || strings.Contains(l, "fatal error") {
-			t.Errorf("%s log shows a crash or a race", d.role)
+		if l := d.Log(); strings.Contains(l, "panic") || strings.Contains(l, "DATA RACE") || strings.Contains(l, "fatal error") {
+			t.Errorf("%s log shows a crash or a race", d.Name)
 		}
 	}
 }

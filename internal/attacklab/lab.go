@@ -25,6 +25,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"pkiboard/internal/proc"
 )
 
 // Options configures a Lab.
@@ -40,7 +42,7 @@ type Lab struct {
 	opts      Options
 	dir       string
 	config    string
-	ca, board *proc
+	ca, board *proc.Proc
 	mallory   string          // directory holding mallory's cert.pem and key.pem
 	known     map[string]bool // the ids of the submissions the board held after the last row
 }
@@ -62,17 +64,7 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 		l.dir = dir
 	}
 	l.config = filepath.Join(l.dir, "pkiboard.toml")
-	cfg := `[log]
-level = "info"
-format = "json"
-
-[ca]
-listen = "127.0.0.1:0"
-
-[board]
-listen = "127.0.0.1:0"
-allow_rc4 = true
-`
+	cfg := proc.Config("info", map[string]string{"board": "allow_rc4 = true"})
 	if err := os.WriteFile(l.config, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -82,12 +74,12 @@ allow_rc4 = true
 		l.Close()
 		return nil, err
 	}
-	if l.board, err = startProc("board", opts.Bin, "--config", l.config, "--role=board", "--ca-addr", l.ca.addr); err != nil {
+	if l.board, err = startProc("board", opts.Bin, "--config", l.config, "--role=board", "--ca-addr", l.ca.Addr); err != nil {
 		l.Close()
 		return nil, err
 	}
 	l.mallory = filepath.Join(l.dir, mallory)
-	out, err := runCmd(ctx, opts.Bin, "--config", l.config, "enroll", "--sid", mallory, "--out", l.mallory, "--ca-addr", l.ca.addr)
+	out, err := runCmd(ctx, opts.Bin, "--config", l.config, "enroll", "--sid", mallory, "--out", l.mallory, "--ca-addr", l.ca.Addr)
 	if err == nil && out.code != 0 {
 		err = fmt.Errorf("exit %d: %s", out.code, out.stderr)
 	}
@@ -104,7 +96,7 @@ allow_rc4 = true
 	for _, s := range subs {
 		l.known[s.ID] = true
 	}
-	l.printf("CA on %s, board on %s; the adversary enrolled as %q", l.ca.addr, l.board.addr, mallory)
+	l.printf("CA on %s, board on %s; the adversary enrolled as %q", l.ca.Addr, l.board.Addr, mallory)
 	return l, nil
 }
 
@@ -112,10 +104,10 @@ allow_rc4 = true
 // asked to keep it. It returns an error if a daemon did not stop cleanly.
 func (l *Lab) Close() error {
 	var errs []error
-	for _, p := range []*proc{l.board, l.ca} {
+	for _, p := range []*proc.Proc{l.board, l.ca} {
 		if p != nil {
-			if code := p.stop(); code != 0 {
-				errs = append(errs, fmt.Errorf("the %s exited with %d", p.name, code))
+			if code := stop(p); code != 0 {
+				errs = append(errs, fmt.Errorf("the %s exited with %d", p.Name, code))
 			}
 		}
 	}
@@ -226,9 +218,9 @@ func (l *Lab) play(ctx context.Context, sc Scenario, sid string) (*evidence, err
 	if err := os.MkdirAll(rowDir, 0o700); err != nil {
 		return nil, err
 	}
-	boardMark := l.board.mark()
+	boardMark := l.board.Mark()
 
-	args := []string{"--config", l.config, "--role=adversary", "--listen", "127.0.0.1:0", "--upstream", l.board.addr, "--attack", sc.Attack}
+	args := []string{"--config", l.config, "--role=adversary", "--listen", "127.0.0.1:0", "--upstream", l.board.Addr, "--attack", sc.Attack}
 	if sc.WithCert {
 		args = append(args, "--cert", filepath.Join(l.mallory, "cert.pem"), "--key", filepath.Join(l.mallory, "key.pem"))
 	}
@@ -236,37 +228,37 @@ func (l *Lab) play(ctx context.Context, sc Scenario, sid string) (*evidence, err
 	if err != nil {
 		return nil, err
 	}
-	defer adv.kill()
+	defer adv.Kill()
 
 	studentArgs, err := l.studentSetup(rowDir, sc, sid)
 	if err != nil {
 		return nil, err
 	}
 	ev := &evidence{}
-	studentArgs = append(studentArgs, "--ca-addr", l.ca.addr, "--board-addr", adv.addr)
+	studentArgs = append(studentArgs, "--ca-addr", l.ca.Addr, "--board-addr", adv.Addr)
 	if ev.student, err = runCmd(ctx, l.opts.Bin, studentArgs...); err != nil {
 		return nil, err
 	}
 
 	// Wait (bounded) for the adversary to finish the connection, and for the
 	// board to log what it made of the row's sessions.
-	ev.finished = adv.waitFor(ctx, 0, finishTimeout, func(r record) bool {
-		return strings.HasSuffix(r.msg(), ": finished")
+	ev.finished = adv.WaitFor(ctx, 0, finishTimeout, func(r record) bool {
+		return strings.HasSuffix(r.Msg(), ": finished")
 	})
 	if sc.Expect.By == Board || sc.Expect.Stored > 0 {
-		l.board.waitFor(ctx, boardMark, settleTimeout, func(r record) bool {
+		l.board.WaitFor(ctx, boardMark, settleTimeout, func(r record) bool {
 			if sc.Expect.By == Board {
-				return r.str("code") == sc.Expect.Code.String()
+				return r.Str("code") == sc.Expect.Code.String()
 			}
-			return strings.HasPrefix(r.msg(), "STEP 6: MAC verified")
+			return strings.HasPrefix(r.Msg(), "STEP 6: MAC verified")
 		})
 	}
 	stopped := make(chan int, 1)
-	go func() { stopped <- adv.stop() }()
+	go func() { stopped <- stop(adv) }()
 	after, subErr := l.submissions(ctx)
 	ev.advExit = <-stopped
-	ev.adversary, ev.advLog = adv.since(0), adv.log()
-	ev.board = l.board.since(boardMark)
+	ev.adversary, ev.advLog = adv.Since(0), adv.Log()
+	ev.board = l.board.Since(boardMark)
 	for _, r := range ev.board {
 		line, _ := json.Marshal(r)
 		ev.bLog += string(line) + "\n"
@@ -336,8 +328,8 @@ func judge(r *Result, ev *evidence) {
 	// What the adversary did.
 	var did []string
 	for _, rec := range ev.adversary {
-		if rec.flag("action") {
-			did = append(did, strings.TrimPrefix(rec.msg(), "ATTACK "+r.Attack+": "))
+		if rec.Flag("action") {
+			did = append(did, strings.TrimPrefix(rec.Msg(), "ATTACK "+r.Attack+": "))
 		}
 	}
 	r.Did = strings.Join(did, "; ")
@@ -364,16 +356,16 @@ func judge(r *Result, ev *evidence) {
 		}
 		succeeded = append(succeeded, fmt.Sprintf("the board stored %d submission(s), want %d: %s", n, exp.Stored, strings.Join(what, ", ")))
 	}
-	if n := fin.num("plaintext_found"); n > 0 {
+	if n := fin.Num("plaintext_found"); n > 0 {
 		succeeded = append(succeeded, fmt.Sprintf("the adversary found the message text or the SID %d times in what it relayed", n))
 	}
-	if fin.flag("keys_recovered") {
+	if fin.Flag("keys_recovered") {
 		succeeded = append(succeeded, "the adversary recovered the record keys")
 	}
-	if n := fin.num("plaintext_read"); n > 0 {
+	if n := fin.Num("plaintext_read"); n > 0 {
 		succeeded = append(succeeded, fmt.Sprintf("the adversary, playing the board, read %d bytes of the submission", n))
 	}
-	if strings.Contains(fin.str("replay_answers"), "Receipt") {
+	if strings.Contains(fin.Str("replay_answers"), "Receipt") {
 		succeeded = append(succeeded, "the board sent a receipt for the replayed session")
 	}
 
@@ -392,11 +384,11 @@ func judge(r *Result, ev *evidence) {
 	want := exp.Code.String()
 	var boardOwn, boardHeard []string
 	for _, rec := range ev.board {
-		code := rec.str("code")
+		code := rec.Str("code")
 		if code == "" {
 			continue
 		}
-		if strings.Contains(rec.msg(), "the student refused") {
+		if strings.Contains(rec.Msg(), "the student refused") {
 			boardHeard = append(boardHeard, code)
 		} else {
 			boardOwn = append(boardOwn, code)
@@ -441,11 +433,11 @@ func outcome(r *Result, fin record) string {
 	switch r.Attack {
 	case "eavesdrop":
 		return fmt.Sprintf("%s: the message text found 0 times in %d bytes; the SID, certificates and the size (%d bytes) are visible",
-			r.Expect.Outcome, fin.num("bytes_searched"), fin.num("submission_bytes"))
+			r.Expect.Outcome, fin.Num("bytes_searched"), fin.Num("submission_bytes"))
 	case "steal-session-key":
-		return fmt.Sprintf("%s (%d candidates tried)", r.Expect.Outcome, fin.num("key_candidates"))
+		return fmt.Sprintf("%s (%d candidates tried)", r.Expect.Outcome, fin.Num("key_candidates"))
 	case "replay":
-		return fmt.Sprintf("%s; the board answered the replay with %s", r.Expect.Outcome, fin.str("replay_answers"))
+		return fmt.Sprintf("%s; the board answered the replay with %s", r.Expect.Outcome, fin.Str("replay_answers"))
 	}
 	return r.Expect.Outcome
 }
