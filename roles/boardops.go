@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"pkiboard/board"
@@ -161,11 +160,9 @@ func ListSubmissions(ctx context.Context, cfg *config.Config, asJSON bool, w io.
 		return fmt.Errorf("submissions: %w", err)
 	}
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(views)
+		return printJSON(w, views)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "ID\tSID\tNAME\tSIZE\tSHA-256\tSUITE\tRECEIVED")
 	for _, v := range views {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s…\t%s\t%s\n", v.ID, v.SID, v.Name, v.Size, v.SHA256[:16], v.Suite, v.Received.UTC().Format(time.DateTime))

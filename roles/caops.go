@@ -11,7 +11,6 @@ import (
 	"io"
 	"math/big"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"go.uber.org/zap"
@@ -173,11 +172,9 @@ func ListCertificates(ctx context.Context, cfg *config.Config, sid string, asJSO
 		return fmt.Errorf("certs: %w", err)
 	}
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(views)
+		return printJSON(w, views)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "SERIAL\tSID\tPROFILE\tEXPIRES\tSTATUS")
 	for _, v := range views {
 		status := v.Status
@@ -236,7 +233,7 @@ func PrintCRL(ctx context.Context, cfg *config.Config, asPEM bool, w io.Writer) 
 	}
 	fmt.Fprintf(w, "CRL number %s, issued %s, next update %s, %d revoked\n",
 		crl.Number, crl.ThisUpdate.UTC().Format(time.RFC3339), crl.NextUpdate.UTC().Format(time.RFC3339), len(crl.RevokedCertificateEntries))
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	if len(crl.RevokedCertificateEntries) > 0 {
 		fmt.Fprintln(tw, "SERIAL\tREVOKED\tREASON")
 	}

@@ -13,7 +13,6 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"pkiboard/config"
@@ -132,11 +131,9 @@ func DaemonStats(ctx context.Context, cfg *config.Config, role string, asJSON bo
 		return fmt.Errorf("stats: %w", err)
 	}
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return printJSON(w, st)
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintf(tw, "%s\tpid %d, up %s\n", st.Role, st.PID, time.Since(st.Started).Round(time.Second))
 	fmt.Fprintf(tw, "goroutines\t%d\n", st.Goroutines)
 	fmt.Fprintf(tw, "heap in use\t%s (after GC)\n", mib(st.HeapInuse))
