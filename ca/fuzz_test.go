@@ -9,7 +9,6 @@ import (
 	"encoding/asn1"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"pkiboard/internal/fuzzseed"
 	"pkiboard/keys"
 	"pkiboard/wire"
 )
@@ -120,22 +120,16 @@ func mustMarshal(tb testing.TB, v any) []byte {
 // holds every seed; -update writes it. The CSRs made here are signed with a
 // fresh key, so the files are compared by name, not content.
 func TestFuzzCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzEnrollCheck")
+	seeds := map[string][]any{}
 	for name, s := range enrollSeeds(t) {
-		path := filepath.Join(dir, name)
-		if *update {
-			body := fmt.Sprintf("go test fuzz v1\nuint8(%d)\nstring(%q)\n[]byte(%q)\nstring(%q)\n", s.profile, s.sid, s.csr, s.token)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := os.Stat(path); err != nil {
-			t.Errorf("%v (run go test -run TestFuzzCorpus -update)", err)
+		seeds[name] = []any{s.profile, s.sid, s.csr, s.token}
+	}
+	if *update {
+		if err := fuzzseed.Write("FuzzEnrollCheck", seeds); err != nil {
+			t.Fatal(err)
 		}
 	}
+	fuzzseed.Check(t, "FuzzEnrollCheck", seeds, false, "run go test ./ca -run TestFuzzCorpus -update")
 }
 
 // enrollmentCodes are the codes an enrollment refusal may carry.

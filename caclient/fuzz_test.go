@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"flag"
-	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"pkiboard/internal/fuzzseed"
 	"pkiboard/keys"
 	"pkiboard/wire"
 )
@@ -153,20 +153,15 @@ func TestFuzzCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		write := func(target, name, body string) {
-			dir := filepath.Join("testdata", "fuzz", target)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, name), []byte("go test fuzz v1\n"+body), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		enrollSeeds := map[string][]any{}
 		for name, s := range enroll {
-			write("FuzzEnrollResponse", name, fmt.Sprintf("[]byte(%q)\n[]byte(%q)\n", s[0], s[1]))
+			enrollSeeds[name] = []any{s[0], s[1]}
 		}
-		for name, s := range crls {
-			write("FuzzParseCRL", name, fmt.Sprintf("[]byte(%q)\n", s))
+		if err := fuzzseed.Write("FuzzEnrollResponse", enrollSeeds); err != nil {
+			t.Fatal(err)
+		}
+		if err := fuzzseed.Write("FuzzParseCRL", fuzzseed.Bytes(crls)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	root, cert := loadFixtures(t)
@@ -194,18 +189,17 @@ func TestFuzzCorpus(t *testing.T) {
 // readSeed decodes a seed file of []byte arguments.
 func readSeed(tb testing.TB, path string) [][]byte {
 	tb.Helper()
-	data, err := os.ReadFile(path)
+	values, err := fuzzseed.Read(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")[1:]
-	var args [][]byte
-	for _, l := range lines {
-		var s string
-		if _, err := fmt.Sscanf(strings.TrimSuffix(strings.TrimPrefix(l, "[]byte("), ")"), "%q", &s); err != nil {
-			tb.Fatalf("%s: %v", path, err)
+	args := make([][]byte, len(values))
+	for i, v := range values {
+		b, ok := v.([]byte)
+		if !ok {
+			tb.Fatalf("%s: argument %d is a %T, not []byte", path, i+1, v)
 		}
-		args = append(args, []byte(s))
+		args[i] = b
 	}
 	return args
 }

@@ -2,13 +2,13 @@ package config
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"pkiboard/internal/fuzzseed"
 	"pkiboard/session"
 )
 
@@ -62,27 +62,13 @@ func fileSeeds(tb testing.TB) [][]byte {
 
 // TestFuzzCorpus checks (or, with -update, writes) the committed seed corpus.
 func TestFuzzCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzParse")
-	for name, seed := range parseSeeds() {
-		path := filepath.Join(dir, name)
-		want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", seed)
-		if *update {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Errorf("%v (run go test -run TestFuzzCorpus -update)", err)
-			continue
-		}
-		if string(got) != want {
-			t.Errorf("%s is out of date (run go test -run TestFuzzCorpus -update)", path)
+	seeds := fuzzseed.Bytes(parseSeeds())
+	if *update {
+		if err := fuzzseed.Write("FuzzParse", seeds); err != nil {
+			t.Fatal(err)
 		}
 	}
+	fuzzseed.Check(t, "FuzzParse", seeds, true, "run go test ./config -run TestFuzzCorpus -update")
 }
 
 // FuzzParse feeds arbitrary bytes to Parse. Whatever it accepts, the roles use

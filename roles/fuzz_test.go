@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"pkiboard/internal/fuzzseed"
 	"pkiboard/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -200,11 +201,8 @@ func TestFuzzCorpus(t *testing.T) {
 		if err := os.WriteFile(receiptRootFile, keys.EncodeCertificatePEM(root.Raw), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		for name, seed := range seeds {
-			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", seed)
-			if err := os.WriteFile(filepath.Join(receiptCorpusDir, name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
+		if err := fuzzseed.Write("FuzzReceiptFile", fuzzseed.Bytes(seeds)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	pool := loadReceiptRoot(t)
@@ -224,20 +222,18 @@ func TestFuzzCorpus(t *testing.T) {
 // readCorpusBytes decodes a one-[]byte seed file of the go fuzz corpus format.
 func readCorpusBytes(tb testing.TB, path string) []byte {
 	tb.Helper()
-	data, err := os.ReadFile(path)
+	values, err := fuzzseed.Read(path)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	body, ok := strings.CutPrefix(string(data), "go test fuzz v1\n[]byte(")
-	body, ok2 := strings.CutSuffix(body, ")\n")
-	if !ok || !ok2 {
+	if len(values) != 1 {
 		tb.Fatalf("%s is not a []byte seed", path)
 	}
-	var s string
-	if _, err := fmt.Sscanf(body, "%q", &s); err != nil {
-		tb.Fatalf("%s: %v", path, err)
+	b, ok := values[0].([]byte)
+	if !ok {
+		tb.Fatalf("%s is not a []byte seed", path)
 	}
-	return []byte(s)
+	return b
 }
 
 // verifyReceiptBytes is what verify-receipt does with a receipt file, minus

@@ -7,15 +7,13 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"pkiboard/internal/fuzzseed"
 	"pkiboard/wire"
 )
 
@@ -320,45 +318,6 @@ func sortedSeeds(seeds map[string][]any) [][]any {
 	return out
 }
 
-// corpusFile is the content of a seed file for the values of one input.
-func corpusFile(values []any) string {
-	var b strings.Builder
-	b.WriteString("go test fuzz v1\n")
-	for _, v := range values {
-		switch v := v.(type) {
-		case []byte:
-			fmt.Fprintf(&b, "[]byte(%q)\n", v)
-		case bool:
-			fmt.Fprintf(&b, "bool(%v)\n", v)
-		}
-	}
-	return b.String()
-}
-
-// parseCorpusFile reads back what corpusFile wrote.
-func parseCorpusFile(s string) ([]any, error) {
-	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
-	if len(lines) == 0 || lines[0] != "go test fuzz v1" {
-		return nil, errors.New("not a corpus file")
-	}
-	var out []any
-	for _, l := range lines[1:] {
-		switch {
-		case strings.HasPrefix(l, "[]byte(") && strings.HasSuffix(l, ")"):
-			v, err := strconv.Unquote(l[len("[]byte(") : len(l)-1])
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, []byte(v))
-		case l == "bool(true)", l == "bool(false)":
-			out = append(out, l == "bool(true)")
-		default:
-			return nil, fmt.Errorf("cannot read line %q", l)
-		}
-	}
-	return out, nil
-}
-
 // TestFuzzCorpus writes (with -update) or checks the committed seed corpora.
 // The handshake seeds hold signatures and encryptions made with fresh
 // randomness, so they are not compared byte for byte: instead the committed
@@ -370,45 +329,29 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzClientHandshake": clientHandshakeSeeds(t),
 		"FuzzOpenRecord":      openRecordSeeds(t),
 	}
+	const how = "run go test ./session -run TestFuzzCorpus -update"
 	for target, seeds := range targets {
-		dir := filepath.Join("testdata", "fuzz", target)
-		for name, values := range seeds {
-			path := filepath.Join(dir, name)
-			if *update {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(corpusFile(values)), 0o644); err != nil {
-					t.Fatal(err)
-				}
+		if *update {
+			if err := fuzzseed.Write(target, seeds); err != nil {
+				t.Fatal(err)
 			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				t.Errorf("%v (run go test -run TestFuzzCorpus -update)", err)
-				continue
+		}
+		fuzzseed.Check(t, target, seeds, target == "FuzzOpenRecord", how)
+		path := filepath.Join(fuzzseed.Dir(target), "valid")
+		got, err := fuzzseed.Read(path)
+		if err != nil {
+			continue // FuzzOpenRecord has no "valid" seed; a missing file is reported above
+		}
+		switch target {
+		case "FuzzServerHandshake":
+			m := newMemConn(frame(got[0].([]byte)))
+			if _, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), fuzzServerConfig(t)); err != nil {
+				t.Errorf("%s no longer completes a handshake (%v): %s", path, err, how)
 			}
-			got, err := parseCorpusFile(string(b))
-			if err != nil {
-				t.Errorf("%s: %v", path, err)
-				continue
-			}
-			if target == "FuzzOpenRecord" && corpusFile(got) != corpusFile(values) {
-				t.Errorf("%s is out of date (run go test -run TestFuzzCorpus -update)", path)
-			}
-			if name != "valid" {
-				continue
-			}
-			switch target {
-			case "FuzzServerHandshake":
-				m := newMemConn(frame(got[0].([]byte)))
-				if _, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), fuzzServerConfig(t)); err != nil {
-					t.Errorf("%s no longer completes a handshake (%v): run go test -run TestFuzzCorpus -update", path, err)
-				}
-			case "FuzzClientHandshake":
-				m := newMemConn(append(frame(got[0].([]byte)), frame(got[1].([]byte))...))
-				if _, err := Client(wire.NewConn(m, wire.Options{}), fuzzClientConfig(t)); err != nil {
-					t.Errorf("%s no longer completes a handshake (%v): run go test -run TestFuzzCorpus -update", path, err)
-				}
+		case "FuzzClientHandshake":
+			m := newMemConn(append(frame(got[0].([]byte)), frame(got[1].([]byte))...))
+			if _, err := Client(wire.NewConn(m, wire.Options{}), fuzzClientConfig(t)); err != nil {
+				t.Errorf("%s no longer completes a handshake (%v): %s", path, err, how)
 			}
 		}
 	}

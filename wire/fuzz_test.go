@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"pkiboard/internal/fuzzseed"
 )
 
 // fuzzMaxFrame is the frame limit of FuzzReadFrame: small, so that the fuzzer
@@ -114,27 +114,12 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzFileHeader": fileHeaderSeeds(),
 		"FuzzReceive":    receiveSeeds(),
 	} {
-		dir := filepath.Join("testdata", "fuzz", target)
-		for name, seed := range seeds {
-			path := filepath.Join(dir, name)
-			want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", seed)
-			if *update {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := os.ReadFile(path)
-			if err != nil {
-				t.Errorf("%v (run go test -run TestFuzzCorpus -update)", err)
-				continue
-			}
-			if string(got) != want {
-				t.Errorf("%s is out of date (run go test -run TestFuzzCorpus -update)", path)
+		if *update {
+			if err := fuzzseed.Write(target, fuzzseed.Bytes(seeds)); err != nil {
+				t.Fatal(err)
 			}
 		}
+		fuzzseed.Check(t, target, fuzzseed.Bytes(seeds), true, "run go test ./wire -run TestFuzzCorpus -update")
 	}
 }
 
