@@ -200,9 +200,29 @@ func publicKeyEqual(a, b crypto.PublicKey) bool {
 // serverSettings are a ServerConfig's values with defaults applied.
 type serverSettings struct {
 	*ServerConfig
+	hooks
+}
+
+// hooks are a side's clock, randomness and logger, with their defaults
+// (time.Now, crypto/rand, no logging) where the config left them unset.
+type hooks struct {
 	now  func() time.Time
 	rand io.Reader
 	log  *zap.Logger
+}
+
+func newHooks(now func() time.Time, r io.Reader, log *zap.Logger) hooks {
+	h := hooks{now: now, rand: r, log: log}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.rand == nil {
+		h.rand = rand.Reader
+	}
+	if h.log == nil {
+		h.log = zap.NewNop()
+	}
+	return h
 }
 
 func (cfg *ServerConfig) settings() (*serverSettings, error) {
@@ -224,26 +244,14 @@ func (cfg *ServerConfig) settings() (*serverSettings, error) {
 	if _, err := signatureScheme(cfg.Key.Public()); err != nil {
 		return nil, fmt.Errorf("session: the board's key: %w", err)
 	}
-	s := &serverSettings{ServerConfig: cfg, now: cfg.Now, rand: cfg.Rand, log: cfg.Log}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.rand == nil {
-		s.rand = rand.Reader
-	}
-	if s.log == nil {
-		s.log = zap.NewNop()
-	}
-	return s, nil
+	return &serverSettings{ServerConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand, cfg.Log)}, nil
 }
 
 // clientSettings are a ClientConfig's values with defaults applied.
 type clientSettings struct {
 	*ClientConfig
+	hooks
 	suites []uint16
-	now    func() time.Time
-	rand   io.Reader
-	log    *zap.Logger
 	kt     uint8 // the key transport the student's key calls for
 }
 
@@ -267,7 +275,7 @@ func (cfg *ClientConfig) settings() (*clientSettings, error) {
 	case len(cfg.Suites) > wire.MaxSuites:
 		return nil, fmt.Errorf("session: ClientConfig.Suites has %d suites (at most %d)", len(cfg.Suites), wire.MaxSuites)
 	}
-	s := &clientSettings{ClientConfig: cfg, suites: cfg.Suites, now: cfg.Now, rand: cfg.Rand, log: cfg.Log}
+	s := &clientSettings{ClientConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand, cfg.Log), suites: cfg.Suites}
 	if len(s.suites) == 0 {
 		s.suites = []uint16{wire.SuiteAES256CTRHMACSHA256}
 	}
@@ -294,15 +302,6 @@ func (cfg *ClientConfig) settings() (*clientSettings, error) {
 		}
 	}
 	s.kt = kt
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.rand == nil {
-		s.rand = rand.Reader
-	}
-	if s.log == nil {
-		s.log = zap.NewNop()
-	}
 	return s, nil
 }
 
