@@ -78,8 +78,9 @@ PKIBOARD_TOKEN environment variable or --token-file, never from the command line
 			Usage:     "revoke a certificate by serial, or every certificate of a SID, and update the CRL",
 			UsageText: "pkiboard revoke (--serial HEX | --sid SID) [--reason REASON]",
 			Description: `REASON is an RFC 5280 reason: unspecified, keyCompromise, cACompromise,
-affiliationChanged, superseded, cessationOfOperation, certificateHold,
-privilegeWithdrawn or aACompromise (kebab-case works too, e.g. key-compromise).`,
+affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn or
+aACompromise (kebab-case works too, e.g. key-compromise). certificateHold is not
+supported: a revocation here is final.`,
 			Flags: append(commonFlags(),
 				&cli.StringFlag{Name: "serial", Usage: "the certificate's serial number in `HEX`"},
 				&cli.StringFlag{Name: "sid", Usage: "revoke every valid certificate of `SID`"},
