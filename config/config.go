@@ -244,10 +244,3 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 }
-
-// Exists reports whether path names an existing file; it lets callers tell a
-// missing default config from other errors.
-func Exists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
-}

@@ -1,6 +1,8 @@
 package roles
 
 import (
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"testing"
 
 	"pkiboard/config"
@@ -27,4 +29,29 @@ func TestTransferName(t *testing.T) {
 			t.Errorf("transferName(%q): got %q want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// TestRootPoolIsShared checks that sessions with the same root share one pool,
+// which the session's verified-chain cache is keyed by.
+func TestRootPoolIsShared(t *testing.T) {
+	k := fixtureKey(t)
+	rootA := fixtureCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "A"}, IsCA: true, BasicConstraintsValid: true}, nil, k.Public(), k)
+	rootB := fixtureCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "B"}, IsCA: true, BasicConstraintsValid: true}, nil, k.Public(), k)
+	var st student
+	a1, a2, b := st.rootPool(rootA), st.rootPool(rootA), st.rootPool(rootB)
+	if a1 != a2 {
+		t.Error("the same root gave two pools")
+	}
+	if a1 == b {
+		t.Error("two roots gave the same pool")
+	}
+	if !a1.Equal(certPoolOf(rootA)) || !b.Equal(certPoolOf(rootB)) {
+		t.Error("a pool does not hold exactly its root")
+	}
+}
+
+func certPoolOf(c *x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(c)
+	return p
 }

@@ -213,6 +213,28 @@ type student struct {
 	suites      []uint16
 	fingerprint []byte     // student.root_fingerprint, or nil
 	pinMu       sync.Mutex // held while a root is trusted on first use
+
+	poolMu sync.Mutex
+	pools  map[[32]byte]*x509.CertPool // one pool per root, see rootPool
+}
+
+// rootPool returns the pool holding root alone, the same pool for the same
+// root every time: the session's verified-chain cache is keyed by pool, so the
+// board's chain is verified once per student process, not once per session.
+func (st *student) rootPool(root *x509.Certificate) *x509.CertPool {
+	fp := keys.Fingerprint(root)
+	st.poolMu.Lock()
+	defer st.poolMu.Unlock()
+	if p, ok := st.pools[fp]; ok {
+		return p
+	}
+	if st.pools == nil {
+		st.pools = make(map[[32]byte]*x509.CertPool)
+	}
+	p := x509.NewCertPool()
+	p.AddCert(root)
+	st.pools[fp] = p
+	return p
 }
 
 // studentID is one SID's identity on this machine.
@@ -273,8 +295,7 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	roots := x509.NewCertPool()
-	roots.AddCert(id.root)
+	roots := st.rootPool(id.root)
 	sc, err := session.Client(wc, &session.ClientConfig{
 		SID:       sid,
 		Chain:     id.chain,

@@ -50,7 +50,7 @@ func parseChain(der [][]byte) ([]*x509.Certificate, *chainError) {
 	return certs, nil
 }
 
-// checkChain checks that certs[0] chains to roots through the others (only as
+// verifyChain checks that certs[0] chains to roots through the others (only as
 // candidate intermediates), is valid at now, has usage in its extended key
 // usage and is not a CA. It reports the first fault in the order of
 // PROTOCOL.md §5.1: a certificate that is both from an unknown CA and expired
@@ -58,14 +58,8 @@ func parseChain(der [][]byte) ([]*x509.Certificate, *chainError) {
 // expired.
 //
 // The successful path costs one x509 verification; only a failure pays for the
-// extra verifications that tell the faults apart.
-func checkChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) *chainError {
-	_, cerr := verifyChain(certs, roots, now, usage)
-	return cerr
-}
-
-// verifyChain is checkChain that also returns the verified chain, from the
-// leaf to a root.
+// extra verifications that tell the faults apart. It returns the verified
+// chain, from the leaf to a root.
 func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) ([]*x509.Certificate, *chainError) {
 	leaf := certs[0]
 	opts := x509.VerifyOptions{
@@ -146,7 +140,7 @@ type cachedChain struct {
 }
 
 // checkPeerChain parses and checks a peer's certificates (parseChain and
-// checkChain), answering from chainCache when the same bytes verified before.
+// verifyChain), answering from chainCache when the same bytes verified before.
 // The certificates returned are shared with other sessions: read only.
 func checkPeerChain(der [][]byte, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) ([]*x509.Certificate, *chainError) {
 	h := sha256.New()
