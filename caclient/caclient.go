@@ -188,13 +188,14 @@ func prepare(o *EnrollOptions, res *Result) ([]byte, crypto.PublicKey, error) {
 }
 
 // receivePEM receives one file the CA sends, which must be called name, and
-// returns its content. The file passes through a partial file in dir (so that a
-// broken transfer never leaves a half file under its real name) and is
-// acknowledged once durable there; the caller puts it in place after checking it.
+// returns its content. The file is held in memory and acknowledged once whole
+// and matching its SHA-256 (PROTOCOL.md §4); nothing is written under dir
+// until the caller has checked it and puts it in place.
 func receivePEM(wc *wire.Conn, dir, name string) ([]byte, error) {
 	r := wire.Receiver{
 		PartialDir: dir,
 		MaxSize:    maxPEM,
+		InMemory:   maxPEM,
 		Allow: func(got string) error {
 			if got != name {
 				return fmt.Errorf("the CA sent %q where %q was expected", got, name)
@@ -206,15 +207,10 @@ func receivePEM(wc *wire.Conn, dir, name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("receive %s: %w", name, err)
 	}
-	defer in.Discard() //nolint:errcheck // the content is read; the partial goes
-	data, err := os.ReadFile(in.Path())
-	if err != nil {
-		return nil, fmt.Errorf("receive %s: %w", name, err)
-	}
 	if err := wc.WriteMessage(&wire.FileAck{}); err != nil {
 		return nil, fmt.Errorf("receive %s: %w", name, err)
 	}
-	return data, nil
+	return in.Data(), nil
 }
 
 // check verifies what the CA sent before anything is put in place.
