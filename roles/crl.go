@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -85,6 +86,9 @@ func (k *crlKeeper) fetch(ctx context.Context) error {
 	k.mu.RLock()
 	held := k.crl
 	k.mu.RUnlock()
+	if held != nil && bytes.Equal(crl.Raw, held.Raw) {
+		return nil // the CRL held, already saved: nothing to write
+	}
 	if held != nil && crl.Number.Cmp(held.Number) < 0 {
 		return fmt.Errorf("the CA sent CRL number %s, older than the %s held; keeping the newer", crl.Number, held.Number)
 	}
