@@ -3,13 +3,8 @@ package session
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash"
-	"io"
-	"net"
-	"strings"
-	"syscall"
 
 	"pkiboard/wire"
 )
@@ -83,23 +78,16 @@ func decode[T wire.Message](payload []byte) (T, error) {
 // refusalFor turns a decoding error of package wire into the refusal it calls
 // for (malformed, unknown-message, unexpected-message).
 func refusalFor(err error) *wire.Refusal {
-	return &wire.Refusal{Code: wire.CodeFor(err), Text: strings.TrimPrefix(err.Error(), "wire: ")}
+	m := wire.ErrorMessage(err)
+	return &wire.Refusal{Code: m.Code, Text: m.Text}
 }
 
 // alert sends the peer, in plaintext, the Error that err calls for, and
 // returns err with the package prefix. Nothing is sent when the peer refused
 // (err is its *wire.Error) or is gone.
 func (h *handshakeIO) alert(err error) error {
-	if !peerGone(err) {
+	if !wire.PeerGone(err) {
 		_ = h.conn.WriteMessage(wire.ErrorMessage(err))
 	}
 	return fmt.Errorf("session: %w", err)
-}
-
-// peerGone reports whether err means that there is nobody to tell: the peer
-// refused first, or the connection is closed or broken.
-func peerGone(err error) bool {
-	var peer *wire.Error
-	return errors.As(err, &peer) || errors.Is(err, io.EOF) || errors.Is(err, wire.ErrTruncated) ||
-		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }

@@ -141,8 +141,7 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 	}
 	end, err := wire.Expect[*wire.SubmitEnd](c)
 	if err != nil {
-		var peer *wire.Error
-		if !errors.As(err, &peer) && !peerGone(err) {
+		if !wire.PeerGone(err) {
 			_ = c.WriteMessage(wire.ErrorMessage(err))
 		}
 		return nil, fmt.Errorf("session: waiting for SubmitEnd: %w", err)

@@ -3,10 +3,13 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"unicode"
 	"unicode/utf8"
 )
@@ -242,6 +245,15 @@ func (e *detailError) Unwrap() []error { return e.kinds }
 // that matches each of kinds.
 func detailf(kinds []error, format string, args ...any) error {
 	return &detailError{msg: "wire: " + fmt.Sprintf(format, args...), kinds: kinds}
+}
+
+// PeerGone reports whether err means there is nobody to answer: the peer
+// refused first (its *Error), or the connection ended (io.EOF, a truncated
+// frame) or is closed or broken.
+func PeerGone(err error) bool {
+	var peer *Error
+	return errors.As(err, &peer) || errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // bareText returns err's message without this package's "wire: " prefix, for use

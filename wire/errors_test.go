@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -172,5 +173,28 @@ func TestRefuseSendsOnlyWhatThePeerShouldHear(t *testing.T) {
 				t.Errorf("sent %v, want one Error with code %v", q.out, tc.want)
 			}
 		})
+	}
+}
+
+func TestPeerGone(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"the peer's Error", fmt.Errorf("session: %w", &Error{Code: CodeBusy}), true},
+		{"EOF", io.EOF, true},
+		{"truncated frame", fmt.Errorf("read: %w", ErrTruncated), true},
+		{"closed", &net.OpError{Op: "read", Err: net.ErrClosed}, true},
+		{"broken pipe", &net.OpError{Op: "write", Err: os.NewSyscallError("write", syscall.EPIPE)}, true},
+		{"reset", os.NewSyscallError("read", syscall.ECONNRESET), true},
+		{"malformed", detailf([]error{ErrMalformed}, "bad"), false},
+		{"a refusal of ours", Refusef(CodeBadVersion, "no"), false},
+		{"a timeout", os.ErrDeadlineExceeded, false},
+	}
+	for _, tt := range tests {
+		if got := PeerGone(tt.err); got != tt.want {
+			t.Errorf("%s: PeerGone(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -353,13 +352,10 @@ func peerError(rw MessageReadWriter, writeErr error) error {
 }
 
 // refuse sends the peer the Error message that err, an error about what the peer
-// sent or did, calls for, if any: none when the peer is gone (io.EOF, a
-// truncated frame, a broken connection) or has itself refused (a *Error). It is
-// best effort.
+// sent or did, calls for, if any: none when the peer is gone or has itself
+// refused (PeerGone). It is best effort.
 func refuse(rw MessageReadWriter, err error) {
-	var peer *Error
-	if errors.As(err, &peer) || errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) ||
-		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+	if PeerGone(err) {
 		return
 	}
 	code, ok := codeOf(err)
