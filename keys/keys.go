@@ -235,12 +235,22 @@ func FingerprintHex(cert *x509.Certificate) string {
 // file or the complete new one: it writes a temporary file in the same
 // directory with the given mode, fsyncs it, renames it over path, and fsyncs
 // the directory. The directory is created with mode 0700 if missing.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err := WriteFileDurable(path, data, mode); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// WriteFileDurable is WriteFileAtomic without the fsync of the directory and
+// without creating it: the content at path is durable, its name not yet. It
+// lets callers that place many files share one SyncDir.
+func WriteFileDurable(path string, data []byte, mode os.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}
@@ -266,7 +276,7 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("keys: %w", err)
 	}
-	return SyncDir(dir)
+	return nil
 }
 
 // SyncDir fsyncs a directory, making the names in it durable.

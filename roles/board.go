@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -141,7 +140,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
 		sc.WriteMessage(&wire.Error{Code: wire.CodeStorage, Text: fmt.Sprintf( //nolint:errcheck // closing
-			"the board could not store your submission (%s); nothing was accepted; try again later", storageReason(err))})
+			"the board could not store your submission (%s); nothing was accepted; try again later", wire.StorageReason(err))})
 		in.Discard() //nolint:errcheck // best effort
 		return
 	}
@@ -167,16 +166,6 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	if err != nil {
 		log.Warn("receipt not delivered (the submission is stored)", zap.String("id", rec.ID), zap.Error(err))
 	}
-}
-
-// storageReason names the kind of a storage failure for the student — "no
-// space left on device", "read-only file system" — without the board's paths.
-func storageReason(err error) string {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
-	}
-	return "I/O error"
 }
 
 // maxLoggedMessage bounds the message text the board copies into its log.

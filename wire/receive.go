@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+
+	"pkiboard/keys"
 )
 
 // File modes of what a Receiver creates.
@@ -30,7 +32,6 @@ const (
 const (
 	partSuffix       = ".part"
 	checkpointSuffix = ".ckpt"
-	tmpSuffix        = ".tmp"
 	checkpointFormat = "pkiboard partial v1 size=%d offset=%d\n"
 )
 
@@ -104,7 +105,7 @@ func (in *Incoming) CommitTo(dst string) error {
 	if err := in.Place(dst); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(dst)); err != nil {
+	if err := keys.SyncDir(filepath.Dir(dst)); err != nil {
 		return storageError(fmt.Sprintf("committing %q", in.Name), err)
 	}
 	return nil
@@ -117,7 +118,7 @@ func (in *Incoming) CommitTo(dst string) error {
 // memory is written to a temporary file beside dst, fsynced and renamed.
 func (in *Incoming) Place(dst string) error {
 	if in.path == "" {
-		if err := writeDurably(dst, in.data); err != nil {
+		if err := keys.WriteFileDurable(dst, in.data, fileMode); err != nil {
 			return storageError(fmt.Sprintf("committing %q", in.Name), err)
 		}
 		in.path, in.data = dst, nil
@@ -128,30 +129,6 @@ func (in *Incoming) Place(dst string) error {
 	}
 	in.path = dst
 	return in.removeCheckpoint()
-}
-
-// writeDurably writes data to a temporary file in dst's directory, fsyncs and
-// closes it, and renames it to dst.
-func writeDurably(dst string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*"+tmpSuffix)
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, dst)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
 }
 
 // Discard deletes the file (wherever it is now) and its checkpoint.
@@ -636,14 +613,19 @@ func (s *receiveState) discard() {
 // storageFailure answers the peer storage and returns err wrapped to match
 // ErrStorage. The peer learns the kind of failure but not the receiver's paths.
 func (s *receiveState) storageFailure(err error) error {
-	reason := "I/O error"
+	_ = s.rw.WriteMessage(&Error{Code: CodeStorage,
+		Text: fmt.Sprintf("the receiver could not store %q durably (%s); try again later", s.hdr.Name, StorageReason(err))})
+	return storageError(fmt.Sprintf("receiving %q", s.hdr.Name), err)
+}
+
+// StorageReason names the kind of a storage failure for a peer: the system
+// error's text ("no space left on device"), or "I/O error"; never a path.
+func StorageReason(err error) string {
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
-		reason = errno.Error()
+		return errno.Error()
 	}
-	_ = s.rw.WriteMessage(&Error{Code: CodeStorage,
-		Text: fmt.Sprintf("the receiver could not store %q durably (%s); try again later", s.hdr.Name, reason)})
-	return storageError(fmt.Sprintf("receiving %q", s.hdr.Name), err)
+	return "I/O error"
 }
 
 func storageError(op string, err error) error {
@@ -670,40 +652,8 @@ func readCheckpoint(path string, size int64) (off int64, exists bool, err error)
 	return gotOff, true, nil
 }
 
-// writeCheckpoint atomically replaces the checkpoint file at path: it writes and
-// fsyncs a temporary file, renames it into place and fsyncs the directory.
+// writeCheckpoint atomically replaces the checkpoint file at path (a
+// temporary file, fsynced, renamed into place, and the directory fsynced).
 func writeCheckpoint(path string, size, off int64) error {
-	tmp := path + tmpSuffix
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(f, checkpointFormat, size, off)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-// syncDir fsyncs a directory, making the names in it durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return keys.WriteFileAtomic(path, fmt.Appendf(nil, checkpointFormat, size, off), fileMode)
 }
