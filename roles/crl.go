@@ -148,8 +148,8 @@ func (k *crlKeeper) check(cert *x509.Certificate) error {
 		k.log.Warn("accepting a session without a current CRL (board.crl_stale = \"warn\")", zap.String("reason", why))
 	}
 	if e, ok := revoked[cert.SerialNumber.Text(16)]; ok {
-		return wire.Refusef(wire.CodeCertRevoked, "your certificate (serial %x) was revoked on %s; enroll again or ask the course staff",
-			cert.SerialNumber, e.RevocationTime.UTC().Format(time.RFC3339))
+		return wire.Refusef(wire.CodeCertRevoked, "your certificate (serial %s) was revoked on %s; enroll again or ask the course staff",
+			serialString(cert.SerialNumber), e.RevocationTime.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
