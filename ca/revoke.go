@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
@@ -285,7 +284,7 @@ func (a *Authority) writeCRL(number *big.Int, entries []x509.RevocationListEntry
 	if err := crl.CheckSignatureFrom(a.root); err != nil {
 		return fmt.Errorf("ca: the new CRL does not verify: %w", err)
 	}
-	data := pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
+	data := keys.EncodeCRLPEM(der)
 	if err := keys.WriteFileAtomic(a.path(CRLFile), data, 0o644); err != nil {
 		return fmt.Errorf("ca: write CRL: %w", err)
 	}
@@ -357,7 +356,7 @@ func (a *Authority) loadCRL() error {
 		return fmt.Errorf("ca: read CRL: %w", err)
 	}
 	if data != nil {
-		crl, err := parseCRLPEM(data)
+		crl, err := keys.ParseCRLPEM(data)
 		if err == nil {
 			err = crl.CheckSignatureFrom(a.root)
 		}
@@ -379,14 +378,6 @@ func (a *Authority) loadCRL() error {
 		return nil
 	}
 	return a.issueCRL(now)
-}
-
-func parseCRLPEM(data []byte) (*x509.RevocationList, error) {
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "X509 CRL" {
-		return nil, errors.New("no PEM block \"X509 CRL\"")
-	}
-	return x509.ParseRevocationList(block.Bytes)
 }
 
 // raiseCRLNumber makes the stored CRL number at least n.

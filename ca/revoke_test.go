@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"pkiboard/keys"
 )
 
 // currentCRL returns the CA's CRL, checked against the root, and checks
@@ -27,7 +29,7 @@ func currentCRL(t *testing.T, tc *testCA) *x509.RevocationList {
 	if !bytes.Equal(onDisk, data) {
 		t.Error("crl.pem differs from CRLPEM()")
 	}
-	crl, err := parseCRLPEM(data)
+	crl, err := keys.ParseCRLPEM(data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +274,7 @@ func TestCRLOnOpen(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			crl, err := parseCRLPEM(data)
+			crl, err := keys.ParseCRLPEM(data)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -14,7 +14,6 @@ import (
 	"crypto/subtle"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -328,13 +327,9 @@ func FetchRoot(ctx context.Context, addr, dir string, fingerprint []byte) (root 
 // ParseCRLPEM decodes a PEM "X509 CRL", checks its signature against root, and
 // requires a CRL number.
 func ParseCRLPEM(data []byte, root *x509.Certificate) (*x509.RevocationList, error) {
-	block, _ := pem.Decode(data)
-	if block == nil || block.Type != "X509 CRL" {
-		return nil, errors.New("crl.pem holds no X509 CRL block")
-	}
-	crl, err := x509.ParseRevocationList(block.Bytes)
+	crl, err := keys.ParseCRLPEM(data)
 	if err != nil {
-		return nil, fmt.Errorf("parse CRL: %w", err)
+		return nil, fmt.Errorf("crl.pem: %w", err)
 	}
 	if err := crl.CheckSignatureFrom(root); err != nil {
 		return nil, fmt.Errorf("the CRL is not signed by the root: %w", err)

@@ -70,6 +70,7 @@ const (
 	blockPrivateKey          = "PRIVATE KEY"
 	blockEncryptedPrivateKey = "ENCRYPTED PRIVATE KEY"
 	blockCertificate         = "CERTIFICATE"
+	blockCRL                 = "X509 CRL"
 )
 
 // ErrPassphrase is returned when an encrypted key needs a passphrase that was
@@ -168,6 +169,25 @@ func WritePrivateKey(path string, key crypto.Signer, passphrase []byte) error {
 // EncodeCertificatePEM returns der as a PEM "CERTIFICATE" block.
 func EncodeCertificatePEM(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: blockCertificate, Bytes: der})
+}
+
+// EncodeCRLPEM returns a CRL's DER as a PEM "X509 CRL" block.
+func EncodeCRLPEM(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: blockCRL, Bytes: der})
+}
+
+// ParseCRLPEM decodes the first PEM block of data, which must be an "X509
+// CRL", and parses the CRL. It checks no signature.
+func ParseCRLPEM(data []byte) (*x509.RevocationList, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != blockCRL {
+		return nil, fmt.Errorf("keys: no PEM block %q", blockCRL)
+	}
+	crl, err := x509.ParseRevocationList(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("keys: parse CRL: %w", err)
+	}
+	return crl, nil
 }
 
 // ParseCertificatesPEM decodes every "CERTIFICATE" block in data, in order. It

@@ -2,10 +2,8 @@ package roles
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +16,8 @@ import (
 	"pkiboard/ca"
 	"pkiboard/config"
 	"pkiboard/wire"
+
+	"pkiboard/keys"
 )
 
 // CertView is one issued certificate as the operator commands show it.
@@ -223,11 +223,7 @@ func PrintCRL(ctx context.Context, cfg *config.Config, asPEM bool, w io.Writer) 
 		_, err := io.WriteString(w, text)
 		return err
 	}
-	block, _ := pem.Decode([]byte(text))
-	if block == nil {
-		return errors.New("crl: the CA returned no PEM CRL")
-	}
-	crl, err := x509.ParseRevocationList(block.Bytes)
+	crl, err := keys.ParseCRLPEM([]byte(text))
 	if err != nil {
 		return fmt.Errorf("crl: %w", err)
 	}

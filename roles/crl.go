@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -92,7 +91,7 @@ func (k *crlKeeper) fetch(ctx context.Context) error {
 	if held != nil && crl.Number.Cmp(held.Number) < 0 {
 		return fmt.Errorf("the CA sent CRL number %s, older than the %s held; keeping the newer", crl.Number, held.Number)
 	}
-	if err := keys.WriteFileAtomic(k.path, pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: crl.Raw}), 0o644); err != nil {
+	if err := keys.WriteFileAtomic(k.path, keys.EncodeCRLPEM(crl.Raw), 0o644); err != nil {
 		return err
 	}
 	k.install(crl)
