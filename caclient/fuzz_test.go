@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -259,6 +260,11 @@ func FuzzEnrollResponse(f *testing.F) {
 		}
 		if err := res.Certificate.CheckSignatureFrom(root); err != nil {
 			t.Fatalf("accepted a certificate the root did not sign: %v", err)
+		}
+		// RFC 5280 §4.2.1.12: without the extension a certificate is good for
+		// any purpose; with it, clientAuth must be listed.
+		if eku := res.Certificate.ExtKeyUsage; len(eku) > 0 && !slices.Contains(eku, x509.ExtKeyUsageClientAuth) {
+			t.Fatalf("accepted a certificate whose extended key usage %v excludes clientAuth", eku)
 		}
 	})
 }

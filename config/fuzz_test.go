@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -90,8 +91,15 @@ func FuzzParse(f *testing.F) {
 		if cfg.Path != fuzzPath {
 			t.Fatalf("Path = %q, want %q", cfg.Path, fuzzPath)
 		}
+		// main validates again once the flags are applied: a config Parse
+		// accepted must pass again unchanged (Validate must not, say, resolve
+		// a path twice).
+		before := *cfg
 		if err := cfg.Validate(); err != nil {
-			t.Fatalf("Parse accepted a config that Validate refuses: %v", err)
+			t.Fatalf("Validate refuses, the second time, a config Parse accepted: %v", err)
+		}
+		if !reflect.DeepEqual(before, *cfg) {
+			t.Fatalf("Validate changed an accepted config:\n%+v\n%+v", before, *cfg)
 		}
 		if _, err := regexp.Compile(cfg.CA.SIDPattern); err != nil {
 			t.Fatalf("accepted sid_pattern %q does not compile: %v", cfg.CA.SIDPattern, err)
@@ -121,6 +129,11 @@ func FuzzParse(f *testing.F) {
 		for _, p := range []string{cfg.CA.DataDir, cfg.Board.DataDir, cfg.Student.DataDir} {
 			if !filepath.IsAbs(p) {
 				t.Fatalf("data directory %q is not absolute", p)
+			}
+		}
+		for _, p := range []string{cfg.CA.KeyPassphraseFile, cfg.CA.RosterFile, cfg.Board.RootFile, cfg.Board.EnrollTokenFile, cfg.Student.TokenFile} {
+			if p != "" && !filepath.IsAbs(p) {
+				t.Fatalf("file %q is not absolute", p)
 			}
 		}
 	})

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -125,8 +126,16 @@ func TestCAEnrollsThreeStudentsThatOpenSSLVerifies(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &views); err != nil {
 		t.Fatal(err)
 	}
-	if len(views) != len(sids) {
-		t.Errorf("certs: got %d want %d", len(views), len(sids))
+	var listed []string
+	for _, v := range views {
+		listed = append(listed, v.SID)
+		if v.Status != "valid" {
+			t.Errorf("certs: %s is %q, want valid", v.SID, v.Status)
+		}
+	}
+	slices.Sort(listed)
+	if !slices.Equal(listed, sids) {
+		t.Errorf("certs lists %v, want %v", listed, sids)
 	}
 }
 
@@ -200,11 +209,13 @@ func makeCSR(t *testing.T, key crypto.Signer, cn string) []byte {
 	return der
 }
 
-func ecKey(t *testing.T) crypto.Signer {
-	t.Helper()
+// ecKey returns a fresh P-256 key. It may be called from any goroutine: key
+// generation from crypto/rand does not fail (a broken random source stops the
+// program), so there is nothing to report to a test.
+func ecKey() crypto.Signer {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		panic(err)
 	}
 	return k
 }
@@ -242,9 +253,9 @@ func TestCARefusalsEachHaveTheirCode(t *testing.T) {
 	wc := dialCA(t, ca.Addr)
 
 	good := func(sid string) *wire.EnrollRequest {
-		return &wire.EnrollRequest{Profile: wire.ProfileStudent, SID: sid, CSR: makeCSR(t, ecKey(t), sid), Token: in.token(t, "--sid", sid)}
+		return &wire.EnrollRequest{Profile: wire.ProfileStudent, SID: sid, CSR: makeCSR(t, ecKey(), sid), Token: in.token(t, "--sid", sid)}
 	}
-	brokenSig := makeCSR(t, ecKey(t), "1155000001")
+	brokenSig := makeCSR(t, ecKey(), "1155000001")
 	brokenSig[len(brokenSig)-3] ^= 0xff
 	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
@@ -265,15 +276,15 @@ func TestCARefusalsEachHaveTheirCode(t *testing.T) {
 		{"garbage instead of a CSR", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: []byte("not a CSR at all")}, wire.CodeBadCSR},
 		{"broken CSR signature", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: brokenSig}, wire.CodeBadCSRSignature},
 		{"RSA-1024", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, rsa1024, "1155000001")}, wire.CodeWeakKey},
-		{"SID failing the pattern", &wire.EnrollRequest{Profile: 1, SID: "bob", CSR: makeCSR(t, ecKey(t), "bob")}, wire.CodeBadSID},
-		{"CN is not the SID", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, ecKey(t), "1155000002")}, wire.CodeCNMismatch},
-		{"SID not on the roster", &wire.EnrollRequest{Profile: 1, SID: "1155999999", CSR: makeCSR(t, ecKey(t), "1155999999")}, wire.CodeNotOnRoster},
-		{"token missing", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, ecKey(t), "1155000001")}, wire.CodeTokenRequired},
-		{"token wrong", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, ecKey(t), "1155000001"), Token: "pkbt_" + strings.Repeat("A", 43)}, wire.CodeTokenInvalid},
-		{"token expired", &wire.EnrollRequest{Profile: 1, SID: "1155000003", CSR: makeCSR(t, ecKey(t), "1155000003"), Token: expired}, wire.CodeTokenExpired},
-		{"token reused", &wire.EnrollRequest{Profile: 1, SID: "1155000002", CSR: makeCSR(t, ecKey(t), "1155000002"), Token: used.Token}, wire.CodeTokenUsed},
-		{"board without its secret", &wire.EnrollRequest{Profile: 2, SID: "blackboard", CSR: makeCSR(t, ecKey(t), "blackboard"), Token: "guess"}, wire.CodeBoardNotAuthorized},
-		{"unknown profile", &wire.EnrollRequest{Profile: 9, SID: "1155000001", CSR: makeCSR(t, ecKey(t), "1155000001")}, wire.CodeBadProfile},
+		{"SID failing the pattern", &wire.EnrollRequest{Profile: 1, SID: "bob", CSR: makeCSR(t, ecKey(), "bob")}, wire.CodeBadSID},
+		{"CN is not the SID", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, ecKey(), "1155000002")}, wire.CodeCNMismatch},
+		{"SID not on the roster", &wire.EnrollRequest{Profile: 1, SID: "1155999999", CSR: makeCSR(t, ecKey(), "1155999999")}, wire.CodeNotOnRoster},
+		{"token missing", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, ecKey(), "1155000001")}, wire.CodeTokenRequired},
+		{"token wrong", &wire.EnrollRequest{Profile: 1, SID: "1155000001", CSR: makeCSR(t, ecKey(), "1155000001"), Token: "pkbt_" + strings.Repeat("A", 43)}, wire.CodeTokenInvalid},
+		{"token expired", &wire.EnrollRequest{Profile: 1, SID: "1155000003", CSR: makeCSR(t, ecKey(), "1155000003"), Token: expired}, wire.CodeTokenExpired},
+		{"token reused", &wire.EnrollRequest{Profile: 1, SID: "1155000002", CSR: makeCSR(t, ecKey(), "1155000002"), Token: used.Token}, wire.CodeTokenUsed},
+		{"board without its secret", &wire.EnrollRequest{Profile: 2, SID: "blackboard", CSR: makeCSR(t, ecKey(), "blackboard"), Token: "guess"}, wire.CodeBoardNotAuthorized},
+		{"unknown profile", &wire.EnrollRequest{Profile: 9, SID: "1155000001", CSR: makeCSR(t, ecKey(), "1155000001")}, wire.CodeBadProfile},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -390,7 +401,7 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
 				res, err := caclient.Enroll(ctx, caclient.EnrollOptions{
-					Addr: ca.Addr, SID: sid, Key: ecKey(t), OutDir: filepath.Join(in.dir, "crash", sid),
+					Addr: ca.Addr, SID: sid, Key: ecKey(), OutDir: filepath.Join(in.dir, "crash", sid),
 				})
 				if err != nil {
 					return // killed mid-way: the client got nothing

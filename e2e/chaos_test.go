@@ -80,7 +80,7 @@ func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if op.enroll {
-		res, err := caclient.Enroll(ctx, caclient.EnrollOptions{Addr: s.ca.Addr, SID: op.sid, Key: ecKey(s.t), OutDir: s.path("chaos", op.sid)})
+		res, err := caclient.Enroll(ctx, caclient.EnrollOptions{Addr: s.ca.Addr, SID: op.sid, Key: ecKey(), OutDir: s.path("chaos", op.sid)})
 		if err != nil {
 			return err
 		}

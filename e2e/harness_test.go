@@ -164,6 +164,13 @@ func (in *install) tryStartWith(prefix []string, role string, args ...string) (*
 	return d, nil
 }
 
+// crashed reports whether the process's standard error shows a Go panic, a
+// fatal runtime error or a race report (plain text, not JSON log records).
+func (d *daemon) crashed() bool {
+	l := d.Log()
+	return strings.Contains(l, "panic:") || strings.Contains(l, "fatal error:") || strings.Contains(l, "WARNING: DATA RACE")
+}
+
 // stop sends SIGTERM and waits up to 20s for a clean exit, then kills. It
 // returns the exit code (-1 if killed).
 func (d *daemon) stop() int {

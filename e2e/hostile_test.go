@@ -223,7 +223,7 @@ type attack struct {
 // its own: leaf (CN = sid, clientAuth) first, the root last.
 func deepChain(t *testing.T, n int, sid string) [][]byte {
 	t.Helper()
-	key := ecKey(t)
+	key := ecKey()
 	serial := int64(1)
 	mk := func(tmpl, parent *x509.Certificate, signer crypto.Signer) *x509.Certificate {
 		serial++
@@ -419,13 +419,11 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 			figure := fmt.Sprintf("50 certificates: %v in %v", codes, took.Round(time.Millisecond))
 			if tg.role == "board" {
 				// The most a hello may carry, 4, from a chain of intermediates
-				// of its own: refused unknown-ca, quickly.
+				// of its own: refused unknown-ca (the time is a figure, not a
+				// check: closeLimit bounds a hang).
 				codes, took, err := oneShot(tg.addr, helloWith(t, "alice", chain[:wire.MaxCertificates]), false, closeLimit)
 				if err == nil {
 					err = wantCode(codes, false, wire.CodeUnknownCA)
-				}
-				if took > 2*time.Second {
-					err = errors.Join(err, fmt.Errorf("verifying a 4-deep foreign chain took %v", took))
 				}
 				errs = append(errs, err)
 				figure += fmt.Sprintf("; 4 of them: %v in %v", codes, took.Round(time.Millisecond))
@@ -736,7 +734,7 @@ func TestHostileBattery(t *testing.T) {
 		t.Logf("baseline %-5s %s", role, statsLine(base[role]))
 	}
 
-	caFrame := frameOf(t, &wire.EnrollRequest{Profile: 1, SID: "truncated", CSR: makeCSR(t, ecKey(t), "truncated")})
+	caFrame := frameOf(t, &wire.EnrollRequest{Profile: 1, SID: "truncated", CSR: makeCSR(t, ecKey(), "truncated")})
 	targets := []target{
 		{role: "ca", addr: s.ca.Addr, valid: caFrame},
 		{role: "board", addr: s.board.Addr, valid: helloWith(t, "alice", [][]byte{id.cert.Raw})},
@@ -951,7 +949,7 @@ func TestHostileBattery(t *testing.T) {
 		if code := d.stop(); code != 0 {
 			t.Errorf("%s exit after SIGTERM: %d", d.Name, code)
 		}
-		if l := d.Log(); strings.Contains(l, "panic") || strings.Contains(l, "DATA RACE") || strings.Contains(l, "fatal error") {
+		if d.crashed() {
 			t.Errorf("%s log shows a crash or a race", d.Name)
 		}
 	}

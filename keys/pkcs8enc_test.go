@@ -84,26 +84,12 @@ func TestEncryptedPEMRoundTrip(t *testing.T) {
 
 // TestEncryptPKCS8Format checks the parameters EncryptPKCS8 writes.
 func TestEncryptPKCS8Format(t *testing.T) {
-	enc, err := EncryptPKCS8(pkcs8DER(t, mustGenerate(t, "ecdsa-p256")), []byte("x"))
+	der := pkcs8DER(t, mustGenerate(t, "ecdsa-p256"))
+	enc, err := EncryptPKCS8(der, []byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var info encryptedPrivateKeyInfo
-	var params pbes2Params
-	var kdf pbkdf2Params
-	var iv []byte
-	if err := unmarshalDER(enc, &info); err != nil {
-		t.Fatal(err)
-	}
-	if err := unmarshalDER(info.Algorithm.Parameters.FullBytes, &params); err != nil {
-		t.Fatal(err)
-	}
-	if err := unmarshalDER(params.KeyDerivationFunc.Parameters.FullBytes, &kdf); err != nil {
-		t.Fatal(err)
-	}
-	if err := unmarshalDER(params.EncryptionScheme.Parameters.FullBytes, &iv); err != nil {
-		t.Fatal(err)
-	}
+	info, params, kdf, iv := decodePBES2(t, enc)
 	checks := []struct {
 		what      string
 		got, want any
@@ -123,17 +109,40 @@ func TestEncryptPKCS8Format(t *testing.T) {
 			t.Errorf("%s: got %v want %v", c.what, c.got, c.want)
 		}
 	}
-	// Two encryptions of the same key differ (fresh salt and IV).
-	enc2, err := EncryptPKCS8(pkcs8DER(t, mustGenerate(t, "ecdsa-p256")), []byte("x"))
+	// Two encryptions of the same key under the same passphrase draw a fresh
+	// salt and a fresh IV each.
+	enc2, err := EncryptPKCS8(der, []byte("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Equal(enc[:64], enc2[:64]) {
-		t.Error("two encryptions share salt and IV")
+	_, _, kdf2, iv2 := decodePBES2(t, enc2)
+	if bytes.Equal(kdf.Salt, kdf2.Salt) {
+		t.Error("two encryptions share the salt")
+	}
+	if bytes.Equal(iv, iv2) {
+		t.Error("two encryptions share the IV")
 	}
 	if _, err := EncryptPKCS8([]byte{0x30, 0}, nil); err == nil {
 		t.Error("EncryptPKCS8 with an empty passphrase succeeded")
 	}
+}
+
+// decodePBES2 takes apart an EncryptedPrivateKeyInfo that EncryptPKCS8 wrote.
+func decodePBES2(t *testing.T, enc []byte) (info encryptedPrivateKeyInfo, params pbes2Params, kdf pbkdf2Params, iv []byte) {
+	t.Helper()
+	if err := unmarshalDER(enc, &info); err != nil {
+		t.Fatal(err)
+	}
+	if err := unmarshalDER(info.Algorithm.Parameters.FullBytes, &params); err != nil {
+		t.Fatal(err)
+	}
+	if err := unmarshalDER(params.KeyDerivationFunc.Parameters.FullBytes, &kdf); err != nil {
+		t.Fatal(err)
+	}
+	if err := unmarshalDER(params.EncryptionScheme.Parameters.FullBytes, &iv); err != nil {
+		t.Fatal(err)
+	}
+	return info, params, kdf, iv
 }
 
 // TestDecryptVariants covers the PRFs and ciphers DecryptPKCS8 reads besides

@@ -260,19 +260,15 @@ func TestReceiptParseErrorsSayWhat(t *testing.T) {
 }
 
 // TestDeepReceiptChainIsBounded checks that a receipt whose board chain is 50
-// certificates deep is refused, quickly.
+// certificates deep is refused for its length, before a certificate is parsed
+// or a chain built.
 func TestDeepReceiptChainIsBounded(t *testing.T) {
 	pool := loadReceiptRoot(t)
 	data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, "chain-50-deep"))
-	start := time.Now()
 	err := verifyReceiptBytes(data, pool)
-	if err == nil {
-		t.Fatal("a receipt signed through 49 intermediates under a pathlen-0 root verified")
+	if err == nil || !strings.Contains(err.Error(), "holds 50 board certificates") {
+		t.Fatalf("got %v, want a refusal of the 50 certificates", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("verifying a 50-deep chain took %v", d)
-	}
-	t.Logf("refused in %v: %v", time.Since(start), err)
 }
 
 // FuzzReceiptFile feeds arbitrary bytes to what `pkiboard verify-receipt`

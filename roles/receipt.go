@@ -86,6 +86,11 @@ func parseReceiptFile(data []byte) (*wire.Receipt, []*x509.Certificate, error) {
 	r := &wire.Receipt{ID: f.ID, SID: f.SID, Serial: serial, Name: f.Name, Size: f.Size,
 		Received: uint64(received.UnixMilli()), Signature: sig}
 	copy(r.SHA256[:], sum)
+	// The chain is the board's from the handshake, which carries at most
+	// wire.MaxCertificates; a longer one is refused before any is parsed.
+	if n := len(f.BoardCertificates); n > wire.MaxCertificates {
+		return nil, nil, fmt.Errorf("the receipt holds %d board certificates; a board sends at most %d", n, wire.MaxCertificates)
+	}
 	var chain []*x509.Certificate
 	for _, der := range f.BoardCertificates {
 		c, err := x509.ParseCertificate(der)

@@ -305,7 +305,9 @@ func TestMinRateCutsATrickle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	trickled := make(chan struct{})
 	go func() {
+		defer close(trickled)
 		defer c.Close()
 		for range 100 {
 			if _, err := c.Write([]byte{'x'}); err != nil {
@@ -315,6 +317,7 @@ func TestMinRateCutsATrickle(t *testing.T) {
 		}
 	}()
 	err, took := serve()
+	<-trickled // its next write fails: the server closed
 	if !errors.Is(err, os.ErrDeadlineExceeded) || wire.CodeFor(err) != wire.CodeTimeout {
 		t.Errorf("a trickle: got %v, want a too-slow error with code timeout", err)
 	}
@@ -327,11 +330,14 @@ func TestMinRateCutsATrickle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sent := make(chan struct{})
 	go func() {
+		defer close(sent)
 		defer c.Close()
 		c.Write(make([]byte, 1<<20)) //nolint:errcheck // the reader reports
 	}()
 	if err, _ := serve(); err != nil {
 		t.Errorf("a fast client: %v", err)
 	}
+	<-sent
 }

@@ -146,8 +146,18 @@ func TestFailingWriterIsIsolated(t *testing.T) {
 	for len(db.reqs) < len(results)-1 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
+	if got := len(db.reqs); got != len(results)-1 {
+		t.Fatalf("queued writers: got %d want %d (they must share one batch)", got, len(results)-1)
+	}
+	before := db.Commits()
 	once.Do(func() { close(release) })
 	wg.Wait()
+	// The blocked transaction, then the batch of 8 that fails, then the
+	// writers queued before the failing one together (if any) and those after
+	// it together (if any): 3 or 4 commits, never one per writer.
+	if got := db.Commits() - before + 1; got < 3 || got > 4 {
+		t.Errorf("commits after the failure: got %d want 3 or 4", got)
+	}
 	for i, err := range results {
 		if want := error(nil); i == 4 {
 			if !errors.Is(err, boom) {
