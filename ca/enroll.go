@@ -28,12 +28,6 @@ import (
 	"pkiboard/wire"
 )
 
-// Key sizes an enrolling key may have.
-const (
-	MinRSABits = 2048
-	MaxRSABits = 8192
-)
-
 // Request is one enrollment request, as the CA exchange carries it
 // (PROTOCOL.md §4).
 type Request struct {
@@ -197,14 +191,14 @@ func badCSR(csr []byte, err error) *wire.Refusal {
 	return wire.Refusef(wire.CodeBadCSR, "the CSR is not a PKCS#10 certification request in DER%s; make a new one (openssl req -new -outform DER)", cause)
 }
 
-// checkKey allows RSA keys of MinRSABits..MaxRSABits and ECDSA keys on P-256
+// checkKey allows RSA keys of keys.MinRSABits..keys.MaxRSABits and ECDSA keys on P-256
 // and P-384: what the board's key transport (RSA-OAEP, HPKE DHKEM(P-256) and
 // DHKEM(P-384)) can encrypt to.
 func checkKey(pub crypto.PublicKey) *wire.Refusal {
-	const allowed = "use RSA of 2048 to 8192 bits, or ECDSA on P-256 or P-384"
+	allowed := fmt.Sprintf("use RSA of %d to %d bits, or ECDSA on P-256 or P-384", keys.MinRSABits, keys.MaxRSABits)
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		if n := k.N.BitLen(); n < MinRSABits || n > MaxRSABits {
+		if n := k.N.BitLen(); n < keys.MinRSABits || n > keys.MaxRSABits {
 			return wire.Refusef(wire.CodeWeakKey, "the CSR's key is RSA-%d; %s", n, allowed)
 		}
 		return nil

@@ -65,6 +65,13 @@ func SamePublicKey(a, b crypto.PublicKey) bool {
 	return ok && ka.Equal(b)
 }
 
+// RSA key sizes, in bits, that pkiboard accepts for a certificate's key: the
+// CA enrolls no other (weak-key) and the session accepts no other.
+const (
+	MinRSABits = 2048
+	MaxRSABits = 8192
+)
+
 // PEM block types.
 const (
 	blockPrivateKey          = "PRIVATE KEY"

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"pkiboard/keys"
 	"pkiboard/wire"
 )
 
@@ -29,13 +30,6 @@ const (
 	// chunk and the tag (65 569 bytes). The board's wire.Conn must accept
 	// frames of this size; [Server] refuses to start on one that does not.
 	MaxRecord = 1 + wire.MaxDataChunk + TagSize
-)
-
-// RSA key sizes the session accepts for a certificate key, in bits: the CA's
-// own limits (PROTOCOL.md §4, weak-key).
-const (
-	minRSABits = 2048
-	maxRSABits = 8192
 )
 
 // SuiteName returns the name of a cipher suite as PROTOCOL.md §5.1 lists it,
@@ -160,8 +154,8 @@ type ClientConfig struct {
 func keyTransportFor(pub crypto.PublicKey) (uint8, error) {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		if n := k.N.BitLen(); n < minRSABits || n > maxRSABits {
-			return 0, fmt.Errorf("an RSA key of %d bits (RSA keys must have %d to %d bits)", n, minRSABits, maxRSABits)
+		if n := k.N.BitLen(); n < keys.MinRSABits || n > keys.MaxRSABits {
+			return 0, fmt.Errorf("an RSA key of %d bits (RSA keys must have %d to %d bits)", n, keys.MinRSABits, keys.MaxRSABits)
 		}
 		return wire.KeyTransportRSAOAEP, nil
 	case *ecdsa.PublicKey:
@@ -189,12 +183,6 @@ func keyTypeName(pub crypto.PublicKey) string {
 		return "ECDH"
 	}
 	return fmt.Sprintf("%T", pub)
-}
-
-// publicKeyEqual reports whether a and b are the same public key.
-func publicKeyEqual(a, b crypto.PublicKey) bool {
-	ea, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && ea.Equal(b)
 }
 
 // serverSettings are a ServerConfig's values with defaults applied.
@@ -238,7 +226,7 @@ func (cfg *ServerConfig) settings() (*serverSettings, error) {
 		return nil, errors.New("session: ServerConfig.Key is not set")
 	case cfg.Roots == nil:
 		return nil, errors.New("session: ServerConfig.Roots is not set")
-	case !publicKeyEqual(cfg.Key.Public(), cfg.Chain[0].PublicKey):
+	case !keys.SamePublicKey(cfg.Key.Public(), cfg.Chain[0].PublicKey):
 		return nil, errors.New("session: ServerConfig.Key is not the key of the board's certificate")
 	}
 	if _, err := signatureScheme(cfg.Key.Public()); err != nil {

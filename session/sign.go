@@ -13,6 +13,7 @@ import (
 	"io"
 	"time"
 
+	"pkiboard/keys"
 	"pkiboard/wire"
 )
 
@@ -54,12 +55,12 @@ func signatureScheme(pub crypto.PublicKey) (scheme, error) {
 			return scheme{hash: crypto.SHA384}, nil
 		}
 	case *rsa.PublicKey:
-		if n := k.N.BitLen(); n >= minRSABits && n <= maxRSABits {
+		if n := k.N.BitLen(); n >= keys.MinRSABits && n <= keys.MaxRSABits {
 			return scheme{hash: crypto.SHA256, pss: true}, nil
 		}
 	}
 	return scheme{}, fmt.Errorf("%w: %s has no signature scheme (use ECDSA P-256 or P-384, or RSA of %d to %d bits)",
-		ErrUnsupportedKey, keyTypeName(pub), minRSABits, maxRSABits)
+		ErrUnsupportedKey, keyTypeName(pub), keys.MinRSABits, keys.MaxRSABits)
 }
 
 // digest hashes msg with the scheme's hash.
