@@ -122,9 +122,6 @@ type StudentConfig struct {
 	Timeout Duration `toml:"timeout"`
 }
 
-// Key algorithms a CA, board or student key may use.
-var KeyAlgorithms = []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "rsa-3072", "rsa-4096"}
-
 // Suites are the session cipher suites, by name.
 var Suites = []string{"aes-256-ctr-hmac-sha256", "rc4-hmac-sha256"}
 

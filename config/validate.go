@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"pkiboard/keys"
 )
 
 // Validate checks every value and returns all problems found, each naming its key.
@@ -27,7 +29,7 @@ func (c *Config) Validate() error {
 	if ca.Country != "" && len(ca.Country) != 2 {
 		v.add("ca.country", "%q is not a two-letter country code", ca.Country)
 	}
-	v.oneOf("ca.key_algorithm", ca.KeyAlgorithm, KeyAlgorithms)
+	v.oneOf("ca.key_algorithm", ca.KeyAlgorithm, keys.Algorithms)
 	if ca.KeyPassphraseEnv != "" && ca.KeyPassphraseFile != "" {
 		v.add("ca.key_passphrase_env", "set key_passphrase_env or key_passphrase_file, not both")
 	}
@@ -59,7 +61,7 @@ func (c *Config) Validate() error {
 	}
 	v.dialAddr("board.ca_addr", b.CAAddr)
 	v.fingerprint("board.root_fingerprint", b.RootFingerprint)
-	v.oneOf("board.key_algorithm", b.KeyAlgorithm, KeyAlgorithms)
+	v.oneOf("board.key_algorithm", b.KeyAlgorithm, keys.Algorithms)
 	v.positive("board.crl_refresh", b.CRLRefresh)
 	v.oneOf("board.crl_stale", b.CRLStale, []string{"fail", "warn"})
 	if b.MaxSubmission <= 0 {
@@ -76,7 +78,7 @@ func (c *Config) Validate() error {
 	v.nonEmpty("student.data_dir", s.DataDir)
 	v.nonEmpty("student.board_name", s.BoardName)
 	v.fingerprint("student.root_fingerprint", s.RootFingerprint)
-	v.oneOf("student.key_algorithm", s.KeyAlgorithm, KeyAlgorithms)
+	v.oneOf("student.key_algorithm", s.KeyAlgorithm, keys.Algorithms)
 	if len(s.Suites) == 0 {
 		v.add("student.suites", "must name at least one of %s", strings.Join(Suites, ", "))
 	}
