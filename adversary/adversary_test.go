@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,8 +107,9 @@ func report(sid string) []byte {
 
 // boardOutcome is what the board made of one session.
 type boardOutcome struct {
-	err error
-	sub *session.Submission
+	conn int // the connection's place in accept order, from 0
+	err  error
+	sub  *session.Submission
 }
 
 // startBoard runs an in-process board that serves sessions until the test
@@ -123,13 +125,13 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 	cfg := &session.ServerConfig{Chain: p.board.chain, Key: p.board.key, Roots: p.roots, AllowRC4: allowRC4}
 	partial := t.TempDir()
 	go func() {
-		for {
+		for n := 0; ; n++ {
 			nc, err := ln.Accept()
 			if err != nil {
 				return
 			}
 			go func() {
-				var o boardOutcome
+				o := boardOutcome{conn: n}
 				defer func() { out <- o }()
 				defer lingeringClose(nc)
 				wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: testTimeout, WriteTimeout: testTimeout})
@@ -292,6 +294,10 @@ func run(t *testing.T, sc scenario) outcome {
 	for range sessions {
 		o.board = append(o.board, wait(t, "the board", boards))
 	}
+	// Outcomes arrive as sessions end, which is not the order they began in
+	// (a replayed session can be refused before the recorded one has
+	// finished closing); the checks index them by connection.
+	slices.SortFunc(o.board, func(a, b boardOutcome) int { return a.conn - b.conn })
 	return o
 }
 
