@@ -21,6 +21,8 @@ deps: ## install what the tests need and the machine may lack (openssl), with ap
 
 test: deps lint ## the full suite: gofmt, go vet, go test -race ./... (unit, fuzz seeds, end-to-end)
 	PKIBOARD_REQUIRE_OPENSSL=1 PKIBOARD_REQUIRE_MOUNT=1 $(GO) test -race -timeout 40m ./...
+	@# allocation counts of pooled paths are only meaningful without the race detector
+	$(GO) test -count=1 -run 'NoAllocs' ./wire ./session
 
 BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 TOOLS    := $(CURDIR)/.tools

@@ -483,9 +483,9 @@ func TestWriteAfterError(t *testing.T) {
 	}
 }
 
-// TestNoAllocations checks the hot path: a full Data record written and read
+// TestRecordNoAllocs checks the hot path: a full Data record written and read
 // through Conn allocates nothing.
-func TestNoAllocations(t *testing.T) {
+func TestRecordNoAllocs(t *testing.T) {
 	for _, suite := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
 		var pipe bytes.Buffer
 		mc := &loopConn{buf: &pipe}
