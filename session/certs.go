@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -76,6 +77,9 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time,
 		if leaf.IsCA {
 			return nil, &chainError{fault: faultCA, cert: leaf, err: errors.New("the leaf is a CA certificate")}
 		}
+		if !namesUsage(leaf, usage) {
+			return nil, &chainError{fault: faultUsage, cert: leaf, err: errUsageNotNamed}
+		}
 		return verified[0], nil
 	}
 	var invalid x509.CertificateInvalidError
@@ -109,6 +113,19 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time,
 		}
 	}
 	return nil, &chainError{fault: faultUnknownCA, cert: leaf, err: err}
+}
+
+// errUsageNotNamed is the fault of a leaf that x509 verification accepts only
+// because it names no usage of its own.
+var errUsageNotNamed = errors.New("the leaf's extended key usage does not name the usage its role needs")
+
+// namesUsage reports whether leaf's extended key usage extension lists usage
+// itself. Go's x509 treats a certificate without the extension, or with
+// anyExtendedKeyUsage, as good for every purpose; a pkiboard peer must say
+// what it is for (the CA always sets exactly one usage), so such a leaf is of
+// the wrong usage here. Intermediates are left to x509's own nesting rule.
+func namesUsage(leaf *x509.Certificate, usage x509.ExtKeyUsage) bool {
+	return slices.Contains(leaf.ExtKeyUsage, usage)
 }
 
 // maxCachedChains bounds the verified-chain cache; when it is full it starts

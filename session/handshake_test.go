@@ -220,6 +220,10 @@ func TestBoardRefuses(t *testing.T) {
 			`your certificate is for SID "1155000002" but you connected as SID "1155000001"`},
 		{"serverAuth only", withCert(student(certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})), wire.CodeWrongUsage,
 			"does not include clientAuth"},
+		{"no extended key usage extension", withCert(student(certSpec{eku: []x509.ExtKeyUsage{}})), wire.CodeWrongUsage,
+			"does not include clientAuth"},
+		{"anyExtendedKeyUsage only", withCert(student(certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})), wire.CodeWrongUsage,
+			"does not include clientAuth"},
 		{"CA certificate", withCert(student(certSpec{isCA: true})), wire.CodeWrongUsage, "CA certificate"},
 		{"the root itself", withCert(identity{chain: []*x509.Certificate{p.root.cert}, key: p.root.key}), wire.CodeWrongUsage, "CA certificate"},
 		{"rc4 alone, not allowed", func(_ *ServerConfig, cc *ClientConfig) {
@@ -334,6 +338,8 @@ func TestStudentRefuses(t *testing.T) {
 		{"board certificate expired", boardFrom(p.root, certSpec{notAfter: time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC)}), nil, wire.CodeCertExpired},
 		{"board with clientAuth only", boardFrom(p.root, certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}), nil, wire.CodeWrongUsage},
 		{"board is a CA", boardFrom(p.root, certSpec{isCA: true}), nil, wire.CodeWrongUsage},
+		{"board without extended key usage", boardFrom(p.root, certSpec{eku: []x509.ExtKeyUsage{}}), nil, wire.CodeWrongUsage},
+		{"board with anyExtendedKeyUsage", boardFrom(p.root, certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}), nil, wire.CodeWrongUsage},
 		{"wrong board name", func(_ *ServerConfig, cc *ClientConfig) { cc.BoardName = "otherboard" }, nil, wire.CodeNameMismatch},
 		{"bad transcript signature", nil, func(d direction, i int, f []byte) [][]byte {
 			if d == s2c && i == 1 { // ServerVerify: flip a byte of the signature

@@ -236,8 +236,12 @@ func verifyOffline(chain []*x509.Certificate, roots *x509.CertPool, at time.Time
 		Roots: roots, Intermediates: inter, CurrentTime: at,
 		KeyUsages: []x509.ExtKeyUsage{usage},
 	})
-	if err == nil && chain[0].IsCA {
+	switch {
+	case err != nil:
+	case chain[0].IsCA:
 		err = errors.New("it is a CA certificate")
+	case !namesUsage(chain[0], usage):
+		err = errUsageNotNamed
 	}
 	return err
 }

@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"pkiboard/wire"
 )
@@ -107,5 +110,39 @@ func TestReceiptSignedBytes(t *testing.T) {
 		"0161" + "0162" + "010c" + "0164" + "0000000000000005" + strings.Repeat("00", 32) + "0000000000000006"
 	if hex.EncodeToString(got) != want {
 		t.Errorf("ReceiptSignedBytes =\n%x\nwant\n%s", got, want)
+	}
+}
+
+// TestVerifyOfflineUsage checks the usage rule of the offline checks behind
+// VerifyReceipt and VerifyStatement: the leaf must name the usage itself; one
+// without the extension or with anyExtendedKeyUsage, which Go's x509 would
+// take for any purpose, is refused, as is a CA.
+func TestVerifyOfflineUsage(t *testing.T) {
+	p := pki(t)
+	key := ecKey(elliptic.P256(), "offline usage")
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	tests := []struct {
+		name   string
+		spec   certSpec
+		usage  x509.ExtKeyUsage
+		wantOK bool
+	}{
+		{"clientAuth for clientAuth", certSpec{eku: client}, x509.ExtKeyUsageClientAuth, true},
+		{"clientAuth and serverAuth for serverAuth", certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}},
+			x509.ExtKeyUsageServerAuth, true},
+		{"clientAuth for serverAuth", certSpec{eku: client}, x509.ExtKeyUsageServerAuth, false},
+		{"no extension", certSpec{eku: []x509.ExtKeyUsage{}}, x509.ExtKeyUsageClientAuth, false},
+		{"anyExtendedKeyUsage", certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}, x509.ExtKeyUsageClientAuth, false},
+		{"a CA with clientAuth", certSpec{eku: client, isCA: true}, x509.ExtKeyUsageClientAuth, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.spec.cn, tt.spec.key = testSID, key
+			id := p.root.issue(tt.spec)
+			err := verifyOffline(id.chain, p.root.pool, id.leaf().NotBefore.Add(time.Hour), tt.usage)
+			if (err == nil) != tt.wantOK {
+				t.Errorf("got %v, want ok=%v", err, tt.wantOK)
+			}
+		})
 	}
 }
