@@ -10,8 +10,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -249,9 +247,8 @@ func (res *Result) check(o *EnrollOptions, pub crypto.PublicKey, certPEM, rootPE
 // checkRoot requires root to match the configured fingerprint, or else the root
 // already saved at path, if any.
 func checkRoot(root *x509.Certificate, want []byte, path string) error {
-	got := keys.Fingerprint(root)
 	if len(want) > 0 {
-		if subtle.ConstantTimeCompare(got[:], want) != 1 {
+		if !keys.MatchesFingerprint(root, want) {
 			return fmt.Errorf("the CA's root certificate has SHA-256 fingerprint %s, not the configured one; refusing it", keys.FingerprintHex(root))
 		}
 		return nil
@@ -316,8 +313,7 @@ func FetchRoot(ctx context.Context, addr, dir string, fingerprint []byte) (root 
 		return nil, false, fmt.Errorf("root.pem from the CA: %w", err)
 	}
 	if len(fingerprint) > 0 {
-		got := sha256.Sum256(certs[0].Raw)
-		if subtle.ConstantTimeCompare(got[:], fingerprint) != 1 {
+		if !keys.MatchesFingerprint(certs[0], fingerprint) {
 			return nil, false, fmt.Errorf("the CA's root certificate has SHA-256 fingerprint %s, not the configured root_fingerprint; refusing it", keys.FingerprintHex(certs[0]))
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -242,6 +243,14 @@ func ReadCertificate(path string) (*x509.Certificate, error) {
 
 // Fingerprint returns the SHA-256 of a certificate's DER encoding.
 func Fingerprint(cert *x509.Certificate) [32]byte { return sha256.Sum256(cert.Raw) }
+
+// MatchesFingerprint reports whether cert's SHA-256 fingerprint is want (32
+// bytes, as config.ParseFingerprint returns it). A fingerprint is public, but
+// the comparison is constant-time all the same, as every pin check is.
+func MatchesFingerprint(cert *x509.Certificate, want []byte) bool {
+	fp := Fingerprint(cert)
+	return subtle.ConstantTimeCompare(fp[:], want) == 1
+}
 
 // FingerprintHex returns Fingerprint as colon-separated uppercase hex, as
 // `openssl x509 -fingerprint -sha256` prints it.

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -303,6 +304,36 @@ func TestFingerprintHex(t *testing.T) {
 			t.Errorf("openssl printed %q, want %q", out, want)
 		}
 	})
+}
+
+func TestMatchesFingerprint(t *testing.T) {
+	certs, err := ParseCertificatesPEM(readFixture(t, "cert.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The expected value is openssl's, from the golden file, not our own hash.
+	golden := strings.TrimPrefix(strings.TrimSpace(string(readFixture(t, "cert.pem.sha256"))), "sha256 Fingerprint=")
+	want, err := hex.DecodeString(strings.ReplaceAll(golden, ":", ""))
+	if err != nil || len(want) != 32 {
+		t.Fatalf("golden fingerprint %q: %v", golden, err)
+	}
+	flipped := bytes.Clone(want)
+	flipped[31] ^= 1
+	tests := []struct {
+		name string
+		fp   []byte
+		ok   bool
+	}{
+		{"openssl's fingerprint", want, true},
+		{"last bit flipped", flipped, false},
+		{"truncated", want[:31], false},
+		{"empty", nil, false},
+	}
+	for _, tt := range tests {
+		if got := MatchesFingerprint(certs[0], tt.fp); got != tt.ok {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.ok)
+		}
+	}
 }
 
 func TestParseCertificatesPEM(t *testing.T) {

@@ -302,7 +302,7 @@ func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.
 		if err != nil {
 			return nil, fmt.Errorf("root certificate: %w", err)
 		}
-		if fp := keys.Fingerprint(root); want != nil && string(fp[:]) != string(want) {
+		if want != nil && !keys.MatchesFingerprint(root, want) {
 			return nil, fmt.Errorf("root certificate %s has fingerprint %s, not board.root_fingerprint", path, keys.FingerprintHex(root))
 		}
 		return root, nil

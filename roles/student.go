@@ -2,7 +2,6 @@ package roles
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -414,8 +413,7 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 func (st *student) rootOK(root *x509.Certificate) bool {
 	want, unlock := st.rootPin()
 	unlock()
-	fp := keys.Fingerprint(root)
-	return want == nil || bytes.Equal(fp[:], want)
+	return want == nil || keys.MatchesFingerprint(root, want)
 }
 
 // rootPin returns the fingerprint the CA's root must have: student.root_fingerprint,
