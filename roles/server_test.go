@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -200,11 +201,13 @@ func TestStatsOp(t *testing.T) {
 // connection that never sends its request does not hold up a shutdown (it
 // used to, for the admin socket's 30-second timeout).
 func TestAdminServerShutdownWakesIdleOperator(t *testing.T) {
-	ln, err := net.Listen("unix", t.TempDir()+"/admin.sock")
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, adminSocketName))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &adminServer{log: zap.NewNop(), ops: map[string]adminOp{}}
+	ping := func(context.Context, json.RawMessage) (any, error) { return "pong", nil }
+	s := &adminServer{log: zap.NewNop(), ops: map[string]adminOp{"ping": ping}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.serve(ctx, ln) }()
@@ -213,7 +216,12 @@ func TestAdminServerShutdownWakesIdleOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	time.Sleep(50 * time.Millisecond) // let the server take the connection
+	// The server accepts in order, so once a later operator's command is
+	// answered, the idle connection has been taken and has its handler.
+	var pong string
+	if err := callAdmin(ctx, dir, "ping", nil, &pong, nil); err != nil || pong != "pong" {
+		t.Fatalf("a second operator: got %q, %v", pong, err)
+	}
 	cancel()
 	select {
 	case err := <-done:

@@ -521,13 +521,19 @@ func (l *loopConn) Write(p []byte) (int, error) { return l.buf.Write(p) }
 // TestCloseUnblocksAndWipes checks that Close unblocks a reader and erases the
 // record state.
 func TestCloseUnblocksAndWipes(t *testing.T) {
-	_, board, _, _ := connPair(t, wire.SuiteRC4HMACSHA256)
+	_, board, studentNet, _ := connPair(t, wire.SuiteRC4HMACSHA256)
 	done := make(chan error, 1)
 	go func() {
 		_, err := board.ReadMessage()
 		done <- err
 	}()
-	time.Sleep(20 * time.Millisecond)
+	// A net.Pipe write returns only once the other end has read it: after
+	// this first byte of a frame header, the reader is inside ReadMessage,
+	// waiting for the other three.
+	studentNet.SetWriteDeadline(time.Now().Add(testWaitDeadline))
+	if _, err := studentNet.Write([]byte{0}); err != nil {
+		t.Fatalf("the reader did not start reading: %v", err)
+	}
 	board.Close()
 	select {
 	case err := <-done:
