@@ -130,15 +130,18 @@ func commonFlags() []cli.Flag {
 
 // loadConfig reads the config file and applies the flag overrides for role.
 func loadConfig(c *cli.Context, role string) (*config.Config, error) {
-	cfg, err := config.Load(flagString(c, "config"))
+	// Validated once, after the flags: a flag may replace a bad value.
+	cfg, err := config.Read(flagString(c, "config"))
 	if err != nil {
 		return nil, usageError{err}
 	}
 	if role == "" {
 		role = cfg.Role
 	}
+	overridden := false
 	set := func(flag string, dst ...*string) {
 		if v, ok := lookupFlag(c, flag); ok {
+			overridden = true
 			for _, d := range dst {
 				*d = v
 			}
@@ -167,11 +170,15 @@ func loadConfig(c *cli.Context, role string) (*config.Config, error) {
 		}
 	}
 	if c.IsSet("parallel") {
+		overridden = true
 		cfg.Student.Parallel = c.Int("parallel")
 	}
 	cfg.Role = role
 	if err := cfg.Validate(); err != nil {
-		return nil, usagef("config %s with flags: %w", cfg.Path, err)
+		if overridden {
+			return nil, usagef("config %s with the command-line flags: %w", cfg.Path, err)
+		}
+		return nil, usagef("config %s: %w", cfg.Path, err)
 	}
 	return cfg, nil
 }

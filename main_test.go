@@ -105,6 +105,33 @@ func TestFlagsOverrideConfig(t *testing.T) {
 	}
 }
 
+// TestFlagReplacesBadFileValue checks that the config is validated once,
+// after the flags: a flag that replaces a bad value in the file mends it, and
+// an error says whether flags took part.
+func TestFlagReplacesBadFileValue(t *testing.T) {
+	path := writeConfig(t, "[ca]\nlisten = \"nowhere\"\n")
+	cfg, err := runLoad(t, "--config", path, "--role=ca", "--listen", "127.0.0.1:0")
+	if err != nil || cfg.CA.Listen != "127.0.0.1:0" {
+		t.Fatalf("--listen over a bad ca.listen: got %v", err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no flag", nil, "config " + path + `: ca.listen: "nowhere"`},
+		{"a flag that does not mend it", []string{"--log-level", "debug"}, "config " + path + ` with the command-line flags: ca.listen: "nowhere"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := runLoad(t, append([]string{"--config", path, "--role=ca"}, tt.args...)...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestUsageErrors(t *testing.T) {
 	path := writeConfig(t, "")
 	tests := []struct {

@@ -186,6 +186,20 @@ func Default() *Config {
 // keys, resolves relative paths against the file's directory and validates the
 // result.
 func Load(path string) (*Config, error) {
+	cfg, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Read is Load without the validation, for a caller that overrides values
+// (the command line) and then calls Validate once on the result, so that a bad
+// value in the file that a flag replaces is no error.
+func Read(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -193,7 +207,7 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	return Parse(data, path)
+	return decode(data, path)
 }
 
 // Parse reads a configuration from data, the contents of the file at path, as
@@ -201,6 +215,18 @@ func Load(path string) (*Config, error) {
 // against path's directory, and validating the result. Every error names path.
 // It reads no file itself, so that it can be tested on arbitrary bytes.
 func Parse(data []byte, path string) (*Config, error) {
+	cfg, err := decode(data, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// decode is Parse without the validation.
+func decode(data []byte, path string) (*Config, error) {
 	cfg := Default()
 	md, err := toml.Decode(string(data), cfg)
 	if err != nil {
@@ -223,9 +249,6 @@ func Parse(data []byte, path string) (*Config, error) {
 	}
 	cfg.Path = path
 	cfg.resolvePaths(filepath.Dir(path))
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
 	return cfg, nil
 }
 
