@@ -37,19 +37,27 @@ const maxPEM = 1 << 20
 // otherwise.
 const DefaultTimeout = 30 * time.Second
 
-// Dial connects to the CA at addr and frames the connection. The context bounds
-// the dial; the connection's per-frame timeouts are wire's defaults.
-func Dial(ctx context.Context, addr string) (*wire.Conn, error) {
+// exchange runs f over a new connection to the CA at addr. The whole exchange,
+// the dial included, is bounded by ctx's deadline, or DefaultTimeout when ctx
+// has none; cancelling ctx closes the connection.
+func exchange(ctx context.Context, addr string, f func(*wire.Conn) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the CA at %s: %w", addr, err)
+		return fmt.Errorf("connect to the CA at %s: %w", addr, err)
 	}
 	wc := wire.NewConn(c, wire.Options{})
-	if dl, ok := ctx.Deadline(); ok {
-		wc.SetDeadline(dl)
-	}
-	return wc, nil
+	defer wc.Close()
+	dl, _ := ctx.Deadline()
+	wc.SetDeadline(dl)
+	stop := context.AfterFunc(ctx, func() { wc.Close() })
+	defer stop()
+	return f(wc)
 }
 
 // EnrollOptions says what to enroll and where to put the result.
@@ -107,31 +115,22 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll %s: %w", o.SID, err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
-	wc, err := Dial(ctx, o.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("enroll %s: %w", o.SID, err)
-	}
-	defer wc.Close()
-	stop := context.AfterFunc(ctx, func() { wc.Close() })
-	defer stop()
-
-	req := &wire.EnrollRequest{Profile: o.Profile, SID: o.SID, CSR: csr, Token: o.Token}
-	if err := wc.WriteMessage(req); err != nil {
-		return nil, fmt.Errorf("enroll %s: send request: %w", o.SID, err)
-	}
-	if _, err := wire.Expect[*wire.EnrollAccepted](wc); err != nil {
-		return nil, fmt.Errorf("enroll %s: %w", o.SID, err)
-	}
-	certPEM, err := receivePEM(wc, o.OutDir, CertFile)
-	if err != nil {
-		return nil, fmt.Errorf("enroll %s: %w", o.SID, err)
-	}
-	rootPEM, err := receivePEM(wc, o.OutDir, RootFile)
+	var certPEM, rootPEM []byte
+	err = exchange(ctx, o.Addr, func(wc *wire.Conn) error {
+		req := &wire.EnrollRequest{Profile: o.Profile, SID: o.SID, CSR: csr, Token: o.Token}
+		if err := wc.WriteMessage(req); err != nil {
+			return fmt.Errorf("send request: %w", err)
+		}
+		if _, err := wire.Expect[*wire.EnrollAccepted](wc); err != nil {
+			return err
+		}
+		var err error
+		if certPEM, err = receivePEM(wc, o.OutDir, CertFile); err != nil {
+			return err
+		}
+		rootPEM, err = receivePEM(wc, o.OutDir, RootFile)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("enroll %s: %w", o.SID, err)
 	}
@@ -279,22 +278,15 @@ func fileExists(path string) bool {
 // "crl.pem") and returns its content. dir holds the transfer's partial file
 // while it runs.
 func Fetch(ctx context.Context, addr, name, dir string) ([]byte, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
-	wc, err := Dial(ctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", name, err)
-	}
-	defer wc.Close()
-	stop := context.AfterFunc(ctx, func() { wc.Close() })
-	defer stop()
-	if err := wc.WriteMessage(&wire.Fetch{Name: name}); err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", name, err)
-	}
-	data, err := receivePEM(wc, dir, name)
+	var data []byte
+	err := exchange(ctx, addr, func(wc *wire.Conn) error {
+		if err := wc.WriteMessage(&wire.Fetch{Name: name}); err != nil {
+			return err
+		}
+		var err error
+		data, err = receivePEM(wc, dir, name)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", name, err)
 	}
