@@ -15,22 +15,6 @@ func TestMinBoardFrameFitsARecord(t *testing.T) {
 	}
 }
 
-func TestTransferName(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"report.pdf", "report.pdf"},
-		{"My Report (final).pdf", "My_Report__final_.pdf"},
-		{".hidden", "_hidden"},
-		{"-rf", "_rf"},
-		{"résumé.txt", "r__sum__.txt"},
-		{"", "report"},
-	}
-	for _, tt := range tests {
-		if got := transferName(tt.in); got != tt.want {
-			t.Errorf("transferName(%q): got %q want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 // TestRootPoolIsShared checks that sessions with the same root share one pool,
 // which the session's verified-chain cache is keyed by.
 func TestRootPoolIsShared(t *testing.T) {

@@ -144,27 +144,7 @@ func prepareContent(opts StudentOptions) (*content, error) {
 		f.Close()
 		return nil, fmt.Errorf("--report %s: %w", opts.Report, err)
 	}
-	return &content{name: transferName(filepath.Base(opts.Report)), report: f, size: size, sum: sum}, nil
-}
-
-// transferName makes a file's base name fit the file transfer's name rules
-// (PROTOCOL.md §3): every other character becomes '_'.
-func transferName(base string) string {
-	b := []byte(base)
-	for i, c := range b {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '+'
-		if !ok || i == 0 && (c == '.' || c == '-') {
-			b[i] = '_'
-		}
-	}
-	if len(b) > wire.NameMaxLen {
-		b = b[len(b)-wire.NameMaxLen:]
-		b[0] = '_'
-	}
-	if len(b) == 0 {
-		return "report"
-	}
-	return string(b)
+	return &content{name: wire.SafeName(filepath.Base(opts.Report), "report"), report: f, size: size, sum: sum}, nil
 }
 
 // loadTokens reads the token file ("SID TOKEN" per line) and, for a single ID,

@@ -113,6 +113,7 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzUnmarshal":  unmarshalSeeds(),
 		"FuzzFileHeader": fileHeaderSeeds(),
 		"FuzzReceive":    receiveSeeds(),
+		"FuzzSafeName":   safeNameSeeds(),
 	} {
 		if *update {
 			if err := fuzzseed.Write(target, fuzzseed.Bytes(seeds)); err != nil {
@@ -121,6 +122,37 @@ func TestFuzzCorpus(t *testing.T) {
 		}
 		fuzzseed.Check(t, target, fuzzseed.Bytes(seeds), true, "run go test ./wire -run TestFuzzCorpus -update")
 	}
+}
+
+func safeNameSeeds() map[string][]byte {
+	return map[string][]byte{
+		"valid":     []byte("report.pdf"),
+		"dotdot":    []byte(".."),
+		"dash":      []byte("-"),
+		"space":     []byte("a b"),
+		"non-utf8":  {0xff, 0xfe},
+		"too-long":  []byte(strings.Repeat("x", NameMaxLen+3)),
+		"empty":     {},
+		"separator": []byte("../etc/passwd"),
+	}
+}
+
+// FuzzSafeName checks that whatever base name a student's report has,
+// SafeName gives a name ValidName accepts, and leaves a valid one as it is.
+func FuzzSafeName(f *testing.F) {
+	for _, seed := range safeNameSeeds() {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		base := string(data)
+		got := SafeName(base, "report")
+		if err := ValidName(got); err != nil {
+			t.Fatalf("SafeName(%q) = %q: %v", base, got, err)
+		}
+		if ValidName(base) == nil && got != base {
+			t.Fatalf("SafeName changed the valid name %q to %q", base, got)
+		}
+	})
 }
 
 func FuzzReadFrame(f *testing.F) {

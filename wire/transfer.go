@@ -225,6 +225,28 @@ func ValidName(name string) error {
 	return nil
 }
 
+// SafeName makes a name that ValidName accepts from base (a file's base
+// name, say): every byte outside the allowed set, and a leading '.' or '-',
+// becomes '_'; a name too long keeps its end (where the extension is), its
+// first byte marked '_'; an empty base gives fallback, which must itself be
+// valid.
+func SafeName(base, fallback string) string {
+	if base == "" {
+		return fallback
+	}
+	b := []byte(base)
+	if len(b) > NameMaxLen {
+		b = b[len(b)-NameMaxLen:]
+		b[0] = '_'
+	}
+	for i, c := range b {
+		if !nameByte(c) || i == 0 && (c == '.' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
 func nameByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '.' || c == '_' || c == '-' || c == '+'

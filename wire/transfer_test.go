@@ -377,6 +377,32 @@ func TestValidName(t *testing.T) {
 	}
 }
 
+func TestSafeName(t *testing.T) {
+	long := strings.Repeat("a", NameMaxLen) + ".pdf"
+	tests := []struct{ in, want string }{
+		{"report.pdf", "report.pdf"},
+		{"My Report (final).pdf", "My_Report__final_.pdf"},
+		{".hidden", "_hidden"},
+		{"-rf", "_rf"},
+		{"..", "_."},
+		{"a/b\\c", "a_b_c"},
+		{"résumé.txt", "r__sum__.txt"},
+		{"tab\there\x00", "tab_here_"},
+		{"", "report"},
+		{long, "_" + long[len(long)-NameMaxLen+1:]},
+		{"." + strings.Repeat("b", NameMaxLen-1), "_" + strings.Repeat("b", NameMaxLen-1)},
+	}
+	for _, tt := range tests {
+		got := SafeName(tt.in, "report")
+		if got != tt.want {
+			t.Errorf("SafeName(%q): got %q want %q", tt.in, got, tt.want)
+		}
+		if err := ValidName(got); err != nil {
+			t.Errorf("SafeName(%q) = %q, which ValidName refuses: %v", tt.in, got, err)
+		}
+	}
+}
+
 func TestTransferHostileNames(t *testing.T) {
 	for _, tc := range hostileNames {
 		t.Run(fmt.Sprintf("%q", tc.name), func(t *testing.T) {
