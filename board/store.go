@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,7 +126,7 @@ func (s *Store) Commit(in *wire.Incoming, rec Record) (*Record, error) {
 			return err
 		}
 		r := rec
-		r.ID = fmt.Sprintf("%06d", seq)
+		r.ID = recordID(seq)
 		val, err := json.Marshal(&r)
 		if err != nil {
 			return err
@@ -166,17 +167,32 @@ var ErrNotFound = errors.New("board: no such submission")
 
 // Get returns the submission with the given id.
 func (s *Store) Get(id string) (*Record, error) {
-	recs, err := s.List()
-	if err != nil {
-		return nil, err
+	seq, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || recordID(seq) != id {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
-	for i := range recs {
-		if recs[i].ID == id {
-			return &recs[i], nil
+	var r Record
+	found := false
+	err = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bucketSubs)).Get(binary.BigEndian.AppendUint64(nil, seq))
+		if v == nil {
+			return nil
 		}
+		found = true
+		return json.Unmarshal(v, &r)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("board: get %s: %w", id, err)
 	}
-	return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	if !found {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	return &r, nil
 }
+
+// recordID is the id of the submission with index key seq: at least six
+// decimal digits.
+func recordID(seq uint64) string { return fmt.Sprintf("%06d", seq) }
 
 // ContentPath returns where a stored submission's content is.
 func (s *Store) ContentPath(r *Record) string {

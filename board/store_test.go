@@ -3,6 +3,7 @@ package board
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -88,8 +89,10 @@ func TestCommitListsAndKeepsContent(t *testing.T) {
 			t.Errorf("Get(%s): got %v, %v", r.ID, g, err)
 		}
 	}
-	if _, err := s.Get("nope"); err == nil {
-		t.Error("Get of an unknown id: got no error")
+	for _, id := range []string{"nope", "", "000003", "1", "0000001", "-00001", "+00001", "18446744073709551616"} {
+		if r, err := s.Get(id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(%q) of an unknown id: got %v, %v, want ErrNotFound", id, r, err)
+		}
 	}
 }
 
