@@ -3,11 +3,13 @@ package ca
 import (
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
 	"slices"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -119,8 +121,15 @@ type tokenRecord struct {
 	Serial  string    `json:"serial,omitempty"`
 }
 
-// serialHex writes a serial as openssl prints it: uppercase hex of its bytes.
-func serialHex(s *big.Int) string { return fmt.Sprintf("%X", s.Bytes()) }
+// serialHex writes a serial as every pkiboard log and listing does: lowercase
+// hex of its bytes, so that one grep finds it in the CA's, the board's and the
+// student's logs. (Records written before this stored it in uppercase; it is
+// always parsed, never compared as a string.)
+func serialHex(s *big.Int) string { return hex.EncodeToString(s.Bytes()) }
+
+// storedSerial is a record's serial as serialHex writes it, whatever case it
+// was stored in.
+func storedSerial(s string) string { return strings.ToLower(s) }
 
 func parseSerialHex(s string) (*big.Int, error) {
 	n, ok := new(big.Int).SetString(s, 16)

@@ -127,7 +127,7 @@ func (a *Authority) Revoke(serial *big.Int, reason int) error {
 			return nil, fmt.Errorf("no certificate with serial %s was issued by this CA", serialHex(serial))
 		case rec.Status == StatusRevoked:
 			return nil, fmt.Errorf("certificate %s (SID %q) was already revoked at %s (%s)",
-				rec.Serial, rec.SID, rec.RevokedAt.Format(timeLayout), ReasonName(rec.Reason))
+				storedSerial(rec.Serial), rec.SID, rec.RevokedAt.Format(timeLayout), ReasonName(rec.Reason))
 		}
 		return [][]byte{key}, nil
 	})
@@ -209,7 +209,7 @@ func (a *Authority) revoke(reason int, pick func(*bolt.Tx, time.Time) ([][]byte,
 		return 0, fmt.Errorf("ca: revoke: %w", err)
 	}
 	for _, rec := range revoked {
-		a.log.Info("certificate revoked", zap.String("sid", rec.SID), zap.String("serial", rec.Serial),
+		a.log.Info("certificate revoked", zap.String("sid", rec.SID), zap.String("serial", storedSerial(rec.Serial)),
 			zap.String("reason", ReasonName(reason)))
 	}
 	if len(revoked) == 0 {
