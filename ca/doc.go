@@ -20,8 +20,9 @@
 // # Store layout
 //
 // ca.db has these buckets. Records are JSON objects (field names below);
-// times are RFC 3339 in UTC, serials uppercase hexadecimal without sign or
-// separators, []byte fields standard base64.
+// times are RFC 3339 in UTC, serials hexadecimal without sign or separators
+// (lowercase; stores written before 2026-11-26 hold uppercase, read alike),
+// []byte fields standard base64.
 //
 //	certs         serial (big-endian bytes, no sign byte) → certificate record:
 //	              serial, sid, profile, subject, not_before, not_after, der,
