@@ -172,7 +172,13 @@ func TestFuzzCorpus(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		valid, broken := 0, 0
 		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "valid") {
+				valid++
+			} else {
+				broken++
+			}
 			args := readSeed(t, filepath.Join(dir, e.Name()))
 			var err error
 			if target == "FuzzEnrollResponse" {
@@ -183,6 +189,9 @@ func TestFuzzCorpus(t *testing.T) {
 			if (err == nil) != strings.HasPrefix(e.Name(), "valid") {
 				t.Errorf("%s seed %s: got %v", target, e.Name(), err)
 			}
+		}
+		if valid == 0 || broken == 0 {
+			t.Errorf("%s: %d valid and %d broken seeds committed, want some of each (run go test -run TestFuzzCorpus -update)", target, valid, broken)
 		}
 	}
 }

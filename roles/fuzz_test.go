@@ -210,12 +210,18 @@ func TestFuzzCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sawValid := false
 	for _, e := range entries {
+		sawValid = sawValid || e.Name() == receiptValidSeed
 		data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, e.Name()))
 		err := verifyReceiptBytes(data, pool)
 		if (err == nil) != (e.Name() == receiptValidSeed) {
 			t.Errorf("seed %s: verification gave %v", e.Name(), err)
 		}
+	}
+	if !sawValid || len(entries) < 2 {
+		t.Errorf("%s: %d seeds, valid seed %q present: %v; want it and broken ones (run go test ./roles -run TestFuzzCorpus -update)",
+			receiptCorpusDir, len(entries), receiptValidSeed, sawValid)
 	}
 }
 
