@@ -62,7 +62,6 @@ func fixtureCert(tb testing.TB, tmpl, parent *x509.Certificate, pub crypto.Publi
 	return c
 }
 
-func crlPEM(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der}) }
 
 // makeFixtures makes the root, the student certificate and the seeds of both
 // fuzz targets.
@@ -129,14 +128,14 @@ func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[
 	flipped := bytes.Clone(valid)
 	flipped[len(flipped)-3] ^= 1
 	crlSeeds = map[string][]byte{
-		"valid":           crlPEM(valid),
-		"no-crl-number":   crlPEM(noNumber),
-		"other-root":      crlPEM(crl(7, time.Now().Add(time.Hour), otherRootKey, otherRoot)),
-		"signature-flip":  crlPEM(flipped),
+		"valid":           keys.EncodeCRLPEM(valid),
+		"no-crl-number":   keys.EncodeCRLPEM(noNumber),
+		"other-root":      keys.EncodeCRLPEM(crl(7, time.Now().Add(time.Hour), otherRootKey, otherRoot)),
+		"signature-flip":  keys.EncodeCRLPEM(flipped),
 		"der-not-pem":     valid,
 		"certificate-pem": rootPEM,
 		"empty":           {},
-		"truncated":       crlPEM(valid[:len(valid)-10]),
+		"truncated":       keys.EncodeCRLPEM(valid[:len(valid)-10]),
 	}
 	return root, cert, enrollSeeds, crlSeeds
 }
