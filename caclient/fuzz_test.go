@@ -62,7 +62,6 @@ func fixtureCert(tb testing.TB, tmpl, parent *x509.Certificate, pub crypto.Publi
 	return c
 }
 
-
 // makeFixtures makes the root, the student certificate and the seeds of both
 // fuzz targets.
 func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[string][2][]byte, crlSeeds map[string][]byte) {
