@@ -12,7 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"io"
+	"math"
 	"math/big"
 	"net"
 	"os"
@@ -133,7 +133,7 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 			go func() {
 				o := boardOutcome{conn: n}
 				defer func() { out <- o }()
-				defer lingeringClose(nc)
+				defer wire.LingerClose(nc, 2*time.Second, math.MaxInt64)
 				wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: testTimeout, WriteTimeout: testTimeout})
 				wc.SetDeadline(time.Now().Add(testTimeout))
 				sc, err := session.Server(wc, cfg)
@@ -158,16 +158,6 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 		}
 	}()
 	return ln.Addr().String(), out
-}
-
-// lingeringClose lets a peer in mid-upload read the Error just sent.
-func lingeringClose(nc net.Conn) {
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.CloseWrite()
-		tc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		io.Copy(io.Discard, tc)
-	}
-	nc.Close()
 }
 
 // startAdversary runs the adversary in front of upstream and reports each

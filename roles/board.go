@@ -113,7 +113,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 		} else {
 			logSessionEnd(log, "submission not received", err)
 		}
-		lingerClose(c)
+		wire.LingerClose(c, time.Second, 4<<20)
 		return
 	}
 	leaf := sub.Chain[0]
@@ -197,21 +197,6 @@ func logSessionEnd(log *zap.Logger, what string, err error) {
 	default:
 		log.Info(what, zap.Error(err))
 	}
-}
-
-// lingerClose half-closes c and drains what the peer still sends for a moment,
-// so that an Error just written reaches a peer that is mid-upload instead of
-// being destroyed by a reset.
-func lingerClose(c net.Conn) {
-	if tc, ok := c.(interface {
-		net.Conn
-		CloseWrite() error
-	}); ok {
-		tc.CloseWrite()                                 //nolint:errcheck // closing
-		tc.SetReadDeadline(time.Now().Add(time.Second)) //nolint:errcheck // closing
-		io.Copy(io.Discard, io.LimitReader(tc, 4<<20))  //nolint:errcheck // draining
-	}
-	c.Close()
 }
 
 // boardID is the board's identity: the root it trusts and its own certificate

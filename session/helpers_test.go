@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"math"
 	"math/big"
 	mathrand "math/rand/v2"
 	"net"
@@ -300,18 +301,6 @@ func listen(tb testing.TB) net.Listener {
 	return ln
 }
 
-// lingeringClose closes nc the way a server should after refusing mid-upload:
-// it stops writing, drains what the peer still sends for a moment, then
-// closes, so that the peer reads the Error instead of a connection reset.
-func lingeringClose(nc net.Conn) {
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.CloseWrite()
-		tc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		io.Copy(io.Discard, tc)
-	}
-	nc.Close()
-}
-
 // direction of a frame through the proxy.
 type direction int
 
@@ -453,7 +442,7 @@ func runSession(t *testing.T, sc scenario) result {
 			out.err = err
 			return
 		}
-		defer lingeringClose(nc)
+		defer wire.LingerClose(nc, 2*time.Second, math.MaxInt64)
 		conn, err := Server(boardWire(nc), sc.server)
 		if err != nil {
 			out.err = err

@@ -226,7 +226,7 @@ func TestReplayedSession(t *testing.T) {
 			o.handshake = err
 			return
 		}
-		defer lingeringClose(nc)
+		defer wire.LingerClose(nc, 2*time.Second, math.MaxInt64)
 		conn, err := Server(boardWire(nc), p.serverConfig())
 		if err != nil {
 			o.handshake = err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -239,4 +240,18 @@ func (c *Conn) write(frame []byte) error {
 // connection and may ignore the returned error.
 func (c *Conn) SendError(code Code, format string, args ...any) error {
 	return c.WriteMessage(&Error{Code: code, Text: fmt.Sprintf(format, args...)})
+}
+
+// LingerClose closes c the way a server should after writing an Error to a
+// peer that may be mid-upload: it stops writing (a TCP half-close), drains
+// what the peer still sends for up to wait or limit bytes, and only then
+// closes, so that the peer reads the Error instead of a connection reset. A
+// connection that cannot half-close is simply closed.
+func LingerClose(c net.Conn, wait time.Duration, limit int64) {
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()                               //nolint:errcheck // closing
+		c.SetReadDeadline(time.Now().Add(wait))       //nolint:errcheck // closing
+		io.Copy(io.Discard, io.LimitReader(c, limit)) //nolint:errcheck // draining
+	}
+	c.Close()
 }
