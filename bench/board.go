@@ -20,7 +20,6 @@ import (
 	"runtime/pprof"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -120,26 +119,17 @@ func (r *runner) boardSessions() []row {
 // sessionLoad runs the students against the board for one window and returns
 // completed sessions (receipt verified) per second.
 func sessionLoad(addr string, students []*student) float64 {
-	var done atomic.Int64
-	stop := time.Now().Add(*windowFlag)
-	var wg sync.WaitGroup
-	for _, s := range students {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cfg := &session.ClientConfig{SID: s.sid, Chain: []*x509.Certificate{s.cert}, Key: s.key, Roots: s.roots, BoardName: "blackboard"}
-			sum := sha256.Sum256(s.msg)
-			for time.Now().Before(stop) {
-				if err := submitOnce(addr, cfg, s.msg, sum); err != nil {
-					fatalf("session %s: %v", s.sid, err)
-				}
-				done.Add(1)
+	return throughput(len(students), func(i int) (func() error, func()) {
+		s := students[i]
+		cfg := &session.ClientConfig{SID: s.sid, Chain: []*x509.Certificate{s.cert}, Key: s.key, Roots: s.roots, BoardName: "blackboard"}
+		sum := sha256.Sum256(s.msg)
+		return func() error {
+			if err := submitOnce(addr, cfg, s.msg, sum); err != nil {
+				return fmt.Errorf("session %s: %w", s.sid, err)
 			}
-		}()
-	}
-	start := time.Now()
-	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds()
+			return nil
+		}, nil
+	})
 }
 
 func submitOnce(addr string, cfg *session.ClientConfig, msg []byte, sum [32]byte) error {
@@ -160,30 +150,21 @@ func submitOnce(addr string, cfg *session.ClientConfig, msg []byte, sum [32]byte
 
 // tlsLoad is sessionLoad against the TLS 1.3 baseline server.
 func tlsLoad(addr string, students []*student) float64 {
-	var done atomic.Int64
-	stop := time.Now().Add(*windowFlag)
-	var wg sync.WaitGroup
-	for _, s := range students {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cfg := &tls.Config{
-				Certificates:       []tls.Certificate{{Certificate: [][]byte{s.cert.Raw}, PrivateKey: s.key, Leaf: s.cert}},
-				MinVersion:         tls.VersionTLS13,
-				InsecureSkipVerify: true, // the board certificate has no DNS name; checked below instead
-				VerifyConnection:   verifyBoard(s.roots),
+	return throughput(len(students), func(i int) (func() error, func()) {
+		s := students[i]
+		cfg := &tls.Config{
+			Certificates:       []tls.Certificate{{Certificate: [][]byte{s.cert.Raw}, PrivateKey: s.key, Leaf: s.cert}},
+			MinVersion:         tls.VersionTLS13,
+			InsecureSkipVerify: true, // the board certificate has no DNS name; checked below instead
+			VerifyConnection:   verifyBoard(s.roots),
+		}
+		return func() error {
+			if err := tlsOnce(addr, cfg, s.msg); err != nil {
+				return fmt.Errorf("tls session %s: %w", s.sid, err)
 			}
-			for time.Now().Before(stop) {
-				if err := tlsOnce(addr, cfg, s.msg); err != nil {
-					fatalf("tls session %s: %v", s.sid, err)
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	start := time.Now()
-	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds()
+			return nil
+		}, nil
+	})
 }
 
 // verifyBoard checks the server certificate as our student checks the board's:

@@ -17,8 +17,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"pkiboard/wire"
@@ -84,31 +82,20 @@ func (r *runner) caIssuance() []row {
 // enrollLoad runs caClients connections, each enrolling its CSR again and again
 // for one window, and returns certificates issued per second.
 func enrollLoad(addr string, csrs [][]byte) float64 {
-	var done atomic.Int64
-	stop := time.Now().Add(*windowFlag)
-	var wg sync.WaitGroup
-	for i, csr := range csrs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				fatalf("dial CA: %v", err)
+	return throughput(len(csrs), func(i int) (func() error, func()) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			fatalf("dial CA: %v", err)
+		}
+		wc := wire.NewConn(c, wire.Options{})
+		req := &wire.EnrollRequest{Profile: wire.ProfileStudent, SID: fmt.Sprintf("bench-%02d", i), CSR: csrs[i]}
+		return func() error {
+			if err := enrollOnce(wc, req); err != nil {
+				return fmt.Errorf("enroll: %w", err)
 			}
-			defer c.Close()
-			wc := wire.NewConn(c, wire.Options{})
-			req := &wire.EnrollRequest{Profile: wire.ProfileStudent, SID: fmt.Sprintf("bench-%02d", i), CSR: csr}
-			for time.Now().Before(stop) {
-				if err := enrollOnce(wc, req); err != nil {
-					fatalf("enroll: %v", err)
-				}
-				done.Add(1)
-			}
-		}()
-	}
-	start := time.Now()
-	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds()
+			return nil
+		}, func() { c.Close() }
+	})
 }
 
 // enrollOnce sends one request and takes the two files the CA sends, in memory.
@@ -153,38 +140,28 @@ func issueInMemory(csrs [][]byte) float64 {
 	}
 	rootDER, _ := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
 	root, _ := x509.ParseCertificate(rootDER)
-	var done atomic.Int64
-	stop := time.Now().Add(*windowFlag)
-	var wg sync.WaitGroup
-	for w := range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; time.Now().Before(stop); i++ {
-				csr, err := x509.ParseCertificateRequest(csrs[i%len(csrs)])
-				if err != nil {
-					fatalf("%v", err)
-				}
-				if err := csr.CheckSignature(); err != nil {
-					fatalf("%v", err)
-				}
-				serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-				tmpl := &x509.Certificate{
-					SerialNumber: serial, Subject: pkix.Name{CommonName: csr.Subject.CommonName},
-					NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(180 * 24 * time.Hour),
-					KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement,
-					ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true,
-				}
-				if _, err := x509.CreateCertificate(rand.Reader, tmpl, root, csr.PublicKey, rootKey); err != nil {
-					fatalf("%v", err)
-				}
-				done.Add(1)
+	return throughput(runtime.GOMAXPROCS(0), func(w int) (func() error, func()) {
+		i := w
+		return func() error {
+			csr, err := x509.ParseCertificateRequest(csrs[i%len(csrs)])
+			i++
+			if err != nil {
+				return err
 			}
-		}()
-	}
-	start := time.Now()
-	wg.Wait()
-	return float64(done.Load()) / time.Since(start).Seconds()
+			if err := csr.CheckSignature(); err != nil {
+				return err
+			}
+			serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+			tmpl := &x509.Certificate{
+				SerialNumber: serial, Subject: pkix.Name{CommonName: csr.Subject.CommonName},
+				NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(180 * 24 * time.Hour),
+				KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement,
+				ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, BasicConstraintsValid: true,
+			}
+			_, err = x509.CreateCertificate(rand.Reader, tmpl, root, csr.PublicKey, rootKey)
+			return err
+		}, nil
+	})
 }
 
 // nullCA is the protocol floor of the CA row: a server (this program re-run as

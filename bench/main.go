@@ -22,6 +22,8 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -220,4 +222,34 @@ func fatalf(format string, args ...any) {
 // raw records a raw figure in the report.
 func (r *runner) raw(format string, args ...any) {
 	fmt.Fprintf(r.report, format+"\n", args...)
+}
+
+// throughput runs n workers at once for one measurement window and returns
+// the operations they completed per second. Worker i is set up by setup(i), in
+// its own goroutine, which returns the operation to repeat until the window
+// ends and what to do afterwards (nil for nothing). An operation's error ends
+// the bench.
+func throughput(n int, setup func(i int) (op func() error, cleanup func())) float64 {
+	var done atomic.Int64
+	stop := time.Now().Add(*windowFlag)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			op, cleanup := setup(i)
+			if cleanup != nil {
+				defer cleanup()
+			}
+			for time.Now().Before(stop) {
+				if err := op(); err != nil {
+					fatalf("%v", err)
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	start := time.Now()
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds()
 }
