@@ -3,8 +3,6 @@ package caclient
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -19,6 +17,7 @@ import (
 	"time"
 
 	"pkiboard/internal/fuzzseed"
+	"pkiboard/internal/testcert"
 	"pkiboard/keys"
 	"pkiboard/wire"
 )
@@ -34,53 +33,25 @@ var (
 	fixtureCertFile = filepath.Join("testdata", "cert.pem")
 )
 
-func fixtureKey(tb testing.TB) *ecdsa.PrivateKey {
-	tb.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return k
-}
-
-func fixtureCert(tb testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
-	tb.Helper()
-	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-	tmpl.NotBefore = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tmpl.NotAfter = time.Date(2126, 1, 1, 0, 0, 0, 0, time.UTC)
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
-
 // makeFixtures makes the root, the student certificate and the seeds of both
 // fuzz targets.
 func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[string][2][]byte, crlSeeds map[string][]byte) {
 	tb.Helper()
-	rootKey := fixtureKey(tb)
-	root = fixtureCert(tb, &x509.Certificate{
+	rootKey := testcert.Key(tb)
+	root = testcert.Issue(tb, &x509.Certificate{
 		Subject: pkix.Name{CommonName: "CA Client Fixture Root"}, IsCA: true, BasicConstraintsValid: true,
 		MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, SubjectKeyId: []byte{1, 2, 3, 4},
 	}, nil, rootKey.Public(), rootKey)
 	leaf := func(cn string, eku x509.ExtKeyUsage, pub crypto.PublicKey, signer crypto.Signer, parent *x509.Certificate) *x509.Certificate {
-		return fixtureCert(tb, &x509.Certificate{
+		return testcert.Issue(tb, &x509.Certificate{
 			Subject: pkix.Name{CommonName: cn}, BasicConstraintsValid: true,
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{eku},
 		}, parent, pub, signer)
 	}
-	studentKey := fixtureKey(tb)
+	studentKey := testcert.Key(tb)
 	cert = leaf(fixtureSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), rootKey, root)
-	otherRootKey := fixtureKey(tb)
-	otherRoot := fixtureCert(tb, &x509.Certificate{
+	otherRootKey := testcert.Key(tb)
+	otherRoot := testcert.Issue(tb, &x509.Certificate{
 		Subject: pkix.Name{CommonName: "CA Client Fixture Root"}, IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}, nil, otherRootKey.Public(), otherRootKey)
@@ -96,7 +67,7 @@ func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[
 	enrollSeeds = map[string][2][]byte{
 		"valid":              {certPEM, rootPEM},
 		"valid-with-chain":   {pemOf(cert, root), rootPEM},
-		"other-key":          {pemOf(leaf(fixtureSID, x509.ExtKeyUsageClientAuth, fixtureKey(tb).Public(), rootKey, root)), rootPEM},
+		"other-key":          {pemOf(leaf(fixtureSID, x509.ExtKeyUsageClientAuth, testcert.Key(tb).Public(), rootKey, root)), rootPEM},
 		"other-cn":           {pemOf(leaf("1155000002", x509.ExtKeyUsageClientAuth, studentKey.Public(), rootKey, root)), rootPEM},
 		"server-eku":         {pemOf(leaf(fixtureSID, x509.ExtKeyUsageServerAuth, studentKey.Public(), rootKey, root)), rootPEM},
 		"other-root":         {pemOf(leaf(fixtureSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), otherRootKey, otherRoot)), pemOf(otherRoot)},

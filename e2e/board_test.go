@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"crypto"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -11,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -25,6 +23,7 @@ import (
 
 	"pkiboard/board"
 	"pkiboard/internal/proc"
+	"pkiboard/internal/testcert"
 	"pkiboard/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -221,17 +220,7 @@ func (s *system) signWithRoot(t *testing.T, tmpl *x509.Certificate, pub crypto.P
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	tmpl.SerialNumber = serial
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, pub, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return testcert.Issue(t, tmpl, root, pub, rootKey)
 }
 
 func TestBoardRefusals(t *testing.T) {

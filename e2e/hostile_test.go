@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"pkiboard/internal/testcert"
 	"pkiboard/roles"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -229,18 +230,7 @@ func deepChain(t *testing.T, n int, sid string) [][]byte {
 		serial++
 		tmpl.SerialNumber = big.NewInt(serial)
 		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-		if parent == nil {
-			parent = tmpl
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+		return testcert.Issue(t, tmpl, parent, key.Public(), signer)
 	}
 	parent := mk(&x509.Certificate{Subject: pkix.Name{CommonName: "CUHK Course Root CA"}, IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}, nil, key)
 	chain := [][]byte{parent.Raw}

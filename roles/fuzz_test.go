@@ -3,8 +3,6 @@ package roles
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -12,7 +10,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +17,7 @@ import (
 	"time"
 
 	"pkiboard/internal/fuzzseed"
+	"pkiboard/internal/testcert"
 	"pkiboard/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -36,60 +34,24 @@ var (
 	receiptReceivedAt = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 )
 
-// fixtureCert signs tmpl for pub with parent and its key (self-signed when
-// parent is nil).
-func fixtureCert(tb testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, key crypto.Signer) *x509.Certificate {
-	tb.Helper()
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl.SerialNumber = serial
-	if tmpl.NotBefore.IsZero() {
-		tmpl.NotBefore = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-		tmpl.NotAfter = time.Date(2126, 1, 1, 0, 0, 0, 0, time.UTC)
-	}
-	if parent == nil {
-		parent = tmpl
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return c
-}
-
-func fixtureKey(tb testing.TB) *ecdsa.PrivateKey {
-	tb.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return k
-}
-
 // receiptSeeds makes a root, a board certificate, and receipt files: one
 // valid, the others each broken in one way, and one whose board chain is 50
 // certificates deep.
 func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byte) {
 	tb.Helper()
-	rootKey := fixtureKey(tb)
-	root = fixtureCert(tb, &x509.Certificate{
+	rootKey := testcert.Key(tb)
+	root = testcert.Issue(tb, &x509.Certificate{
 		Subject: pkix.Name{CommonName: "Receipt Fixture Root"}, IsCA: true, BasicConstraintsValid: true,
 		MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}, nil, rootKey.Public(), rootKey)
-	boardKey := fixtureKey(tb)
+	boardKey := testcert.Key(tb)
 	boardTmpl := func() *x509.Certificate {
 		return &x509.Certificate{
 			Subject: pkix.Name{CommonName: "blackboard"}, BasicConstraintsValid: true,
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		}
 	}
-	boardCert := fixtureCert(tb, boardTmpl(), root, boardKey.Public(), rootKey)
+	boardCert := testcert.Issue(tb, boardTmpl(), root, boardKey.Public(), rootKey)
 
 	content := sha256.Sum256([]byte("This is submission from 1155000001.\n"))
 	r := &wire.Receipt{
@@ -155,16 +117,16 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 	parent, parentKey := root, crypto.Signer(rootKey)
 	var deep []*x509.Certificate
 	for i := range 49 {
-		k := fixtureKey(tb)
-		c := fixtureCert(tb, &x509.Certificate{
+		k := testcert.Key(tb)
+		c := testcert.Issue(tb, &x509.Certificate{
 			Subject: pkix.Name{CommonName: fmt.Sprintf("Intermediate %02d", i)}, IsCA: true, BasicConstraintsValid: true,
 			KeyUsage: x509.KeyUsageCertSign,
 		}, parent, k.Public(), parentKey)
 		deep = append([]*x509.Certificate{c}, deep...)
 		parent, parentKey = c, k
 	}
-	deepKey := fixtureKey(tb)
-	deepBoard := fixtureCert(tb, boardTmpl(), parent, deepKey.Public(), parentKey)
+	deepKey := testcert.Key(tb)
+	deepBoard := testcert.Issue(tb, boardTmpl(), parent, deepKey.Public(), parentKey)
 	deepReceipt := *r
 	sign(&deepReceipt, deepKey)
 	seeds["chain-50-deep"] = encode(file(&deepReceipt, append([]*x509.Certificate{deepBoard}, deep...)...))

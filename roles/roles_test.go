@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"pkiboard/config"
+	"pkiboard/internal/testcert"
 	"pkiboard/session"
 )
 
@@ -18,9 +19,9 @@ func TestMinBoardFrameFitsARecord(t *testing.T) {
 // TestRootPoolIsShared checks that sessions with the same root share one pool,
 // which the session's verified-chain cache is keyed by.
 func TestRootPoolIsShared(t *testing.T) {
-	k := fixtureKey(t)
-	rootA := fixtureCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "A"}, IsCA: true, BasicConstraintsValid: true}, nil, k.Public(), k)
-	rootB := fixtureCert(t, &x509.Certificate{Subject: pkix.Name{CommonName: "B"}, IsCA: true, BasicConstraintsValid: true}, nil, k.Public(), k)
+	k := testcert.Key(t)
+	rootA := testcert.Issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "A"}, IsCA: true, BasicConstraintsValid: true}, nil, k.Public(), k)
+	rootB := testcert.Issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "B"}, IsCA: true, BasicConstraintsValid: true}, nil, k.Public(), k)
 	var st student
 	a1, a2, b := st.rootPool(rootA), st.rootPool(rootA), st.rootPool(rootB)
 	if a1 != a2 {
