@@ -109,14 +109,7 @@ func TestServerHoldsMaxConnsAndClosesEveryConnection(t *testing.T) {
 	}
 
 	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("serve did not return within 5s of shutdown")
-	}
+	waitStopped(t, done, "serve did not return within 5s of shutdown")
 	for i, c := range held {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := io.Copy(io.Discard, c); err != nil {
@@ -223,13 +216,21 @@ func TestAdminServerShutdownWakesIdleOperator(t *testing.T) {
 		t.Fatalf("a second operator: got %q, %v", pong, err)
 	}
 	cancel()
+	waitStopped(t, done, "the admin server did not stop within 5s: an idle operator connection held it")
+}
+
+// waitStopped waits up to 5 s for a server's serve to return after its
+// context was cancelled, and fails the test with stuck if it does not, or if
+// serve returned an error.
+func waitStopped(t *testing.T, done <-chan error, stuck string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("the admin server did not stop within 5s: an idle operator connection held it")
+		t.Fatal(stuck)
 	}
 }
 
