@@ -27,9 +27,9 @@ test: deps lint ## the full suite: gofmt, go vet, go test -race ./... (unit, fuz
 BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 TOOLS    := $(CURDIR)/.tools
 
-bench: build deps ## measure against the baselines, print the table of ratios (also in bench/results.txt)
+bench: build deps ## measure against the baselines, print the table of ratios (also in cmd/bench/results.txt)
 	@test -x $(TOOLS)/benchstat || { echo "make: installing benchstat"; GOBIN=$(TOOLS) $(GO) install $(BENCHSTAT); }
-	$(GO) build -o $(TOOLS)/pkibench ./bench
+	$(GO) build -o $(TOOLS)/pkibench ./cmd/bench
 	PATH="$(TOOLS):$$PATH" $(TOOLS)/pkibench -bin $(BIN) $(BENCHFLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME (default 10s) each

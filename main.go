@@ -25,8 +25,8 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/adversary"
-	"pkiboard/config"
-	"pkiboard/logging"
+	"pkiboard/internal/config"
+	"pkiboard/internal/logging"
 	"pkiboard/roles"
 )
 

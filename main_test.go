@@ -9,7 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"pkiboard/config"
+	"pkiboard/internal/config"
 )
 
 // runLoad runs the app's flag parsing with args and returns the configuration

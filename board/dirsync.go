@@ -4,7 +4,7 @@ import (
 	"errors"
 	"sync"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 )
 
 // dirSyncer makes new names in one directory durable for many writers at

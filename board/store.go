@@ -24,8 +24,8 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"pkiboard/keys"
-	"pkiboard/store"
+	"pkiboard/internal/keys"
+	"pkiboard/internal/store"
 	"pkiboard/wire"
 )
 

@@ -17,8 +17,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/keys"
-	"pkiboard/store"
+	"pkiboard/internal/keys"
+	"pkiboard/internal/store"
 	"pkiboard/wire"
 )
 

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 

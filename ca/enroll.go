@@ -23,8 +23,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"pkiboard/keys"
-	"pkiboard/logging"
+	"pkiboard/internal/keys"
+	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
 

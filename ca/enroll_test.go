@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 

@@ -20,7 +20,7 @@ import (
 	"unicode/utf8"
 
 	"pkiboard/internal/fuzzseed"
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 

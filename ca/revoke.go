@@ -18,7 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 )
 
 // CRLReason codes (RFC 5280 §5.3.1). 7 is not used.

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 )
 
 // currentCRL returns the CA's CRL, checked against the root, and checks

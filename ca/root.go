@@ -18,8 +18,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/keys"
-	"pkiboard/logging"
+	"pkiboard/internal/keys"
+	"pkiboard/internal/logging"
 )
 
 // loadOrCreateRoot loads root.pem and root-key.pem, or creates both when

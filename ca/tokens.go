@@ -15,7 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 

@@ -19,7 +19,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 

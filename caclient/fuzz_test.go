@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"pkiboard/internal/fuzzseed"
+	"pkiboard/internal/keys"
 	"pkiboard/internal/testcert"
-	"pkiboard/keys"
 	"pkiboard/wire"
 )
 

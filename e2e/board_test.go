@@ -22,9 +22,9 @@ import (
 	"time"
 
 	"pkiboard/board"
+	"pkiboard/internal/keys"
 	"pkiboard/internal/proc"
 	"pkiboard/internal/testcert"
-	"pkiboard/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
 )

@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"pkiboard/caclient"
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 

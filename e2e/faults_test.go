@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"pkiboard/caclient"
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 )
 
 // requireMounts checks that the test may make mount namespaces and mount in

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/adversary"
-	"pkiboard/config"
-	"pkiboard/keys"
+	"pkiboard/internal/config"
+	"pkiboard/internal/keys"
 )
 
 // AdversaryOptions is what the adversary role is asked to do. It has no

@@ -18,9 +18,9 @@ import (
 
 	"pkiboard/board"
 	"pkiboard/caclient"
-	"pkiboard/config"
-	"pkiboard/keys"
-	"pkiboard/logging"
+	"pkiboard/internal/config"
+	"pkiboard/internal/keys"
+	"pkiboard/internal/logging"
 	"pkiboard/session"
 	"pkiboard/wire"
 )

@@ -14,8 +14,8 @@ import (
 
 	"pkiboard/board"
 	"pkiboard/caclient"
-	"pkiboard/config"
-	"pkiboard/keys"
+	"pkiboard/internal/config"
+	"pkiboard/internal/keys"
 	"pkiboard/session"
 )
 

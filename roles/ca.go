@@ -19,7 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/ca"
-	"pkiboard/config"
+	"pkiboard/internal/config"
 	"pkiboard/wire"
 )
 

@@ -14,10 +14,10 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/ca"
-	"pkiboard/config"
+	"pkiboard/internal/config"
 	"pkiboard/wire"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 )
 
 // CertView is one issued certificate as the operator commands show it.

@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/caclient"
-	"pkiboard/config"
-	"pkiboard/keys"
+	"pkiboard/internal/config"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 

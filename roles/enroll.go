@@ -11,9 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/caclient"
-	"pkiboard/config"
-	"pkiboard/keys"
-	"pkiboard/logging"
+	"pkiboard/internal/config"
+	"pkiboard/internal/keys"
+	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"pkiboard/caclient"
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
 )

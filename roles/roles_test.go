@@ -5,7 +5,7 @@ import (
 	"crypto/x509/pkix"
 	"testing"
 
-	"pkiboard/config"
+	"pkiboard/internal/config"
 	"pkiboard/internal/testcert"
 	"pkiboard/session"
 )

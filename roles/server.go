@@ -10,7 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/config"
+	"pkiboard/internal/config"
 	"pkiboard/wire"
 )
 

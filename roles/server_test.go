@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"pkiboard/config"
+	"pkiboard/internal/config"
 	"pkiboard/wire"
 )
 

@@ -15,7 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"pkiboard/config"
+	"pkiboard/internal/config"
 )
 
 // connStats counts a server's connections. Its fields are updated by the

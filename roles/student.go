@@ -21,9 +21,9 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/caclient"
-	"pkiboard/config"
-	"pkiboard/keys"
-	"pkiboard/logging"
+	"pkiboard/internal/config"
+	"pkiboard/internal/keys"
+	"pkiboard/internal/logging"
 	"pkiboard/session"
 	"pkiboard/wire"
 )

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/logging"
+	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
 

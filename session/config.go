@@ -17,7 +17,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 

@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/logging"
+	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
 

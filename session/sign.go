@@ -13,7 +13,7 @@ import (
 	"io"
 	"time"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 

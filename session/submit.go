@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/logging"
+	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
 

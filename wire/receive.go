@@ -14,7 +14,7 @@ import (
 	"sync"
 	"syscall"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 )
 
 // File modes of what a Receiver creates.

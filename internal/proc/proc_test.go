@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"pkiboard/config"
+	"pkiboard/internal/config"
 )
 
 func TestConfigParses(t *testing.T) {

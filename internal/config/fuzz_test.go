@@ -51,7 +51,7 @@ func fileSeeds(tb testing.TB) [][]byte {
 		tb.Fatal(err)
 	}
 	var seeds [][]byte
-	for _, path := range append(paths, filepath.Join("..", "config.toml")) {
+	for _, path := range append(paths, filepath.Join("..", "..", "config.toml")) {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			tb.Fatal(err)

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"pkiboard/caclient"
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
 )

@@ -11,7 +11,7 @@ import (
 )
 
 func TestShippedConfigLoads(t *testing.T) {
-	cfg, err := Load(filepath.Join("..", "config.toml"))
+	cfg, err := Load(filepath.Join("..", "..", "config.toml"))
 	if err != nil {
 		t.Fatalf("shipped config.toml: %v", err)
 	}
@@ -35,7 +35,7 @@ func TestShippedConfigLoads(t *testing.T) {
 // TestShippedConfigDocumentsEveryKey checks that every key the loader accepts
 // appears in the shipped file, preceded or followed by a comment.
 func TestShippedConfigDocumentsEveryKey(t *testing.T) {
-	text, err := os.ReadFile(filepath.Join("..", "config.toml"))
+	text, err := os.ReadFile(filepath.Join("..", "..", "config.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"pkiboard/keys"
+	"pkiboard/internal/keys"
 )
 
 // Validate checks every value and returns all problems found, each naming its key.
