@@ -421,7 +421,7 @@ func TestSwapCertAndSID(t *testing.T) {
 }
 
 func TestDowngrade(t *testing.T) {
-	both := []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256}
+	both := []uint16{session.SuiteAES256CTRHMACSHA256, session.SuiteRC4HMACSHA256}
 	o := run(t, scenario{attack: Downgrade, allowRC4: true, suites: both})
 	o.wantRefused(t, "student", wire.CodeBadTranscriptSignature)
 	o.wantAction(t, "stripped aes-256-ctr-hmac-sha256")
@@ -511,7 +511,7 @@ func TestSearchKeysFindsTheRightKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newRecordCodec(wire.SuiteAES256CTRHMACSHA256, k)
+	c, err := newRecordCodec(session.SuiteAES256CTRHMACSHA256, k)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,13 +139,13 @@ func downgrade(s *conn, f *Frame) [][]byte {
 		return keep(f)
 	}
 	ch := *s.nb.hello
-	ch.Suites = slices.DeleteFunc(slices.Clone(ch.Suites), func(id uint16) bool { return id == wire.SuiteAES256CTRHMACSHA256 })
+	ch.Suites = slices.DeleteFunc(slices.Clone(ch.Suites), func(id uint16) bool { return id == suiteAES256CTRHMACSHA256 })
 	if len(ch.Suites) == 0 {
-		s.say("the student offers only " + session.SuiteName(wire.SuiteAES256CTRHMACSHA256) + ": there is nothing to downgrade to; relayed the hello unchanged")
+		s.say("the student offers only " + session.SuiteName(suiteAES256CTRHMACSHA256) + ": there is nothing to downgrade to; relayed the hello unchanged")
 		return keep(f)
 	}
 	return s.forwardHello(f, &ch, "stripped %s from the student's offer [%s], leaving [%s]",
-		session.SuiteName(wire.SuiteAES256CTRHMACSHA256), suiteNames(s.nb.hello.Suites), suiteNames(ch.Suites))
+		session.SuiteName(suiteAES256CTRHMACSHA256), suiteNames(s.nb.hello.Suites), suiteNames(ch.Suites))
 }
 
 // swapCert replaces the student's certificate in the ClientHello with the

@@ -113,9 +113,9 @@ func (s *conn) serverHelloFor(ch *wire.ClientHello, chPayload []byte) (sh *wire.
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sh = &wire.ServerHello{Version: wire.SessionVersion, Suite: wire.SuiteAES256CTRHMACSHA256, KeyTransport: kt}
+	sh = &wire.ServerHello{Version: wire.SessionVersion, Suite: suiteAES256CTRHMACSHA256, KeyTransport: kt}
 	for _, id := range ch.Suites {
-		if id == wire.SuiteAES256CTRHMACSHA256 || id == wire.SuiteRC4HMACSHA256 {
+		if id == suiteAES256CTRHMACSHA256 || id == suiteRC4HMACSHA256 {
 			sh.Suite = id
 			break
 		}

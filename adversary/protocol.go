@@ -37,6 +37,15 @@ const (
 	exporterPQ          = "pkiboard v1 pq secret"
 )
 
+// The cipher suite ids of PROTOCOL.md §5.1. They are copied from the document
+// on purpose, not taken from package session: the adversary is an independent
+// implementation of the protocol, and reads its numbers where any other
+// implementation would.
+const (
+	suiteAES256CTRHMACSHA256 uint16 = 0x0001
+	suiteRC4HMACSHA256       uint16 = 0x0002
+)
+
 // Sizes of PROTOCOL.md §5.
 const (
 	tagSize       = 32 // HMAC-SHA256 tag of a record
@@ -248,13 +257,13 @@ type recordCodec struct {
 func newRecordCodec(suite uint16, k trafficKeys) (*recordCodec, error) {
 	c := &recordCodec{mac: hmac.New(sha256.New, k.mac)}
 	switch suite {
-	case wire.SuiteAES256CTRHMACSHA256:
+	case suiteAES256CTRHMACSHA256:
 		block, err := aes.NewCipher(k.key)
 		if err != nil {
 			return nil, err
 		}
 		c.stream = cipher.NewCTR(block, k.iv)
-	case wire.SuiteRC4HMACSHA256:
+	case suiteRC4HMACSHA256:
 		s, err := rc4.NewCipherDrop(k.key, rc4Discard)
 		if err != nil {
 			return nil, err

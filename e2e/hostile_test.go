@@ -251,7 +251,7 @@ func helloWith(t testing.TB, sid string, certs [][]byte) []byte {
 		t.Fatal(err)
 	}
 	h := &wire.ClientHello{Version: wire.SessionVersion, SID: sid, Certificates: certs,
-		Suites: []uint16{wire.SuiteAES256CTRHMACSHA256}, KEM: wire.KEMXWing, KEMPublic: priv.PublicKey().Bytes()}
+		Suites: []uint16{session.SuiteAES256CTRHMACSHA256}, KEM: wire.KEMXWing, KEMPublic: priv.PublicKey().Bytes()}
 	rand.Read(h.Random[:])
 	return frameOf(t, h)
 }

@@ -18,7 +18,7 @@ import (
 // BenchmarkRecordThroughput seals and opens full 64 KiB Data records: the
 // per-byte work of both ends of the record layer, without I/O.
 func BenchmarkRecordThroughput(b *testing.B) {
-	for _, suite := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
+	for _, suite := range []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
 		b.Run(SuiteName(suite), func(b *testing.B) {
 			send, recv := recordPair(b, suite)
 			plain := randomContent(wire.MaxDataChunk)
@@ -72,7 +72,7 @@ func BenchmarkBound(b *testing.B) {
 // board runs it: read a frame, check the MAC, decrypt, decode, and hash the
 // content. Sealing the records is not timed. Compare with BenchmarkBound.
 func BenchmarkReceive(b *testing.B) {
-	for _, suite := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
+	for _, suite := range []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
 		b.Run(SuiteName(suite), func(b *testing.B) {
 			mc := &loopConn{buf: new(bytes.Buffer)}
 			send, recv := recordPair(b, suite)
@@ -102,7 +102,7 @@ func BenchmarkReceive(b *testing.B) {
 // Conn over loopback TCP, the board hashing the content as it arrives: the
 // upload without the disk.
 func BenchmarkUpload(b *testing.B) {
-	for _, suite := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
+	for _, suite := range []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
 		b.Run(SuiteName(suite), func(b *testing.B) {
 			ln := listen(b)
 			accepted := make(chan net.Conn, 1)

@@ -32,33 +32,6 @@ const (
 	MaxRecord = 1 + wire.MaxDataChunk + TagSize
 )
 
-// SuiteName returns the name of a cipher suite as PROTOCOL.md §5.1 lists it,
-// such as "aes-256-ctr-hmac-sha256", or "0x0003" for an unknown id.
-func SuiteName(id uint16) string {
-	switch id {
-	case wire.SuiteAES256CTRHMACSHA256:
-		return "aes-256-ctr-hmac-sha256"
-	case wire.SuiteRC4HMACSHA256:
-		return "rc4-hmac-sha256"
-	}
-	return fmt.Sprintf("0x%04x", id)
-}
-
-// SuiteByName returns the id of the cipher suite called name (see SuiteName).
-func SuiteByName(name string) (uint16, bool) {
-	for _, id := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
-		if SuiteName(id) == name {
-			return id, true
-		}
-	}
-	return 0, false
-}
-
-// knownSuite reports whether id is a suite this package implements.
-func knownSuite(id uint16) bool {
-	return id == wire.SuiteAES256CTRHMACSHA256 || id == wire.SuiteRC4HMACSHA256
-}
-
 // ServerConfig configures the board's side of a session. A ServerConfig may be
 // shared by concurrent sessions and must not be modified while they run.
 type ServerConfig struct {
@@ -265,10 +238,10 @@ func (cfg *ClientConfig) settings() (*clientSettings, error) {
 	}
 	s := &clientSettings{ClientConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand, cfg.Log), suites: cfg.Suites}
 	if len(s.suites) == 0 {
-		s.suites = []uint16{wire.SuiteAES256CTRHMACSHA256}
+		s.suites = []uint16{SuiteAES256CTRHMACSHA256}
 	}
 	for _, id := range s.suites {
-		if !knownSuite(id) {
+		if suiteByID(id) == nil {
 			return nil, fmt.Errorf("session: ClientConfig.Suites: unknown suite %s", SuiteName(id))
 		}
 	}

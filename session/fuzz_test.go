@@ -76,7 +76,7 @@ func serverHandshakeSeeds(tb testing.TB) map[string][]any {
 		"truncated":      {valid[:len(valid)/2]},
 		"trailing":       {append(bytes.Clone(valid), 0)},
 		"version-2":      hooked(func(ch *wire.ClientHello) { ch.Version = 2 }),
-		"rc4-only":       hooked(func(ch *wire.ClientHello) { ch.Suites = []uint16{wire.SuiteRC4HMACSHA256} }),
+		"rc4-only":       hooked(func(ch *wire.ClientHello) { ch.Suites = []uint16{SuiteRC4HMACSHA256} }),
 		"unknown-suites": hooked(func(ch *wire.ClientHello) { ch.Suites = []uint16{7, 8, 9} }),
 		"kem-x25519":     hooked(func(ch *wire.ClientHello) { ch.KEM = 0x0020 }),
 		"kem-short":      hooked(func(ch *wire.ClientHello) { ch.KEMPublic = ch.KEMPublic[:1215] }),
@@ -112,7 +112,7 @@ func clientHandshakeSeeds(tb testing.TB) map[string][]any {
 		"sv-flipped":       {sh, flipped(sv, -3)},
 		"sv-missing":       {sh, []byte{}},
 		"sh-version-2":     {flipped(sh, 2), sv}, // 1 ^ 1 = 0: version 0
-		"suite-rc4":        hooked(func(sh *wire.ServerHello) { sh.Suite = wire.SuiteRC4HMACSHA256 }),
+		"suite-rc4":        hooked(func(sh *wire.ServerHello) { sh.Suite = SuiteRC4HMACSHA256 }),
 		"kt-rsa":           hooked(func(sh *wire.ServerHello) { sh.KeyTransport = wire.KeyTransportRSAOAEP }),
 		"key-garbled":      hooked(func(sh *wire.ServerHello) { sh.EncryptedKey[0] ^= 1 }),
 		"kem-short":        hooked(func(sh *wire.ServerHello) { sh.KEMCiphertext = sh.KEMCiphertext[:1119] }),
@@ -141,7 +141,7 @@ func openRecordSeeds(tb testing.TB) map[string][]any {
 		"empty-data": {[]byte{byte(wire.TypeData)}, true},
 	}
 	for name, m := range msgs {
-		send, _ := recordPair(tb, wire.SuiteAES256CTRHMACSHA256)
+		send, _ := recordPair(tb, SuiteAES256CTRHMACSHA256)
 		seeds["sealed-"+name] = []any{seal(tb, send, m), false}
 		seeds["plain-"+name] = []any{m, true}
 	}
@@ -247,7 +247,7 @@ func FuzzOpenRecord(f *testing.F) {
 		macKey[i] = byte(0x80 + i) // as recordPair
 	}
 	f.Fuzz(func(t *testing.T, input []byte, sealIt bool) {
-		send, recv := recordPair(t, wire.SuiteAES256CTRHMACSHA256)
+		send, recv := recordPair(t, SuiteAES256CTRHMACSHA256)
 		rec := input
 		if sealIt {
 			if len(input) == 0 || len(input) > 1+wire.MaxDataChunk {
@@ -283,8 +283,8 @@ func FuzzOpenRecord(f *testing.F) {
 
 		// The whole read path of a Conn: the board's side with a fresh
 		// direction, which also takes a plaintext Error as the first frame.
-		_, recv2 := recordPair(t, wire.SuiteAES256CTRHMACSHA256)
-		s2cSend, _ := recordPair(t, wire.SuiteAES256CTRHMACSHA256)
+		_, recv2 := recordPair(t, SuiteAES256CTRHMACSHA256)
+		s2cSend, _ := recordPair(t, SuiteAES256CTRHMACSHA256)
 		m := newMemConn(frame(rec))
 		c := &Conn{conn: wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), in: recv2, out: s2cSend}
 		msg, err := c.ReadMessage()

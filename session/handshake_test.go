@@ -39,14 +39,14 @@ func randomContent(n int) []byte {
 func TestSessionSucceeds(t *testing.T) {
 	p := pki(t)
 	for _, kt := range []string{"p256", "p384", "rsa2048"} {
-		for _, suite := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
+		for _, suite := range []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
 			for _, content := range [][]byte{lab(testSID), randomContent(3*wire.MaxDataChunk + 17)} {
 				name := fmt.Sprintf("%s/%s/%d", kt, SuiteName(suite), len(content))
 				t.Run(name, func(t *testing.T) {
 					boardLogs, boardObs := observer.New(zapcore.InfoLevel)
 					studentLogs, studentObs := observer.New(zapcore.InfoLevel)
 					sc := p.serverConfig()
-					sc.AllowRC4 = suite == wire.SuiteRC4HMACSHA256
+					sc.AllowRC4 = suite == SuiteRC4HMACSHA256
 					sc.Log = zap.New(boardLogs)
 					cc := p.clientConfig(kt)
 					cc.Suites = []uint16{suite}
@@ -66,8 +66,8 @@ func TestSessionSucceeds(t *testing.T) {
 						t.Errorf("the student logged no STEP 5 line")
 					}
 					warned := boardObs.FilterLevelExact(zapcore.WarnLevel).FilterMessageSnippet("RC4 is broken").Len() == 1
-					if warned != (suite == wire.SuiteRC4HMACSHA256) {
-						t.Errorf("RC4 warning logged: %v, want %v", warned, suite == wire.SuiteRC4HMACSHA256)
+					if warned != (suite == SuiteRC4HMACSHA256) {
+						t.Errorf("RC4 warning logged: %v, want %v", warned, suite == SuiteRC4HMACSHA256)
 					}
 				})
 			}
@@ -131,7 +131,7 @@ func checkSuccess(t *testing.T, p *testPKI, r result, content []byte, name strin
 // student's order that it allows, and skips unknown ids.
 func TestSuiteChoice(t *testing.T) {
 	p := pki(t)
-	aes, rc4 := wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256
+	aes, rc4 := SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256
 	tests := []struct {
 		name     string
 		offer    []uint16
@@ -227,7 +227,7 @@ func TestBoardRefuses(t *testing.T) {
 		{"CA certificate", withCert(student(certSpec{isCA: true})), wire.CodeWrongUsage, "CA certificate"},
 		{"the root itself", withCert(identity{chain: []*x509.Certificate{p.root.cert}, key: p.root.key}), wire.CodeWrongUsage, "CA certificate"},
 		{"rc4 alone, not allowed", func(_ *ServerConfig, cc *ClientConfig) {
-			cc.Suites = []uint16{wire.SuiteRC4HMACSHA256}
+			cc.Suites = []uint16{SuiteRC4HMACSHA256}
 		}, wire.CodeSuiteNotAllowed, "(rc4-hmac-sha256) is allowed"},
 		{"unknown suites only", withHello(func(ch *wire.ClientHello) { ch.Suites = []uint16{0x1234} }), wire.CodeSuiteNotAllowed, "0x1234"},
 		{"version 2", withHello(func(ch *wire.ClientHello) { ch.Version = 2 }), wire.CodeBadVersion, "version 2"},
@@ -355,7 +355,7 @@ func TestStudentRefuses(t *testing.T) {
 			}
 			return [][]byte{f}
 		}, wire.CodeBadTranscriptSignature},
-		{"suite not offered", withServerHello(func(sh *wire.ServerHello) { sh.Suite = wire.SuiteRC4HMACSHA256 }), nil, wire.CodeUnexpectedMessage},
+		{"suite not offered", withServerHello(func(sh *wire.ServerHello) { sh.Suite = SuiteRC4HMACSHA256 }), nil, wire.CodeUnexpectedMessage},
 		{"unknown suite", withServerHello(func(sh *wire.ServerHello) { sh.Suite = 0x0999 }), nil, wire.CodeUnexpectedMessage},
 		{"key transport not for the key", withServerHello(func(sh *wire.ServerHello) { sh.KeyTransport = wire.KeyTransportRSAOAEP }), nil, wire.CodeUnexpectedMessage},
 		{"session key garbled", withServerHello(func(sh *wire.ServerHello) { sh.EncryptedKey[len(sh.EncryptedKey)-1] ^= 1 }), nil, wire.CodeKeyTransportFailed},
@@ -398,7 +398,7 @@ func TestDowngrade(t *testing.T) {
 			panic(err)
 		}
 		ch := m.(*wire.ClientHello)
-		ch.Suites = slices.DeleteFunc(ch.Suites, func(s uint16) bool { return s == wire.SuiteAES256CTRHMACSHA256 })
+		ch.Suites = slices.DeleteFunc(ch.Suites, func(s uint16) bool { return s == SuiteAES256CTRHMACSHA256 })
 		out, err := wire.Marshal(ch)
 		if err != nil {
 			panic(err)
@@ -408,7 +408,7 @@ func TestDowngrade(t *testing.T) {
 	sc := p.serverConfig()
 	sc.AllowRC4 = true
 	cc := p.clientConfig("p256")
-	cc.Suites = []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256}
+	cc.Suites = []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}
 	var px *proxy
 	r := runSession(t, scenario{server: sc, client: cc, content: lab(testSID), tamper: strip, proxy: &px})
 	wantRefusal(t, "student", r.clientErr, wire.CodeBadTranscriptSignature)
@@ -420,7 +420,7 @@ func TestDowngrade(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := sh.(*wire.ServerHello).Suite; got != wire.SuiteRC4HMACSHA256 {
+	if got := sh.(*wire.ServerHello).Suite; got != SuiteRC4HMACSHA256 {
 		t.Errorf("the board chose %s from the stripped offer, want rc4-hmac-sha256", SuiteName(got))
 	}
 }

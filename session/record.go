@@ -1,7 +1,6 @@
 package session
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -44,23 +43,16 @@ type halfConn struct {
 // reuses their memory.
 func newHalfConn(suite uint16, k *trafficKeys) (*halfConn, error) {
 	defer k.wipe()
-	h := &halfConn{mac: hmac.New(sha256.New, k.mac[:])}
-	switch suite {
-	case wire.SuiteAES256CTRHMACSHA256:
-		block, err := aes.NewCipher(k.key[:])
-		if err != nil {
-			return nil, err
-		}
-		h.stream = cipher.NewCTR(block, k.iv[:])
-	case wire.SuiteRC4HMACSHA256:
-		c, err := rc4.NewCipherDrop(k.key[:], rc4.RFC4345Discard)
-		if err != nil {
-			return nil, err
-		}
-		h.stream, h.rc4 = c, c
-	default:
+	s := suiteByID(suite)
+	if s == nil {
 		return nil, fmt.Errorf("session: unknown suite %s", SuiteName(suite))
 	}
+	stream, err := s.cipher(k.key[:], k.iv[:])
+	if err != nil {
+		return nil, err
+	}
+	h := &halfConn{mac: hmac.New(sha256.New, k.mac[:]), stream: stream}
+	h.rc4, _ = stream.(*rc4.Cipher)
 	return h, nil
 }
 

@@ -305,7 +305,7 @@ func seal(t testing.TB, h *halfConn, msg []byte) []byte {
 }
 
 func TestRecordRoundTrip(t *testing.T) {
-	for _, suite := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
+	for _, suite := range []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
 		t.Run(SuiteName(suite), func(t *testing.T) {
 			send, recv := recordPair(t, suite)
 			for i, n := range []int{0, 1, 15, 16, 17, 1000, wire.MaxDataChunk} {
@@ -333,7 +333,7 @@ func TestRecordRoundTrip(t *testing.T) {
 // not decrypted (its buffer is untouched) and does not advance the state: the
 // genuine record still opens afterwards.
 func TestRecordFailureLeavesNoTrace(t *testing.T) {
-	send, recv := recordPair(t, wire.SuiteAES256CTRHMACSHA256)
+	send, recv := recordPair(t, SuiteAES256CTRHMACSHA256)
 	rec := seal(t, send, []byte{byte(wire.TypeFileOffset), 0, 0, 0, 0, 0, 0, 0, 9})
 	for i := range rec {
 		bad := bytes.Clone(rec)
@@ -357,7 +357,7 @@ func TestRecordFailureLeavesNoTrace(t *testing.T) {
 }
 
 func TestSequenceExhausted(t *testing.T) {
-	send, recv := recordPair(t, wire.SuiteAES256CTRHMACSHA256)
+	send, recv := recordPair(t, SuiteAES256CTRHMACSHA256)
 	send.seq, recv.seq = math.MaxUint64-1, math.MaxUint64-1
 	rec := seal(t, send, []byte{byte(wire.TypeFileAck)})
 	if _, err := recv.openInPlace(rec); err != nil {
@@ -403,7 +403,7 @@ func TestRecordTypes(t *testing.T) {
 		{"FileOffset with a trailing byte", []byte{byte(wire.TypeFileOffset), 0, 0, 0, 0, 0, 0, 0, 7, 0}, wire.CodeMalformed},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			student, board, studentNet, _ := connPair(t, wire.SuiteAES256CTRHMACSHA256)
+			student, board, studentNet, _ := connPair(t, SuiteAES256CTRHMACSHA256)
 			rec := seal(t, board.out, tt.msg)
 			go wire.WriteFrame(board.conn.NetConn(), rec)
 			var answer []byte
@@ -448,14 +448,14 @@ func TestRecordTypes(t *testing.T) {
 func TestPlaintextErrorOnlyFirst(t *testing.T) {
 	plainErr := mustMarshal(t, &wire.Error{Code: wire.CodeNameMismatch, Text: "not the board"})
 
-	_, board, studentNet, _ := connPair(t, wire.SuiteAES256CTRHMACSHA256)
+	_, board, studentNet, _ := connPair(t, SuiteAES256CTRHMACSHA256)
 	go wire.WriteFrame(studentNet, plainErr)
 	m, err := board.ReadMessage()
 	if e, ok := m.(*wire.Error); err != nil || !ok || e.Code != wire.CodeNameMismatch {
 		t.Fatalf("first frame: got %v, %v, want the student's Error", m, err)
 	}
 
-	student, board, studentNet, _ := connPair(t, wire.SuiteAES256CTRHMACSHA256)
+	student, board, studentNet, _ := connPair(t, SuiteAES256CTRHMACSHA256)
 	go func() {
 		student.WriteMessage(&wire.FileAck{})
 		wire.WriteFrame(studentNet, plainErr)
@@ -473,7 +473,7 @@ func TestPlaintextErrorOnlyFirst(t *testing.T) {
 
 // TestWriteAfterError checks that an Error is the last message a side sends.
 func TestWriteAfterError(t *testing.T) {
-	student, _, _, boardNet := connPair(t, wire.SuiteAES256CTRHMACSHA256)
+	student, _, _, boardNet := connPair(t, SuiteAES256CTRHMACSHA256)
 	go io.Copy(io.Discard, boardNet)
 	if err := student.WriteMessage(&wire.Error{Code: wire.CodeInternal, Text: "bye"}); err != nil {
 		t.Fatal(err)
@@ -486,7 +486,7 @@ func TestWriteAfterError(t *testing.T) {
 // TestRecordNoAllocs checks the hot path: a full Data record written and read
 // through Conn allocates nothing.
 func TestRecordNoAllocs(t *testing.T) {
-	for _, suite := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
+	for _, suite := range []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
 		var pipe bytes.Buffer
 		mc := &loopConn{buf: &pipe}
 		c2sSend, c2sRecv := recordPair(t, suite)
@@ -521,7 +521,7 @@ func (l *loopConn) Write(p []byte) (int, error) { return l.buf.Write(p) }
 // TestCloseUnblocksAndWipes checks that Close unblocks a reader and erases the
 // record state.
 func TestCloseUnblocksAndWipes(t *testing.T) {
-	_, board, studentNet, _ := connPair(t, wire.SuiteRC4HMACSHA256)
+	_, board, studentNet, _ := connPair(t, SuiteRC4HMACSHA256)
 	done := make(chan error, 1)
 	go func() {
 		_, err := board.ReadMessage()

@@ -108,7 +108,7 @@ func (d *decryptor) c2sKeys(t *testing.T, ikm []byte) (key, mac, iv []byte) {
 // stream returns the c2s keystream of the suite the board chose.
 func (d *decryptor) stream(t *testing.T, key, iv []byte) cipher.Stream {
 	t.Helper()
-	if d.serverHello.Suite == wire.SuiteRC4HMACSHA256 {
+	if d.serverHello.Suite == SuiteRC4HMACSHA256 {
 		c, err := rc4.NewCipherDrop(key, 1536)
 		if err != nil {
 			t.Fatal(err)
@@ -152,7 +152,7 @@ func TestForwardSecrecy(t *testing.T) {
 	for _, tc := range []struct {
 		kt    string
 		suite uint16
-	}{{"p256", wire.SuiteAES256CTRHMACSHA256}, {"p384", wire.SuiteRC4HMACSHA256}, {"rsa2048", wire.SuiteAES256CTRHMACSHA256}} {
+	}{{"p256", SuiteAES256CTRHMACSHA256}, {"p384", SuiteRC4HMACSHA256}, {"rsa2048", SuiteAES256CTRHMACSHA256}} {
 		kt := tc.kt
 		t.Run(kt+"/"+SuiteName(tc.suite), func(t *testing.T) {
 			var ephemeral hpke.PrivateKey

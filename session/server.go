@@ -100,7 +100,7 @@ func (hs *serverHandshake) handshake() (*Conn, error) {
 		zap.String("serial", hex.EncodeToString(hs.leaf.SerialNumber.Bytes())),
 		zap.String("key", keyTypeName(hs.leaf.PublicKey)),
 		zap.String("suite", SuiteName(hs.suite)))
-	if hs.suite == wire.SuiteRC4HMACSHA256 {
+	if hs.suite == SuiteRC4HMACSHA256 {
 		hs.cfg.log.Warn("RC4 is broken; this session uses it because board.allow_rc4 = true and the student offered it",
 			logging.SID(hs.hello.SID))
 	}
@@ -245,14 +245,10 @@ func (hs *serverHandshake) checkKey() error {
 // allows; unknown ids are skipped.
 func (hs *serverHandshake) chooseSuite() error {
 	for _, id := range hs.hello.Suites {
-		switch {
-		case id == wire.SuiteAES256CTRHMACSHA256:
-		case id == wire.SuiteRC4HMACSHA256 && hs.cfg.AllowRC4:
-		default:
-			continue
+		if s := suiteByID(id); s != nil && (s.allowedByDefault || hs.cfg.AllowRC4) {
+			hs.suite = id
+			return nil
 		}
-		hs.suite = id
-		return nil
 	}
 	names := make([]string, len(hs.hello.Suites))
 	for i, id := range hs.hello.Suites {
@@ -260,7 +256,7 @@ func (hs *serverHandshake) chooseSuite() error {
 	}
 	return wire.Refusef(wire.CodeSuiteNotAllowed,
 		"none of the cipher suites you offered (%s) is allowed by this board; offer %s",
-		strings.Join(names, ", "), SuiteName(wire.SuiteAES256CTRHMACSHA256))
+		strings.Join(names, ", "), SuiteName(SuiteAES256CTRHMACSHA256))
 }
 
 // checkKeyShare checks the KEM id and the X-Wing public key.

@@ -28,11 +28,11 @@ func sampleMessages() []Message {
 			Version: SessionVersion, SID: "1155000001",
 			Certificates: [][]byte{[]byte("leaf der"), []byte("intermediate der")},
 			Random:       [RandomLen]byte{1, 2, 3},
-			Suites:       []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256},
+			Suites:       []uint16{0x0001, 0x0002}, // session.SuiteAES256CTRHMACSHA256, session.SuiteRC4HMACSHA256
 			KEM:          KEMXWing, KEMPublic: []byte("x-wing public key"),
 		},
 		&ServerHello{
-			Version: SessionVersion, Random: [RandomLen]byte{4, 5, 6}, Suite: SuiteAES256CTRHMACSHA256,
+			Version: SessionVersion, Random: [RandomLen]byte{4, 5, 6}, Suite: 0x0001,
 			KeyTransport: KeyTransportHPKEP256, EncryptedKey: []byte("enc||ct"), KEMCiphertext: []byte("x-wing enc"),
 			Certificates: [][]byte{[]byte("board der")},
 		},

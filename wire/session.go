@@ -23,12 +23,6 @@ const (
 	MaxReceiptIDLen = 64
 )
 
-// Cipher suite identifiers.
-const (
-	SuiteAES256CTRHMACSHA256 uint16 = 0x0001
-	SuiteRC4HMACSHA256       uint16 = 0x0002
-)
-
 // KEMXWing is the HPKE KEM id of MLKEM768-X25519 (X-Wing).
 const KEMXWing uint16 = 0x647a
 

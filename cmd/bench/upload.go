@@ -39,7 +39,7 @@ func (r *runner) upload() []row {
 	defer f.Close()
 
 	var rows []row
-	for _, suite := range []uint16{wire.SuiteAES256CTRHMACSHA256, wire.SuiteRC4HMACSHA256} {
+	for _, suite := range []uint16{session.SuiteAES256CTRHMACSHA256, session.SuiteRC4HMACSHA256} {
 		name := session.SuiteName(suite)
 		var ours, bound, rss []float64
 		for i := range r.count {
@@ -59,7 +59,7 @@ func (r *runner) upload() []row {
 		}
 		r.raw("upload %s MB/s: %v; bound %v; board peak RSS MiB %v", name, ours, bound, rss)
 		target := 0.8
-		if suite != wire.SuiteAES256CTRHMACSHA256 {
+		if suite != session.SuiteAES256CTRHMACSHA256 {
 			target = 0
 		}
 		rows = append(rows,
@@ -144,7 +144,7 @@ func receiverBound(suite uint16) float64 {
 	mac := hmac.New(sha256.New, key)
 	content := sha256.New()
 	var xor func(dst, src []byte)
-	if suite == wire.SuiteAES256CTRHMACSHA256 {
+	if suite == session.SuiteAES256CTRHMACSHA256 {
 		block, _ := aes.NewCipher(key)
 		xor = cipher.NewCTR(block, make([]byte, 16)).XORKeyStream
 	} else {
