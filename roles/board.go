@@ -271,10 +271,7 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 // against board.root_fingerprint (or trusted on first use, loudly).
 func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.Certificate, error) {
 	b := &cfg.Board
-	var want []byte
-	if b.RootFingerprint != "" {
-		want, _ = config.ParseFingerprint(b.RootFingerprint) // validated by config
-	}
+	want := b.RootFingerprint // nil: none to check
 	saved := filepath.Join(b.DataDir, caclient.RootFile)
 	for _, path := range []string{b.RootFile, saved} {
 		if path == "" {

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -72,7 +71,7 @@ func openAuthority(cfg *config.Config, log *zap.Logger) (*ca.Authority, error) {
 		CertValidity: c.CertValidity.D(),
 		CRLValidity:  c.CRLValidity.D(),
 		Policy:       c.Policy,
-		SIDPattern:   regexp.MustCompile(c.SIDPattern), // validated by config
+		SIDPattern:   c.SIDPattern.Regexp(),
 		RosterFile:   c.RosterFile,
 		TokenTTL:     c.TokenTTL.D(),
 		BoardName:    c.BoardName,

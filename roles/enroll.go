@@ -37,13 +37,12 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		Token:        opts.Token,
 		KeyAlgorithm: cfg.Student.KeyAlgorithm,
 		OutDir:       opts.OutDir,
+		// nil when student.root_fingerprint is "".
+		RootFingerprint: cfg.Student.RootFingerprint,
 	}
 	if opts.Board {
 		o.Profile = wire.ProfileBoard
 		o.Addr = cfg.Board.CAAddr
-	}
-	if fp := cfg.Student.RootFingerprint; fp != "" {
-		o.RootFingerprint, _ = config.ParseFingerprint(fp) // validated by config
 	}
 	if opts.KeyFile != "" {
 		key, err := keys.ReadPrivateKey(opts.KeyFile, nil)

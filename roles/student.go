@@ -78,15 +78,8 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 	if err != nil {
 		return fmt.Errorf("student: %w", err)
 	}
-	suites := make([]uint16, len(s.Suites))
-	for i, name := range s.Suites {
-		suites[i], _ = session.SuiteByName(name) // validated by config
-	}
-	var fp []byte
-	if s.RootFingerprint != "" {
-		fp, _ = config.ParseFingerprint(s.RootFingerprint) // validated by config
-	}
-	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens, suites: suites, fingerprint: fp}
+	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens,
+		suites: s.Suites.IDs(), fingerprint: s.RootFingerprint}
 
 	errs := make([]error, len(opts.IDs))
 	slots := make(chan struct{}, s.Parallel)

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"pkiboard/session"
 )
 
 // Roles lists the roles a configuration may select. The adversary has no
@@ -78,7 +80,7 @@ type CAConfig struct {
 
 	Policy     string   `toml:"policy"` // open or token
 	RosterFile string   `toml:"roster_file"`
-	SIDPattern string   `toml:"sid_pattern"`
+	SIDPattern Pattern  `toml:"sid_pattern"`
 	TokenTTL   Duration `toml:"token_ttl"`
 	BoardName  string   `toml:"board_name"`
 
@@ -92,10 +94,10 @@ type BoardConfig struct {
 	Name    string `toml:"name"`
 	CAAddr  string `toml:"ca_addr"`
 
-	RootFile        string `toml:"root_file"`
-	RootFingerprint string `toml:"root_fingerprint"`
-	EnrollTokenFile string `toml:"enroll_token_file"`
-	KeyAlgorithm    string `toml:"key_algorithm"`
+	RootFile        string      `toml:"root_file"`
+	RootFingerprint Fingerprint `toml:"root_fingerprint"`
+	EnrollTokenFile string      `toml:"enroll_token_file"`
+	KeyAlgorithm    string      `toml:"key_algorithm"`
 
 	CRLRefresh Duration `toml:"crl_refresh"`
 	CRLStale   string   `toml:"crl_stale"` // fail or warn
@@ -113,17 +115,14 @@ type StudentConfig struct {
 	DataDir   string `toml:"data_dir"`
 	BoardName string `toml:"board_name"`
 
-	RootFingerprint string   `toml:"root_fingerprint"`
-	KeyAlgorithm    string   `toml:"key_algorithm"`
-	Suites          []string `toml:"suites"`
-	Parallel        int      `toml:"parallel"`
-	TokenFile       string   `toml:"token_file"`
+	RootFingerprint Fingerprint `toml:"root_fingerprint"`
+	KeyAlgorithm    string      `toml:"key_algorithm"`
+	Suites          Suites      `toml:"suites"`
+	Parallel        int         `toml:"parallel"`
+	TokenFile       string      `toml:"token_file"`
 
 	Timeout Duration `toml:"timeout"`
 }
-
-// Suites are the session cipher suites, by name.
-var Suites = []string{"aes-256-ctr-hmac-sha256", "rc4-hmac-sha256"}
 
 // Default returns the built-in configuration: the one-machine demo layout with the
 // original course project's ports.
@@ -152,7 +151,7 @@ func Default() *Config {
 			CertValidity: Duration(180 * 24 * time.Hour),
 			CRLValidity:  Duration(7 * 24 * time.Hour),
 			Policy:       "open",
-			SIDPattern:   `^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`,
+			SIDPattern:   mustPattern(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`),
 			TokenTTL:     Duration(72 * time.Hour),
 			BoardName:    "blackboard",
 			Limits:       daemon,
@@ -175,7 +174,7 @@ func Default() *Config {
 			DataDir:      "data/student",
 			BoardName:    "blackboard",
 			KeyAlgorithm: "ecdsa-p256",
-			Suites:       []string{"aes-256-ctr-hmac-sha256"},
+			Suites:       Suites{Suite(session.SuiteAES256CTRHMACSHA256)},
 			Parallel:     1,
 			Timeout:      Duration(60 * time.Second),
 		},

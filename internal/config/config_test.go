@@ -1,13 +1,19 @@
 package config
 
 import (
+	"bytes"
+	"encoding"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"pkiboard/session"
 )
 
 func TestShippedConfigLoads(t *testing.T) {
@@ -85,6 +91,8 @@ func inCommentedBlock(lines []string, i int) bool {
 	return false
 }
 
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
 func tomlKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for i := 0; i < t.NumField(); i++ {
@@ -97,7 +105,9 @@ func tomlKeys(t reflect.Type, prefix string) []string {
 			keys = append(keys, tomlKeys(f.Type, prefix)...)
 			continue
 		}
-		if f.Type.Kind() == reflect.Struct && tag != "" {
+		// A struct the file writes as text (a Pattern) is one key, as the
+		// decoder reads it.
+		if f.Type.Kind() == reflect.Struct && tag != "" && !reflect.PointerTo(f.Type).Implements(textUnmarshaler) {
 			keys = append(keys, tomlKeys(f.Type, prefix+tag+".")...)
 			continue
 		}
@@ -206,13 +216,150 @@ func TestParseFingerprint(t *testing.T) {
 	hex64 := strings.Repeat("ab", 32)
 	colons := strings.TrimSuffix(strings.Repeat("AB:", 32), ":")
 	for _, in := range []string{hex64, colons} {
-		if b, err := ParseFingerprint(in); err != nil || len(b) != 32 {
-			t.Errorf("ParseFingerprint(%q): got %x, %v", in, b, err)
+		if b, err := parseFingerprint(in); err != nil || len(b) != 32 {
+			t.Errorf("parseFingerprint(%q): got %x, %v", in, b, err)
 		}
 	}
 	for _, in := range []string{"", "ab", hex64 + "ab", strings.Repeat("zz", 32)} {
-		if _, err := ParseFingerprint(in); err == nil {
-			t.Errorf("ParseFingerprint(%q): got no error", in)
+		if _, err := parseFingerprint(in); err == nil {
+			t.Errorf("parseFingerprint(%q): got no error", in)
 		}
+	}
+}
+
+func TestFingerprintText(t *testing.T) {
+	hex64 := strings.Repeat("ab", 32)
+	colons := strings.TrimSuffix(strings.Repeat("AB:", 32), ":")
+	tests := []struct {
+		in   string
+		want Fingerprint // nil for none
+		ok   bool
+	}{
+		{"", nil, true},
+		{hex64, bytes.Repeat([]byte{0xab}, 32), true},
+		{colons, bytes.Repeat([]byte{0xab}, 32), true},
+		{"ab", nil, false},
+		{hex64 + "ab", nil, false},
+		{strings.Repeat("zz", 32), nil, false},
+	}
+	for _, tt := range tests {
+		var f Fingerprint
+		err := f.UnmarshalText([]byte(tt.in))
+		if (err == nil) != tt.ok || !bytes.Equal(f, tt.want) || (tt.want == nil && f != nil) {
+			t.Errorf("Fingerprint(%q): got %x, %v; want %x, ok=%v", tt.in, f, err, tt.want, tt.ok)
+		}
+		if !tt.ok {
+			if err == nil || !strings.Contains(err.Error(), "is not a SHA-256 fingerprint") {
+				t.Errorf("Fingerprint(%q): got error %v, want one saying it is not a SHA-256 fingerprint", tt.in, err)
+			}
+			continue
+		}
+		out, _ := f.MarshalText()
+		var back Fingerprint
+		if err := back.UnmarshalText(out); err != nil || !bytes.Equal(back, f) {
+			t.Errorf("Fingerprint(%q) round trip via %q: got %x, %v", tt.in, out, back, err)
+		}
+	}
+}
+
+func TestPatternText(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr string // "" for none
+	}{
+		{`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`, ""},
+		{`^[0-9]{10}$`, ""},
+		{"", `"" is not a valid regular expression`},
+		{"^[0-9$", `"^[0-9$" is not a valid regular expression`},
+		{"^(a{1000}){1000}$", "is not a valid regular expression"},
+		{"[0-9]+", `"[0-9]+" must be anchored with ^ and $ so it matches the whole SID`},
+		{"^[0-9]+", "must be anchored"},
+		{"[0-9]+$", "must be anchored"},
+	}
+	for _, tt := range tests {
+		var p Pattern
+		err := p.UnmarshalText([]byte(tt.in))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Pattern(%q): got %v, want an error containing %q", tt.in, err, tt.wantErr)
+			}
+			if p.Regexp() != nil {
+				t.Errorf("Pattern(%q): refused, but holds %v", tt.in, p.Regexp())
+			}
+			continue
+		}
+		if err != nil || p.Regexp() == nil || p.String() != tt.in {
+			t.Errorf("Pattern(%q): got %v, %v", tt.in, p.Regexp(), err)
+			continue
+		}
+		out, _ := p.MarshalText()
+		var back Pattern
+		if err := back.UnmarshalText(out); err != nil || back.String() != tt.in {
+			t.Errorf("Pattern(%q) round trip via %q: got %q, %v", tt.in, out, back.String(), err)
+		}
+	}
+}
+
+func TestSuitesText(t *testing.T) {
+	tests := []struct {
+		in   string
+		want uint16
+		ok   bool
+	}{
+		{"aes-256-ctr-hmac-sha256", session.SuiteAES256CTRHMACSHA256, true},
+		{"rc4-hmac-sha256", session.SuiteRC4HMACSHA256, true},
+		{"AES-256-CTR-HMAC-SHA256", 0, false},
+		{"0x0001", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		var s Suite
+		err := s.UnmarshalText([]byte(tt.in))
+		if (err == nil) != tt.ok || uint16(s) != tt.want {
+			t.Errorf("Suite(%q): got 0x%04x, %v; want 0x%04x, ok=%v", tt.in, uint16(s), err, tt.want, tt.ok)
+		}
+		if !tt.ok {
+			want := fmt.Sprintf("%q is not one of aes-256-ctr-hmac-sha256, rc4-hmac-sha256", tt.in)
+			if err == nil || err.Error() != want {
+				t.Errorf("Suite(%q): got error %v want %q", tt.in, err, want)
+			}
+			continue
+		}
+		if out, _ := s.MarshalText(); string(out) != tt.in {
+			t.Errorf("Suite(%q).MarshalText: got %q", tt.in, out)
+		}
+	}
+	both := Suites{Suite(session.SuiteRC4HMACSHA256), Suite(session.SuiteAES256CTRHMACSHA256)}
+	if got, want := both.IDs(), []uint16{session.SuiteRC4HMACSHA256, session.SuiteAES256CTRHMACSHA256}; !slices.Equal(got, want) {
+		t.Errorf("IDs: got %v want %v", got, want)
+	}
+}
+
+// TestValidateTypedValues checks that Validate refuses typed values that a
+// program, not the file, set wrongly.
+func TestValidateTypedValues(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(c *Config)
+		want   string
+	}{
+		{"zero pattern", func(c *Config) { c.CA.SIDPattern = Pattern{} }, `ca.sid_pattern: "" is not a valid regular expression`},
+		{"short fingerprint", func(c *Config) { c.Board.RootFingerprint = Fingerprint{0xab} }, `board.root_fingerprint: "ab" is not a SHA-256 fingerprint`},
+		{"no suites", func(c *Config) { c.Student.Suites = nil }, "student.suites: must name at least one of aes-256-ctr-hmac-sha256, rc4-hmac-sha256"},
+		{"unknown suite", func(c *Config) { c.Student.Suites = Suites{3} }, `student.suites: "0x0003" is not one of aes-256-ctr-hmac-sha256, rc4-hmac-sha256`},
+		{"suite twice", func(c *Config) { c.Student.Suites = Suites{2, 2} }, `student.suites: "rc4-hmac-sha256" is listed twice`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.change(c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	if err := Default().Validate(); err != nil {
+		t.Errorf("Default().Validate(): %v", err)
 	}
 }

@@ -73,7 +73,7 @@ func TestFuzzCorpus(t *testing.T) {
 }
 
 // FuzzParse feeds arbitrary bytes to Parse. Whatever it accepts, the roles use
-// without checking again ("validated by config"): the SID pattern compiles,
+// as the typed values it decoded, without checking again: the SID pattern compiles,
 // fingerprints parse, suites are known, limits are positive, paths are
 // absolute. Whatever it refuses, it refuses with an error naming the file.
 func FuzzParse(f *testing.F) {
@@ -101,20 +101,19 @@ func FuzzParse(f *testing.F) {
 		if !reflect.DeepEqual(before, *cfg) {
 			t.Fatalf("Validate changed an accepted config:\n%+v\n%+v", before, *cfg)
 		}
-		if _, err := regexp.Compile(cfg.CA.SIDPattern); err != nil {
+		if re := cfg.CA.SIDPattern.Regexp(); re == nil {
+			t.Fatalf("accepted sid_pattern %q is not compiled", cfg.CA.SIDPattern)
+		} else if _, err := regexp.Compile(re.String()); err != nil {
 			t.Fatalf("accepted sid_pattern %q does not compile: %v", cfg.CA.SIDPattern, err)
 		}
-		for key, fp := range map[string]string{"board.root_fingerprint": cfg.Board.RootFingerprint, "student.root_fingerprint": cfg.Student.RootFingerprint} {
-			if fp == "" {
-				continue
-			}
-			if b, err := ParseFingerprint(fp); err != nil || len(b) != 32 {
-				t.Fatalf("accepted %s %q does not parse: %v", key, fp, err)
+		for key, fp := range map[string]Fingerprint{"board.root_fingerprint": cfg.Board.RootFingerprint, "student.root_fingerprint": cfg.Student.RootFingerprint} {
+			if len(fp) != 0 && len(fp) != 32 {
+				t.Fatalf("accepted %s %x is not a SHA-256 fingerprint", key, []byte(fp))
 			}
 		}
-		for _, name := range cfg.Student.Suites {
-			if _, ok := session.SuiteByName(name); !ok {
-				t.Fatalf("accepted suite %q is unknown to the session", name)
+		for _, suite := range cfg.Student.Suites {
+			if _, ok := session.SuiteByName(session.SuiteName(uint16(suite))); !ok {
+				t.Fatalf("accepted suite %s is unknown to the session", suite)
 			}
 		}
 		for _, l := range []Limits{cfg.CA.Limits, cfg.Board.Limits} {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,10 +39,9 @@ func (c *Config) Validate() error {
 		v.add("ca.cert_validity", "%s is longer than root_validity %s: certificates would outlive their root", ca.CertValidity.D(), ca.RootValidity.D())
 	}
 	v.oneOf("ca.policy", ca.Policy, []string{"open", "token"})
-	if _, err := regexp.Compile(ca.SIDPattern); err != nil || ca.SIDPattern == "" {
-		v.add("ca.sid_pattern", "%q is not a valid regular expression", ca.SIDPattern)
-	} else if !strings.HasPrefix(ca.SIDPattern, "^") || !strings.HasSuffix(ca.SIDPattern, "$") {
-		v.add("ca.sid_pattern", "%q must be anchored with ^ and $ so it matches the whole SID", ca.SIDPattern)
+	// A Pattern that is set was checked when it was decoded (Pattern.UnmarshalText).
+	if ca.SIDPattern.Regexp() == nil {
+		v.add("ca.sid_pattern", "%q is not a valid regular expression", ca.SIDPattern.String())
 	}
 	v.positive("ca.token_ttl", ca.TokenTTL)
 	v.nonEmpty("ca.board_name", ca.BoardName)
@@ -80,12 +78,14 @@ func (c *Config) Validate() error {
 	v.fingerprint("student.root_fingerprint", s.RootFingerprint)
 	v.oneOf("student.key_algorithm", s.KeyAlgorithm, keys.Algorithms)
 	if len(s.Suites) == 0 {
-		v.add("student.suites", "must name at least one of %s", strings.Join(Suites, ", "))
+		v.add("student.suites", "must name at least one of %s", strings.Join(suiteNames(), ", "))
 	}
-	for i, name := range s.Suites {
-		v.oneOf("student.suites", name, Suites)
-		if slices.Contains(s.Suites[:i], name) {
-			v.add("student.suites", "%q is listed twice", name)
+	for i, suite := range s.Suites {
+		if !suite.known() {
+			v.add("student.suites", "%q is not one of %s", suite.String(), strings.Join(suiteNames(), ", "))
+		}
+		if slices.Contains(s.Suites[:i], suite) {
+			v.add("student.suites", "%q is listed twice", suite.String())
 		}
 	}
 	if s.Parallel < 1 || s.Parallel > 1024 {
@@ -98,16 +98,6 @@ func (c *Config) Validate() error {
 // MinBoardFrame is the smallest board.max_frame that takes a full session record
 // (session.MaxRecord: a type byte, 64 KiB of data, a 32-byte tag).
 const MinBoardFrame = 1 + 64<<10 + 32
-
-// ParseFingerprint decodes a SHA-256 fingerprint written as 64 hex digits,
-// optionally separated by colons, as `openssl x509 -fingerprint -sha256` prints it.
-func ParseFingerprint(s string) ([]byte, error) {
-	b, err := hex.DecodeString(strings.ReplaceAll(s, ":", ""))
-	if err != nil || len(b) != 32 {
-		return nil, fmt.Errorf("%q is not a SHA-256 fingerprint (64 hex digits, colons allowed)", s)
-	}
-	return b, nil
-}
 
 type validator struct{ problems []string }
 
@@ -140,12 +130,11 @@ func (v *validator) positive(key string, d Duration) {
 	}
 }
 
-func (v *validator) fingerprint(key, val string) {
-	if val == "" {
-		return
-	}
-	if _, err := ParseFingerprint(val); err != nil {
-		v.add(key, "%v", err)
+// fingerprint accepts none or 32 bytes. A Fingerprint decoded from the file is
+// one of these (Fingerprint.UnmarshalText); this catches one set otherwise.
+func (v *validator) fingerprint(key string, fp Fingerprint) {
+	if len(fp) != 0 && len(fp) != 32 {
+		v.add(key, "%q is not a SHA-256 fingerprint (64 hex digits, colons allowed)", hex.EncodeToString(fp))
 	}
 }
 

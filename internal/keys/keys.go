@@ -245,7 +245,7 @@ func ReadCertificate(path string) (*x509.Certificate, error) {
 func Fingerprint(cert *x509.Certificate) [32]byte { return sha256.Sum256(cert.Raw) }
 
 // MatchesFingerprint reports whether cert's SHA-256 fingerprint is want (32
-// bytes, as config.ParseFingerprint returns it). A fingerprint is public, but
+// bytes, as config.Fingerprint holds it). A fingerprint is public, but
 // the comparison is constant-time all the same, as every pin check is.
 func MatchesFingerprint(cert *x509.Certificate, want []byte) bool {
 	fp := Fingerprint(cert)
