@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -191,23 +190,22 @@ func badCSR(csr []byte, err error) *wire.Refusal {
 	return wire.Refusef(wire.CodeBadCSR, "the CSR is not a PKCS#10 certification request in DER%s; make a new one (openssl req -new -outform DER)", cause)
 }
 
-// checkKey allows RSA keys of keys.MinRSABits..keys.MaxRSABits and ECDSA keys on P-256
-// and P-384: what the board's key transport (RSA-OAEP, HPKE DHKEM(P-256) and
-// DHKEM(P-384)) can encrypt to.
+// checkKey allows the keys keys.Supported accepts — RSA keys of
+// keys.MinRSABits..keys.MaxRSABits and ECDSA keys on P-256 and P-384: what the
+// board's key transport (RSA-OAEP, HPKE DHKEM(P-256) and DHKEM(P-384)) can
+// encrypt to.
 func checkKey(pub crypto.PublicKey) *wire.Refusal {
-	allowed := fmt.Sprintf("use RSA of %d to %d bits, or ECDSA on P-256 or P-384", keys.MinRSABits, keys.MaxRSABits)
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		if n := k.N.BitLen(); n < keys.MinRSABits || n > keys.MaxRSABits {
-			return wire.Refusef(wire.CodeWeakKey, "the CSR's key is RSA-%d; %s", n, allowed)
-		}
+	err := keys.Supported(pub)
+	if err == nil {
 		return nil
-	case *ecdsa.PublicKey:
-		if k.Curve == elliptic.P256() || k.Curve == elliptic.P384() {
-			return nil
-		}
-		return wire.Refusef(wire.CodeWeakKey, "the CSR's key is ECDSA %s; %s", k.Curve.Params().Name, allowed)
-	case ed25519.PublicKey:
+	}
+	allowed := fmt.Sprintf("use RSA of %d to %d bits, or ECDSA on P-256 or P-384", keys.MinRSABits, keys.MaxRSABits)
+	var u *keys.UnsupportedKeyError
+	if errors.As(err, &u) && (u.Bits != 0 || u.Curve != "") {
+		// An RSA key of the wrong size or an ECDSA key on the wrong curve.
+		return wire.Refusef(wire.CodeWeakKey, "the CSR's key is %s; %s", keys.Describe(pub), allowed)
+	}
+	if _, ok := pub.(ed25519.PublicKey); ok {
 		return wire.Refusef(wire.CodeWeakKey, "the CSR's key is Ed25519, which the board cannot encrypt a session key to; %s", allowed)
 	}
 	return wire.Refusef(wire.CodeWeakKey, "the CSR's key type %s is not accepted; %s", keys.Describe(pub), allowed)

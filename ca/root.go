@@ -190,7 +190,7 @@ func (a *Authority) loadRoot(certPath, keyPath string) error {
 		return fmt.Errorf("ca: the root certificate %s is not valid before %s; check the system clock",
 			certPath, root.NotBefore.UTC().Format(timeLayout))
 	}
-	if alg := algorithmName(key.Public()); alg != a.o.KeyAlgorithm {
+	if alg := keys.AlgorithmName(key.Public()); alg != a.o.KeyAlgorithm {
 		a.log.Info("the existing root key is kept; key_algorithm applies only to a new root",
 			zap.String("root_key", alg), zap.String("key_algorithm", a.o.KeyAlgorithm))
 	}
@@ -200,22 +200,6 @@ func (a *Authority) loadRoot(certPath, keyPath string) error {
 
 // timeLayout formats times in error messages and refusals.
 const timeLayout = "2006-01-02 15:04:05 UTC"
-
-// algorithmName returns the keys.Algorithms name of pub, or its description.
-func algorithmName(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return "ecdsa-p256"
-		case elliptic.P384():
-			return "ecdsa-p384"
-		}
-	case *rsa.PublicKey:
-		return fmt.Sprintf("rsa-%d", k.N.BitLen())
-	}
-	return keys.Describe(pub)
-}
 
 // signatureAlgorithm returns the algorithm the root signs with: the hash
 // that matches the curve for ECDSA (RFC 5480 §4), SHA-256 with PKCS #1 v1.5

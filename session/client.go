@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
@@ -201,7 +202,7 @@ func (hs *clientHandshake) checkBoardCertificate() error {
 	}
 	if _, err := signatureScheme(chain[0].PublicKey); err != nil {
 		return wire.Refusef(wire.CodeUnsupportedKey,
-			"the board's certificate has a %s key, which has no signature scheme in the protocol; tell the course staff", keyTypeName(chain[0].PublicKey))
+			"the board's certificate has a %s key, which has no signature scheme in the protocol; tell the course staff", keys.Describe(chain[0].PublicKey))
 	}
 	return nil
 }
@@ -253,7 +254,7 @@ func (hs *clientHandshake) checkParameters() error {
 	if sh.KeyTransport != hs.cfg.kt {
 		return wire.Refusef(wire.CodeUnexpectedMessage,
 			"the board chose key transport %s, which does not fit your %s key; tell the course staff",
-			keyTransportName(sh.KeyTransport), keyTypeName(hs.cfg.Key.Public()))
+			keyTransportName(sh.KeyTransport), keys.Describe(hs.cfg.Key.Public()))
 	}
 	return nil
 }

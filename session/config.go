@@ -4,7 +4,6 @@ import (
 	"crypto"
 	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/hpke"
 	"crypto/rand"
@@ -125,37 +124,35 @@ type ClientConfig struct {
 // (PROTOCOL.md §5.1, ServerHello.key_transport), or an error saying why the key
 // is not supported.
 func keyTransportFor(pub crypto.PublicKey) (uint8, error) {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		if n := k.N.BitLen(); n < keys.MinRSABits || n > keys.MaxRSABits {
-			return 0, fmt.Errorf("an RSA key of %d bits (RSA keys must have %d to %d bits)", n, keys.MinRSABits, keys.MaxRSABits)
-		}
-		return wire.KeyTransportRSAOAEP, nil
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
+	err := keys.Supported(pub)
+	if err == nil {
+		switch k := pub.(type) {
+		case *rsa.PublicKey:
+			return wire.KeyTransportRSAOAEP, nil
+		case *ecdsa.PublicKey:
+			if k.Curve == elliptic.P384() {
+				return wire.KeyTransportHPKEP384, nil
+			}
 			return wire.KeyTransportHPKEP256, nil
-		case elliptic.P384():
-			return wire.KeyTransportHPKEP384, nil
 		}
-		return 0, fmt.Errorf("an ECDSA key on %s (only P-256 and P-384 are accepted)", k.Curve.Params().Name)
 	}
-	return 0, fmt.Errorf("a %s key (only RSA and ECDSA P-256 or P-384 are accepted)", keyTypeName(pub))
+	return 0, unsupportedKey(pub, err)
 }
 
-// keyTypeName names a public key's algorithm for messages.
-func keyTypeName(pub crypto.PublicKey) string {
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		return fmt.Sprintf("RSA-%d", k.N.BitLen())
-	case *ecdsa.PublicKey:
-		return "ECDSA " + k.Curve.Params().Name
-	case ed25519.PublicKey:
-		return "Ed25519"
-	case *ecdh.PublicKey:
-		return "ECDH"
+// unsupportedKey turns keys.Supported's error for pub into the sentence the
+// unsupported-key refusal and the client's configuration error use: which key
+// it is and which keys are accepted.
+func unsupportedKey(pub crypto.PublicKey, err error) error {
+	var u *keys.UnsupportedKeyError
+	if errors.As(err, &u) {
+		switch {
+		case u.Bits != 0:
+			return fmt.Errorf("an RSA key of %d bits (RSA keys must have %d to %d bits)", u.Bits, keys.MinRSABits, keys.MaxRSABits)
+		case u.Curve != "":
+			return fmt.Errorf("an ECDSA key on %s (only P-256 and P-384 are accepted)", u.Curve)
+		}
 	}
-	return fmt.Sprintf("%T", pub)
+	return fmt.Errorf("a %s key (only RSA and ECDSA P-256 or P-384 are accepted)", keys.Describe(pub))
 }
 
 // serverSettings are a ServerConfig's values with defaults applied.

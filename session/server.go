@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
@@ -98,7 +99,7 @@ func (hs *serverHandshake) handshake() (*Conn, error) {
 	}
 	logging.Step(hs.cfg.log, 3, "student certificate checked; possession not yet proven", logging.SID(hs.hello.SID),
 		zap.String("serial", hex.EncodeToString(hs.leaf.SerialNumber.Bytes())),
-		zap.String("key", keyTypeName(hs.leaf.PublicKey)),
+		zap.String("key", keys.Describe(hs.leaf.PublicKey)),
 		zap.String("suite", SuiteName(hs.suite)))
 	if hs.suite == SuiteRC4HMACSHA256 {
 		hs.cfg.log.Warn("RC4 is broken; this session uses it because board.allow_rc4 = true and the student offered it",

@@ -46,21 +46,19 @@ type scheme struct {
 // signatureScheme returns the scheme for a public key: ECDSA P-256 with
 // SHA-256, ECDSA P-384 with SHA-384, RSA-PSS with SHA-256 and a 32-byte salt.
 func signatureScheme(pub crypto.PublicKey) (scheme, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
+	if err := keys.Supported(pub); err == nil {
+		switch k := pub.(type) {
+		case *ecdsa.PublicKey:
+			if k.Curve == elliptic.P384() {
+				return scheme{hash: crypto.SHA384}, nil
+			}
 			return scheme{hash: crypto.SHA256}, nil
-		case elliptic.P384():
-			return scheme{hash: crypto.SHA384}, nil
-		}
-	case *rsa.PublicKey:
-		if n := k.N.BitLen(); n >= keys.MinRSABits && n <= keys.MaxRSABits {
+		case *rsa.PublicKey:
 			return scheme{hash: crypto.SHA256, pss: true}, nil
 		}
 	}
 	return scheme{}, fmt.Errorf("%w: %s has no signature scheme (use ECDSA P-256 or P-384, or RSA of %d to %d bits)",
-		ErrUnsupportedKey, keyTypeName(pub), keys.MinRSABits, keys.MaxRSABits)
+		ErrUnsupportedKey, keys.Describe(pub), keys.MinRSABits, keys.MaxRSABits)
 }
 
 // digest hashes msg with the scheme's hash.

@@ -4,14 +4,18 @@
 // PEM, every file written atomically (temporary file, fsync, rename, fsync of
 // the directory).
 //
-// It knows nothing of policy: which algorithms a CA accepts, or what a
-// certificate must contain, is decided by its callers.
+// It also names keys for people (Describe, AlgorithmName) and holds the one rule the CA and the session must
+// share: which keys pkiboard accepts for a certificate (Supported). Everything
+// else about policy, such as what a certificate must contain, is decided by its
+// callers.
 package keys
 
 import (
 	"bytes"
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -48,16 +52,83 @@ func Generate(alg string) (crypto.Signer, error) {
 	return nil, fmt.Errorf("keys: unknown algorithm %q (use one of %s)", alg, strings.Join(Algorithms, ", "))
 }
 
+// AlgorithmName returns the name of pub's algorithm as Algorithms writes it:
+// "ecdsa-p256", "ecdsa-p384", or "rsa-N" for an RSA key of N bits (of which
+// Algorithms lists 2048, 3072 and 4096). For any other key it returns
+// Describe(pub).
+func AlgorithmName(pub crypto.PublicKey) string {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return "ecdsa-p256"
+		case elliptic.P384():
+			return "ecdsa-p384"
+		}
+	case *rsa.PublicKey:
+		return fmt.Sprintf("rsa-%d", k.N.BitLen())
+	}
+	return Describe(pub)
+}
+
 // Describe names a public key's type and size for people: "ECDSA P-256",
-// "RSA-2048".
+// "RSA-2048", "Ed25519", "ECDH"; for a value of any other type, its Go type.
 func Describe(pub crypto.PublicKey) string {
 	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		return "ECDSA " + k.Curve.Params().Name
 	case *rsa.PublicKey:
 		return fmt.Sprintf("RSA-%d", k.N.BitLen())
+	case ed25519.PublicKey:
+		return "Ed25519"
+	case *ecdh.PublicKey:
+		return "ECDH"
 	}
 	return fmt.Sprintf("%T", pub)
+}
+
+// Supported reports whether pub is a key pkiboard accepts for a certificate:
+// RSA of MinRSABits to MaxRSABits bits, or ECDSA on P-256 or P-384 — the keys
+// the session can encrypt a session key to and verify a signature of. If not,
+// the error is an *UnsupportedKeyError that says why.
+func Supported(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < MinRSABits || n > MaxRSABits {
+			return &UnsupportedKeyError{Key: pub, Bits: n}
+		}
+		return nil
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P256() || k.Curve == elliptic.P384() {
+			return nil
+		}
+		return &UnsupportedKeyError{Key: pub, Curve: k.Curve.Params().Name}
+	}
+	return &UnsupportedKeyError{Key: pub}
+}
+
+// UnsupportedKeyError is Supported's error for a key pkiboard does not accept.
+// For an RSA key of the wrong size, Bits is its size; for an ECDSA key on
+// another curve, Curve names the curve; for a key of any other type, both are
+// zero.
+type UnsupportedKeyError struct {
+	Key   crypto.PublicKey
+	Bits  int    // the size of an RSA key outside MinRSABits..MaxRSABits
+	Curve string // the curve of an ECDSA key, such as "P-521"
+}
+
+// Error says what the key is and which keys are supported.
+func (e *UnsupportedKeyError) Error() string {
+	var what string
+	switch {
+	case e.Bits != 0:
+		what = fmt.Sprintf("an RSA key of %d bits", e.Bits)
+	case e.Curve != "":
+		what = "an ECDSA key on " + e.Curve
+	default:
+		what = "a " + Describe(e.Key) + " key"
+	}
+	return fmt.Sprintf("keys: %s is not supported (use RSA of %d to %d bits, or ECDSA on P-256 or P-384)", what, MinRSABits, MaxRSABits)
 }
 
 // SamePublicKey reports whether a and b are the same public key.
@@ -66,8 +137,9 @@ func SamePublicKey(a, b crypto.PublicKey) bool {
 	return ok && ka.Equal(b)
 }
 
-// RSA key sizes, in bits, that pkiboard accepts for a certificate's key: the
-// CA enrolls no other (weak-key) and the session accepts no other.
+// RSA key sizes, in bits, that pkiboard accepts for a certificate's key (see
+// Supported): the CA enrolls no other (weak-key) and the session accepts no
+// other.
 const (
 	MinRSABits = 2048
 	MaxRSABits = 8192
@@ -145,7 +217,8 @@ func ParsePrivatePEM(data, passphrase []byte) (crypto.Signer, error) {
 	case *ecdsa.PrivateKey, *rsa.PrivateKey:
 		return signer, nil
 	}
-	return nil, fmt.Errorf("keys: %s keys are not supported (use ECDSA or RSA)", Describe(signer.Public()))
+	// The Go type, as this message has always named it ("ed25519.PublicKey").
+	return nil, fmt.Errorf("keys: %T keys are not supported (use ECDSA or RSA)", signer.Public())
 }
 
 // ReadPrivateKey reads a PEM private key file written by WritePrivateKey or by

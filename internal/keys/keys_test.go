@@ -2,7 +2,9 @@ package keys
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -89,6 +92,12 @@ func TestGenerate(t *testing.T) {
 			if got := Describe(key.Public()); got != tt.want {
 				t.Errorf("got %s want %s", got, tt.want)
 			}
+			if got := AlgorithmName(key.Public()); got != tt.alg {
+				t.Errorf("AlgorithmName: got %s want %s", got, tt.alg)
+			}
+			if err := Supported(key.Public()); err != nil {
+				t.Errorf("Supported: %v", err)
+			}
 			other, err := Generate(tt.alg)
 			if err != nil {
 				t.Fatal(err)
@@ -118,7 +127,7 @@ func TestParsePrivatePEMFixtures(t *testing.T) {
 		{file: "ec-p256-sec1.pem", want: "ECDSA P-256"},
 		{file: "rsa-pkcs8.pem", want: "RSA-2048"},
 		{file: "ec-p384-pkcs8.pem", want: "ECDSA P-384"},
-		{file: "ed25519-pkcs8.pem", wantErr: "not supported"},
+		{file: "ed25519-pkcs8.pem", wantErr: "keys: ed25519.PublicKey keys are not supported"},
 		{file: "cert.pem", wantErr: `"CERTIFICATE" is not a private key`},
 		{file: "README.md", wantErr: "no PEM block"},
 	}
@@ -375,17 +384,88 @@ func TestDescribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	edPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x25519, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		pub  any
 		want string
+		alg  string // AlgorithmName
 	}{
-		{p224.Public(), "ECDSA P-224"},
-		{&rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 1023), E: 65537}, "RSA-1024"},
-		{"not a key", "string"},
+		{p224.Public(), "ECDSA P-224", "ECDSA P-224"},
+		{&rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), 1023), E: 65537}, "RSA-1024", "rsa-1024"},
+		{edPub, "Ed25519", "Ed25519"},
+		{x25519.PublicKey(), "ECDH", "ECDH"},
+		{"not a key", "string", "string"},
 	}
 	for _, tt := range tests {
 		if got := Describe(tt.pub); got != tt.want {
 			t.Errorf("Describe(%T): got %s want %s", tt.pub, got, tt.want)
 		}
+		if got := AlgorithmName(tt.pub); got != tt.alg {
+			t.Errorf("AlgorithmName(%T): got %s want %s", tt.pub, got, tt.alg)
+		}
+	}
+}
+
+func TestSupported(t *testing.T) {
+	rsaBits := func(n int) *rsa.PublicKey {
+		return &rsa.PublicKey{N: new(big.Int).Lsh(big.NewInt(1), uint(n-1)), E: 65537}
+	}
+	ecKey := func(c elliptic.Curve) *ecdsa.PublicKey {
+		k, err := ecdsa.GenerateKey(c, rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &k.PublicKey
+	}
+	edPub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		pub   any
+		ok    bool
+		bits  int
+		curve string
+		text  string // a substring of the error
+	}{
+		{"RSA-2047", rsaBits(2047), false, 2047, "", "an RSA key of 2047 bits is not supported"},
+		{"RSA-2048", rsaBits(2048), true, 0, "", ""},
+		{"RSA-8192", rsaBits(8192), true, 0, "", ""},
+		{"RSA-8193", rsaBits(8193), false, 8193, "", "an RSA key of 8193 bits"},
+		{"P-224", ecKey(elliptic.P224()), false, 0, "P-224", "an ECDSA key on P-224 is not supported"},
+		{"P-256", ecKey(elliptic.P256()), true, 0, "", ""},
+		{"P-384", ecKey(elliptic.P384()), true, 0, "", ""},
+		{"P-521", ecKey(elliptic.P521()), false, 0, "P-521", "P-521"},
+		{"Ed25519", edPub, false, 0, "", "a Ed25519 key is not supported"},
+		{"something else", "a string", false, 0, "", "a string key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Supported(tt.pub)
+			if tt.ok {
+				if err != nil {
+					t.Errorf("got %v want nil", err)
+				}
+				return
+			}
+			var u *UnsupportedKeyError
+			if !errors.As(err, &u) {
+				t.Fatalf("got %v want an *UnsupportedKeyError", err)
+			}
+			if !reflect.DeepEqual(u.Key, tt.pub) || u.Bits != tt.bits || u.Curve != tt.curve {
+				t.Errorf("got {%s, %d, %q} want {%s, %d, %q}", Describe(u.Key), u.Bits, u.Curve, Describe(tt.pub), tt.bits, tt.curve)
+			}
+			if msg := err.Error(); !strings.HasPrefix(msg, "keys: ") || !strings.Contains(msg, tt.text) {
+				t.Errorf("got %q, want it to start keys: and contain %q", msg, tt.text)
+			}
+		})
 	}
 }
