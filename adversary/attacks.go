@@ -2,11 +2,11 @@ package adversary
 
 import (
 	"context"
-	"encoding/hex"
 	"slices"
 
 	"go.uber.org/zap"
 
+	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
 )
@@ -161,7 +161,7 @@ func swapCert(withSID bool) func(*conn, *Frame) [][]byte {
 			ch.Certificates[i] = c.Raw
 		}
 		own := s.a.cfg.Chain[0]
-		serial := hex.EncodeToString(own.SerialNumber.Bytes())
+		serial := keys.SerialHex(own.SerialNumber)
 		if !withSID {
 			return s.forwardHello(f, &ch, "replaced the certificate in %s's ClientHello with its own valid one (CN %s, serial %s), keeping SID %s",
 				ch.SID, own.Subject.CommonName, serial, ch.SID)

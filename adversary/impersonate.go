@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
 )
@@ -96,7 +96,7 @@ func (s *conn) identityName() string {
 		return fmt.Sprintf("a self-signed certificate for %q", c.Subject.CommonName)
 	}
 	return fmt.Sprintf("its own valid student certificate from the course CA (CN %q, serial %s)",
-		c.Subject.CommonName, hex.EncodeToString(c.SerialNumber.Bytes()))
+		c.Subject.CommonName, keys.SerialHex(c.SerialNumber))
 }
 
 // serverHelloFor builds the impostor's ServerHello for ch, and returns the

@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
 )
@@ -313,7 +314,7 @@ func certFields(prefix string, der [][]byte) []zap.Field {
 	return []zap.Field{
 		zap.String(prefix, c.Subject.String()),
 		zap.String(prefix+"_issuer", c.Issuer.String()),
-		zap.String(prefix+"_serial", hex.EncodeToString(c.SerialNumber.Bytes())),
+		zap.String(prefix+"_serial", keys.SerialHex(c.SerialNumber)),
 		zap.String(prefix+"_eku", strings.Join(eku, ",")),
 		zap.Time(prefix+"_not_after", c.NotAfter),
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -41,7 +42,7 @@ func TestConcurrentEnroll(t *testing.T) {
 		if errs[i] != nil {
 			t.Fatalf("enrollment %d: %v", i, errs[i])
 		}
-		s := serialHex(issued[i].Certificate.SerialNumber)
+		s := keys.SerialHex(issued[i].Certificate.SerialNumber)
 		if serials[s] {
 			t.Errorf("serial %s issued twice", s)
 		}
@@ -130,13 +131,13 @@ func TestReopenShowsEveryCertificate(t *testing.T) {
 	want := map[string]*Issued{}
 	for i := range 5 {
 		iss := tc.mustEnroll(t, fmt.Sprintf("115500000%d", i), "")
-		want[serialHex(iss.Certificate.SerialNumber)] = iss
+		want[keys.SerialHex(iss.Certificate.SerialNumber)] = iss
 	}
 	board, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard, CSR: fixtureCSR(t, "board.csr"), Token: tc.boardSecret(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want[serialHex(board.Certificate.SerialNumber)] = board
+	want[keys.SerialHex(board.Certificate.SerialNumber)] = board
 	tc.enroll(t, "bad", "") // a refusal, recorded too
 
 	tc = tc.reopen(t)
@@ -148,7 +149,7 @@ func TestReopenShowsEveryCertificate(t *testing.T) {
 		t.Fatalf("after reopen: %d certificates want %d", len(certs), len(want))
 	}
 	for _, c := range certs {
-		iss, ok := want[serialHex(c.Serial)]
+		iss, ok := want[keys.SerialHex(c.Serial)]
 		if !ok {
 			t.Errorf("unexpected certificate %X", c.Serial)
 			continue

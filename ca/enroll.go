@@ -78,7 +78,7 @@ func (a *Authority) Enroll(ctx context.Context, req Request) (*Issued, error) {
 		}
 		refusal, err := a.commit(cert, req, g, now)
 		if errors.Is(err, errSerialTaken) {
-			a.log.Warn("random serial already issued; drawing another", zap.String("serial", serialHex(cert.SerialNumber)))
+			a.log.Warn("random serial already issued; drawing another", zap.String("serial", keys.SerialHex(cert.SerialNumber)))
 			continue
 		}
 		if err != nil {
@@ -91,7 +91,7 @@ func (a *Authority) Enroll(ctx context.Context, req Request) (*Issued, error) {
 			return nil, refusal
 		}
 		logging.Step(a.log, 2, "certificate issued", logging.SID(req.SID),
-			zap.String("serial", serialHex(cert.SerialNumber)), zap.Uint8("profile", req.Profile),
+			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Uint8("profile", req.Profile),
 			zap.String("peer", req.Peer), zap.Time("not_after", cert.NotAfter))
 		return &Issued{Certificate: cert, PEM: keys.EncodeCertificatePEM(cert.Raw)}, nil
 	}
@@ -333,7 +333,7 @@ func keyUsage(pub crypto.PublicKey, profile uint8) x509.KeyUsage {
 // turns out to be spent already (a concurrent enrollment won the race), it
 // records the refusal instead and returns it.
 func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now time.Time) (*wire.Refusal, error) {
-	serial := serialHex(cert.SerialNumber)
+	serial := keys.SerialHex(cert.SerialNumber)
 	// Encode before the transaction: group commit serializes what runs inside.
 	certJSON, err := encodeCertificate(cert, req.SID, req.Profile)
 	if err != nil {

@@ -293,7 +293,7 @@ func TestIssuedCertificate(t *testing.T) {
 			}
 			logs := tc.logs.FilterMessage("STEP 2: certificate issued").All()
 			last := logs[len(logs)-1].ContextMap()
-			if last["sid"] != tt.sid || last["serial"] != serialHex(cert.SerialNumber) || fmt.Sprint(last["profile"]) != fmt.Sprint(tt.profile) {
+			if last["sid"] != tt.sid || last["serial"] != keys.SerialHex(cert.SerialNumber) || fmt.Sprint(last["profile"]) != fmt.Sprint(tt.profile) {
 				t.Errorf("STEP 2 log: got %v", last)
 			}
 		})

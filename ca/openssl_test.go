@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -105,7 +106,7 @@ func TestOpenSSL(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, want := range []string{
-			"Serial Number: " + strings.ToUpper(serialHex(revoke.Certificate.SerialNumber)) + "\n", // openssl prints uppercase
+			"Serial Number: " + strings.ToUpper(keys.SerialHex(revoke.Certificate.SerialNumber)) + "\n", // openssl prints uppercase
 			"X509v3 CRL Reason Code: \n                Key Compromise",
 			"X509v3 CRL Number",
 			"X509v3 Authority Key Identifier",

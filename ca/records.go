@@ -3,7 +3,6 @@ package ca
 import (
 	"crypto/x509"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -121,14 +121,9 @@ type tokenRecord struct {
 	Serial  string    `json:"serial,omitempty"`
 }
 
-// serialHex writes a serial as every pkiboard log and listing does: lowercase
-// hex of its bytes, so that one grep finds it in the CA's, the board's and the
-// student's logs. (Records written before this stored it in uppercase; it is
-// always parsed, never compared as a string.)
-func serialHex(s *big.Int) string { return hex.EncodeToString(s.Bytes()) }
-
-// storedSerial is a record's serial as serialHex writes it, whatever case it
-// was stored in.
+// storedSerial is a record's serial as keys.SerialHex writes it, whatever case
+// it was stored in. (Records written before serials were lowercase everywhere
+// stored it in uppercase; it is always parsed, never compared as a string.)
 func storedSerial(s string) string { return strings.ToLower(s) }
 
 func parseSerialHex(s string) (*big.Int, error) {
@@ -315,7 +310,7 @@ var errSerialTaken = errors.New("ca: serial number already issued")
 // encodeCertificate encodes the record of a newly issued certificate.
 func encodeCertificate(cert *x509.Certificate, sid string, profile uint8) ([]byte, error) {
 	return json.Marshal(certRecord{
-		Serial: serialHex(cert.SerialNumber), SID: sid, Profile: profile,
+		Serial: keys.SerialHex(cert.SerialNumber), SID: sid, Profile: profile,
 		Subject: cert.Subject.String(), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
 		DER: cert.Raw, Status: StatusValid,
 	})

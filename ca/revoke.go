@@ -124,7 +124,7 @@ func (a *Authority) Revoke(serial *big.Int, reason int) error {
 		case err != nil:
 			return nil, err
 		case !found:
-			return nil, fmt.Errorf("no certificate with serial %s was issued by this CA", serialHex(serial))
+			return nil, fmt.Errorf("no certificate with serial %s was issued by this CA", keys.SerialHex(serial))
 		case rec.Status == StatusRevoked:
 			return nil, fmt.Errorf("certificate %s (SID %q) was already revoked at %s (%s)",
 				storedSerial(rec.Serial), rec.SID, rec.RevokedAt.Format(timeLayout), ReasonName(rec.Reason))

@@ -44,7 +44,7 @@ func crlReasons(t *testing.T, crl *x509.RevocationList) map[string]int {
 	t.Helper()
 	m := map[string]int{}
 	for _, e := range crl.RevokedCertificateEntries {
-		m[serialHex(e.SerialNumber)] = e.ReasonCode
+		m[keys.SerialHex(e.SerialNumber)] = e.ReasonCode
 		for _, ext := range e.Extensions {
 			if ext.Id.Equal(oidReasonCode) && e.ReasonCode == ReasonUnspecified {
 				t.Errorf("entry %X: reasonCode extension present for unspecified (RFC 5280 §5.3.1 says omit it)", e.SerialNumber)
@@ -83,14 +83,14 @@ func TestRevoke(t *testing.T) {
 	if crl.Number.Cmp(first.Number) <= 0 {
 		t.Errorf("CRL number %v did not increase from %v", crl.Number, first.Number)
 	}
-	if got := crlReasons(t, crl); len(got) != 1 || got[serialHex(serialOf(b))] != ReasonKeyCompromise {
+	if got := crlReasons(t, crl); len(got) != 1 || got[keys.SerialHex(serialOf(b))] != ReasonKeyCompromise {
 		t.Errorf("CRL after revoking b: %v", got)
 	}
 	if e := crl.RevokedCertificateEntries[0]; !e.RevocationTime.Equal(t0.Add(time.Hour)) {
 		t.Errorf("revocation time %s want %s", e.RevocationTime, t0.Add(time.Hour))
 	}
 	err := tc.Revoke(serialOf(b), ReasonSuperseded)
-	if err == nil || !strings.Contains(err.Error(), "certificate "+serialHex(serialOf(b))+" (SID") ||
+	if err == nil || !strings.Contains(err.Error(), "certificate "+keys.SerialHex(serialOf(b))+" (SID") ||
 		!strings.Contains(err.Error(), "already revoked at 2026-03-01 10:00:00 UTC (keyCompromise)") {
 		t.Errorf("second revocation: got %v", err)
 	}
@@ -113,11 +113,11 @@ func TestRevoke(t *testing.T) {
 		t.Errorf("CRL lists %d serials want 4", len(got))
 	}
 	for _, iss := range a {
-		if r, ok := got[serialHex(serialOf(iss))]; !ok || r != ReasonUnspecified {
+		if r, ok := got[keys.SerialHex(serialOf(iss))]; !ok || r != ReasonUnspecified {
 			t.Errorf("serial %X: listed %v reason %d", serialOf(iss), ok, r)
 		}
 	}
-	if _, ok := got[serialHex(serialOf(c))]; ok {
+	if _, ok := got[keys.SerialHex(serialOf(c))]; ok {
 		t.Error("an unrevoked certificate is on the CRL")
 	}
 	if n, err := tc.RevokeSID("1155000001", ReasonSuperseded); err != nil || n != 0 {
@@ -283,7 +283,7 @@ func TestCRLOnOpen(t *testing.T) {
 			if renewed != tt.renewed {
 				t.Errorf("CRL number %v after %v: renewed %v want %v", crl.Number, before.Number, renewed, tt.renewed)
 			}
-			if got := crlReasons(t, crl); got[serialHex(iss.Certificate.SerialNumber)] != ReasonSuperseded {
+			if got := crlReasons(t, crl); got[keys.SerialHex(iss.Certificate.SerialNumber)] != ReasonSuperseded {
 				t.Errorf("the revoked certificate is not on the CRL: %v", got)
 			}
 		})

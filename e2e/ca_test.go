@@ -336,7 +336,7 @@ func TestCARevocationAppearsInCRL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial := hex.EncodeToString(cert.SerialNumber.Bytes())
+	serial := keys.SerialHex(cert.SerialNumber)
 	r := in.mustRun(nil, "revoke", "--serial", serial, "--reason", "keyCompromise")
 	if !strings.Contains(r.stdout, "revoked 1") {
 		t.Errorf("revoke stdout: %q", r.stdout)
@@ -407,7 +407,7 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 					return // killed mid-way: the client got nothing
 				}
 				mu.Lock()
-				got[hex.EncodeToString(res.Certificate.SerialNumber.Bytes())] = sid
+				got[keys.SerialHex(res.Certificate.SerialNumber)] = sid
 				mu.Unlock()
 				firstOnce.Do(func() { close(first) })
 			}()

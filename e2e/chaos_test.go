@@ -23,6 +23,7 @@ import (
 
 	"pkiboard/board"
 	"pkiboard/caclient"
+	"pkiboard/internal/keys"
 	"pkiboard/roles"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -85,7 +86,7 @@ func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 			return err
 		}
 		l.mu.Lock()
-		l.certs[hex.EncodeToString(res.Certificate.SerialNumber.Bytes())] = op.sid
+		l.certs[keys.SerialHex(res.Certificate.SerialNumber)] = op.sid
 		l.mu.Unlock()
 		return nil
 	}

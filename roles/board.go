@@ -228,7 +228,7 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 	if key != nil {
 		if cert, err := keys.ReadCertificate(certPath); err == nil {
 			if err := usableCert(cert, key, root, b.Name, x509.ExtKeyUsageServerAuth, time.Now()); err == nil {
-				log.Info("board certificate", zap.String("serial", serialString(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter), zap.Bool("reused", true))
+				log.Info("board certificate", zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter), zap.Bool("reused", true))
 				return &boardID{root: root, chain: []*x509.Certificate{cert}, key: key}, nil
 			} else {
 				log.Info("enrolling the board again", zap.String("reason", err.Error()))
@@ -262,7 +262,7 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 			return nil, err
 		}
 	}
-	log.Info("board certificate", zap.String("serial", serialString(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter), zap.Bool("reused", false))
+	log.Info("board certificate", zap.String("serial", keys.SerialHex(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter), zap.Bool("reused", false))
 	return &boardID{root: root, chain: []*x509.Certificate{res.Certificate}, key: key}, nil
 }
 

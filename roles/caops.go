@@ -2,7 +2,6 @@ package roles
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,7 +138,7 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 
 func certView(r ca.CertRecord) CertView {
 	v := CertView{
-		Serial:   hex.EncodeToString(r.Serial.Bytes()),
+		Serial:   keys.SerialHex(r.Serial),
 		SID:      r.SID,
 		Profile:  "student",
 		NotAfter: r.NotAfter,
@@ -234,7 +233,7 @@ func PrintCRL(ctx context.Context, cfg *config.Config, asPEM bool, w io.Writer) 
 		fmt.Fprintln(tw, "SERIAL\tREVOKED\tREASON")
 	}
 	for _, e := range crl.RevokedCertificateEntries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", hex.EncodeToString(e.SerialNumber.Bytes()), e.RevocationTime.UTC().Format(time.DateTime), ca.ReasonName(e.ReasonCode))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", keys.SerialHex(e.SerialNumber), e.RevocationTime.UTC().Format(time.DateTime), ca.ReasonName(e.ReasonCode))
 	}
 	return tw.Flush()
 }

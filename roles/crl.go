@@ -148,7 +148,7 @@ func (k *crlKeeper) check(cert *x509.Certificate) error {
 	}
 	if e, ok := revoked[cert.SerialNumber.Text(16)]; ok {
 		return wire.Refusef(wire.CodeCertRevoked, "your certificate (serial %s) was revoked on %s; enroll again or ask the course staff",
-			serialString(cert.SerialNumber), e.RevocationTime.UTC().Format(time.RFC3339))
+			keys.SerialHex(cert.SerialNumber), e.RevocationTime.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -66,7 +66,7 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 	warnFirstUse(log, res)
 	logging.Step(log, 2, "certificate received",
 		logging.SID(opts.SID),
-		zap.String("serial", serialString(res.Certificate.SerialNumber)),
+		zap.String("serial", keys.SerialHex(res.Certificate.SerialNumber)),
 		zap.Time("not_after", res.Certificate.NotAfter),
 		zap.String("dir", opts.OutDir))
 	fmt.Fprintf(out, "%s sign finished\n", opts.SID)

@@ -8,11 +8,7 @@
 // ca, board, session, caclient, wire.
 package roles
 
-import (
-	"encoding/hex"
-	"io"
-	"math/big"
-)
+import "io"
 
 // StudentOptions is what the student role is asked to do besides its config.
 type StudentOptions struct {
@@ -21,7 +17,3 @@ type StudentOptions struct {
 	Report  string    // path of a file to submit instead of a message
 	Out     io.Writer // where the course's required lines are printed
 }
-
-// serialString formats a certificate serial number for people: lowercase hex
-// of its bytes, as `pkiboard certs` lists it.
-func serialString(s *big.Int) string { return hex.EncodeToString(s.Bytes()) }

@@ -333,7 +333,7 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		if cerr == nil && rerr == nil && st.rootOK(root) {
 			if err := usableCert(cert, key, root, sid, x509.ExtKeyUsageClientAuth, time.Now()); err == nil {
 				logging.Step(st.log, 2, "reusing the certificate in the data directory", logging.SID(sid),
-					zap.String("serial", serialString(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
+					zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
 				return &studentID{key: key, chain: []*x509.Certificate{cert}, root: root}, nil
 			} else {
 				st.log.Info("enrolling again", logging.SID(sid), zap.String("reason", err.Error()))
@@ -376,7 +376,7 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		}
 	}
 	logging.Step(st.log, 2, "certificate received", logging.SID(sid),
-		zap.String("serial", serialString(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter))
+		zap.String("serial", keys.SerialHex(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter))
 	return &studentID{key: key, chain: []*x509.Certificate{res.Certificate}, root: res.Root}, nil
 }
 

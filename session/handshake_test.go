@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -205,7 +206,7 @@ func TestBoardRefuses(t *testing.T) {
 			eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})), wire.CodeCertExpired, "expired"},
 		{"revoked", func(sc *ServerConfig, _ *ClientConfig) {
 			sc.CheckRevoked = func(c *x509.Certificate) error {
-				return wire.Refusef(wire.CodeCertRevoked, "your certificate (serial %x) was revoked; enroll again", c.SerialNumber.Bytes())
+				return wire.Refusef(wire.CodeCertRevoked, "your certificate (serial %s) was revoked; enroll again", keys.SerialHex(c.SerialNumber))
 			}
 		}, wire.CodeCertRevoked, "was revoked"},
 		{"stale CRL", func(sc *ServerConfig, _ *ClientConfig) {

@@ -4,7 +4,6 @@ import (
 	"crypto/hpke"
 	"crypto/x509"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -98,7 +97,7 @@ func (hs *serverHandshake) handshake() (*Conn, error) {
 		return nil, hs.fail(err)
 	}
 	logging.Step(hs.cfg.log, 3, "student certificate checked; possession not yet proven", logging.SID(hs.hello.SID),
-		zap.String("serial", hex.EncodeToString(hs.leaf.SerialNumber.Bytes())),
+		zap.String("serial", keys.SerialHex(hs.leaf.SerialNumber)),
 		zap.String("key", keys.Describe(hs.leaf.PublicKey)),
 		zap.String("suite", SuiteName(hs.suite)))
 	if hs.suite == SuiteRC4HMACSHA256 {

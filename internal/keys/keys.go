@@ -4,7 +4,8 @@
 // PEM, every file written atomically (temporary file, fsync, rename, fsync of
 // the directory).
 //
-// It also names keys for people (Describe, AlgorithmName) and holds the one rule the CA and the session must
+// It also names keys for people (Describe, AlgorithmName, SerialHex for
+// certificate serials) and holds the one rule the CA and the session must
 // share: which keys pkiboard accepts for a certificate (Supported). Everything
 // else about policy, such as what a certificate must contain, is decided by its
 // callers.
@@ -26,6 +27,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,6 +132,12 @@ func (e *UnsupportedKeyError) Error() string {
 	}
 	return fmt.Sprintf("keys: %s is not supported (use RSA of %d to %d bits, or ECDSA on P-256 or P-384)", what, MinRSABits, MaxRSABits)
 }
+
+// SerialHex formats a certificate serial number as every pkiboard log and
+// listing writes it: lowercase hex of its big-endian bytes, with no sign byte
+// and no separators, so that one grep finds a certificate in the CA's, the
+// board's and the student's logs.
+func SerialHex(serial *big.Int) string { return hex.EncodeToString(serial.Bytes()) }
 
 // SamePublicKey reports whether a and b are the same public key.
 func SamePublicKey(a, b crypto.PublicKey) bool {

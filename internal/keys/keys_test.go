@@ -469,3 +469,21 @@ func TestSupported(t *testing.T) {
 		})
 	}
 }
+
+func TestSerialHex(t *testing.T) {
+	tests := []struct {
+		serial *big.Int
+		want   string
+	}{
+		{big.NewInt(1), "01"},
+		{big.NewInt(0x7f), "7f"},
+		{big.NewInt(0x80), "80"}, // no sign byte, unlike the DER encoding
+		{new(big.Int).SetBytes([]byte{0xab, 0x00, 0xcd}), "ab00cd"},
+		{new(big.Int).Lsh(big.NewInt(1), 127), "80000000000000000000000000000000"},
+	}
+	for _, tt := range tests {
+		if got := SerialHex(tt.serial); got != tt.want {
+			t.Errorf("SerialHex(%v): got %s want %s", tt.serial, got, tt.want)
+		}
+	}
+}
