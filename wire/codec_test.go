@@ -3,12 +3,14 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
 
-// allFields is a test message with one field of every kind, registered as type
-// 0xfe the way another exchange's file would register its messages.
+// allFields is a test message with one field of every kind, of type 0xfe,
+// which is not a message of PROTOCOL.md: Marshal encodes it, and
+// unmarshalAllFields decodes it with a Parser as Unmarshal would.
 type allFields struct {
 	A uint8
 	B uint16
@@ -24,11 +26,22 @@ type allFields struct {
 
 const typeAllFields Type = 0xfe
 
-func init() {
-	Register(typeAllFields, "allFields", func() Message { return new(allFields) })
-}
-
 func (*allFields) Type() Type { return typeAllFields }
+
+// unmarshalAllFields decodes the encoding of an allFields message, type byte
+// included, strictly.
+func unmarshalAllFields(enc []byte) (*allFields, error) {
+	if len(enc) == 0 || Type(enc[0]) != typeAllFields {
+		return nil, fmt.Errorf("not an allFields message: %x", enc)
+	}
+	m := new(allFields)
+	p := NewParser(enc[1:])
+	m.UnmarshalBody(p)
+	if err := p.Finish(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
 
 func (m *allFields) MarshalBody(b *Builder) {
 	b.U8(m.A)

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"unicode"
 	"unicode/utf8"
@@ -19,8 +18,8 @@ import (
 type Code uint16
 
 // The error codes of PROTOCOL.md §2.1. Codes from 16 up belong to the CA exchange
-// and from 48 up to the board session; the files that implement those exchanges
-// add them with [RegisterCode].
+// and from 48 up to the board session; they are declared with those exchanges'
+// messages.
 const (
 	CodeInternal          Code = 1  // the server failed; try again later
 	CodeMalformed         Code = 2  // a frame or message could not be decoded
@@ -36,52 +35,57 @@ const (
 	CodeStorage           Code = 12 // the receiver could not store the data durably
 )
 
-var (
-	codesMu sync.RWMutex
-	codes   = map[Code]string{}
-)
+// codeNames gives every error code of PROTOCOL.md (§2.1, §4 and §5) its
+// kebab-case name.
+var codeNames = map[Code]string{
+	CodeInternal:          "internal",
+	CodeMalformed:         "malformed",
+	CodeFrameTooLarge:     "frame-too-large",
+	CodeUnknownMessage:    "unknown-message",
+	CodeUnexpectedMessage: "unexpected-message",
+	CodeBadFileName:       "bad-file-name",
+	CodeFileTooLarge:      "file-too-large",
+	CodeFileMismatch:      "file-mismatch",
+	CodeBadOffset:         "bad-offset",
+	CodeBusy:              "busy",
+	CodeTimeout:           "timeout",
+	CodeStorage:           "storage",
 
-func init() {
-	RegisterCode(CodeInternal, "internal")
-	RegisterCode(CodeMalformed, "malformed")
-	RegisterCode(CodeFrameTooLarge, "frame-too-large")
-	RegisterCode(CodeUnknownMessage, "unknown-message")
-	RegisterCode(CodeUnexpectedMessage, "unexpected-message")
-	RegisterCode(CodeBadFileName, "bad-file-name")
-	RegisterCode(CodeFileTooLarge, "file-too-large")
-	RegisterCode(CodeFileMismatch, "file-mismatch")
-	RegisterCode(CodeBadOffset, "bad-offset")
-	RegisterCode(CodeBusy, "busy")
-	RegisterCode(CodeTimeout, "timeout")
-	RegisterCode(CodeStorage, "storage")
+	CodeBadCSR:             "bad-csr",
+	CodeBadCSRSignature:    "bad-csr-signature",
+	CodeCNMismatch:         "cn-mismatch",
+	CodeBadSID:             "bad-sid",
+	CodeWeakKey:            "weak-key",
+	CodeTokenRequired:      "token-required",
+	CodeTokenInvalid:       "token-invalid",
+	CodeTokenExpired:       "token-expired",
+	CodeTokenUsed:          "token-used",
+	CodeNotOnRoster:        "not-on-roster",
+	CodeBoardNotAuthorized: "board-not-authorized",
+	CodeNotFound:           "not-found",
+	CodeBadProfile:         "bad-profile",
+
+	CodeUnknownCA:              "unknown-ca",
+	CodeCertExpired:            "cert-expired",
+	CodeCertRevoked:            "cert-revoked",
+	CodeSIDMismatch:            "sid-mismatch",
+	CodeWrongUsage:             "wrong-usage",
+	CodeSuiteNotAllowed:        "suite-not-allowed",
+	CodeBadVersion:             "bad-version",
+	CodeBadRecordMAC:           "bad-record-mac",
+	CodeBadSubmissionSignature: "bad-submission-signature",
+	CodeCRLUnavailable:         "crl-unavailable",
+	CodeBadKeyShare:            "bad-key-share",
+	CodeUnsupportedKey:         "unsupported-key",
+	CodeBadTranscriptSignature: "bad-transcript-signature",
+	CodeNameMismatch:           "name-mismatch",
+	CodeKeyTransportFailed:     "key-transport-failed",
 }
 
-// RegisterCode gives code c its kebab-case name, as listed in PROTOCOL.md. It is
-// meant to be called from init functions; it panics if c is 0, if c already has a
-// name, or if name is empty.
-func RegisterCode(c Code, name string) {
-	if c == 0 || name == "" {
-		panic(fmt.Sprintf("wire: RegisterCode(%d, %q): code and name must be non-zero", c, name))
-	}
-	codesMu.Lock()
-	defer codesMu.Unlock()
-	if old, dup := codes[c]; dup {
-		panic(fmt.Sprintf("wire: error code %d registered twice (%q and %q)", c, old, name))
-	}
-	codes[c] = name
-}
-
-func codeName(c Code) (string, bool) {
-	codesMu.RLock()
-	defer codesMu.RUnlock()
-	name, ok := codes[c]
-	return name, ok
-}
-
-// String returns the code's registered name, such as "bad-file-name", or
-// "Code(N)" for a code nobody registered.
+// String returns the code's name, such as "bad-file-name", or "Code(N)" for a
+// code PROTOCOL.md does not list.
 func (c Code) String() string {
-	if name, ok := codeName(c); ok {
+	if name, ok := codeNames[c]; ok {
 		return name
 	}
 	return "Code(" + strconv.Itoa(int(c)) + ")"
@@ -92,10 +96,6 @@ const TypeError Type = 0x01
 
 // MaxErrorText is the longest Error text, in bytes, that a peer sends or accepts.
 const MaxErrorText = 1024
-
-func init() {
-	Register(TypeError, "Error", func() Message { return new(Error) })
-}
 
 // Error is the Error message (type 0x01, PROTOCOL.md §2.1): a peer's refusal. It is
 // also an error, so that a refusal received from the peer can be returned as is;
@@ -132,7 +132,7 @@ func (e *Error) UnmarshalBody(p *Parser) {
 func (e *Error) Error() string {
 	var sb strings.Builder
 	sb.WriteString("peer refused: ")
-	if name, ok := codeName(e.Code); ok {
+	if name, ok := codeNames[e.Code]; ok {
 		fmt.Fprintf(&sb, "%s (code %d)", name, e.Code)
 	} else {
 		fmt.Fprintf(&sb, "code %d", e.Code)

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"unicode/utf8"
@@ -24,35 +23,6 @@ func TestCodeString(t *testing.T) {
 		if got := c.String(); got != name {
 			t.Errorf("Code(%d).String(): got %q, want %q", c, got, name)
 		}
-	}
-}
-
-// registerTestCode registers code 63 once per process, so that the test also
-// passes under -count.
-var registerTestCode = sync.OnceFunc(func() { RegisterCode(63, "test-code") })
-
-func TestRegisterCode(t *testing.T) {
-	registerTestCode()
-	if got := Code(63).String(); got != "test-code" {
-		t.Errorf("got %q, want \"test-code\"", got)
-	}
-	for _, tc := range []struct {
-		name string
-		c    Code
-		n    string
-	}{
-		{"duplicate", CodeBusy, "busy-again"},
-		{"zero", 0, "zero"},
-		{"no name", 62, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("RegisterCode(%d, %q) did not panic", tc.c, tc.n)
-				}
-			}()
-			RegisterCode(tc.c, tc.n)
-		})
 	}
 }
 

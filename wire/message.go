@@ -3,23 +3,22 @@ package wire
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
 )
 
 // A Type is a message's type byte, the first byte of a frame's payload
 // (PROTOCOL.md §2).
 type Type uint8
 
-// String returns the name the type was registered with, such as "FileHeader", or
-// "Type(0x99)" for an unregistered type.
+// String returns the message's name, such as "FileHeader", or "Type(0x99)" for
+// a type byte that is not a message.
 func (t Type) String() string {
-	if info := types[t].Load(); info != nil {
-		return info.name
+	if name := messages[t].name; name != "" {
+		return name
 	}
 	return fmt.Sprintf("Type(0x%02x)", uint8(t))
 }
 
-// A Message is one protocol message: a registered type and a body encoded with the
+// A Message is one protocol message: a type byte and a body encoded with the
 // field kinds of PROTOCOL.md §2.
 //
 // Implementations are pointer types whose Type method returns a constant without
@@ -50,8 +49,8 @@ var (
 	ErrUnexpected = errors.New("wire: unexpected message")
 )
 
-// UnknownTypeError reports a payload whose type byte no message is registered
-// for (PROTOCOL.md §2: code unknown-message).
+// UnknownTypeError reports a payload whose type byte is not a message of
+// PROTOCOL.md (§2: code unknown-message).
 type UnknownTypeError struct {
 	Type Type
 }
@@ -78,29 +77,28 @@ func (e *UnexpectedError) Error() string {
 // Is reports whether target is ErrUnexpected.
 func (e *UnexpectedError) Is(target error) bool { return target == ErrUnexpected }
 
-type typeInfo struct {
+// messages is every message of PROTOCOL.md §2–§6, indexed by type byte: its
+// name, and a constructor of an empty value for Unmarshal to decode into. A
+// type byte with no name is not a message.
+var messages = [256]struct {
 	name   string
 	newMsg func() Message
-}
-
-// types is the message registry, indexed by type byte. Entries are set once, by
-// Register, and read without locks.
-var types [256]atomic.Pointer[typeInfo]
-
-// Register adds message type t, called name in errors and logs, whose values
-// newMsg allocates for Unmarshal. It is meant to be called from init functions,
-// one file per exchange. It panics if t is already registered, if name is empty,
-// or if newMsg returns a message whose Type is not t.
-func Register(t Type, name string, newMsg func() Message) {
-	if name == "" || newMsg == nil {
-		panic(fmt.Sprintf("wire: Register(0x%02x): name and constructor are required", uint8(t)))
-	}
-	if got := newMsg().Type(); got != t {
-		panic(fmt.Sprintf("wire: Register(0x%02x, %q): constructor makes a message of type 0x%02x", uint8(t), name, uint8(got)))
-	}
-	if !types[t].CompareAndSwap(nil, &typeInfo{name: name, newMsg: newMsg}) {
-		panic(fmt.Sprintf("wire: message type 0x%02x registered twice (%s and %s)", uint8(t), types[t].Load().name, name))
-	}
+}{
+	TypeError:          {"Error", func() Message { return new(Error) }},
+	TypeFileHeader:     {"FileHeader", func() Message { return new(FileHeader) }},
+	TypeFileOffset:     {"FileOffset", func() Message { return new(FileOffset) }},
+	TypeData:           {"Data", func() Message { return new(Data) }},
+	TypeFileAck:        {"FileAck", func() Message { return new(FileAck) }},
+	TypeEnrollRequest:  {"EnrollRequest", func() Message { return new(EnrollRequest) }},
+	TypeEnrollAccepted: {"EnrollAccepted", func() Message { return new(EnrollAccepted) }},
+	TypeFetch:          {"Fetch", func() Message { return new(Fetch) }},
+	TypeClientHello:    {"ClientHello", func() Message { return new(ClientHello) }},
+	TypeServerHello:    {"ServerHello", func() Message { return new(ServerHello) }},
+	TypeServerVerify:   {"ServerVerify", func() Message { return new(ServerVerify) }},
+	TypeSubmitEnd:      {"SubmitEnd", func() Message { return new(SubmitEnd) }},
+	TypeReceipt:        {"Receipt", func() Message { return new(Receipt) }},
+	TypeAdminRequest:   {"AdminRequest", func() Message { return new(AdminRequest) }},
+	TypeAdminResponse:  {"AdminResponse", func() Message { return new(AdminResponse) }},
 }
 
 // Marshal returns m's encoding: its type byte, then its body.
@@ -121,7 +119,7 @@ func AppendMessage(dst []byte, m Message) ([]byte, error) {
 }
 
 // Unmarshal decodes a frame payload as a message. An empty payload is
-// ErrEmptyFrame; an unregistered type byte is an *UnknownTypeError; a body that
+// ErrEmptyFrame; a type byte that is not a message is an *UnknownTypeError; a body that
 // does not decode exactly, with no bytes left over, gives an error matching
 // ErrMalformed.
 //
@@ -132,8 +130,8 @@ func Unmarshal(payload []byte) (Message, error) {
 		return nil, ErrEmptyFrame
 	}
 	t := Type(payload[0])
-	info := types[t].Load()
-	if info == nil {
+	info := messages[t]
+	if info.newMsg == nil {
 		return nil, &UnknownTypeError{Type: t}
 	}
 	m := info.newMsg()

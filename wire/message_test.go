@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -85,8 +86,6 @@ func TestMessageRoundTrip(t *testing.T) {
 		&FileHeader{Name: "", Size: 1<<64 - 1},
 		&Data{Bytes: make([]byte, MaxDataChunk)},
 		&Data{Bytes: []byte{0}},
-		&allFields{},
-		&allFields{A: 1, B: 2, C: 3, D: 4, E: [3]byte{5, 6, 7}, F: []byte{8}, G: []byte{9}, H: []byte{10}, I: "k", J: "l"},
 	)
 	for _, m := range msgs {
 		t.Run(m.Type().String(), func(t *testing.T) {
@@ -97,6 +96,25 @@ func TestMessageRoundTrip(t *testing.T) {
 			got, err := Unmarshal(enc)
 			if err != nil {
 				t.Fatalf("Unmarshal(%x): %v", enc, err)
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Errorf("got %#v, want %#v", got, m)
+			}
+		})
+	}
+	// A body of every field kind, through the same Builder and Parser.
+	for _, m := range []*allFields{
+		{},
+		{A: 1, B: 2, C: 3, D: 4, E: [3]byte{5, 6, 7}, F: []byte{8}, G: []byte{9}, H: []byte{10}, I: "k", J: "l"},
+	} {
+		t.Run("allFields", func(t *testing.T) {
+			enc, err := Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := unmarshalAllFields(enc)
+			if err != nil {
+				t.Fatalf("decoding %x: %v", enc, err)
 			}
 			if !reflect.DeepEqual(got, m) {
 				t.Errorf("got %#v, want %#v", got, m)
@@ -240,27 +258,37 @@ func TestTypeString(t *testing.T) {
 	}
 }
 
-func TestRegisterPanics(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		f    func()
-	}{
-		{"duplicate", func() { Register(TypeFileAck, "Again", func() Message { return new(FileAck) }) }},
-		{"wrong type", func() { Register(0x98, "Wrong", func() Message { return new(FileAck) }) }},
-		{"no name", func() { Register(0x98, "", func() Message { return new(FileAck) }) }},
-		{"no constructor", func() { Register(0x98, "X", nil) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("Register did not panic")
-				}
-			}()
-			tc.f()
-		})
+// TestMessageTable checks the table Unmarshal decodes with: each entry makes a
+// message of its own type, under a name no other entry has, and a type byte
+// outside the table is no message.
+func TestMessageTable(t *testing.T) {
+	names := map[string]Type{}
+	n := 0
+	for i, info := range messages {
+		if (info.name == "") != (info.newMsg == nil) {
+			t.Errorf("type 0x%02x: name %q with constructor %v: want both or neither", i, info.name, info.newMsg != nil)
+			continue
+		}
+		if info.newMsg == nil {
+			if got, want := Type(i).String(), fmt.Sprintf("Type(0x%02x)", i); got != want {
+				t.Errorf("Type(0x%02x).String(): got %q, want %q", i, got, want)
+			}
+			continue
+		}
+		n++
+		if got := info.newMsg().Type(); got != Type(i) {
+			t.Errorf("%s: the constructor makes a message of type 0x%02x, want 0x%02x", info.name, uint8(got), i)
+		}
+		if other, dup := names[info.name]; dup {
+			t.Errorf("types 0x%02x and 0x%02x are both called %s", uint8(other), i, info.name)
+		}
+		names[info.name] = Type(i)
 	}
-	if got := Type(0x98).String(); got != "Type(0x98)" {
-		t.Errorf("a refused registration left type 0x98 named %q", got)
+	if want := len(sampleMessages()) + 2; n != want { // the samples and the two admin messages
+		t.Errorf("the table has %d messages, want %d", n, want)
+	}
+	if _, err := Unmarshal([]byte{0x98}); !errors.Is(err, ErrUnknownType) {
+		t.Errorf("type 0x98: got %v, want an unknown type", err)
 	}
 }
 

@@ -41,13 +41,6 @@ const (
 	peerErrorWait = time.Second
 )
 
-func init() {
-	Register(TypeFileHeader, "FileHeader", func() Message { return new(FileHeader) })
-	Register(TypeFileOffset, "FileOffset", func() Message { return new(FileOffset) })
-	Register(TypeData, "Data", func() Message { return new(Data) })
-	Register(TypeFileAck, "FileAck", func() Message { return new(FileAck) })
-}
-
 // FileHeader announces a file (type 0x04). Decoding checks only the encoding: the
 // receiver checks the name with ValidName and the size against its limit, so as
 // to answer them with their own codes.

@@ -610,14 +610,14 @@ func TestSendFileOptions(t *testing.T) {
 func TestTransferSkipAck(t *testing.T) {
 	dir := t.TempDir()
 	f := newTestFile("x.bin", 100_000)
-	receipt := &allFields{I: "receipt"}
+	receipt := &Receipt{ID: "receipt", SID: "a", Serial: []byte{1}, Name: f.name, Size: uint64(f.size()), SHA256: f.sum, Signature: []byte{2}}
 	sendErr, recvErr := run(t, func(c *Conn) error {
 		if _, err := SendFile(c, f.name, bytes.NewReader(f.data), f.size(), f.sum, SendOptions{SkipAck: true}); err != nil {
 			return err
 		}
-		got, err := Expect[*allFields](c)
-		if err == nil && got.I != "receipt" {
-			err = fmt.Errorf("got receipt %q", got.I)
+		got, err := Expect[*Receipt](c)
+		if err == nil && got.ID != "receipt" {
+			err = fmt.Errorf("got receipt %q", got.ID)
 		}
 		return err
 	}, func(c *Conn) error {
