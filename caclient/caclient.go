@@ -121,7 +121,7 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Result, error) {
 		if err := wc.WriteMessage(req); err != nil {
 			return fmt.Errorf("send request: %w", err)
 		}
-		if _, err := wire.Expect[*wire.EnrollAccepted](wc); err != nil {
+		if _, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage()); err != nil {
 			return err
 		}
 		var err error

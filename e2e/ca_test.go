@@ -183,7 +183,7 @@ func rawEnroll(t *testing.T, wc *wire.Conn, req *wire.EnrollRequest) wire.Code {
 	if err := wc.WriteMessage(req); err != nil {
 		t.Fatal(err)
 	}
-	_, err := wire.Expect[*wire.EnrollAccepted](wc)
+	_, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage())
 	var werr *wire.Error
 	if errors.As(err, &werr) {
 		return werr.Code

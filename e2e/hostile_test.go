@@ -72,7 +72,7 @@ func adminCall(dir, command string, args, out any) error {
 	if err := wc.WriteMessage(&wire.AdminRequest{Command: command, Args: in}); err != nil {
 		return err
 	}
-	resp, err := wire.Expect[*wire.AdminResponse](wc)
+	resp, err := wire.Expect[*wire.AdminResponse](wc.ReadMessage())
 	if err != nil {
 		return err
 	}
@@ -389,7 +389,7 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 				defer wc.Close()
 				if err := wc.WriteMessage(&wire.EnrollRequest{Profile: 1, SID: "alice", CSR: csr}); err != nil {
 					errs = append(errs, err)
-				} else if _, err := wire.Expect[*wire.EnrollAccepted](wc); codeOf(err) != wire.CodeBadCSR {
+				} else if _, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage()); codeOf(err) != wire.CodeBadCSR {
 					errs = append(errs, fmt.Errorf("16 KiB garbage CSR: got %v, want bad-csr", err))
 				} else if err := wc.WriteMessage(&wire.Fetch{Name: "root.pem"}); err != nil { // still served
 					errs = append(errs, err)
@@ -622,7 +622,7 @@ func trickle(addr string, id identity, n int) error {
 	if err := sc.WriteMessage(&wire.FileHeader{Name: "slow.txt", Size: uint64(n), SHA256: sha256.Sum256(content)}); err != nil {
 		return err
 	}
-	if _, err := wire.Expect[*wire.FileOffset](sc); err != nil {
+	if _, err := wire.Expect[*wire.FileOffset](sc.ReadMessage()); err != nil {
 		return err
 	}
 	ended := make(chan struct{})

@@ -107,9 +107,11 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 
 	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.max))
 	if err != nil {
-		if errors.Is(err, wire.ErrStorage) {
+		var refusal *wire.Refusal
+		if errors.As(err, &refusal) && refusal.Code == wire.CodeStorage {
 			// Not the student's doing: the operator must look at the disk.
-			log.Error("could not store an upload (is board.data_dir full or read-only?); the student was told to try again later", zap.Error(err))
+			log.Error("could not store an upload (is board.data_dir full or read-only?); the student was told to try again later",
+				zap.Error(err), zap.NamedError("cause", refusal.Err))
 		} else {
 			logSessionEnd(log, "submission not received", err)
 		}
@@ -139,8 +141,8 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	})
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
-		sc.WriteMessage(&wire.Error{Code: wire.CodeStorage, Text: fmt.Sprintf( //nolint:errcheck // closing
-			"the board could not store your submission (%s); nothing was accepted; try again later", wire.StorageReason(err))})
+		wire.Answer(sc, wire.Refusef(wire.CodeStorage, //nolint:errcheck // closing
+			"the board could not store your submission (%s); nothing was accepted; try again later", wire.StorageReason(err)))
 		in.Discard() //nolint:errcheck // best effort
 		return
 	}

@@ -65,7 +65,7 @@ func (c *Conn) Submit(name string, content io.ReaderAt, size int64, sum [32]byte
 	if err := c.WriteMessage(&wire.SubmitEnd{Signature: sig}); err != nil {
 		return nil, fmt.Errorf("session: sending SubmitEnd: %w", err)
 	}
-	r, err := wire.Expect[*wire.Receipt](c)
+	r, err := wire.Expect[*wire.Receipt](c.ReadMessage())
 	if err != nil {
 		return nil, fmt.Errorf("session: waiting for the receipt: %w", err)
 	}
@@ -139,11 +139,9 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: receiving the submission: %w", err)
 	}
-	end, err := wire.Expect[*wire.SubmitEnd](c)
+	end, err := wire.Expect[*wire.SubmitEnd](c.ReadMessage())
 	if err != nil {
-		if !wire.PeerGone(err) {
-			_ = c.WriteMessage(wire.ErrorMessage(err))
-		}
+		_ = wire.Answer(c, err)
 		return nil, fmt.Errorf("session: waiting for SubmitEnd: %w", err)
 	}
 	statement, err := Statement(c.th, c.sid, in.Name, uint64(in.Size), in.SHA256)
@@ -153,7 +151,7 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 	if err := VerifyMessage(c.peerChain[0].PublicKey, statement, end.Signature); err != nil {
 		refusal := wire.Refusef(wire.CodeBadSubmissionSignature,
 			"your signature over the submission of %q does not verify with your certificate; submit again", in.Name)
-		_ = c.WriteMessage(wire.ErrorMessage(refusal))
+		_ = wire.Answer(c, refusal)
 		return nil, fmt.Errorf("session: %w", refusal)
 	}
 	return &Submission{

@@ -98,8 +98,9 @@ const TypeError Type = 0x01
 const MaxErrorText = 1024
 
 // Error is the Error message (type 0x01, PROTOCOL.md §2.1): a peer's refusal. It is
-// also an error, so that a refusal received from the peer can be returned as is;
-// see [Expect].
+// also an error, the one type of error that reports the peer's refusal, so that
+// it can be returned as is; see [Expect]. A refusal of this side is a
+// [Refusal], which [Answer] sends as an Error.
 type Error struct {
 	Code Code
 	Text string // a sentence for a human; at most MaxErrorText bytes on the wire
@@ -144,9 +145,6 @@ func (e *Error) Error() string {
 	return sb.String()
 }
 
-// WireCode returns e.Code, so that [CodeFor] passes a peer's code along.
-func (e *Error) WireCode() Code { return e.Code }
-
 // clipText returns s as valid UTF-8 of at most max bytes, cut on a character
 // boundary.
 func clipText(s string, max int) string {
@@ -174,90 +172,30 @@ func writePrintable(sb *strings.Builder, s string) {
 	}
 }
 
-// CodeFor returns the code to send a peer for err, a local error (or nil, which
-// gives CodeInternal):
-//
-//   - an error in err's chain with a method WireCode() Code supplies its own code
-//     (this is how other packages' errors choose theirs, and how a peer's *Error
-//     keeps its code);
-//   - this package's errors map to their codes: a malformed, empty or truncated
-//     frame or message to CodeMalformed, *FrameTooLargeError to CodeFrameTooLarge,
-//     *UnknownTypeError to CodeUnknownMessage, *UnexpectedError to
-//     CodeUnexpectedMessage, *BadNameError to CodeBadFileName, *FileTooLargeError
-//     to CodeFileTooLarge, ErrFileMismatch to CodeFileMismatch, ErrBadOffset to
-//     CodeBadOffset, ErrBusy to CodeBusy, ErrStorage to CodeStorage;
-//   - an expired deadline (os.ErrDeadlineExceeded) gives CodeTimeout;
-//   - anything else is CodeInternal.
-func CodeFor(err error) Code {
-	if c, ok := codeOf(err); ok {
-		return c
+// CodeOf returns the code err carries: the code of the first *Refusal in its
+// chain, or else of the peer's *Error in it; CodeTimeout for an expired
+// deadline (os.ErrDeadlineExceeded); CodeInternal for any other error, and for
+// nil.
+func CodeOf(err error) Code {
+	var r *Refusal
+	if errors.As(err, &r) {
+		return r.Code
+	}
+	var peer *Error
+	if errors.As(err, &peer) {
+		return peer.Code
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return CodeTimeout
 	}
 	return CodeInternal
 }
 
-// codeOf is CodeFor without the CodeInternal fallback.
-func codeOf(err error) (Code, bool) {
-	if err == nil {
-		return 0, false
-	}
-	var coder interface{ WireCode() Code }
-	if errors.As(err, &coder) {
-		return coder.WireCode(), true
-	}
-	for _, m := range codeMap {
-		if errors.Is(err, m.err) {
-			return m.code, true
-		}
-	}
-	return 0, false
-}
-
-// codeMap lists this package's sentinels in the order CodeFor tries them.
-var codeMap = []struct {
-	err  error
-	code Code
-}{
-	{ErrFrameTooLarge, CodeFrameTooLarge},
-	{ErrMalformed, CodeMalformed},
-	{ErrTruncated, CodeMalformed},
-	{ErrUnknownType, CodeUnknownMessage},
-	{ErrUnexpected, CodeUnexpectedMessage},
-	{ErrBadName, CodeBadFileName},
-	{ErrFileTooLarge, CodeFileTooLarge},
-	{ErrFileMismatch, CodeFileMismatch},
-	{ErrBadOffset, CodeBadOffset},
-	{ErrBusy, CodeBusy},
-	{ErrStorage, CodeStorage},
-	{os.ErrDeadlineExceeded, CodeTimeout},
-}
-
-// detailError is an error with its own message that also matches one or more
-// sentinels (and causes) with errors.Is and errors.As.
-type detailError struct {
-	msg   string
-	kinds []error
-}
-
-func (e *detailError) Error() string   { return e.msg }
-func (e *detailError) Unwrap() []error { return e.kinds }
-
-// detailf returns an error whose message is "wire: " and the formatted text and
-// that matches each of kinds.
-func detailf(kinds []error, format string, args ...any) error {
-	return &detailError{msg: "wire: " + fmt.Sprintf(format, args...), kinds: kinds}
-}
-
 // PeerGone reports whether err means there is nobody to answer: the peer
-// refused first (its *Error), or the connection ended (io.EOF, a truncated
-// frame) or is closed or broken.
+// refused first (its *Error), or the connection ended (io.EOF, or
+// io.ErrUnexpectedEOF inside a frame) or is closed or broken.
 func PeerGone(err error) bool {
 	var peer *Error
-	return errors.As(err, &peer) || errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) ||
+	return errors.As(err, &peer) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
-}
-
-// bareText returns err's message without this package's "wire: " prefix, for use
-// inside another message.
-func bareText(err error) string {
-	return strings.TrimPrefix(err.Error(), "wire: ")
 }

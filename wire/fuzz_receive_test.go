@@ -116,8 +116,8 @@ func FuzzReceive(f *testing.F) {
 				t.Fatalf("refused with %v but answered nothing", err)
 			}
 			e, ok := q.out[len(q.out)-1].(*Error)
-			if !ok || e.Code != CodeFor(err) {
-				t.Fatalf("refused with %v (%v) but answered %v", err, CodeFor(err), q.out[len(q.out)-1])
+			if !ok || e.Code != CodeOf(err) {
+				t.Fatalf("refused with %v (%v) but answered %v", err, CodeOf(err), q.out[len(q.out)-1])
 			}
 		}
 		entries, err := os.ReadDir(root)

@@ -1,9 +1,6 @@
 package wire
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // A Type is a message's type byte, the first byte of a frame's payload
 // (PROTOCOL.md §2).
@@ -41,42 +38,6 @@ type MessageReadWriter interface {
 	WriteMessage(Message) error
 }
 
-var (
-	// ErrUnknownType matches an *UnknownTypeError.
-	ErrUnknownType = errors.New("wire: unknown message type")
-
-	// ErrUnexpected matches an *UnexpectedError.
-	ErrUnexpected = errors.New("wire: unexpected message")
-)
-
-// UnknownTypeError reports a payload whose type byte is not a message of
-// PROTOCOL.md (§2: code unknown-message).
-type UnknownTypeError struct {
-	Type Type
-}
-
-// Error names the unknown type byte.
-func (e *UnknownTypeError) Error() string {
-	return fmt.Sprintf("wire: unknown message type 0x%02x", uint8(e.Type))
-}
-
-// Is reports whether target is ErrUnknownType.
-func (e *UnknownTypeError) Is(target error) bool { return target == ErrUnknownType }
-
-// UnexpectedError reports a known message that arrived where another was
-// expected (PROTOCOL.md §2: code unexpected-message).
-type UnexpectedError struct {
-	Got, Want Type
-}
-
-// Error names the message that arrived and the one expected.
-func (e *UnexpectedError) Error() string {
-	return fmt.Sprintf("wire: unexpected %v message (want %v)", e.Got, e.Want)
-}
-
-// Is reports whether target is ErrUnexpected.
-func (e *UnexpectedError) Is(target error) bool { return target == ErrUnexpected }
-
 // messages is every message of PROTOCOL.md §2–§6, indexed by type byte: its
 // name, and a constructor of an empty value for Unmarshal to decode into. A
 // type byte with no name is not a message.
@@ -107,7 +68,8 @@ func Marshal(m Message) ([]byte, error) {
 }
 
 // AppendMessage appends m's encoding to dst and returns the extended slice. On
-// error it returns dst unchanged (in length) and an error matching ErrEncode.
+// error (a value the Builder cannot encode) it returns dst unchanged (in length)
+// and the Builder's error.
 func AppendMessage(dst []byte, m Message) ([]byte, error) {
 	t := m.Type()
 	b := Builder{buf: append(dst, byte(t)), what: t.String()}
@@ -118,21 +80,20 @@ func AppendMessage(dst []byte, m Message) ([]byte, error) {
 	return b.buf, nil
 }
 
-// Unmarshal decodes a frame payload as a message. An empty payload is
-// ErrEmptyFrame; a type byte that is not a message is an *UnknownTypeError; a body that
-// does not decode exactly, with no bytes left over, gives an error matching
-// ErrMalformed.
+// Unmarshal decodes a frame payload as a message. Each error is a *Refusal: an
+// empty payload, or a body that does not decode exactly with no bytes left
+// over, is malformed; a type byte that is not a message is unknown-message.
 //
 // The message shares no memory with payload, except a *Data message, whose Bytes
 // are a slice of it.
 func Unmarshal(payload []byte) (Message, error) {
 	if len(payload) == 0 {
-		return nil, ErrEmptyFrame
+		return nil, &Refusal{Code: CodeMalformed, Text: "empty frame (a message needs at least its type byte)"}
 	}
 	t := Type(payload[0])
 	info := messages[t]
 	if info.newMsg == nil {
-		return nil, &UnknownTypeError{Type: t}
+		return nil, Refusef(CodeUnknownMessage, "unknown message type 0x%02x", uint8(t))
 	}
 	m := info.newMsg()
 	p := Parser{buf: payload[1:], what: info.name}
@@ -143,14 +104,19 @@ func Unmarshal(payload []byte) (Message, error) {
 	return m, nil
 }
 
-// Expect reads one message from rw and returns it if it is a T. If the peer sent
-// an *Error instead, that is returned as the error, so that the caller sees the
-// peer's code; any other message gives an *UnexpectedError. Expect does not
-// answer the peer: replying (for example with CodeFor(err)) is the caller's
-// decision.
-func Expect[T Message](rw MessageReadWriter) (T, error) {
+// Expect returns m if it is a T, given a message and a read error as a read
+// returns them:
+//
+//	fo, err := wire.Expect[*wire.FileOffset](rw.ReadMessage())
+//	hello, err := wire.Expect[*wire.ClientHello](wire.Unmarshal(payload))
+//
+// A read error is returned as is. If the peer sent an *Error instead, that is
+// returned as the error, so that the caller sees the peer's code; any other
+// message is refused with a *Refusal of code unexpected-message ("got a
+// FileAck message where a FileOffset was expected"). Expect does not answer the
+// peer: that is the caller's decision (see Answer).
+func Expect[T Message](m Message, err error) (T, error) {
 	var zero T
-	m, err := rw.ReadMessage()
 	if err != nil {
 		return zero, err
 	}
@@ -164,5 +130,5 @@ func Expect[T Message](rw MessageReadWriter) (T, error) {
 	if any(zero) != nil { // T is a concrete (pointer) type, not an interface
 		want = zero.Type()
 	}
-	return zero, &UnexpectedError{Got: m.Type(), Want: want}
+	return zero, Refusef(CodeUnexpectedMessage, "got a %v message where a %v was expected", m.Type(), want)
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 
 	"pkiboard/internal/keys"
 )
@@ -59,8 +58,8 @@ type Receiver struct {
 	InMemory int64
 
 	// Allow, if set, is called with each announced name once it has passed
-	// ValidName; a non-nil error refuses the file. The peer is answered with
-	// the code the error carries (see CodeFor), or bad-file-name.
+	// ValidName; a non-nil error refuses the file. A *Refusal is answered
+	// with its code and text; any other error with bad-file-name.
 	Allow func(name string) error
 
 	// openFile opens a partial file; os.OpenFile if nil. Tests replace it to
@@ -106,7 +105,7 @@ func (in *Incoming) CommitTo(dst string) error {
 		return err
 	}
 	if err := keys.SyncDir(filepath.Dir(dst)); err != nil {
-		return storageError(fmt.Sprintf("committing %q", in.Name), err)
+		return storageError(in.Name, err)
 	}
 	return nil
 }
@@ -119,13 +118,13 @@ func (in *Incoming) CommitTo(dst string) error {
 func (in *Incoming) Place(dst string) error {
 	if in.path == "" {
 		if err := keys.WriteFileDurable(dst, in.data, fileMode); err != nil {
-			return storageError(fmt.Sprintf("committing %q", in.Name), err)
+			return storageError(in.Name, err)
 		}
 		in.path, in.data = dst, nil
 		return nil
 	}
 	if err := os.Rename(in.path, dst); err != nil {
-		return storageError(fmt.Sprintf("committing %q", in.Name), err)
+		return storageError(in.Name, err)
 	}
 	in.path = dst
 	return in.removeCheckpoint()
@@ -169,12 +168,12 @@ func ReceiveFileInto(rw MessageReadWriter, dir string, r Receiver) (*Incoming, e
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, dirMode); err != nil {
-		err = storageError(fmt.Sprintf("receiving %q", in.Name), err)
-		refuse(rw, err)
+		err = storageError(in.Name, err)
+		_ = Answer(rw, err)
 		return nil, err
 	}
 	if err := in.CommitTo(filepath.Join(dir, in.Name)); err != nil {
-		refuse(rw, err)
+		_ = Answer(rw, err)
 		return nil, err
 	}
 	if err := rw.WriteMessage(new(FileAck)); err != nil {
@@ -193,11 +192,11 @@ func ReceiveFileInto(rw MessageReadWriter, dir string, r Receiver) (*Incoming, e
 // (FileAck once it is committed, or a higher-level message), or calls
 // ReceiveFileInto.
 //
-// Each refusal is answered to the peer with its code before Receive returns a
-// typed error: *BadNameError, *FileTooLargeError, an error matching
-// ErrFileMismatch (the partial transfer is then deleted), ErrStorage (the
-// partial transfer is kept, its checkpoint never beyond what was fsynced), ErrBusy
-// (the same file is being received on another connection), *UnexpectedError.
+// Each refusal is answered to the peer before Receive returns it, a *Refusal:
+// bad-file-name, file-too-large, file-mismatch (the partial transfer is then
+// deleted), storage (the partial transfer is kept, its checkpoint never beyond
+// what was fsynced), busy (the same file is being received on another
+// connection), unexpected-message.
 // An *Error from the peer is returned as is. If the connection fails mid-way,
 // what was received is fsynced and checkpointed, so that the next attempt
 // resumes from there.
@@ -283,41 +282,34 @@ func (s *receiveState) receiveInMemory() (*Incoming, error) {
 	}
 	data := make([]byte, 0, s.size)
 	for int64(len(data)) < s.size {
-		m, err := s.rw.ReadMessage()
+		d, err := Expect[*Data](s.rw.ReadMessage())
 		if err != nil {
-			refuse(s.rw, err)
+			_ = Answer(s.rw, err)
 			return nil, err
 		}
-		d, ok := m.(*Data)
-		if !ok {
-			if e, ok := m.(*Error); ok {
-				return nil, e
-			}
-			return nil, s.refuse(CodeUnexpectedMessage, &UnexpectedError{Got: m.Type(), Want: TypeData})
-		}
 		if int64(len(d.Bytes)) > s.size-int64(len(data)) {
-			return nil, s.refuse(CodeFileMismatch, detailf([]error{ErrFileMismatch},
+			return nil, s.refuse(Refusef(CodeFileMismatch,
 				"file %q: Data passes the announced size of %d bytes", s.hdr.Name, s.size))
 		}
 		data = append(data, d.Bytes...)
 	}
 	if sum := sha256.Sum256(data); sum != s.hdr.SHA256 {
-		return nil, s.refuse(CodeFileMismatch, detailf([]error{ErrFileMismatch},
+		return nil, s.refuse(Refusef(CodeFileMismatch,
 			"file %q: the received bytes have SHA-256 %x, the header announced %x", s.hdr.Name, sum, s.hdr.SHA256))
 	}
 	return &Incoming{Name: s.hdr.Name, Size: s.size, SHA256: s.hdr.SHA256, data: data}, nil
 }
 
-// refuse answers the peer with code and err's text, and returns err.
-func (s *receiveState) refuse(code Code, err error) error {
-	_ = s.rw.WriteMessage(&Error{Code: code, Text: bareText(err)})
-	return err
+// refuse answers the peer with r, and returns it.
+func (s *receiveState) refuse(r *Refusal) error {
+	_ = Answer(s.rw, r)
+	return r
 }
 
 func (s *receiveState) readHeader() error {
-	h, err := Expect[*FileHeader](s.rw)
+	h, err := Expect[*FileHeader](s.rw.ReadMessage())
 	if err != nil {
-		refuse(s.rw, err)
+		_ = Answer(s.rw, err)
 		return err
 	}
 	s.hdr = h
@@ -327,19 +319,20 @@ func (s *receiveState) readHeader() error {
 func (s *receiveState) checkHeader() error {
 	h := s.hdr
 	if err := ValidName(h.Name); err != nil {
-		return s.refuse(CodeBadFileName, err)
+		_ = Answer(s.rw, err)
+		return err
 	}
 	if s.r.Allow != nil {
 		if err := s.r.Allow(h.Name); err != nil {
-			code, ok := codeOf(err)
-			if !ok {
-				code = CodeBadFileName
+			var r *Refusal
+			if !errors.As(err, &r) {
+				r = &Refusal{Code: CodeBadFileName, Text: fmt.Sprintf("file %q refused: %v", h.Name, err), Err: err}
 			}
-			return s.refuse(code, fmt.Errorf("wire: file %q refused: %w", h.Name, err))
+			return s.refuse(r)
 		}
 	}
 	if h.Size > uint64(s.r.MaxSize) {
-		return s.refuse(CodeFileTooLarge, &FileTooLargeError{Name: h.Name, Size: h.Size, Max: s.r.MaxSize})
+		return s.refuse(Refusef(CodeFileTooLarge, "file %q of %d bytes exceeds the limit of %d bytes", h.Name, h.Size, s.r.MaxSize))
 	}
 	s.size = int64(h.Size)
 	base := filepath.Join(s.r.PartialDir, "."+hex.EncodeToString(h.SHA256[:])+"."+h.Name)
@@ -363,8 +356,7 @@ func (s *receiveState) claim() error {
 	inProgress.Lock()
 	defer inProgress.Unlock()
 	if inProgress.paths[s.key] {
-		return s.refuse(CodeBusy, detailf([]error{ErrBusy},
-			"a transfer of %q is already in progress; try again shortly", s.hdr.Name))
+		return s.refuse(Refusef(CodeBusy, "a transfer of %q is already in progress; try again shortly", s.hdr.Name))
 	}
 	inProgress.paths[s.key] = true
 	return nil
@@ -443,23 +435,14 @@ func openPartialFile(path string) (partialFile, error) {
 // hand-off costs a copy) and was removed.
 func (s *receiveState) readData() error {
 	for s.pos < s.size {
-		m, err := s.rw.ReadMessage()
+		d, err := Expect[*Data](s.rw.ReadMessage())
 		if err != nil {
-			refuse(s.rw, err)
+			_ = Answer(s.rw, err)
 			s.saveProgress()
 			return err
 		}
-		d, ok := m.(*Data)
-		if !ok {
-			s.saveProgress()
-			if e, ok := m.(*Error); ok {
-				return e
-			}
-			return s.refuse(CodeUnexpectedMessage, &UnexpectedError{Got: m.Type(), Want: TypeData})
-		}
 		if int64(len(d.Bytes)) > s.size-s.pos {
-			err := detailf([]error{ErrFileMismatch}, "file %q: Data passes the announced size of %d bytes", s.hdr.Name, s.size)
-			s.refuse(CodeFileMismatch, err)
+			err := s.refuse(Refusef(CodeFileMismatch, "file %q: Data passes the announced size of %d bytes", s.hdr.Name, s.size))
 			s.discard()
 			return err
 		}
@@ -568,9 +551,8 @@ func (s *receiveState) verify() error {
 	var sum [sha256.Size]byte
 	s.hash.Sum(sum[:0])
 	if !bytes.Equal(sum[:], s.hdr.SHA256[:]) {
-		err := detailf([]error{ErrFileMismatch}, "file %q: the received bytes have SHA-256 %x, the header announced %x",
-			s.hdr.Name, sum, s.hdr.SHA256)
-		s.refuse(CodeFileMismatch, err)
+		err := s.refuse(Refusef(CodeFileMismatch, "file %q: the received bytes have SHA-256 %x, the header announced %x",
+			s.hdr.Name, sum, s.hdr.SHA256))
 		s.discard()
 		return err
 	}
@@ -610,26 +592,17 @@ func (s *receiveState) discard() {
 	_ = os.Remove(s.part)
 }
 
-// storageFailure answers the peer storage and returns err wrapped to match
-// ErrStorage. The peer learns the kind of failure but not the receiver's paths.
+// storageFailure answers the peer storage and returns the refusal, whose cause
+// is err. The peer learns the kind of failure but not the receiver's paths.
 func (s *receiveState) storageFailure(err error) error {
-	_ = s.rw.WriteMessage(&Error{Code: CodeStorage,
-		Text: fmt.Sprintf("the receiver could not store %q durably (%s); try again later", s.hdr.Name, StorageReason(err))})
-	return storageError(fmt.Sprintf("receiving %q", s.hdr.Name), err)
+	return s.refuse(storageError(s.hdr.Name, err))
 }
 
-// StorageReason names the kind of a storage failure for a peer: the system
-// error's text ("no space left on device"), or "I/O error"; never a path.
-func StorageReason(err error) string {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
-	}
-	return "I/O error"
-}
-
-func storageError(op string, err error) error {
-	return &detailError{msg: "wire: " + op + ": " + err.Error(), kinds: []error{ErrStorage, err}}
+// storageError returns the refusal of a file name that could not be stored
+// durably because of err.
+func storageError(name string, err error) *Refusal {
+	return &Refusal{Code: CodeStorage, Err: err,
+		Text: fmt.Sprintf("the receiver could not store %q durably (%s); try again later", name, StorageReason(err))}
 }
 
 // readCheckpoint returns the offset recorded in the checkpoint file at path if

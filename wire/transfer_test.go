@@ -295,8 +295,8 @@ func TestTransferCorruptPrefix(t *testing.T) {
 
 	sendErr, recvErr := run(t, f.send(SendOptions{}, nil), receiveInto(dir, r, nil))
 	checkPeerCode(t, sendErr, CodeFileMismatch)
-	if !errors.Is(recvErr, ErrFileMismatch) {
-		t.Fatalf("receive: got %v, want ErrFileMismatch", recvErr)
+	if !isRefusal(recvErr, CodeFileMismatch) {
+		t.Fatalf("receive: got %v, want a file-mismatch refusal", recvErr)
 	}
 	if got := dirNames(t, dir); len(got) != 0 {
 		t.Fatalf("got %q in the directory, want nothing", got)
@@ -315,8 +315,8 @@ func TestTransferHashMismatch(t *testing.T) {
 	f.sum[0] ^= 0xff // the sender lies about the SHA-256
 	sendErr, recvErr := run(t, f.send(SendOptions{}, nil), receiveInto(dir, Receiver{MaxSize: 1 << 20, CheckpointEvery: 64 << 10}, nil))
 	checkPeerCode(t, sendErr, CodeFileMismatch)
-	if !errors.Is(recvErr, ErrFileMismatch) || CodeFor(recvErr) != CodeFileMismatch {
-		t.Fatalf("receive: got %v, want an error matching ErrFileMismatch", recvErr)
+	if !isRefusal(recvErr, CodeFileMismatch) || CodeOf(recvErr) != CodeFileMismatch {
+		t.Fatalf("receive: got %v, want a file-mismatch refusal", recvErr)
 	}
 	if got := dirNames(t, dir); len(got) != 0 {
 		t.Errorf("got %q in the directory, want nothing committed and no partial left", got)
@@ -328,9 +328,9 @@ func TestTransferTooLarge(t *testing.T) {
 	f := newTestFile("big.iso", 1001)
 	sendErr, recvErr := run(t, f.send(SendOptions{}, nil), receiveInto(dir, Receiver{MaxSize: 1000}, nil))
 	checkPeerCode(t, sendErr, CodeFileTooLarge)
-	var tooLarge *FileTooLargeError
-	if !errors.As(recvErr, &tooLarge) || tooLarge.Size != 1001 || tooLarge.Max != 1000 || tooLarge.Name != f.name {
-		t.Fatalf("receive: got %v, want a *FileTooLargeError for 1001 bytes over 1000", recvErr)
+	var tooLarge *Refusal
+	if !errors.As(recvErr, &tooLarge) || tooLarge.Code != CodeFileTooLarge || tooLarge.Text != `file "big.iso" of 1001 bytes exceeds the limit of 1000 bytes` {
+		t.Fatalf("receive: got %v, want a file-too-large refusal for 1001 bytes over 1000", recvErr)
 	}
 	if got := dirNames(t, dir); len(got) != 0 {
 		t.Errorf("got %q in the directory, want nothing", got)
@@ -366,13 +366,13 @@ func TestValidName(t *testing.T) {
 	}
 	for _, tc := range hostileNames {
 		err := ValidName(tc.name)
-		var bad *BadNameError
-		if !errors.As(err, &bad) || !errors.Is(err, ErrBadName) {
-			t.Errorf("ValidName(%q): got %v, want a *BadNameError", tc.name, err)
+		var bad *Refusal
+		if !errors.As(err, &bad) || bad.Code != CodeBadFileName {
+			t.Errorf("ValidName(%q): got %v, want a bad-file-name refusal", tc.name, err)
 			continue
 		}
-		if bad.Name != tc.name || bad.Reason != tc.reason {
-			t.Errorf("ValidName(%q): got name %q reason %q, want reason %q", tc.name, bad.Name, bad.Reason, tc.reason)
+		if want := fmt.Sprintf("bad file name %q: %s", tc.name, tc.reason); bad.Text != want {
+			t.Errorf("ValidName(%q): got %q, want %q", tc.name, bad.Text, want)
 		}
 	}
 }
@@ -409,8 +409,8 @@ func TestTransferHostileNames(t *testing.T) {
 			// The sender refuses before sending anything.
 			q := &msgQueue{}
 			_, err := SendFile(q, tc.name, bytes.NewReader(nil), 0, sha256.Sum256(nil), SendOptions{})
-			if !errors.Is(err, ErrBadName) {
-				t.Errorf("SendFile: got %v, want an error matching ErrBadName", err)
+			if !isRefusal(err, CodeBadFileName) {
+				t.Errorf("SendFile: got %v, want a bad-file-name refusal", err)
 			}
 			if len(q.out) != 0 {
 				t.Errorf("SendFile sent %d messages, want none", len(q.out))
@@ -423,13 +423,13 @@ func TestTransferHostileNames(t *testing.T) {
 				if err := c.WriteMessage(&FileHeader{Name: tc.name, Size: 1}); err != nil {
 					return err
 				}
-				_, err := Expect[*FileOffset](c)
+				_, err := Expect[*FileOffset](c.ReadMessage())
 				return err
 			}, receiveInto(dir, Receiver{MaxSize: 100}, nil))
 			checkPeerCode(t, sendErr, CodeBadFileName)
-			var bad *BadNameError
-			if !errors.As(recvErr, &bad) || bad.Name != tc.name {
-				t.Errorf("receive: got %v, want a *BadNameError", recvErr)
+			var bad *Refusal
+			if !errors.As(recvErr, &bad) || bad.Code != CodeBadFileName || !strings.HasPrefix(bad.Text, fmt.Sprintf("bad file name %q: ", tc.name)) {
+				t.Errorf("receive: got %v, want a bad-file-name refusal naming %q", recvErr, tc.name)
 			}
 			if got := dirNames(t, root); len(got) != 0 {
 				t.Errorf("the receiver created %q, want nothing", got)
@@ -446,7 +446,7 @@ func TestTransferAllow(t *testing.T) {
 		want  Code
 	}{
 		{"plain error", func(string) error { return errors.New("not on the list") }, CodeBadFileName},
-		{"coded error", func(string) error { return fmt.Errorf("too many files: %w", ErrBusy) }, CodeBusy},
+		{"refusal", func(string) error { return fmt.Errorf("checking: %w", Refusef(CodeBusy, "too many files")) }, CodeBusy},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var seen string
@@ -474,8 +474,8 @@ func TestTransferBusy(t *testing.T) {
 	}()
 	sendErr, recvErr := run(t, f.send(SendOptions{}, nil), receiveInto(dir, Receiver{MaxSize: 100}, nil))
 	checkPeerCode(t, sendErr, CodeBusy)
-	if !errors.Is(recvErr, ErrBusy) {
-		t.Errorf("receive: got %v, want ErrBusy", recvErr)
+	if !isRefusal(recvErr, CodeBusy) {
+		t.Errorf("receive: got %v, want a busy refusal", recvErr)
 	}
 }
 
@@ -486,7 +486,7 @@ func rawSender(f testFile, msgs ...Message) func(*Conn) error {
 		if err := c.WriteMessage(&FileHeader{Name: f.name, Size: uint64(f.size()), SHA256: f.sum}); err != nil {
 			return err
 		}
-		if _, err := Expect[*FileOffset](c); err != nil {
+		if _, err := Expect[*FileOffset](c.ReadMessage()); err != nil {
 			return err
 		}
 		for _, m := range msgs {
@@ -494,7 +494,7 @@ func rawSender(f testFile, msgs ...Message) func(*Conn) error {
 				return err
 			}
 		}
-		_, err := Expect[*FileAck](c)
+		_, err := Expect[*FileAck](c.ReadMessage())
 		return err
 	}
 }
@@ -505,19 +505,18 @@ func TestTransferProtocolViolations(t *testing.T) {
 		name     string
 		msgs     []Message
 		code     Code
-		recvErr  error
 		leftover bool // the partial transfer is kept
 	}{
-		{"Data past the size", []Message{&Data{Bytes: f.data[:4]}, &Data{Bytes: make([]byte, 7)}}, CodeFileMismatch, ErrFileMismatch, false},
-		{"FileAck instead of Data", []Message{&Data{Bytes: f.data[:4]}, &FileAck{}}, CodeUnexpectedMessage, ErrUnexpected, true},
-		{"second FileHeader", []Message{&FileHeader{Name: f.name}}, CodeUnexpectedMessage, ErrUnexpected, true},
+		{"Data past the size", []Message{&Data{Bytes: f.data[:4]}, &Data{Bytes: make([]byte, 7)}}, CodeFileMismatch, false},
+		{"FileAck instead of Data", []Message{&Data{Bytes: f.data[:4]}, &FileAck{}}, CodeUnexpectedMessage, true},
+		{"second FileHeader", []Message{&FileHeader{Name: f.name}}, CodeUnexpectedMessage, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			sendErr, recvErr := run(t, rawSender(f, tc.msgs...), receiveInto(dir, Receiver{MaxSize: 100}, nil))
 			checkPeerCode(t, sendErr, tc.code)
-			if !errors.Is(recvErr, tc.recvErr) {
-				t.Errorf("receive: got %v, want an error matching %v", recvErr, tc.recvErr)
+			if !isRefusal(recvErr, tc.code) {
+				t.Errorf("receive: got %v, want a refusal with code %v", recvErr, tc.code)
 			}
 			if got := dirNames(t, dir); (len(got) != 0) != tc.leftover {
 				t.Errorf("got %q in the directory, want a partial transfer kept: %v", got, tc.leftover)
@@ -527,34 +526,34 @@ func TestTransferProtocolViolations(t *testing.T) {
 	t.Run("malformed Data", func(t *testing.T) {
 		sendErr, recvErr := run(t, func(c *Conn) error {
 			c.WriteMessage(&FileHeader{Name: f.name, Size: 10, SHA256: f.sum})
-			Expect[*FileOffset](c)
+			Expect[*FileOffset](c.ReadMessage())
 			c.WriteFrame([]byte{byte(TypeData)}) // empty Data
-			_, err := Expect[*FileAck](c)
+			_, err := Expect[*FileAck](c.ReadMessage())
 			return err
 		}, receiveInto(t.TempDir(), Receiver{MaxSize: 100}, nil))
 		checkPeerCode(t, sendErr, CodeMalformed)
-		if !errors.Is(recvErr, ErrMalformed) {
-			t.Errorf("receive: got %v, want ErrMalformed", recvErr)
+		if !isRefusal(recvErr, CodeMalformed) {
+			t.Errorf("receive: got %v, want a malformed refusal", recvErr)
 		}
 	})
 	t.Run("oversized frame", func(t *testing.T) {
 		sendErr, recvErr := run(t, func(c *Conn) error {
 			c.WriteMessage(&FileHeader{Name: f.name, Size: 10, SHA256: f.sum})
-			Expect[*FileOffset](c)
+			Expect[*FileOffset](c.ReadMessage())
 			c.WriteFrame(make([]byte, transferOptions.MaxFrame+1))
-			_, err := Expect[*FileAck](c)
+			_, err := Expect[*FileAck](c.ReadMessage())
 			return err
 		}, receiveInto(t.TempDir(), Receiver{MaxSize: 100}, nil))
 		checkPeerCode(t, sendErr, CodeFrameTooLarge)
-		if !errors.Is(recvErr, ErrFrameTooLarge) {
-			t.Errorf("receive: got %v, want ErrFrameTooLarge", recvErr)
+		if !isRefusal(recvErr, CodeFrameTooLarge) {
+			t.Errorf("receive: got %v, want a frame-too-large refusal", recvErr)
 		}
 	})
 	t.Run("peer gives up", func(t *testing.T) {
 		_, recvErr := run(t, func(c *Conn) error {
 			c.WriteMessage(&FileHeader{Name: f.name, Size: 10, SHA256: f.sum})
-			Expect[*FileOffset](c)
-			return c.SendError(CodeInternal, "cannot read my own file")
+			Expect[*FileOffset](c.ReadMessage())
+			return Answer(c, Refusef(CodeInternal, "cannot read my own file"))
 		}, receiveInto(t.TempDir(), Receiver{MaxSize: 100}, nil))
 		var pe *Error
 		if !errors.As(recvErr, &pe) || pe.Code != CodeInternal {
@@ -567,18 +566,18 @@ func TestSendFileBadOffset(t *testing.T) {
 	f := newTestFile("x.bin", 10)
 	var answer *Error
 	sendErr, recvErr := run(t, f.send(SendOptions{}, nil), func(c *Conn) error {
-		if _, err := Expect[*FileHeader](c); err != nil {
+		if _, err := Expect[*FileHeader](c.ReadMessage()); err != nil {
 			return err
 		}
 		if err := c.WriteMessage(&FileOffset{Offset: 11}); err != nil {
 			return err
 		}
 		var err error
-		answer, err = Expect[*Error](c)
+		answer, err = Expect[*Error](c.ReadMessage())
 		return err
 	})
-	if !errors.Is(sendErr, ErrBadOffset) || CodeFor(sendErr) != CodeBadOffset {
-		t.Fatalf("send: got %v, want ErrBadOffset", sendErr)
+	if !isRefusal(sendErr, CodeBadOffset) || CodeOf(sendErr) != CodeBadOffset {
+		t.Fatalf("send: got %v, want a bad-offset refusal", sendErr)
 	}
 	if recvErr != nil || answer.Code != CodeBadOffset {
 		t.Fatalf("receiver: got %v, %v, want an Error with code bad-offset", answer, recvErr)
@@ -615,7 +614,7 @@ func TestTransferSkipAck(t *testing.T) {
 		if _, err := SendFile(c, f.name, bytes.NewReader(f.data), f.size(), f.sum, SendOptions{SkipAck: true}); err != nil {
 			return err
 		}
-		got, err := Expect[*Receipt](c)
+		got, err := Expect[*Receipt](c.ReadMessage())
 		if err == nil && got.ID != "receipt" {
 			err = fmt.Errorf("got receipt %q", got.ID)
 		}
@@ -708,11 +707,11 @@ func TestTransferDiskFull(t *testing.T) {
 	}}
 	sendErr, recvErr := run(t, f.send(SendOptions{}, nil), receiveInto(dir, full, nil))
 	checkPeerCode(t, sendErr, CodeStorage)
-	if !errors.Is(recvErr, ErrStorage) || !errors.Is(recvErr, syscall.ENOSPC) {
-		t.Fatalf("receive: got %v, want an error matching ErrStorage and ENOSPC", recvErr)
+	if !isRefusal(recvErr, CodeStorage) || !errors.Is(recvErr, syscall.ENOSPC) {
+		t.Fatalf("receive: got %v, want a storage refusal matching ENOSPC", recvErr)
 	}
-	if CodeFor(recvErr) != CodeStorage {
-		t.Errorf("CodeFor: got %v, want storage", CodeFor(recvErr))
+	if CodeOf(recvErr) != CodeStorage {
+		t.Errorf("CodeOf: got %v, want storage", CodeOf(recvErr))
 	}
 	if strings.Contains(sendErr.Error(), dir) {
 		t.Errorf("the sender learned the receiver's paths: %v", sendErr)
@@ -748,8 +747,8 @@ func TestTransferReadOnlyPartialDir(t *testing.T) {
 	if want := "read-only file system"; !strings.Contains(sendErr.Error(), want) {
 		t.Errorf("got %v, want the reason %q", sendErr, want)
 	}
-	if !errors.Is(recvErr, ErrStorage) || !errors.Is(recvErr, syscall.EROFS) {
-		t.Fatalf("receive: got %v, want an error matching ErrStorage and EROFS", recvErr)
+	if !isRefusal(recvErr, CodeStorage) || !errors.Is(recvErr, syscall.EROFS) {
+		t.Fatalf("receive: got %v, want a storage refusal matching EROFS", recvErr)
 	}
 }
 
