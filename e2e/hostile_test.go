@@ -393,7 +393,7 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 					errs = append(errs, fmt.Errorf("16 KiB garbage CSR: got %v, want bad-csr", err))
 				} else if err := wc.WriteMessage(&wire.Fetch{Name: "root.pem"}); err != nil { // still served
 					errs = append(errs, err)
-				} else if _, err := wire.ReceiveFileInto(wc, s.path("hostile-fetch"), wire.Receiver{MaxSize: 1 << 20}); err != nil {
+				} else if _, err := receiveFile(wc); err != nil {
 					errs = append(errs, fmt.Errorf("the connection after a refused CSR: %v", err))
 				}
 			}
@@ -483,7 +483,7 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 				if err := wc.WriteMessage(&wire.Fetch{Name: "root.pem"}); err != nil {
 					return fmt.Sprintf("cut off at request %d, after %v", i+1, time.Since(start).Round(100*time.Millisecond)), nil
 				}
-				if _, err := wire.ReceiveFileInto(wc, s.path("keepalive"), wire.Receiver{MaxSize: 1 << 20}); err != nil {
+				if _, err := receiveFile(wc); err != nil {
 					if i < 1 || codeOf(err) != wire.CodeTimeout && !errors.Is(err, io.EOF) {
 						return "", []error{fmt.Errorf("request %d: %v", i+1, err)}
 					}

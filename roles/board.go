@@ -123,8 +123,8 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	for i, cert := range sub.Chain {
 		chain[i] = cert.Raw
 	}
-	in := sub.Incoming
-	text := messageText(in) // before Commit, which writes it out of memory
+	in := sub.File
+	text := messageText(in)
 	rec, err := h.store.Commit(in, board.Record{
 		SID:          sid,
 		Serial:       leaf.SerialNumber.Bytes(),
@@ -143,7 +143,6 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
 		wire.Answer(sc, wire.Refusef(wire.CodeStorage, //nolint:errcheck // closing
 			"the board could not store your submission (%s); nothing was accepted; try again later", wire.StorageReason(err)))
-		in.Discard() //nolint:errcheck // best effort
 		return
 	}
 	fields := []zap.Field{zap.String("id", rec.ID), zap.String("name", rec.Name),
@@ -174,14 +173,14 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 const maxLoggedMessage = 4 << 10
 
 // messageText returns the text of a message submission (message.txt, small,
-// UTF-8, still held in memory), for the board's log: the course's "verify the
+// UTF-8, received into memory), for the board's log: the course's "verify the
 // MAC, output the message". Reports are logged by name, size and hash only.
-func messageText(in *wire.Incoming) string {
-	data := in.Data()
-	if in.Name != messageFileName || in.Size > maxLoggedMessage || data == nil || !utf8.Valid(data) {
+func messageText(in *wire.Received) string {
+	mem, ok := in.Sink.(*wire.Memory)
+	if !ok || in.Name != messageFileName || in.Size > maxLoggedMessage || !utf8.Valid(mem.Bytes()) {
 		return ""
 	}
-	return string(data)
+	return string(mem.Bytes())
 }
 
 // logSessionEnd logs why a session ended early, at a level that fits: a
@@ -294,7 +293,7 @@ func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.
 		}
 		return root, nil
 	}
-	root, unchecked, err := caclient.FetchRoot(ctx, b.CAAddr, b.DataDir, want)
+	root, unchecked, err := caclient.FetchRoot(ctx, b.CAAddr, want)
 	if err != nil {
 		return nil, fmt.Errorf("root certificate: %w", err)
 	}

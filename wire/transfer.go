@@ -32,10 +32,6 @@ const (
 	// NameMaxLen is the longest file name, in bytes.
 	NameMaxLen = 128
 
-	// DefaultCheckpointEvery is the most file bytes a Receiver takes between two
-	// checkpoints (fsync of the partial file and of its recorded offset).
-	DefaultCheckpointEvery = 8 << 20
-
 	// peerErrorWait bounds how long SendFile waits, after a failed write, for
 	// the Error message that may explain it.
 	peerErrorWait = time.Second
