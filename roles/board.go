@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -189,12 +188,12 @@ func logSessionEnd(log *zap.Logger, what string, err error) {
 	var refusal *wire.Refusal
 	var peer *wire.Error
 	switch {
-	case errors.As(err, &refusal):
-		log.Info(what, zap.String("code", refusal.Code.String()), zap.String("reason", refusal.Text))
 	case errors.As(err, &peer):
 		log.Info(what+": the student refused", zap.String("code", peer.Code.String()), zap.String("reason", peer.Text))
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case wire.PeerGone(err): // a truncated frame is a refusal of ours, but nobody is there to hear it
 		log.Info(what+": the student hung up", zap.Error(err))
+	case errors.As(err, &refusal):
+		log.Info(what, zap.String("code", refusal.Code.String()), zap.String("reason", refusal.Text))
 	default:
 		log.Info(what, zap.Error(err))
 	}
