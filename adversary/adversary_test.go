@@ -15,7 +15,6 @@ import (
 	"math"
 	"math/big"
 	"net"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -123,7 +122,6 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 	t.Cleanup(func() { ln.Close() })
 	out := make(chan boardOutcome, 8)
 	cfg := &session.ServerConfig{Chain: p.board.chain, Key: p.board.key, Roots: p.roots, AllowRC4: allowRC4}
-	partial := t.TempDir()
 	go func() {
 		for n := 0; ; n++ {
 			nc, err := ln.Accept()
@@ -142,16 +140,15 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 					return
 				}
 				defer sc.Close()
-				sub, err := sc.ReceiveSubmission(&wire.Receiver{PartialDir: partial, MaxSize: 1 << 30})
+				sub, err := sc.ReceiveSubmission(&wire.Receiver{MaxSize: 1 << 30})
 				if err != nil {
 					o.err = err
 					return
 				}
-				os.Remove(sub.Incoming.Path())
 				o.sub = sub
 				o.err = sc.SendReceipt(&wire.Receipt{
 					ID: "000001", SID: sc.SID(), Serial: sc.PeerCertificate().SerialNumber.Bytes(),
-					Name: sub.Incoming.Name, Size: uint64(sub.Incoming.Size), SHA256: sub.Incoming.SHA256,
+					Name: sub.File.Name, Size: uint64(sub.File.Size), SHA256: sub.File.SHA256,
 					Received: uint64(time.Now().UnixMilli()),
 				})
 			}()

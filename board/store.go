@@ -5,8 +5,10 @@
 //
 // A submission is listed only once both its content and its index entry are
 // durable; a partial upload lives in a per-SID partial directory until it
-// completes, and is never listed. The session protocol is package session's;
-// this package only stores.
+// completes, and is never listed. The session protocol is package session's
+// and the file transfer package wire's: this package only stores, as the sink
+// wire's Receiver writes to (partial.go: a partial file with its checkpoint,
+// which an interrupted upload resumes from, or memory for a small file).
 package board
 
 import (
@@ -88,34 +90,44 @@ func (s *Store) Close() error {
 // in a partial file: small enough that resuming it would gain nothing.
 const InMemoryMax = 64 << 10
 
-// Receiver returns the file receiver for one SID's upload: its partial files
-// live in a directory of that SID's own (named by the SID's hex encoding, never
-// by the SID itself), so an interrupted upload resumes only for the same SID.
+// Receiver returns the file receiver for one SID's upload. A file of up to
+// InMemoryMax bytes is received into a wire.Memory; a larger one into a
+// partial file, checkpointed every DefaultCheckpointEvery bytes, in a
+// directory of that SID's own (named by the SID's hex encoding, never by the
+// SID itself), so an interrupted upload resumes only for the same SID. While
+// one connection receives a file, another that sends the same file (name,
+// size and SHA-256) for the same SID is refused busy.
 func (s *Store) Receiver(sid string, maxSize int64) *wire.Receiver {
-	return &wire.Receiver{
-		PartialDir: filepath.Join(s.dir, partialDir, hex.EncodeToString([]byte(sid))),
-		MaxSize:    maxSize,
-		InMemory:   InMemoryMax,
-	}
+	return s.partials(sid).receiver(maxSize)
 }
 
-// Commit makes a received submission durable and listed: it puts the content
-// into the submissions directory under a fresh random name (a partial file
-// renamed, or a small one written, fsynced and renamed), fsyncs the directory
-// (one fsync shared by the commits under way), and then commits the index entry,
-// whose id it assigns (one transaction shared likewise). Only when Commit
-// returns is the submission durable; a crash before that leaves at most an
-// unreferenced content file, which Open's caller may remove with RemoveOrphans.
-func (s *Store) Commit(in *wire.Incoming, rec Record) (*Record, error) {
+// partials returns where sid's uploads are received.
+func (s *Store) partials(sid string) *partials {
+	return &partials{dir: filepath.Join(s.dir, partialDir, hex.EncodeToString([]byte(sid))), inMemory: InMemoryMax}
+}
+
+// Commit makes a submission received by one of its Receivers durable and
+// listed: it puts the content into the submissions directory under a fresh
+// random name (a partial file renamed, or a small one written, fsynced and
+// renamed), fsyncs the directory (one fsync shared by the commits under way),
+// and then commits the index entry, whose id it assigns (one transaction
+// shared likewise). Only when Commit returns is the submission durable; a
+// crash before that leaves at most an unreferenced content file, which Open's
+// caller may remove with RemoveOrphans. If Commit fails, the upload is
+// discarded: its content and partial file are deleted.
+func (s *Store) Commit(up *wire.Received, rec Record) (*Record, error) {
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, fmt.Errorf("board: %w", err)
 	}
 	rec.File = hex.EncodeToString(nonce[:]) + contentSuffix
-	if err := in.Place(filepath.Join(s.dir, contentDir, rec.File)); err != nil {
+	dst := filepath.Join(s.dir, contentDir, rec.File)
+	if err := place(up, dst); err != nil {
+		discard(up, dst)
 		return nil, fmt.Errorf("board: store content of %s: %w", rec.SID, err)
 	}
 	if err := s.content.syncNow(); err != nil {
+		discard(up, dst)
 		return nil, fmt.Errorf("board: store content of %s: %w", rec.SID, err)
 	}
 	var out Record
@@ -138,6 +150,7 @@ func (s *Store) Commit(in *wire.Incoming, rec Record) (*Record, error) {
 		return nil
 	})
 	if err != nil {
+		discard(up, dst)
 		return nil, fmt.Errorf("board: index submission of %s: %w", rec.SID, err)
 	}
 	return &out, nil

@@ -15,7 +15,7 @@ import (
 
 // receive runs a real file transfer of content over a pipe into s's receiver
 // for sid and returns the verified, uncommitted file.
-func receive(t *testing.T, s *Store, sid, name string, content []byte) *wire.Incoming {
+func receive(t *testing.T, s *Store, sid, name string, content []byte) *wire.Received {
 	t.Helper()
 	a, b := net.Pipe()
 	defer a.Close()
@@ -109,7 +109,7 @@ func TestUncommittedIsNotListedAndOrphansGo(t *testing.T) {
 	}
 	// Simulate a crash between storing the content and indexing it.
 	orphan := filepath.Join(s.dir, contentDir, "deadbeef"+contentSuffix)
-	if err := in.CommitTo(orphan); err != nil {
+	if err := place(in, orphan); err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.RemoveOrphans()
@@ -130,11 +130,41 @@ func TestReceiverIsPerSID(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ra, rb := s.Receiver("a", 1), s.Receiver("../b", 1)
-	if ra.PartialDir == rb.PartialDir {
-		t.Errorf("two SIDs share the partial directory %s", ra.PartialDir)
+	pa, pb := s.partials("a"), s.partials("../b")
+	if pa.dir == pb.dir {
+		t.Errorf("two SIDs share the partial directory %s", pa.dir)
 	}
-	if filepath.Dir(rb.PartialDir) != filepath.Join(s.dir, partialDir) {
-		t.Errorf("a hostile SID escaped the partial directory: %s", rb.PartialDir)
+	if filepath.Dir(pb.dir) != filepath.Join(s.dir, partialDir) {
+		t.Errorf("a hostile SID escaped the partial directory: %s", pb.dir)
+	}
+	if pa.inMemory != InMemoryMax {
+		t.Errorf("the store receives up to %d bytes in memory, want InMemoryMax", pa.inMemory)
+	}
+}
+
+// TestCommitFailureDiscards checks that an upload Commit cannot store is
+// discarded: nothing is listed, and its partial file and checkpoint are gone.
+func TestCommitFailureDiscards(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	content := bytes.Repeat([]byte("a big report\n"), 10_000) // above InMemoryMax: a partial file
+	in := receive(t, s, "a", "report.txt", content)
+	if _, ok := in.Sink.(*partialSink); !ok {
+		t.Fatalf("got sink %T, want a partial file", in.Sink)
+	}
+	if err := os.RemoveAll(filepath.Join(s.dir, contentDir)); err != nil { // the rename fails
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(in, Record{SID: "a", Name: in.Name, Size: in.Size, SHA256: in.SHA256}); err == nil {
+		t.Fatal("Commit succeeded without its submissions directory")
+	}
+	if recs, _ := s.List(); len(recs) != 0 {
+		t.Errorf("got %d submissions, want none", len(recs))
+	}
+	if got := dirNames(t, s.partials("a").dir); len(got) != 0 {
+		t.Errorf("got %q in the partial directory after a failed commit, want nothing", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/asn1"
 	"encoding/json"
 	"flag"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -194,8 +195,9 @@ func FuzzEnrollCheck(f *testing.F) {
 			if len(token) >= 8 && strings.Contains(refusal.Text, token) {
 				t.Fatalf("the refusal echoes the token: %q", refusal.Text)
 			}
-			if _, err := wire.Marshal(wire.ErrorMessage(refusal)); err != nil {
-				t.Fatalf("the refusal cannot be sent: %v", err)
+			var out encodedMessages
+			if err := wire.Answer(&out, refusal); err != nil || len(out) != 1 {
+				t.Fatalf("the refusal cannot be sent: %v (%d messages)", err, len(out))
 			}
 			if _, err := json.Marshal(refusedDecision(req, now, refusal)); err != nil {
 				t.Fatalf("the refusal cannot be recorded: %v", err)
@@ -242,3 +244,18 @@ func FuzzEnrollCheck(f *testing.F) {
 		}
 	})
 }
+
+// encodedMessages is a wire.MessageReadWriter that encodes what is written to
+// it and keeps the encodings; it has nothing to read.
+type encodedMessages [][]byte
+
+func (e *encodedMessages) WriteMessage(m wire.Message) error {
+	b, err := wire.Marshal(m)
+	if err != nil {
+		return err
+	}
+	*e = append(*e, b)
+	return nil
+}
+
+func (e *encodedMessages) ReadMessage() (wire.Message, error) { return nil, io.EOF }

@@ -121,14 +121,14 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Result, error) {
 		if err := wc.WriteMessage(req); err != nil {
 			return fmt.Errorf("send request: %w", err)
 		}
-		if _, err := wire.Expect[*wire.EnrollAccepted](wc); err != nil {
+		if _, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage()); err != nil {
 			return err
 		}
 		var err error
-		if certPEM, err = receivePEM(wc, o.OutDir, CertFile); err != nil {
+		if certPEM, err = receivePEM(wc, CertFile); err != nil {
 			return err
 		}
-		rootPEM, err = receivePEM(wc, o.OutDir, RootFile)
+		rootPEM, err = receivePEM(wc, RootFile)
 		return err
 	})
 	if err != nil {
@@ -185,13 +185,11 @@ func prepare(o *EnrollOptions, res *Result) ([]byte, crypto.PublicKey, error) {
 
 // receivePEM receives one file the CA sends, which must be called name, and
 // returns its content. The file is held in memory and acknowledged once whole
-// and matching its SHA-256 (PROTOCOL.md §4); nothing is written under dir
-// until the caller has checked it and puts it in place.
-func receivePEM(wc *wire.Conn, dir, name string) ([]byte, error) {
+// and matching its SHA-256 (PROTOCOL.md §4); nothing is written until the
+// caller has checked it and puts it in place.
+func receivePEM(wc *wire.Conn, name string) ([]byte, error) {
 	r := wire.Receiver{
-		PartialDir: dir,
-		MaxSize:    maxPEM,
-		InMemory:   maxPEM,
+		MaxSize: maxPEM,
 		Allow: func(got string) error {
 			if got != name {
 				return fmt.Errorf("the CA sent %q where %q was expected", got, name)
@@ -206,7 +204,7 @@ func receivePEM(wc *wire.Conn, dir, name string) ([]byte, error) {
 	if err := wc.WriteMessage(&wire.FileAck{}); err != nil {
 		return nil, fmt.Errorf("receive %s: %w", name, err)
 	}
-	return in.Data(), nil
+	return in.Sink.(*wire.Memory).Bytes(), nil
 }
 
 // check verifies what the CA sent before anything is put in place.
@@ -275,16 +273,15 @@ func fileExists(path string) bool {
 }
 
 // Fetch asks the CA at addr for one of its public files ("root.pem" or
-// "crl.pem") and returns its content. dir holds the transfer's partial file
-// while it runs.
-func Fetch(ctx context.Context, addr, name, dir string) ([]byte, error) {
+// "crl.pem") and returns its content, received in memory.
+func Fetch(ctx context.Context, addr, name string) ([]byte, error) {
 	var data []byte
 	err := exchange(ctx, addr, func(wc *wire.Conn) error {
 		if err := wc.WriteMessage(&wire.Fetch{Name: name}); err != nil {
 			return err
 		}
 		var err error
-		data, err = receivePEM(wc, dir, name)
+		data, err = receivePEM(wc, name)
 		return err
 	})
 	if err != nil {
@@ -295,8 +292,8 @@ func Fetch(ctx context.Context, addr, name, dir string) ([]byte, error) {
 
 // FetchRoot fetches the root certificate and checks it against fingerprint when
 // one is given. It reports whether the root was trusted without a check.
-func FetchRoot(ctx context.Context, addr, dir string, fingerprint []byte) (root *x509.Certificate, unchecked bool, err error) {
-	data, err := Fetch(ctx, addr, RootFile, dir)
+func FetchRoot(ctx context.Context, addr string, fingerprint []byte) (root *x509.Certificate, unchecked bool, err error) {
+	data, err := Fetch(ctx, addr, RootFile)
 	if err != nil {
 		return nil, false, err
 	}

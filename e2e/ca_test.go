@@ -183,7 +183,7 @@ func rawEnroll(t *testing.T, wc *wire.Conn, req *wire.EnrollRequest) wire.Code {
 	if err := wc.WriteMessage(req); err != nil {
 		t.Fatal(err)
 	}
-	_, err := wire.Expect[*wire.EnrollAccepted](wc)
+	_, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage())
 	var werr *wire.Error
 	if errors.As(err, &werr) {
 		return werr.Code
@@ -191,13 +191,27 @@ func rawEnroll(t *testing.T, wc *wire.Conn, req *wire.EnrollRequest) wire.Code {
 	if err != nil {
 		t.Fatalf("enroll %s: %v", req.SID, err)
 	}
-	dir := t.TempDir()
 	for range 2 {
-		if _, err := wire.ReceiveFileInto(wc, dir, wire.Receiver{MaxSize: 1 << 20}); err != nil {
+		if _, err := receiveFile(wc); err != nil {
 			t.Fatalf("enroll %s: receive: %v", req.SID, err)
 		}
 	}
 	return 0
+}
+
+// receiveFile receives one file the CA sends on wc, into memory, and
+// acknowledges it with FileAck, as a client of the CA exchange does
+// (PROTOCOL.md §4). It returns the file's content.
+func receiveFile(wc *wire.Conn) ([]byte, error) {
+	r := wire.Receiver{MaxSize: 1 << 20}
+	in, err := r.Receive(wc)
+	if err != nil {
+		return nil, err
+	}
+	if err := wc.WriteMessage(&wire.FileAck{}); err != nil {
+		return nil, err
+	}
+	return in.Sink.(*wire.Memory).Bytes(), nil
 }
 
 func makeCSR(t *testing.T, key crypto.Signer, cn string) []byte {
@@ -342,7 +356,7 @@ func TestCARevocationAppearsInCRL(t *testing.T) {
 		t.Errorf("revoke stdout: %q", r.stdout)
 	}
 	// The CRL as any client fetches it over the wire.
-	data, err := caclient.Fetch(context.Background(), ca.Addr, "crl.pem", t.TempDir())
+	data, err := caclient.Fetch(context.Background(), ca.Addr, "crl.pem")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func adminCall(dir, command string, args, out any) error {
 	if err := wc.WriteMessage(&wire.AdminRequest{Command: command, Args: in}); err != nil {
 		return err
 	}
-	resp, err := wire.Expect[*wire.AdminResponse](wc)
+	resp, err := wire.Expect[*wire.AdminResponse](wc.ReadMessage())
 	if err != nil {
 		return err
 	}
@@ -389,11 +389,11 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 				defer wc.Close()
 				if err := wc.WriteMessage(&wire.EnrollRequest{Profile: 1, SID: "alice", CSR: csr}); err != nil {
 					errs = append(errs, err)
-				} else if _, err := wire.Expect[*wire.EnrollAccepted](wc); codeOf(err) != wire.CodeBadCSR {
+				} else if _, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage()); codeOf(err) != wire.CodeBadCSR {
 					errs = append(errs, fmt.Errorf("16 KiB garbage CSR: got %v, want bad-csr", err))
 				} else if err := wc.WriteMessage(&wire.Fetch{Name: "root.pem"}); err != nil { // still served
 					errs = append(errs, err)
-				} else if _, err := wire.ReceiveFileInto(wc, s.path("hostile-fetch"), wire.Receiver{MaxSize: 1 << 20}); err != nil {
+				} else if _, err := receiveFile(wc); err != nil {
 					errs = append(errs, fmt.Errorf("the connection after a refused CSR: %v", err))
 				}
 			}
@@ -483,7 +483,7 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 				if err := wc.WriteMessage(&wire.Fetch{Name: "root.pem"}); err != nil {
 					return fmt.Sprintf("cut off at request %d, after %v", i+1, time.Since(start).Round(100*time.Millisecond)), nil
 				}
-				if _, err := wire.ReceiveFileInto(wc, s.path("keepalive"), wire.Receiver{MaxSize: 1 << 20}); err != nil {
+				if _, err := receiveFile(wc); err != nil {
 					if i < 1 || codeOf(err) != wire.CodeTimeout && !errors.Is(err, io.EOF) {
 						return "", []error{fmt.Errorf("request %d: %v", i+1, err)}
 					}
@@ -622,7 +622,7 @@ func trickle(addr string, id identity, n int) error {
 	if err := sc.WriteMessage(&wire.FileHeader{Name: "slow.txt", Size: uint64(n), SHA256: sha256.Sum256(content)}); err != nil {
 		return err
 	}
-	if _, err := wire.Expect[*wire.FileOffset](sc); err != nil {
+	if _, err := wire.Expect[*wire.FileOffset](sc.ReadMessage()); err != nil {
 		return err
 	}
 	ended := make(chan struct{})

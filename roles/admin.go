@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"path/filepath"
 	"sync"
@@ -61,28 +60,27 @@ func (s *adminServer) serve(ctx context.Context, ln net.Listener) error {
 
 func (s *adminServer) handle(ctx context.Context, c net.Conn) {
 	wc := wire.NewConn(c, wire.Options{MaxFrame: wire.MaxAdminFrame, ReadTimeout: adminTimeout, WriteTimeout: adminTimeout})
-	req, err := wire.Expect[*wire.AdminRequest](wc)
+	req, err := wire.Expect[*wire.AdminRequest](wc.ReadMessage())
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			wc.WriteMessage(wire.ErrorMessage(err)) //nolint:errcheck // closing
-		}
+		wire.Answer(wc, err) //nolint:errcheck // closing
 		return
 	}
 	op, ok := s.ops[req.Command]
 	if !ok {
-		wc.WriteMessage(wire.ErrorMessage(wire.Refusef(wire.CodeNotFound, "this daemon has no operator command %q", req.Command))) //nolint:errcheck // closing
+		wire.Answer(wc, wire.Refusef(wire.CodeNotFound, "this daemon has no operator command %q", req.Command)) //nolint:errcheck // closing
 		return
 	}
 	res, err := op(ctx, req.Args)
 	if err != nil {
 		s.log.Info("operator command failed", zap.String("command", req.Command), zap.Error(err))
-		wc.WriteMessage(&wire.Error{Code: wire.CodeFor(err), Text: err.Error()}) //nolint:errcheck // closing
+		// The operator is local and may see the whole error, unlike a peer.
+		wc.WriteMessage(&wire.Error{Code: wire.CodeOf(err), Text: err.Error()}) //nolint:errcheck // closing
 		return
 	}
 	s.log.Info("operator command", zap.String("command", req.Command))
 	out, err := json.Marshal(res)
 	if err != nil {
-		wc.WriteMessage(wire.ErrorMessage(err)) //nolint:errcheck // closing
+		wire.Answer(wc, err) //nolint:errcheck // closing
 		return
 	}
 	wc.WriteMessage(&wire.AdminResponse{Result: out}) //nolint:errcheck // the operator sees a closed connection
@@ -108,7 +106,7 @@ func callAdmin(ctx context.Context, dataDir, command string, args any, out any,
 		if err := wc.WriteMessage(&wire.AdminRequest{Command: command, Args: in}); err != nil {
 			return fmt.Errorf("talk to the daemon at %s: %w", path, err)
 		}
-		resp, err := wire.Expect[*wire.AdminResponse](wc)
+		resp, err := wire.Expect[*wire.AdminResponse](wc.ReadMessage())
 		if err != nil {
 			var werr *wire.Error
 			if errors.As(err, &werr) {

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -107,9 +106,11 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 
 	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.max))
 	if err != nil {
-		if errors.Is(err, wire.ErrStorage) {
+		var refusal *wire.Refusal
+		if errors.As(err, &refusal) && refusal.Code == wire.CodeStorage {
 			// Not the student's doing: the operator must look at the disk.
-			log.Error("could not store an upload (is board.data_dir full or read-only?); the student was told to try again later", zap.Error(err))
+			log.Error("could not store an upload (is board.data_dir full or read-only?); the student was told to try again later",
+				zap.Error(err), zap.NamedError("cause", refusal.Err))
 		} else {
 			logSessionEnd(log, "submission not received", err)
 		}
@@ -121,8 +122,8 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	for i, cert := range sub.Chain {
 		chain[i] = cert.Raw
 	}
-	in := sub.Incoming
-	text := messageText(in) // before Commit, which writes it out of memory
+	in := sub.File
+	text := messageText(in)
 	rec, err := h.store.Commit(in, board.Record{
 		SID:          sid,
 		Serial:       leaf.SerialNumber.Bytes(),
@@ -139,9 +140,8 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	})
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
-		sc.WriteMessage(&wire.Error{Code: wire.CodeStorage, Text: fmt.Sprintf( //nolint:errcheck // closing
-			"the board could not store your submission (%s); nothing was accepted; try again later", wire.StorageReason(err))})
-		in.Discard() //nolint:errcheck // best effort
+		wire.Answer(sc, wire.Refusef(wire.CodeStorage, //nolint:errcheck // closing
+			"the board could not store your submission (%s); nothing was accepted; try again later", wire.StorageReason(err)))
 		return
 	}
 	fields := []zap.Field{zap.String("id", rec.ID), zap.String("name", rec.Name),
@@ -172,14 +172,14 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 const maxLoggedMessage = 4 << 10
 
 // messageText returns the text of a message submission (message.txt, small,
-// UTF-8, still held in memory), for the board's log: the course's "verify the
+// UTF-8, received into memory), for the board's log: the course's "verify the
 // MAC, output the message". Reports are logged by name, size and hash only.
-func messageText(in *wire.Incoming) string {
-	data := in.Data()
-	if in.Name != messageFileName || in.Size > maxLoggedMessage || data == nil || !utf8.Valid(data) {
+func messageText(in *wire.Received) string {
+	mem, ok := in.Sink.(*wire.Memory)
+	if !ok || in.Name != messageFileName || in.Size > maxLoggedMessage || !utf8.Valid(mem.Bytes()) {
 		return ""
 	}
-	return string(data)
+	return string(mem.Bytes())
 }
 
 // logSessionEnd logs why a session ended early, at a level that fits: a
@@ -188,12 +188,12 @@ func logSessionEnd(log *zap.Logger, what string, err error) {
 	var refusal *wire.Refusal
 	var peer *wire.Error
 	switch {
-	case errors.As(err, &refusal):
-		log.Info(what, zap.String("code", refusal.Code.String()), zap.String("reason", refusal.Text))
 	case errors.As(err, &peer):
 		log.Info(what+": the student refused", zap.String("code", peer.Code.String()), zap.String("reason", peer.Text))
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case wire.PeerGone(err): // a truncated frame is a refusal of ours, but nobody is there to hear it
 		log.Info(what+": the student hung up", zap.Error(err))
+	case errors.As(err, &refusal):
+		log.Info(what, zap.String("code", refusal.Code.String()), zap.String("reason", refusal.Text))
 	default:
 		log.Info(what, zap.Error(err))
 	}
@@ -289,7 +289,7 @@ func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.
 		}
 		return root, nil
 	}
-	root, unchecked, err := caclient.FetchRoot(ctx, b.CAAddr, b.DataDir, want)
+	root, unchecked, err := caclient.FetchRoot(ctx, b.CAAddr, want)
 	if err != nil {
 		return nil, fmt.Errorf("root certificate: %w", err)
 	}

@@ -139,29 +139,28 @@ func (h *caHandler) handle(ctx context.Context, c net.Conn, t *tracked) {
 			return
 		}
 		wc.SetDeadline(time.Now().Add(h.limits.HandshakeTimeout.D()))
+		var refusal *wire.Refusal
 		switch m := m.(type) {
 		case *wire.EnrollRequest:
-			err = h.enroll(ctx, wc, m, peer)
+			refusal, err = h.enroll(ctx, wc, m, peer)
 		case *wire.Fetch:
-			err = h.fetch(wc, m)
+			refusal, err = h.fetch(wc, m)
 		default:
 			err = wire.Refusef(wire.CodeUnexpectedMessage, "the CA expects EnrollRequest or Fetch, not %v", m.Type())
-			wc.WriteMessage(wire.ErrorMessage(err)) //nolint:errcheck // closing
+			wire.Answer(wc, err) //nolint:errcheck // closing
 			log.Info("closing connection", zap.Error(err))
 			return
 		}
-		var refusal *wire.Refusal
 		switch {
-		case err == nil:
-		case errors.As(err, &refusal):
+		case err != nil:
+			log.Warn("request failed", zap.Error(err))
+			wire.Answer(wc, err) //nolint:errcheck // closing
+			return
+		case refusal != nil:
 			// A policy refusal: tell the client, and keep serving it.
-			if werr := wc.WriteMessage(wire.ErrorMessage(err)); werr != nil {
+			if werr := wire.Answer(wc, refusal); werr != nil {
 				return
 			}
-		default:
-			log.Warn("request failed", zap.Error(err))
-			wc.WriteMessage(wire.ErrorMessage(err)) //nolint:errcheck // closing
-			return
 		}
 		wait = h.limits.IdleTimeout.D()
 	}
@@ -175,16 +174,18 @@ func (h *caHandler) readFailed(wc *wire.Conn, log *zap.Logger, err error) {
 		return
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		log.Debug("connection idle or too slow; closing", zap.Error(err))
-		wc.WriteMessage(&wire.Error{Code: wire.CodeTimeout, Text: "no complete request in time; closing"}) //nolint:errcheck // closing
+		wire.Answer(wc, wire.Refusef(wire.CodeTimeout, "no complete request in time; closing")) //nolint:errcheck // closing
 		return
 	}
 	log.Info("bad request; closing", zap.Error(err))
-	wc.WriteMessage(wire.ErrorMessage(err)) //nolint:errcheck // closing
+	wire.Answer(wc, err) //nolint:errcheck // closing
 }
 
 // enroll runs one enrollment: the authority decides and records; on success the
-// client gets EnrollAccepted, cert.pem and root.pem.
-func (h *caHandler) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollRequest, peer string) error {
+// client gets EnrollAccepted, cert.pem and root.pem. It returns the authority's
+// refusal, after which the connection stays usable, or an error that ends it
+// (the CA's failure, or a file transfer that failed).
+func (h *caHandler) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollRequest, peer string) (*wire.Refusal, error) {
 	issued, err := h.auth.Enroll(ctx, ca.Request{
 		Profile: m.Profile,
 		SID:     m.SID,
@@ -192,24 +193,29 @@ func (h *caHandler) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollReq
 		Token:   m.Token,
 		Peer:    peer,
 	})
+	var refusal *wire.Refusal
+	if errors.As(err, &refusal) {
+		return refusal, nil
+	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cert := issued.Certificate
 	if err := wc.WriteMessage(&wire.EnrollAccepted{
 		Serial:   cert.SerialNumber.Bytes(),
 		NotAfter: uint64(cert.NotAfter.Unix()),
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	if err := sendBytes(wc, "cert.pem", issued.PEM); err != nil {
-		return err
+		return nil, err
 	}
-	return sendBytes(wc, "root.pem", h.auth.RootPEM())
+	return nil, sendBytes(wc, "root.pem", h.auth.RootPEM())
 }
 
-// fetch sends one of the CA's public files.
-func (h *caHandler) fetch(wc *wire.Conn, m *wire.Fetch) error {
+// fetch sends one of the CA's public files. It returns the refusal of a name
+// the CA does not serve, or an error that ends the connection.
+func (h *caHandler) fetch(wc *wire.Conn, m *wire.Fetch) (*wire.Refusal, error) {
 	var data []byte
 	switch m.Name {
 	case "root.pem":
@@ -217,12 +223,12 @@ func (h *caHandler) fetch(wc *wire.Conn, m *wire.Fetch) error {
 	case "crl.pem":
 		var err error
 		if data, err = h.auth.CRLPEM(); err != nil {
-			return err
+			return nil, err
 		}
 	default:
-		return wire.Refusef(wire.CodeNotFound, "the CA serves root.pem and crl.pem, not %q", m.Name)
+		return wire.Refusef(wire.CodeNotFound, "the CA serves root.pem and crl.pem, not %q", m.Name), nil
 	}
-	return sendBytes(wc, m.Name, data)
+	return nil, sendBytes(wc, m.Name, data)
 }
 
 // sendBytes sends data as the file name (PROTOCOL.md §3) and waits for its ack.

@@ -26,7 +26,6 @@ import (
 type crlKeeper struct {
 	addr    string
 	path    string // crl.pem in the board's data dir
-	dir     string // partial files of fetches
 	root    *x509.Certificate
 	stale   string // "fail" or "warn"
 	refresh time.Duration
@@ -43,7 +42,6 @@ func newCRLKeeper(cfg *config.Config, root *x509.Certificate, log *zap.Logger) *
 	return &crlKeeper{
 		addr:    b.CAAddr,
 		path:    filepath.Join(b.DataDir, "crl.pem"),
-		dir:     b.DataDir,
 		root:    root,
 		stale:   b.CRLStale,
 		refresh: b.CRLRefresh.D(),
@@ -74,7 +72,7 @@ func (k *crlKeeper) load() error {
 func (k *crlKeeper) fetch(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	data, err := caclient.Fetch(ctx, k.addr, "crl.pem", k.dir)
+	data, err := caclient.Fetch(ctx, k.addr, "crl.pem")
 	if err != nil {
 		return err
 	}

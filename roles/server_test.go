@@ -327,7 +327,7 @@ func TestMinRateCutsATrickle(t *testing.T) {
 	}()
 	err, took := serve()
 	<-trickled // its next write fails: the server closed
-	if !errors.Is(err, os.ErrDeadlineExceeded) || wire.CodeFor(err) != wire.CodeTimeout {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || wire.CodeOf(err) != wire.CodeTimeout {
 		t.Errorf("a trickle: got %v, want a too-slow error with code timeout", err)
 	}
 	if took > 3*window {

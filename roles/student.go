@@ -118,7 +118,7 @@ func studentMessage(err error) string {
 		return fmt.Sprintf("refused (%s): %s", peer.Code, peer.Text)
 	}
 	var refusal *wire.Refusal
-	if errors.As(err, &refusal) {
+	if errors.As(err, &refusal) && !wire.PeerGone(err) { // not a frame cut short by the peer's going
 		return fmt.Sprintf("we refused the board (%s): %s", refusal.Code, refusal.Text)
 	}
 	return err.Error()

@@ -4,6 +4,7 @@ import (
 	"crypto/hpke"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -99,7 +100,8 @@ func (hs *clientHandshake) handshake() (*Conn, error) {
 
 // fail answers the board with the Error err calls for and returns err.
 func (hs *clientHandshake) fail(err error) error {
-	if r, ok := err.(*wire.Refusal); ok {
+	var r *wire.Refusal
+	if errors.As(err, &r) {
 		logging.Step(hs.cfg.log, 5, "board not accepted; session refused", logging.SID(hs.cfg.SID),
 			zap.Stringer("code", r.Code), zap.String("reason", r.Text))
 	}
@@ -163,7 +165,7 @@ func (hs *clientHandshake) readServerHello() error {
 				"the board speaks session version %d; this pkiboard speaks version %d: update pkiboard", v, wire.SessionVersion)
 		}
 	}
-	sh, err := decode[*wire.ServerHello](p)
+	sh, err := wire.Expect[*wire.ServerHello](wire.Unmarshal(p))
 	if err != nil {
 		return err
 	}
@@ -178,7 +180,7 @@ func (hs *clientHandshake) readServerVerify() error {
 	if err != nil {
 		return err
 	}
-	sv, err := decode[*wire.ServerVerify](p)
+	sv, err := wire.Expect[*wire.ServerVerify](wire.Unmarshal(p))
 	if err != nil {
 		return err
 	}

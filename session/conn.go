@@ -158,7 +158,7 @@ func (c *Conn) readRecord() (wire.Message, error) {
 	}
 	m, err := wire.Unmarshal(plain)
 	if err != nil {
-		return nil, c.refuse(refusalFor(err))
+		return nil, c.refuse(err)
 	}
 	if !recordTypeAllowed(t) {
 		return nil, c.refuse(wire.Refusef(wire.CodeUnexpectedMessage,
@@ -175,12 +175,11 @@ func (c *Conn) peerName() string {
 	return "student"
 }
 
-// refuse sends the peer the Error err calls for, as a record, and returns err
-// with the package prefix. It is called with c.in.mu held.
+// refuse sends the peer the Error err calls for (wire.Answer), as a record, and
+// returns err with the package prefix. It is called with c.in.mu held, not
+// c.out.mu.
 func (c *Conn) refuse(err error) error {
-	c.out.mu.Lock()
-	_ = c.writeLocked(wire.ErrorMessage(err))
-	c.out.mu.Unlock()
+	_ = wire.Answer(c, err)
 	return fmt.Errorf("session: %w", err)
 }
 

@@ -13,8 +13,9 @@
 // check its evidence offline, with the root certificate alone.
 //
 // Every refusal, on either side, is a *[wire.Refusal] (find it with
-// errors.As) whose code and sentence were also sent to the peer; a refusal
-// received from the peer is a *[wire.Error].
+// errors.As) whose code and sentence were also sent to the peer, unless the
+// peer had gone ([wire.PeerGone]: a frame cut short is such a refusal); a
+// refusal received from the peer is a *[wire.Error].
 //
 // Cryptography comes from the standard library (crypto/hpke, crypto/hkdf,
 // crypto/hmac, crypto/aes, crypto/rsa, crypto/ecdsa, crypto/x509), and RC4

@@ -58,36 +58,10 @@ func (h *handshakeIO) readFrame() ([]byte, error) {
 	return p, nil
 }
 
-// decode decodes a handshake payload as a T. The peer's Error is returned as
-// the error; any other message is an *wire.UnexpectedError.
-func decode[T wire.Message](payload []byte) (T, error) {
-	var zero T
-	m, err := wire.Unmarshal(payload)
-	if err != nil {
-		return zero, refusalFor(err)
-	}
-	if v, ok := m.(T); ok {
-		return v, nil
-	}
-	if e, ok := m.(*wire.Error); ok {
-		return zero, e
-	}
-	return zero, wire.Refusef(wire.CodeUnexpectedMessage, "got a %v message where a %v was expected", m.Type(), zero.Type())
-}
-
-// refusalFor turns a decoding error of package wire into the refusal it calls
-// for (malformed, unknown-message, unexpected-message).
-func refusalFor(err error) *wire.Refusal {
-	m := wire.ErrorMessage(err)
-	return &wire.Refusal{Code: m.Code, Text: m.Text}
-}
-
-// alert sends the peer, in plaintext, the Error that err calls for, and
-// returns err with the package prefix. Nothing is sent when the peer refused
-// (err is its *wire.Error) or is gone.
+// alert sends the peer, in plaintext, the Error that err calls for
+// (wire.Answer), and returns err with the package prefix. Nothing is sent when
+// the peer refused (err is its *wire.Error) or is gone.
 func (h *handshakeIO) alert(err error) error {
-	if !wire.PeerGone(err) {
-		_ = h.conn.WriteMessage(wire.ErrorMessage(err))
-	}
+	_ = wire.Answer(h.conn, err)
 	return fmt.Errorf("session: %w", err)
 }

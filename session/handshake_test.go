@@ -451,7 +451,7 @@ func TestHandshakeDeadline(t *testing.T) {
 	defer nc.Close()
 	select {
 	case err := <-done:
-		if wire.CodeFor(err) != wire.CodeTimeout {
+		if wire.CodeOf(err) != wire.CodeTimeout {
 			t.Errorf("got %v, want a timeout", err)
 		}
 	case <-time.After(testWaitDeadline):

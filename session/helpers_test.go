@@ -18,7 +18,6 @@ import (
 	"math/big"
 	mathrand "math/rand/v2"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -426,7 +425,6 @@ func runSession(t *testing.T, sc scenario) result {
 		sc.name = "message.txt"
 	}
 	ln := listen(t)
-	partial := t.TempDir()
 	type boardOut struct {
 		err      error
 		sub      *Submission
@@ -449,23 +447,20 @@ func runSession(t *testing.T, sc scenario) result {
 			return
 		}
 		out.conn = conn
-		sub, err := conn.ReceiveSubmission(&wire.Receiver{PartialDir: partial, MaxSize: 1 << 30})
+		sub, err := conn.ReceiveSubmission(&wire.Receiver{MaxSize: 1 << 30})
 		if err != nil {
 			out.err = err
 			return
 		}
 		out.sub = sub
-		if out.received, err = os.ReadFile(sub.Incoming.Path()); err != nil {
-			out.err = err
-			return
-		}
+		out.received = sub.File.Sink.(*wire.Memory).Bytes()
 		out.err = conn.SendReceipt(&wire.Receipt{
 			ID:       "sub-0001",
 			SID:      conn.SID(),
 			Serial:   conn.PeerCertificate().SerialNumber.Bytes(),
-			Name:     sub.Incoming.Name,
-			Size:     uint64(sub.Incoming.Size),
-			SHA256:   sub.Incoming.SHA256,
+			Name:     sub.File.Name,
+			Size:     uint64(sub.File.Size),
+			SHA256:   sub.File.SHA256,
 			Received: uint64(time.Now().UnixMilli()),
 		})
 	}()

@@ -156,7 +156,7 @@ func (hs *serverHandshake) readClientHello() error {
 				"your pkiboard speaks session version %d; this board speaks version %d: update pkiboard", v, wire.SessionVersion)
 		}
 	}
-	ch, err := decode[*wire.ClientHello](p)
+	ch, err := wire.Expect[*wire.ClientHello](wire.Unmarshal(p))
 	if err != nil {
 		return err
 	}

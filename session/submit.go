@@ -65,7 +65,7 @@ func (c *Conn) Submit(name string, content io.ReaderAt, size int64, sum [32]byte
 	if err := c.WriteMessage(&wire.SubmitEnd{Signature: sig}); err != nil {
 		return nil, fmt.Errorf("session: sending SubmitEnd: %w", err)
 	}
-	r, err := wire.Expect[*wire.Receipt](c)
+	r, err := wire.Expect[*wire.Receipt](c.ReadMessage())
 	if err != nil {
 		return nil, fmt.Errorf("session: waiting for the receipt: %w", err)
 	}
@@ -106,12 +106,12 @@ func (c *Conn) checkReceipt(r *wire.Receipt, name string, size int64, sum [32]by
 }
 
 // Submission is a submission the board received and checked: the content,
-// verified against its FileHeader and still in the Receiver's partial
-// directory, and the evidence that the student sent it.
+// verified against its FileHeader and still in the Receiver's sink, and the
+// evidence that the student sent it.
 type Submission struct {
-	// Incoming is the received file. The caller commits it (CommitTo) or
-	// discards it.
-	Incoming *wire.Incoming
+	// File is the received file, in the sink the Receiver opened for it. The
+	// caller stores it where it belongs, or drops it.
+	File *wire.Received
 
 	SID            string              // the student ID of the session
 	Chain          []*x509.Certificate // the student's certificates, leaf first, as verified
@@ -121,16 +121,18 @@ type Submission struct {
 }
 
 // ReceiveSubmission is the board's step 6 up to the receipt (PROTOCOL.md
-// §5.4): it receives the file with r (whose PartialDir should be the SID's
-// own, so that an interrupted upload resumes only for the same student),
-// checks its size and SHA-256, reads SubmitEnd and verifies the student's
-// signature over the statement with the certificate of the handshake.
+// §5.4): it receives the file with r (whose sinks should be the SID's own, so
+// that an interrupted upload resumes only for the same student), checks its
+// size and SHA-256, reads SubmitEnd and verifies the student's signature over
+// the statement with the certificate of the handshake.
 //
 // Every refusal is answered to the student, as a record, and returned: a
 // signature that does not verify is bad-submission-signature, a *wire.Refusal.
 // On any error no submission is returned and nothing durable is discarded: a
-// completely received file stays in r.PartialDir as a partial transfer that
-// the student's next attempt resumes.
+// completely received file stays in its sink, finished and not aborted — with
+// the board's store (board.Store.Receiver), a large file stays as a partial
+// file in the SID's partial directory, which the student's next attempt
+// resumes, and a small one held in memory is dropped.
 func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 	if c.isClient {
 		return nil, errors.New("session: ReceiveSubmission is the board's; the student calls Submit")
@@ -139,11 +141,9 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: receiving the submission: %w", err)
 	}
-	end, err := wire.Expect[*wire.SubmitEnd](c)
+	end, err := wire.Expect[*wire.SubmitEnd](c.ReadMessage())
 	if err != nil {
-		if !wire.PeerGone(err) {
-			_ = c.WriteMessage(wire.ErrorMessage(err))
-		}
+		_ = wire.Answer(c, err)
 		return nil, fmt.Errorf("session: waiting for SubmitEnd: %w", err)
 	}
 	statement, err := Statement(c.th, c.sid, in.Name, uint64(in.Size), in.SHA256)
@@ -153,11 +153,11 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 	if err := VerifyMessage(c.peerChain[0].PublicKey, statement, end.Signature); err != nil {
 		refusal := wire.Refusef(wire.CodeBadSubmissionSignature,
 			"your signature over the submission of %q does not verify with your certificate; submit again", in.Name)
-		_ = c.WriteMessage(wire.ErrorMessage(refusal))
+		_ = wire.Answer(c, refusal)
 		return nil, fmt.Errorf("session: %w", refusal)
 	}
 	return &Submission{
-		Incoming:       in,
+		File:           in,
 		SID:            c.sid,
 		Chain:          c.peerChain,
 		TranscriptHash: c.th,

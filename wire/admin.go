@@ -11,11 +11,6 @@ const (
 // certificate or submission can be large.
 const MaxAdminFrame = 64 << 20
 
-func init() {
-	Register(TypeAdminRequest, "AdminRequest", func() Message { return new(AdminRequest) })
-	Register(TypeAdminResponse, "AdminResponse", func() Message { return new(AdminResponse) })
-}
-
 // AdminRequest asks the daemon to run an operator command (type 0x40).
 type AdminRequest struct {
 	Command string // string8, e.g. "certs", "revoke"

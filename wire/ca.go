@@ -40,26 +40,6 @@ const (
 	CodeBadProfile         Code = 28
 )
 
-func init() {
-	Register(TypeEnrollRequest, "EnrollRequest", func() Message { return new(EnrollRequest) })
-	Register(TypeEnrollAccepted, "EnrollAccepted", func() Message { return new(EnrollAccepted) })
-	Register(TypeFetch, "Fetch", func() Message { return new(Fetch) })
-
-	RegisterCode(CodeBadCSR, "bad-csr")
-	RegisterCode(CodeBadCSRSignature, "bad-csr-signature")
-	RegisterCode(CodeCNMismatch, "cn-mismatch")
-	RegisterCode(CodeBadSID, "bad-sid")
-	RegisterCode(CodeWeakKey, "weak-key")
-	RegisterCode(CodeTokenRequired, "token-required")
-	RegisterCode(CodeTokenInvalid, "token-invalid")
-	RegisterCode(CodeTokenExpired, "token-expired")
-	RegisterCode(CodeTokenUsed, "token-used")
-	RegisterCode(CodeNotOnRoster, "not-on-roster")
-	RegisterCode(CodeBoardNotAuthorized, "board-not-authorized")
-	RegisterCode(CodeNotFound, "not-found")
-	RegisterCode(CodeBadProfile, "bad-profile")
-}
-
 // EnrollRequest asks the CA for a certificate (type 0x10). Decoding bounds the
 // lengths; the CA checks the contents.
 type EnrollRequest struct {

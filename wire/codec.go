@@ -2,22 +2,9 @@ package wire
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"unicode/utf8"
-)
-
-var (
-	// ErrMalformed matches every error for a frame or message body that could
-	// not be decoded (PROTOCOL.md §2: code malformed). The error's message says
-	// what was wrong, as in "wire: malformed FileHeader: truncated fixed[32] at
-	// offset 9".
-	ErrMalformed = errors.New("wire: malformed message")
-
-	// ErrEncode matches every error a Builder reports for a value it cannot
-	// encode, such as a string longer than its length prefix allows.
-	ErrEncode = errors.New("wire: cannot encode value")
 )
 
 // A Builder encodes a message body with the field kinds of PROTOCOL.md §2,
@@ -25,7 +12,9 @@ var (
 //
 // Errors are sticky: a value that cannot be encoded (too long for its length
 // prefix, or a string that is not UTF-8) is never truncated; it sets an error
-// that Err reports, and every later call does nothing.
+// that Err reports, and every later call does nothing. Such an error is a
+// local programming error, not a refusal: a plain error naming the message, as
+// in "wire: encoding FileHeader: string8 field of 300 bytes exceeds 255".
 type Builder struct {
 	buf  []byte
 	err  error
@@ -115,14 +104,14 @@ func (b *Builder) String16(s string) {
 	}
 }
 
-// Fail sets the Builder's error to err, wrapped to match ErrEncode, unless an
-// error is already set. A message's MarshalBody calls it to refuse a value, such
-// as an out-of-range field.
+// Fail sets the Builder's error to err, after a prefix naming the message,
+// unless an error is already set. A message's MarshalBody calls it to refuse a
+// value, such as an out-of-range field.
 func (b *Builder) Fail(err error) {
 	if b.err != nil || err == nil {
 		return
 	}
-	b.err = &detailError{msg: b.prefix() + bareText(err), kinds: []error{ErrEncode, err}}
+	b.err = fmt.Errorf("%s%w", b.prefix(), err)
 }
 
 // Bytes returns the encoded bytes. They are complete only if Err returns nil.
@@ -143,10 +132,7 @@ func (b *Builder) lengthOK(kind string, n int, max uint64) bool {
 		return false
 	}
 	if uint64(n) > max {
-		b.err = &detailError{
-			msg:   fmt.Sprintf("%s%s field of %d bytes exceeds %d", b.prefix(), kind, n, max),
-			kinds: []error{ErrEncode},
-		}
+		b.err = fmt.Errorf("%s%s field of %d bytes exceeds %d", b.prefix(), kind, n, max)
 		return false
 	}
 	return true
@@ -154,10 +140,7 @@ func (b *Builder) lengthOK(kind string, n int, max uint64) bool {
 
 func (b *Builder) utf8OK(kind, s string) bool {
 	if !utf8.ValidString(s) {
-		b.err = &detailError{
-			msg:   fmt.Sprintf("%s%s field is not valid UTF-8", b.prefix(), kind),
-			kinds: []error{ErrEncode},
-		}
+		b.err = fmt.Errorf("%s%s field is not valid UTF-8", b.prefix(), kind)
 		return false
 	}
 	return true
@@ -165,7 +148,9 @@ func (b *Builder) utf8OK(kind, s string) bool {
 
 // A Parser decodes a message body field by field, strictly (PROTOCOL.md §2): a
 // field that runs past the end of the body, a string that is not UTF-8, or bytes
-// left after the last field (see Finish) are errors matching ErrMalformed.
+// left after the last field (see Finish) are refused: the error is a *Refusal of
+// code malformed whose text names the message, as in "FileHeader: truncated
+// fixed[32] at offset 10 (needs 32 bytes, 31 left)".
 //
 // Errors are sticky: after the first one, every getter returns a zero value, so a
 // message's UnmarshalBody can read all its fields and leave the checking to Err
@@ -195,7 +180,7 @@ func (p *Parser) take(n int, kind string) []byte {
 		if kind == "fixed" {
 			kind = fmt.Sprintf("fixed[%d]", n)
 		}
-		p.err = p.malformed(fmt.Sprintf("truncated %s at offset %d (needs %d bytes, %d left)", kind, p.off, n, left))
+		p.err = p.malformed(fmt.Sprintf("truncated %s at offset %d (needs %d bytes, %d left)", kind, p.off, n, left), nil)
 		return nil
 	}
 	b := p.buf[p.off : p.off+n : p.off+n]
@@ -203,12 +188,13 @@ func (p *Parser) take(n int, kind string) []byte {
 	return b
 }
 
-func (p *Parser) malformed(detail string) error {
+// malformed returns the refusal of the body with detail, and cause if any.
+func (p *Parser) malformed(detail string, cause error) *Refusal {
 	what := p.what
 	if what == "" {
 		what = "body"
 	}
-	return &detailError{msg: "wire: malformed " + what + ": " + detail, kinds: []error{ErrMalformed}}
+	return &Refusal{Code: CodeMalformed, Text: what + ": " + detail, Err: cause}
 }
 
 // U8 reads a u8.
@@ -275,7 +261,7 @@ func (p *Parser) str(b []byte) string {
 		return ""
 	}
 	if !utf8.Valid(b) {
-		p.err = p.malformed(fmt.Sprintf("string ending at offset %d is not valid UTF-8", p.off))
+		p.err = p.malformed(fmt.Sprintf("string ending at offset %d is not valid UTF-8", p.off), nil)
 		return ""
 	}
 	return string(b)
@@ -293,20 +279,14 @@ func (p *Parser) Rest() []byte {
 	return b
 }
 
-// Fail sets the Parser's error to err, unless an error is already set. A
-// message's UnmarshalBody calls it to refuse a value that breaks a limit. The
-// error set matches ErrMalformed as well as err.
+// Fail sets the Parser's error, unless one is already set, to a malformed
+// refusal whose text is err's and whose cause is err. A message's
+// UnmarshalBody calls it to refuse a value that breaks a limit.
 func (p *Parser) Fail(err error) {
 	if p.err != nil || err == nil {
 		return
 	}
-	if errors.Is(err, ErrMalformed) {
-		p.err = err
-		return
-	}
-	e := p.malformed(bareText(err)).(*detailError)
-	e.kinds = append(e.kinds, err)
-	p.err = e
+	p.err = p.malformed(err.Error(), err)
 }
 
 // Err returns the first error met while parsing, or nil.
@@ -316,7 +296,7 @@ func (p *Parser) Err() error { return p.err }
 // error if bytes remain after the last field: trailing data is malformed.
 func (p *Parser) Finish() error {
 	if p.err == nil && p.off != len(p.buf) {
-		p.err = p.malformed(fmt.Sprintf("%d trailing bytes after the last field", len(p.buf)-p.off))
+		p.err = p.malformed(fmt.Sprintf("%d trailing bytes after the last field", len(p.buf)-p.off), nil)
 	}
 	return p.err
 }

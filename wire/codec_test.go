@@ -3,12 +3,14 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
 
-// allFields is a test message with one field of every kind, registered as type
-// 0xfe the way another exchange's file would register its messages.
+// allFields is a test message with one field of every kind, of type 0xfe,
+// which is not a message of PROTOCOL.md: Marshal encodes it, and
+// unmarshalAllFields decodes it with a Parser as Unmarshal would.
 type allFields struct {
 	A uint8
 	B uint16
@@ -24,11 +26,22 @@ type allFields struct {
 
 const typeAllFields Type = 0xfe
 
-func init() {
-	Register(typeAllFields, "allFields", func() Message { return new(allFields) })
-}
-
 func (*allFields) Type() Type { return typeAllFields }
+
+// unmarshalAllFields decodes the encoding of an allFields message, type byte
+// included, strictly.
+func unmarshalAllFields(enc []byte) (*allFields, error) {
+	if len(enc) == 0 || Type(enc[0]) != typeAllFields {
+		return nil, fmt.Errorf("not an allFields message: %x", enc)
+	}
+	m := new(allFields)
+	p := NewParser(enc[1:])
+	m.UnmarshalBody(p)
+	if err := p.Finish(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
 
 func (m *allFields) MarshalBody(b *Builder) {
 	b.U8(m.A)
@@ -106,8 +119,9 @@ func TestBuilderTooLong(t *testing.T) {
 			b.U8(2) // ignored: the error is sticky
 			b.String8("ok")
 			err := b.Err()
-			if !errors.Is(err, ErrEncode) {
-				t.Fatalf("got %v, want an error matching ErrEncode", err)
+			var r *Refusal
+			if err == nil || errors.As(err, &r) {
+				t.Fatalf("got %v, want a plain encoding error (not a refusal)", err)
 			}
 			if err.Error() != tc.want {
 				t.Errorf("got %q, want %q", err, tc.want)
@@ -138,8 +152,8 @@ func TestMarshalNamesMessageInError(t *testing.T) {
 	}
 	dst := []byte("prefix")
 	out, err := AppendMessage(dst, &Data{})
-	if !errors.Is(err, ErrEncode) {
-		t.Fatalf("empty Data: got %v, want an error matching ErrEncode", err)
+	if want := "wire: encoding Data: Data of 0 bytes is outside 1..65536"; err == nil || err.Error() != want || CodeOf(err) != CodeInternal {
+		t.Fatalf("empty Data: got %v, want the plain encoding error %q", err, want)
 	}
 	if string(out) != "prefix" {
 		t.Errorf("AppendMessage on error: got %q, want dst unchanged", out)
@@ -155,10 +169,10 @@ func TestParserSticky(t *testing.T) {
 		t.Errorf("U8 past the end: got %d, want 0", got)
 	}
 	err := p.Err()
-	if !errors.Is(err, ErrMalformed) {
-		t.Fatalf("got %v, want an error matching ErrMalformed", err)
+	if !isRefusal(err, CodeMalformed) {
+		t.Fatalf("got %v, want a malformed refusal", err)
 	}
-	if want := "wire: malformed body: truncated u8 at offset 2 (needs 1 bytes, 0 left)"; err.Error() != want {
+	if want := "malformed: body: truncated u8 at offset 2 (needs 1 bytes, 0 left)"; err.Error() != want {
 		t.Errorf("got %q, want %q", err, want)
 	}
 	// Every getter now returns its zero value, and the first error stays.
@@ -189,14 +203,14 @@ func TestParserCopiesExceptRest(t *testing.T) {
 }
 
 func TestParserFail(t *testing.T) {
-	limit := errors.New("wire: name over the limit")
+	limit := errors.New("name over the limit")
 	p := NewParser(nil)
 	p.Fail(limit)
 	err := p.Err()
-	if !errors.Is(err, ErrMalformed) || !errors.Is(err, limit) {
-		t.Fatalf("got %v, want an error matching ErrMalformed and the given error", err)
+	if !isRefusal(err, CodeMalformed) || !errors.Is(err, limit) {
+		t.Fatalf("got %v, want a malformed refusal matching the given error", err)
 	}
-	if want := "wire: malformed body: name over the limit"; err.Error() != want {
+	if want := "malformed: body: name over the limit"; err.Error() != want {
 		t.Errorf("got %q, want %q", err, want)
 	}
 }
@@ -205,10 +219,10 @@ func TestParserTrailing(t *testing.T) {
 	p := NewParser([]byte{1, 2, 3})
 	p.U8()
 	err := p.Finish()
-	if !errors.Is(err, ErrMalformed) {
-		t.Fatalf("got %v, want an error matching ErrMalformed", err)
+	if !isRefusal(err, CodeMalformed) {
+		t.Fatalf("got %v, want a malformed refusal", err)
 	}
-	if want := "wire: malformed body: 2 trailing bytes after the last field"; err.Error() != want {
+	if want := "malformed: body: 2 trailing bytes after the last field"; err.Error() != want {
 		t.Errorf("got %q, want %q", err, want)
 	}
 }
@@ -218,7 +232,7 @@ func TestParserBytes32LengthBeyondBody(t *testing.T) {
 	if got := p.Bytes32(); got != nil {
 		t.Errorf("got %d bytes, want nil", len(got))
 	}
-	if !errors.Is(p.Err(), ErrMalformed) {
-		t.Errorf("got %v, want an error matching ErrMalformed", p.Err())
+	if !isRefusal(p.Err(), CodeMalformed) {
+		t.Errorf("got %v, want a malformed refusal", p.Err())
 	}
 }

@@ -48,7 +48,7 @@ type Options struct {
 // and written has a deadline, and incoming frames are limited in size.
 //
 // A Conn may be used by at most one goroutine reading (ReadFrame, ReadMessage) and
-// one goroutine writing (WriteFrame, WriteMessage, SendError) at a time. Close,
+// one goroutine writing (WriteFrame, WriteMessage) at a time. Close,
 // SetDeadline and the accessors may be called from any goroutine.
 type Conn struct {
 	nc       net.Conn
@@ -165,7 +165,7 @@ func (c *Conn) WriteFrame(p []byte) error {
 func (c *Conn) WriteMessage(m Message) error {
 	if d, ok := m.(*Data); ok && d != nil {
 		if err := d.check(); err != nil {
-			return err
+			return fmt.Errorf("wire: encoding Data: %w", err)
 		}
 		return c.writeFrame(dataTypeByte[:], d.Bytes)
 	}
@@ -233,13 +233,6 @@ func (c *Conn) write(frame []byte) error {
 		return fmt.Errorf("wire: writing frame: %w", err)
 	}
 	return nil
-}
-
-// SendError writes an Error message with code and a text formatted as by
-// fmt.Sprintf. It is best effort: the caller is usually about to close the
-// connection and may ignore the returned error.
-func (c *Conn) SendError(code Code, format string, args ...any) error {
-	return c.WriteMessage(&Error{Code: code, Text: fmt.Sprintf(format, args...)})
 }
 
 // LingerClose closes c the way a server should after writing an Error to a

@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"unicode"
 	"unicode/utf8"
@@ -19,8 +18,8 @@ import (
 type Code uint16
 
 // The error codes of PROTOCOL.md §2.1. Codes from 16 up belong to the CA exchange
-// and from 48 up to the board session; the files that implement those exchanges
-// add them with [RegisterCode].
+// and from 48 up to the board session; they are declared with those exchanges'
+// messages.
 const (
 	CodeInternal          Code = 1  // the server failed; try again later
 	CodeMalformed         Code = 2  // a frame or message could not be decoded
@@ -36,52 +35,57 @@ const (
 	CodeStorage           Code = 12 // the receiver could not store the data durably
 )
 
-var (
-	codesMu sync.RWMutex
-	codes   = map[Code]string{}
-)
+// codeNames gives every error code of PROTOCOL.md (§2.1, §4 and §5) its
+// kebab-case name.
+var codeNames = map[Code]string{
+	CodeInternal:          "internal",
+	CodeMalformed:         "malformed",
+	CodeFrameTooLarge:     "frame-too-large",
+	CodeUnknownMessage:    "unknown-message",
+	CodeUnexpectedMessage: "unexpected-message",
+	CodeBadFileName:       "bad-file-name",
+	CodeFileTooLarge:      "file-too-large",
+	CodeFileMismatch:      "file-mismatch",
+	CodeBadOffset:         "bad-offset",
+	CodeBusy:              "busy",
+	CodeTimeout:           "timeout",
+	CodeStorage:           "storage",
 
-func init() {
-	RegisterCode(CodeInternal, "internal")
-	RegisterCode(CodeMalformed, "malformed")
-	RegisterCode(CodeFrameTooLarge, "frame-too-large")
-	RegisterCode(CodeUnknownMessage, "unknown-message")
-	RegisterCode(CodeUnexpectedMessage, "unexpected-message")
-	RegisterCode(CodeBadFileName, "bad-file-name")
-	RegisterCode(CodeFileTooLarge, "file-too-large")
-	RegisterCode(CodeFileMismatch, "file-mismatch")
-	RegisterCode(CodeBadOffset, "bad-offset")
-	RegisterCode(CodeBusy, "busy")
-	RegisterCode(CodeTimeout, "timeout")
-	RegisterCode(CodeStorage, "storage")
+	CodeBadCSR:             "bad-csr",
+	CodeBadCSRSignature:    "bad-csr-signature",
+	CodeCNMismatch:         "cn-mismatch",
+	CodeBadSID:             "bad-sid",
+	CodeWeakKey:            "weak-key",
+	CodeTokenRequired:      "token-required",
+	CodeTokenInvalid:       "token-invalid",
+	CodeTokenExpired:       "token-expired",
+	CodeTokenUsed:          "token-used",
+	CodeNotOnRoster:        "not-on-roster",
+	CodeBoardNotAuthorized: "board-not-authorized",
+	CodeNotFound:           "not-found",
+	CodeBadProfile:         "bad-profile",
+
+	CodeUnknownCA:              "unknown-ca",
+	CodeCertExpired:            "cert-expired",
+	CodeCertRevoked:            "cert-revoked",
+	CodeSIDMismatch:            "sid-mismatch",
+	CodeWrongUsage:             "wrong-usage",
+	CodeSuiteNotAllowed:        "suite-not-allowed",
+	CodeBadVersion:             "bad-version",
+	CodeBadRecordMAC:           "bad-record-mac",
+	CodeBadSubmissionSignature: "bad-submission-signature",
+	CodeCRLUnavailable:         "crl-unavailable",
+	CodeBadKeyShare:            "bad-key-share",
+	CodeUnsupportedKey:         "unsupported-key",
+	CodeBadTranscriptSignature: "bad-transcript-signature",
+	CodeNameMismatch:           "name-mismatch",
+	CodeKeyTransportFailed:     "key-transport-failed",
 }
 
-// RegisterCode gives code c its kebab-case name, as listed in PROTOCOL.md. It is
-// meant to be called from init functions; it panics if c is 0, if c already has a
-// name, or if name is empty.
-func RegisterCode(c Code, name string) {
-	if c == 0 || name == "" {
-		panic(fmt.Sprintf("wire: RegisterCode(%d, %q): code and name must be non-zero", c, name))
-	}
-	codesMu.Lock()
-	defer codesMu.Unlock()
-	if old, dup := codes[c]; dup {
-		panic(fmt.Sprintf("wire: error code %d registered twice (%q and %q)", c, old, name))
-	}
-	codes[c] = name
-}
-
-func codeName(c Code) (string, bool) {
-	codesMu.RLock()
-	defer codesMu.RUnlock()
-	name, ok := codes[c]
-	return name, ok
-}
-
-// String returns the code's registered name, such as "bad-file-name", or
-// "Code(N)" for a code nobody registered.
+// String returns the code's name, such as "bad-file-name", or "Code(N)" for a
+// code PROTOCOL.md does not list.
 func (c Code) String() string {
-	if name, ok := codeName(c); ok {
+	if name, ok := codeNames[c]; ok {
 		return name
 	}
 	return "Code(" + strconv.Itoa(int(c)) + ")"
@@ -93,13 +97,10 @@ const TypeError Type = 0x01
 // MaxErrorText is the longest Error text, in bytes, that a peer sends or accepts.
 const MaxErrorText = 1024
 
-func init() {
-	Register(TypeError, "Error", func() Message { return new(Error) })
-}
-
 // Error is the Error message (type 0x01, PROTOCOL.md §2.1): a peer's refusal. It is
-// also an error, so that a refusal received from the peer can be returned as is;
-// see [Expect].
+// also an error, the one type of error that reports the peer's refusal, so that
+// it can be returned as is; see [Expect]. A refusal of this side is a
+// [Refusal], which [Answer] sends as an Error.
 type Error struct {
 	Code Code
 	Text string // a sentence for a human; at most MaxErrorText bytes on the wire
@@ -132,7 +133,7 @@ func (e *Error) UnmarshalBody(p *Parser) {
 func (e *Error) Error() string {
 	var sb strings.Builder
 	sb.WriteString("peer refused: ")
-	if name, ok := codeName(e.Code); ok {
+	if name, ok := codeNames[e.Code]; ok {
 		fmt.Fprintf(&sb, "%s (code %d)", name, e.Code)
 	} else {
 		fmt.Fprintf(&sb, "code %d", e.Code)
@@ -143,9 +144,6 @@ func (e *Error) Error() string {
 	}
 	return sb.String()
 }
-
-// WireCode returns e.Code, so that [CodeFor] passes a peer's code along.
-func (e *Error) WireCode() Code { return e.Code }
 
 // clipText returns s as valid UTF-8 of at most max bytes, cut on a character
 // boundary.
@@ -174,90 +172,30 @@ func writePrintable(sb *strings.Builder, s string) {
 	}
 }
 
-// CodeFor returns the code to send a peer for err, a local error (or nil, which
-// gives CodeInternal):
-//
-//   - an error in err's chain with a method WireCode() Code supplies its own code
-//     (this is how other packages' errors choose theirs, and how a peer's *Error
-//     keeps its code);
-//   - this package's errors map to their codes: a malformed, empty or truncated
-//     frame or message to CodeMalformed, *FrameTooLargeError to CodeFrameTooLarge,
-//     *UnknownTypeError to CodeUnknownMessage, *UnexpectedError to
-//     CodeUnexpectedMessage, *BadNameError to CodeBadFileName, *FileTooLargeError
-//     to CodeFileTooLarge, ErrFileMismatch to CodeFileMismatch, ErrBadOffset to
-//     CodeBadOffset, ErrBusy to CodeBusy, ErrStorage to CodeStorage;
-//   - an expired deadline (os.ErrDeadlineExceeded) gives CodeTimeout;
-//   - anything else is CodeInternal.
-func CodeFor(err error) Code {
-	if c, ok := codeOf(err); ok {
-		return c
+// CodeOf returns the code err carries: the code of the first *Refusal in its
+// chain, or else of the peer's *Error in it; CodeTimeout for an expired
+// deadline (os.ErrDeadlineExceeded); CodeInternal for any other error, and for
+// nil.
+func CodeOf(err error) Code {
+	var r *Refusal
+	if errors.As(err, &r) {
+		return r.Code
+	}
+	var peer *Error
+	if errors.As(err, &peer) {
+		return peer.Code
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return CodeTimeout
 	}
 	return CodeInternal
 }
 
-// codeOf is CodeFor without the CodeInternal fallback.
-func codeOf(err error) (Code, bool) {
-	if err == nil {
-		return 0, false
-	}
-	var coder interface{ WireCode() Code }
-	if errors.As(err, &coder) {
-		return coder.WireCode(), true
-	}
-	for _, m := range codeMap {
-		if errors.Is(err, m.err) {
-			return m.code, true
-		}
-	}
-	return 0, false
-}
-
-// codeMap lists this package's sentinels in the order CodeFor tries them.
-var codeMap = []struct {
-	err  error
-	code Code
-}{
-	{ErrFrameTooLarge, CodeFrameTooLarge},
-	{ErrMalformed, CodeMalformed},
-	{ErrTruncated, CodeMalformed},
-	{ErrUnknownType, CodeUnknownMessage},
-	{ErrUnexpected, CodeUnexpectedMessage},
-	{ErrBadName, CodeBadFileName},
-	{ErrFileTooLarge, CodeFileTooLarge},
-	{ErrFileMismatch, CodeFileMismatch},
-	{ErrBadOffset, CodeBadOffset},
-	{ErrBusy, CodeBusy},
-	{ErrStorage, CodeStorage},
-	{os.ErrDeadlineExceeded, CodeTimeout},
-}
-
-// detailError is an error with its own message that also matches one or more
-// sentinels (and causes) with errors.Is and errors.As.
-type detailError struct {
-	msg   string
-	kinds []error
-}
-
-func (e *detailError) Error() string   { return e.msg }
-func (e *detailError) Unwrap() []error { return e.kinds }
-
-// detailf returns an error whose message is "wire: " and the formatted text and
-// that matches each of kinds.
-func detailf(kinds []error, format string, args ...any) error {
-	return &detailError{msg: "wire: " + fmt.Sprintf(format, args...), kinds: kinds}
-}
-
 // PeerGone reports whether err means there is nobody to answer: the peer
-// refused first (its *Error), or the connection ended (io.EOF, a truncated
-// frame) or is closed or broken.
+// refused first (its *Error), or the connection ended (io.EOF, or
+// io.ErrUnexpectedEOF inside a frame) or is closed or broken.
 func PeerGone(err error) bool {
 	var peer *Error
-	return errors.As(err, &peer) || errors.Is(err, io.EOF) || errors.Is(err, ErrTruncated) ||
+	return errors.As(err, &peer) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
-}
-
-// bareText returns err's message without this package's "wire: " prefix, for use
-// inside another message.
-func bareText(err error) string {
-	return strings.TrimPrefix(err.Error(), "wire: ")
 }

@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"unicode/utf8"
@@ -27,42 +26,12 @@ func TestCodeString(t *testing.T) {
 	}
 }
 
-// registerTestCode registers code 63 once per process, so that the test also
-// passes under -count.
-var registerTestCode = sync.OnceFunc(func() { RegisterCode(63, "test-code") })
-
-func TestRegisterCode(t *testing.T) {
-	registerTestCode()
-	if got := Code(63).String(); got != "test-code" {
-		t.Errorf("got %q, want \"test-code\"", got)
-	}
-	for _, tc := range []struct {
-		name string
-		c    Code
-		n    string
-	}{
-		{"duplicate", CodeBusy, "busy-again"},
-		{"zero", 0, "zero"},
-		{"no name", 62, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("RegisterCode(%d, %q) did not panic", tc.c, tc.n)
-				}
-			}()
-			RegisterCode(tc.c, tc.n)
-		})
-	}
-}
-
-// codedError is another package's error that chooses its own code.
-type codedError struct{}
-
-func (codedError) Error() string  { return "ca: subject does not match" }
-func (codedError) WireCode() Code { return 17 }
-
-func TestCodeFor(t *testing.T) {
+func TestCodeOf(t *testing.T) {
+	_, malformed := Unmarshal([]byte{byte(TypeFileOffset), 1})
+	_, empty := Unmarshal(nil)
+	_, unknown := Unmarshal([]byte{0x99})
+	_, unexpected := Expect[*FileHeader](&Data{Bytes: []byte{1}}, nil)
+	_, encode := Marshal(&FileHeader{Name: strings.Repeat("n", 256)})
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -70,27 +39,25 @@ func TestCodeFor(t *testing.T) {
 	}{
 		{"nil", nil, CodeInternal},
 		{"plain", errors.New("disk on fire"), CodeInternal},
-		{"encode", fmt.Errorf("x: %w", ErrEncode), CodeInternal},
-		{"frame too large", &FrameTooLargeError{Size: 10, Max: 5}, CodeFrameTooLarge},
-		{"wrapped frame too large", fmt.Errorf("reading: %w", &FrameTooLargeError{}), CodeFrameTooLarge},
-		{"malformed", ErrMalformed, CodeMalformed},
-		{"empty frame", ErrEmptyFrame, CodeMalformed},
+		{"encode", fmt.Errorf("x: %w", encode), CodeInternal},
+		{"frame too large", frameTooLarge(10, 5), CodeFrameTooLarge},
+		{"wrapped frame too large", fmt.Errorf("reading: %w", frameTooLarge(10, 5)), CodeFrameTooLarge},
+		{"malformed", malformed, CodeMalformed},
+		{"empty frame", empty, CodeMalformed},
 		{"truncated", truncated("header", 1, 4), CodeMalformed},
-		{"unknown type", &UnknownTypeError{Type: 0x99}, CodeUnknownMessage},
-		{"unexpected", &UnexpectedError{Got: TypeData, Want: TypeFileHeader}, CodeUnexpectedMessage},
+		{"unknown type", unknown, CodeUnknownMessage},
+		{"unexpected", unexpected, CodeUnexpectedMessage},
 		{"bad name", ValidName("../x"), CodeBadFileName},
-		{"file too large", &FileTooLargeError{}, CodeFileTooLarge},
-		{"file mismatch", ErrFileMismatch, CodeFileMismatch},
-		{"bad offset", ErrBadOffset, CodeBadOffset},
-		{"busy", ErrBusy, CodeBusy},
-		{"storage", storageError("writing", syscall.ENOSPC), CodeStorage},
+		{"refusal", Refusef(CodeFileTooLarge, "too big"), CodeFileTooLarge},
+		{"storage", &Refusal{Code: CodeStorage, Text: "disk full", Err: syscall.ENOSPC}, CodeStorage},
+		{"a refusal's own code before its cause's", &Refusal{Code: CodeMalformed, Err: os.ErrDeadlineExceeded}, CodeMalformed},
 		{"deadline", fmt.Errorf("read: %w", os.ErrDeadlineExceeded), CodeTimeout},
 		{"peer error", &Error{Code: CodeBusy}, CodeBusy},
-		{"own code", fmt.Errorf("enrolling: %w", codedError{}), 17},
+		{"another package's refusal", fmt.Errorf("enrolling: %w", Refusef(CodeBadCSRSignature, "no")), CodeBadCSRSignature},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := CodeFor(tc.err); got != tc.want {
-				t.Errorf("CodeFor(%v): got %v, want %v", tc.err, got, tc.want)
+			if got := CodeOf(tc.err); got != tc.want {
+				t.Errorf("CodeOf(%v): got %v, want %v", tc.err, got, tc.want)
 			}
 		})
 	}
@@ -148,34 +115,6 @@ func TestErrorTextClipped(t *testing.T) {
 	}
 }
 
-func TestRefuseSendsOnlyWhatThePeerShouldHear(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		err  error
-		want Code // 0: nothing sent
-	}{
-		{"eof", io.EOF, 0},
-		{"truncated", truncated("payload", 1, 9), 0},
-		{"peer refused", &Error{Code: CodeBusy}, 0},
-		{"connection reset", fmt.Errorf("read: %w", syscall.ECONNRESET), 0},
-		{"local failure", errors.New("bug"), 0},
-		{"malformed", ErrEmptyFrame, CodeMalformed},
-		{"unexpected", &UnexpectedError{Got: TypeData, Want: TypeFileHeader}, CodeUnexpectedMessage},
-		{"timeout", os.ErrDeadlineExceeded, CodeTimeout},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			q := &msgQueue{}
-			refuse(q, tc.err)
-			switch {
-			case tc.want == 0 && len(q.out) != 0:
-				t.Errorf("sent %v, want nothing", q.out[0])
-			case tc.want != 0 && (len(q.out) != 1 || q.out[0].(*Error).Code != tc.want):
-				t.Errorf("sent %v, want one Error with code %v", q.out, tc.want)
-			}
-		})
-	}
-}
-
 func TestPeerGone(t *testing.T) {
 	tests := []struct {
 		name string
@@ -184,11 +123,11 @@ func TestPeerGone(t *testing.T) {
 	}{
 		{"the peer's Error", fmt.Errorf("session: %w", &Error{Code: CodeBusy}), true},
 		{"EOF", io.EOF, true},
-		{"truncated frame", fmt.Errorf("read: %w", ErrTruncated), true},
+		{"truncated frame", fmt.Errorf("read: %w", truncated("payload", 1, 9)), true},
 		{"closed", &net.OpError{Op: "read", Err: net.ErrClosed}, true},
 		{"broken pipe", &net.OpError{Op: "write", Err: os.NewSyscallError("write", syscall.EPIPE)}, true},
 		{"reset", os.NewSyscallError("read", syscall.ECONNRESET), true},
-		{"malformed", detailf([]error{ErrMalformed}, "bad"), false},
+		{"malformed", &Refusal{Code: CodeMalformed, Text: "bad"}, false},
 		{"a refusal of ours", Refusef(CodeBadVersion, "no"), false},
 		{"a timeout", os.ErrDeadlineExceeded, false},
 	}

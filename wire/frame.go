@@ -2,11 +2,11 @@ package wire
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
+	"strconv"
 	"sync"
 	"syscall"
 )
@@ -33,59 +33,39 @@ const (
 	pooledFrame = HeaderSize + MaxDataChunk + 1
 )
 
-var (
-	// ErrFrameTooLarge matches a *FrameTooLargeError.
-	ErrFrameTooLarge = errors.New("wire: frame too large")
-
-	// ErrTruncated matches a frame that ended early: the connection closed inside
-	// a header or a payload. The error's message says where, as in "wire:
-	// truncated frame header (got 2 of 4 bytes)"; it also matches
-	// io.ErrUnexpectedEOF.
-	ErrTruncated = errors.New("wire: truncated frame")
-
-	// ErrEmptyFrame is returned for a frame of length 0 where a message was
-	// expected: a message needs at least its type byte. It matches ErrMalformed.
-	ErrEmptyFrame error = &detailError{
-		msg:   "wire: empty frame (a message needs at least its type byte)",
-		kinds: []error{ErrMalformed},
-	}
-)
-
-// FrameTooLargeError reports a frame header that announced more than the
-// reader's maximum. The reader returns it before allocating anything for the
-// payload, and reads none of it.
-type FrameTooLargeError struct {
-	Size uint32 // the length the header announced
-	Max  int    // the reader's maximum
+// frameTooLarge returns the refusal of a frame header that announced size
+// bytes, over the reader's maximum. Its text is built without fmt, so that
+// refusing costs only the refusal and its text.
+func frameTooLarge(size uint32, max int) *Refusal {
+	var b [64]byte
+	text := append(b[:0], "frame of "...)
+	text = strconv.AppendUint(text, uint64(size), 10)
+	text = append(text, " bytes exceeds the maximum of "...)
+	text = strconv.AppendInt(text, int64(max), 10)
+	return &Refusal{Code: CodeFrameTooLarge, Text: string(text)}
 }
 
-// Error describes the oversized frame.
-func (e *FrameTooLargeError) Error() string {
-	return fmt.Sprintf("wire: frame of %d bytes exceeds the maximum of %d", e.Size, e.Max)
-}
-
-// Is reports whether target is ErrFrameTooLarge.
-func (e *FrameTooLargeError) Is(target error) bool { return target == ErrFrameTooLarge }
-
-// truncated returns the error for a frame part that ended after got of want bytes.
-func truncated(part string, got, want int) error {
-	return detailf([]error{ErrTruncated, io.ErrUnexpectedEOF},
-		"truncated frame %s (got %d of %d bytes)", part, got, want)
+// truncated returns the refusal of a frame part that ended after got of want
+// bytes: the connection closed inside it.
+func truncated(part string, got, want int) *Refusal {
+	return &Refusal{Code: CodeMalformed, Err: io.ErrUnexpectedEOF,
+		Text: fmt.Sprintf("truncated frame %s (got %d of %d bytes)", part, got, want)}
 }
 
 // ReadFrame reads one frame from r and returns its payload.
 //
 // It reads the header with io.ReadFull and checks the announced length against
 // max (DefaultMaxFrame if max <= 0) before allocating anything: a larger frame
-// gives a *FrameTooLargeError and none of its payload is read. The payload is read
-// into buf if its capacity suffices, else into a new slice of exactly the
-// payload's length. A frame of length 0 gives an empty payload and no error; it
-// is for the caller to refuse it (a message frame cannot be empty, see
-// ErrEmptyFrame).
+// is refused with a *Refusal of code frame-too-large ("frame of N bytes exceeds
+// the maximum of M") and none of its payload is read. The payload is read into
+// buf if its capacity suffices, else into a new slice of exactly the payload's
+// length. A frame of length 0 gives an empty payload and no error; it is for
+// the caller to refuse it (a message frame cannot be empty, see Unmarshal).
 //
 // A reader at end of input before the first header byte gives io.EOF itself, so
 // that a server can tell a closed connection from a broken frame; input that ends
-// inside the header or the payload gives an error matching ErrTruncated. Other
+// inside the header or the payload is a truncated frame, a *Refusal of code
+// malformed whose cause is io.ErrUnexpectedEOF (so PeerGone reports it). Other
 // read errors are returned wrapped, so that errors.Is(err,
 // os.ErrDeadlineExceeded) still works.
 func ReadFrame(r io.Reader, max int, buf []byte) ([]byte, error) {
@@ -116,7 +96,7 @@ func readFrame(r io.Reader, max int, buf, hdr []byte) ([]byte, error) {
 	}
 	size := binary.BigEndian.Uint32(hdr)
 	if uint64(size) > uint64(max) {
-		return nil, &FrameTooLargeError{Size: size, Max: max}
+		return nil, frameTooLarge(size, max)
 	}
 	var p []byte
 	if uint64(cap(buf)) >= uint64(size) {

@@ -127,15 +127,15 @@ func TestReadFrameTooLargeDoesNotAllocate(t *testing.T) {
 	allocs := testing.AllocsPerRun(5, read)
 	runtime.ReadMemStats(&after)
 
-	var tooLarge *FrameTooLargeError
-	if !errors.As(err, &tooLarge) || !errors.Is(err, ErrFrameTooLarge) {
-		t.Fatalf("got %v, want a *FrameTooLargeError", err)
+	var tooLarge *Refusal
+	if !errors.As(err, &tooLarge) || tooLarge.Code != CodeFrameTooLarge {
+		t.Fatalf("got %v, want a frame-too-large refusal", err)
 	}
-	if tooLarge.Size != 0xffffffff || tooLarge.Max != DefaultMaxFrame {
-		t.Errorf("got %+v, want Size 0xffffffff and Max %d", *tooLarge, DefaultMaxFrame)
+	if want := fmt.Sprintf("frame of %d bytes exceeds the maximum of %d", uint32(0xffffffff), DefaultMaxFrame); tooLarge.Text != want {
+		t.Errorf("got %q, want %q", tooLarge.Text, want)
 	}
-	if allocs > 2 {
-		t.Errorf("got %v allocations per refused frame, want at most 2 (header and error)", allocs)
+	if allocs > 3 {
+		t.Errorf("got %v allocations per refused frame, want at most 3 (header, refusal and its text)", allocs)
 	}
 	if delta := after.TotalAlloc - before.TotalAlloc; delta >= 1<<20 {
 		t.Errorf("refusing 6 oversized frames allocated %d bytes, want well under 1 MiB", delta)
@@ -148,18 +148,17 @@ func TestReadFrameTooLargeReadsNoPayload(t *testing.T) {
 	WriteFrame(&enc, payload(max+1))
 	r := bytes.NewReader(enc.Bytes())
 	_, err := ReadFrame(r, max, nil)
-	var tooLarge *FrameTooLargeError
-	if !errors.As(err, &tooLarge) {
-		t.Fatalf("got %v, want a *FrameTooLargeError", err)
+	if !isRefusal(err, CodeFrameTooLarge) {
+		t.Fatalf("got %v, want a frame-too-large refusal", err)
 	}
-	if got, want := err.Error(), "wire: frame of 17 bytes exceeds the maximum of 16"; got != want {
+	if got, want := err.Error(), "frame-too-large: frame of 17 bytes exceeds the maximum of 16"; got != want {
 		t.Errorf("got message %q, want %q", got, want)
 	}
 	if got := r.Len(); got != max+1 {
 		t.Errorf("%d payload bytes left unread, want all %d", got, max+1)
 	}
-	if got := CodeFor(err); got != CodeFrameTooLarge {
-		t.Errorf("CodeFor: got %v, want %v", got, CodeFrameTooLarge)
+	if got := CodeOf(err); got != CodeFrameTooLarge {
+		t.Errorf("CodeOf: got %v, want %v", got, CodeFrameTooLarge)
 	}
 }
 
@@ -178,8 +177,8 @@ func TestReadFrameTruncated(t *testing.T) {
 			k    int
 			want string
 		}{
-			{2, "wire: truncated frame header (got 2 of 4 bytes)"},
-			{7, "wire: truncated frame payload (got 3 of 10 bytes)"},
+			{2, "malformed: truncated frame header (got 2 of 4 bytes)"},
+			{7, "malformed: truncated frame payload (got 3 of 10 bytes)"},
 		} {
 			_, err := ReadFrame(bytes.NewReader(frame[:tc.k]), DefaultMaxFrame, nil)
 			if err == nil || err.Error() != tc.want {
@@ -198,8 +197,8 @@ func checkTruncation(t *testing.T, k int, err error) {
 	switch {
 	case k == 0 && err != io.EOF:
 		t.Errorf("empty input: got %v, want io.EOF", err)
-	case k > 0 && !errors.Is(err, ErrTruncated):
-		t.Errorf("frame cut after %d bytes: got %v, want an error matching ErrTruncated", k, err)
+	case k > 0 && (!isRefusal(err, CodeMalformed) || !errors.Is(err, io.ErrUnexpectedEOF)):
+		t.Errorf("frame cut after %d bytes: got %v, want a malformed refusal matching io.ErrUnexpectedEOF", k, err)
 	}
 }
 
@@ -238,8 +237,8 @@ func TestConnReadTimeout(t *testing.T) {
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("got %v, want an error matching os.ErrDeadlineExceeded", err)
 			}
-			if got := CodeFor(err); got != CodeTimeout {
-				t.Errorf("CodeFor: got %v, want %v", got, CodeTimeout)
+			if got := CodeOf(err); got != CodeTimeout {
+				t.Errorf("CodeOf: got %v, want %v", got, CodeTimeout)
 			}
 		})
 	}
@@ -332,11 +331,12 @@ func TestConnEmptyFrame(t *testing.T) {
 	a.Write([]byte{0, 0, 0, 0})
 	c := NewConn(b, guardOptions)
 	_, err := c.ReadMessage()
-	if !errors.Is(err, ErrEmptyFrame) || !errors.Is(err, ErrMalformed) {
-		t.Fatalf("got %v, want ErrEmptyFrame matching ErrMalformed", err)
+	var r *Refusal
+	if !errors.As(err, &r) || r.Text != "empty frame (a message needs at least its type byte)" {
+		t.Fatalf("got %v, want the empty-frame refusal", err)
 	}
-	if got := CodeFor(err); got != CodeMalformed {
-		t.Errorf("CodeFor: got %v, want %v", got, CodeMalformed)
+	if got := CodeOf(err); got != CodeMalformed {
+		t.Errorf("CodeOf: got %v, want %v", got, CodeMalformed)
 	}
 }
 
@@ -351,9 +351,9 @@ func TestConnMaxFrame(t *testing.T) {
 	}
 	WriteFrame(a, payload(11))
 	_, err := c.ReadFrame()
-	var tooLarge *FrameTooLargeError
-	if !errors.As(err, &tooLarge) || tooLarge.Size != 11 || tooLarge.Max != 10 {
-		t.Fatalf("got %v, want a *FrameTooLargeError for 11 bytes over 10", err)
+	var tooLarge *Refusal
+	if !errors.As(err, &tooLarge) || tooLarge.Code != CodeFrameTooLarge || tooLarge.Text != "frame of 11 bytes exceeds the maximum of 10" {
+		t.Fatalf("got %v, want a frame-too-large refusal for 11 bytes over 10", err)
 	}
 	if c.NetConn() != b {
 		t.Errorf("NetConn did not return the wrapped connection")

@@ -3,7 +3,9 @@ package wire
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
@@ -64,7 +66,7 @@ func unmarshalSeeds() map[string][]byte {
 }
 
 // TestFuzzUnmarshalCoversEveryType checks that FuzzUnmarshal starts from a
-// valid encoding of every registered message type, so that the fuzzer reaches
+// valid encoding of every message type of the table, so that the fuzzer reaches
 // each decoder.
 func TestFuzzUnmarshalCoversEveryType(t *testing.T) {
 	covered := map[Type]bool{}
@@ -73,8 +75,8 @@ func TestFuzzUnmarshalCoversEveryType(t *testing.T) {
 			covered[Type(seed[0])] = true
 		}
 	}
-	for i := range types {
-		if info := types[i].Load(); info != nil && !covered[Type(i)] {
+	for i, info := range messages {
+		if info.newMsg != nil && !covered[Type(i)] {
 			t.Errorf("FuzzUnmarshal has no valid %s seed (add one to unmarshalSeeds)", info.name)
 		}
 	}
@@ -166,16 +168,19 @@ func FuzzReadFrame(f *testing.F) {
 			for {
 				p, err := ReadFrame(r, fuzzMaxFrame, buf)
 				if err != nil {
-					var tooLarge *FrameTooLargeError
 					switch {
 					case err == io.EOF:
 						if consumed != len(data) {
 							t.Fatalf("io.EOF after %d of %d bytes", consumed, len(data))
 						}
-					case errors.Is(err, ErrTruncated):
-					case errors.As(err, &tooLarge):
-						if tooLarge.Size <= fuzzMaxFrame {
-							t.Fatalf("refused a frame of %d bytes under the maximum %d", tooLarge.Size, fuzzMaxFrame)
+					case isRefusal(err, CodeMalformed) && errors.Is(err, io.ErrUnexpectedEOF): // truncated
+					case isRefusal(err, CodeFrameTooLarge):
+						size := binary.BigEndian.Uint32(data[consumed:])
+						if size <= fuzzMaxFrame {
+							t.Fatalf("refused a frame of %d bytes under the maximum %d", size, fuzzMaxFrame)
+						}
+						if want := fmt.Sprintf("frame-too-large: frame of %d bytes exceeds the maximum of %d", size, fuzzMaxFrame); err.Error() != want {
+							t.Fatalf("got %q, want %q", err, want)
 						}
 						if r.Len() != len(data)-consumed-HeaderSize {
 							t.Fatalf("read %d payload bytes of a refused frame", len(data)-consumed-HeaderSize-r.Len())
@@ -204,11 +209,11 @@ func FuzzUnmarshal(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Unmarshal(data)
 		if err != nil {
-			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrUnknownType) {
-				t.Fatalf("got error %v, want one matching ErrMalformed or ErrUnknownType", err)
+			if !isRefusal(err, CodeMalformed) && !isRefusal(err, CodeUnknownMessage) {
+				t.Fatalf("got error %v, want a malformed or unknown-message refusal", err)
 			}
-			if c := CodeFor(err); c != CodeMalformed && c != CodeUnknownMessage {
-				t.Fatalf("CodeFor(%v) = %v, want malformed or unknown-message", err, c)
+			if c := CodeOf(err); c != CodeMalformed && c != CodeUnknownMessage {
+				t.Fatalf("CodeOf(%v) = %v, want malformed or unknown-message", err, c)
 			}
 			return
 		}
@@ -249,9 +254,10 @@ func FuzzFileHeader(f *testing.F) {
 
 		nerr := ValidName(h.Name)
 		if nerr != nil {
-			var bad *BadNameError
-			if !errors.As(nerr, &bad) || bad.Name != h.Name || bad.Reason == "" || CodeFor(nerr) != CodeBadFileName {
-				t.Fatalf("ValidName(%q) = %v, want a *BadNameError naming it", h.Name, nerr)
+			var bad *Refusal
+			prefix := fmt.Sprintf("bad file name %q: ", h.Name)
+			if !errors.As(nerr, &bad) || !strings.HasPrefix(bad.Text, prefix) || len(bad.Text) == len(prefix) || CodeOf(nerr) != CodeBadFileName {
+				t.Fatalf("ValidName(%q) = %v, want a bad-file-name refusal naming it and the rule", h.Name, nerr)
 			}
 			return
 		}

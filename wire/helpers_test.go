@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"flag"
 	"net"
 	"testing"
@@ -88,3 +89,9 @@ func (q *msgQueue) WriteMessage(m Message) error {
 }
 
 var errEndOfQueue = &net.OpError{Op: "read", Err: net.ErrClosed}
+
+// isRefusal reports whether err's chain holds a *Refusal of code.
+func isRefusal(err error, code Code) bool {
+	var r *Refusal
+	return errors.As(err, &r) && r.Code == code
+}

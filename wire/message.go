@@ -1,25 +1,21 @@
 package wire
 
-import (
-	"errors"
-	"fmt"
-	"sync/atomic"
-)
+import "fmt"
 
 // A Type is a message's type byte, the first byte of a frame's payload
 // (PROTOCOL.md §2).
 type Type uint8
 
-// String returns the name the type was registered with, such as "FileHeader", or
-// "Type(0x99)" for an unregistered type.
+// String returns the message's name, such as "FileHeader", or "Type(0x99)" for
+// a type byte that is not a message.
 func (t Type) String() string {
-	if info := types[t].Load(); info != nil {
-		return info.name
+	if name := messages[t].name; name != "" {
+		return name
 	}
 	return fmt.Sprintf("Type(0x%02x)", uint8(t))
 }
 
-// A Message is one protocol message: a registered type and a body encoded with the
+// A Message is one protocol message: a type byte and a body encoded with the
 // field kinds of PROTOCOL.md §2.
 //
 // Implementations are pointer types whose Type method returns a constant without
@@ -42,65 +38,28 @@ type MessageReadWriter interface {
 	WriteMessage(Message) error
 }
 
-var (
-	// ErrUnknownType matches an *UnknownTypeError.
-	ErrUnknownType = errors.New("wire: unknown message type")
-
-	// ErrUnexpected matches an *UnexpectedError.
-	ErrUnexpected = errors.New("wire: unexpected message")
-)
-
-// UnknownTypeError reports a payload whose type byte no message is registered
-// for (PROTOCOL.md §2: code unknown-message).
-type UnknownTypeError struct {
-	Type Type
-}
-
-// Error names the unknown type byte.
-func (e *UnknownTypeError) Error() string {
-	return fmt.Sprintf("wire: unknown message type 0x%02x", uint8(e.Type))
-}
-
-// Is reports whether target is ErrUnknownType.
-func (e *UnknownTypeError) Is(target error) bool { return target == ErrUnknownType }
-
-// UnexpectedError reports a known message that arrived where another was
-// expected (PROTOCOL.md §2: code unexpected-message).
-type UnexpectedError struct {
-	Got, Want Type
-}
-
-// Error names the message that arrived and the one expected.
-func (e *UnexpectedError) Error() string {
-	return fmt.Sprintf("wire: unexpected %v message (want %v)", e.Got, e.Want)
-}
-
-// Is reports whether target is ErrUnexpected.
-func (e *UnexpectedError) Is(target error) bool { return target == ErrUnexpected }
-
-type typeInfo struct {
+// messages is every message of PROTOCOL.md §2–§6, indexed by type byte: its
+// name, and a constructor of an empty value for Unmarshal to decode into. A
+// type byte with no name is not a message.
+var messages = [256]struct {
 	name   string
 	newMsg func() Message
-}
-
-// types is the message registry, indexed by type byte. Entries are set once, by
-// Register, and read without locks.
-var types [256]atomic.Pointer[typeInfo]
-
-// Register adds message type t, called name in errors and logs, whose values
-// newMsg allocates for Unmarshal. It is meant to be called from init functions,
-// one file per exchange. It panics if t is already registered, if name is empty,
-// or if newMsg returns a message whose Type is not t.
-func Register(t Type, name string, newMsg func() Message) {
-	if name == "" || newMsg == nil {
-		panic(fmt.Sprintf("wire: Register(0x%02x): name and constructor are required", uint8(t)))
-	}
-	if got := newMsg().Type(); got != t {
-		panic(fmt.Sprintf("wire: Register(0x%02x, %q): constructor makes a message of type 0x%02x", uint8(t), name, uint8(got)))
-	}
-	if !types[t].CompareAndSwap(nil, &typeInfo{name: name, newMsg: newMsg}) {
-		panic(fmt.Sprintf("wire: message type 0x%02x registered twice (%s and %s)", uint8(t), types[t].Load().name, name))
-	}
+}{
+	TypeError:          {"Error", func() Message { return new(Error) }},
+	TypeFileHeader:     {"FileHeader", func() Message { return new(FileHeader) }},
+	TypeFileOffset:     {"FileOffset", func() Message { return new(FileOffset) }},
+	TypeData:           {"Data", func() Message { return new(Data) }},
+	TypeFileAck:        {"FileAck", func() Message { return new(FileAck) }},
+	TypeEnrollRequest:  {"EnrollRequest", func() Message { return new(EnrollRequest) }},
+	TypeEnrollAccepted: {"EnrollAccepted", func() Message { return new(EnrollAccepted) }},
+	TypeFetch:          {"Fetch", func() Message { return new(Fetch) }},
+	TypeClientHello:    {"ClientHello", func() Message { return new(ClientHello) }},
+	TypeServerHello:    {"ServerHello", func() Message { return new(ServerHello) }},
+	TypeServerVerify:   {"ServerVerify", func() Message { return new(ServerVerify) }},
+	TypeSubmitEnd:      {"SubmitEnd", func() Message { return new(SubmitEnd) }},
+	TypeReceipt:        {"Receipt", func() Message { return new(Receipt) }},
+	TypeAdminRequest:   {"AdminRequest", func() Message { return new(AdminRequest) }},
+	TypeAdminResponse:  {"AdminResponse", func() Message { return new(AdminResponse) }},
 }
 
 // Marshal returns m's encoding: its type byte, then its body.
@@ -109,7 +68,8 @@ func Marshal(m Message) ([]byte, error) {
 }
 
 // AppendMessage appends m's encoding to dst and returns the extended slice. On
-// error it returns dst unchanged (in length) and an error matching ErrEncode.
+// error (a value the Builder cannot encode) it returns dst unchanged (in length)
+// and the Builder's error.
 func AppendMessage(dst []byte, m Message) ([]byte, error) {
 	t := m.Type()
 	b := Builder{buf: append(dst, byte(t)), what: t.String()}
@@ -120,21 +80,20 @@ func AppendMessage(dst []byte, m Message) ([]byte, error) {
 	return b.buf, nil
 }
 
-// Unmarshal decodes a frame payload as a message. An empty payload is
-// ErrEmptyFrame; an unregistered type byte is an *UnknownTypeError; a body that
-// does not decode exactly, with no bytes left over, gives an error matching
-// ErrMalformed.
+// Unmarshal decodes a frame payload as a message. Each error is a *Refusal: an
+// empty payload, or a body that does not decode exactly with no bytes left
+// over, is malformed; a type byte that is not a message is unknown-message.
 //
 // The message shares no memory with payload, except a *Data message, whose Bytes
 // are a slice of it.
 func Unmarshal(payload []byte) (Message, error) {
 	if len(payload) == 0 {
-		return nil, ErrEmptyFrame
+		return nil, &Refusal{Code: CodeMalformed, Text: "empty frame (a message needs at least its type byte)"}
 	}
 	t := Type(payload[0])
-	info := types[t].Load()
-	if info == nil {
-		return nil, &UnknownTypeError{Type: t}
+	info := messages[t]
+	if info.newMsg == nil {
+		return nil, Refusef(CodeUnknownMessage, "unknown message type 0x%02x", uint8(t))
 	}
 	m := info.newMsg()
 	p := Parser{buf: payload[1:], what: info.name}
@@ -145,14 +104,19 @@ func Unmarshal(payload []byte) (Message, error) {
 	return m, nil
 }
 
-// Expect reads one message from rw and returns it if it is a T. If the peer sent
-// an *Error instead, that is returned as the error, so that the caller sees the
-// peer's code; any other message gives an *UnexpectedError. Expect does not
-// answer the peer: replying (for example with CodeFor(err)) is the caller's
-// decision.
-func Expect[T Message](rw MessageReadWriter) (T, error) {
+// Expect returns m if it is a T, given a message and a read error as a read
+// returns them:
+//
+//	fo, err := wire.Expect[*wire.FileOffset](rw.ReadMessage())
+//	hello, err := wire.Expect[*wire.ClientHello](wire.Unmarshal(payload))
+//
+// A read error is returned as is. If the peer sent an *Error instead, that is
+// returned as the error, so that the caller sees the peer's code; any other
+// message is refused with a *Refusal of code unexpected-message ("got a
+// FileAck message where a FileOffset was expected"). Expect does not answer the
+// peer: that is the caller's decision (see Answer).
+func Expect[T Message](m Message, err error) (T, error) {
 	var zero T
-	m, err := rw.ReadMessage()
 	if err != nil {
 		return zero, err
 	}
@@ -166,5 +130,5 @@ func Expect[T Message](rw MessageReadWriter) (T, error) {
 	if any(zero) != nil { // T is a concrete (pointer) type, not an interface
 		want = zero.Type()
 	}
-	return zero, &UnexpectedError{Got: m.Type(), Want: want}
+	return zero, Refusef(CodeUnexpectedMessage, "got a %v message where a %v was expected", m.Type(), want)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -85,8 +86,6 @@ func TestMessageRoundTrip(t *testing.T) {
 		&FileHeader{Name: "", Size: 1<<64 - 1},
 		&Data{Bytes: make([]byte, MaxDataChunk)},
 		&Data{Bytes: []byte{0}},
-		&allFields{},
-		&allFields{A: 1, B: 2, C: 3, D: 4, E: [3]byte{5, 6, 7}, F: []byte{8}, G: []byte{9}, H: []byte{10}, I: "k", J: "l"},
 	)
 	for _, m := range msgs {
 		t.Run(m.Type().String(), func(t *testing.T) {
@@ -97,6 +96,25 @@ func TestMessageRoundTrip(t *testing.T) {
 			got, err := Unmarshal(enc)
 			if err != nil {
 				t.Fatalf("Unmarshal(%x): %v", enc, err)
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Errorf("got %#v, want %#v", got, m)
+			}
+		})
+	}
+	// A body of every field kind, through the same Builder and Parser.
+	for _, m := range []*allFields{
+		{},
+		{A: 1, B: 2, C: 3, D: 4, E: [3]byte{5, 6, 7}, F: []byte{8}, G: []byte{9}, H: []byte{10}, I: "k", J: "l"},
+	} {
+		t.Run("allFields", func(t *testing.T) {
+			enc, err := Marshal(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := unmarshalAllFields(enc)
+			if err != nil {
+				t.Fatalf("decoding %x: %v", enc, err)
 			}
 			if !reflect.DeepEqual(got, m) {
 				t.Errorf("got %#v, want %#v", got, m)
@@ -114,19 +132,19 @@ func TestUnmarshalTruncatedAtEveryOffset(t *testing.T) {
 		t.Run(m.Type().String(), func(t *testing.T) {
 			for k := 0; k < len(enc); k++ {
 				_, err := Unmarshal(enc[:k])
-				if !errors.Is(err, ErrMalformed) {
-					t.Errorf("cut after %d of %d bytes: got %v, want an error matching ErrMalformed", k, len(enc), err)
+				if !isRefusal(err, CodeMalformed) {
+					t.Errorf("cut after %d of %d bytes: got %v, want a malformed refusal", k, len(enc), err)
 				}
-				if k == 0 && !errors.Is(err, ErrEmptyFrame) {
-					t.Errorf("empty payload: got %v, want ErrEmptyFrame", err)
+				if k == 0 && (err == nil || err.Error() != "malformed: empty frame (a message needs at least its type byte)") {
+					t.Errorf("empty payload: got %v, want the empty-frame refusal", err)
 				}
 			}
 		})
 	}
 	t.Run("Data", func(t *testing.T) {
 		_, err := Unmarshal([]byte{byte(TypeData)})
-		if !errors.Is(err, ErrMalformed) {
-			t.Errorf("Data with no bytes: got %v, want an error matching ErrMalformed", err)
+		if !isRefusal(err, CodeMalformed) {
+			t.Errorf("Data with no bytes: got %v, want a malformed refusal", err)
 		}
 	})
 }
@@ -139,7 +157,7 @@ func TestUnmarshalTrailingBytes(t *testing.T) {
 		enc, _ := Marshal(m)
 		t.Run(m.Type().String(), func(t *testing.T) {
 			_, err := Unmarshal(append(enc, 0))
-			if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "1 trailing bytes") {
+			if !isRefusal(err, CodeMalformed) || !strings.Contains(err.Error(), "1 trailing bytes") {
 				t.Errorf("got %v, want a malformed error for 1 trailing byte", err)
 			}
 		})
@@ -159,34 +177,34 @@ func TestUnmarshalStrict(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		payload []byte
-		want    error  // nil: decodes
+		want    Code   // 0: decodes
 		msg     string // exact error message, if not empty
 	}{
-		{"empty", nil, ErrEmptyFrame, "wire: empty frame (a message needs at least its type byte)"},
-		{"unknown type", []byte{0x99, 1, 2}, ErrUnknownType, "wire: unknown message type 0x99"},
-		{"type 0", []byte{0x00}, ErrUnknownType, ""},
-		{"Error text bad UTF-8", errorMsg("a\xffb"), ErrMalformed, "wire: malformed Error: string ending at offset 7 is not valid UTF-8"},
-		{"Error text of 1024 bytes", errorMsg(strings.Repeat("x", 1024)), nil, ""},
-		{"Error text of 1025 bytes", errorMsg(strings.Repeat("x", 1025)), ErrMalformed, "wire: malformed Error: text of 1025 bytes exceeds 1024"},
-		{"FileHeader name bad UTF-8", header("\xc0\xaf"), ErrMalformed, ""},
-		{"FileHeader bad name decodes", header("../../etc/passwd"), nil, ""},
-		{"FileHeader short sha256", header("x")[:2+1+8+31], ErrMalformed, "wire: malformed FileHeader: truncated fixed[32] at offset 10 (needs 32 bytes, 31 left)"},
-		{"FileOffset short", []byte{byte(TypeFileOffset), 1, 2, 3}, ErrMalformed, "wire: malformed FileOffset: truncated u64 at offset 0 (needs 8 bytes, 3 left)"},
-		{"Data empty", []byte{byte(TypeData)}, ErrMalformed, "wire: malformed Data: Data of 0 bytes is outside 1..65536"},
-		{"Data of MaxDataChunk", append([]byte{byte(TypeData)}, make([]byte, MaxDataChunk)...), nil, ""},
-		{"Data over MaxDataChunk", append([]byte{byte(TypeData)}, make([]byte, MaxDataChunk+1)...), ErrMalformed, ""},
-		{"FileAck with body", []byte{byte(TypeFileAck), 0}, ErrMalformed, "wire: malformed FileAck: 1 trailing bytes after the last field"},
+		{"empty", nil, CodeMalformed, "malformed: empty frame (a message needs at least its type byte)"},
+		{"unknown type", []byte{0x99, 1, 2}, CodeUnknownMessage, "unknown-message: unknown message type 0x99"},
+		{"type 0", []byte{0x00}, CodeUnknownMessage, ""},
+		{"Error text bad UTF-8", errorMsg("a\xffb"), CodeMalformed, "malformed: Error: string ending at offset 7 is not valid UTF-8"},
+		{"Error text of 1024 bytes", errorMsg(strings.Repeat("x", 1024)), 0, ""},
+		{"Error text of 1025 bytes", errorMsg(strings.Repeat("x", 1025)), CodeMalformed, "malformed: Error: text of 1025 bytes exceeds 1024"},
+		{"FileHeader name bad UTF-8", header("\xc0\xaf"), CodeMalformed, ""},
+		{"FileHeader bad name decodes", header("../../etc/passwd"), 0, ""},
+		{"FileHeader short sha256", header("x")[:2+1+8+31], CodeMalformed, "malformed: FileHeader: truncated fixed[32] at offset 10 (needs 32 bytes, 31 left)"},
+		{"FileOffset short", []byte{byte(TypeFileOffset), 1, 2, 3}, CodeMalformed, "malformed: FileOffset: truncated u64 at offset 0 (needs 8 bytes, 3 left)"},
+		{"Data empty", []byte{byte(TypeData)}, CodeMalformed, "malformed: Data: Data of 0 bytes is outside 1..65536"},
+		{"Data of MaxDataChunk", append([]byte{byte(TypeData)}, make([]byte, MaxDataChunk)...), 0, ""},
+		{"Data over MaxDataChunk", append([]byte{byte(TypeData)}, make([]byte, MaxDataChunk+1)...), CodeMalformed, ""},
+		{"FileAck with body", []byte{byte(TypeFileAck), 0}, CodeMalformed, "malformed: FileAck: 1 trailing bytes after the last field"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := Unmarshal(tc.payload)
-			if tc.want == nil {
+			if tc.want == 0 {
 				if err != nil {
 					t.Fatalf("got %v, want no error", err)
 				}
 				return
 			}
-			if !errors.Is(err, tc.want) {
-				t.Fatalf("got %v, want an error matching %v", err, tc.want)
+			if !isRefusal(err, tc.want) {
+				t.Fatalf("got %v, want a refusal with code %v", err, tc.want)
 			}
 			if m != nil {
 				t.Errorf("got message %#v with the error, want nil", m)
@@ -198,14 +216,14 @@ func TestUnmarshalStrict(t *testing.T) {
 	}
 }
 
-func TestUnknownTypeError(t *testing.T) {
+func TestUnmarshalUnknownType(t *testing.T) {
 	_, err := Unmarshal([]byte{0x99})
-	var ute *UnknownTypeError
-	if !errors.As(err, &ute) || ute.Type != 0x99 {
-		t.Fatalf("got %v, want *UnknownTypeError for 0x99", err)
+	var ute *Refusal
+	if !errors.As(err, &ute) || ute.Text != "unknown message type 0x99" {
+		t.Fatalf("got %v, want a refusal of the unknown type 0x99", err)
 	}
-	if got := CodeFor(err); got != CodeUnknownMessage {
-		t.Errorf("CodeFor: got %v, want %v", got, CodeUnknownMessage)
+	if got := CodeOf(err); got != CodeUnknownMessage {
+		t.Errorf("CodeOf: got %v, want %v", got, CodeUnknownMessage)
 	}
 }
 
@@ -240,74 +258,88 @@ func TestTypeString(t *testing.T) {
 	}
 }
 
-func TestRegisterPanics(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		f    func()
-	}{
-		{"duplicate", func() { Register(TypeFileAck, "Again", func() Message { return new(FileAck) }) }},
-		{"wrong type", func() { Register(0x98, "Wrong", func() Message { return new(FileAck) }) }},
-		{"no name", func() { Register(0x98, "", func() Message { return new(FileAck) }) }},
-		{"no constructor", func() { Register(0x98, "X", nil) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("Register did not panic")
-				}
-			}()
-			tc.f()
-		})
+// TestMessageTable checks the table Unmarshal decodes with: each entry makes a
+// message of its own type, under a name no other entry has, and a type byte
+// outside the table is no message.
+func TestMessageTable(t *testing.T) {
+	names := map[string]Type{}
+	n := 0
+	for i, info := range messages {
+		if (info.name == "") != (info.newMsg == nil) {
+			t.Errorf("type 0x%02x: name %q with constructor %v: want both or neither", i, info.name, info.newMsg != nil)
+			continue
+		}
+		if info.newMsg == nil {
+			if got, want := Type(i).String(), fmt.Sprintf("Type(0x%02x)", i); got != want {
+				t.Errorf("Type(0x%02x).String(): got %q, want %q", i, got, want)
+			}
+			continue
+		}
+		n++
+		if got := info.newMsg().Type(); got != Type(i) {
+			t.Errorf("%s: the constructor makes a message of type 0x%02x, want 0x%02x", info.name, uint8(got), i)
+		}
+		if other, dup := names[info.name]; dup {
+			t.Errorf("types 0x%02x and 0x%02x are both called %s", uint8(other), i, info.name)
+		}
+		names[info.name] = Type(i)
 	}
-	if got := Type(0x98).String(); got != "Type(0x98)" {
-		t.Errorf("a refused registration left type 0x98 named %q", got)
+	if want := len(sampleMessages()) + 2; n != want { // the samples and the two admin messages
+		t.Errorf("the table has %d messages, want %d", n, want)
+	}
+	if _, err := Unmarshal([]byte{0x98}); !isRefusal(err, CodeUnknownMessage) {
+		t.Errorf("type 0x98: got %v, want an unknown type", err)
 	}
 }
 
 func TestExpect(t *testing.T) {
 	t.Run("match", func(t *testing.T) {
 		q := &msgQueue{in: []Message{&FileOffset{Offset: 7}}}
-		got, err := Expect[*FileOffset](q)
+		got, err := Expect[*FileOffset](q.ReadMessage())
 		if err != nil || got.Offset != 7 {
 			t.Fatalf("got %v, %v, want offset 7", got, err)
 		}
 	})
 	t.Run("peer error", func(t *testing.T) {
 		q := &msgQueue{in: []Message{&Error{Code: CodeBusy, Text: "later"}}}
-		_, err := Expect[*FileOffset](q)
+		_, err := Expect[*FileOffset](q.ReadMessage())
 		var pe *Error
 		if !errors.As(err, &pe) || pe.Code != CodeBusy {
 			t.Fatalf("got %v, want the peer's *Error with code busy", err)
 		}
-		if got := CodeFor(err); got != CodeBusy {
-			t.Errorf("CodeFor: got %v, want the peer's code %v", got, CodeBusy)
+		if got := CodeOf(err); got != CodeBusy {
+			t.Errorf("CodeOf: got %v, want the peer's code %v", got, CodeBusy)
 		}
 	})
 	t.Run("expect Error", func(t *testing.T) {
 		q := &msgQueue{in: []Message{&Error{Code: CodeBusy}}}
-		got, err := Expect[*Error](q)
+		got, err := Expect[*Error](q.ReadMessage())
 		if err != nil || got.Code != CodeBusy {
 			t.Fatalf("got %v, %v, want the Error as a message", got, err)
 		}
 	})
 	t.Run("unexpected", func(t *testing.T) {
 		q := &msgQueue{in: []Message{&FileAck{}}}
-		_, err := Expect[*FileOffset](q)
-		var ue *UnexpectedError
-		if !errors.As(err, &ue) || !errors.Is(err, ErrUnexpected) {
-			t.Fatalf("got %v, want an *UnexpectedError", err)
+		_, err := Expect[*FileOffset](q.ReadMessage())
+		var ue *Refusal
+		if !errors.As(err, &ue) || ue.Code != CodeUnexpectedMessage {
+			t.Fatalf("got %v, want an unexpected-message refusal", err)
 		}
-		if ue.Got != TypeFileAck || ue.Want != TypeFileOffset {
-			t.Errorf("got %+v, want Got FileAck, Want FileOffset", *ue)
-		}
-		if want := "wire: unexpected FileAck message (want FileOffset)"; err.Error() != want {
+		if want := "unexpected-message: got a FileAck message where a FileOffset was expected"; err.Error() != want {
 			t.Errorf("got %q, want %q", err, want)
 		}
 	})
 	t.Run("read error", func(t *testing.T) {
-		_, err := Expect[*FileOffset](&msgQueue{})
+		q := &msgQueue{}
+		_, err := Expect[*FileOffset](q.ReadMessage())
 		if err != errEndOfQueue {
 			t.Fatalf("got %v, want the read error", err)
+		}
+	})
+	t.Run("decoding error", func(t *testing.T) {
+		_, err := Expect[*FileOffset](Unmarshal([]byte{0x99}))
+		if !isRefusal(err, CodeUnknownMessage) {
+			t.Fatalf("got %v, want Unmarshal's refusal", err)
 		}
 	})
 }
@@ -326,7 +358,7 @@ func TestConnMessages(t *testing.T) {
 						return
 					}
 				}
-				ca.SendError(CodeTimeout, "too slow after %d ms", 30000)
+				Answer(ca, Refusef(CodeTimeout, "too slow after %d ms", 30000))
 			}()
 			for _, want := range msgs {
 				got, err := cb.ReadMessage()
@@ -337,10 +369,10 @@ func TestConnMessages(t *testing.T) {
 					t.Fatalf("got %v message %.60v, want %.60v", got.Type(), got, want)
 				}
 			}
-			_, err := Expect[*FileAck](cb)
+			_, err := Expect[*FileAck](cb.ReadMessage())
 			var pe *Error
 			if !errors.As(err, &pe) || pe.Code != CodeTimeout || pe.Text != "too slow after 30000 ms" {
-				t.Fatalf("got %v, want the Error sent with SendError", err)
+				t.Fatalf("got %v, want the Error sent with Answer", err)
 			}
 		})
 	}
@@ -350,8 +382,9 @@ func TestConnWriteMessageRefusesBadData(t *testing.T) {
 	a, _ := pipePair(t)
 	c := NewConn(a, guardOptions)
 	for _, d := range []*Data{{}, {Bytes: make([]byte, MaxDataChunk+1)}} {
-		if err := c.WriteMessage(d); !errors.Is(err, ErrEncode) {
-			t.Errorf("Data of %d bytes: got %v, want an error matching ErrEncode", len(d.Bytes), err)
+		want := fmt.Sprintf("wire: encoding Data: Data of %d bytes is outside 1..%d", len(d.Bytes), MaxDataChunk)
+		if err := c.WriteMessage(d); err == nil || err.Error() != want || CodeOf(err) != CodeInternal {
+			t.Errorf("Data of %d bytes: got %v, want the plain encoding error %q", len(d.Bytes), err, want)
 		}
 	}
 }

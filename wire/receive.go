@@ -1,659 +1,239 @@
 package wire
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"sync"
-	"syscall"
-
-	"pkiboard/internal/keys"
 )
 
-// File modes of what a Receiver creates.
-const (
-	fileMode = 0o600
-	dirMode  = 0o700
-)
+// A Sink stores the bytes of one incoming file for a Receiver, which checks the
+// header, the sizes and the SHA-256 itself. The Receiver calls Resume once,
+// then Write with the file's bytes in order, then exactly one of Finish (every
+// byte arrived and matched) or Abort (the transfer failed), and Abort(true)
+// also after a Finish that failed.
+type Sink interface {
+	// Resume returns how many bytes of the file the sink already holds
+	// durably, from an earlier transfer of the same file (0 ≤ offset ≤ the
+	// announced size), and a reader of those bytes (nil when offset is 0),
+	// which the Receiver hashes so that the SHA-256 check covers the whole
+	// file. The sender is asked for the rest.
+	Resume() (offset int64, prefix io.Reader)
 
-// Partial transfers live in the Receiver's PartialDir as two files named after
-// the validated name and the announced SHA-256, both hidden (valid names never
-// begin with '.'):
-//
-//	.<sha256 hex>.<name>.part   the bytes received so far
-//	.<sha256 hex>.<name>.ckpt   the checkpoint: the size and the fsynced offset
-const (
-	partSuffix       = ".part"
-	checkpointSuffix = ".ckpt"
-	checkpointFormat = "pkiboard partial v1 size=%d offset=%d\n"
-)
+	// Write appends the next bytes of the file; it must not keep p. An error
+	// is a failure to store them.
+	io.Writer
 
-// Receiver receives files as the receiver of PROTOCOL.md §3, keeping interrupted
-// transfers so that they can resume.
+	// Finish makes the file durable: every byte arrived and the whole file
+	// matched its header. The file may be acknowledged only once Finish has
+	// returned nil; a sink on disk fsyncs here.
+	Finish() error
+
+	// Abort ends a transfer that failed. With keep, what arrived stays for a
+	// later transfer of the same file to resume from (the connection broke,
+	// the sender stopped, the sink could not store a byte); without it, it is
+	// discarded (the bytes do not match the header).
+	Abort(keep bool)
+}
+
+// Receiver receives files as the receiver of PROTOCOL.md §3 and checks them: a
+// file it returns is exactly what its FileHeader announced. Where the bytes go
+// is the Sink's business.
 type Receiver struct {
-	// PartialDir is the directory of partial files and their checkpoints; it is
-	// created (mode 0700) if needed. It must be on the same file system as the
-	// files' final places, for Incoming.CommitTo to rename them. Required.
-	PartialDir string
-
 	// MaxSize is the largest file accepted, in bytes: a larger one is answered
 	// file-too-large. Required: every receiver bounds what it stores.
 	MaxSize int64
 
-	// CheckpointEvery is the number of bytes between two checkpoints;
-	// DefaultCheckpointEvery if zero or negative or above it.
-	CheckpointEvery int64
-
-	// InMemory is the size up to which a file is received into memory rather
-	// than into a partial file (0: never). Such a file cannot resume — it is
-	// small enough to send again — and costs no partial file: no creation,
-	// checkpoint lookup or removal, and no fsync until Incoming.Place or
-	// CommitTo writes it to its final place.
-	InMemory int64
-
 	// Allow, if set, is called with each announced name once it has passed
-	// ValidName; a non-nil error refuses the file. The peer is answered with
-	// the code the error carries (see CodeFor), or bad-file-name.
+	// ValidName; a non-nil error refuses the file. A *Refusal is answered
+	// with its code and text; any other error with bad-file-name.
 	Allow func(name string) error
 
-	// openFile opens a partial file; os.OpenFile if nil. Tests replace it to
-	// simulate failing disks.
-	openFile func(path string) (partialFile, error)
+	// Open returns the sink for a file whose header has passed the checks; a
+	// new Memory if nil. A *Refusal (busy, say: the same file is being
+	// received on another connection) is answered with its code and text; any
+	// other error is a storage failure.
+	Open func(h *FileHeader) (Sink, error)
 }
 
-// partialFile is the part of *os.File a Receiver uses for partial files.
-type partialFile interface {
-	io.ReaderAt
-	io.WriterAt
-	Truncate(size int64) error
-	Sync() error
-	Stat() (fs.FileInfo, error)
-	Close() error
-}
-
-// Incoming is a file received in full and verified, still in its partial place
-// (or in memory, see Receiver.InMemory): the caller either commits it to its
-// final place or discards it.
-type Incoming struct {
+// Received is a file received in full and verified: its sink has finished.
+// The caller acknowledges it (FileAck, or a higher-level message) once it has
+// put it where it belongs.
+type Received struct {
 	Name        string            // the validated name from the FileHeader
 	Size        int64             // the file's size
 	SHA256      [sha256.Size]byte // the file's verified SHA-256
 	ResumedFrom int64             // the offset this transfer resumed from
-
-	path       string // where the file is now; "" while it is in memory
-	data       []byte // the file, while it is in memory
-	checkpoint string // its checkpoint file, while it has one
+	Sink        Sink              // where the file is: Receiver.Open's sink
 }
 
-// Path returns where the file is now: its partial file until it is placed,
-// then its destination; "" while it is held in memory.
-func (in *Incoming) Path() string { return in.path }
-
-// Data returns the file's content while it is held in memory, else nil.
-func (in *Incoming) Data() []byte { return in.data }
-
-// CommitTo moves the file to dst (Place), then fsyncs dst's directory so that
-// the new name is durable.
-func (in *Incoming) CommitTo(dst string) error {
-	if err := in.Place(dst); err != nil {
-		return err
-	}
-	if err := keys.SyncDir(filepath.Dir(dst)); err != nil {
-		return storageError(fmt.Sprintf("committing %q", in.Name), err)
-	}
-	return nil
-}
-
-// Place puts the file at dst, replacing any file there, with its content
-// durable but not yet its name: the caller fsyncs dst's directory (CommitTo
-// does), which lets many files share that fsync. A partial file is renamed (dst
-// must be on the same file system) and its checkpoint removed; a file held in
-// memory is written to a temporary file beside dst, fsynced and renamed.
-func (in *Incoming) Place(dst string) error {
-	if in.path == "" {
-		if err := keys.WriteFileDurable(dst, in.data, fileMode); err != nil {
-			return storageError(fmt.Sprintf("committing %q", in.Name), err)
-		}
-		in.path, in.data = dst, nil
-		return nil
-	}
-	if err := os.Rename(in.path, dst); err != nil {
-		return storageError(fmt.Sprintf("committing %q", in.Name), err)
-	}
-	in.path = dst
-	return in.removeCheckpoint()
-}
-
-// Discard deletes the file (wherever it is now) and its checkpoint.
-func (in *Incoming) Discard() error {
-	if in.path == "" {
-		in.data = nil
-		return nil
-	}
-	err := os.Remove(in.path)
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil
-	}
-	return errors.Join(err, in.removeCheckpoint())
-}
-
-func (in *Incoming) removeCheckpoint() error {
-	if in.checkpoint == "" {
-		return nil
-	}
-	if err := os.Remove(in.checkpoint); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("wire: removing checkpoint of %q: %w", in.Name, err)
-	}
-	in.checkpoint = ""
-	return nil
-}
-
-// ReceiveFileInto receives one file with r (whose PartialDir defaults to dir),
-// commits it to filepath.Join(dir, name), replacing any file of that name, and
-// answers FileAck. dir is created (mode 0700) if needed; a failure to commit is
-// answered storage and leaves the partial transfer in place for a retry. If only the FileAck could not be sent, it returns both the
-// committed file and the error.
-func ReceiveFileInto(rw MessageReadWriter, dir string, r Receiver) (*Incoming, error) {
-	if r.PartialDir == "" {
-		r.PartialDir = dir
-	}
-	in, err := r.Receive(rw)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		err = storageError(fmt.Sprintf("receiving %q", in.Name), err)
-		refuse(rw, err)
-		return nil, err
-	}
-	if err := in.CommitTo(filepath.Join(dir, in.Name)); err != nil {
-		refuse(rw, err)
-		return nil, err
-	}
-	if err := rw.WriteMessage(new(FileAck)); err != nil {
-		return in, err
-	}
-	return in, nil
-}
+// memoryPrealloc bounds what the default Memory sink reserves for a file
+// before its bytes arrive: a header alone does not make it allocate more.
+const memoryPrealloc = 64 << 10
 
 // Receive receives one file: it reads a FileHeader and checks it (ValidName,
-// Allow, MaxSize), answers FileOffset with the checkpoint of a partial transfer
-// of the same name, size and SHA-256 (re-hashing the kept prefix, and cutting
-// off whatever follows the checkpoint), receives the Data, checkpointing every
-// CheckpointEvery bytes, and at the end verifies the SHA-256 and fsyncs the file.
+// Allow, MaxSize), opens its sink, answers FileOffset with the offset the sink
+// resumes from (hashing the sink's prefix), receives the Data into the sink,
+// and at the end verifies the SHA-256 of the whole file and finishes the sink.
 //
 // It does not send FileAck: the caller decides what acknowledges the file
-// (FileAck once it is committed, or a higher-level message), or calls
-// ReceiveFileInto.
+// (FileAck once it is stored, or a higher-level message).
 //
-// Each refusal is answered to the peer with its code before Receive returns a
-// typed error: *BadNameError, *FileTooLargeError, an error matching
-// ErrFileMismatch (the partial transfer is then deleted), ErrStorage (the
-// partial transfer is kept, its checkpoint never beyond what was fsynced), ErrBusy
-// (the same file is being received on another connection), *UnexpectedError.
-// An *Error from the peer is returned as is. If the connection fails mid-way,
-// what was received is fsynced and checkpointed, so that the next attempt
-// resumes from there.
-func (r *Receiver) Receive(rw MessageReadWriter) (*Incoming, error) {
-	if r.PartialDir == "" {
-		return nil, errors.New("wire: Receiver.PartialDir is not set")
-	}
+// Each refusal is answered to the peer (see Answer) before Receive returns it,
+// a *Refusal: bad-file-name, file-too-large, file-mismatch (a Data past the
+// announced size, or a SHA-256 that does not match: the sink aborts and
+// discards), storage (Open, Write or Finish failed: the refusal's Err is the
+// cause, and the sink aborts and keeps its bytes), unexpected-message, or
+// Open's own refusal. An *Error from the peer is returned as is, and like a
+// broken connection aborts the sink keeping its bytes, so that the next
+// attempt can resume.
+func (r *Receiver) Receive(rw MessageReadWriter) (*Received, error) {
 	if r.MaxSize <= 0 {
 		return nil, errors.New("wire: Receiver.MaxSize is not set")
 	}
-	s := &receiveState{r: r, rw: rw, every: r.CheckpointEvery}
-	if s.every <= 0 || s.every > DefaultCheckpointEvery {
-		s.every = DefaultCheckpointEvery
+	h, err := Expect[*FileHeader](rw.ReadMessage())
+	if err != nil {
+		return nil, answered(rw, err)
 	}
-	return s.receive()
+	if err := r.check(h); err != nil {
+		return nil, answered(rw, err)
+	}
+	sink, err := r.open(h)
+	if err != nil {
+		return nil, answered(rw, err)
+	}
+	t := &transfer{rw: rw, h: h, size: int64(h.Size), sink: sink}
+	return t.receive()
 }
 
-// receiveState is one file transfer, on the receiving side.
-type receiveState struct {
-	r     *Receiver
-	rw    MessageReadWriter
-	every int64
-
-	hdr        *FileHeader
-	size       int64
-	part, ckpt string // partial file and checkpoint paths
-	key        string // s.part made absolute, for inProgress
-	f          partialFile
-	hash       hash.Hash
-	resumed    int64 // offset answered in FileOffset
-	pos        int64 // bytes in the partial file
-	synced     int64 // bytes fsynced and recorded in the checkpoint (owned by the checkpointer while it runs)
-	requested  int64 // the last offset handed to the checkpointer
-	bg         *checkpointer
-}
-
-// receive runs the steps of PROTOCOL.md §3 in order.
-func (s *receiveState) receive() (*Incoming, error) {
-	if err := s.readHeader(); err != nil {
-		return nil, err
-	}
-	if err := s.checkHeader(); err != nil {
-		return nil, err
-	}
-	if s.size <= s.r.InMemory {
-		return s.receiveInMemory()
-	}
-	if err := s.claim(); err != nil {
-		return nil, err
-	}
-	defer s.release()
-	defer s.closeFile()
-	defer s.stopCheckpointer()
-	if err := s.openPartial(); err != nil {
-		return nil, err
-	}
-	if err := s.rw.WriteMessage(&FileOffset{Offset: uint64(s.resumed)}); err != nil {
-		return nil, err
-	}
-	if err := s.readData(); err != nil {
-		return nil, err
-	}
-	if err := s.verify(); err != nil {
-		return nil, err
-	}
-	if err := s.closeFile(); err != nil {
-		return nil, s.storageFailure(err)
-	}
-	return &Incoming{
-		Name:        s.hdr.Name,
-		Size:        s.size,
-		SHA256:      s.hdr.SHA256,
-		ResumedFrom: s.resumed,
-		path:        s.part,
-		checkpoint:  s.ckpt,
-	}, nil
-}
-
-// receiveInMemory receives a small file into memory (Receiver.InMemory).
-func (s *receiveState) receiveInMemory() (*Incoming, error) {
-	if err := s.rw.WriteMessage(&FileOffset{Offset: 0}); err != nil {
-		return nil, err
-	}
-	data := make([]byte, 0, s.size)
-	for int64(len(data)) < s.size {
-		m, err := s.rw.ReadMessage()
-		if err != nil {
-			refuse(s.rw, err)
-			return nil, err
-		}
-		d, ok := m.(*Data)
-		if !ok {
-			if e, ok := m.(*Error); ok {
-				return nil, e
-			}
-			return nil, s.refuse(CodeUnexpectedMessage, &UnexpectedError{Got: m.Type(), Want: TypeData})
-		}
-		if int64(len(d.Bytes)) > s.size-int64(len(data)) {
-			return nil, s.refuse(CodeFileMismatch, detailf([]error{ErrFileMismatch},
-				"file %q: Data passes the announced size of %d bytes", s.hdr.Name, s.size))
-		}
-		data = append(data, d.Bytes...)
-	}
-	if sum := sha256.Sum256(data); sum != s.hdr.SHA256 {
-		return nil, s.refuse(CodeFileMismatch, detailf([]error{ErrFileMismatch},
-			"file %q: the received bytes have SHA-256 %x, the header announced %x", s.hdr.Name, sum, s.hdr.SHA256))
-	}
-	return &Incoming{Name: s.hdr.Name, Size: s.size, SHA256: s.hdr.SHA256, data: data}, nil
-}
-
-// refuse answers the peer with code and err's text, and returns err.
-func (s *receiveState) refuse(code Code, err error) error {
-	_ = s.rw.WriteMessage(&Error{Code: code, Text: bareText(err)})
+// answered answers the peer with err and returns it.
+func answered(rw MessageReadWriter, err error) error {
+	_ = Answer(rw, err)
 	return err
 }
 
-func (s *receiveState) readHeader() error {
-	h, err := Expect[*FileHeader](s.rw)
-	if err != nil {
-		refuse(s.rw, err)
-		return err
-	}
-	s.hdr = h
-	return nil
-}
-
-func (s *receiveState) checkHeader() error {
-	h := s.hdr
+// check refuses a header whose name or size the receiver does not take.
+func (r *Receiver) check(h *FileHeader) error {
 	if err := ValidName(h.Name); err != nil {
-		return s.refuse(CodeBadFileName, err)
-	}
-	if s.r.Allow != nil {
-		if err := s.r.Allow(h.Name); err != nil {
-			code, ok := codeOf(err)
-			if !ok {
-				code = CodeBadFileName
-			}
-			return s.refuse(code, fmt.Errorf("wire: file %q refused: %w", h.Name, err))
-		}
-	}
-	if h.Size > uint64(s.r.MaxSize) {
-		return s.refuse(CodeFileTooLarge, &FileTooLargeError{Name: h.Name, Size: h.Size, Max: s.r.MaxSize})
-	}
-	s.size = int64(h.Size)
-	base := filepath.Join(s.r.PartialDir, "."+hex.EncodeToString(h.SHA256[:])+"."+h.Name)
-	s.part, s.ckpt = base+partSuffix, base+checkpointSuffix
-	return nil
-}
-
-// inProgress holds the partial files being received in this process.
-var inProgress = struct {
-	sync.Mutex
-	paths map[string]bool
-}{paths: make(map[string]bool)}
-
-// claim marks the partial file as being received, or refuses the transfer if
-// another connection is receiving the same file.
-func (s *receiveState) claim() error {
-	s.key = s.part
-	if abs, err := filepath.Abs(s.part); err == nil {
-		s.key = abs
-	}
-	inProgress.Lock()
-	defer inProgress.Unlock()
-	if inProgress.paths[s.key] {
-		return s.refuse(CodeBusy, detailf([]error{ErrBusy},
-			"a transfer of %q is already in progress; try again shortly", s.hdr.Name))
-	}
-	inProgress.paths[s.key] = true
-	return nil
-}
-
-func (s *receiveState) release() {
-	inProgress.Lock()
-	defer inProgress.Unlock()
-	delete(inProgress.paths, s.key)
-}
-
-// closeFile closes the partial file if it is open.
-func (s *receiveState) closeFile() error {
-	if s.f == nil {
-		return nil
-	}
-	err := s.f.Close()
-	s.f = nil
-	return err
-}
-
-// openPartial opens the partial file and sets the resume offset: the checkpoint
-// of an earlier transfer of the same file if the partial file holds that much,
-// else 0. Bytes after the offset are cut off and the bytes before it re-hashed.
-func (s *receiveState) openPartial() error {
-	if err := os.MkdirAll(s.r.PartialDir, dirMode); err != nil {
-		return s.storageFailure(err)
-	}
-	off, hadCheckpoint, err := readCheckpoint(s.ckpt, s.size)
-	if err != nil {
-		return s.storageFailure(err)
-	}
-	open := s.r.openFile
-	if open == nil {
-		open = openPartialFile
-	}
-	if s.f, err = open(s.part); err != nil {
-		s.f = nil
-		return s.storageFailure(err)
-	}
-	st, err := s.f.Stat()
-	if err != nil {
-		return s.storageFailure(err)
-	}
-	if st.Size() < off {
-		off = 0 // the checkpoint claims more than the file holds: trust neither
-	}
-	if off == 0 && hadCheckpoint {
-		// Forget the old checkpoint before writing, so that it never vouches for
-		// bytes of this transfer that were not fsynced.
-		if err := os.Remove(s.ckpt); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return s.storageFailure(err)
-		}
-	}
-	if err := s.f.Truncate(off); err != nil {
-		return s.storageFailure(err)
-	}
-	s.hash = sha256.New()
-	if _, err := io.Copy(s.hash, io.NewSectionReader(s.f, 0, off)); err != nil {
-		return s.storageFailure(err)
-	}
-	s.resumed, s.pos, s.synced, s.requested = off, off, off, off
-	return nil
-}
-
-func openPartialFile(path string) (partialFile, error) {
-	return os.OpenFile(path, os.O_RDWR|os.O_CREATE, fileMode)
-}
-
-// readData receives Data messages until the file is complete.
-//
-// The chunks are written and hashed as they arrive, in this goroutine. A
-// variant that handed them to a writer goroutine, so that writing and hashing
-// overlapped with reading and decrypting the next records, measured no faster
-// (the sender and the receiver already share the machine's cores, and the
-// hand-off costs a copy) and was removed.
-func (s *receiveState) readData() error {
-	for s.pos < s.size {
-		m, err := s.rw.ReadMessage()
-		if err != nil {
-			refuse(s.rw, err)
-			s.saveProgress()
-			return err
-		}
-		d, ok := m.(*Data)
-		if !ok {
-			s.saveProgress()
-			if e, ok := m.(*Error); ok {
-				return e
-			}
-			return s.refuse(CodeUnexpectedMessage, &UnexpectedError{Got: m.Type(), Want: TypeData})
-		}
-		if int64(len(d.Bytes)) > s.size-s.pos {
-			err := detailf([]error{ErrFileMismatch}, "file %q: Data passes the announced size of %d bytes", s.hdr.Name, s.size)
-			s.refuse(CodeFileMismatch, err)
-			s.discard()
-			return err
-		}
-		if err := s.write(d.Bytes); err != nil {
-			s.saveProgress()
-			return s.storageFailure(err)
-		}
-	}
-	return nil
-}
-
-// write writes one chunk at s.pos, hashes it, and asks for a checkpoint when
-// one is due.
-func (s *receiveState) write(p []byte) error {
-	if _, err := s.f.WriteAt(p, s.pos); err != nil {
 		return err
 	}
-	s.hash.Write(p)
-	s.pos += int64(len(p))
-	if s.pos-s.requested >= s.every && s.pos < s.size {
-		return s.requestCheckpoint()
-	}
-	return nil
-}
-
-// checkpointer makes checkpoints in the background, so that reception goes on
-// while the partial file is flushed to disk: it fsyncs the file, then records
-// the offset it was given (every byte before it was written before the fsync
-// began, so the checkpoint never claims a byte that was not fsynced). At most
-// one request waits; a newer one replaces it.
-type checkpointer struct {
-	reqs chan int64
-	done chan struct{}
-
-	mu     sync.Mutex
-	synced int64
-	err    error
-}
-
-// requestCheckpoint asks the checkpointer (started on first use) to make the
-// current length durable, and reports a failure of an earlier checkpoint.
-func (s *receiveState) requestCheckpoint() error {
-	if s.bg == nil {
-		s.bg = &checkpointer{reqs: make(chan int64, 1), done: make(chan struct{}), synced: s.synced}
-		go s.runCheckpointer(s.bg, s.f)
-	}
-	s.bg.mu.Lock()
-	err := s.bg.err
-	s.bg.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	select {
-	case <-s.bg.reqs: // superseded by the newer offset
-	default:
-	}
-	s.bg.reqs <- s.pos
-	s.requested = s.pos
-	return nil
-}
-
-// runCheckpointer serves checkpoint requests until reqs is closed.
-func (s *receiveState) runCheckpointer(bg *checkpointer, f partialFile) {
-	defer close(bg.done)
-	for off := range bg.reqs {
-		err := f.Sync()
-		if err == nil {
-			err = writeCheckpoint(s.ckpt, s.size, off)
-		}
-		bg.mu.Lock()
-		if err != nil {
-			bg.err = err
-		} else {
-			bg.synced = off
-		}
-		bg.mu.Unlock()
-		if err != nil {
-			for range bg.reqs { // drain until stopped
+	if r.Allow != nil {
+		if err := r.Allow(h.Name); err != nil {
+			var refusal *Refusal
+			if errors.As(err, &refusal) {
+				return err
 			}
-			return
+			return &Refusal{Code: CodeBadFileName, Text: fmt.Sprintf("file %q refused: %v", h.Name, err), Err: err}
 		}
 	}
-}
-
-// stopCheckpointer waits for the checkpointer to finish its work, and takes
-// back the durable offset. It returns the checkpointer's error, if any.
-func (s *receiveState) stopCheckpointer() error {
-	bg := s.bg
-	if bg == nil {
-		return nil
+	if h.Size > uint64(r.MaxSize) {
+		return Refusef(CodeFileTooLarge, "file %q of %d bytes exceeds the limit of %d bytes", h.Name, h.Size, r.MaxSize)
 	}
-	s.bg = nil
-	close(bg.reqs)
-	<-bg.done
-	bg.mu.Lock()
-	defer bg.mu.Unlock()
-	s.synced = bg.synced
-	return bg.err
+	return nil
 }
 
-// verify checks the whole file's SHA-256 against the header's and fsyncs it.
-func (s *receiveState) verify() error {
-	if err := s.stopCheckpointer(); err != nil {
-		return s.storageFailure(err)
+// open returns the sink for h.
+func (r *Receiver) open(h *FileHeader) (Sink, error) {
+	if r.Open == nil {
+		return &Memory{buf: make([]byte, 0, min(h.Size, memoryPrealloc))}, nil
+	}
+	sink, err := r.Open(h)
+	var refusal *Refusal
+	switch {
+	case errors.As(err, &refusal):
+		return nil, err
+	case err != nil:
+		return nil, storageFailure(h.Name, err)
+	}
+	return sink, nil
+}
+
+// storageFailure returns the refusal of a file the receiver could not store
+// because of err. The peer learns the kind of failure but not the receiver's
+// paths.
+func storageFailure(name string, err error) *Refusal {
+	return &Refusal{Code: CodeStorage, Err: err,
+		Text: fmt.Sprintf("the receiver could not store %q durably (%s); try again later", name, StorageReason(err))}
+}
+
+// transfer is one file transfer on the receiving side, from FileOffset on.
+type transfer struct {
+	rw   MessageReadWriter
+	h    *FileHeader
+	size int64
+	sink Sink
+}
+
+// receive runs the steps of PROTOCOL.md §3 after the header, in order.
+func (t *transfer) receive() (*Received, error) {
+	off, prefix := t.sink.Resume()
+	if off < 0 || off > t.size {
+		return nil, t.fail(true, fmt.Errorf("wire: the sink of %q resumes at %d, outside 0..%d", t.h.Name, off, t.size))
+	}
+	hash := sha256.New()
+	if off > 0 {
+		if _, err := io.CopyN(hash, prefix, off); err != nil {
+			return nil, t.fail(true, storageFailure(t.h.Name, err))
+		}
+	}
+	if err := t.rw.WriteMessage(&FileOffset{Offset: uint64(off)}); err != nil {
+		t.sink.Abort(true)
+		return nil, err
+	}
+	for pos := off; pos < t.size; {
+		d, err := Expect[*Data](t.rw.ReadMessage())
+		if err != nil {
+			return nil, t.fail(true, err)
+		}
+		if int64(len(d.Bytes)) > t.size-pos {
+			return nil, t.fail(false, Refusef(CodeFileMismatch, "file %q: Data passes the announced size of %d bytes", t.h.Name, t.size))
+		}
+		if _, err := t.sink.Write(d.Bytes); err != nil {
+			return nil, t.fail(true, storageFailure(t.h.Name, err))
+		}
+		hash.Write(d.Bytes)
+		pos += int64(len(d.Bytes))
 	}
 	var sum [sha256.Size]byte
-	s.hash.Sum(sum[:0])
-	if !bytes.Equal(sum[:], s.hdr.SHA256[:]) {
-		err := detailf([]error{ErrFileMismatch}, "file %q: the received bytes have SHA-256 %x, the header announced %x",
-			s.hdr.Name, sum, s.hdr.SHA256)
-		s.refuse(CodeFileMismatch, err)
-		s.discard()
-		return err
+	hash.Sum(sum[:0])
+	if sum != t.h.SHA256 {
+		return nil, t.fail(false, Refusef(CodeFileMismatch, "file %q: the received bytes have SHA-256 %x, the header announced %x",
+			t.h.Name, sum, t.h.SHA256))
 	}
-	if err := s.f.Sync(); err != nil {
-		return s.storageFailure(err)
+	if err := t.sink.Finish(); err != nil {
+		return nil, t.fail(true, storageFailure(t.h.Name, err))
 	}
-	return nil
+	return &Received{Name: t.h.Name, Size: t.size, SHA256: t.h.SHA256, ResumedFrom: off, Sink: t.sink}, nil
 }
 
-// checkpoint fsyncs the partial file, then records its length as the checkpoint.
-func (s *receiveState) checkpoint() error {
-	if err := s.f.Sync(); err != nil {
-		return err
-	}
-	if err := writeCheckpoint(s.ckpt, s.size, s.pos); err != nil {
-		return err
-	}
-	s.synced = s.pos
-	return nil
+// fail aborts the sink, keeping its bytes or not, then answers the peer with
+// err, and returns err.
+func (t *transfer) fail(keep bool, err error) error {
+	t.sink.Abort(keep)
+	return answered(t.rw, err)
 }
 
-// saveProgress checkpoints what an interrupted transfer received, best effort.
-func (s *receiveState) saveProgress() {
-	if err := s.stopCheckpointer(); err != nil {
-		return
-	}
-	if s.pos > s.synced {
-		_ = s.checkpoint()
-	}
+// Memory is a Sink that holds a file in memory. It never resumes: a file
+// small enough for memory is sent again whole. The zero value is an empty
+// Memory ready to use.
+type Memory struct {
+	buf []byte
 }
 
-// discard deletes the partial file and its checkpoint, so that the next attempt
-// starts from 0.
-func (s *receiveState) discard() {
-	_ = s.stopCheckpointer()
-	_ = os.Remove(s.ckpt)
-	_ = os.Remove(s.part)
+// Resume returns 0: a Memory holds nothing of an earlier transfer.
+func (*Memory) Resume() (int64, io.Reader) { return 0, nil }
+
+// Write appends p.
+func (m *Memory) Write(p []byte) (int, error) {
+	m.buf = append(m.buf, p...)
+	return len(p), nil
 }
 
-// storageFailure answers the peer storage and returns err wrapped to match
-// ErrStorage. The peer learns the kind of failure but not the receiver's paths.
-func (s *receiveState) storageFailure(err error) error {
-	_ = s.rw.WriteMessage(&Error{Code: CodeStorage,
-		Text: fmt.Sprintf("the receiver could not store %q durably (%s); try again later", s.hdr.Name, StorageReason(err))})
-	return storageError(fmt.Sprintf("receiving %q", s.hdr.Name), err)
-}
+// Finish does nothing: memory has nothing to make durable.
+func (*Memory) Finish() error { return nil }
 
-// StorageReason names the kind of a storage failure for a peer: the system
-// error's text ("no space left on device"), or "I/O error"; never a path.
-func StorageReason(err error) string {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
-	}
-	return "I/O error"
-}
+// Abort drops the bytes: memory keeps nothing for a later transfer.
+func (m *Memory) Abort(bool) { m.buf = nil }
 
-func storageError(op string, err error) error {
-	return &detailError{msg: "wire: " + op + ": " + err.Error(), kinds: []error{ErrStorage, err}}
-}
-
-// readCheckpoint returns the offset recorded in the checkpoint file at path if
-// it is for a file of size bytes, else 0; and whether a checkpoint file exists.
-// A checkpoint that does not parse exactly counts as 0.
-func readCheckpoint(path string, size int64) (off int64, exists bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	var gotSize, gotOff int64
-	if _, err := fmt.Sscanf(string(b), checkpointFormat, &gotSize, &gotOff); err != nil ||
-		fmt.Sprintf(checkpointFormat, gotSize, gotOff) != string(b) ||
-		gotSize != size || gotOff < 0 || gotOff > size {
-		return 0, true, nil
-	}
-	return gotOff, true, nil
-}
-
-// writeCheckpoint atomically replaces the checkpoint file at path (a
-// temporary file, fsynced, renamed into place, and the directory fsynced).
-func writeCheckpoint(path string, size, off int64) error {
-	return keys.WriteFileAtomic(path, fmt.Appendf(nil, checkpointFormat, size, off), fileMode)
-}
+// Bytes returns the bytes written so far: after a Receive, the whole file.
+func (m *Memory) Bytes() []byte { return m.buf }

@@ -54,30 +54,6 @@ const (
 	CodeKeyTransportFailed     Code = 62
 )
 
-func init() {
-	Register(TypeClientHello, "ClientHello", func() Message { return new(ClientHello) })
-	Register(TypeServerHello, "ServerHello", func() Message { return new(ServerHello) })
-	Register(TypeServerVerify, "ServerVerify", func() Message { return new(ServerVerify) })
-	Register(TypeSubmitEnd, "SubmitEnd", func() Message { return new(SubmitEnd) })
-	Register(TypeReceipt, "Receipt", func() Message { return new(Receipt) })
-
-	RegisterCode(CodeUnknownCA, "unknown-ca")
-	RegisterCode(CodeCertExpired, "cert-expired")
-	RegisterCode(CodeCertRevoked, "cert-revoked")
-	RegisterCode(CodeSIDMismatch, "sid-mismatch")
-	RegisterCode(CodeWrongUsage, "wrong-usage")
-	RegisterCode(CodeSuiteNotAllowed, "suite-not-allowed")
-	RegisterCode(CodeBadVersion, "bad-version")
-	RegisterCode(CodeBadRecordMAC, "bad-record-mac")
-	RegisterCode(CodeBadSubmissionSignature, "bad-submission-signature")
-	RegisterCode(CodeCRLUnavailable, "crl-unavailable")
-	RegisterCode(CodeBadKeyShare, "bad-key-share")
-	RegisterCode(CodeUnsupportedKey, "unsupported-key")
-	RegisterCode(CodeBadTranscriptSignature, "bad-transcript-signature")
-	RegisterCode(CodeNameMismatch, "name-mismatch")
-	RegisterCode(CodeKeyTransportFailed, "key-transport-failed")
-}
-
 // marshalCerts encodes a list8<bytes16> of certificates.
 func marshalCerts(b *Builder, certs [][]byte) {
 	if len(certs) > 255 {

@@ -32,21 +32,10 @@ const (
 	// NameMaxLen is the longest file name, in bytes.
 	NameMaxLen = 128
 
-	// DefaultCheckpointEvery is the most file bytes a Receiver takes between two
-	// checkpoints (fsync of the partial file and of its recorded offset).
-	DefaultCheckpointEvery = 8 << 20
-
 	// peerErrorWait bounds how long SendFile waits, after a failed write, for
 	// the Error message that may explain it.
 	peerErrorWait = time.Second
 )
-
-func init() {
-	Register(TypeFileHeader, "FileHeader", func() Message { return new(FileHeader) })
-	Register(TypeFileOffset, "FileOffset", func() Message { return new(FileOffset) })
-	Register(TypeData, "Data", func() Message { return new(Data) })
-	Register(TypeFileAck, "FileAck", func() Message { return new(FileAck) })
-}
 
 // FileHeader announces a file (type 0x04). Decoding checks only the encoding: the
 // receiver checks the name with ValidName and the size against its limit, so as
@@ -123,7 +112,7 @@ func (m *Data) UnmarshalBody(p *Parser) {
 // check reports a chunk size outside 1..MaxDataChunk.
 func (m *Data) check() error {
 	if n := len(m.Bytes); n == 0 || n > MaxDataChunk {
-		return detailf([]error{ErrEncode}, "Data of %d bytes is outside 1..%d", n, MaxDataChunk)
+		return fmt.Errorf("Data of %d bytes is outside 1..%d", n, MaxDataChunk)
 	}
 	return nil
 }
@@ -140,70 +129,20 @@ func (*FileAck) MarshalBody(*Builder) {}
 // UnmarshalBody decodes nothing: a FileAck with a body is malformed.
 func (*FileAck) UnmarshalBody(*Parser) {}
 
-var (
-	// ErrBadName matches a *BadNameError.
-	ErrBadName = errors.New("wire: bad file name")
-
-	// ErrFileTooLarge matches a *FileTooLargeError.
-	ErrFileTooLarge = errors.New("wire: file too large")
-
-	// ErrFileMismatch matches a transfer whose bytes do not match the announced
-	// size or SHA-256 (code file-mismatch).
-	ErrFileMismatch = errors.New("wire: file does not match its header")
-
-	// ErrBadOffset matches a resume offset outside 0..size (code bad-offset).
-	ErrBadOffset = errors.New("wire: bad resume offset")
-
-	// ErrBusy matches a refusal for lack of capacity: a limit on connections, or
-	// a transfer of the same file already in progress (code busy).
-	ErrBusy = errors.New("wire: busy")
-
-	// ErrStorage matches a failure to store received data durably: disk full,
-	// read-only file system, I/O error (code storage). The underlying error,
-	// such as syscall.ENOSPC, matches too.
-	ErrStorage = errors.New("wire: cannot store data")
-)
-
-// BadNameError reports a file name that breaks the rules of PROTOCOL.md §3.
-type BadNameError struct {
-	Name   string // the name as given
-	Reason string // which rule it breaks
-}
-
-// Error quotes the name and says which rule it breaks.
-func (e *BadNameError) Error() string {
-	name := e.Name
-	if len(name) > 2*NameMaxLen {
-		name = name[:2*NameMaxLen] + "..."
-	}
-	return fmt.Sprintf("wire: bad file name %q: %s", name, e.Reason)
-}
-
-// Is reports whether target is ErrBadName.
-func (e *BadNameError) Is(target error) bool { return target == ErrBadName }
-
-// FileTooLargeError reports a FileHeader whose size exceeds the receiver's limit.
-type FileTooLargeError struct {
-	Name string
-	Size uint64 // the announced size
-	Max  int64  // the receiver's limit
-}
-
-// Error gives the announced size and the limit.
-func (e *FileTooLargeError) Error() string {
-	return fmt.Sprintf("wire: file %q of %d bytes exceeds the limit of %d bytes", e.Name, e.Size, e.Max)
-}
-
-// Is reports whether target is ErrFileTooLarge.
-func (e *FileTooLargeError) Is(target error) bool { return target == ErrFileTooLarge }
-
 // ValidName reports whether name follows the rules of PROTOCOL.md §3: 1 to
 // NameMaxLen bytes of A–Z, a–z, 0–9, '.', '_', '-' and '+', not beginning with
 // '.' or '-'. Such a name has no path separator, NUL, space or control
 // character, and is neither "." nor "..", so it is safe as the last element of a
-// path. The error is a *BadNameError.
+// path. The error is a *Refusal of code bad-file-name that quotes the name and
+// says which rule it breaks, as in `bad file name "../x": begins with '.'`.
 func ValidName(name string) error {
-	bad := func(reason string) error { return &BadNameError{Name: name, Reason: reason} }
+	bad := func(reason string) error {
+		quoted := name
+		if len(quoted) > 2*NameMaxLen {
+			quoted = quoted[:2*NameMaxLen] + "..."
+		}
+		return Refusef(CodeBadFileName, "bad file name %q: %s", quoted, reason)
+	}
 	switch {
 	case name == "":
 		return bad("empty")
@@ -290,7 +229,8 @@ type SendOptions struct {
 // The name is checked with ValidName before anything is sent. An Error from the
 // receiver, at any step, is returned as the error (a *Error). A message out of
 // order is answered with unexpected-message and an offset above size with
-// bad-offset. After an error the connection is not usable for further messages.
+// bad-offset, and returned as that *Refusal. After an error the connection is
+// not usable for further messages.
 func SendFile(rw MessageReadWriter, name string, f io.ReaderAt, size int64, sum [sha256.Size]byte, opt SendOptions) (resumedFrom int64, err error) {
 	if err := ValidName(name); err != nil {
 		return 0, err
@@ -309,14 +249,14 @@ func SendFile(rw MessageReadWriter, name string, f io.ReaderAt, size int64, sum 
 	if err := rw.WriteMessage(&FileHeader{Name: name, Size: uint64(size), SHA256: sum}); err != nil {
 		return 0, peerError(rw, err)
 	}
-	fo, err := Expect[*FileOffset](rw)
+	fo, err := Expect[*FileOffset](rw.ReadMessage())
 	if err != nil {
-		refuse(rw, err)
+		_ = Answer(rw, err)
 		return 0, err
 	}
 	if fo.Offset > uint64(size) {
-		err := detailf([]error{ErrBadOffset}, "receiver asked to resume %q at offset %d, beyond its size of %d bytes", name, fo.Offset, size)
-		refuse(rw, err)
+		err := Refusef(CodeBadOffset, "receiver asked to resume %q at offset %d, beyond its size of %d bytes", name, fo.Offset, size)
+		_ = Answer(rw, err)
 		return 0, err
 	}
 	off := int64(fo.Offset)
@@ -329,7 +269,7 @@ func SendFile(rw MessageReadWriter, name string, f io.ReaderAt, size int64, sum 
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			_ = rw.WriteMessage(&Error{Code: CodeInternal, Text: "the sender could not read its file"})
+			_ = Answer(rw, Refusef(CodeInternal, "the sender could not read its file"))
 			return off, fmt.Errorf("wire: sending %q: reading %d bytes at offset %d: %w", name, n, pos, err)
 		}
 		d.Bytes = buf[:n]
@@ -342,8 +282,8 @@ func SendFile(rw MessageReadWriter, name string, f io.ReaderAt, size int64, sum 
 		}
 	}
 	if !opt.SkipAck {
-		if _, err := Expect[*FileAck](rw); err != nil {
-			refuse(rw, err)
+		if _, err := Expect[*FileAck](rw.ReadMessage()); err != nil {
+			_ = Answer(rw, err)
 			return off, err
 		}
 	}
@@ -371,18 +311,4 @@ func peerError(rw MessageReadWriter, writeErr error) error {
 		}
 	}
 	return writeErr
-}
-
-// refuse sends the peer the Error message that err, an error about what the peer
-// sent or did, calls for, if any: none when the peer is gone or has itself
-// refused (PeerGone). It is best effort.
-func refuse(rw MessageReadWriter, err error) {
-	if PeerGone(err) {
-		return
-	}
-	code, ok := codeOf(err)
-	if !ok {
-		return
-	}
-	_ = rw.WriteMessage(&Error{Code: code, Text: bareText(err)})
 }

@@ -103,11 +103,11 @@ func enrollOnce(wc *wire.Conn, req *wire.EnrollRequest) error {
 	if err := wc.WriteMessage(req); err != nil {
 		return err
 	}
-	if _, err := wire.Expect[*wire.EnrollAccepted](wc); err != nil {
+	if _, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage()); err != nil {
 		return err
 	}
 	for range 2 {
-		hdr, err := wire.Expect[*wire.FileHeader](wc)
+		hdr, err := wire.Expect[*wire.FileHeader](wc.ReadMessage())
 		if err != nil {
 			return err
 		}
@@ -115,7 +115,7 @@ func enrollOnce(wc *wire.Conn, req *wire.EnrollRequest) error {
 			return err
 		}
 		for got := uint64(0); got < hdr.Size; {
-			d, err := wire.Expect[*wire.Data](wc)
+			d, err := wire.Expect[*wire.Data](wc.ReadMessage())
 			if err != nil {
 				return err
 			}
@@ -234,7 +234,7 @@ func nullCAMain(args []string) {
 			defer c.Close()
 			wc := wire.NewConn(c, wire.Options{})
 			for {
-				if _, err := wire.Expect[*wire.EnrollRequest](wc); err != nil {
+				if _, err := wire.Expect[*wire.EnrollRequest](wc.ReadMessage()); err != nil {
 					return
 				}
 				if wc.WriteMessage(accepted) != nil || send(wc, "cert.pem", certPEM) != nil || send(wc, "root.pem", rootPEM) != nil {
