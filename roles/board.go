@@ -70,7 +70,6 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			Roots:        id.pool(),
 			CheckRevoked: crls.check,
 			AllowRC4:     b.AllowRC4,
-			Log:          log,
 		},
 	}
 	return runDaemon(ctx, log, daemon{
@@ -96,6 +95,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	wc := wire.NewConn(c, wireOptions(h.limits))
 	wc.SetDeadline(time.Now().Add(h.limits.HandshakeTimeout.D()))
 	sc, err := session.Server(wc, h.session)
+	logHandshake(h.log, sc, err)
 	if err != nil {
 		logSessionEnd(log, "session refused", err)
 		return
@@ -165,6 +165,49 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	})
 	if err != nil {
 		log.Warn("receipt not delivered (the submission is stored)", zap.String("id", rec.ID), zap.Error(err))
+	}
+}
+
+// logHandshake logs the board's steps 3 and 4 from what session.Server
+// returned: the STEP 3 and STEP 4 lines of an established session; for a
+// refused one, the STEP 3 line if step 3 passed, then "STEP n: session
+// refused" with the refusal's code and reason.
+func logHandshake(log *zap.Logger, sc *session.Conn, err error) {
+	if err == nil {
+		logStudentChecked(log, sc.SID(), sc.PeerCertificate(), sc.Suite())
+		logging.Step(log, 4, "session key sent; session established", logging.SID(sc.SID()),
+			zap.String("key_transport", session.KeyTransportName(sc.KeyTransport())),
+			zap.String("suite", session.SuiteName(sc.Suite())))
+		return
+	}
+	var he *session.HandshakeError
+	if !errors.As(err, &he) {
+		return // the board's own configuration, not a student's session
+	}
+	if he.Student != nil {
+		logStudentChecked(log, he.SID, he.Student, he.Suite)
+	}
+	var refusal *wire.Refusal
+	if !errors.As(he.Err, &refusal) {
+		return
+	}
+	fields := []zap.Field{zap.Stringer("code", refusal.Code), zap.String("reason", refusal.Text)}
+	if he.SID != "" { // the ClientHello was read
+		fields = append([]zap.Field{logging.SID(he.SID)}, fields...)
+	}
+	logging.Step(log, he.Step, "session refused", fields...)
+}
+
+// logStudentChecked logs STEP 3, the student's certificate checked, and warns
+// when the session is to use RC4.
+func logStudentChecked(log *zap.Logger, sid string, cert *x509.Certificate, suite uint16) {
+	logging.Step(log, 3, "student certificate checked; possession not yet proven", logging.SID(sid),
+		zap.String("serial", keys.SerialHex(cert.SerialNumber)),
+		zap.String("key", keys.Describe(cert.PublicKey)),
+		zap.String("suite", session.SuiteName(suite)))
+	if suite == session.SuiteRC4HMACSHA256 {
+		log.Warn("RC4 is broken; this session uses it because board.allow_rc4 = true and the student offered it",
+			logging.SID(sid))
 	}
 }
 

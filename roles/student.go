@@ -230,35 +230,43 @@ func (st *student) run(ctx context.Context, sid string) error {
 	st.out.printf("%s sign finished\n", sid)
 
 	// A board at max_conns answers busy: try again shortly, as it asks.
-	var (
-		receipt    *wire.Receipt
-		boardChain []*x509.Certificate
-	)
+	var sub *submitted
 	err = retryBusy(setupCtx, st.log, sid, "the board", func() error {
 		var err error
-		receipt, boardChain, err = st.submit(ctx, setupCtx, sid, id)
+		sub, err = st.submit(ctx, setupCtx, sid, id)
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	path, err := saveReceipt(dir, receipt, boardChain)
+	receipt := sub.receipt
+	path, err := saveReceipt(dir, receipt, sub.boardChain)
 	if err != nil {
 		return fmt.Errorf("the submission was accepted (receipt %s) but the receipt could not be saved: %w", receipt.ID, err)
 	}
-	logging.Step(st.log, 6, "receipt verified and saved", logging.SID(sid), zap.String("id", receipt.ID), zap.String("file", path),
-		zap.Duration("elapsed", time.Since(started)))
+	logging.Step(st.log, 6, "receipt verified and saved", logging.SID(sid), zap.String("id", receipt.ID),
+		zap.String("name", receipt.Name), zap.Int64("size", int64(receipt.Size)), zap.Int64("resumed_from", sub.resumed),
+		zap.String("file", path), zap.Duration("elapsed", time.Since(started)))
 	st.out.printf("%s submitted: receipt %s, SHA-256 %x, saved as %s\n", sid, receipt.ID, receipt.SHA256, path)
 	return nil
 }
 
+// submitted is what a submission the board accepted leaves the student: the
+// verified receipt, the board's chain that signed it, and the offset the
+// upload resumed from (0 for a fresh one).
+type submitted struct {
+	receipt    *wire.Receipt
+	boardChain []*x509.Certificate
+	resumed    int64
+}
+
 // submit opens one session with the board as sid and submits: steps 3 to 6.
 // setupCtx bounds the session; cancelling ctx closes it.
-func (st *student) submit(ctx, setupCtx context.Context, sid string, id *studentID) (*wire.Receipt, []*x509.Certificate, error) {
+func (st *student) submit(ctx, setupCtx context.Context, sid string, id *studentID) (*submitted, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(setupCtx, "tcp", st.cfg.BoardAddr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
+		return nil, fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
 	}
 	timeout := st.cfg.Timeout.D()
 	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: timeout, WriteTimeout: timeout})
@@ -275,18 +283,27 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 		Roots:     roots,
 		BoardName: st.cfg.BoardName,
 		Suites:    st.suites,
-		Log:       st.log,
 	})
 	if err != nil {
-		return nil, nil, err
+		var refusal *wire.Refusal
+		if he := (*session.HandshakeError)(nil); errors.As(err, &he) && errors.As(he.Err, &refusal) {
+			logging.Step(st.log, 5, "board not accepted; session refused", logging.SID(sid),
+				zap.Stringer("code", refusal.Code), zap.String("reason", refusal.Text))
+		}
+		return nil, err
 	}
 	defer sc.Close()
+	logging.Step(st.log, 5, "board verified; session key recovered", logging.SID(sid),
+		zap.String("board", sc.PeerCertificate().Subject.CommonName),
+		zap.String("suite", session.SuiteName(sc.Suite())))
 
 	body, size, sum := st.content.forSID(sid)
 	bar := newProgress(sid, size, st.content.report != nil)
+	var resumed int64
 	receipt, err := sc.Submit(st.content.name, body, size, sum, session.SubmitOptions{
 		Progress: bar.update,
 		OnResume: func(off int64) {
+			resumed = off
 			if off > 0 {
 				st.log.Info("resumed an interrupted upload", logging.SID(sid), zap.Int64("offset", off), zap.Int64("size", size))
 				st.out.printf("%s resumed upload at byte %d of %d\n", sid, off, size)
@@ -295,9 +312,9 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 	})
 	bar.done()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return receipt, sc.PeerChain(), nil
+	return &submitted{receipt: receipt, boardChain: sc.PeerChain(), resumed: resumed}, nil
 }
 
 // retryBusy runs attempt until it succeeds, fails other than by a busy

@@ -4,16 +4,12 @@ import (
 	"crypto/hpke"
 	"crypto/x509"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"time"
 
-	"go.uber.org/zap"
-
 	"pkiboard/internal/keys"
-	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
 
@@ -92,20 +88,13 @@ func (hs *clientHandshake) handshake() (*Conn, error) {
 	if err != nil {
 		return nil, hs.fail(err)
 	}
-	logging.Step(hs.cfg.log, 5, "board verified; session key recovered", logging.SID(hs.cfg.SID),
-		zap.String("board", hs.boardChain[0].Subject.CommonName),
-		zap.String("suite", SuiteName(hs.serverHello.Suite)))
 	return conn, nil
 }
 
-// fail answers the board with the Error err calls for and returns err.
+// fail answers the board with the Error err calls for and returns err as a
+// *HandshakeError of step 5.
 func (hs *clientHandshake) fail(err error) error {
-	var r *wire.Refusal
-	if errors.As(err, &r) {
-		logging.Step(hs.cfg.log, 5, "board not accepted; session refused", logging.SID(hs.cfg.SID),
-			zap.Stringer("code", r.Code), zap.String("reason", r.Text))
-	}
-	return hs.io.alert(err)
+	return &HandshakeError{Step: 5, SID: hs.cfg.SID, Err: hs.io.alert(err)}
 }
 
 // wipe erases the handshake's secrets and drops the X-Wing key. crypto/hpke
@@ -256,7 +245,7 @@ func (hs *clientHandshake) checkParameters() error {
 	if sh.KeyTransport != hs.cfg.kt {
 		return wire.Refusef(wire.CodeUnexpectedMessage,
 			"the board chose key transport %s, which does not fit your %s key; tell the course staff",
-			keyTransportName(sh.KeyTransport), keys.Describe(hs.cfg.Key.Public()))
+			KeyTransportName(sh.KeyTransport), keys.Describe(hs.cfg.Key.Public()))
 	}
 	return nil
 }
@@ -299,18 +288,18 @@ func (hs *clientHandshake) establish() (*Conn, error) {
 		return nil, err
 	}
 	return &Conn{
-		conn:      hs.io.conn,
-		isClient:  true,
-		sid:       hs.cfg.SID,
-		suite:     hs.serverHello.Suite,
-		th:        hs.th,
-		peerChain: hs.boardChain,
-		ownChain:  hs.cfg.Chain,
-		key:       hs.cfg.Key,
-		rand:      hs.cfg.rand,
-		now:       hs.cfg.now,
-		log:       hs.cfg.log,
-		in:        in,
-		out:       out,
+		conn:         hs.io.conn,
+		isClient:     true,
+		sid:          hs.cfg.SID,
+		suite:        hs.serverHello.Suite,
+		keyTransport: hs.serverHello.KeyTransport,
+		th:           hs.th,
+		peerChain:    hs.boardChain,
+		ownChain:     hs.cfg.Chain,
+		key:          hs.cfg.Key,
+		rand:         hs.cfg.rand,
+		now:          hs.cfg.now,
+		in:           in,
+		out:          out,
 	}, nil
 }

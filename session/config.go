@@ -14,8 +14,6 @@ import (
 	"io"
 	"time"
 
-	"go.uber.org/zap"
-
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -50,7 +48,7 @@ type ServerConfig struct {
 	// revoked. A *wire.Refusal is answered with its own code and text (use
 	// wire.CodeCertRevoked, or wire.CodeCRLUnavailable when no fresh CRL is
 	// held); any other error is answered crl-unavailable: the board fails
-	// closed.
+	// closed. This package logs nothing: CheckRevoked logs its own failures.
 	CheckRevoked func(cert *x509.Certificate) error
 
 	// AllowRC4 lets the board choose rc4-hmac-sha256 when the student offers
@@ -64,10 +62,6 @@ type ServerConfig struct {
 	// seed and RSA-PSS salts; crypto/rand.Reader if nil. (crypto/hpke and,
 	// since Go 1.26, ECDSA signing always draw from crypto/rand.)
 	Rand io.Reader
-
-	// Log receives the STEP 3 and STEP 4 lines and the RC4 warning; none if
-	// nil. Nothing secret is ever logged.
-	Log *zap.Logger
 
 	// testHookServerHello, if set, may change the ServerHello before it is
 	// sent and signed: tests use it to play a misbehaving board.
@@ -107,9 +101,6 @@ type ClientConfig struct {
 	// crypto/rand.Reader if nil. (The X-Wing key, crypto/hpke and, since Go
 	// 1.26, ECDSA signing always draw from crypto/rand.)
 	Rand io.Reader
-
-	// Log receives the STEP 5 line; none if nil.
-	Log *zap.Logger
 
 	// Test hooks. testHookKEMKey replaces the generation of the ephemeral
 	// X-Wing key; testHookClientHello may change the hello before it is sent;
@@ -161,24 +152,20 @@ type serverSettings struct {
 	hooks
 }
 
-// hooks are a side's clock, randomness and logger, with their defaults
-// (time.Now, crypto/rand, no logging) where the config left them unset.
+// hooks are a side's clock and randomness, with their defaults (time.Now,
+// crypto/rand) where the config left them unset.
 type hooks struct {
 	now  func() time.Time
 	rand io.Reader
-	log  *zap.Logger
 }
 
-func newHooks(now func() time.Time, r io.Reader, log *zap.Logger) hooks {
-	h := hooks{now: now, rand: r, log: log}
+func newHooks(now func() time.Time, r io.Reader) hooks {
+	h := hooks{now: now, rand: r}
 	if h.now == nil {
 		h.now = time.Now
 	}
 	if h.rand == nil {
 		h.rand = rand.Reader
-	}
-	if h.log == nil {
-		h.log = zap.NewNop()
 	}
 	return h
 }
@@ -202,7 +189,7 @@ func (cfg *ServerConfig) settings() (*serverSettings, error) {
 	if _, err := signatureScheme(cfg.Key.Public()); err != nil {
 		return nil, fmt.Errorf("session: the board's key: %w", err)
 	}
-	return &serverSettings{ServerConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand, cfg.Log)}, nil
+	return &serverSettings{ServerConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand)}, nil
 }
 
 // clientSettings are a ClientConfig's values with defaults applied.
@@ -233,7 +220,7 @@ func (cfg *ClientConfig) settings() (*clientSettings, error) {
 	case len(cfg.Suites) > wire.MaxSuites:
 		return nil, fmt.Errorf("session: ClientConfig.Suites has %d suites (at most %d)", len(cfg.Suites), wire.MaxSuites)
 	}
-	s := &clientSettings{ClientConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand, cfg.Log), suites: cfg.Suites}
+	s := &clientSettings{ClientConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand), suites: cfg.Suites}
 	if len(s.suites) == 0 {
 		s.suites = []uint16{SuiteAES256CTRHMACSHA256}
 	}

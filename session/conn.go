@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
-
 	"pkiboard/wire"
 )
 
@@ -23,17 +21,17 @@ import (
 // A Conn may be used by one goroutine reading and another writing at the same
 // time; Close and the accessors may be called from any goroutine.
 type Conn struct {
-	conn      *wire.Conn
-	isClient  bool
-	sid       string
-	suite     uint16
-	th        [32]byte
-	peerChain []*x509.Certificate
-	ownChain  []*x509.Certificate
-	key       crypto.Signer
-	rand      io.Reader
-	now       func() time.Time
-	log       *zap.Logger
+	conn         *wire.Conn
+	isClient     bool
+	sid          string
+	suite        uint16
+	keyTransport uint8
+	th           [32]byte
+	peerChain    []*x509.Certificate
+	ownChain     []*x509.Certificate
+	key          crypto.Signer
+	rand         io.Reader
+	now          func() time.Time
 
 	in, out *halfConn
 
@@ -67,6 +65,12 @@ func (c *Conn) PeerChain() []*x509.Certificate { return c.peerChain }
 
 // Suite returns the cipher suite of the records.
 func (c *Conn) Suite() uint16 { return c.suite }
+
+// KeyTransport returns how the session key travelled (PROTOCOL.md §5.1,
+// ServerHello.key_transport): wire.KeyTransportRSAOAEP,
+// wire.KeyTransportHPKEP256 or wire.KeyTransportHPKEP384, as the student's
+// certificate key called for. KeyTransportName names it.
+func (c *Conn) KeyTransport() uint8 { return c.keyTransport }
 
 // TranscriptHash returns TH, the SHA-256 of the three handshake frames
 // (PROTOCOL.md §5.2). The submission statement includes it.

@@ -15,7 +15,14 @@
 // Every refusal, on either side, is a *[wire.Refusal] (find it with
 // errors.As) whose code and sentence were also sent to the peer, unless the
 // peer had gone ([wire.PeerGone]: a frame cut short is such a refusal); a
-// refusal received from the peer is a *[wire.Error].
+// refusal received from the peer is a *[wire.Error]. A handshake that fails
+// returns a *[HandshakeError] saying at which course step it failed.
+//
+// The package logs nothing: it returns facts, and the roles log the course's
+// STEP lines from them — an established [Conn] tells its SID, the peer's
+// certificate, the suite and the key transport; a [HandshakeError] the step,
+// the SID and, past step 3, the student's checked certificate; Submit returns
+// the verified receipt.
 //
 // Cryptography comes from the standard library (crypto/hpke, crypto/hkdf,
 // crypto/hmac, crypto/aes, crypto/rsa, crypto/ecdsa, crypto/x509), and RC4

@@ -2,6 +2,7 @@ package session
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"hash"
@@ -65,3 +66,32 @@ func (h *handshakeIO) alert(err error) error {
 	_ = wire.Answer(h.conn, err)
 	return fmt.Errorf("session: %w", err)
 }
+
+// HandshakeError is the error of a handshake that failed: the course step at
+// which it failed and what the handshake had established by then, so that the
+// caller can log the steps as they happened. Its message is Err's; errors.As
+// finds through it the *wire.Refusal this side sent or the *wire.Error the peer
+// sent.
+type HandshakeError struct {
+	// Step is the course step that failed: 3 (the student's hello and
+	// certificate) or 4 (the session key) on the board's side, 5 on the
+	// student's.
+	Step int
+
+	// SID is the student ID of the session: on the board's side the one the
+	// ClientHello claimed ("" if none was read), on the student's its own.
+	SID string
+
+	// Student and Suite are set on the board's side when step 3 passed (Step
+	// is 4): the student's certificate, checked, and the suite the board
+	// chose.
+	Student *x509.Certificate
+	Suite   uint16
+
+	Err error
+}
+
+func (e *HandshakeError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *HandshakeError) Unwrap() error { return e.Err }

@@ -16,10 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
-
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -44,31 +40,25 @@ func TestSessionSucceeds(t *testing.T) {
 			for _, content := range [][]byte{lab(testSID), randomContent(3*wire.MaxDataChunk + 17)} {
 				name := fmt.Sprintf("%s/%s/%d", kt, SuiteName(suite), len(content))
 				t.Run(name, func(t *testing.T) {
-					boardLogs, boardObs := observer.New(zapcore.InfoLevel)
-					studentLogs, studentObs := observer.New(zapcore.InfoLevel)
 					sc := p.serverConfig()
 					sc.AllowRC4 = suite == SuiteRC4HMACSHA256
-					sc.Log = zap.New(boardLogs)
 					cc := p.clientConfig(kt)
 					cc.Suites = []uint16{suite}
-					cc.Log = zap.New(studentLogs)
 					r := runSession(t, scenario{server: sc, client: cc, content: content})
 					if r.serverErr != nil || r.clientErr != nil {
 						t.Fatalf("board: %v; student: %v", r.serverErr, r.clientErr)
 					}
 					checkSuccess(t, p, r, content, "message.txt", suite)
 
-					for _, step := range []string{"STEP 3: ", "STEP 4: "} {
-						if boardObs.FilterMessageSnippet(step).FilterField(zap.String("sid", testSID)).Len() != 1 {
-							t.Errorf("the board logged no %q line with the SID", step)
-						}
+					// The facts the roles log as STEP 3, 4 and 5 (roles tests
+					// check the lines).
+					want := map[string]uint8{"p256": wire.KeyTransportHPKEP256, "p384": wire.KeyTransportHPKEP384, "rsa2048": wire.KeyTransportRSAOAEP}[kt]
+					if r.board.KeyTransport() != want || r.student.KeyTransport() != want {
+						t.Errorf("key transports: board %s, student %s, want %s",
+							KeyTransportName(r.board.KeyTransport()), KeyTransportName(r.student.KeyTransport()), KeyTransportName(want))
 					}
-					if studentObs.FilterMessageSnippet("STEP 5: ").Len() != 1 {
-						t.Errorf("the student logged no STEP 5 line")
-					}
-					warned := boardObs.FilterLevelExact(zapcore.WarnLevel).FilterMessageSnippet("RC4 is broken").Len() == 1
-					if warned != (suite == SuiteRC4HMACSHA256) {
-						t.Errorf("RC4 warning logged: %v, want %v", warned, suite == SuiteRC4HMACSHA256)
+					if r.sub.Suite != suite {
+						t.Errorf("Submission.Suite = %s, want %s", SuiteName(r.sub.Suite), SuiteName(suite))
 					}
 				})
 			}
@@ -254,10 +244,61 @@ func TestBoardRefuses(t *testing.T) {
 			if errors.As(r.serverErr, &ref) && !strings.Contains(ref.Text, tt.text) {
 				t.Errorf("refusal text %q does not contain %q", ref.Text, tt.text)
 			}
+			wantSID := testSID
+			if tt.code == wire.CodeBadVersion { // refused before the hello is decoded
+				wantSID = ""
+			}
+			wantHandshakeError(t, "board", r.serverErr, 3, wantSID)
 			if r.sub != nil || r.receipt != nil {
 				t.Errorf("a refused session produced a submission or a receipt")
 			}
 		})
+	}
+}
+
+// wantHandshakeError checks that err is a *HandshakeError of step for sid.
+func wantHandshakeError(t *testing.T, side string, err error, step int, sid string) *HandshakeError {
+	t.Helper()
+	var he *HandshakeError
+	if !errors.As(err, &he) {
+		t.Errorf("%s: got %T %v, want a *HandshakeError", side, err, err)
+		return nil
+	}
+	if he.Step != step || he.SID != sid {
+		t.Errorf("%s: got a HandshakeError of step %d for SID %q, want step %d for %q", side, he.Step, he.SID, step, sid)
+	}
+	if he.Error() != he.Err.Error() {
+		t.Errorf("%s: HandshakeError says %q, its error %q", side, he.Error(), he.Err.Error())
+	}
+	if (he.Student != nil) != (step == 4) {
+		t.Errorf("%s: HandshakeError of step %d carries the student's certificate: %v", side, step, he.Student != nil)
+	}
+	return he
+}
+
+// failingReader is a source of randomness that has run dry.
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("no randomness") }
+
+// TestHandshakeErrorAtStep4 checks that a board that fails after step 3
+// passed reports step 4 with what step 3 established: the student's checked
+// certificate and the suite chosen (the board's log shows STEP 3 then).
+func TestHandshakeErrorAtStep4(t *testing.T) {
+	p := pki(t)
+	sc, cc := p.serverConfig(), p.clientConfig("p256")
+	sc.Rand = failingReader{} // the board's random, the first draw of step 4, fails
+	r := runSession(t, scenario{server: sc, client: cc, content: lab(testSID)})
+	if r.clientErr == nil {
+		t.Error("the student established a session with a board that sent no ServerHello")
+	}
+	he := wantHandshakeError(t, "board", r.serverErr, 4, testSID)
+	if he == nil || he.Student == nil {
+		return
+	}
+	if he.Student.Subject.CommonName != testSID || he.Suite != SuiteAES256CTRHMACSHA256 {
+		t.Errorf("step 4 failed with the certificate of %q and suite %s, want %q and %s",
+			he.Student.Subject.CommonName, SuiteName(he.Suite), testSID, SuiteName(SuiteAES256CTRHMACSHA256))
 	}
 }
 
@@ -377,6 +418,7 @@ func TestStudentRefuses(t *testing.T) {
 			}
 			r := runSession(t, scenario{server: sc, client: cc, content: lab(testSID), tamper: tt.tamper})
 			wantRefusal(t, "student", r.clientErr, tt.code)
+			wantHandshakeError(t, "student", r.clientErr, 5, testSID)
 			wantPeerError(t, "board", r.serverErr, tt.code)
 			if r.sub != nil || r.receipt != nil {
 				t.Errorf("a refused session produced a submission or a receipt")

@@ -10,10 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
-	"pkiboard/internal/keys"
-	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
 
@@ -57,7 +53,7 @@ func Server(c *wire.Conn, cfg *ServerConfig) (*Conn, error) {
 type serverHandshake struct {
 	cfg  *serverSettings
 	io   handshakeIO
-	step int // the course step in progress, for the log
+	step int // the course step in progress, for HandshakeError
 
 	hello        *wire.ClientHello
 	helloHash    [32]byte // H_hello: SHA-256 of the ClientHello frame
@@ -96,14 +92,6 @@ func (hs *serverHandshake) handshake() (*Conn, error) {
 	if err := hs.checkKeyShare(); err != nil {
 		return nil, hs.fail(err)
 	}
-	logging.Step(hs.cfg.log, 3, "student certificate checked; possession not yet proven", logging.SID(hs.hello.SID),
-		zap.String("serial", keys.SerialHex(hs.leaf.SerialNumber)),
-		zap.String("key", keys.Describe(hs.leaf.PublicKey)),
-		zap.String("suite", SuiteName(hs.suite)))
-	if hs.suite == SuiteRC4HMACSHA256 {
-		hs.cfg.log.Warn("RC4 is broken; this session uses it because board.allow_rc4 = true and the student offered it",
-			logging.SID(hs.hello.SID))
-	}
 
 	// STEP 4: the session key, the encapsulation, the board's signature.
 	hs.step = 4
@@ -117,23 +105,20 @@ func (hs *serverHandshake) handshake() (*Conn, error) {
 	if err != nil {
 		return nil, hs.fail(err)
 	}
-	logging.Step(hs.cfg.log, 4, "session key sent; session established", logging.SID(hs.hello.SID),
-		zap.String("key_transport", keyTransportName(hs.keyTransport)),
-		zap.String("suite", SuiteName(hs.suite)))
 	return conn, nil
 }
 
-// fail answers the student with the Error err calls for and returns err.
+// fail answers the student with the Error err calls for and returns err as a
+// *HandshakeError of the step in progress.
 func (hs *serverHandshake) fail(err error) error {
-	var r *wire.Refusal
-	if errors.As(err, &r) {
-		fields := []zap.Field{zap.Stringer("code", r.Code), zap.String("reason", r.Text)}
-		if hs.hello != nil {
-			fields = append([]zap.Field{logging.SID(hs.hello.SID)}, fields...)
-		}
-		logging.Step(hs.cfg.log, hs.step, "session refused", fields...)
+	he := &HandshakeError{Step: hs.step, Err: hs.io.alert(err)}
+	if hs.hello != nil {
+		he.SID = hs.hello.SID
 	}
-	return hs.io.alert(err)
+	if hs.step == 4 {
+		he.Student, he.Suite = hs.leaf, hs.suite
+	}
+	return he
 }
 
 // wipe erases the handshake's secrets.
@@ -226,7 +211,6 @@ func (hs *serverHandshake) checkRevocation() error {
 	if errors.As(err, &r) {
 		return r
 	}
-	hs.cfg.log.Warn("revocation check failed; refusing the session", logging.SID(hs.hello.SID), zap.Error(err))
 	return wire.Refusef(wire.CodeCRLUnavailable,
 		"the board cannot check whether your certificate is revoked right now; try again later")
 }
@@ -340,21 +324,23 @@ func (hs *serverHandshake) establish() (*Conn, error) {
 		conn:             hs.io.conn,
 		sid:              hs.hello.SID,
 		suite:            hs.suite,
+		keyTransport:     hs.keyTransport,
 		th:               hs.th,
 		peerChain:        hs.chain,
 		ownChain:         hs.cfg.Chain,
 		key:              hs.cfg.Key,
 		rand:             hs.cfg.rand,
 		now:              hs.cfg.now,
-		log:              hs.cfg.log,
 		in:               in,
 		out:              out,
 		acceptPlainError: true,
 	}, nil
 }
 
-// keyTransportName names a key transport for logs.
-func keyTransportName(kt uint8) string {
+// KeyTransportName names a key transport (PROTOCOL.md §5.1,
+// ServerHello.key_transport) for logs and messages, such as "hpke-p256", or
+// its number if unknown.
+func KeyTransportName(kt uint8) string {
 	switch kt {
 	case wire.KeyTransportRSAOAEP:
 		return "rsa-oaep-sha256"

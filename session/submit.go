@@ -7,9 +7,6 @@ import (
 	"fmt"
 	"io"
 
-	"go.uber.org/zap"
-
-	"pkiboard/internal/logging"
 	"pkiboard/wire"
 )
 
@@ -72,8 +69,6 @@ func (c *Conn) Submit(name string, content io.ReaderAt, size int64, sum [32]byte
 	if err := c.checkReceipt(r, name, size, sum); err != nil {
 		return nil, err
 	}
-	logging.Step(c.log, 6, "submission accepted; receipt verified", logging.SID(c.sid),
-		zap.String("id", r.ID), zap.String("name", name), zap.Int64("size", size), zap.Int64("resumed_from", resumed))
 	return r, nil
 }
 
@@ -114,6 +109,7 @@ type Submission struct {
 	File *wire.Received
 
 	SID            string              // the student ID of the session
+	Suite          uint16              // the cipher suite of the session's records
 	Chain          []*x509.Certificate // the student's certificates, leaf first, as verified
 	TranscriptHash [32]byte            // TH of the session
 	Statement      []byte              // the statement the student signed
@@ -159,6 +155,7 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 	return &Submission{
 		File:           in,
 		SID:            c.sid,
+		Suite:          c.suite,
 		Chain:          c.peerChain,
 		TranscriptHash: c.th,
 		Statement:      statement,
