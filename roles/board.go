@@ -48,11 +48,18 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("board: %w", err)
 	}
-	crls := newCRLKeeper(cfg, id.root, log)
-	if err := crls.load(); err != nil {
+	crls := board.NewCRLKeeper(board.CRLOptions{
+		CAAddr:      b.CAAddr,
+		Path:        filepath.Join(b.DataDir, "crl.pem"),
+		Root:        id.root,
+		AcceptStale: b.CRLStale == "warn",
+		Refresh:     b.CRLRefresh.D(),
+		Log:         log,
+	})
+	if err := crls.Load(); err != nil {
 		log.Warn("ignoring the saved CRL", zap.Error(err))
 	}
-	if err := crls.fetch(ctx); err != nil {
+	if err := crls.Fetch(ctx); err != nil {
 		log.Warn("could not fetch the CRL from the CA; will retry", zap.Error(err), zap.Duration("every", b.CRLRefresh.D()))
 	}
 	if b.AllowRC4 {
@@ -68,7 +75,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			Chain:        id.chain,
 			Key:          id.key,
 			Roots:        id.pool(),
-			CheckRevoked: crls.check,
+			CheckRevoked: crls.Check,
 			AllowRC4:     b.AllowRC4,
 		},
 	}
@@ -76,7 +83,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		name: "board", role: "board", listen: b.Listen, dataDir: b.DataDir, limits: b.Limits,
 		handle: h.handle, ops: boardOps(st, id.root),
 		fields: []zap.Field{zap.String("name", b.Name)},
-		loops:  []func(context.Context){crls.run},
+		loops:  []func(context.Context){crls.Run},
 	})
 }
 
