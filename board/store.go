@@ -28,6 +28,7 @@ import (
 
 	"pkiboard/internal/keys"
 	"pkiboard/internal/store"
+	"pkiboard/session"
 	"pkiboard/wire"
 )
 
@@ -63,7 +64,8 @@ type Record struct {
 type Store struct {
 	dir     string
 	db      *store.DB
-	content *dirSyncer // the submissions directory's entries
+	content *dirSyncer       // the submissions directory's entries
+	now     func() time.Time // the clock of Record.Received
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -77,7 +79,7 @@ func Open(dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("board: %w", err)
 	}
-	return &Store{dir: dir, db: db, content: newDirSyncer(filepath.Join(dir, contentDir), nil)}, nil
+	return &Store{dir: dir, db: db, content: newDirSyncer(filepath.Join(dir, contentDir), nil), now: time.Now}, nil
 }
 
 // Close closes the store.
@@ -106,16 +108,29 @@ func (s *Store) partials(sid string) *partials {
 	return &partials{dir: filepath.Join(s.dir, partialDir, hex.EncodeToString([]byte(sid))), inMemory: InMemoryMax}
 }
 
-// Commit makes a submission received by one of its Receivers durable and
-// listed: it puts the content into the submissions directory under a fresh
-// random name (a partial file renamed, or a small one written, fsynced and
-// renamed), fsyncs the directory (one fsync shared by the commits under way),
-// and then commits the index entry, whose id it assigns (one transaction
-// shared likewise). Only when Commit returns is the submission durable; a
-// crash before that leaves at most an unreferenced content file, which Open's
-// caller may remove with RemoveOrphans. If Commit fails, the upload is
-// discarded: its content and partial file are deleted.
-func (s *Store) Commit(up *wire.Received, rec Record) (*Record, error) {
+// Commit makes a submission that a session received (into one of this
+// store's Receivers) and checked durable and listed, with its evidence: the
+// record holds the file's name, size and SHA-256, the offset its upload
+// resumed from, the session's SID, suite and transcript hash, the student's
+// chain (its certificate's serial apart) and signature, the peer's address
+// (which the session does not know), and the time of the commit, to the
+// millisecond, in UTC.
+//
+// Commit puts the content into the submissions directory under a fresh random
+// name (a partial file renamed, or a small one written, fsynced and renamed),
+// fsyncs the directory (one fsync shared by the commits under way), and then
+// commits the index entry, whose id it assigns (one transaction shared
+// likewise). Only when Commit returns is the submission durable; a crash before
+// that leaves at most an unreferenced content file, which Open's caller may
+// remove with RemoveOrphans. If Commit fails, the upload is discarded: its
+// content and partial file are deleted.
+func (s *Store) Commit(sub *session.Submission, peer string) (*Record, error) {
+	up := sub.File
+	if len(sub.Chain) == 0 {
+		up.Sink.Abort(false)
+		return nil, fmt.Errorf("board: the submission of %s carries no student certificate", sub.SID)
+	}
+	rec := newRecord(sub, peer, s.now())
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, fmt.Errorf("board: %w", err)
@@ -154,6 +169,30 @@ func (s *Store) Commit(up *wire.Received, rec Record) (*Record, error) {
 		return nil, fmt.Errorf("board: index submission of %s: %w", rec.SID, err)
 	}
 	return &out, nil
+}
+
+// newRecord returns the record of sub, from peer, received at now; its ID and
+// File are left for Commit to assign.
+func newRecord(sub *session.Submission, peer string, now time.Time) Record {
+	in := sub.File
+	chain := make([][]byte, len(sub.Chain))
+	for i, c := range sub.Chain {
+		chain[i] = c.Raw
+	}
+	return Record{
+		SID:          sub.SID,
+		Serial:       sub.Chain[0].SerialNumber.Bytes(),
+		Name:         in.Name,
+		Size:         in.Size,
+		SHA256:       in.SHA256,
+		Suite:        session.SuiteName(sub.Suite),
+		Peer:         peer,
+		Received:     now.UTC().Truncate(time.Millisecond),
+		Resumed:      in.ResumedFrom,
+		StudentChain: chain,
+		Transcript:   sub.TranscriptHash,
+		Signature:    sub.Signature,
+	}
 }
 
 // List returns every stored submission, oldest first.

@@ -3,13 +3,19 @@ package board
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
+	"pkiboard/internal/testcert"
+	"pkiboard/session"
 	"pkiboard/wire"
 )
 
@@ -36,6 +42,74 @@ func receive(t *testing.T, s *Store, sid, name string, content []byte) *wire.Rec
 	return in
 }
 
+// submission returns what a session that received in for sid returns: the
+// file and its evidence (a certificate for sid, a transcript hash and a
+// signature, which Commit stores and does not check).
+func submission(t *testing.T, sid string, in *wire.Received) *session.Submission {
+	t.Helper()
+	k := testcert.Key(t)
+	cert := testcert.Issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: sid}}, nil, k.Public(), k)
+	return &session.Submission{
+		File:           in,
+		SID:            sid,
+		Suite:          session.SuiteAES256CTRHMACSHA256,
+		Chain:          []*x509.Certificate{cert},
+		TranscriptHash: sha256.Sum256([]byte("transcript of " + sid)),
+		Statement:      []byte("statement of " + sid),
+		Signature:      []byte("signature of " + sid),
+	}
+}
+
+// TestCommitRecordsTheSession checks the record Commit builds from a
+// session's submission: every field of the evidence, the peer, and the time
+// of the commit to the millisecond in UTC.
+func TestCommitRecordsTheSession(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	at := time.Date(2026, 6, 1, 20, 0, 0, 123456789, time.FixedZone("HKT", 8*3600))
+	s.now = func() time.Time { return at }
+	content := []byte("This is submission from 1155000001.\n")
+	in := receive(t, s, "1155000001", "message.txt", content)
+	sub := submission(t, "1155000001", in)
+	sub.Suite = session.SuiteRC4HMACSHA256
+	issuer := testcert.Key(t)
+	sub.Chain = append(sub.Chain, testcert.Issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "CA"}, IsCA: true, BasicConstraintsValid: true}, nil, issuer.Public(), issuer))
+	rec, err := s.Commit(sub, "192.0.2.7:51234")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Record{
+		ID:           rec.ID,
+		SID:          "1155000001",
+		Serial:       sub.Chain[0].SerialNumber.Bytes(),
+		Name:         "message.txt",
+		Size:         int64(len(content)),
+		SHA256:       sha256.Sum256(content),
+		Suite:        "rc4-hmac-sha256",
+		Peer:         "192.0.2.7:51234",
+		Received:     time.Date(2026, 6, 1, 12, 0, 0, 123000000, time.UTC),
+		File:         rec.File,
+		StudentChain: [][]byte{sub.Chain[0].Raw, sub.Chain[1].Raw},
+		Transcript:   sub.TranscriptHash,
+		Signature:    sub.Signature,
+	}
+	got, err := s.Get(rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*Record{rec, got} {
+		if !reflect.DeepEqual(*r, want) {
+			t.Errorf("got record\n%+v\nwant\n%+v", *r, want)
+		}
+	}
+	if rec.ID != "000001" || !strings.HasSuffix(rec.File, contentSuffix) {
+		t.Errorf("got id %q, file %q", rec.ID, rec.File)
+	}
+}
+
 func TestCommitListsAndKeepsContent(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
@@ -48,7 +122,7 @@ func TestCommitListsAndKeepsContent(t *testing.T) {
 	}
 	for _, sid := range []string{"a", "b"} {
 		in := receive(t, s, sid, "message.txt", contents[sid])
-		rec, err := s.Commit(in, Record{SID: sid, Name: in.Name, Size: in.Size, SHA256: in.SHA256, Received: time.Now()})
+		rec, err := s.Commit(submission(t, sid, in), "127.0.0.1:40000")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -158,7 +232,7 @@ func TestCommitFailureDiscards(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(s.dir, contentDir)); err != nil { // the rename fails
 		t.Fatal(err)
 	}
-	if _, err := s.Commit(in, Record{SID: "a", Name: in.Name, Size: in.Size, SHA256: in.SHA256}); err == nil {
+	if _, err := s.Commit(submission(t, "a", in), "127.0.0.1:40000"); err == nil {
 		t.Fatal("Commit succeeded without its submissions directory")
 	}
 	if recs, _ := s.List(); len(recs) != 0 {

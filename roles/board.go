@@ -124,27 +124,8 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 		wire.LingerClose(c, time.Second, 4<<20)
 		return
 	}
-	leaf := sub.Chain[0]
-	chain := make([][]byte, len(sub.Chain))
-	for i, cert := range sub.Chain {
-		chain[i] = cert.Raw
-	}
-	in := sub.File
-	text := messageText(in)
-	rec, err := h.store.Commit(in, board.Record{
-		SID:          sid,
-		Serial:       leaf.SerialNumber.Bytes(),
-		Name:         in.Name,
-		Size:         in.Size,
-		SHA256:       in.SHA256,
-		Suite:        session.SuiteName(sc.Suite()),
-		Peer:         peer,
-		Received:     time.Now().UTC().Truncate(time.Millisecond),
-		Resumed:      in.ResumedFrom,
-		StudentChain: chain,
-		Transcript:   sub.TranscriptHash,
-		Signature:    sub.Signature,
-	})
+	text := messageText(sub.File)
+	rec, err := h.store.Commit(sub, peer)
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
 		wire.Answer(sc, wire.Refusef(wire.CodeStorage, //nolint:errcheck // closing
