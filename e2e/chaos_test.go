@@ -161,7 +161,7 @@ func (s *system) check(t *testing.T, l *chaosLedger, when string) (certs, subs i
 		if l.verified[sub.ID] {
 			continue
 		}
-		var ev roles.Evidence
+		var ev board.Evidence
 		if err := adminCall(s.path("data", "board"), "verify", map[string]string{"id": sub.ID}, &ev); err != nil {
 			t.Errorf("%s: verify %s: %v", when, sub.ID, err)
 		} else if !ev.ContentOK || ev.Problem != "" {

@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -156,4 +157,20 @@ func VerifyReceipt(o VerifyReceiptOptions, w io.Writer) error {
 		fmt.Fprintf(w, "%s matches the receipt\n", o.Content)
 	}
 	return nil
+}
+
+// fileSHA256 returns the SHA-256 of the file at path.
+func fileSHA256(path string) ([32]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return [32]byte{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return [32]byte{}, err
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum, nil
 }
