@@ -1,4 +1,4 @@
-package roles
+package session
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,14 +18,12 @@ import (
 	"pkiboard/internal/fuzzseed"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/testcert"
-	"pkiboard/session"
 	"pkiboard/wire"
 )
 
-var update = flag.Bool("update", false, "rewrite the receipt fixtures and the seed corpus under testdata/")
-
-// The receipt fixtures: a root, and receipts signed by a board certificate it
-// issued. -update makes a new root and rewrites them all.
+// The receipt fixtures: a root, and receipt files signed by a board
+// certificate it issued. -update (with -run TestReceiptFileCorpus) makes a new
+// root and rewrites them all.
 var (
 	receiptRootFile   = filepath.Join("testdata", "receipt-root.pem")
 	receiptCorpusDir  = filepath.Join("testdata", "fuzz", "FuzzReceiptFile")
@@ -59,22 +56,17 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 		Size: 360, SHA256: content, Received: uint64(receiptReceivedAt.UnixMilli()),
 	}
 	sign := func(r *wire.Receipt, key crypto.Signer) {
-		msg, err := session.ReceiptSignedBytes(r)
+		msg, err := ReceiptSignedBytes(r)
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if r.Signature, err = session.SignMessage(key, rand.Reader, msg); err != nil {
+		if r.Signature, err = SignMessage(key, rand.Reader, msg); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	sign(r, boardKey)
 	file := func(r *wire.Receipt, chain ...*x509.Certificate) receiptFile {
-		dir := tb.TempDir()
-		path, err := saveReceipt(dir, r, chain)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		data, err := os.ReadFile(path)
+		data, err := MarshalReceiptFile(r, chain)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -144,17 +136,17 @@ func loadReceiptRoot(tb testing.TB) *x509.CertPool {
 	tb.Helper()
 	root, err := keys.ReadCertificate(receiptRootFile)
 	if err != nil {
-		tb.Fatalf("%v (run go test -run TestFuzzCorpus -update)", err)
+		tb.Fatalf("%v (run go test ./session -run TestReceiptFileCorpus -update)", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
 	return pool
 }
 
-// TestFuzzCorpus checks the committed receipt fixtures (or, with -update,
-// makes new ones): the valid seed verifies against the committed root, and
-// every broken one does not.
-func TestFuzzCorpus(t *testing.T) {
+// TestReceiptFileCorpus checks the committed receipt fixtures (or, with
+// -update, makes new ones): the valid seed verifies against the committed
+// root, and every broken one does not.
+func TestReceiptFileCorpus(t *testing.T) {
 	if *update {
 		root, seeds := receiptSeeds(t)
 		if err := os.MkdirAll(receiptCorpusDir, 0o755); err != nil {
@@ -182,7 +174,7 @@ func TestFuzzCorpus(t *testing.T) {
 		}
 	}
 	if !sawValid || len(entries) < 2 {
-		t.Errorf("%s: %d seeds, valid seed %q present: %v; want it and broken ones (run go test ./roles -run TestFuzzCorpus -update)",
+		t.Errorf("%s: %d seeds, valid seed %q present: %v; want it and broken ones (run go test ./session -run TestReceiptFileCorpus -update)",
 			receiptCorpusDir, len(entries), receiptValidSeed, sawValid)
 	}
 }
@@ -204,14 +196,37 @@ func readCorpusBytes(tb testing.TB, path string) []byte {
 	return b
 }
 
-// verifyReceiptBytes is what verify-receipt does with a receipt file, minus
-// the file system: parse it and check it against the roots.
+// verifyReceiptBytes is what `pkiboard verify-receipt` does with a receipt
+// file, minus the file system: parse it and check it against the roots.
 func verifyReceiptBytes(data []byte, roots *x509.CertPool) error {
-	r, chain, err := parseReceiptFile(data)
+	r, chain, err := ParseReceiptFile(data)
 	if err != nil {
 		return err
 	}
-	return session.VerifyReceipt(r, chain, roots, time.Now())
+	return VerifyReceipt(r, chain, roots, time.Now())
+}
+
+// TestReceiptFileFormat checks that the committed valid receipt file is
+// exactly what MarshalReceiptFile writes for the receipt it holds: the file
+// format (PROTOCOL.md §5.4) has not changed under the files students keep.
+func TestReceiptFileFormat(t *testing.T) {
+	data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, receiptValidSeed))
+	r, chain, err := ParseReceiptFile(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := MarshalReceiptFile(r, chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Errorf("MarshalReceiptFile wrote\n%s\nwant the committed\n%s", got, data)
+	}
+	for _, want := range []string{`"version": 1,`, `"id": "000042",`, `"serial": "7f0102",`, `"received": "2026-06-01T12:00:00.000Z",`, `"board_certificates": [`} {
+		if !bytes.Contains(got, []byte(want)) {
+			t.Errorf("the receipt file lacks %s", want)
+		}
+	}
 }
 
 // TestReceiptParseErrorsSayWhat is the regression test of a finding of
@@ -240,22 +255,22 @@ func TestDeepReceiptChainIsBounded(t *testing.T) {
 }
 
 // FuzzReceiptFile feeds arbitrary bytes to what `pkiboard verify-receipt`
-// runs: the receipt file parser and session.VerifyReceipt against the
+// runs: the receipt file parser and VerifyReceipt against the
 // fixture root. Errors must say what is wrong; a receipt that verifies must
 // carry exactly the fields the fixture board signed (its signature cannot be
 // moved to other fields).
 func FuzzReceiptFile(f *testing.F) {
 	pool := loadReceiptRoot(f)
-	valid, _, err := parseReceiptFile(readCorpusBytes(f, filepath.Join(receiptCorpusDir, receiptValidSeed)))
+	valid, _, err := ParseReceiptFile(readCorpusBytes(f, filepath.Join(receiptCorpusDir, receiptValidSeed)))
 	if err != nil {
 		f.Fatal(err)
 	}
-	signed, err := session.ReceiptSignedBytes(valid)
+	signed, err := ReceiptSignedBytes(valid)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, chain, err := parseReceiptFile(data)
+		r, chain, err := ParseReceiptFile(data)
 		if err != nil {
 			if strings.Contains(err.Error(), "<nil>") {
 				t.Fatalf("error does not say what is wrong: %v", err)
@@ -265,10 +280,10 @@ func FuzzReceiptFile(f *testing.F) {
 		if r == nil || len(chain) == 0 {
 			t.Fatal("parsed a receipt without a board certificate")
 		}
-		if err := session.VerifyReceipt(r, chain, pool, time.Now()); err != nil {
+		if err := VerifyReceipt(r, chain, pool, time.Now()); err != nil {
 			return
 		}
-		got, err := session.ReceiptSignedBytes(r)
+		got, err := ReceiptSignedBytes(r)
 		if err != nil {
 			t.Fatalf("a verified receipt does not encode: %v", err)
 		}
