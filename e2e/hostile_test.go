@@ -29,7 +29,6 @@ import (
 	"time"
 
 	"pkiboard/internal/testcert"
-	"pkiboard/roles"
 	"pkiboard/session"
 	"pkiboard/wire"
 )
@@ -43,12 +42,56 @@ const (
 	hostileLimits    = "read_timeout = \"3s\"\nwrite_timeout = \"2s\"\nhandshake_timeout = \"3s\"\nidle_timeout = \"3s\"\nshutdown_timeout = \"5s\""
 )
 
+// daemonStats is the result of the operator command `stats`, written from
+// PROTOCOL.md §6, not taken from package roles: the battery reads the binary's
+// documented output as any other client would, so a field renamed, dropped or
+// added without the document fails it (decodeStats).
+type daemonStats struct {
+	Role       string    `json:"role"`
+	PID        int       `json:"pid"`
+	Started    time.Time `json:"started"` // RFC 3339
+	Goroutines int       `json:"goroutines"`
+	HeapInuse  uint64    `json:"heap_inuse"` // bytes in use after a garbage collection
+	Sys        uint64    `json:"sys"`        // bytes the Go runtime holds from the system
+	RSS        uint64    `json:"rss"`        // resident set, 0 where unknown
+	FDs        int       `json:"fds"`        // open descriptors, -1 where unknown
+	OpenConns  int64     `json:"open_conns"` // client connections now
+	MaxConns   int       `json:"max_conns"`  // and the limit
+	Accepted   uint64    `json:"accepted"`   // connections served since start
+	Refused    uint64    `json:"refused"`    // connections refused busy at the limit since start
+}
+
+// statsFields are the fields PROTOCOL.md §6 lists for `stats`.
+var statsFields = []string{"role", "pid", "started", "goroutines", "heap_inuse", "sys", "rss", "fds",
+	"open_conns", "max_conns", "accepted", "refused"}
+
+// decodeStats decodes a `stats` result strictly: every field PROTOCOL.md §6
+// lists must be there, and no other.
+func decodeStats(data []byte) (daemonStats, error) {
+	var st daemonStats
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return st, err
+	}
+	for _, f := range statsFields {
+		if _, ok := fields[f]; !ok {
+			return st, fmt.Errorf("stats: no field %q (PROTOCOL.md §6)", f)
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&st); err != nil {
+		return st, fmt.Errorf("stats: %w (PROTOCOL.md §6)", err)
+	}
+	return st, nil
+}
+
 // stats asks a running daemon for its figures with `pkiboard stats`.
-func (in *install) stats(role string) roles.Stats {
+func (in *install) stats(role string) daemonStats {
 	in.t.Helper()
 	r := in.mustRun(nil, "stats", "--role", role, "--json")
-	var st roles.Stats
-	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+	st, err := decodeStats([]byte(r.stdout))
+	if err != nil {
 		in.t.Fatalf("stats --json: %v\n%s", err, r.stdout)
 	}
 	return st
@@ -80,14 +123,16 @@ func adminCall(dir, command string, args, out any) error {
 }
 
 // adminStats is adminCall of "stats".
-func adminStats(dir string) (roles.Stats, error) {
-	var st roles.Stats
-	err := adminCall(dir, "stats", struct{}{}, &st)
-	return st, err
+func adminStats(dir string) (daemonStats, error) {
+	var raw json.RawMessage
+	if err := adminCall(dir, "stats", struct{}{}, &raw); err != nil {
+		return daemonStats{}, err
+	}
+	return decodeStats(raw)
 }
 
 // statsLine formats the figures the battery reports.
-func statsLine(st roles.Stats) string {
+func statsLine(st daemonStats) string {
 	return fmt.Sprintf("goroutines %d, heap in use %.1f MiB, RSS %.1f MiB, fds %d, open conns %d (accepted %d, refused busy %d)",
 		st.Goroutines, float64(st.HeapInuse)/(1<<20), float64(st.RSS)/(1<<20), st.FDs, st.OpenConns, st.Accepted, st.Refused)
 }
@@ -719,7 +764,7 @@ func TestHostileBattery(t *testing.T) {
 		before = append(before, d)
 	}
 	id := s.enroll(t, "alice")
-	base := map[string]roles.Stats{"ca": s.stats("ca"), "board": s.stats("board")}
+	base := map[string]daemonStats{"ca": s.stats("ca"), "board": s.stats("board")}
 	for _, role := range []string{"ca", "board"} {
 		t.Logf("baseline %-5s %s", role, statsLine(base[role]))
 	}
@@ -816,7 +861,7 @@ func TestHostileBattery(t *testing.T) {
 		fmu     sync.Mutex
 		flood   = map[string][3]int{}
 		floodWG sync.WaitGroup
-		mid     = map[string]roles.Stats{}
+		mid     = map[string]daemonStats{}
 		sampled = make(chan struct{})
 		ready   sync.WaitGroup
 	)
@@ -890,10 +935,10 @@ func TestHostileBattery(t *testing.T) {
 	lmu.Unlock()
 
 	// Afterwards: back near the baseline, within a bounded wait.
-	var after map[string]roles.Stats
+	var after map[string]daemonStats
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		after = map[string]roles.Stats{"ca": s.stats("ca"), "board": s.stats("board")}
+		after = map[string]daemonStats{"ca": s.stats("ca"), "board": s.stats("board")}
 		settled := true
 		for role, st := range after {
 			b := base[role]
