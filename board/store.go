@@ -1,14 +1,3 @@
-// Package board keeps the submission board's records: every accepted
-// submission's content, as a file written durably, and its index entry, with
-// the evidence that makes it non-repudiable (the student's certificate, the
-// session's transcript hash and the student's signature).
-//
-// A submission is listed only once both its content and its index entry are
-// durable; a partial upload lives in a per-SID partial directory until it
-// completes, and is never listed. The session protocol is package session's
-// and the file transfer package wire's: this package only stores, as the sink
-// wire's Receiver writes to (partial.go: a partial file with its checkpoint,
-// which an interrupted upload resumes from, or memory for a small file).
 package board
 
 import (

@@ -1,11 +1,13 @@
 // Package roles runs pkiboard's roles — the CA, the board, the student and the
 // adversary — from a validated configuration, and the operator commands that look
-// after them. Each role has its file; the shared server loop and the operator
-// socket live beside them.
+// after them. Each role has its file; the shared server loop, the operator socket
+// and the daemons' stats live beside them.
 //
 // The roles hold the process's lifecycle (listen, serve, stop on the context's
 // cancellation); the protocol and storage work is done by the packages they use:
-// ca, board, session, caclient, wire.
+// ca, board, session, caclient, wire. The board's and the student's STEP lines
+// (steps 3 to 6) are logged here, from the facts that session and board return:
+// those packages log no step. Only the main package imports roles.
 package roles
 
 import "io"

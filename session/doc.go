@@ -10,7 +10,9 @@
 // with records, so that the file transfer of package wire runs over it
 // unchanged. [Conn.Submit], [Conn.ReceiveSubmission] and [Conn.SendReceipt]
 // are the steps of the submission; [VerifyReceipt] and [VerifyStatement]
-// check its evidence offline, with the root certificate alone.
+// check its evidence offline, with the root certificate alone, and
+// [MarshalReceiptFile] and [ParseReceiptFile] are the receipt file a student
+// keeps (PROTOCOL.md §5.4).
 //
 // Every refusal, on either side, is a *[wire.Refusal] (find it with
 // errors.As) whose code and sentence were also sent to the peer, unless the
@@ -28,8 +30,8 @@
 // crypto/hmac, crypto/aes, crypto/rsa, crypto/ecdsa, crypto/x509), and RC4
 // from pkiboard/rc4; this package composes them and implements no primitive.
 //
-// The package is not a server: it does not listen, limit connections, store
-// submissions or fetch CRLs. Those belong to the board role (package roles)
-// and its store (package board); revocation reaches the handshake through
-// [ServerConfig.CheckRevoked].
+// The package is not a server: it does not listen, limit connections, log,
+// store submissions, write files or fetch CRLs. Those belong to the roles
+// (package roles) and the board's store and CRL keeper (package board);
+// revocation reaches the handshake through [ServerConfig.CheckRevoked].
 package session
