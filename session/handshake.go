@@ -91,6 +91,7 @@ type HandshakeError struct {
 	Err error
 }
 
+// Error returns Err's message: the step adds nothing to the text.
 func (e *HandshakeError) Error() string { return e.Err.Error() }
 
 // Unwrap returns Err.
