@@ -22,7 +22,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"pkiboard/board"
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/keys"
 	"pkiboard/roles"
 	"pkiboard/session"
@@ -81,7 +81,7 @@ func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if op.enroll {
-		res, err := caclient.Enroll(ctx, caclient.EnrollOptions{Addr: s.ca.Addr, SID: op.sid, Key: ecKey(), OutDir: s.path("chaos", op.sid)})
+		res, err := ca.Client{Addr: s.ca.Addr}.Enroll(ctx, ca.EnrollOptions{SID: op.sid, Key: ecKey(), OutDir: s.path("chaos", op.sid)})
 		if err != nil {
 			return err
 		}

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/board"
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
@@ -223,7 +223,7 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 		return nil, err
 	}
 	dir := b.DataDir
-	keyPath, certPath := filepath.Join(dir, caclient.KeyFile), filepath.Join(dir, caclient.CertFile)
+	keyPath, certPath := filepath.Join(dir, ca.KeyFile), filepath.Join(dir, ca.CertFile)
 	key, _ := keys.ReadPrivateKey(keyPath, nil) // a missing or bad key means: enroll anew
 	if key != nil {
 		if cert, err := keys.ReadCertificate(certPath); err == nil {
@@ -243,8 +243,7 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 		return nil, fmt.Errorf("the board has no valid certificate and cannot read its enrollment secret (board.enroll_token_file): %w; on the CA's machine it is board-enroll.token in ca.data_dir, or create a board token there with `pkiboard token --board`", err)
 	}
 	fp := keys.Fingerprint(root)
-	res, err := caclient.Enroll(ctx, caclient.EnrollOptions{
-		Addr:            b.CAAddr,
+	res, err := ca.Client{Addr: b.CAAddr}.Enroll(ctx, ca.EnrollOptions{
 		SID:             b.Name,
 		Profile:         wire.ProfileBoard,
 		Token:           strings.TrimSpace(string(token)),
@@ -272,7 +271,7 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.Certificate, error) {
 	b := &cfg.Board
 	want := b.RootFingerprint // nil: none to check
-	saved := filepath.Join(b.DataDir, caclient.RootFile)
+	saved := filepath.Join(b.DataDir, ca.RootFile)
 	for _, path := range []string{b.RootFile, saved} {
 		if path == "" {
 			continue
@@ -289,7 +288,7 @@ func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.
 		}
 		return root, nil
 	}
-	root, unchecked, err := caclient.FetchRoot(ctx, b.CAAddr, want)
+	root, unchecked, err := ca.Client{Addr: b.CAAddr}.FetchRoot(ctx, want)
 	if err != nil {
 		return nil, fmt.Errorf("root certificate: %w", err)
 	}

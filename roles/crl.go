@@ -13,7 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
@@ -59,7 +59,7 @@ func (k *crlKeeper) load() error {
 	if err != nil {
 		return err
 	}
-	crl, err := caclient.ParseCRLPEM(data, k.root)
+	crl, err := ca.ParseCRLPEM(data, k.root)
 	if err != nil {
 		return fmt.Errorf("%s: %w", k.path, err)
 	}
@@ -72,11 +72,11 @@ func (k *crlKeeper) load() error {
 func (k *crlKeeper) fetch(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	data, err := caclient.Fetch(ctx, k.addr, "crl.pem")
+	data, err := ca.Client{Addr: k.addr}.Fetch(ctx, "crl.pem")
 	if err != nil {
 		return err
 	}
-	crl, err := caclient.ParseCRLPEM(data, k.root)
+	crl, err := ca.ParseCRLPEM(data, k.root)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,7 @@
 //
 // The roles hold the process's lifecycle (listen, serve, stop on the context's
 // cancellation); the protocol and storage work is done by the packages they use:
-// ca, board, session, caclient, wire.
+// ca, board, session, wire.
 package roles
 
 import "io"

@@ -20,7 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
@@ -325,11 +325,11 @@ func retryBusy(ctx context.Context, log *zap.Logger, sid, daemon string, attempt
 // identity returns sid's key and certificate: reused from dir when still
 // valid, otherwise enrolled anew (with the key already in dir, if any).
 func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, error) {
-	keyPath := filepath.Join(dir, caclient.KeyFile)
+	keyPath := filepath.Join(dir, ca.KeyFile)
 	key, _ := keys.ReadPrivateKey(keyPath, nil) // missing or unreadable: make a new one
 	if key != nil {
-		cert, cerr := keys.ReadCertificate(filepath.Join(dir, caclient.CertFile))
-		root, rerr := keys.ReadCertificate(filepath.Join(dir, caclient.RootFile))
+		cert, cerr := keys.ReadCertificate(filepath.Join(dir, ca.CertFile))
+		root, rerr := keys.ReadCertificate(filepath.Join(dir, ca.RootFile))
 		if cerr == nil && rerr == nil && st.rootOK(root) {
 			if err := usableCert(cert, key, root, sid, x509.ExtKeyUsageClientAuth, time.Now()); err == nil {
 				logging.Step(st.log, 2, "reusing the certificate in the data directory", logging.SID(sid),
@@ -345,14 +345,13 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 	// use and pins it for the others; the others wait for it.
 	fp, unlock := st.rootPin()
 	defer unlock()
-	var res *caclient.Result
+	var res *ca.Enrollment
 	err := retryBusy(ctx, st.log, sid, "the CA", func() error {
 		if key == nil { // an earlier attempt may have made and saved one
 			key, _ = keys.ReadPrivateKey(keyPath, nil)
 		}
 		var err error
-		res, err = caclient.Enroll(ctx, caclient.EnrollOptions{
-			Addr:            st.cfg.CAAddr,
+		res, err = ca.Client{Addr: st.cfg.CAAddr}.Enroll(ctx, ca.EnrollOptions{
 			SID:             sid,
 			Token:           st.tokens[sid],
 			Key:             key,
@@ -398,7 +397,7 @@ func (st *student) rootPin() (fp []byte, unlock func()) {
 		return st.fingerprint, func() {}
 	}
 	st.pinMu.Lock()
-	if root, err := keys.ReadCertificate(filepath.Join(st.cfg.DataDir, caclient.RootFile)); err == nil {
+	if root, err := keys.ReadCertificate(filepath.Join(st.cfg.DataDir, ca.RootFile)); err == nil {
 		st.pinMu.Unlock()
 		sum := keys.Fingerprint(root)
 		return sum[:], func() {}
@@ -408,9 +407,9 @@ func (st *student) rootPin() (fp []byte, unlock func()) {
 
 // pinRoot saves the root an enrollment trusted on first use as the student's
 // pinned root, and says so loudly.
-func (st *student) pinRoot(res *caclient.Result) error {
-	warnFirstUse(st.log, &caclient.Result{Root: res.Root, RootPath: filepath.Join(st.cfg.DataDir, caclient.RootFile), TrustedOnFirstUse: true})
-	return keys.WriteFileAtomic(filepath.Join(st.cfg.DataDir, caclient.RootFile), keys.EncodeCertificatePEM(res.Root.Raw), 0o644)
+func (st *student) pinRoot(res *ca.Enrollment) error {
+	warnFirstUse(st.log, &ca.Enrollment{Root: res.Root, RootPath: filepath.Join(st.cfg.DataDir, ca.RootFile), FirstUse: true})
+	return keys.WriteFileAtomic(filepath.Join(st.cfg.DataDir, ca.RootFile), keys.EncodeCertificatePEM(res.Root.Raw), 0o644)
 }
 
 // lockedWriter serializes the lines of concurrent IDs.
