@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/x509"
@@ -39,9 +38,9 @@ const DefaultTimeout = 30 * time.Second
 // and the `pkiboard enroll` command use it.
 //
 // It decides no trust of its own beyond what it is told: Enroll checks the
-// root the CA sends against EnrollOptions.RootFingerprint or the root saved in
-// the output directory, and reports a root trusted on first use to the
-// caller, who must say so.
+// root the CA sends with an Anchor made of EnrollOptions.RootFingerprint and
+// the root saved in the output directory, and reports a root trusted on first
+// use to the caller, who must say so.
 type Client struct {
 	Addr string // the CA's host:port
 }
@@ -226,10 +225,10 @@ func (res *Enrollment) check(o *EnrollOptions, pub crypto.PublicKey, certPEM, ro
 		return fmt.Errorf("root.pem from the CA: %w", err)
 	}
 	cert, root := certs[0], roots[0]
-	if err := checkRoot(root, o.RootFingerprint, res.RootPath); err != nil {
+	anchor := &Anchor{Fingerprint: o.RootFingerprint, Saved: res.RootPath}
+	if res.FirstUse, err = anchor.Check(root); err != nil {
 		return err
 	}
-	res.FirstUse = len(o.RootFingerprint) == 0 && !savedRootExists(res.RootPath)
 	if !keys.SamePublicKey(pub, cert.PublicKey) {
 		return errors.New("the CA's certificate is not for our public key")
 	}
@@ -247,37 +246,6 @@ func (res *Enrollment) check(o *EnrollOptions, pub crypto.PublicKey, certPEM, ro
 	}
 	res.Certificate, res.Root = cert, root
 	return nil
-}
-
-// checkRoot requires root to match the configured fingerprint, or else the root
-// already saved at path, if any.
-func checkRoot(root *x509.Certificate, want []byte, path string) error {
-	if len(want) > 0 {
-		if !keys.MatchesFingerprint(root, want) {
-			return fmt.Errorf("the CA's root certificate has SHA-256 fingerprint %s, not the configured one; refusing it", keys.FingerprintHex(root))
-		}
-		return nil
-	}
-	saved, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	prev, err := keys.ParseCertificatesPEM(saved)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if !bytes.Equal(prev[0].Raw, root.Raw) {
-		return fmt.Errorf("the CA's root certificate (%s) is not the one saved in %s (%s); refusing it — if the CA was really re-created, remove that file", keys.FingerprintHex(root), path, keys.FingerprintHex(prev[0]))
-	}
-	return nil
-}
-
-func savedRootExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // Fetch asks the CA for one of its public files (RootFile or CRLFile) and
@@ -298,23 +266,18 @@ func (c Client) Fetch(ctx context.Context, name string) ([]byte, error) {
 	return data, nil
 }
 
-// FetchRoot fetches the root certificate and checks it against fingerprint when
-// one is given. It reports whether the root was trusted without a check.
-func (c Client) FetchRoot(ctx context.Context, fingerprint []byte) (root *x509.Certificate, unchecked bool, err error) {
+// FetchRoot fetches the CA's root certificate. It checks nothing: whether the
+// root is to be trusted is an Anchor's decision (Anchor.Resolve).
+func (c Client) FetchRoot(ctx context.Context) (*x509.Certificate, error) {
 	data, err := c.Fetch(ctx, RootFile)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	certs, err := keys.ParseCertificatesPEM(data)
 	if err != nil {
-		return nil, false, fmt.Errorf("root.pem from the CA: %w", err)
+		return nil, fmt.Errorf("root.pem from the CA: %w", err)
 	}
-	if len(fingerprint) > 0 {
-		if !keys.MatchesFingerprint(certs[0], fingerprint) {
-			return nil, false, fmt.Errorf("the CA's root certificate has SHA-256 fingerprint %s, not the configured root_fingerprint; refusing it", keys.FingerprintHex(certs[0]))
-		}
-	}
-	return certs[0], len(fingerprint) == 0, nil
+	return certs[0], nil
 }
 
 // ParseCRLPEM decodes a PEM "X509 CRL", checks its signature against root, and

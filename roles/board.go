@@ -270,34 +270,19 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 // against board.root_fingerprint (or trusted on first use, loudly).
 func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.Certificate, error) {
 	b := &cfg.Board
-	want := b.RootFingerprint // nil: none to check
-	saved := filepath.Join(b.DataDir, ca.RootFile)
-	for _, path := range []string{b.RootFile, saved} {
-		if path == "" {
-			continue
-		}
-		root, err := keys.ReadCertificate(path)
-		if errors.Is(err, os.ErrNotExist) && path == saved {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("root certificate: %w", err)
-		}
-		if want != nil && !keys.MatchesFingerprint(root, want) {
-			return nil, fmt.Errorf("root certificate %s has fingerprint %s, not board.root_fingerprint", path, keys.FingerprintHex(root))
-		}
-		return root, nil
+	anchor := &ca.Anchor{
+		Fingerprint: b.RootFingerprint, // nil: none to check
+		File:        b.RootFile,
+		Saved:       filepath.Join(b.DataDir, ca.RootFile),
+		Setting:     "board.root_fingerprint",
 	}
-	root, unchecked, err := ca.Client{Addr: b.CAAddr}.FetchRoot(ctx, want)
+	root, firstUse, err := anchor.Resolve(ctx, ca.Client{Addr: b.CAAddr})
 	if err != nil {
 		return nil, fmt.Errorf("root certificate: %w", err)
 	}
-	if unchecked {
+	if firstUse {
 		log.Warn("TRUST ON FIRST USE: the root certificate fetched from the CA was accepted with no board.root_fingerprint to check it; verify this fingerprint out of band and put it in the config",
 			zap.String("fingerprint", keys.FingerprintHex(root)), zap.String("ca", b.CAAddr))
-	}
-	if err := keys.WriteFileAtomic(saved, keys.EncodeCertificatePEM(root.Raw), 0o644); err != nil {
-		return nil, err
 	}
 	return root, nil
 }

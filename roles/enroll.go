@@ -2,6 +2,7 @@ package roles
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -63,7 +64,9 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 	if err != nil {
 		return err
 	}
-	warnFirstUse(log, res)
+	if res.FirstUse {
+		warnFirstUse(log, res.Root, res.RootPath)
+	}
 	logging.Step(log, 2, "certificate received",
 		logging.SID(opts.SID),
 		zap.String("serial", keys.SerialHex(res.Certificate.SerialNumber)),
@@ -73,13 +76,11 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 	return nil
 }
 
-// warnFirstUse says loudly that a root was accepted with nothing to check it
-// against.
-func warnFirstUse(log *zap.Logger, res *ca.Enrollment) {
-	if res.FirstUse {
-		log.Warn("TRUST ON FIRST USE: the root certificate was accepted without a configured fingerprint; check it out of band and set student.root_fingerprint",
-			zap.String("fingerprint", keys.FingerprintHex(res.Root)), zap.String("saved", res.RootPath))
-	}
+// warnFirstUse says loudly that root, saved as saved, was accepted with
+// nothing to check it against.
+func warnFirstUse(log *zap.Logger, root *x509.Certificate, saved string) {
+	log.Warn("TRUST ON FIRST USE: the root certificate was accepted without a configured fingerprint; check it out of band and set student.root_fingerprint",
+		zap.String("fingerprint", keys.FingerprintHex(root)), zap.String("saved", saved))
 }
 
 // readCSR reads a certification request file in PEM ("CERTIFICATE REQUEST",

@@ -79,7 +79,7 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 		return fmt.Errorf("student: %w", err)
 	}
 	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens,
-		suites: s.Suites.IDs(), fingerprint: s.RootFingerprint}
+		suites: s.Suites.IDs(), trustAnchor: &ca.Anchor{Fingerprint: s.RootFingerprint, Saved: filepath.Join(s.DataDir, ca.RootFile)}}
 
 	errs := make([]error, len(opts.IDs))
 	slots := make(chan struct{}, s.Parallel)
@@ -183,8 +183,7 @@ type student struct {
 	content     *content
 	tokens      map[string]string
 	suites      []uint16
-	fingerprint []byte     // student.root_fingerprint, or nil
-	pinMu       sync.Mutex // held while a root is trusted on first use
+	trustAnchor *ca.Anchor // student.root_fingerprint, or else the root pinned in student.data_dir on first use
 
 	poolMu sync.Mutex
 	pools  map[[32]byte]*x509.CertPool // one pool per root, see rootPool
@@ -343,10 +342,13 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 	logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", st.cfg.CAAddr))
 	// With no root pinned yet, the first enrollment trusts the CA's root on first
 	// use and pins it for the others; the others wait for it.
-	fp, unlock := st.rootPin()
-	defer unlock()
+	fp, release, err := st.trustAnchor.Pin()
+	if err != nil {
+		return nil, err
+	}
+	defer release(nil) //nolint:errcheck // releasing only
 	var res *ca.Enrollment
-	err := retryBusy(ctx, st.log, sid, "the CA", func() error {
+	err = retryBusy(ctx, st.log, sid, "the CA", func() error {
 		if key == nil { // an earlier attempt may have made and saved one
 			key, _ = keys.ReadPrivateKey(keyPath, nil)
 		}
@@ -365,7 +367,8 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		return nil, err
 	}
 	if fp == nil {
-		if err := st.pinRoot(res); err != nil {
+		warnFirstUse(st.log, res.Root, st.trustAnchor.Saved)
+		if err := release(res.Root); err != nil {
 			return nil, err
 		}
 	}
@@ -381,35 +384,12 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 
 // rootOK reports whether a root saved beside a SID's certificate may be
 // reused: it must match the configured or pinned fingerprint; with neither, it
-// was itself trusted on first use when it was saved.
+// was itself trusted on first use when it was saved. It waits for a first use
+// in progress.
 func (st *student) rootOK(root *x509.Certificate) bool {
-	want, unlock := st.rootPin()
-	unlock()
-	return want == nil || keys.MatchesFingerprint(root, want)
-}
-
-// rootPin returns the fingerprint the CA's root must have: student.root_fingerprint,
-// or else the root pinned in student.data_dir by an earlier first use. When there
-// is neither, it returns nil with st.pinMu held, so that one enrollment at a time
-// may trust a root on first use; the caller calls unlock in every case.
-func (st *student) rootPin() (fp []byte, unlock func()) {
-	if st.fingerprint != nil {
-		return st.fingerprint, func() {}
-	}
-	st.pinMu.Lock()
-	if root, err := keys.ReadCertificate(filepath.Join(st.cfg.DataDir, ca.RootFile)); err == nil {
-		st.pinMu.Unlock()
-		sum := keys.Fingerprint(root)
-		return sum[:], func() {}
-	}
-	return nil, st.pinMu.Unlock
-}
-
-// pinRoot saves the root an enrollment trusted on first use as the student's
-// pinned root, and says so loudly.
-func (st *student) pinRoot(res *ca.Enrollment) error {
-	warnFirstUse(st.log, &ca.Enrollment{Root: res.Root, RootPath: filepath.Join(st.cfg.DataDir, ca.RootFile), FirstUse: true})
-	return keys.WriteFileAtomic(filepath.Join(st.cfg.DataDir, ca.RootFile), keys.EncodeCertificatePEM(res.Root.Raw), 0o644)
+	want, release, err := st.trustAnchor.Pin()
+	release(nil) //nolint:errcheck // releasing only
+	return err == nil && (want == nil || keys.MatchesFingerprint(root, want))
 }
 
 // lockedWriter serializes the lines of concurrent IDs.
