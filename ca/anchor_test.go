@@ -203,3 +203,63 @@ func TestAnchorPin(t *testing.T) {
 		})
 	}
 }
+
+// TestAnchorResolve settles a root the way the board does: from the CA,
+// checked and saved, on the first start; from the saved file afterwards.
+func TestAnchorResolve(t *testing.T) {
+	s := newServerCA(t, nil)
+	other := testRoot(t, "Other")
+	tests := []struct {
+		name     string
+		anchor   func(dir string) *Anchor
+		firstUse bool
+		wantErr  string
+	}{
+		{"no fingerprint: first use", func(dir string) *Anchor { return &Anchor{Saved: filepath.Join(dir, RootFile)} }, true, ""},
+		{"fingerprint matches", func(dir string) *Anchor {
+			return &Anchor{Fingerprint: fingerprint(s.Root()), Saved: filepath.Join(dir, RootFile)}
+		}, false, ""},
+		{"fingerprint differs", func(dir string) *Anchor {
+			return &Anchor{Fingerprint: fingerprint(other), Saved: filepath.Join(dir, RootFile), Setting: "board.root_fingerprint"}
+		}, false, "not board.root_fingerprint; refusing it"},
+		{"configured file: the CA is not asked", func(dir string) *Anchor {
+			return &Anchor{File: saveRoot(t, dir, "configured.pem", other), Saved: filepath.Join(dir, RootFile)}
+		}, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			a := tt.anchor(dir)
+			root, firstUse, err := a.Resolve(t.Context(), s.client)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+				}
+				if _, err := os.Stat(a.Saved); !os.IsNotExist(err) {
+					t.Errorf("a refused root was saved: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if firstUse != tt.firstUse {
+				t.Errorf("first use: got %v want %v", firstUse, tt.firstUse)
+			}
+			if a.File != "" {
+				if !root.Equal(other) {
+					t.Error("the configured root was not the one returned")
+				}
+				return
+			}
+			if !root.Equal(s.Root()) {
+				t.Error("got another root than the CA's")
+			}
+			// The next start loads the saved root, with no CA to ask.
+			again, firstUse, err := a.Resolve(t.Context(), Client{Addr: "127.0.0.1:1"})
+			if err != nil || firstUse || !again.Equal(root) {
+				t.Errorf("second Resolve: got %v, first use %v, %v; want the saved root", again, firstUse, err)
+			}
+		})
+	}
+}
