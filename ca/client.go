@@ -235,13 +235,9 @@ func (res *Enrollment) check(o *EnrollOptions, pub crypto.PublicKey, certPEM, ro
 	if cert.Subject.CommonName != o.SID {
 		return fmt.Errorf("the CA's certificate is for CN=%q, not %q", cert.Subject.CommonName, o.SID)
 	}
-	usage := x509.ExtKeyUsageClientAuth
-	if o.Profile == wire.ProfileBoard {
-		usage = x509.ExtKeyUsageServerAuth
-	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usageOf(o.Profile)}}); err != nil {
 		return fmt.Errorf("the CA's certificate does not verify against its root: %w", err)
 	}
 	res.Certificate, res.Root = cert, root

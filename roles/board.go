@@ -222,47 +222,33 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 	if err != nil {
 		return nil, err
 	}
-	dir := b.DataDir
-	keyPath, certPath := filepath.Join(dir, ca.KeyFile), filepath.Join(dir, ca.CertFile)
-	key, _ := keys.ReadPrivateKey(keyPath, nil) // a missing or bad key means: enroll anew
-	if key != nil {
-		if cert, err := keys.ReadCertificate(certPath); err == nil {
-			if err := usableCert(cert, key, root, b.Name, x509.ExtKeyUsageServerAuth, time.Now()); err == nil {
-				log.Info("board certificate", zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter), zap.Bool("reused", true))
-				return &boardID{root: root, chain: []*x509.Certificate{cert}, key: key}, nil
-			} else {
-				log.Info("enrolling the board again", zap.String("reason", err.Error()))
+	id, err := ca.ReuseOrEnroll(ctx, ca.IdentityOptions{
+		Dir:          b.DataDir,
+		Name:         b.Name,
+		Profile:      wire.ProfileBoard,
+		Root:         root,
+		Client:       ca.Client{Addr: b.CAAddr},
+		KeyAlgorithm: b.KeyAlgorithm,
+		Token: func() (string, error) {
+			if b.EnrollTokenFile == "" {
+				return "", errors.New("the board has no valid certificate and board.enroll_token_file is not set: point it at the board enrollment secret (board-enroll.token in the CA's data_dir) or at a token from `pkiboard token --board`")
 			}
-		}
-	}
-	if b.EnrollTokenFile == "" {
-		return nil, errors.New("the board has no valid certificate and board.enroll_token_file is not set: point it at the board enrollment secret (board-enroll.token in the CA's data_dir) or at a token from `pkiboard token --board`")
-	}
-	token, err := os.ReadFile(b.EnrollTokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("the board has no valid certificate and cannot read its enrollment secret (board.enroll_token_file): %w; on the CA's machine it is board-enroll.token in ca.data_dir, or create a board token there with `pkiboard token --board`", err)
-	}
-	fp := keys.Fingerprint(root)
-	res, err := ca.Client{Addr: b.CAAddr}.Enroll(ctx, ca.EnrollOptions{
-		SID:             b.Name,
-		Profile:         wire.ProfileBoard,
-		Token:           strings.TrimSpace(string(token)),
-		Key:             key,
-		KeyAlgorithm:    b.KeyAlgorithm,
-		OutDir:          dir,
-		RootFingerprint: fp[:],
+			token, err := os.ReadFile(b.EnrollTokenFile)
+			if err != nil {
+				return "", fmt.Errorf("the board has no valid certificate and cannot read its enrollment secret (board.enroll_token_file): %w; on the CA's machine it is board-enroll.token in ca.data_dir, or create a board token there with `pkiboard token --board`", err)
+			}
+			defer clear(token)
+			return strings.TrimSpace(string(token)), nil
+		},
+		OnRenew: func(reason error) {
+			log.Info("enrolling the board again", zap.String("reason", reason.Error()))
+		},
 	})
-	clear(token)
 	if err != nil {
 		return nil, err
 	}
-	if key == nil {
-		if key, err = keys.ReadPrivateKey(res.KeyPath, nil); err != nil {
-			return nil, err
-		}
-	}
-	log.Info("board certificate", zap.String("serial", keys.SerialHex(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter), zap.Bool("reused", false))
-	return &boardID{root: root, chain: []*x509.Certificate{res.Certificate}, key: key}, nil
+	log.Info("board certificate", zap.String("serial", keys.SerialHex(id.Certificate.SerialNumber)), zap.Time("not_after", id.Certificate.NotAfter), zap.Bool("reused", id.Reused))
+	return &boardID{root: root, chain: []*x509.Certificate{id.Certificate}, key: id.Key}, nil
 }
 
 // boardRoot returns the root the board trusts: board.root_file; else the root
@@ -286,27 +272,3 @@ func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.
 	}
 	return root, nil
 }
-
-// usableCert reports why cert (with key) cannot serve as the identity named
-// name with the given usage under root at now, or nil if it can.
-func usableCert(cert *x509.Certificate, key crypto.Signer, root *x509.Certificate, name string, usage x509.ExtKeyUsage, now time.Time) error {
-	if !keys.SamePublicKey(cert.PublicKey, key.Public()) {
-		return errors.New("the certificate is not for the key beside it")
-	}
-	if cert.Subject.CommonName != name {
-		return fmt.Errorf("the certificate is for %q, not %q", cert.Subject.CommonName, name)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
-		return fmt.Errorf("the certificate does not verify: %w", err)
-	}
-	if cert.NotAfter.Sub(now) < renewBefore {
-		return fmt.Errorf("the certificate expires at %s", cert.NotAfter.UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
-// renewBefore is how close to its expiry a saved certificate is replaced
-// rather than reused.
-const renewBefore = time.Hour

@@ -324,22 +324,6 @@ func retryBusy(ctx context.Context, log *zap.Logger, sid, daemon string, attempt
 // identity returns sid's key and certificate: reused from dir when still
 // valid, otherwise enrolled anew (with the key already in dir, if any).
 func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, error) {
-	keyPath := filepath.Join(dir, ca.KeyFile)
-	key, _ := keys.ReadPrivateKey(keyPath, nil) // missing or unreadable: make a new one
-	if key != nil {
-		cert, cerr := keys.ReadCertificate(filepath.Join(dir, ca.CertFile))
-		root, rerr := keys.ReadCertificate(filepath.Join(dir, ca.RootFile))
-		if cerr == nil && rerr == nil && st.rootOK(root) {
-			if err := usableCert(cert, key, root, sid, x509.ExtKeyUsageClientAuth, time.Now()); err == nil {
-				logging.Step(st.log, 2, "reusing the certificate in the data directory", logging.SID(sid),
-					zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
-				return &studentID{key: key, chain: []*x509.Certificate{cert}, root: root}, nil
-			} else {
-				st.log.Info("enrolling again", logging.SID(sid), zap.String("reason", err.Error()))
-			}
-		}
-	}
-	logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", st.cfg.CAAddr))
 	// With no root pinned yet, the first enrollment trusts the CA's root on first
 	// use and pins it for the others; the others wait for it.
 	fp, release, err := st.trustAnchor.Pin()
@@ -347,49 +331,42 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		return nil, err
 	}
 	defer release(nil) //nolint:errcheck // releasing only
-	var res *ca.Enrollment
-	err = retryBusy(ctx, st.log, sid, "the CA", func() error {
-		if key == nil { // an earlier attempt may have made and saved one
-			key, _ = keys.ReadPrivateKey(keyPath, nil)
-		}
-		var err error
-		res, err = ca.Client{Addr: st.cfg.CAAddr}.Enroll(ctx, ca.EnrollOptions{
-			SID:             sid,
-			Token:           st.tokens[sid],
-			Key:             key,
-			KeyAlgorithm:    st.cfg.KeyAlgorithm,
-			OutDir:          dir,
-			RootFingerprint: fp,
-		})
-		return err
+	id, err := ca.ReuseOrEnroll(ctx, ca.IdentityOptions{
+		Dir:             dir,
+		Name:            sid,
+		Profile:         wire.ProfileStudent,
+		RootFingerprint: fp, // nil: the root saved beside the certificate was itself trusted on first use
+		Client:          ca.Client{Addr: st.cfg.CAAddr},
+		KeyAlgorithm:    st.cfg.KeyAlgorithm,
+		Token:           func() (string, error) { return st.tokens[sid], nil },
+		Retry: func(attempt func() error) error {
+			return retryBusy(ctx, st.log, sid, "the CA", attempt)
+		},
+		OnRenew: func(reason error) {
+			st.log.Info("enrolling again", logging.SID(sid), zap.String("reason", reason.Error()))
+		},
+		OnRequest: func() {
+			logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", st.cfg.CAAddr))
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	if fp == nil {
-		warnFirstUse(st.log, res.Root, st.trustAnchor.Saved)
-		if err := release(res.Root); err != nil {
-			return nil, err
+	cert := id.Certificate
+	if id.Reused {
+		logging.Step(st.log, 2, "reusing the certificate in the data directory", logging.SID(sid),
+			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
+	} else {
+		if fp == nil {
+			warnFirstUse(st.log, id.Root, st.trustAnchor.Saved)
+			if err := release(id.Root); err != nil {
+				return nil, err
+			}
 		}
+		logging.Step(st.log, 2, "certificate received", logging.SID(sid),
+			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
 	}
-	if key == nil {
-		if key, err = keys.ReadPrivateKey(res.KeyPath, nil); err != nil {
-			return nil, err
-		}
-	}
-	logging.Step(st.log, 2, "certificate received", logging.SID(sid),
-		zap.String("serial", keys.SerialHex(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter))
-	return &studentID{key: key, chain: []*x509.Certificate{res.Certificate}, root: res.Root}, nil
-}
-
-// rootOK reports whether a root saved beside a SID's certificate may be
-// reused: it must match the configured or pinned fingerprint; with neither, it
-// was itself trusted on first use when it was saved. It waits for a first use
-// in progress.
-func (st *student) rootOK(root *x509.Certificate) bool {
-	want, release, err := st.trustAnchor.Pin()
-	release(nil) //nolint:errcheck // releasing only
-	return err == nil && (want == nil || keys.MatchesFingerprint(root, want))
+	return &studentID{key: id.Key, chain: []*x509.Certificate{cert}, root: id.Root}, nil
 }
 
 // lockedWriter serializes the lines of concurrent IDs.
