@@ -129,7 +129,7 @@ func (s *system) check(t *testing.T, l *chaosLedger, when string) (certs, subs i
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var views []roles.CertView
+	var views []ca.CertView
 	if err := json.Unmarshal([]byte(s.mustRun(nil, "certs", "--json").stdout), &views); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestChaosKillUnderLoad(t *testing.T) {
 	if err != nil || len(recs) != subs {
 		t.Errorf("board store offline: %d submissions, %v; %d listed online", len(recs), err, subs)
 	}
-	var views []roles.CertView
+	var views []ca.CertView
 	if err := json.Unmarshal([]byte(s.mustRun(nil, "certs", "--json").stdout), &views); err != nil || len(views) != certs {
 		t.Errorf("CA store offline: %d certificates, %v; %d online", len(views), err, certs)
 	}
