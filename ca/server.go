@@ -21,7 +21,8 @@ import (
 // request at a time, until the client closes the connection, stays idle
 // longer than IdleTimeout, or breaks the protocol. It does not listen: the
 // caller accepts connections, bounds how many there are, and hands each to
-// ServeConn.
+// ServeConn, which may serve many connections at once. The fields must not
+// change once ServeConn has been called.
 type Server struct {
 	Authority *Authority
 	// Wire frames each connection: its maximum frame and the read and write
