@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -67,7 +67,7 @@ func (k *CRLKeeper) Load() error {
 	if err != nil {
 		return err
 	}
-	crl, err := caclient.ParseCRLPEM(data, k.o.Root)
+	crl, err := ca.ParseCRLPEM(data, k.o.Root)
 	if err != nil {
 		return fmt.Errorf("%s: %w", k.o.Path, err)
 	}
@@ -80,11 +80,11 @@ func (k *CRLKeeper) Load() error {
 func (k *CRLKeeper) Fetch(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	data, err := caclient.Fetch(ctx, k.o.CAAddr, "crl.pem")
+	data, err := ca.Client{Addr: k.o.CAAddr}.Fetch(ctx, "crl.pem")
 	if err != nil {
 		return err
 	}
-	crl, err := caclient.ParseCRLPEM(data, k.o.Root)
+	crl, err := ca.ParseCRLPEM(data, k.o.Root)
 	if err != nil {
 		return err
 	}

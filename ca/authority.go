@@ -106,6 +106,7 @@ type Authority struct {
 	sigAlg  x509.SignatureAlgorithm
 
 	keyEncrypted bool // root-key.pem is encrypted
+	created      bool // Open created the root
 
 	boardSecretHash [32]byte // SHA-256 of the board enrollment secret
 	roster          *roster  // nil when there is none
@@ -243,6 +244,13 @@ func (a *Authority) Close() error {
 
 // Root returns the root certificate. The caller must not modify it.
 func (a *Authority) Root() *x509.Certificate { return a.root }
+
+// Created reports whether Open created the root (the first start) rather than
+// loading it.
+func (a *Authority) Created() bool { return a.created }
+
+// KeyEncrypted reports whether the root key is encrypted on disk.
+func (a *Authority) KeyEncrypted() bool { return a.keyEncrypted }
 
 // RootPEM returns the root certificate in PEM, as root.pem holds it. The
 // caller must not modify the slice.

@@ -109,9 +109,9 @@ func TestOpenCreatesRoot(t *testing.T) {
 	if secret := tc.boardSecret(t); !regexp.MustCompile(`^pkbb_[A-Za-z0-9_-]{43}$`).MatchString(secret) {
 		t.Errorf("board secret %q has the wrong form", secret)
 	}
-	logs := tc.logs.FilterMessage("STEP 0: root of trust ready").All()
-	if len(logs) != 1 || logs[0].ContextMap()["created"] != true || logs[0].ContextMap()["fingerprint"] != keys.FingerprintHex(root) {
-		t.Errorf("STEP 0 log: got %v", logs)
+	// The facts the role's STEP 0 line reports (roles TestCALogsRootReady).
+	if !tc.Created() || tc.KeyEncrypted() {
+		t.Errorf("Created() = %v, KeyEncrypted() = %v; want true, false", tc.Created(), tc.KeyEncrypted())
 	}
 }
 
@@ -133,9 +133,8 @@ func TestReopenLoadsSameRoot(t *testing.T) {
 	if err != nil || !bytes.Equal(again, keyPEM) {
 		t.Error("root-key.pem changed on reopen")
 	}
-	logs := tc.logs.FilterMessage("STEP 0: root of trust ready").All()
-	if len(logs) != 1 || logs[0].ContextMap()["created"] != false || logs[0].ContextMap()["fingerprint"] != fp {
-		t.Errorf("STEP 0 log: got %v", logs)
+	if tc.Created() {
+		t.Error("Created() after reopen: got true want false")
 	}
 }
 
@@ -263,6 +262,9 @@ func TestEncryptedRootKey(t *testing.T) {
 	if block, _ := pem.Decode(keyPEM); block == nil || block.Type != "ENCRYPTED PRIVATE KEY" {
 		t.Fatalf("root-key.pem is not encrypted PKCS#8")
 	}
+	if !tc.KeyEncrypted() {
+		t.Error("KeyEncrypted() on first start: got false want true")
+	}
 	fp := keys.FingerprintHex(tc.Root())
 	if err := tc.Close(); err != nil {
 		t.Fatal(err)
@@ -297,6 +299,9 @@ func TestEncryptedRootKey(t *testing.T) {
 			defer a.Close()
 			if got := keys.FingerprintHex(a.Root()); got != fp {
 				t.Errorf("fingerprint: got %s want %s", got, fp)
+			}
+			if !a.KeyEncrypted() || a.Created() {
+				t.Errorf("KeyEncrypted() = %v, Created() = %v; want true, false", a.KeyEncrypted(), a.Created())
 			}
 		})
 	}

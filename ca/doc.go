@@ -1,21 +1,41 @@
-// Package ca is pkiboard's certificate authority: it owns the root key and
-// certificate, checks enrollment requests against the policy of PROTOCOL.md §4,
-// issues certificates from a fresh template, keeps a durable record of every
-// certificate and every decision, revokes, and publishes a CRL.
+// Package ca is pkiboard's certificate authority and both sides of the CA
+// exchange of PROTOCOL.md §4:
 //
-// It does no networking and reads no configuration: package roles serves the
-// CA exchange over TCP and the operator socket, and calls Open, Enroll,
-// Revoke, CRLPEM and the rest. An Authority is safe for concurrent use.
+//   - Authority owns the root key and certificate, checks enrollment
+//     requests against the policy of §4, issues certificates from a fresh
+//     template, keeps a durable record of every certificate and every
+//     decision, revokes, and publishes a CRL;
+//   - Server serves the exchange for an Authority on each connection it is
+//     handed: enrollment, and fetching the root and the CRL;
+//   - Client is the other side: Enroll, Fetch and FetchRoot, with
+//     ParseCRLPEM to check a CRL it fetched;
+//   - Anchor is a holder's rule for trusting the CA's root: the pinned
+//     fingerprint, else the root configured or saved before, else trust on
+//     first use;
+//   - ReuseOrEnroll settles a holder's identity: the certificate saved in its
+//     directory while it serves, otherwise a new one enrolled.
+//
+// It does not listen, read configuration or log the protocol's STEP lines:
+// package roles accepts the connections and hands them to a Server, runs the
+// operator socket, reads the config, and logs the steps from the facts this
+// package returns (Authority.Created, Server.OnIssued, Enrollment.FirstUse,
+// Identity.Reused and the like). The Authority logs only operational lines:
+// refusals, failures, revocations, CRLs, tokens. An Authority, a Server and
+// an Anchor are safe for concurrent use.
 //
 // # Files
 //
-// Everything lives in Options.Dir:
+// Everything of the Authority lives in Options.Dir:
 //
 //	root.pem            the root certificate (PEM), written last on first start
 //	root-key.pem        the root key, PKCS#8 PEM, mode 0600, encrypted when a passphrase is set
 //	ca.db               the store (bbolt, package store)
 //	crl.pem             the current CRL (PEM "X509 CRL")
 //	board-enroll.token  the board enrollment secret, mode 0600 (only its SHA-256 is in ca.db)
+//
+// A holder (the board, a student for one SID) keeps its identity in a
+// directory of its own: KeyFile (key.pem, mode 0600), CertFile (cert.pem) and
+// RootFile (root.pem, the root its certificate came with).
 //
 // # Store layout
 //

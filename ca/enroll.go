@@ -90,9 +90,6 @@ func (a *Authority) Enroll(ctx context.Context, req Request) (*Issued, error) {
 			a.logRefusal(req, refusal)
 			return nil, refusal
 		}
-		logging.Step(a.log, 2, "certificate issued", logging.SID(req.SID),
-			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Uint8("profile", req.Profile),
-			zap.String("peer", req.Peer), zap.Time("not_after", cert.NotAfter))
 		return &Issued{Certificate: cert, PEM: keys.EncodeCertificatePEM(cert.Raw)}, nil
 	}
 	return nil, a.failed(req, errors.New("ca: could not draw an unused serial number"))

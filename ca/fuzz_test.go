@@ -25,7 +25,7 @@ import (
 	"pkiboard/wire"
 )
 
-var update = flag.Bool("update", false, "rewrite the seed corpora under testdata/fuzz/")
+var update = flag.Bool("update", false, "rewrite the fixtures and seed corpora under testdata/")
 
 // Tokens in a FuzzEnrollCheck input that stand for secrets made at run time:
 // the fuzz target swaps in a valid token for testSID and the CA's board

@@ -62,6 +62,36 @@ type CertRecord struct {
 	DER       []byte    // the certificate
 }
 
+// CertView is an issued certificate as the operator commands show it: the
+// JSON of `pkiboard certs --json`.
+type CertView struct {
+	Serial    string    `json:"serial"` // hex
+	SID       string    `json:"sid"`
+	Profile   string    `json:"profile"` // "student" or "board"
+	NotAfter  time.Time `json:"not_after"`
+	Status    string    `json:"status"` // "valid", "expired" or "revoked"
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
+// View returns r as the operator commands show it.
+func (r CertRecord) View() CertView {
+	v := CertView{
+		Serial:   keys.SerialHex(r.Serial),
+		SID:      r.SID,
+		Profile:  "student",
+		NotAfter: r.NotAfter,
+		Status:   string(r.Status),
+	}
+	if r.Profile == wire.ProfileBoard {
+		v.Profile = "board"
+	}
+	if r.Status == StatusRevoked {
+		v.RevokedAt, v.Reason = r.RevokedAt, ReasonName(r.Reason)
+	}
+	return v
+}
+
 // Decision is one enrollment decision, accepted or refused.
 type Decision struct {
 	Seq      uint64 // increasing with time

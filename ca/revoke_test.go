@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"pkiboard/internal/keys"
+	"pkiboard/wire"
 )
 
 // currentCRL returns the CA's CRL, checked against the root, and checks
@@ -309,5 +310,49 @@ func TestCRLNumberSurvivesStoreLoss(t *testing.T) {
 	tc.clock.Add(tc.opts.CRLValidity)
 	if got := currentCRL(t, tc).Number; got.Cmp(last) <= 0 {
 		t.Errorf("CRL number %v after losing the store, want more than %v", got, last)
+	}
+}
+
+// TestCertView checks the operator view of certificates (`pkiboard certs
+// --json`): valid, revoked with its time and reason, the board's, expired.
+func TestCertView(t *testing.T) {
+	tc := newCA(t, nil)
+	student := tc.mustEnroll(t, testSID, "").Certificate
+	revoked := tc.mustEnroll(t, "1155000002", "").Certificate
+	iss, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard, CSR: makeCSR(t, newKey(t), testBoard), Token: tc.boardSecret(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	board := iss.Certificate
+	tc.clock.Add(time.Hour)
+	if err := tc.Revoke(revoked.SerialNumber, ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	views := func() map[string]CertView {
+		recs, err := tc.Certificates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]CertView{}
+		for _, r := range recs {
+			out[r.SID] = r.View()
+		}
+		return out
+	}
+	got := views()
+	want := map[string]CertView{
+		testSID:      {Serial: keys.SerialHex(student.SerialNumber), SID: testSID, Profile: "student", NotAfter: student.NotAfter, Status: "valid"},
+		"1155000002": {Serial: keys.SerialHex(revoked.SerialNumber), SID: "1155000002", Profile: "student", NotAfter: revoked.NotAfter, Status: "revoked", RevokedAt: t0.Add(time.Hour), Reason: "keyCompromise"},
+		testBoard:    {Serial: keys.SerialHex(board.SerialNumber), SID: testBoard, Profile: "board", NotAfter: board.NotAfter, Status: "valid"},
+	}
+	for sid, w := range want {
+		if g := got[sid]; g.Serial != w.Serial || g.SID != w.SID || g.Profile != w.Profile || !g.NotAfter.Equal(w.NotAfter) ||
+			g.Status != w.Status || !g.RevokedAt.Equal(w.RevokedAt) || g.Reason != w.Reason {
+			t.Errorf("%s: got %+v want %+v", sid, g, w)
+		}
+	}
+	tc.clock.Add(tc.opts.CertValidity)
+	if got := views()[testSID].Status; got != "expired" {
+		t.Errorf("after notAfter: status %q want expired", got)
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/internal/keys"
-	"pkiboard/internal/logging"
 )
 
 // loadOrCreateRoot loads root.pem and root-key.pem, or creates both when
@@ -34,7 +33,6 @@ func (a *Authority) loadOrCreateRoot() error {
 	if err != nil {
 		return err
 	}
-	created := false
 	switch {
 	case !certExists && !keyExists:
 		n, err := a.countCertificates()
@@ -49,7 +47,7 @@ func (a *Authority) loadOrCreateRoot() error {
 		if err := a.createRoot(certPath, keyPath); err != nil {
 			return err
 		}
-		created = true
+		a.created = true
 	case certExists && !keyExists:
 		return fmt.Errorf("ca: %s exists but the root key %s is missing; restore %s from a backup "+
 			"(pkiboard will not regenerate the root: every certificate it issued would stop verifying)",
@@ -59,18 +57,8 @@ func (a *Authority) loadOrCreateRoot() error {
 			"(pkiboard will not regenerate the root; if this CA never issued a certificate, a first start stopped half-way: delete %s and start again)",
 			keyPath, certPath, RootCertFile, RootKeyFile)
 	default:
-		if err := a.loadRoot(certPath, keyPath); err != nil {
-			return err
-		}
+		return a.loadRoot(certPath, keyPath)
 	}
-	logging.Step(a.log, 0, "root of trust ready",
-		zap.String("fingerprint", keys.FingerprintHex(a.root)),
-		zap.String("subject", a.root.Subject.String()),
-		zap.String("key", keys.Describe(a.key.Public())),
-		zap.Bool("key_encrypted", a.keyEncrypted),
-		zap.Time("not_after", a.root.NotAfter),
-		zap.Bool("created", created),
-		zap.String("dir", a.o.Dir))
 	return nil
 }
 

@@ -25,7 +25,7 @@ import (
 	"testing"
 	"time"
 
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -343,9 +343,9 @@ func TestCARefusalsEachHaveTheirCode(t *testing.T) {
 func TestCARevocationAppearsInCRL(t *testing.T) {
 	requireOpenSSL(t)
 	in := newInstall(t, nil)
-	ca := in.start("ca")
+	caProc := in.start("ca")
 	out := in.path("students", "a")
-	in.mustRun(nil, "enroll", "--sid", "alice", "--out", out, "--ca-addr", ca.Addr)
+	in.mustRun(nil, "enroll", "--sid", "alice", "--out", out, "--ca-addr", caProc.Addr)
 	cert, err := keys.ReadCertificate(filepath.Join(out, "cert.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +356,7 @@ func TestCARevocationAppearsInCRL(t *testing.T) {
 		t.Errorf("revoke stdout: %q", r.stdout)
 	}
 	// The CRL as any client fetches it over the wire.
-	data, err := caclient.Fetch(context.Background(), ca.Addr, "crl.pem")
+	data, err := ca.Client{Addr: caProc.Addr}.Fetch(context.Background(), "crl.pem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +381,7 @@ func TestCARevocationAppearsInCRL(t *testing.T) {
 	// The operator view agrees, through the daemon and, once it is stopped, offline.
 	for _, phase := range []string{"running", "stopped"} {
 		if phase == "stopped" {
-			ca.stop()
+			caProc.stop()
 		}
 		r = in.mustRun(nil, "certs")
 		if !strings.Contains(r.stdout, serial) || !strings.Contains(r.stdout, "revoked") {
@@ -399,7 +399,7 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 	in := newInstall(t, nil)
 	received := map[string]string{} // serial → SID, across iterations
 	for it := range iterations {
-		ca := in.start("ca")
+		caProc := in.start("ca")
 		var (
 			mu        sync.Mutex
 			wg        sync.WaitGroup
@@ -414,8 +414,8 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 				sid := fmt.Sprintf("crash%d-%02d", it, i)
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
-				res, err := caclient.Enroll(ctx, caclient.EnrollOptions{
-					Addr: ca.Addr, SID: sid, Key: ecKey(), OutDir: filepath.Join(in.dir, "crash", sid),
+				res, err := ca.Client{Addr: caProc.Addr}.Enroll(ctx, ca.EnrollOptions{
+					SID: sid, Key: ecKey(), OutDir: filepath.Join(in.dir, "crash", sid),
 				})
 				if err != nil {
 					return // killed mid-way: the client got nothing
@@ -434,7 +434,7 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 			t.Fatal("no client enrolled within 15s")
 		}
 		time.Sleep(time.Duration(mrand.IntN(30)) * time.Millisecond)
-		ca.Kill()
+		caProc.Kill()
 		wg.Wait()
 		for serial, sid := range got {
 			if prev, dup := received[serial]; dup {
@@ -445,7 +445,7 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 		t.Logf("iteration %d: %d of %d clients received a certificate before SIGKILL", it, len(got), clients)
 	}
 
-	ca := in.start("ca")
+	caProc := in.start("ca")
 	r := in.mustRun(nil, "certs", "--json")
 	var views []struct{ Serial, SID string }
 	if err := json.Unmarshal([]byte(r.stdout), &views); err != nil {
@@ -465,7 +465,7 @@ func TestCACrashDuringEnrollmentBurst(t *testing.T) {
 	}
 	t.Logf("%d certificates received by clients, %d stored (a stored one may not have reached its client)", len(received), len(stored))
 	// The CA works again after the crashes.
-	in.mustRun(nil, "enroll", "--sid", "after-crash", "--out", in.path("after"), "--ca-addr", ca.Addr)
+	in.mustRun(nil, "enroll", "--sid", "after-crash", "--out", in.path("after"), "--ca-addr", caProc.Addr)
 }
 
 func TestEnrollChecksTheRoot(t *testing.T) {
@@ -478,7 +478,7 @@ func TestEnrollChecksTheRoot(t *testing.T) {
 	otherCA.stop()
 
 	in := newInstall(t, nil)
-	ca := in.start("ca")
+	caProc := in.start("ca")
 	root, err := keys.ReadCertificate(in.path("data/ca/root.pem"))
 	if err != nil {
 		t.Fatal(err)
@@ -513,8 +513,8 @@ func TestEnrollChecksTheRoot(t *testing.T) {
 			if tt.fingerprint != "" {
 				fp, _ = hex.DecodeString(strings.ReplaceAll(tt.fingerprint, ":", ""))
 			}
-			_, err := caclient.Enroll(context.Background(), caclient.EnrollOptions{
-				Addr: ca.Addr, SID: fmt.Sprintf("root-check-%d", i), KeyAlgorithm: "ecdsa-p256", OutDir: out, RootFingerprint: fp,
+			_, err := ca.Client{Addr: caProc.Addr}.Enroll(context.Background(), ca.EnrollOptions{
+				SID: fmt.Sprintf("root-check-%d", i), KeyAlgorithm: "ecdsa-p256", OutDir: out, RootFingerprint: fp,
 			})
 			switch {
 			case tt.wantErr == "" && err != nil:

@@ -22,9 +22,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"pkiboard/board"
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/keys"
-	"pkiboard/roles"
 	"pkiboard/session"
 	"pkiboard/wire"
 )
@@ -81,7 +80,7 @@ func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if op.enroll {
-		res, err := caclient.Enroll(ctx, caclient.EnrollOptions{Addr: s.ca.Addr, SID: op.sid, Key: ecKey(), OutDir: s.path("chaos", op.sid)})
+		res, err := ca.Client{Addr: s.ca.Addr}.Enroll(ctx, ca.EnrollOptions{SID: op.sid, Key: ecKey(), OutDir: s.path("chaos", op.sid)})
 		if err != nil {
 			return err
 		}
@@ -129,7 +128,7 @@ func (s *system) check(t *testing.T, l *chaosLedger, when string) (certs, subs i
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var views []roles.CertView
+	var views []ca.CertView
 	if err := json.Unmarshal([]byte(s.mustRun(nil, "certs", "--json").stdout), &views); err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +306,7 @@ func TestChaosKillUnderLoad(t *testing.T) {
 	if err != nil || len(recs) != subs {
 		t.Errorf("board store offline: %d submissions, %v; %d listed online", len(recs), err, subs)
 	}
-	var views []roles.CertView
+	var views []ca.CertView
 	if err := json.Unmarshal([]byte(s.mustRun(nil, "certs", "--json").stdout), &views); err != nil || len(views) != certs {
 		t.Errorf("CA store offline: %d certificates, %v; %d online", len(views), err, certs)
 	}

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/keys"
 )
 
@@ -373,7 +373,7 @@ func TestCAUnreachableFromBoard(t *testing.T) {
 		t.Errorf("student after a board restart without the CA: %s", r.stderr)
 	}
 
-	crl, err := caclient.ParseCRLPEM(mustRead(t, in.path("data", "board", "crl.pem")), mustCert(t, in.path("data", "board", "root.pem")))
+	crl, err := ca.ParseCRLPEM(mustRead(t, in.path("data", "board", "crl.pem")), mustCert(t, in.path("data", "board", "root.pem")))
 	if err != nil {
 		t.Fatal(err)
 	}

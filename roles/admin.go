@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,4 +141,37 @@ func callAdmin(ctx context.Context, dataDir, command string, args any, out any,
 		return fmt.Errorf("reach the daemon at %s: %w", path, err)
 	}
 	return json.Unmarshal(result, out)
+}
+
+// adminSocketName is the operator socket's file name in a daemon's data dir.
+const adminSocketName = "admin.sock"
+
+// listenAdmin opens the operator socket in dataDir, readable and writable by the
+// daemon's user only. A stale socket from a crashed daemon is replaced.
+func listenAdmin(dataDir string) (net.Listener, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	path := filepath.Join(dataDir, adminSocketName)
+	if len(path) > 100 {
+		return nil, fmt.Errorf("admin socket: path %s is too long for a Unix socket (%d bytes; at most 100): use a shorter data_dir", path, len(path))
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return ln, nil
+}
+
+// isStaleSocket reports whether err from dialing the admin socket means no
+// daemon is there.
+func isStaleSocket(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), "connection refused")
 }

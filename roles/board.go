@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/board"
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
@@ -253,48 +253,33 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 	if err != nil {
 		return nil, err
 	}
-	dir := b.DataDir
-	keyPath, certPath := filepath.Join(dir, caclient.KeyFile), filepath.Join(dir, caclient.CertFile)
-	key, _ := keys.ReadPrivateKey(keyPath, nil) // a missing or bad key means: enroll anew
-	if key != nil {
-		if cert, err := keys.ReadCertificate(certPath); err == nil {
-			if err := usableCert(cert, key, root, b.Name, x509.ExtKeyUsageServerAuth, time.Now()); err == nil {
-				log.Info("board certificate", zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter), zap.Bool("reused", true))
-				return &boardID{root: root, chain: []*x509.Certificate{cert}, key: key}, nil
-			} else {
-				log.Info("enrolling the board again", zap.String("reason", err.Error()))
+	id, err := ca.ReuseOrEnroll(ctx, ca.IdentityOptions{
+		Dir:          b.DataDir,
+		Name:         b.Name,
+		Profile:      wire.ProfileBoard,
+		Root:         root,
+		Client:       ca.Client{Addr: b.CAAddr},
+		KeyAlgorithm: b.KeyAlgorithm,
+		Token: func() (string, error) {
+			if b.EnrollTokenFile == "" {
+				return "", errors.New("the board has no valid certificate and board.enroll_token_file is not set: point it at the board enrollment secret (board-enroll.token in the CA's data_dir) or at a token from `pkiboard token --board`")
 			}
-		}
-	}
-	if b.EnrollTokenFile == "" {
-		return nil, errors.New("the board has no valid certificate and board.enroll_token_file is not set: point it at the board enrollment secret (board-enroll.token in the CA's data_dir) or at a token from `pkiboard token --board`")
-	}
-	token, err := os.ReadFile(b.EnrollTokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("the board has no valid certificate and cannot read its enrollment secret (board.enroll_token_file): %w; on the CA's machine it is board-enroll.token in ca.data_dir, or create a board token there with `pkiboard token --board`", err)
-	}
-	fp := keys.Fingerprint(root)
-	res, err := caclient.Enroll(ctx, caclient.EnrollOptions{
-		Addr:            b.CAAddr,
-		SID:             b.Name,
-		Profile:         wire.ProfileBoard,
-		Token:           strings.TrimSpace(string(token)),
-		Key:             key,
-		KeyAlgorithm:    b.KeyAlgorithm,
-		OutDir:          dir,
-		RootFingerprint: fp[:],
+			token, err := os.ReadFile(b.EnrollTokenFile)
+			if err != nil {
+				return "", fmt.Errorf("the board has no valid certificate and cannot read its enrollment secret (board.enroll_token_file): %w; on the CA's machine it is board-enroll.token in ca.data_dir, or create a board token there with `pkiboard token --board`", err)
+			}
+			defer clear(token)
+			return strings.TrimSpace(string(token)), nil
+		},
+		OnRenew: func(reason error) {
+			log.Info("enrolling the board again", zap.String("reason", reason.Error()))
+		},
 	})
-	clear(token)
 	if err != nil {
 		return nil, err
 	}
-	if key == nil {
-		if key, err = keys.ReadPrivateKey(res.KeyPath, nil); err != nil {
-			return nil, err
-		}
-	}
-	log.Info("board certificate", zap.String("serial", keys.SerialHex(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter), zap.Bool("reused", false))
-	return &boardID{root: root, chain: []*x509.Certificate{res.Certificate}, key: key}, nil
+	log.Info("board certificate", zap.String("serial", keys.SerialHex(id.Certificate.SerialNumber)), zap.Time("not_after", id.Certificate.NotAfter), zap.Bool("reused", id.Reused))
+	return &boardID{root: root, chain: []*x509.Certificate{id.Certificate}, key: id.Key}, nil
 }
 
 // boardRoot returns the root the board trusts: board.root_file; else the root
@@ -302,58 +287,19 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 // against board.root_fingerprint (or trusted on first use, loudly).
 func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.Certificate, error) {
 	b := &cfg.Board
-	want := b.RootFingerprint // nil: none to check
-	saved := filepath.Join(b.DataDir, caclient.RootFile)
-	for _, path := range []string{b.RootFile, saved} {
-		if path == "" {
-			continue
-		}
-		root, err := keys.ReadCertificate(path)
-		if errors.Is(err, os.ErrNotExist) && path == saved {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("root certificate: %w", err)
-		}
-		if want != nil && !keys.MatchesFingerprint(root, want) {
-			return nil, fmt.Errorf("root certificate %s has fingerprint %s, not board.root_fingerprint", path, keys.FingerprintHex(root))
-		}
-		return root, nil
+	anchor := &ca.Anchor{
+		Fingerprint: b.RootFingerprint, // nil: none to check
+		File:        b.RootFile,
+		Saved:       filepath.Join(b.DataDir, ca.RootFile),
+		Setting:     "board.root_fingerprint",
 	}
-	root, unchecked, err := caclient.FetchRoot(ctx, b.CAAddr, want)
+	root, firstUse, err := anchor.Resolve(ctx, ca.Client{Addr: b.CAAddr})
 	if err != nil {
 		return nil, fmt.Errorf("root certificate: %w", err)
 	}
-	if unchecked {
+	if firstUse {
 		log.Warn("TRUST ON FIRST USE: the root certificate fetched from the CA was accepted with no board.root_fingerprint to check it; verify this fingerprint out of band and put it in the config",
 			zap.String("fingerprint", keys.FingerprintHex(root)), zap.String("ca", b.CAAddr))
 	}
-	if err := keys.WriteFileAtomic(saved, keys.EncodeCertificatePEM(root.Raw), 0o644); err != nil {
-		return nil, err
-	}
 	return root, nil
 }
-
-// usableCert reports why cert (with key) cannot serve as the identity named
-// name with the given usage under root at now, or nil if it can.
-func usableCert(cert *x509.Certificate, key crypto.Signer, root *x509.Certificate, name string, usage x509.ExtKeyUsage, now time.Time) error {
-	if !keys.SamePublicKey(cert.PublicKey, key.Public()) {
-		return errors.New("the certificate is not for the key beside it")
-	}
-	if cert.Subject.CommonName != name {
-		return fmt.Errorf("the certificate is for %q, not %q", cert.Subject.CommonName, name)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
-		return fmt.Errorf("the certificate does not verify: %w", err)
-	}
-	if cert.NotAfter.Sub(now) < renewBefore {
-		return fmt.Errorf("the certificate expires at %s", cert.NotAfter.UTC().Format(time.RFC3339))
-	}
-	return nil
-}
-
-// renewBefore is how close to its expiry a saved certificate is replaced
-// rather than reused.
-const renewBefore = time.Hour

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"pkiboard/board"
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 )
@@ -54,7 +54,7 @@ func callBoard(ctx context.Context, cfg *config.Config, command string, args, ou
 		if err != nil {
 			return nil, nil, err
 		}
-		root, err := keys.ReadCertificate(filepath.Join(cfg.Board.DataDir, caclient.RootFile))
+		root, err := keys.ReadCertificate(filepath.Join(cfg.Board.DataDir, ca.RootFile))
 		if err != nil && cfg.Board.RootFile != "" {
 			root, err = keys.ReadCertificate(cfg.Board.RootFile)
 		}

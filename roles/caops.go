@@ -14,21 +14,8 @@ import (
 
 	"pkiboard/ca"
 	"pkiboard/internal/config"
-	"pkiboard/wire"
-
 	"pkiboard/internal/keys"
 )
-
-// CertView is one issued certificate as the operator commands show it.
-type CertView struct {
-	Serial    string    `json:"serial"` // hex
-	SID       string    `json:"sid"`
-	Profile   string    `json:"profile"` // "student" or "board"
-	NotAfter  time.Time `json:"not_after"`
-	Status    string    `json:"status"` // "valid", "expired" or "revoked"
-	RevokedAt time.Time `json:"revoked_at,omitzero"`
-	Reason    string    `json:"reason,omitempty"`
-}
 
 // RevokeArgs selects what `pkiboard revoke` revokes.
 type RevokeArgs struct {
@@ -66,12 +53,12 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			if err != nil {
 				return nil, err
 			}
-			views := make([]CertView, 0, len(recs))
+			views := make([]ca.CertView, 0, len(recs))
 			for _, r := range recs {
 				if args.SID != "" && r.SID != args.SID {
 					continue
 				}
-				views = append(views, certView(r))
+				views = append(views, r.View())
 			}
 			return views, nil
 		},
@@ -136,23 +123,6 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 	}
 }
 
-func certView(r ca.CertRecord) CertView {
-	v := CertView{
-		Serial:   keys.SerialHex(r.Serial),
-		SID:      r.SID,
-		Profile:  "student",
-		NotAfter: r.NotAfter,
-		Status:   string(r.Status),
-	}
-	if r.Profile == wire.ProfileBoard {
-		v.Profile = "board"
-	}
-	if r.Status == ca.StatusRevoked {
-		v.RevokedAt, v.Reason = r.RevokedAt, ca.ReasonName(r.Reason)
-	}
-	return v
-}
-
 // callCA runs a CA operator command against the installation cfg describes.
 func callCA(ctx context.Context, cfg *config.Config, command string, args, out any) error {
 	return callAdmin(ctx, cfg.CA.DataDir, command, args, out, func() (map[string]adminOp, func() error, error) {
@@ -166,7 +136,7 @@ func callCA(ctx context.Context, cfg *config.Config, command string, args, out a
 
 // ListCertificates prints the CA's issued certificates as a table (or JSON).
 func ListCertificates(ctx context.Context, cfg *config.Config, sid string, asJSON bool, w io.Writer) error {
-	var views []CertView
+	var views []ca.CertView
 	if err := callCA(ctx, cfg, "certs", map[string]string{"sid": sid}, &views); err != nil {
 		return fmt.Errorf("certs: %w", err)
 	}

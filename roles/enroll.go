@@ -2,6 +2,7 @@ package roles
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -10,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
@@ -31,8 +32,8 @@ type EnrollOptions struct {
 // key), cert.pem and root.pem into opts.OutDir, then prints the course's line
 // "SID sign finished".
 func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts EnrollOptions, out io.Writer) error {
-	o := caclient.EnrollOptions{
-		Addr:         cfg.Student.CAAddr,
+	client := ca.Client{Addr: cfg.Student.CAAddr}
+	o := ca.EnrollOptions{
 		SID:          opts.SID,
 		Token:        opts.Token,
 		KeyAlgorithm: cfg.Student.KeyAlgorithm,
@@ -42,7 +43,7 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 	}
 	if opts.Board {
 		o.Profile = wire.ProfileBoard
-		o.Addr = cfg.Board.CAAddr
+		client.Addr = cfg.Board.CAAddr
 	}
 	if opts.KeyFile != "" {
 		key, err := keys.ReadPrivateKey(opts.KeyFile, nil)
@@ -58,12 +59,14 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		}
 		o.CSR = csr
 	}
-	logging.Step(log, 1, "certificate signing request sent to the CA", logging.SID(opts.SID), zap.String("ca", o.Addr))
-	res, err := caclient.Enroll(ctx, o)
+	logging.Step(log, 1, "certificate signing request sent to the CA", logging.SID(opts.SID), zap.String("ca", client.Addr))
+	res, err := client.Enroll(ctx, o)
 	if err != nil {
 		return err
 	}
-	warnFirstUse(log, res)
+	if res.FirstUse {
+		warnFirstUse(log, res.Root, res.RootPath)
+	}
 	logging.Step(log, 2, "certificate received",
 		logging.SID(opts.SID),
 		zap.String("serial", keys.SerialHex(res.Certificate.SerialNumber)),
@@ -73,13 +76,11 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 	return nil
 }
 
-// warnFirstUse says loudly that a root was accepted with nothing to check it
-// against.
-func warnFirstUse(log *zap.Logger, res *caclient.Result) {
-	if res.TrustedOnFirstUse {
-		log.Warn("TRUST ON FIRST USE: the root certificate was accepted without a configured fingerprint; check it out of band and set student.root_fingerprint",
-			zap.String("fingerprint", keys.FingerprintHex(res.Root)), zap.String("saved", res.RootPath))
-	}
+// warnFirstUse says loudly that root, saved as saved, was accepted with
+// nothing to check it against.
+func warnFirstUse(log *zap.Logger, root *x509.Certificate, saved string) {
+	log.Warn("TRUST ON FIRST USE: the root certificate was accepted without a configured fingerprint; check it out of band and set student.root_fingerprint",
+		zap.String("fingerprint", keys.FingerprintHex(root)), zap.String("saved", saved))
 }
 
 // readCSR reads a certification request file in PEM ("CERTIFICATE REQUEST",

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -50,7 +50,7 @@ func VerifyReceipt(o VerifyReceiptOptions, w io.Writer) error {
 	}
 	rootPath := o.Root
 	if rootPath == "" {
-		rootPath = filepath.Join(filepath.Dir(filepath.Dir(o.File)), caclient.RootFile)
+		rootPath = filepath.Join(filepath.Dir(filepath.Dir(o.File)), ca.RootFile)
 	}
 	root, err := keys.ReadCertificate(rootPath)
 	if err != nil {

@@ -5,7 +5,7 @@
 //
 // The roles hold the process's lifecycle (listen, serve, stop on the context's
 // cancellation); the protocol and storage work is done by the packages they use:
-// ca, board, session, caclient, wire. The board's and the student's STEP lines
+// ca, board, session, wire. The board's and the student's STEP lines
 // (steps 3 to 6) are logged here, from the facts that session and board return:
 // those packages log no step. Only the main package imports roles.
 package roles

@@ -20,7 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
@@ -79,7 +79,7 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 		return fmt.Errorf("student: %w", err)
 	}
 	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens,
-		suites: s.Suites.IDs(), fingerprint: s.RootFingerprint}
+		suites: s.Suites.IDs(), trustAnchor: &ca.Anchor{Fingerprint: s.RootFingerprint, Saved: filepath.Join(s.DataDir, ca.RootFile)}}
 
 	errs := make([]error, len(opts.IDs))
 	slots := make(chan struct{}, s.Parallel)
@@ -183,8 +183,7 @@ type student struct {
 	content     *content
 	tokens      map[string]string
 	suites      []uint16
-	fingerprint []byte     // student.root_fingerprint, or nil
-	pinMu       sync.Mutex // held while a root is trusted on first use
+	trustAnchor *ca.Anchor // student.root_fingerprint, or else the root pinned in student.data_dir on first use
 
 	poolMu sync.Mutex
 	pools  map[[32]byte]*x509.CertPool // one pool per root, see rootPool
@@ -342,92 +341,49 @@ func retryBusy(ctx context.Context, log *zap.Logger, sid, daemon string, attempt
 // identity returns sid's key and certificate: reused from dir when still
 // valid, otherwise enrolled anew (with the key already in dir, if any).
 func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, error) {
-	keyPath := filepath.Join(dir, caclient.KeyFile)
-	key, _ := keys.ReadPrivateKey(keyPath, nil) // missing or unreadable: make a new one
-	if key != nil {
-		cert, cerr := keys.ReadCertificate(filepath.Join(dir, caclient.CertFile))
-		root, rerr := keys.ReadCertificate(filepath.Join(dir, caclient.RootFile))
-		if cerr == nil && rerr == nil && st.rootOK(root) {
-			if err := usableCert(cert, key, root, sid, x509.ExtKeyUsageClientAuth, time.Now()); err == nil {
-				logging.Step(st.log, 2, "reusing the certificate in the data directory", logging.SID(sid),
-					zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
-				return &studentID{key: key, chain: []*x509.Certificate{cert}, root: root}, nil
-			} else {
-				st.log.Info("enrolling again", logging.SID(sid), zap.String("reason", err.Error()))
-			}
-		}
-	}
-	logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", st.cfg.CAAddr))
 	// With no root pinned yet, the first enrollment trusts the CA's root on first
 	// use and pins it for the others; the others wait for it.
-	fp, unlock := st.rootPin()
-	defer unlock()
-	var res *caclient.Result
-	err := retryBusy(ctx, st.log, sid, "the CA", func() error {
-		if key == nil { // an earlier attempt may have made and saved one
-			key, _ = keys.ReadPrivateKey(keyPath, nil)
-		}
-		var err error
-		res, err = caclient.Enroll(ctx, caclient.EnrollOptions{
-			Addr:            st.cfg.CAAddr,
-			SID:             sid,
-			Token:           st.tokens[sid],
-			Key:             key,
-			KeyAlgorithm:    st.cfg.KeyAlgorithm,
-			OutDir:          dir,
-			RootFingerprint: fp,
-		})
-		return err
+	fp, release, err := st.trustAnchor.Pin()
+	if err != nil {
+		return nil, err
+	}
+	defer release(nil) //nolint:errcheck // releasing only
+	id, err := ca.ReuseOrEnroll(ctx, ca.IdentityOptions{
+		Dir:             dir,
+		Name:            sid,
+		Profile:         wire.ProfileStudent,
+		RootFingerprint: fp, // nil: the root saved beside the certificate was itself trusted on first use
+		Client:          ca.Client{Addr: st.cfg.CAAddr},
+		KeyAlgorithm:    st.cfg.KeyAlgorithm,
+		Token:           func() (string, error) { return st.tokens[sid], nil },
+		Retry: func(attempt func() error) error {
+			return retryBusy(ctx, st.log, sid, "the CA", attempt)
+		},
+		OnRenew: func(reason error) {
+			st.log.Info("enrolling again", logging.SID(sid), zap.String("reason", reason.Error()))
+		},
+		OnRequest: func() {
+			logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", st.cfg.CAAddr))
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
-	if fp == nil {
-		if err := st.pinRoot(res); err != nil {
-			return nil, err
+	cert := id.Certificate
+	if id.Reused {
+		logging.Step(st.log, 2, "reusing the certificate in the data directory", logging.SID(sid),
+			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
+	} else {
+		if fp == nil {
+			warnFirstUse(st.log, id.Root, st.trustAnchor.Saved)
+			if err := release(id.Root); err != nil {
+				return nil, err
+			}
 		}
+		logging.Step(st.log, 2, "certificate received", logging.SID(sid),
+			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
 	}
-	if key == nil {
-		if key, err = keys.ReadPrivateKey(res.KeyPath, nil); err != nil {
-			return nil, err
-		}
-	}
-	logging.Step(st.log, 2, "certificate received", logging.SID(sid),
-		zap.String("serial", keys.SerialHex(res.Certificate.SerialNumber)), zap.Time("not_after", res.Certificate.NotAfter))
-	return &studentID{key: key, chain: []*x509.Certificate{res.Certificate}, root: res.Root}, nil
-}
-
-// rootOK reports whether a root saved beside a SID's certificate may be
-// reused: it must match the configured or pinned fingerprint; with neither, it
-// was itself trusted on first use when it was saved.
-func (st *student) rootOK(root *x509.Certificate) bool {
-	want, unlock := st.rootPin()
-	unlock()
-	return want == nil || keys.MatchesFingerprint(root, want)
-}
-
-// rootPin returns the fingerprint the CA's root must have: student.root_fingerprint,
-// or else the root pinned in student.data_dir by an earlier first use. When there
-// is neither, it returns nil with st.pinMu held, so that one enrollment at a time
-// may trust a root on first use; the caller calls unlock in every case.
-func (st *student) rootPin() (fp []byte, unlock func()) {
-	if st.fingerprint != nil {
-		return st.fingerprint, func() {}
-	}
-	st.pinMu.Lock()
-	if root, err := keys.ReadCertificate(filepath.Join(st.cfg.DataDir, caclient.RootFile)); err == nil {
-		st.pinMu.Unlock()
-		sum := keys.Fingerprint(root)
-		return sum[:], func() {}
-	}
-	return nil, st.pinMu.Unlock
-}
-
-// pinRoot saves the root an enrollment trusted on first use as the student's
-// pinned root, and says so loudly.
-func (st *student) pinRoot(res *caclient.Result) error {
-	warnFirstUse(st.log, &caclient.Result{Root: res.Root, RootPath: filepath.Join(st.cfg.DataDir, caclient.RootFile), TrustedOnFirstUse: true})
-	return keys.WriteFileAtomic(filepath.Join(st.cfg.DataDir, caclient.RootFile), keys.EncodeCertificatePEM(res.Root.Raw), 0o644)
+	return &studentID{key: id.Key, chain: []*x509.Certificate{cert}, root: id.Root}, nil
 }
 
 // lockedWriter serializes the lines of concurrent IDs.

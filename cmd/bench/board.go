@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"pkiboard/caclient"
+	"pkiboard/ca"
 	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -50,8 +50,8 @@ func enrollStudents(in *install, addr, alg string, n int) []*student {
 		go func() {
 			defer wg.Done()
 			sid := fmt.Sprintf("bench-%03d", i)
-			res, err := caclient.Enroll(context.Background(), caclient.EnrollOptions{
-				Addr: addr, SID: sid, KeyAlgorithm: alg, OutDir: in.path("students", sid),
+			res, err := ca.Client{Addr: addr}.Enroll(context.Background(), ca.EnrollOptions{
+				SID: sid, KeyAlgorithm: alg, OutDir: in.path("students", sid),
 			})
 			if err != nil {
 				fatalf("enroll %s: %v", sid, err)

@@ -25,13 +25,6 @@ type pkg struct {
 	testImports []string // of its tests, internal and external
 }
 
-// pendingTestImports are tests allowed, for now, to import roles, each with
-// why and until when. An entry that is no longer needed fails the test, so
-// that it is deleted.
-var pendingTestImports = map[string]string{
-	module + "/e2e": "chaos_test.go decodes `pkiboard certs --json` into roles.CertView, which moves out of roles with the CA work of branch h3; delete this entry then",
-}
-
 func ours(path string) bool { return path == module || strings.HasPrefix(path, module+"/") }
 
 // under reports whether path is the package p or one below it.
@@ -67,14 +60,7 @@ func check(pkgs map[string]*pkg) []string {
 		}
 		// No test outside roles and main imports roles.
 		if path != mainPkg && path != rolesPkg && slices.Contains(p.testImports, rolesPkg) {
-			if _, pending := pendingTestImports[path]; !pending {
-				bad = append(bad, fmt.Sprintf("the tests of %s import %s: no test outside roles and main imports roles (read the binary's documented output, or the package that owns the data)", path, rolesPkg))
-			}
-		}
-	}
-	for _, path := range sortedKeys(pendingTestImports) {
-		if p, ok := pkgs[path]; ok && !slices.Contains(p.testImports, rolesPkg) {
-			bad = append(bad, fmt.Sprintf("the tests of %s no longer import %s: delete its entry in pendingTestImports", path, rolesPkg))
+			bad = append(bad, fmt.Sprintf("the tests of %s import %s: no test outside roles and main imports roles (read the binary's documented output, or the package that owns the data)", path, rolesPkg))
 		}
 	}
 	return bad
@@ -162,9 +148,6 @@ func TestImportRules(t *testing.T) {
 	for _, breach := range check(pkgs) {
 		t.Error(breach)
 	}
-	for path, why := range pendingTestImports {
-		t.Logf("allowed for now: the tests of %s import roles: %s", path, why)
-	}
 }
 
 // TestCheckFindsBreaches checks that check reports each kind of breach, naming
@@ -178,7 +161,6 @@ func TestCheckFindsBreaches(t *testing.T) {
 			}
 			return pkgs[path]
 		}
-		get(module + "/e2e").testImports = []string{rolesPkg} // pending
 		for _, e := range edges {
 			from, to, _ := strings.Cut(e, " ")
 			if f, ok := strings.CutPrefix(from, "test:"); ok {
@@ -217,11 +199,5 @@ func TestCheckFindsBreaches(t *testing.T) {
 				}
 			}
 		})
-	}
-
-	stale := graph()
-	stale[module+"/e2e"].testImports = nil
-	if got := check(stale); len(got) != 1 || !strings.Contains(got[0], "delete its entry in pendingTestImports") {
-		t.Errorf("a pending entry no longer needed: got %q", got)
 	}
 }

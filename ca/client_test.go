@@ -1,4 +1,4 @@
-package caclient
+package ca
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"flag"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -22,15 +21,11 @@ import (
 	"pkiboard/wire"
 )
 
-var update = flag.Bool("update", false, "rewrite the fixtures and seed corpora under testdata/")
-
-// The fixtures: a root, a student certificate it issued for fixtureSID, and
-// CRLs it signed. -update makes new ones.
-const fixtureSID = "1155000001"
-
+// The client's fixtures: a root, a student certificate it issued for
+// testSID, and CRLs it signed. -update makes new ones.
 var (
-	fixtureRootFile = filepath.Join("testdata", "root.pem")
-	fixtureCertFile = filepath.Join("testdata", "cert.pem")
+	fixtureRootFile = filepath.Join("testdata", "client-root.pem")
+	fixtureCertFile = filepath.Join("testdata", "client-cert.pem")
 )
 
 // makeFixtures makes the root, the student certificate and the seeds of both
@@ -49,7 +44,7 @@ func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[
 		}, parent, pub, signer)
 	}
 	studentKey := testcert.Key(tb)
-	cert = leaf(fixtureSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), rootKey, root)
+	cert = leaf(testSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), rootKey, root)
 	otherRootKey := testcert.Key(tb)
 	otherRoot := testcert.Issue(tb, &x509.Certificate{
 		Subject: pkix.Name{CommonName: "CA Client Fixture Root"}, IsCA: true, BasicConstraintsValid: true,
@@ -67,10 +62,10 @@ func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[
 	enrollSeeds = map[string][2][]byte{
 		"valid":              {certPEM, rootPEM},
 		"valid-with-chain":   {pemOf(cert, root), rootPEM},
-		"other-key":          {pemOf(leaf(fixtureSID, x509.ExtKeyUsageClientAuth, testcert.Key(tb).Public(), rootKey, root)), rootPEM},
+		"other-key":          {pemOf(leaf(testSID, x509.ExtKeyUsageClientAuth, testcert.Key(tb).Public(), rootKey, root)), rootPEM},
 		"other-cn":           {pemOf(leaf("1155000002", x509.ExtKeyUsageClientAuth, studentKey.Public(), rootKey, root)), rootPEM},
-		"server-eku":         {pemOf(leaf(fixtureSID, x509.ExtKeyUsageServerAuth, studentKey.Public(), rootKey, root)), rootPEM},
-		"other-root":         {pemOf(leaf(fixtureSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), otherRootKey, otherRoot)), pemOf(otherRoot)},
+		"server-eku":         {pemOf(leaf(testSID, x509.ExtKeyUsageServerAuth, studentKey.Public(), rootKey, root)), rootPEM},
+		"other-root":         {pemOf(leaf(testSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), otherRootKey, otherRoot)), pemOf(otherRoot)},
 		"swapped":            {rootPEM, certPEM},
 		"empty":              {nil, nil},
 		"der-not-pem":        {cert.Raw, root.Raw},
@@ -110,9 +105,9 @@ func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[
 	return root, cert, enrollSeeds, crlSeeds
 }
 
-// TestFuzzCorpus checks (or, with -update, remakes) the fixtures and seed
-// corpora: the valid seeds pass, every other one fails.
-func TestFuzzCorpus(t *testing.T) {
+// TestClientFuzzCorpus checks (or, with -update, remakes) the client's
+// fixtures and seed corpora: the valid seeds pass, every other one fails.
+func TestClientFuzzCorpus(t *testing.T) {
 	if *update {
 		root, cert, enroll, crls := makeFixtures(t)
 		for path, data := range map[string][]byte{fixtureRootFile: keys.EncodeCertificatePEM(root.Raw), fixtureCertFile: keys.EncodeCertificatePEM(cert.Raw)} {
@@ -160,7 +155,7 @@ func TestFuzzCorpus(t *testing.T) {
 			}
 		}
 		if valid == 0 || broken == 0 {
-			t.Errorf("%s: %d valid and %d broken seeds committed, want some of each (run go test -run TestFuzzCorpus -update)", target, valid, broken)
+			t.Errorf("%s: %d valid and %d broken seeds committed, want some of each (run go test ./ca -run TestClientFuzzCorpus -update)", target, valid, broken)
 		}
 	}
 }
@@ -187,7 +182,7 @@ func loadFixtures(tb testing.TB) (root, cert *x509.Certificate) {
 	tb.Helper()
 	root, err := keys.ReadCertificate(fixtureRootFile)
 	if err != nil {
-		tb.Fatalf("%v (run go test -run TestFuzzCorpus -update)", err)
+		tb.Fatalf("%v (run go test ./ca -run TestClientFuzzCorpus -update)", err)
 	}
 	if cert, err = keys.ReadCertificate(fixtureCertFile); err != nil {
 		tb.Fatal(err)
@@ -200,8 +195,8 @@ func loadFixtures(tb testing.TB) (root, cert *x509.Certificate) {
 // configured.
 func checkEnrollResponse(tb testing.TB, root, cert *x509.Certificate, certPEM, rootPEM []byte) error {
 	fp := keys.Fingerprint(root)
-	o := &EnrollOptions{SID: fixtureSID, Profile: wire.ProfileStudent, RootFingerprint: fp[:]}
-	res := &Result{RootPath: filepath.Join(tb.TempDir(), RootFile)}
+	o := &EnrollOptions{SID: testSID, Profile: wire.ProfileStudent, RootFingerprint: fp[:]}
+	res := &Enrollment{RootPath: filepath.Join(tb.TempDir(), RootFile)}
 	return res.check(o, cert.PublicKey, certPEM, rootPEM)
 }
 
@@ -225,15 +220,15 @@ func FuzzEnrollResponse(f *testing.F) {
 	root, cert := loadFixtures(f)
 	f.Fuzz(func(t *testing.T, certPEM, rootPEM []byte) {
 		fp := keys.Fingerprint(root)
-		o := &EnrollOptions{SID: fixtureSID, Profile: wire.ProfileStudent, RootFingerprint: fp[:]}
-		res := &Result{RootPath: filepath.Join(t.TempDir(), RootFile)}
+		o := &EnrollOptions{SID: testSID, Profile: wire.ProfileStudent, RootFingerprint: fp[:]}
+		res := &Enrollment{RootPath: filepath.Join(t.TempDir(), RootFile)}
 		if err := res.check(o, cert.PublicKey, certPEM, rootPEM); err != nil {
 			return
 		}
 		if !bytes.Equal(res.Root.Raw, root.Raw) {
 			t.Fatal("accepted another root than the configured one")
 		}
-		if !keys.SamePublicKey(res.Certificate.PublicKey, cert.PublicKey) || res.Certificate.Subject.CommonName != fixtureSID {
+		if !keys.SamePublicKey(res.Certificate.PublicKey, cert.PublicKey) || res.Certificate.Subject.CommonName != testSID {
 			t.Fatal("accepted a certificate for another key or SID")
 		}
 		if err := res.Certificate.CheckSignatureFrom(root); err != nil {

@@ -1,0 +1,89 @@
+package roles
+
+import (
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"math/big"
+	"regexp"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"pkiboard/ca"
+	"pkiboard/internal/keys"
+	"pkiboard/internal/testcert"
+	"pkiboard/wire"
+)
+
+// TestCALogsRootReady checks the CA's STEP 0 line on the first start and on
+// the next: the facts package ca reports (ca TestOpenCreatesRoot and
+// TestReopenLoadsSameRoot check them), with the fields the README shows.
+func TestCALogsRootReady(t *testing.T) {
+	o := ca.Options{
+		Dir:        t.TempDir(),
+		Subject:    pkix.Name{CommonName: "CUHK Test Root CA"},
+		Policy:     ca.PolicyOpen,
+		SIDPattern: regexp.MustCompile(`^[0-9]{10}$`),
+		BoardName:  "blackboard",
+	}
+	for _, created := range []bool{true, false} {
+		auth, err := ca.Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		core, logs := observer.New(zapcore.InfoLevel)
+		logRootReady(zap.New(core), auth, o.Dir)
+		root := auth.Root()
+		auth.Close()
+		lines := logs.FilterMessage("STEP 0: root of trust ready").All()
+		if len(lines) != 1 {
+			t.Fatalf("created %v: got %d STEP 0 lines, want 1: %v", created, len(lines), logs.All())
+		}
+		got := lines[0].ContextMap()
+		want := map[string]any{
+			"fingerprint":   keys.FingerprintHex(root),
+			"subject":       "CN=CUHK Test Root CA",
+			"key":           "ECDSA P-256",
+			"key_encrypted": false,
+			"not_after":     root.NotAfter,
+			"created":       created,
+			"dir":           o.Dir,
+		}
+		for k, v := range want {
+			if fmt.Sprint(got[k]) != fmt.Sprint(v) {
+				t.Errorf("created %v: field %s: got %v want %v", created, k, got[k], v)
+			}
+		}
+	}
+}
+
+// TestCALogsIssued checks the CA's STEP 2 line, logged from what the server's
+// OnIssued is told (ca TestServerEnrolls checks what it is told).
+func TestCALogsIssued(t *testing.T) {
+	k := testcert.Key(t)
+	cert := testcert.Issue(t, &x509.Certificate{SerialNumber: big.NewInt(0x1155), Subject: pkix.Name{CommonName: "1155000001"},
+		NotAfter: time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)}, nil, k.Public(), k)
+	core, logs := observer.New(zapcore.InfoLevel)
+	logIssued(zap.New(core))(ca.Request{Profile: wire.ProfileStudent, SID: "1155000001", Peer: "192.0.2.1:1234"}, cert)
+	lines := logs.FilterMessage("STEP 2: certificate issued").All()
+	if len(lines) != 1 {
+		t.Fatalf("got %d STEP 2 lines, want 1: %v", len(lines), logs.All())
+	}
+	got := lines[0].ContextMap()
+	want := map[string]any{
+		"sid":       "1155000001",
+		"serial":    keys.SerialHex(cert.SerialNumber),
+		"profile":   wire.ProfileStudent,
+		"peer":      "192.0.2.1:1234",
+		"not_after": cert.NotAfter,
+	}
+	for k, v := range want {
+		if fmt.Sprint(got[k]) != fmt.Sprint(v) {
+			t.Errorf("field %s: got %v want %v", k, got[k], v)
+		}
+	}
+}
