@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/ca"
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -97,7 +98,7 @@ func (k *CRLKeeper) Fetch(ctx context.Context) error {
 	if held != nil && crl.Number.Cmp(held.Number) < 0 {
 		return fmt.Errorf("the CA sent CRL number %s, older than the %s held; keeping the newer", crl.Number, held.Number)
 	}
-	if err := keys.WriteFileAtomic(k.o.Path, keys.EncodeCRLPEM(crl.Raw), 0o644); err != nil {
+	if err := durable.WriteFile(k.o.Path, keys.EncodeCRLPEM(crl.Raw), 0o644); err != nil {
 		return err
 	}
 	k.install(crl)

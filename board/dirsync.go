@@ -4,7 +4,7 @@ import (
 	"errors"
 	"sync"
 
-	"pkiboard/internal/keys"
+	"pkiboard/internal/durable"
 )
 
 // dirSyncer makes new names in one directory durable for many writers at
@@ -15,7 +15,7 @@ import (
 // next.
 type dirSyncer struct {
 	dir  string
-	sync func(dir string) error // keys.SyncDir; tests replace it
+	sync func(dir string) error // durable.SyncDir; tests replace it
 
 	mu      sync.RWMutex // guards closed against sends on reqs
 	closed  bool
@@ -29,7 +29,7 @@ var errSyncerClosed = errors.New("board: store closed")
 func newDirSyncer(dir string, sync func(string) error) *dirSyncer {
 	d := &dirSyncer{dir: dir, sync: sync, reqs: make(chan chan error, 256), stopped: make(chan struct{})}
 	if d.sync == nil {
-		d.sync = keys.SyncDir
+		d.sync = durable.SyncDir
 	}
 	go d.loop()
 	return d

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"pkiboard/internal/keys"
+	"pkiboard/internal/durable"
 	"pkiboard/wire"
 )
 
@@ -385,7 +385,7 @@ func readCheckpoint(path string, size int64) (off int64, exists bool, err error)
 // writeCheckpoint atomically replaces the checkpoint file at path (a
 // temporary file, fsynced, renamed into place, and the directory fsynced).
 func writeCheckpoint(path string, size, off int64) error {
-	return keys.WriteFileAtomic(path, fmt.Appendf(nil, checkpointFormat, size, off), fileMode)
+	return durable.WriteFile(path, fmt.Appendf(nil, checkpointFormat, size, off), fileMode)
 }
 
 // place puts a received file at dst, replacing any file there, with its
@@ -396,7 +396,7 @@ func writeCheckpoint(path string, size, off int64) error {
 func place(up *wire.Received, dst string) error {
 	switch sink := up.Sink.(type) {
 	case *wire.Memory:
-		return keys.WriteFileDurable(dst, sink.Bytes(), fileMode)
+		return durable.WriteContent(dst, sink.Bytes(), fileMode)
 	case *partialSink:
 		if err := os.Rename(sink.part, dst); err != nil {
 			return err

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"pkiboard/internal/keys"
+	"pkiboard/internal/durable"
 	"pkiboard/wire"
 )
 
@@ -131,7 +131,7 @@ func receiveInto(p *partials, dir string, maxSize int64, got **wire.Received) fu
 		if err := place(in, filepath.Join(dir, in.Name)); err != nil {
 			return answer(c, err)
 		}
-		if err := keys.SyncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return answer(c, err)
 		}
 		return c.WriteMessage(new(wire.FileAck))
@@ -667,7 +667,7 @@ func TestPartialInMemory(t *testing.T) {
 			if err := place(in, dst); err != nil {
 				t.Fatal(err)
 			}
-			if err := keys.SyncDir(filepath.Dir(dst)); err != nil {
+			if err := durable.SyncDir(filepath.Dir(dst)); err != nil {
 				t.Fatal(err)
 			}
 			checkFile(t, dst, f.data)

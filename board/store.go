@@ -15,7 +15,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"pkiboard/internal/keys"
+	"pkiboard/internal/durable"
 	"pkiboard/internal/store"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -268,7 +268,7 @@ func (s *Store) RemoveOrphans() (int, error) {
 		n++
 	}
 	if n > 0 {
-		if err := keys.SyncDir(dir); err != nil {
+		if err := durable.SyncDir(dir); err != nil {
 			return n, err
 		}
 	}

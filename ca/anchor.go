@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 )
 
@@ -134,7 +135,7 @@ func (a *Anchor) Save(root *x509.Certificate) error {
 	if a.Saved == "" {
 		return nil
 	}
-	return keys.WriteFileAtomic(a.Saved, keys.EncodeCertificatePEM(root.Raw), 0o644)
+	return durable.WriteFile(a.Saved, keys.EncodeCertificatePEM(root.Raw), 0o644)
 }
 
 // Pin returns the fingerprint a root the CA sends must have: Fingerprint, or

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -145,10 +146,10 @@ func (c Client) Enroll(ctx context.Context, o EnrollOptions) (*Enrollment, error
 		return nil, fmt.Errorf("enroll %s: %w", o.SID, err)
 	}
 	// Root first: a cert.pem in place always has its root beside it.
-	if err := keys.WriteFileAtomic(res.RootPath, rootPEM, 0o644); err != nil {
+	if err := durable.WriteFile(res.RootPath, rootPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("enroll %s: %w", o.SID, err)
 	}
-	if err := keys.WriteFileAtomic(res.CertPath, certPEM, 0o644); err != nil {
+	if err := durable.WriteFile(res.CertPath, certPEM, 0o644); err != nil {
 		return nil, fmt.Errorf("enroll %s: %w", o.SID, err)
 	}
 	return res, nil

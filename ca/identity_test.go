@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/testcert"
 	"pkiboard/wire"
@@ -144,7 +145,7 @@ func TestReuseOrEnrollRenews(t *testing.T) {
 // saveCertificate replaces cert.pem in dir.
 func saveCertificate(t *testing.T, dir string, cert *x509.Certificate) {
 	t.Helper()
-	if err := keys.WriteFileAtomic(filepath.Join(dir, CertFile), keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, CertFile), keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 )
 
@@ -285,7 +286,7 @@ func (a *Authority) writeCRL(number *big.Int, entries []x509.RevocationListEntry
 		return fmt.Errorf("ca: the new CRL does not verify: %w", err)
 	}
 	data := keys.EncodeCRLPEM(der)
-	if err := keys.WriteFileAtomic(a.path(CRLFile), data, 0o644); err != nil {
+	if err := durable.WriteFile(a.path(CRLFile), data, 0o644); err != nil {
 		return fmt.Errorf("ca: write CRL: %w", err)
 	}
 	a.crl, a.crlPEM, a.crlDirty = crl, data, false

@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 )
 
@@ -120,7 +121,7 @@ func (a *Authority) createRoot(certPath, keyPath string) error {
 		return fmt.Errorf("ca: write root key: %w", err)
 	}
 	rootPEM := keys.EncodeCertificatePEM(der)
-	if err := keys.WriteFileAtomic(certPath, rootPEM, 0o644); err != nil {
+	if err := durable.WriteFile(certPath, rootPEM, 0o644); err != nil {
 		return fmt.Errorf("ca: write root certificate: %w", err)
 	}
 	a.root, a.rootPEM, a.key, a.sigAlg = root, rootPEM, key, sigAlg

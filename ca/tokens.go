@@ -15,7 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
-	"pkiboard/internal/keys"
+	"pkiboard/internal/durable"
 	"pkiboard/wire"
 )
 
@@ -213,7 +213,7 @@ func (a *Authority) loadOrCreateBoardSecret() error {
 			return err
 		}
 		fileSecret = secret
-		if err := keys.WriteFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+		if err := durable.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 			return fmt.Errorf("ca: write the board enrollment secret: %w", err)
 		}
 		a.log.Info("board enrollment secret written; give it to the board operator", zap.String("file", path))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"pkiboard/ca"
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -26,7 +27,7 @@ func saveReceipt(dir string, r *wire.Receipt, boardChain []*x509.Certificate) (s
 		return "", fmt.Errorf("the board's receipt id %q cannot name a file", r.ID)
 	}
 	path := filepath.Join(dir, "receipts", r.ID+".json")
-	return path, keys.WriteFileAtomic(path, data, 0o644)
+	return path, durable.WriteFile(path, data, 0o644)
 }
 
 // VerifyReceiptOptions says how to check a receipt file.

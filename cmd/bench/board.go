@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"pkiboard/ca"
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -214,7 +215,7 @@ func startTLSServer(in *install, key crypto.Signer, cert *x509.Certificate) *tls
 	if err := keys.WritePrivateKey(keyPath, key, nil); err != nil {
 		fatalf("%v", err)
 	}
-	if err := keys.WriteFileAtomic(certPath, keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
+	if err := durable.WriteFile(certPath, keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
 		fatalf("%v", err)
 	}
 	self, err := os.Executable()

@@ -1,8 +1,8 @@
 // Package keys generates, encodes and stores the key pairs and certificates
 // pkiboard's roles hold: private keys as PKCS#8 PEM files of mode 0600
 // (optionally passphrase-encrypted in a form OpenSSL reads), certificates as
-// PEM, every file written atomically (temporary file, fsync, rename, fsync of
-// the directory).
+// PEM, every file written through package durable (temporary file, fsync,
+// rename, fsync of the directory).
 //
 // It also names keys for people (Describe, AlgorithmName, SerialHex for
 // certificate serials) and holds the one rule the CA and the session must
@@ -29,8 +29,9 @@ import (
 	"fmt"
 	"math/big"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"pkiboard/internal/durable"
 )
 
 // Algorithms lists the key algorithm names Generate accepts.
@@ -252,7 +253,7 @@ func WritePrivateKey(path string, key crypto.Signer, passphrase []byte) error {
 		return err
 	}
 	defer clear(data)
-	return WriteFileAtomic(path, data, 0o600)
+	return durable.WriteFile(path, data, 0o600)
 }
 
 // EncodeCertificatePEM returns der as a PEM "CERTIFICATE" block.
@@ -346,65 +347,4 @@ func FingerprintHex(cert *x509.Certificate) string {
 		b.WriteString(h[i : i+2])
 	}
 	return b.String()
-}
-
-// WriteFileAtomic writes data to path so that a crash leaves either the old
-// file or the complete new one: it writes a temporary file in the same
-// directory with the given mode, fsyncs it, renames it over path, and fsyncs
-// the directory. The directory is created with mode 0700 if missing.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	if err := WriteFileDurable(path, data, mode); err != nil {
-		return err
-	}
-	return SyncDir(dir)
-}
-
-// WriteFileDurable is WriteFileAtomic without the fsync of the directory and
-// without creating it: the content at path is durable, its name not yet. It
-// lets callers that place many files share one SyncDir.
-func WriteFileDurable(path string, data []byte, mode os.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(mode); err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("keys: write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("keys: sync %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("keys: close %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	return nil
-}
-
-// SyncDir fsyncs a directory, making the names in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("keys: sync directory %s: %w", dir, err)
-	}
-	return nil
 }
