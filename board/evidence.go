@@ -1,14 +1,12 @@
 package board
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
+	"pkiboard/internal/durable"
 	"pkiboard/session"
 )
 
@@ -52,7 +50,7 @@ type Evidence struct {
 // holds when Problem is empty.
 func (s *Store) Verify(rec *Record, root *x509.Certificate) Evidence {
 	ev := Evidence{Submission: rec.View()}
-	sum, err := fileSHA256(s.ContentPath(rec))
+	sum, err := durable.FileSHA256(s.ContentPath(rec))
 	switch {
 	case err != nil:
 		ev.Problem = fmt.Sprintf("cannot read the stored content: %v", err)
@@ -82,20 +80,4 @@ func (s *Store) Verify(rec *Record, root *x509.Certificate) Evidence {
 		ev.Problem = err.Error()
 	}
 	return ev
-}
-
-// fileSHA256 returns the SHA-256 of the file at path.
-func fileSHA256(path string) ([32]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return [32]byte{}, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return [32]byte{}, err
-	}
-	var sum [32]byte
-	h.Sum(sum[:0])
-	return sum, nil
 }

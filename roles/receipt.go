@@ -1,7 +1,6 @@
 package roles
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
 	"io"
@@ -66,7 +65,7 @@ func VerifyReceipt(o VerifyReceiptOptions, w io.Writer) error {
 		return fmt.Errorf("verify-receipt %s: signed by %q, not the board %q", o.File, chain[0].Subject.CommonName, o.BoardName)
 	}
 	if o.Content != "" {
-		sum, err := fileSHA256(o.Content)
+		sum, err := durable.FileSHA256(o.Content)
 		if err != nil {
 			return fmt.Errorf("verify-receipt: %w", err)
 		}
@@ -81,20 +80,4 @@ func VerifyReceipt(o VerifyReceiptOptions, w io.Writer) error {
 		fmt.Fprintf(w, "%s matches the receipt\n", o.Content)
 	}
 	return nil
-}
-
-// fileSHA256 returns the SHA-256 of the file at path.
-func fileSHA256(path string) ([32]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return [32]byte{}, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return [32]byte{}, err
-	}
-	var sum [32]byte
-	h.Sum(sum[:0])
-	return sum, nil
 }

@@ -9,7 +9,9 @@
 package durable
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -73,4 +75,21 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("durable: sync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// FileSHA256 returns the SHA-256 of the file at path: to check a kept file
+// against the hash recorded when it was written.
+func FileSHA256(path string) ([sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	f, err := os.Open(path)
+	if err != nil {
+		return sum, fmt.Errorf("durable: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return sum, fmt.Errorf("durable: read %s: %w", path, err)
+	}
+	h.Sum(sum[:0])
+	return sum, nil
 }

@@ -2,6 +2,8 @@ package durable
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -88,5 +90,23 @@ func TestWriteFileAtomicFailureLeavesNothing(t *testing.T) {
 	}
 	if len(entries) != 1 {
 		t.Errorf("directory holds %d entries after a failed write, want 1 (no temporary left behind)", len(entries))
+	}
+}
+
+func TestFileSHA256(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	data := []byte("the stored content")
+	if err := WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := FileSHA256(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256.Sum256(data); got != want {
+		t.Errorf("got %x want %x", got, want)
+	}
+	if _, err := FileSHA256(filepath.Join(t.TempDir(), "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: got %v, want an error matching os.ErrNotExist", err)
 	}
 }
