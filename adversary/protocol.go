@@ -103,7 +103,10 @@ func sessionKeyLabel(helloHash [32]byte) []byte {
 }
 
 // sealSessionKey encrypts key to a certificate's public key, as the board does.
-// Anyone can do this: it takes only the public key.
+// Anyone can do this: it takes only the public key. It repeats session's
+// sealSessionKey on purpose (a duplicate-code finder pairs them): like the rest
+// of this file it is derived from PROTOCOL.md §5.1, so that the attacks test
+// the document, not our code's reading of it.
 func sealSessionKey(pub crypto.PublicKey, helloHash [32]byte, key []byte) ([]byte, error) {
 	label := sessionKeyLabel(helloHash)
 	switch k := pub.(type) {
