@@ -11,7 +11,7 @@
 // public protocol (it implements the parts of PROTOCOL.md it needs — the
 // transcript hashes, the key schedule, the record format, the key transport —
 // on its own, from the document; of package session it uses only two exported
-// helpers, SuiteName and SignMessage), and, when it is given one, a
+// helpers, SuiteName and keys.Sign), and, when it is given one, a
 // certificate and key the CA issued to the adversary itself as a student
 // ("mallory"). It never holds the student's or the board's private key.
 //

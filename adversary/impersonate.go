@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/internal/keys"
-	"pkiboard/session"
 	"pkiboard/wire"
 )
 
@@ -52,7 +51,7 @@ func (s *conn) impersonate(c net.Conn) {
 		s.say("cannot encode the ServerHello", zap.Error(err))
 		return
 	}
-	sig, err := session.SignMessage(s.a.key, rand.Reader, serverVerifyMessage(hashFrames(chPayload, shPayload)))
+	sig, err := keys.Sign(s.a.key, rand.Reader, serverVerifyMessage(hashFrames(chPayload, shPayload)))
 	if err != nil {
 		s.say("cannot sign the transcript", zap.Error(err))
 		return

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"pkiboard/internal/keys"
 	"pkiboard/internal/testcert"
 	"pkiboard/session"
 )
@@ -49,7 +50,7 @@ func TestVerifyEvidence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sub.Signature, err = session.SignMessage(studentKey, rand.Reader, stmt); err != nil {
+		if sub.Signature, err = keys.Sign(studentKey, rand.Reader, stmt); err != nil {
 			t.Fatal(err)
 		}
 		rec, err := s.Commit(sub, "127.0.0.1:40000")

@@ -191,7 +191,7 @@ func (hs *clientHandshake) checkBoardCertificate() error {
 			"the board's certificate is for %q, not %q: this is not the board you meant to reach; check student.board_addr and student.board_name",
 			subjectName(chain[0]), hs.cfg.BoardName)
 	}
-	if _, err := signatureScheme(chain[0].PublicKey); err != nil {
+	if err := keys.CanSign(chain[0].PublicKey); err != nil {
 		return wire.Refusef(wire.CodeUnsupportedKey,
 			"the board's certificate has a %s key, which has no signature scheme in the protocol; tell the course staff", keys.Describe(chain[0].PublicKey))
 	}
@@ -227,7 +227,7 @@ func boardCertRefusal(e *chainError, now time.Time) *wire.Refusal {
 // checkSignature verifies the board's signature over ClientHello || ServerHello.
 func (hs *clientHandshake) checkSignature() error {
 	msg := signedMessage(contextServerVerify, hs.helloPair[:])
-	if err := VerifyMessage(hs.boardChain[0].PublicKey, msg, hs.serverVerify.Signature); err != nil {
+	if err := keys.Verify(hs.boardChain[0].PublicKey, msg, hs.serverVerify.Signature); err != nil {
 		return wire.Refusef(wire.CodeBadTranscriptSignature,
 			"the board's signature over the handshake does not verify: someone may have changed the messages on the way (for example your cipher suite offer); try again, from another network if it persists, and tell the course staff")
 	}

@@ -186,7 +186,7 @@ func (cfg *ServerConfig) settings() (*serverSettings, error) {
 	case !keys.SamePublicKey(cfg.Key.Public(), cfg.Chain[0].PublicKey):
 		return nil, errors.New("session: ServerConfig.Key is not the key of the board's certificate")
 	}
-	if _, err := signatureScheme(cfg.Key.Public()); err != nil {
+	if err := keys.CanSign(cfg.Key.Public()); err != nil {
 		return nil, fmt.Errorf("session: the board's key: %w", err)
 	}
 	return &serverSettings{ServerConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand)}, nil

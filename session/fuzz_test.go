@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"pkiboard/internal/fuzzseed"
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -209,7 +210,7 @@ func FuzzClientHandshake(f *testing.F) {
 			pair := sha256.Sum256(append(frame(ch), frame(sh)...))
 			svm, uerr := wire.Unmarshal(sv)
 			v, ok := svm.(*wire.ServerVerify)
-			if uerr != nil || !ok || VerifyMessage(boardKey, signedMessage(contextServerVerify, pair[:]), v.Signature) != nil {
+			if uerr != nil || !ok || keys.Verify(boardKey, signedMessage(contextServerVerify, pair[:]), v.Signature) != nil {
 				t.Fatalf("completed a handshake the board did not sign")
 			}
 			return

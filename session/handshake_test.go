@@ -96,8 +96,8 @@ func checkSuccess(t *testing.T, p *testPKI, r result, content []byte, name strin
 	}
 	bad := *r.receipt
 	bad.Size++
-	if err := VerifyReceipt(&bad, r.student.PeerChain(), p.root.pool, now); !errors.Is(err, ErrBadSignature) {
-		t.Errorf("VerifyReceipt of a changed receipt: got %v, want ErrBadSignature", err)
+	if err := VerifyReceipt(&bad, r.student.PeerChain(), p.root.pool, now); !errors.Is(err, keys.ErrBadSignature) {
+		t.Errorf("VerifyReceipt of a changed receipt: got %v, want keys.ErrBadSignature", err)
 	}
 	if err := VerifyReceipt(r.receipt, r.student.PeerChain(), p.other.pool, now); err == nil {
 		t.Errorf("VerifyReceipt with another root succeeded")
@@ -113,8 +113,8 @@ func checkSuccess(t *testing.T, p *testPKI, r result, content []byte, name strin
 		t.Errorf("VerifyStatement: %v", err)
 	}
 	sum[0] ^= 1
-	if err := VerifyStatement(sub.Chain, p.root.pool, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); !errors.Is(err, ErrBadSignature) {
-		t.Errorf("VerifyStatement of another SHA-256: got %v, want ErrBadSignature", err)
+	if err := VerifyStatement(sub.Chain, p.root.pool, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); !errors.Is(err, keys.ErrBadSignature) {
+		t.Errorf("VerifyStatement of another SHA-256: got %v, want keys.ErrBadSignature", err)
 	}
 }
 

@@ -60,7 +60,7 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if r.Signature, err = SignMessage(key, rand.Reader, msg); err != nil {
+		if r.Signature, err = keys.Sign(key, rand.Reader, msg); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -293,7 +294,7 @@ func (hs *serverHandshake) sendServerHello() error {
 // sendServerVerify signs the transcript so far and sends the signature.
 func (hs *serverHandshake) sendServerVerify() error {
 	h := hs.io.sum()
-	sig, err := SignMessage(hs.cfg.Key, hs.cfg.rand, signedMessage(contextServerVerify, h[:]))
+	sig, err := keys.Sign(hs.cfg.Key, hs.cfg.rand, signedMessage(contextServerVerify, h[:]))
 	if err != nil {
 		return err
 	}

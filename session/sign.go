@@ -1,16 +1,9 @@
 package session
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"pkiboard/internal/keys"
@@ -28,95 +21,6 @@ const (
 	labelPQ             = "pkiboard v1 pq"          // X-Wing HPKE info, then H_hello
 	exporterPQ          = "pkiboard v1 pq secret"   // X-Wing HPKE exporter context
 )
-
-// ErrUnsupportedKey matches the error of SignMessage and VerifyMessage for a key
-// that has no signature scheme in PROTOCOL.md §5.1.
-var ErrUnsupportedKey = errors.New("session: unsupported key")
-
-// ErrBadSignature matches the error of VerifyMessage, VerifyReceipt and
-// VerifyStatement for a signature that does not verify.
-var ErrBadSignature = errors.New("session: signature does not verify")
-
-// scheme is a signature scheme of PROTOCOL.md §5.1.
-type scheme struct {
-	hash crypto.Hash
-	pss  bool
-}
-
-// signatureScheme returns the scheme for a public key: ECDSA P-256 with
-// SHA-256, ECDSA P-384 with SHA-384, RSA-PSS with SHA-256 and a 32-byte salt.
-func signatureScheme(pub crypto.PublicKey) (scheme, error) {
-	if err := keys.Supported(pub); err == nil {
-		switch k := pub.(type) {
-		case *ecdsa.PublicKey:
-			if k.Curve == elliptic.P384() {
-				return scheme{hash: crypto.SHA384}, nil
-			}
-			return scheme{hash: crypto.SHA256}, nil
-		case *rsa.PublicKey:
-			return scheme{hash: crypto.SHA256, pss: true}, nil
-		}
-	}
-	return scheme{}, fmt.Errorf("%w: %s has no signature scheme (use ECDSA P-256 or P-384, or RSA of %d to %d bits)",
-		ErrUnsupportedKey, keys.Describe(pub), keys.MinRSABits, keys.MaxRSABits)
-}
-
-// digest hashes msg with the scheme's hash.
-func (s scheme) digest(msg []byte) []byte {
-	if s.hash == crypto.SHA384 {
-		d := sha512.Sum384(msg)
-		return d[:]
-	}
-	d := sha256.Sum256(msg)
-	return d[:]
-}
-
-// pssOptions are the RSA-PSS parameters of PROTOCOL.md §5.1: SHA-256, MGF1 with
-// SHA-256, a 32-byte salt (the verifier requires exactly 32).
-var pssOptions = &rsa.PSSOptions{SaltLength: 32, Hash: crypto.SHA256}
-
-// SignMessage signs msg with key, in the scheme its public key calls for
-// (PROTOCOL.md §5.1): ECDSA P-256 with SHA-256, ECDSA P-384 with SHA-384 (ASN.1
-// DER signatures), RSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt. msg is
-// the whole message (context string, zero byte, content): SignMessage hashes it.
-// rand is passed to key.Sign; a nil rand makes ECDSA signatures deterministic
-// (RFC 6979).
-func SignMessage(key crypto.Signer, rand io.Reader, msg []byte) ([]byte, error) {
-	s, err := signatureScheme(key.Public())
-	if err != nil {
-		return nil, err
-	}
-	var opts crypto.SignerOpts = s.hash
-	if s.pss {
-		opts = pssOptions
-	}
-	sig, err := key.Sign(rand, s.digest(msg), opts)
-	if err != nil {
-		return nil, fmt.Errorf("session: signing: %w", err)
-	}
-	return sig, nil
-}
-
-// VerifyMessage checks sig, a signature by SignMessage, over msg with pub. The
-// error matches ErrBadSignature, or ErrUnsupportedKey for a key that has no
-// scheme.
-func VerifyMessage(pub crypto.PublicKey, msg, sig []byte) error {
-	s, err := signatureScheme(pub)
-	if err != nil {
-		return err
-	}
-	ok := false
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		ok = ecdsa.VerifyASN1(k, s.digest(msg), sig)
-	case *rsa.PublicKey:
-		ok = rsa.VerifyPSS(k, s.hash, s.digest(msg), sig, pssOptions) == nil
-	}
-	if !ok {
-		return ErrBadSignature
-	}
-	return nil
-}
 
 // signedMessage returns context || 0x00 || content.
 func signedMessage(context string, content ...[]byte) []byte {
@@ -191,7 +95,7 @@ func VerifyReceipt(r *wire.Receipt, boardChain []*x509.Certificate, roots *x509.
 	if err != nil {
 		return err
 	}
-	if err := VerifyMessage(boardChain[0].PublicKey, msg, r.Signature); err != nil {
+	if err := keys.Verify(boardChain[0].PublicKey, msg, r.Signature); err != nil {
 		return fmt.Errorf("session: the receipt's signature: %w", err)
 	}
 	return nil
@@ -218,7 +122,7 @@ func VerifyStatement(chain []*x509.Certificate, roots *x509.CertPool, at time.Ti
 	if err != nil {
 		return err
 	}
-	if err := VerifyMessage(chain[0].PublicKey, msg, sig); err != nil {
+	if err := keys.Verify(chain[0].PublicKey, msg, sig); err != nil {
 		return fmt.Errorf("session: the statement's signature: %w", err)
 	}
 	return nil

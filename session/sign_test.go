@@ -1,79 +1,15 @@
 package session
 
 import (
-	"bytes"
-	"crypto"
-	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"pkiboard/wire"
 )
-
-func TestSignVerify(t *testing.T) {
-	p := pki(t)
-	msg := signedMessage(contextServerVerify, bytes.Repeat([]byte{7}, 32))
-	for _, kt := range []string{"p256", "p384", "rsa2048"} {
-		t.Run(kt, func(t *testing.T) {
-			key := p.keys[kt]
-			sig, err := SignMessage(key, rand.Reader, msg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := VerifyMessage(key.Public(), msg, sig); err != nil {
-				t.Errorf("VerifyMessage: %v", err)
-			}
-			// The scheme, checked independently.
-			switch k := key.Public().(type) {
-			case *ecdsa.PublicKey:
-				var digest []byte
-				if kt == "p384" {
-					d := sha512.Sum384(msg)
-					digest = d[:]
-				} else {
-					d := sha256.Sum256(msg)
-					digest = d[:]
-				}
-				if !ecdsa.VerifyASN1(k, digest, sig) {
-					t.Errorf("not an ECDSA signature over the message's %s digest", map[bool]string{true: "SHA-384", false: "SHA-256"}[kt == "p384"])
-				}
-			case *rsa.PublicKey:
-				d := sha256.Sum256(msg)
-				if err := rsa.VerifyPSS(k, crypto.SHA256, d[:], sig, &rsa.PSSOptions{SaltLength: 32}); err != nil {
-					t.Errorf("not an RSA-PSS SHA-256 signature with a 32-byte salt: %v", err)
-				}
-				other, _ := rsa.SignPSS(rand.Reader, key.(*rsa.PrivateKey), crypto.SHA256, d[:], &rsa.PSSOptions{SaltLength: 20})
-				if err := VerifyMessage(k, msg, other); !errors.Is(err, ErrBadSignature) {
-					t.Errorf("a PSS signature with a 20-byte salt: got %v, want ErrBadSignature", err)
-				}
-			}
-			changed := bytes.Clone(msg)
-			changed[len(changed)-1] ^= 1
-			if err := VerifyMessage(key.Public(), changed, sig); !errors.Is(err, ErrBadSignature) {
-				t.Errorf("another message: got %v, want ErrBadSignature", err)
-			}
-			if err := VerifyMessage(p.board.key.Public(), msg, sig); !errors.Is(err, ErrBadSignature) {
-				t.Errorf("another key: got %v, want ErrBadSignature", err)
-			}
-		})
-	}
-	ed := ed25519Key()
-	if _, err := SignMessage(ed, nil, msg); !errors.Is(err, ErrUnsupportedKey) {
-		t.Errorf("SignMessage with Ed25519: got %v, want ErrUnsupportedKey", err)
-	}
-	if err := VerifyMessage(ed.Public(), msg, []byte{1}); !errors.Is(err, ErrUnsupportedKey) {
-		t.Errorf("VerifyMessage with Ed25519: got %v, want ErrUnsupportedKey", err)
-	}
-}
 
 // TestStatementBytes checks the statement byte for byte against PROTOCOL.md
 // §5.4.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -55,7 +56,7 @@ func (c *Conn) Submit(name string, content io.ReaderAt, size int64, sum [32]byte
 	if opt.OnResume != nil {
 		opt.OnResume(resumed)
 	}
-	sig, err := SignMessage(c.key, c.rand, statement)
+	sig, err := keys.Sign(c.key, c.rand, statement)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func (c *Conn) checkReceipt(r *wire.Receipt, name string, size int64, sum [32]by
 	if err != nil {
 		return bad("%v", err)
 	}
-	if err := VerifyMessage(c.peerChain[0].PublicKey, msg, r.Signature); err != nil {
+	if err := keys.Verify(c.peerChain[0].PublicKey, msg, r.Signature); err != nil {
 		return bad("its signature does not verify with the board's certificate")
 	}
 	return nil
@@ -146,7 +147,7 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := VerifyMessage(c.peerChain[0].PublicKey, statement, end.Signature); err != nil {
+	if err := keys.Verify(c.peerChain[0].PublicKey, statement, end.Signature); err != nil {
 		refusal := wire.Refusef(wire.CodeBadSubmissionSignature,
 			"your signature over the submission of %q does not verify with your certificate; submit again", in.Name)
 		_ = wire.Answer(c, refusal)
@@ -174,7 +175,7 @@ func (c *Conn) SendReceipt(r *wire.Receipt) error {
 	if err != nil {
 		return err
 	}
-	sig, err := SignMessage(c.key, c.rand, msg)
+	sig, err := keys.Sign(c.key, c.rand, msg)
 	if err != nil {
 		return err
 	}
