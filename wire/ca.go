@@ -38,6 +38,9 @@ const (
 	CodeBoardNotAuthorized Code = 26
 	CodeNotFound           Code = 27
 	CodeBadProfile         Code = 28
+	CodeWrongRoot          Code = 29 // the request names another root than the CA's
+	CodeBadRenewal         Code = 30 // the certificate to renew cannot renew, or its signature fails
+	CodeSameKey            Code = 31 // a renewal must certify a new key
 )
 
 // EnrollRequest asks the CA for a certificate (type 0x10). Decoding bounds the

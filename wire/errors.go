@@ -64,6 +64,9 @@ var codeNames = map[Code]string{
 	CodeBoardNotAuthorized: "board-not-authorized",
 	CodeNotFound:           "not-found",
 	CodeBadProfile:         "bad-profile",
+	CodeWrongRoot:          "wrong-root",
+	CodeBadRenewal:         "bad-renewal",
+	CodeSameKey:            "same-key",
 
 	CodeUnknownCA:              "unknown-ca",
 	CodeCertExpired:            "cert-expired",
@@ -78,6 +81,10 @@ var codeNames = map[Code]string{
 	CodeBadKeyShare:            "bad-key-share",
 	CodeUnsupportedKey:         "unsupported-key",
 	CodeBadTranscriptSignature: "bad-transcript-signature",
+	CodeStaleHello:             "stale-hello",
+	CodeBadHelloSignature:      "bad-hello-signature",
+	CodeBoardRevoked:           "board-revoked",
+	CodeStaleStatus:            "stale-status",
 	CodeNameMismatch:           "name-mismatch",
 	CodeKeyTransportFailed:     "key-transport-failed",
 }

@@ -2,6 +2,11 @@ package wire
 
 import "fmt"
 
+// ProtocolVersion is the version of PROTOCOL.md this package speaks: the
+// first body field of every message a client sends first on a connection, and
+// of the board's ServerHello (PROTOCOL.md §0).
+const ProtocolVersion = 2
+
 // A Type is a message's type byte, the first byte of a frame's payload
 // (PROTOCOL.md §2).
 type Type uint8
@@ -53,6 +58,11 @@ var messages = [256]struct {
 	TypeEnrollRequest:  {"EnrollRequest", func() Message { return new(EnrollRequest) }},
 	TypeEnrollAccepted: {"EnrollAccepted", func() Message { return new(EnrollAccepted) }},
 	TypeFetch:          {"Fetch", func() Message { return new(Fetch) }},
+	TypeWatchRequest:   {"WatchRequest", func() Message { return new(WatchRequest) }},
+	TypeWatchChallenge: {"WatchChallenge", func() Message { return new(WatchChallenge) }},
+	TypeWatchProof:     {"WatchProof", func() Message { return new(WatchProof) }},
+	TypeStatusUpdate:   {"StatusUpdate", func() Message { return new(StatusUpdate) }},
+	TypeStatusAck:      {"StatusAck", func() Message { return new(StatusAck) }},
 	TypeClientHello:    {"ClientHello", func() Message { return new(ClientHello) }},
 	TypeServerHello:    {"ServerHello", func() Message { return new(ServerHello) }},
 	TypeServerVerify:   {"ServerVerify", func() Message { return new(ServerVerify) }},

@@ -25,6 +25,11 @@ func sampleMessages() []Message {
 		&EnrollRequest{Profile: ProfileStudent, SID: "1155000001", CSR: []byte("csr der"), Token: "tok"},
 		&EnrollAccepted{Serial: []byte{0x7f, 1, 2, 3}, NotAfter: 1800000000},
 		&Fetch{Name: "crl.pem"},
+		&WatchRequest{Version: ProtocolVersion, Certificate: []byte("board der")},
+		&WatchChallenge{Nonce: [NonceLen]byte{9, 8, 7}},
+		&WatchProof{Signature: []byte("board signature over the nonce")},
+		&StatusUpdate{CRL: []byte("crl der"), Status: []byte("board status")},
+		&StatusAck{CRLNumber: 42},
 		&ClientHello{
 			Version: SessionVersion, SID: "1155000001",
 			Certificates: [][]byte{[]byte("leaf der"), []byte("intermediate der")},

@@ -52,6 +52,10 @@ const (
 	CodeBadTranscriptSignature Code = 60
 	CodeNameMismatch           Code = 61
 	CodeKeyTransportFailed     Code = 62
+	CodeStaleHello             Code = 63 // the hello's time is outside the board's window, or it was replayed
+	CodeBadHelloSignature      Code = 64 // the hello's signature does not verify
+	CodeBoardRevoked           Code = 65 // the board's status says it is revoked
+	CodeStaleStatus            Code = 66 // the board's status is stale, for another certificate, or older than one seen
 )
 
 // marshalCerts encodes a list8<bytes16> of certificates.
