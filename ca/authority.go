@@ -54,8 +54,14 @@ const backdate = time.Minute
 // BoardName are required; the other zero values take the defaults above.
 type Options struct {
 	// Dir is the data directory (see the package comment for its files). It is
-	// created with mode 0700 if missing.
+	// created with mode 0700 if missing and Create is set.
 	Dir string
+	// Create lets Open create the CA — its directory, root key and certificate
+	// and store — when Dir holds none. Only the CA's own first start sets it;
+	// without it Open refuses a directory with no root (ErrNoCA), and creates
+	// nothing, so that an operator command pointed at the wrong directory
+	// cannot make a new root.
+	Create bool
 	// Subject names the root on first start; a later start keeps the root's
 	// own subject.
 	Subject pkix.Name
@@ -125,6 +131,11 @@ type Authority struct {
 func Open(o Options) (*Authority, error) {
 	if err := o.fill(); err != nil {
 		return nil, err
+	}
+	if !o.Create {
+		if err := checkExists(o.Dir); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
@@ -260,6 +271,22 @@ func (a *Authority) RootPEM() []byte { return a.rootPEM }
 // to on first start. The file may since have been moved away; the secret
 // still works.
 func (a *Authority) BoardSecretPath() string { return a.path(BoardSecretFile) }
+
+// ErrNoCA matches the error of Open for a directory that holds no CA while
+// Options.Create is not set.
+var ErrNoCA = errors.New("no CA here")
+
+// checkExists refuses a directory that holds neither the root certificate
+// nor the root key: there is no CA to open, and Open is not to create one.
+func checkExists(dir string) error {
+	for _, name := range []string{RootCertFile, RootKeyFile} {
+		if ok, err := fileExists(filepath.Join(dir, name)); err != nil || ok {
+			return err
+		}
+	}
+	return fmt.Errorf("ca: %s holds no CA (no %s, no %s); start the CA once with `pkiboard --role=ca` to create one, or point ca.data_dir at the CA's directory: %w",
+		dir, RootCertFile, RootKeyFile, ErrNoCA)
+}
 
 // isNotExist reports whether err says a file does not exist.
 func isNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -420,4 +421,51 @@ func TestBoardSecretAdoptedAfterCrash(t *testing.T) {
 	if _, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard, CSR: fixtureCSR(t, "board.csr"), Token: secret}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestOpenWithoutCreate is the regression test of finding 9: an operator
+// command pointed at a directory with no CA made a new root. Open without
+// Create refuses such a directory, names it, and creates nothing.
+func TestOpenWithoutCreate(t *testing.T) {
+	c := newClock()
+	for _, dir := range []string{filepath.Join(t.TempDir(), "missing"), t.TempDir()} {
+		o := testOptions(t, c)
+		o.Dir, o.Create = dir, false
+		_, err := Open(o)
+		if !errors.Is(err, ErrNoCA) || !containsAll(err.Error(), dir, "pkiboard --role=ca") {
+			t.Errorf("Open of %s without Create: got %v, want ErrNoCA naming the directory and the command", dir, err)
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if len(entries) != 0 {
+			t.Errorf("Open without Create left %d files in %s", len(entries), dir)
+		}
+		if errors.Is(err, os.ErrNotExist) != (filepath.Base(dir) == "missing") {
+			t.Errorf("Open without Create changed whether %s exists", dir)
+		}
+	}
+	// The CA's first start creates it; then Open without Create opens it.
+	o := testOptions(t, c)
+	a, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	o.Create = false
+	a, err = Open(o)
+	if err != nil {
+		t.Fatalf("Open without Create of an existing CA: %v", err)
+	}
+	a.Close()
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
 }

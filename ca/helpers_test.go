@@ -71,6 +71,7 @@ func testOptions(t testing.TB, c *clock) Options {
 	t.Helper()
 	return Options{
 		Dir:          t.TempDir(),
+		Create:       true,
 		Subject:      pkix.Name{CommonName: "CUHK Test Root CA", Organization: []string{"CUHK"}, Country: []string{"HK"}},
 		KeyAlgorithm: "ecdsa-p256",
 		RootValidity: 10 * 365 * 24 * time.Hour,

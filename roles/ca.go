@@ -25,7 +25,7 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err := checkDataDir("ca", "ca.data_dir", cfg.CA.DataDir); err != nil {
 		return err
 	}
-	auth, err := openAuthority(cfg, log)
+	auth, err := openAuthority(cfg, log, true)
 	if err != nil {
 		return err
 	}
@@ -79,15 +79,18 @@ func logIssued(log *zap.Logger) func(ca.Request, *x509.Certificate) {
 	}
 }
 
-// openAuthority opens the CA's root and store as the config describes.
-func openAuthority(cfg *config.Config, log *zap.Logger) (*ca.Authority, error) {
+// openAuthority opens the CA's root and store as the config describes. Only
+// the CA's own start may create them (create); an operator command run
+// without the daemon refuses a directory that holds no CA, and names it.
+func openAuthority(cfg *config.Config, log *zap.Logger, create bool) (*ca.Authority, error) {
 	c := &cfg.CA
 	pass, err := caPassphrase(c)
 	if err != nil {
 		return nil, err
 	}
 	auth, err := ca.Open(ca.Options{
-		Dir: c.DataDir,
+		Dir:    c.DataDir,
+		Create: create,
 		Subject: pkix.Name{
 			CommonName:   c.CommonName,
 			Organization: nonEmpty(c.Organization),

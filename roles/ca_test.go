@@ -25,6 +25,7 @@ import (
 func TestCALogsRootReady(t *testing.T) {
 	o := ca.Options{
 		Dir:        t.TempDir(),
+		Create:     true,
 		Subject:    pkix.Name{CommonName: "CUHK Test Root CA"},
 		Policy:     ca.PolicyOpen,
 		SIDPattern: regexp.MustCompile(`^[0-9]{10}$`),

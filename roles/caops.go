@@ -126,7 +126,7 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 // callCA runs a CA operator command against the installation cfg describes.
 func callCA(ctx context.Context, cfg *config.Config, command string, args, out any) error {
 	return callAdmin(ctx, cfg.CA.DataDir, command, args, out, func() (map[string]adminOp, func() error, error) {
-		auth, err := openAuthority(cfg, zap.NewNop())
+		auth, err := openAuthority(cfg, zap.NewNop(), false)
 		if err != nil {
 			return nil, nil, err
 		}
