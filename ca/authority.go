@@ -38,6 +38,8 @@ const (
 	DefaultCertValidity = 180 * 24 * time.Hour
 	DefaultCRLValidity  = 7 * 24 * time.Hour
 	DefaultTokenTTL     = 72 * time.Hour
+
+	DefaultStatusValidity = time.Hour
 )
 
 // Enrollment policies (Options.Policy).
@@ -77,6 +79,10 @@ type Options struct {
 	RootValidity time.Duration // the root certificate's lifetime, on first start
 	CertValidity time.Duration // an issued certificate's lifetime (capped at the root's notAfter)
 	CRLValidity  time.Duration // from a CRL's thisUpdate to its nextUpdate
+	// StatusValidity is how long a board's status (PROTOCOL.md §4.4) is
+	// valid, beyond the minute it is backdated: from its this_update to its
+	// next_update less that minute.
+	StatusValidity time.Duration
 
 	// Policy is PolicyOpen or PolicyToken; it applies to students (profile
 	// 1). The board (profile 2) always needs the board secret or a board token.
@@ -117,10 +123,19 @@ type Authority struct {
 	boardSecretHash [32]byte // SHA-256 of the board enrollment secret
 	roster          *roster  // nil when there is none
 
-	crlMu    sync.Mutex // serializes CRL numbers, revocations and crl.pem writes
+	crlMu    sync.Mutex // serializes CRL numbers, revocations, crl.pem writes and statuses
 	crl      *x509.RevocationList
 	crlPEM   []byte
-	crlDirty bool // a revocation is not yet in crl.pem
+	crlDirty bool                       // a revocation is not yet in the CRL served
+	crlSave  error                      // why crl.pem does not hold the CRL served; nil when it does
+	statuses map[[32]byte]*signedStatus // by board certificate SHA-256; crlMu held
+
+	watchMu sync.Mutex
+	watches map[[32]byte]*watch // the boards watching, by certificate SHA-256
+	ackWait time.Duration       // how long Revoke waits for the watching boards
+	// after is time.After, for the watches' wait until a status is half-way
+	// through; tests replace it to run that wait on the injected clock.
+	after func(time.Duration) <-chan time.Time
 }
 
 // Open opens the authority in o.Dir. On first start (neither root.pem nor
@@ -141,9 +156,13 @@ func Open(o Options) (*Authority, error) {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
 	a := &Authority{
-		o:     o,
-		sidRE: regexp.MustCompile(`^(?:` + o.SIDPattern.String() + `)$`),
-		log:   o.Log,
+		o:        o,
+		sidRE:    regexp.MustCompile(`^(?:` + o.SIDPattern.String() + `)$`),
+		log:      o.Log,
+		statuses: map[[32]byte]*signedStatus{},
+		watches:  map[[32]byte]*watch{},
+		ackWait:  RevokeAckWait,
+		after:    time.After,
 	}
 	db, err := store.Open(filepath.Join(o.Dir, DBFile), store.Options{}, buckets...)
 	if err != nil {
@@ -217,6 +236,7 @@ func (o *Options) fill() error {
 		{&o.CertValidity, DefaultCertValidity},
 		{&o.CRLValidity, DefaultCRLValidity},
 		{&o.TokenTTL, DefaultTokenTTL},
+		{&o.StatusValidity, DefaultStatusValidity},
 	} {
 		if *d.p < 0 {
 			return fmt.Errorf("ca: negative duration %s in options", *d.p)

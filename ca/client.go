@@ -284,13 +284,5 @@ func ParseCRLPEM(data []byte, root *x509.Certificate) (*x509.RevocationList, err
 	if err != nil {
 		return nil, fmt.Errorf("crl.pem: %w", err)
 	}
-	if err := crl.CheckSignatureFrom(root); err != nil {
-		return nil, fmt.Errorf("the CRL is not signed by the root: %w", err)
-	}
-	// RFC 5280 §5.2.3: a CA must number its CRLs. The number is how a holder
-	// tells a newer CRL from an older one, so a CRL without one is refused.
-	if crl.Number == nil {
-		return nil, errors.New("the CRL has no CRL number (RFC 5280 §5.2.3); refusing it")
-	}
-	return crl, nil
+	return checkCRL(crl, root)
 }

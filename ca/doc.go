@@ -6,7 +6,10 @@
 //     template, keeps a durable record of every certificate and every
 //     decision, revokes, and publishes a CRL;
 //   - Server serves the exchange for an Authority on each connection it is
-//     handed: enrollment, and fetching the root and the CRL;
+//     handed: enrollment, fetching the root and the CRL, and the boards'
+//     watches, on which the CA pushes each new CRL and the board's
+//     root-signed status (BoardStatus) and Revoke waits for the boards to
+//     install a new CRL;
 //   - Client is the other side: Enroll, Fetch and FetchRoot, with
 //     ParseCRLPEM to check a CRL it fetched;
 //   - Anchor is a holder's rule for trusting the CA's root: the pinned
@@ -30,7 +33,8 @@
 //	root.pem            the root certificate (PEM), written last on first start
 //	root-key.pem        the root key, PKCS#8 PEM, mode 0600, encrypted when a passphrase is set
 //	ca.db               the store (bbolt, package store)
-//	crl.pem             the current CRL (PEM "X509 CRL")
+//	crl.pem             the current CRL (PEM "X509 CRL"); the CA serves a new CRL from memory
+//	                    before it writes it here, and writes again after a failed write
 //	board-enroll.token  the board enrollment secret, mode 0600 (only its SHA-256 is in ca.db)
 //
 // A holder (the board, a student for one SID) keeps its identity in a

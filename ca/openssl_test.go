@@ -90,7 +90,7 @@ func TestOpenSSL(t *testing.T) {
 	}
 
 	t.Run("CRL", func(t *testing.T) {
-		if err := tc.Revoke(revoke.Certificate.SerialNumber, ReasonKeyCompromise); err != nil {
+		if _, err := tc.Revoke(t.Context(), revoke.Certificate.SerialNumber, ReasonKeyCompromise); err != nil {
 			t.Fatal(err)
 		}
 		crlPath := filepath.Join(tc.opts.Dir, CRLFile)

@@ -2,6 +2,7 @@ package ca
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 
 	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
+	"pkiboard/wire"
 )
 
 // CRLReason codes (RFC 5280 §5.3.1). 7 is not used.
@@ -110,15 +112,42 @@ func checkRevocationReason(r int) error {
 	return nil
 }
 
+// RevokeAckWait is how long Revoke and RevokeSID wait for the boards watching
+// (PROTOCOL.md §4.4) to acknowledge the new CRL.
+const RevokeAckWait = 2 * time.Second
+
+// tendInterval is how often Run looks at the CRL.
+const tendInterval = 10 * time.Second
+
+// Revocation is what Revoke or RevokeSID did.
+type Revocation struct {
+	Revoked int         // certificates revoked; 0 leaves the CRL as it was
+	CRL     Publication // the CRL that lists them, when Revoked > 0
+}
+
+// Publication is what became of a new CRL.
+type Publication struct {
+	Number uint64 // its CRL number
+	// SaveErr is nil when crl.pem holds the CRL, else why it does not: the CA
+	// serves the new CRL all the same, from memory, and writes crl.pem again
+	// later (Run, CRLPEM).
+	SaveErr error
+	// Watching is the number of boards watching when the CRL was pushed, and
+	// Installed the number of them that acknowledged it within RevokeAckWait.
+	Watching, Installed int
+}
+
 // Revoke revokes the certificate with the given serial for reason (a
-// CRLReason code, see ParseReason) and publishes a new CRL at once. An
-// unknown serial, or a certificate already revoked, is an error.
-func (a *Authority) Revoke(serial *big.Int, reason int) error {
+// CRLReason code, see ParseReason), publishes a new CRL at once — served from
+// then on, written to crl.pem, pushed to every board watching — and waits up
+// to RevokeAckWait for the boards watching to install it (or until ctx is
+// done). An unknown serial, or a certificate already revoked, is an error.
+func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Revocation, error) {
 	if serial == nil || serial.Sign() <= 0 {
-		return errors.New("ca: revoke: a serial number is positive")
+		return Revocation{}, errors.New("ca: revoke: a serial number is positive")
 	}
 	key := serial.Bytes()
-	_, err := a.revoke(reason, func(tx *bolt.Tx, now time.Time) ([][]byte, error) {
+	return a.revoke(ctx, reason, func(tx *bolt.Tx, now time.Time) ([][]byte, error) {
 		var rec certRecord
 		found, err := getJSON(tx.Bucket(bucketCerts), key, &rec)
 		switch {
@@ -132,14 +161,13 @@ func (a *Authority) Revoke(serial *big.Int, reason int) error {
 		}
 		return [][]byte{key}, nil
 	})
-	return err
 }
 
 // RevokeSID revokes every certificate of sid that is neither revoked nor
-// expired, publishes a new CRL if it revoked any, and returns how many it
-// revoked. A SID the CA never issued to is an error.
-func (a *Authority) RevokeSID(sid string, reason int) (int, error) {
-	return a.revoke(reason, func(tx *bolt.Tx, now time.Time) ([][]byte, error) {
+// expired and, if it revoked any, publishes a new CRL and waits for the boards
+// as Revoke does. A SID the CA never issued to is an error.
+func (a *Authority) RevokeSID(ctx context.Context, sid string, reason int) (Revocation, error) {
+	return a.revoke(ctx, reason, func(tx *bolt.Tx, now time.Time) ([][]byte, error) {
 		prefix := sidKey(sid, nil)
 		certs := tx.Bucket(bucketCerts)
 		var pick [][]byte
@@ -164,15 +192,28 @@ func (a *Authority) RevokeSID(sid string, reason int) (int, error) {
 	})
 }
 
-// revoke marks the certificates pick chooses as revoked and, if there were
-// any, takes the next CRL number and the CRL's entries, all in one durable
-// transaction; then it signs and writes the new CRL.
-func (a *Authority) revoke(reason int, pick func(*bolt.Tx, time.Time) ([][]byte, error)) (int, error) {
+// revoke runs revokeLocked and then waits for the boards watching to
+// install the new CRL.
+func (a *Authority) revoke(ctx context.Context, reason int, pick func(*bolt.Tx, time.Time) ([][]byte, error)) (Revocation, error) {
 	if err := checkRevocationReason(reason); err != nil {
-		return 0, err
+		return Revocation{}, err
 	}
 	a.crlMu.Lock()
-	defer a.crlMu.Unlock()
+	res, watching, err := a.revokeLocked(reason, pick)
+	a.crlMu.Unlock()
+	if err != nil || len(watching) == 0 {
+		return res, err
+	}
+	res.CRL.Installed = a.waitInstalled(ctx, watching, res.CRL.Number)
+	a.log.Info("watching boards installed the CRL", zap.Uint64("number", res.CRL.Number),
+		zap.Int("installed", res.CRL.Installed), zap.Int("watching", res.CRL.Watching))
+	return res, nil
+}
+
+// revokeLocked marks the certificates pick chooses as revoked and, if there
+// were any, takes the next CRL number and the CRL's entries, all in one
+// durable transaction; then it publishes the new CRL. a.crlMu is held.
+func (a *Authority) revokeLocked(reason int, pick func(*bolt.Tx, time.Time) ([][]byte, error)) (Revocation, []*watch, error) {
 	now := a.now()
 	var (
 		revoked []certRecord // set only by the last run of fn
@@ -207,25 +248,41 @@ func (a *Authority) revoke(reason int, pick func(*bolt.Tx, time.Time) ([][]byte,
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("ca: revoke: %w", err)
+		return Revocation{}, nil, fmt.Errorf("ca: revoke: %w", err)
 	}
 	for _, rec := range revoked {
 		a.log.Info("certificate revoked", zap.String("sid", rec.SID), zap.String("serial", storedSerial(rec.Serial)),
 			zap.String("reason", ReasonName(reason)))
 	}
+	res := Revocation{Revoked: len(revoked)}
 	if len(revoked) == 0 {
-		return 0, nil
+		return res, nil, nil
 	}
 	a.crlDirty = true
-	if err := a.writeCRL(number, entries, now); err != nil {
-		return len(revoked), fmt.Errorf("ca: %d certificates revoked, but the new CRL was not written (the next CRL request tries again): %w", len(revoked), err)
+	watching, err := a.publishCRL(number, entries, now)
+	if err != nil {
+		return res, nil, fmt.Errorf("ca: %d certificates revoked, but the new CRL could not be issued (the CA tries again within %s): %w", len(revoked), tendInterval, err)
 	}
-	return len(revoked), nil
+	res.CRL = Publication{Number: number.Uint64(), SaveErr: a.crlSave, Watching: len(watching)}
+	return res, watching, nil
+}
+
+// crlAfterRevocation issues and pushes a new CRL after revocations that the caller
+// committed to the store itself, as a renewal does when it supersedes the
+// renewed certificate in the transaction that stores the new one. It does
+// not wait for the boards. If the CRL cannot be issued, the CA serves none
+// older than its store for long: Run and CRLPEM try again.
+func (a *Authority) crlAfterRevocation() {
+	a.crlMu.Lock()
+	defer a.crlMu.Unlock()
+	a.crlDirty = true
+	if err := a.issueCRL(a.now()); err != nil {
+		a.log.Error("a revocation is stored but its CRL could not be issued; retrying", zap.Error(err))
+	}
 }
 
 // nextCRL takes the next CRL number and lists the revocations the CRL
-// issued now must carry. Entries of certificates past their notAfter are
-// left out, as RFC 5280 §3.3 allows.
+// issued now must carry.
 func nextCRL(tx *bolt.Tx, now time.Time) (*big.Int, []x509.RevocationListEntry, error) {
 	meta := tx.Bucket(bucketMeta)
 	var n uint64
@@ -243,15 +300,27 @@ func nextCRL(tx *bolt.Tx, now time.Time) (*big.Int, []x509.RevocationListEntry, 
 	return new(big.Int).SetUint64(n), entries, nil
 }
 
+// crlEntries lists the revocations a CRL issued now carries. A student
+// certificate's entry is left out once the certificate has expired, as RFC
+// 5280 §3.3 allows; a board certificate's is kept for good (PROTOCOL.md §4.3),
+// so that a board key compromised after its certificate expired cannot
+// backdate receipts.
 func crlEntries(tx *bolt.Tx, now time.Time) ([]x509.RevocationListEntry, error) {
 	var entries []x509.RevocationListEntry
+	certs := tx.Bucket(bucketCerts)
 	err := tx.Bucket(bucketRevoked).ForEach(func(k, v []byte) error {
 		var r revokedRecord
 		if err := json.Unmarshal(v, &r); err != nil {
 			return fmt.Errorf("ca: corrupt revocation record %x: %w", k, err)
 		}
 		if now.After(r.NotAfter) {
-			return nil
+			var rec certRecord
+			if _, err := getJSON(certs, k, &rec); err != nil {
+				return err
+			}
+			if rec.Profile != wire.ProfileBoard {
+				return nil
+			}
 		}
 		entries = append(entries, x509.RevocationListEntry{
 			SerialNumber:   new(big.Int).SetBytes(k),
@@ -265,9 +334,13 @@ func crlEntries(tx *bolt.Tx, now time.Time) ([]x509.RevocationListEntry, error) 
 	return entries, err
 }
 
-// writeCRL signs a CRL with the given number and entries, checks it, and
-// writes it to crl.pem atomically. a.crlMu is held.
-func (a *Authority) writeCRL(number *big.Int, entries []x509.RevocationListEntry, now time.Time) error {
+// publishCRL signs a CRL with the given number and entries and checks it;
+// then it installs it in memory, so that from this moment the CA serves it
+// (whatever becomes of the disk, what the CA serves never lags what its store
+// says is revoked); then it writes crl.pem durably — a failure is kept in
+// a.crlSave, and Run and CRLPEM write again — and pushes the CRL to every
+// board watching, which it returns. a.crlMu is held.
+func (a *Authority) publishCRL(number *big.Int, entries []x509.RevocationListEntry, now time.Time) ([]*watch, error) {
 	der, err := x509.CreateRevocationList(a.o.Rand, &x509.RevocationList{
 		Number:                    number,
 		ThisUpdate:                now,
@@ -276,26 +349,44 @@ func (a *Authority) writeCRL(number *big.Int, entries []x509.RevocationListEntry
 		SignatureAlgorithm:        a.sigAlg,
 	}, a.root, a.key)
 	if err != nil {
-		return fmt.Errorf("ca: sign CRL: %w", err)
+		return nil, fmt.Errorf("ca: sign CRL: %w", err)
 	}
 	crl, err := x509.ParseRevocationList(der)
 	if err != nil {
-		return fmt.Errorf("ca: parse the new CRL: %w", err)
+		return nil, fmt.Errorf("ca: parse the new CRL: %w", err)
 	}
 	if err := crl.CheckSignatureFrom(a.root); err != nil {
-		return fmt.Errorf("ca: the new CRL does not verify: %w", err)
+		return nil, fmt.Errorf("ca: the new CRL does not verify: %w", err)
 	}
-	data := keys.EncodeCRLPEM(der)
-	if err := durable.WriteFile(a.path(CRLFile), data, 0o644); err != nil {
-		return fmt.Errorf("ca: write CRL: %w", err)
-	}
-	a.crl, a.crlPEM, a.crlDirty = crl, data, false
+	a.crl, a.crlPEM, a.crlDirty = crl, keys.EncodeCRLPEM(der), false
+	clear(a.statuses) // each names the previous CRL
 	a.log.Info("CRL issued", zap.String("number", number.String()), zap.Int("entries", len(entries)),
 		zap.Time("next_update", crl.NextUpdate))
-	return nil
+	a.crlSave = nil
+	a.saveCRL()
+	return a.pushCRL(), nil
 }
 
-// issueCRL takes a new CRL number and writes a fresh CRL. a.crlMu is held.
+// saveCRL writes the CRL served to crl.pem, if it is not there yet, and keeps
+// in a.crlSave why it could not. It logs the first failure and the recovery,
+// not every retry. a.crlMu is held.
+func (a *Authority) saveCRL() {
+	failing := a.crlSave != nil
+	err := durable.WriteFile(a.path(CRLFile), a.crlPEM, 0o644)
+	switch {
+	case err != nil && !failing:
+		a.crlSave = fmt.Errorf("ca: write %s: %w", CRLFile, err)
+		a.log.Error("the new CRL is issued and served, but crl.pem could not be written (is ca.data_dir full?); retrying",
+			zap.String("number", a.crl.Number.String()), zap.Error(err))
+	case err != nil:
+		a.crlSave = fmt.Errorf("ca: write %s: %w", CRLFile, err)
+	case failing:
+		a.crlSave = nil
+		a.log.Info("crl.pem written", zap.String("number", a.crl.Number.String()))
+	}
+}
+
+// issueCRL takes a new CRL number and publishes a fresh CRL. a.crlMu is held.
 func (a *Authority) issueCRL(now time.Time) error {
 	var (
 		number  *big.Int // set only by the last run of fn
@@ -309,7 +400,8 @@ func (a *Authority) issueCRL(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("ca: take a CRL number: %w", err)
 	}
-	return a.writeCRL(number, entries, now)
+	_, err = a.publishCRL(number, entries, now)
+	return err
 }
 
 // stale reports whether the current CRL is past half its validity.
@@ -318,16 +410,19 @@ func (a *Authority) stale(now time.Time) bool {
 	return !now.Before(a.crl.ThisUpdate.Add(half))
 }
 
-// CRLPEM returns the current CRL in PEM ("X509 CRL"), as crl.pem holds it.
-// A CRL past half its validity, or one that misses a revocation, is
-// replaced first; if that fails while the old one is still within its
-// nextUpdate, the old one is returned and the failure logged. The caller
-// must not modify the slice.
+// CRLPEM returns the current CRL in PEM ("X509 CRL"), as crl.pem holds it
+// once it could be written. A CRL past half its validity, or one that misses
+// a revocation, is replaced first; if that fails while the old one is still
+// within its nextUpdate, the old one is returned and the failure logged. The
+// caller must not modify the slice.
 func (a *Authority) CRLPEM() ([]byte, error) {
 	a.crlMu.Lock()
 	defer a.crlMu.Unlock()
 	now := a.now()
 	if a.crl != nil && !a.crlDirty && !a.stale(now) {
+		if a.crlSave != nil {
+			a.saveCRL()
+		}
 		return a.crlPEM, nil
 	}
 	err := a.issueCRL(now)
@@ -339,6 +434,48 @@ func (a *Authority) CRLPEM() ([]byte, error) {
 		return a.crlPEM, nil
 	}
 	return nil, err
+}
+
+// CRLNumber returns the number of the CRL the CA serves.
+func (a *Authority) CRLNumber() uint64 {
+	a.crlMu.Lock()
+	defer a.crlMu.Unlock()
+	if a.crl == nil {
+		return 0
+	}
+	return a.crl.Number.Uint64()
+}
+
+// Run keeps the CRL current until ctx is cancelled, and then returns: it
+// issues a new CRL — pushed to the boards watching — once the current one is
+// half-way to its nextUpdate or misses a revocation, and writes crl.pem again
+// after a failed write.
+func (a *Authority) Run(ctx context.Context) {
+	t := time.NewTicker(tendInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			a.tend()
+		}
+	}
+}
+
+// tend is one look of Run's.
+func (a *Authority) tend() {
+	a.crlMu.Lock()
+	defer a.crlMu.Unlock()
+	now := a.now()
+	switch {
+	case a.crl == nil || a.crlDirty || a.stale(now):
+		if err := a.issueCRL(now); err != nil {
+			a.log.Error("cannot issue a new CRL; retrying", zap.Error(err), zap.Duration("in", tendInterval))
+		}
+	case a.crlSave != nil:
+		a.saveCRL()
+	}
 }
 
 // loadCRL reads crl.pem at Open. It issues a new CRL when there is none, or
@@ -378,7 +515,12 @@ func (a *Authority) loadCRL() error {
 	if a.crl != nil && !a.crlDirty && !a.stale(now) {
 		return nil
 	}
-	return a.issueCRL(now)
+	if err := a.issueCRL(now); err != nil {
+		return err
+	}
+	// At Open, a CRL that cannot be written is an error: the disk is not fit
+	// to start on.
+	return a.crlSave
 }
 
 // raiseCRLNumber makes the stored CRL number at least n.
@@ -424,4 +566,27 @@ func (a *Authority) crlMatchesStore(crl *x509.RevocationList, now time.Time) (bo
 		}
 	}
 	return true, nil
+}
+
+// ParseCRL parses a CRL in DER, as a StatusUpdate carries it, and checks it as
+// ParseCRLPEM does: signed by root, and numbered.
+func ParseCRL(der []byte, root *x509.Certificate) (*x509.RevocationList, error) {
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse CRL: %w", err)
+	}
+	return checkCRL(crl, root)
+}
+
+// checkCRL checks that crl is signed by root and carries a CRL number.
+func checkCRL(crl *x509.RevocationList, root *x509.Certificate) (*x509.RevocationList, error) {
+	if err := crl.CheckSignatureFrom(root); err != nil {
+		return nil, fmt.Errorf("the CRL is not signed by the root: %w", err)
+	}
+	// RFC 5280 §5.2.3: a CA must number its CRLs. The number is how a holder
+	// tells a newer CRL from an older one, so a CRL without one is refused.
+	if crl.Number == nil {
+		return nil, errors.New("the CRL has no CRL number (RFC 5280 §5.2.3); refusing it")
+	}
+	return crl, nil
 }

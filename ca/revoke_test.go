@@ -77,7 +77,7 @@ func TestRevoke(t *testing.T) {
 
 	// By serial.
 	tc.clock.Add(time.Hour)
-	if err := tc.Revoke(serialOf(b), ReasonKeyCompromise); err != nil {
+	if _, err := tc.Revoke(t.Context(), serialOf(b), ReasonKeyCompromise); err != nil {
 		t.Fatal(err)
 	}
 	crl := currentCRL(t, tc)
@@ -90,20 +90,23 @@ func TestRevoke(t *testing.T) {
 	if e := crl.RevokedCertificateEntries[0]; !e.RevocationTime.Equal(t0.Add(time.Hour)) {
 		t.Errorf("revocation time %s want %s", e.RevocationTime, t0.Add(time.Hour))
 	}
-	err := tc.Revoke(serialOf(b), ReasonSuperseded)
+	_, err := tc.Revoke(t.Context(), serialOf(b), ReasonSuperseded)
 	if err == nil || !strings.Contains(err.Error(), "certificate "+keys.SerialHex(serialOf(b))+" (SID") ||
 		!strings.Contains(err.Error(), "already revoked at 2026-03-01 10:00:00 UTC (keyCompromise)") {
 		t.Errorf("second revocation: got %v", err)
 	}
-	if err := tc.Revoke(big.NewInt(12345), ReasonKeyCompromise); err == nil || !strings.Contains(err.Error(), "no certificate with serial 3039") {
+	if _, err := tc.Revoke(t.Context(), big.NewInt(12345), ReasonKeyCompromise); err == nil || !strings.Contains(err.Error(), "no certificate with serial 3039") {
 		t.Errorf("unknown serial: got %v", err)
 	}
 
 	// By SID, with the unspecified reason.
 	second := crl
-	n, err := tc.RevokeSID("1155000001", ReasonUnspecified)
-	if err != nil || n != 3 {
-		t.Fatalf("RevokeSID: %d, %v want 3", n, err)
+	res, err := tc.RevokeSID(t.Context(), "1155000001", ReasonUnspecified)
+	if err != nil || res.Revoked != 3 {
+		t.Fatalf("RevokeSID: %d, %v want 3", res.Revoked, err)
+	}
+	if res.CRL.Number <= second.Number.Uint64() || res.CRL.SaveErr != nil || res.CRL.Watching != 0 {
+		t.Errorf("RevokeSID's CRL: %+v", res.CRL)
 	}
 	crl = currentCRL(t, tc)
 	if crl.Number.Cmp(second.Number) <= 0 {
@@ -121,13 +124,13 @@ func TestRevoke(t *testing.T) {
 	if _, ok := got[keys.SerialHex(serialOf(c))]; ok {
 		t.Error("an unrevoked certificate is on the CRL")
 	}
-	if n, err := tc.RevokeSID("1155000001", ReasonSuperseded); err != nil || n != 0 {
-		t.Errorf("RevokeSID again: %d, %v want 0, nil", n, err)
+	if res, err := tc.RevokeSID(t.Context(), "1155000001", ReasonSuperseded); err != nil || res.Revoked != 0 {
+		t.Errorf("RevokeSID again: %d, %v want 0, nil", res.Revoked, err)
 	}
 	if currentCRL(t, tc).Number.Cmp(crl.Number) != 0 {
 		t.Error("revoking nothing issued a new CRL")
 	}
-	if _, err := tc.RevokeSID("1155000099", ReasonSuperseded); err == nil || !strings.Contains(err.Error(), "no certificate was issued to SID") {
+	if _, err := tc.RevokeSID(t.Context(), "1155000099", ReasonSuperseded); err == nil || !strings.Contains(err.Error(), "no certificate was issued to SID") {
 		t.Errorf("RevokeSID of an unknown SID: got %v", err)
 	}
 
@@ -151,7 +154,7 @@ func TestRevoke(t *testing.T) {
 
 	// Reasons pkiboard cannot honour.
 	for _, r := range []int{ReasonCertificateHold, ReasonRemoveFromCRL, 7, 11, -1} {
-		if err := tc.Revoke(serialOf(c), r); err == nil {
+		if _, err := tc.Revoke(t.Context(), serialOf(c), r); err == nil {
 			t.Errorf("reason %d accepted", r)
 		}
 	}
@@ -263,7 +266,7 @@ func TestCRLOnOpen(t *testing.T) {
 				t.Fatal(err)
 			}
 			old = bytes.Clone(old)
-			if err := tc.Revoke(iss.Certificate.SerialNumber, ReasonSuperseded); err != nil {
+			if _, err := tc.Revoke(t.Context(), iss.Certificate.SerialNumber, ReasonSuperseded); err != nil {
 				t.Fatal(err)
 			}
 			before := currentCRL(t, tc)
@@ -325,7 +328,7 @@ func TestCertView(t *testing.T) {
 	}
 	board := iss.Certificate
 	tc.clock.Add(time.Hour)
-	if err := tc.Revoke(revoked.SerialNumber, ReasonKeyCompromise); err != nil {
+	if _, err := tc.Revoke(t.Context(), revoked.SerialNumber, ReasonKeyCompromise); err != nil {
 		t.Fatal(err)
 	}
 	views := func() map[string]CertView {

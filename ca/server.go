@@ -19,7 +19,8 @@ import (
 // Server is the CA's side of the CA exchange (PROTOCOL.md §4) for an
 // Authority: on one connection it answers EnrollRequest and Fetch, one
 // request at a time, until the client closes the connection, stays idle
-// longer than IdleTimeout, or breaks the protocol. It does not listen: the
+// longer than IdleTimeout, or breaks the protocol; a WatchRequest makes the
+// connection a board's watch (watch.go) for as long as the watch lasts. It does not listen: the
 // caller accepts connections, bounds how many there are, and hands each to
 // ServeConn, which may serve many connections at once. The fields must not
 // change once ServeConn has been called.
@@ -78,6 +79,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 			refusal, err = s.enroll(ctx, wc, m, peer)
 		case *wire.Fetch:
 			refusal, err = s.fetch(wc, m)
+		case *wire.WatchRequest:
+			s.watch(ctx, wc, m, log) // the connection is the board's watch until it ends
+			return
 		default:
 			err = wire.Refusef(wire.CodeUnexpectedMessage, "the CA expects EnrollRequest or Fetch, not %v", m.Type())
 			wire.Answer(wc, err) //nolint:errcheck // closing

@@ -110,12 +110,12 @@ func TestZlint(t *testing.T) {
 				}
 				certs["student "+csr] = iss.Certificate.Raw
 				if csr == "p256.csr" {
-					if err := tc.Revoke(iss.Certificate.SerialNumber, ReasonKeyCompromise); err != nil {
+					if _, err := tc.Revoke(t.Context(), iss.Certificate.SerialNumber, ReasonKeyCompromise); err != nil {
 						t.Fatal(err)
 					}
 				}
 				if csr == "rsa2048.csr" {
-					if err := tc.Revoke(iss.Certificate.SerialNumber, ReasonUnspecified); err != nil {
+					if _, err := tc.Revoke(t.Context(), iss.Certificate.SerialNumber, ReasonUnspecified); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -52,6 +52,11 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		handle: func(ctx context.Context, conn net.Conn, t *tracked) { srv.ServeConn(ctx, conn, t.idle) },
 		ops:    caOps(auth),
 		fields: []zap.Field{zap.String("policy", c.Policy)},
+		loops:  []func(context.Context){auth.Run},
+		stats: func(st *Stats) {
+			n := auth.Watching()
+			st.WatchingBoards = &n
+		},
 	})
 }
 
@@ -96,17 +101,18 @@ func openAuthority(cfg *config.Config, log *zap.Logger, create bool) (*ca.Author
 			Organization: nonEmpty(c.Organization),
 			Country:      nonEmpty(c.Country),
 		},
-		KeyAlgorithm: c.KeyAlgorithm,
-		Passphrase:   pass,
-		RootValidity: c.RootValidity.D(),
-		CertValidity: c.CertValidity.D(),
-		CRLValidity:  c.CRLValidity.D(),
-		Policy:       c.Policy,
-		SIDPattern:   c.SIDPattern.Regexp(),
-		RosterFile:   c.RosterFile,
-		TokenTTL:     c.TokenTTL.D(),
-		BoardName:    c.BoardName,
-		Log:          log,
+		KeyAlgorithm:   c.KeyAlgorithm,
+		Passphrase:     pass,
+		RootValidity:   c.RootValidity.D(),
+		CertValidity:   c.CertValidity.D(),
+		CRLValidity:    c.CRLValidity.D(),
+		StatusValidity: c.StatusValidity.D(),
+		Policy:         c.Policy,
+		SIDPattern:     c.SIDPattern.Regexp(),
+		RosterFile:     c.RosterFile,
+		TokenTTL:       c.TokenTTL.D(),
+		BoardName:      c.BoardName,
+		Log:            log,
 	})
 	clear(pass)
 	if err != nil {

@@ -24,6 +24,19 @@ type RevokeArgs struct {
 	Reason string `json:"reason"`
 }
 
+// RevokeResult is what `pkiboard revoke` did: how many certificates it
+// revoked, the CRL that lists them, and how many of the boards watching the
+// CA installed that CRL before the command returned.
+type RevokeResult struct {
+	Revoked   int    `json:"revoked"`
+	CRLNumber uint64 `json:"crl_number,omitempty"`
+	Watching  int    `json:"watching"`
+	Installed int    `json:"installed"`
+	// SaveError says why crl.pem could not be written; the CA serves the new
+	// CRL all the same and writes the file again later.
+	SaveError string `json:"save_error,omitempty"`
+}
+
 // TokenArgs says what token `pkiboard token` makes.
 type TokenArgs struct {
 	SID   string `json:"sid,omitempty"`
@@ -62,7 +75,7 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			}
 			return views, nil
 		},
-		"revoke": func(_ context.Context, raw json.RawMessage) (any, error) {
+		"revoke": func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var args RevokeArgs
 			if err := json.Unmarshal(raw, &args); err != nil {
 				return nil, err
@@ -71,20 +84,27 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			if err != nil {
 				return nil, err
 			}
+			var res ca.Revocation
 			switch {
 			case args.Serial != "" && args.SID == "":
 				serial, ok := new(big.Int).SetString(strings.TrimPrefix(strings.ReplaceAll(args.Serial, ":", ""), "0x"), 16)
 				if !ok {
 					return nil, fmt.Errorf("%q is not a hexadecimal serial number", args.Serial)
 				}
-				if err := auth.Revoke(serial, reason); err != nil {
-					return nil, err
-				}
-				return 1, nil
+				res, err = auth.Revoke(ctx, serial, reason)
 			case args.SID != "" && args.Serial == "":
-				return auth.RevokeSID(args.SID, reason)
+				res, err = auth.RevokeSID(ctx, args.SID, reason)
+			default:
+				return nil, errors.New("give --serial or --sid (one of them)")
 			}
-			return nil, errors.New("give --serial or --sid (one of them)")
+			if err != nil {
+				return nil, err
+			}
+			out := RevokeResult{Revoked: res.Revoked, CRLNumber: res.CRL.Number, Watching: res.CRL.Watching, Installed: res.CRL.Installed}
+			if res.CRL.SaveErr != nil {
+				out.SaveError = res.CRL.SaveErr.Error()
+			}
+			return out, nil
 		},
 		"token": func(_ context.Context, raw json.RawMessage) (any, error) {
 			var args TokenArgs
@@ -156,13 +176,22 @@ func ListCertificates(ctx context.Context, cfg *config.Config, sid string, asJSO
 }
 
 // Revoke revokes by serial or by SID and prints how many certificates were
-// revoked.
+// revoked, the number of the CRL that lists them, and how many of the boards
+// watching the CA installed it before the command returned.
 func Revoke(ctx context.Context, cfg *config.Config, args RevokeArgs, w io.Writer) error {
-	var n int
-	if err := callCA(ctx, cfg, "revoke", args, &n); err != nil {
+	var res RevokeResult
+	if err := callCA(ctx, cfg, "revoke", args, &res); err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
-	fmt.Fprintf(w, "revoked %d certificate(s); the CRL is updated\n", n)
+	if res.Revoked == 0 {
+		fmt.Fprintf(w, "revoked 0 certificate(s) (none valid); the CRL is unchanged\n")
+		return nil
+	}
+	fmt.Fprintf(w, "revoked %d certificate(s); CRL %d issued; %d of %d watching boards installed it (boards not watching fetch it within board.crl_refresh)\n",
+		res.Revoked, res.CRLNumber, res.Installed, res.Watching)
+	if res.SaveError != "" {
+		fmt.Fprintf(w, "warning: %s; the CA serves the new CRL all the same and keeps trying to write crl.pem: free space in ca.data_dir\n", res.SaveError)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,10 +27,19 @@ type minRateConn struct {
 	window       time.Duration
 	waited       time.Duration // time blocked in Read in this window
 	got          int64         // bytes read in this window
+	exempt       atomic.Bool   // KeepOpen was called: no minimum rate
 }
+
+// KeepOpen lifts the minimum rate: the connection has become a board's watch
+// on the CA (ca.LongLived, PROTOCOL.md §4.4), on which the CA talks and the
+// board only answers.
+func (c *minRateConn) KeepOpen() { c.exempt.Store(true) }
 
 // Read reads from the connection and enforces the minimum rate.
 func (c *minRateConn) Read(p []byte) (int, error) {
+	if c.exempt.Load() {
+		return c.TCPConn.Read(p)
+	}
 	start := time.Now()
 	n, err := c.TCPConn.Read(p)
 	c.waited += time.Since(start)

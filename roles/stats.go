@@ -48,21 +48,25 @@ type Stats struct {
 	MaxConns  int    `json:"max_conns"`
 	Accepted  uint64 `json:"accepted"`
 	Refused   uint64 `json:"refused"`
+	// WatchingBoards is, on the CA, the number of boards watching it
+	// (PROTOCOL.md §4.4); absent on the board.
+	WatchingBoards *int `json:"watching_boards,omitempty"`
 }
 
 // started is when this process started, near enough.
 var started = time.Now()
 
 // statsOp returns the "stats" operator command of a daemon whose accept loop
-// is srv. It collects garbage and returns what it can to the operating system
-// first, so that HeapInuse is live data and RSS what the daemon still holds.
-func statsOp(role string, srv *server) adminOp {
+// is srv; own, when not nil, adds the role's own figures. It collects garbage
+// and returns what it can to the operating system first, so that HeapInuse is
+// live data and RSS what the daemon still holds.
+func statsOp(role string, srv *server, own func(*Stats)) adminOp {
 	return func(context.Context, json.RawMessage) (any, error) {
 		runtime.GC() // twice: a sync.Pool keeps its objects through one collection
 		debug.FreeOSMemory()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return Stats{
+		st := Stats{
 			Role:       role,
 			PID:        os.Getpid(),
 			Started:    started.UTC().Truncate(time.Second),
@@ -75,7 +79,11 @@ func statsOp(role string, srv *server) adminOp {
 			MaxConns:   srv.limits.MaxConns,
 			Accepted:   srv.stats.accepted.Load(),
 			Refused:    srv.stats.refused.Load(),
-		}, nil
+		}
+		if own != nil {
+			own(&st)
+		}
+		return st, nil
 	}
 }
 
@@ -145,6 +153,9 @@ func DaemonStats(ctx context.Context, cfg *config.Config, role string, asJSON bo
 		fmt.Fprintf(tw, "descriptors\t%d\n", st.FDs)
 	}
 	fmt.Fprintf(tw, "connections\t%d open (max_conns %d), %d accepted, %d refused busy\n", st.OpenConns, st.MaxConns, st.Accepted, st.Refused)
+	if st.WatchingBoards != nil {
+		fmt.Fprintf(tw, "boards watching\t%d\n", *st.WatchingBoards)
+	}
 	return tw.Flush()
 }
 

@@ -77,6 +77,10 @@ type CAConfig struct {
 	RootValidity Duration `toml:"root_validity"`
 	CertValidity Duration `toml:"cert_validity"`
 	CRLValidity  Duration `toml:"crl_validity"`
+	// StatusValidity is how long a board's status, which the CA pushes to the
+	// board's watch and the board staples to each session, stays valid
+	// (PROTOCOL.md §4.4).
+	StatusValidity Duration `toml:"status_validity"`
 
 	Policy     string   `toml:"policy"` // open or token
 	RosterFile string   `toml:"roster_file"`
@@ -141,20 +145,21 @@ func Default() *Config {
 	return &Config{
 		Log: LogConfig{Level: "info", Format: "console"},
 		CA: CAConfig{
-			Listen:       "127.0.0.1:8011",
-			DataDir:      "data/ca",
-			CommonName:   "CUHK Course Root CA",
-			Organization: "The Chinese University of Hong Kong",
-			Country:      "HK",
-			KeyAlgorithm: "ecdsa-p256",
-			RootValidity: Duration(10 * 365 * 24 * time.Hour),
-			CertValidity: Duration(180 * 24 * time.Hour),
-			CRLValidity:  Duration(7 * 24 * time.Hour),
-			Policy:       "open",
-			SIDPattern:   mustPattern(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`),
-			TokenTTL:     Duration(72 * time.Hour),
-			BoardName:    "blackboard",
-			Limits:       daemon,
+			Listen:         "127.0.0.1:8011",
+			DataDir:        "data/ca",
+			CommonName:     "CUHK Course Root CA",
+			Organization:   "The Chinese University of Hong Kong",
+			Country:        "HK",
+			KeyAlgorithm:   "ecdsa-p256",
+			RootValidity:   Duration(10 * 365 * 24 * time.Hour),
+			CertValidity:   Duration(180 * 24 * time.Hour),
+			CRLValidity:    Duration(7 * 24 * time.Hour),
+			StatusValidity: Duration(time.Hour),
+			Policy:         "open",
+			SIDPattern:     mustPattern(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`),
+			TokenTTL:       Duration(72 * time.Hour),
+			BoardName:      "blackboard",
+			Limits:         daemon,
 		},
 		Board: BoardConfig{
 			Listen:          "127.0.0.1:8002",

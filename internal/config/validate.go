@@ -35,6 +35,7 @@ func (c *Config) Validate() error {
 	v.positive("ca.root_validity", ca.RootValidity)
 	v.positive("ca.cert_validity", ca.CertValidity)
 	v.positive("ca.crl_validity", ca.CRLValidity)
+	v.positive("ca.status_validity", ca.StatusValidity)
 	if ca.CertValidity > ca.RootValidity {
 		v.add("ca.cert_validity", "%s is longer than root_validity %s: certificates would outlive their root", ca.CertValidity.D(), ca.RootValidity.D())
 	}
