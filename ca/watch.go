@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"time"
 
@@ -162,7 +161,8 @@ func (e *watchError) Unwrap() error { return e.err }
 // status at once, at every new CRL and when the status is half-way through,
 // until the board goes, a newer watch replaces this one, the certificate is
 // revoked (after the board acknowledged the status that says so) or expires,
-// or ctx is done. The connection ends with it.
+// or ctx is done. The connection ends with it: once proven, the watch closes
+// it when it ends.
 func (s *Server) watch(ctx context.Context, wc *wire.Conn, m *wire.WatchRequest, log *zap.Logger) {
 	a := s.Authority
 	cert, err := s.proveWatch(wc, m)
@@ -188,17 +188,20 @@ func (s *Server) watch(ctx context.Context, wc *wire.Conn, m *wire.WatchRequest,
 	log = log.With(zap.String("serial", keys.SerialHex(cert.SerialNumber)))
 	log.Info("board watching")
 
-	// The board sends only StatusAcks, each in answer to a push; a reader
-	// of its own takes them, so that a board that goes is noticed at once.
-	wc.SetDeadline(time.Time{})
+	// From here the board sends only StatusAcks, each in answer to a push,
+	// and may stay silent for as long as the status lasts: a Conn without a
+	// per-frame read timeout takes over (the board sends nothing between its
+	// WatchProof and the first push, so the first Conn holds no byte of it).
+	// A reader of its own takes the acks, so that a board that goes is
+	// noticed at once.
+	wc = wire.NewConn(wc.NetConn(), wire.Options{MaxFrame: s.Wire.MaxFrame, ReadTimeout: -1, WriteTimeout: s.Wire.WriteTimeout})
 	r := &ackReader{quit: make(chan struct{}), done: make(chan struct{})}
 	go r.run(wc, w)
 	defer func() {
-		// Wake the reader: in a read now (the connection's deadline), or
-		// about to start one (the Conn's).
+		// The watch ends, and the connection with it: closing it is what
+		// surely wakes the reader, wherever it is.
 		close(r.quit)
-		wc.SetDeadline(time.Now())
-		wc.NetConn().SetReadDeadline(time.Now()) //nolint:errcheck // ending
+		wc.Close()
 		<-r.done
 	}()
 
@@ -282,8 +285,7 @@ func (r *ackReader) run(wc *wire.Conn, w *watch) {
 	r.err = readAcks(wc, w, r.quit)
 }
 
-// readAcks is the loop of ackReader.run. A read that times out with nothing
-// read (the board has nothing to say between pushes) is not an error.
+// readAcks is the loop of ackReader.run.
 func readAcks(wc *wire.Conn, w *watch, quit <-chan struct{}) error {
 	for {
 		m, err := wc.ReadMessage()
@@ -291,9 +293,6 @@ func readAcks(wc *wire.Conn, w *watch, quit <-chan struct{}) error {
 		case <-quit:
 			return nil
 		default:
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue
 		}
 		if err != nil {
 			return err
