@@ -1,11 +1,11 @@
 package board
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"sync"
 	"time"
@@ -36,13 +36,15 @@ type CRLOptions struct {
 }
 
 // CRLKeeper holds the board's current view of the CA's CRL: loaded from its
-// file at start (Load), fetched from the CA at start and every Refresh (Fetch,
-// Run), never replaced by an older CRL (a lower CRL number), and consulted for
-// every session's certificate (Check). Its methods are safe for concurrent
-// use.
+// file at start (Load), pushed by the CA on the board's watch (Watcher,
+// Offer), fetched from the CA at start and every Refresh as a fallback (Fetch,
+// Run), never replaced by an older CRL (a lower CRL number), and consulted
+// for every session's certificate (Check). Its methods are safe for
+// concurrent use.
 type CRLKeeper struct {
 	o CRLOptions
 
+	saveMu  sync.Mutex // serializes Offer: what is saved never goes back
 	mu      sync.RWMutex
 	crl     *x509.RevocationList
 	revoked map[string]x509.RevocationListEntry // by serial, hex
@@ -89,20 +91,45 @@ func (k *CRLKeeper) Fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if _, err := k.Offer(crl); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Offer installs crl, a CRL already checked against the root (ca.ParseCRL,
+// ca.ParseCRLPEM), unless the keeper holds one with a higher CRL number, and
+// returns the number of the CRL held afterwards. An older CRL is an error
+// (the one held stays); the one held again is no news. A new CRL is
+// installed before it is saved, so that a session is checked against it at
+// once; if it cannot be saved, it is held all the same and the error says so.
+func (k *CRLKeeper) Offer(crl *x509.RevocationList) (*big.Int, error) {
+	k.saveMu.Lock()
+	defer k.saveMu.Unlock()
 	k.mu.RLock()
 	held := k.crl
 	k.mu.RUnlock()
-	if held != nil && bytes.Equal(crl.Raw, held.Raw) {
-		return nil // the CRL held, already saved: nothing to write
-	}
-	if held != nil && crl.Number.Cmp(held.Number) < 0 {
-		return fmt.Errorf("the CA sent CRL number %s, older than the %s held; keeping the newer", crl.Number, held.Number)
-	}
-	if err := durable.WriteFile(k.o.Path, keys.EncodeCRLPEM(crl.Raw), 0o644); err != nil {
-		return err
+	switch {
+	case held != nil && crl.Number.Cmp(held.Number) < 0:
+		return held.Number, fmt.Errorf("the CA sent CRL number %s, older than the %s held; keeping the newer", crl.Number, held.Number)
+	case held != nil && crl.Number.Cmp(held.Number) == 0:
+		return held.Number, nil // the CRL held (or its twin), already saved
 	}
 	k.install(crl)
-	return nil
+	if err := durable.WriteFile(k.o.Path, keys.EncodeCRLPEM(crl.Raw), 0o644); err != nil {
+		return crl.Number, fmt.Errorf("CRL %s is installed but could not be saved: %w", crl.Number, err)
+	}
+	return crl.Number, nil
+}
+
+// Number returns the number of the CRL held, or nil when none is.
+func (k *CRLKeeper) Number() *big.Int {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if k.crl == nil {
+		return nil
+	}
+	return k.crl.Number
 }
 
 func (k *CRLKeeper) install(crl *x509.RevocationList) {

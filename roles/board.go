@@ -62,6 +62,32 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err := crls.Fetch(ctx); err != nil {
 		log.Warn("could not fetch the CRL from the CA; will retry", zap.Error(err), zap.Duration("every", b.CRLRefresh.D()))
 	}
+	// The watch: the CA pushes each new CRL, and the board's status, at once.
+	// The board waits (a little) for its first status before it serves, so
+	// that its first sessions have one to show.
+	watcher := board.NewWatcher(board.WatchOptions{
+		CAAddr:   b.CAAddr,
+		Root:     id.root,
+		Identity: id.current,
+		CRLs:     crls,
+		Log:      log,
+	})
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watching := make(chan struct{})
+	go func() {
+		defer close(watching)
+		watcher.Run(watchCtx)
+	}()
+	defer func() {
+		stopWatch()
+		<-watching
+	}()
+	select {
+	case <-watcher.Ready():
+	case <-ctx.Done():
+	case <-time.After(b.HandshakeTimeout.D()):
+		log.Warn("no status from the CA yet; serving, and watching on", zap.String("ca", b.CAAddr))
+	}
 	if b.AllowRC4 {
 		log.Warn("board.allow_rc4 = true: students may choose rc4-hmac-sha256. RC4 is broken (RFC 7465); allow it only for teaching")
 	}
@@ -237,6 +263,10 @@ type boardID struct {
 	chain []*x509.Certificate
 	key   crypto.Signer
 }
+
+// current returns the board's certificate and key, for the watch
+// (board.WatchOptions.Identity).
+func (id *boardID) current() (*x509.Certificate, crypto.Signer) { return id.chain[0], id.key }
 
 func (id *boardID) pool() *x509.CertPool {
 	p := x509.NewCertPool()
