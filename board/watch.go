@@ -70,10 +70,12 @@ type heldStatus struct {
 type Watcher struct {
 	o WatchOptions
 
-	mu     sync.Mutex
-	status *heldStatus
-	conn   net.Conn      // the watch's connection, while there is one
-	ready  chan struct{} // closed once a status is held
+	mu      sync.Mutex
+	status  *heldStatus
+	conn    net.Conn      // the watch's connection, while there is one
+	ready   chan struct{} // closed once a status is held
+	settled chan struct{} // closed once a status is held or the first watch failed
+	settle  sync.Once
 }
 
 // NewWatcher returns a Watcher that holds no status yet; Run starts it.
@@ -93,7 +95,7 @@ func NewWatcher(o WatchOptions) *Watcher {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Watcher{o: o, ready: make(chan struct{})}
+	return &Watcher{o: o, ready: make(chan struct{}), settled: make(chan struct{})}
 }
 
 // Status returns the board's current status, encoded as the CA signed it
@@ -122,6 +124,11 @@ func (w *Watcher) Status() []byte {
 // Ready returns a channel closed once the watcher holds a status.
 func (w *Watcher) Ready() <-chan struct{} { return w.ready }
 
+// Settled returns a channel closed once the watcher holds a status or its
+// first watch failed: what a board waits for before it serves, so that its
+// first sessions have a status to show if the CA can give one.
+func (w *Watcher) Settled() <-chan struct{} { return w.settled }
+
 // Restart ends the current watch, if any, so that Run connects again at once
 // with the board's current identity: after a renewal.
 func (w *Watcher) Restart() {
@@ -145,6 +152,7 @@ func (w *Watcher) Run(ctx context.Context) {
 			backoff = w.o.MinBackoff
 		}
 		w.logFailure(err, backoff)
+		w.settle.Do(func() { close(w.settled) })
 		select {
 		case <-ctx.Done():
 			return
@@ -300,6 +308,7 @@ func (w *Watcher) keep(h *heldStatus) {
 	case <-w.ready:
 	default:
 		close(w.ready)
+		w.settle.Do(func() { close(w.settled) })
 	}
 }
 

@@ -403,8 +403,9 @@ func TestWatcherRunEnds(t *testing.T) {
 		if watching {
 			f.next(t) // the watch is up
 		} else {
-			for logs.FilterMessageSnippet("the watch on the CA ended").Len() == 0 { // in its pause
-				time.Sleep(time.Millisecond)
+			<-w.Settled() // the first watch failed: Run is in its pause
+			if w.Status() != nil || logs.FilterMessageSnippet("the watch on the CA ended").Len() != 1 {
+				t.Errorf("settled with status %x, logs %v", w.Status(), logs.All())
 			}
 		}
 		cancel()

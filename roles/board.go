@@ -83,9 +83,11 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		<-watching
 	}()
 	select {
-	case <-watcher.Ready():
+	case <-watcher.Settled():
 	case <-ctx.Done():
 	case <-time.After(b.HandshakeTimeout.D()):
+	}
+	if watcher.Status() == nil {
 		log.Warn("no status from the CA yet; serving, and watching on", zap.String("ca", b.CAAddr))
 	}
 	if b.AllowRC4 {
