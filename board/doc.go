@@ -12,9 +12,14 @@
 //     completes, and is never listed: [Store.Receiver] is the sink wire's
 //     Receiver writes to (partial.go: a partial file with its checkpoint,
 //     which an interrupted upload resumes from, or memory for a small file).
-//   - [CRLKeeper] holds the CA's current CRL, loaded, fetched, refreshed and
-//     never replaced by an older one, and answers the session's revocation
-//     check ([session.ServerConfig.CheckRevoked]).
+//   - [CRLKeeper] holds the CA's current CRL, loaded, pushed, fetched,
+//     refreshed and never replaced by an older one, and answers the session's
+//     revocation check ([session.ServerConfig.CheckRevoked]).
+//   - [Watcher] keeps the board's watch on the CA (PROTOCOL.md §4.4): the CA
+//     pushes each new CRL, which the Watcher checks and hands to the
+//     CRLKeeper before it acknowledges it, and the board's root-signed
+//     status, which [Watcher.Status] returns for the board to staple to its
+//     sessions.
 //   - [Store.Verify] checks a stored submission's [Evidence] offline with the
 //     root alone; [Record.View] is a submission as the operator sees it.
 //
