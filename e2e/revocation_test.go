@@ -67,6 +67,12 @@ func TestRevocationIsEnforcedWhenRevokeReturns(t *testing.T) {
 			t.Errorf("the CA logged %q: the watch did not last", ended)
 		}
 	}
+	if st := s.stats("ca"); st.WatchingBoards == nil || *st.WatchingBoards != 1 {
+		t.Errorf("the CA's stats say %v boards watching, want 1", st.WatchingBoards)
+	}
+	if st := s.stats("board"); st.WatchingBoards != nil {
+		t.Errorf("the board's stats say %d boards watching; the field is the CA's", *st.WatchingBoards)
+	}
 	if n := s.board.Logged("CRL installed"); n != 3 {
 		t.Errorf("the board logged %d CRLs installed, want 3 (at start, and the two pushed)", n)
 	}
