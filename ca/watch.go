@@ -206,6 +206,10 @@ func (s *Server) watch(ctx context.Context, wc *wire.Conn, m *wire.WatchRequest,
 	}()
 
 	err = s.push(ctx, wc, w, r)
+	var refusal *wire.Refusal
+	if errors.As(err, &refusal) && !wire.PeerGone(err) { // the board broke the protocol: tell it
+		wire.Answer(wc, refusal) //nolint:errcheck // closing
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), wire.PeerGone(err):
@@ -299,9 +303,8 @@ func readAcks(wc *wire.Conn, w *watch, quit <-chan struct{}) error {
 		}
 		ack, ok := m.(*wire.StatusAck)
 		if !ok {
-			err := wire.Refusef(wire.CodeUnexpectedMessage, "on a watch the board sends StatusAck only, not %v", m.Type())
-			wire.Answer(wc, err) //nolint:errcheck // closing
-			return err
+			// The watch's writer answers it: a Conn has one writer at a time.
+			return wire.Refusef(wire.CodeUnexpectedMessage, "on a watch the board sends StatusAck only, not %v", m.Type())
 		}
 		w.ack(ack.CRLNumber)
 	}

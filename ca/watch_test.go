@@ -576,3 +576,29 @@ func TestBoardRevocationsOutliveExpiry(t *testing.T) {
 		t.Error("an expired revoked student certificate is still on the CRL")
 	}
 }
+
+// TestWatchRefusesOtherMessages checks that a board that sends anything but
+// StatusAck on its watch is told unexpected-message and the watch ends.
+func TestWatchRefusesOtherMessages(t *testing.T) {
+	tc := newCA(t, nil)
+	ws := serveWatches(t, tc)
+	board, key := tc.issueCert(t, wire.ProfileBoard, testBoard)
+	w, up, err := startWatch(t, ws.addr, board, key, watchOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkUpdate(t, tc, board, up)
+	if err := w.wc.WriteMessage(&wire.Fetch{Name: CRLFile}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.next(); wire.CodeOf(err) != wire.CodeUnexpectedMessage {
+		t.Errorf("a Fetch on a watch: got %v, want the CA's unexpected-message", err)
+	}
+	if _, err := w.next(); !errors.Is(err, io.EOF) && !wire.PeerGone(err) {
+		t.Errorf("after the refusal: got %v, want the CA to close the watch", err)
+	}
+	ws.stop()
+	if n := tc.Watching(); n != 0 {
+		t.Errorf("Watching() = %d after the refusal", n)
+	}
+}
