@@ -228,6 +228,9 @@ func (w *Watcher) watch(ctx context.Context) (established bool, err error) {
 			w.o.Log.Info("watching the CA: it pushes each new CRL and the board's status", zap.String("ca", w.o.CAAddr),
 				zap.Uint64("crl", held))
 		}
+		if cur, _ := w.o.Identity(); cur == nil || !bytes.Equal(cur.Raw, cert.Raw) {
+			return established, errors.New("the board's certificate was renewed; watching with the new one")
+		}
 		// The CA pushes again at the latest when the status is half-way
 		// through; wait for up to its whole validity before giving up.
 		wc.SetDeadline(time.Now().Add(w.wait()))
@@ -289,8 +292,15 @@ func (w *Watcher) apply(up *wire.StatusUpdate, cert *x509.Certificate) (uint64, 
 	}
 	w.keep(&heldStatus{encoded: up.Status, st: st, cert: cert.Raw})
 	if st.Revoked {
-		w.o.Log.Error("the CA's status says this board's certificate is revoked: students refuse the board; enroll it again",
-			zap.String("serial", keys.SerialHex(cert.SerialNumber)))
+		if cur, _ := w.o.Identity(); cur != nil && !bytes.Equal(cur.Raw, cert.Raw) {
+			// Renewed meanwhile: the CA revokes the renewed certificate
+			// (superseded), and the watch moves to the new one.
+			w.o.Log.Info("the board's previous certificate is revoked; watching with the current one",
+				zap.String("serial", keys.SerialHex(cert.SerialNumber)))
+		} else {
+			w.o.Log.Error("the CA's status says this board's certificate is revoked: students refuse the board; enroll it again",
+				zap.String("serial", keys.SerialHex(cert.SerialNumber)))
+		}
 	}
 	return held.Uint64(), nil
 }

@@ -377,6 +377,14 @@ func TestWatcherReconnects(t *testing.T) {
 	if string(w.Status()) != string(st) {
 		t.Error("the renewed certificate's status is not held")
 	}
+
+	// Renewed again, without Restart: the watch moves at the next push (or
+	// at once, if the watcher looks after its last ack, which may come first).
+	id.set(p.board, p.boardKey)
+	s.push(p.crlDER(t, 4), p.status(t, p.renewed, 4, time.Now(), false, nil)) //nolint:errcheck // acknowledged or not, the watch moves
+	if s = f.next(t); s.cert.SerialNumber.Cmp(p.board.SerialNumber) != 0 {
+		t.Error("after a push the watch does not move to the current certificate")
+	}
 }
 
 // TestWatcherRunEnds checks that Run returns when its context ends, whether
