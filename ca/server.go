@@ -20,9 +20,9 @@ import (
 // Authority: on one connection it answers EnrollRequest and Fetch, one
 // request at a time, until the client closes the connection, stays idle
 // longer than IdleTimeout, or breaks the protocol; a WatchRequest makes the
-// connection a board's watch (watch.go) for as long as the watch lasts. It does not listen: the
-// caller accepts connections, bounds how many there are, and hands each to
-// ServeConn, which may serve many connections at once. The fields must not
+// connection a board's watch (watch.go) for as long as the watch lasts. It
+// does not listen: the caller accepts connections, bounds how many there are,
+// and hands each to ServeConn, which may serve many connections at once. The fields must not
 // change once ServeConn has been called.
 type Server struct {
 	Authority *Authority
