@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -102,9 +101,7 @@ func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second})
-	roots := x509.NewCertPool()
-	roots.AddCert(op.id.root)
-	sc, err := session.Client(wc, &session.ClientConfig{SID: op.sid, Chain: []*x509.Certificate{op.id.cert}, Key: op.id.key, Roots: roots, BoardName: "blackboard"})
+	sc, err := session.Client(wc, &session.ClientConfig{SID: op.sid, Certificate: op.id.cert, Key: op.id.key, Root: op.id.root, BoardName: "blackboard"})
 	if err != nil {
 		return err
 	}

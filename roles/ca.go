@@ -50,7 +50,7 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	return runDaemon(ctx, log, daemon{
 		name: "CA", role: "ca", listen: c.Listen, dataDir: c.DataDir, limits: c.Limits,
 		handle: func(ctx context.Context, conn net.Conn, t *tracked) { srv.ServeConn(ctx, conn, t.idle) },
-		ops:    caOps(auth),
+		ops:    withStatusBridge(caOps(auth), auth),
 		fields: []zap.Field{zap.String("policy", c.Policy)},
 	})
 }
