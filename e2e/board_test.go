@@ -258,7 +258,7 @@ func TestBoardRefusals(t *testing.T) {
 		{"expired certificate", "alice", expired, alice.key, wire.CodeCertExpired},
 		{"revoked certificate, after the CRL refresh", "mallory", mallory.cert, mallory.key, wire.CodeCertRevoked},
 		{"certificate whose CN is another SID", "alice", bob.cert, bob.key, wire.CodeSIDMismatch},
-		{"right certificate, wrong private key", "alice", alice.cert, bob.key, wire.CodeKeyTransportFailed},
+		{"right certificate, wrong private key", "alice", alice.cert, bob.key, wire.CodeBadHelloSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

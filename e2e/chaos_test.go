@@ -158,7 +158,11 @@ func (s *system) check(t *testing.T, l *chaosLedger, when string) (certs, subs i
 			continue
 		}
 		var ev board.Evidence
-		if err := adminCall(s.path("data", "board"), "verify", map[string]string{"id": sub.ID}, &ev); err != nil {
+		root, err := keys.ReadCertificate(s.path("data", "ca", "root.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := adminCall(s.path("data", "board"), "verify", map[string]any{"id": sub.ID, "root": root.Raw}, &ev); err != nil {
 			t.Errorf("%s: verify %s: %v", when, sub.ID, err)
 		} else if !ev.ContentOK || ev.Problem != "" {
 			t.Errorf("%s: submission %s does not verify: %s", when, sub.ID, ev.Problem)

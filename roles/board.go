@@ -66,7 +66,10 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		log.Warn("board.allow_rc4 = true: students may choose rc4-hmac-sha256. RC4 is broken (RFC 7465); allow it only for teaching")
 	}
 	// The board's status (PROTOCOL.md §4.4), stapled to every ServerHello.
-	status := newStatusBridge(cfg.CA.DataDir, id.cert, id.root, log)
+	status := newStatusBridge(cfg.CA.DataDir, b.DataDir, id.cert, id.root, log)
+	if err := status.load(); err != nil {
+		log.Warn("TEMPORARY status bridge: ignoring the saved status", zap.Error(err))
+	}
 	if err := status.fetch(ctx); err != nil {
 		log.Warn("TEMPORARY status bridge: no status from the CA yet; will retry", zap.Error(err))
 	}

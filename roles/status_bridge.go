@@ -19,12 +19,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"pkiboard/ca"
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -62,10 +65,15 @@ const (
 	bridgeRefresh = 10 * time.Minute // at most this long between fetches
 )
 
+// statusBridgeFile is where the board keeps the last status it got, so that
+// a board restarted while the CA is away staples it while it is valid.
+const statusBridgeFile = "status.bin"
+
 // statusBridge holds the board's status, fetched from the CA's operator
-// socket, and says it is fresh.
+// socket and saved in the board's data directory, and says it is fresh.
 type statusBridge struct {
 	caDataDir string
+	path      string            // the saved status
 	cert      *x509.Certificate // the board's
 	root      *x509.Certificate
 	log       *zap.Logger
@@ -76,8 +84,22 @@ type statusBridge struct {
 	parsed *wire.BoardStatus
 }
 
-func newStatusBridge(caDataDir string, cert, root *x509.Certificate, log *zap.Logger) *statusBridge {
-	return &statusBridge{caDataDir: caDataDir, cert: cert, root: root, log: log, now: time.Now}
+func newStatusBridge(caDataDir, boardDataDir string, cert, root *x509.Certificate, log *zap.Logger) *statusBridge {
+	return &statusBridge{caDataDir: caDataDir, path: filepath.Join(boardDataDir, statusBridgeFile),
+		cert: cert, root: root, log: log, now: time.Now}
+}
+
+// load holds the status saved by an earlier run, if it is this board's and
+// the root's.
+func (s *statusBridge) load() error {
+	data, err := os.ReadFile(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.hold(data)
 }
 
 // Status returns the held status while it is valid, else nil: the board's
@@ -101,6 +123,14 @@ func (s *statusBridge) fetch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.hold(status); err != nil {
+		return err
+	}
+	return durable.WriteFile(s.path, status, 0o600)
+}
+
+// hold checks a status and holds it.
+func (s *statusBridge) hold(status []byte) error {
 	p, err := wire.ParseBoardStatus(status)
 	if err != nil {
 		return err
@@ -115,7 +145,7 @@ func (s *statusBridge) fetch(ctx context.Context) error {
 	case p.CertSHA256 != sha256.Sum256(s.cert.Raw) || !bytes.Equal(p.Serial, s.cert.SerialNumber.Bytes()):
 		return errors.New("the status is for another certificate")
 	case p.Revoked:
-		return errors.New("the CA says this board's certificate is revoked")
+		s.log.Error("the CA says this board's certificate is revoked: students will refuse every session (board-revoked); enroll the board again")
 	}
 	s.mu.Lock()
 	s.status, s.parsed = status, p

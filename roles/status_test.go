@@ -51,17 +51,21 @@ func TestStudentRemembersCRLNumber(t *testing.T) {
 	}
 }
 
-// TestBoardWithoutStatus checks that a board that holds no status of its own,
-// or one that says it is revoked, refuses sessions crl-unavailable: it fails
-// closed rather than staple nothing.
+// TestBoardWithoutStatus checks that a board that holds no status of its own
+// refuses sessions crl-unavailable: it fails closed rather than staple
+// nothing. One whose status says it is revoked staples it, and the student
+// refuses it board-revoked.
 func TestBoardWithoutStatus(t *testing.T) {
 	p := newStepPKI(t)
-	for name, status := range map[string][]byte{"none": {}, "revoked": p.status(t, 1, true)} {
-		r := runStepsWith(t, p, p.student, session.SuiteAES256CTRHMACSHA256, false, "blackboard", stepOptions{status: status})
-		var peer *wire.Error
-		if !errors.As(r.err, &peer) || peer.Code != wire.CodeCRLUnavailable {
-			t.Errorf("%s: got %v, want the board's crl-unavailable", name, r.err)
-		}
+	r := runStepsWith(t, p, p.student, session.SuiteAES256CTRHMACSHA256, false, "blackboard", stepOptions{status: []byte{}})
+	var peer *wire.Error
+	if !errors.As(r.err, &peer) || peer.Code != wire.CodeCRLUnavailable {
+		t.Errorf("no status: got %v, want the board's crl-unavailable", r.err)
+	}
+	r = runStepsWith(t, p, p.student, session.SuiteAES256CTRHMACSHA256, false, "blackboard", stepOptions{status: p.status(t, 1, true)})
+	var refusal *wire.Refusal
+	if !errors.As(r.err, &refusal) || refusal.Code != wire.CodeBoardRevoked {
+		t.Errorf("a revoked status: got %v, want the student's board-revoked", r.err)
 	}
 }
 

@@ -125,6 +125,28 @@ func checkSuccess(t *testing.T, p *testPKI, r result, content []byte, name strin
 	}
 }
 
+// TestReceiptNamesTheBoard checks that the student refuses a receipt, signed
+// by the board's key, that names another board certificate than the one of
+// the session (board_cert_sha256, PROTOCOL.md §5.4).
+func TestReceiptNamesTheBoard(t *testing.T) {
+	p := pki(t)
+	other := p.root.issue(certSpec{cn: testBoardName, key: p.board.key, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	r := runSession(t, scenario{server: p.serverConfig(), client: p.clientConfig("p256"), content: lab(testSID),
+		beforeReceipt: func(c *Conn) { c.own = other.leaf() }})
+	if !errors.Is(r.clientErr, ErrBadReceipt) || !strings.Contains(r.clientErr.Error(), "board certificate") {
+		t.Errorf("a receipt naming another board certificate: got %v, want ErrBadReceipt", r.clientErr)
+	}
+	// Offline too: the receipt verifies with the certificate it names, and
+	// not with the session's, although both have the board's key.
+	r = runSession(t, scenario{server: p.serverConfig(), client: p.clientConfig("p256"), content: lab(testSID)})
+	if r.clientErr != nil {
+		t.Fatal(r.clientErr)
+	}
+	if err := VerifyReceipt(r.receipt, other.leaf(), p.root.cert, time.Now()); err == nil {
+		t.Error("VerifyReceipt took the receipt with another certificate of the board's key")
+	}
+}
+
 // TestSuiteChoice checks that the board takes the first suite in the
 // student's order that it allows, and skips unknown ids.
 func TestSuiteChoice(t *testing.T) {
@@ -228,8 +250,6 @@ func TestBoardRefuses(t *testing.T) {
 			s.NextUpdate = uint64(time.Now().Add(-time.Minute).Unix())
 		})), wire.CodeCRLUnavailable, "no fresh status"},
 		{"a status of another certificate", withStatus(p.boardStatus(t, func(s *wire.BoardStatus) { s.CertSHA256[0] ^= 1 })),
-			wire.CodeCRLUnavailable, "no fresh status"},
-		{"a status that says revoked", withStatus(p.boardStatus(t, func(s *wire.BoardStatus) { s.Revoked = true })),
 			wire.CodeCRLUnavailable, "no fresh status"},
 		{"a status that does not decode", withStatus([]byte("garbage")), wire.CodeCRLUnavailable, "no fresh status"},
 		{"CN of another SID", withCert(student(certSpec{cn: "1155000002"})), wire.CodeSIDMismatch,
@@ -457,6 +477,10 @@ func TestStudentRefuses(t *testing.T) {
 		{"status for another serial", stapling(status(func(s *wire.BoardStatus) { s.Serial = []byte{0x77} })), nil, wire.CodeStaleStatus},
 		{"status for another certificate", stapling(status(func(s *wire.BoardStatus) { s.CertSHA256[31] ^= 1 })), nil, wire.CodeStaleStatus},
 		{"status says revoked", stapling(status(func(s *wire.BoardStatus) { s.Revoked = true })), nil, wire.CodeBoardRevoked},
+		{"the board's own status says revoked", func(sc *ServerConfig, _ *ClientConfig) {
+			revoked := status(func(s *wire.BoardStatus) { s.Revoked = true })
+			sc.Status = func() []byte { return revoked }
+		}, nil, wire.CodeBoardRevoked},
 		{"status revoked and expired", stapling(status(func(s *wire.BoardStatus) {
 			s.Revoked, s.NextUpdate = true, uint64(now.Add(-time.Hour).Unix())
 		})), nil, wire.CodeBoardRevoked},

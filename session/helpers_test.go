@@ -488,6 +488,9 @@ type scenario struct {
 	tamper  tamperFunc // if set, the session goes through a proxy
 	proxy   **proxy    // if set, receives the proxy
 	dial    func(addr string) (net.Conn, error)
+	// beforeReceipt, if set, may change the board's Conn before it signs the
+	// receipt: tests use it to play a board that names another certificate.
+	beforeReceipt func(*Conn)
 }
 
 // runSession runs a student and a board through a handshake and a submission
@@ -527,6 +530,9 @@ func runSession(t *testing.T, sc scenario) result {
 		}
 		out.sub = sub
 		out.received = sub.File.Sink.(*wire.Memory).Bytes()
+		if sc.beforeReceipt != nil {
+			sc.beforeReceipt(conn)
+		}
 		out.err = conn.SendReceipt(&wire.Receipt{
 			ID:       "sub-0001",
 			SID:      conn.SID(),

@@ -28,12 +28,13 @@ func statusCovers(s *wire.BoardStatus, now time.Time) bool {
 // holds one for its own certificate that is valid now; otherwise a
 // crl-unavailable refusal. It checks no signature (the CA's status source
 // did, and the student will): only what a misconfigured source could get
-// wrong, cheaply.
+// wrong, cheaply. A status that says the board is revoked is stapled like any
+// other: the student refuses it, board-revoked, and learns why.
 func (cfg *serverSettings) heldStatus(now time.Time) ([]byte, error) {
 	data := cfg.Status()
 	if data != nil {
 		s, err := wire.ParseBoardStatus(data)
-		if err == nil && s.CertSHA256 == sha256.Sum256(cfg.Certificate.Raw) && !s.Revoked && statusCovers(s, now) {
+		if err == nil && s.CertSHA256 == sha256.Sum256(cfg.Certificate.Raw) && statusCovers(s, now) {
 			return data, nil
 		}
 	}
