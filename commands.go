@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"pkiboard/internal/config"
 	"pkiboard/roles"
 )
 
@@ -144,14 +145,20 @@ on another machine enroll its certificate (see README).`,
 			Name:      "submissions",
 			Category:  "board operator",
 			Usage:     "list the submissions the board holds, or verify one's evidence",
-			UsageText: "pkiboard submissions [--json] | pkiboard submissions --verify ID",
+			UsageText: "pkiboard submissions [--json] | pkiboard submissions --verify ID [--root FILE | --root-fingerprint HEX]",
 			Description: `With --verify, checks with the root certificate alone that the stored content is
-exactly what the student signed: its SHA-256, the student's certificate chain at the
-time of receipt, and the student's signature over the submission statement. Exits
-non-zero if the evidence does not hold.`,
+exactly what the student signed: its SHA-256, the student's certificate at the time
+of receipt, and the student's signature over the submission statement; and says
+whether the board's CRL revokes the student's certificate now, and since when. The
+root is only one the operator names: --root FILE, or a fingerprint (--root-fingerprint,
+else board.root_fingerprint) that board.root_file or the board's saved root.pem must
+have, or board.root_file. Exits non-zero if the evidence does not hold, or if the
+certificate was revoked before the submission.`,
 			Flags: append(commonFlags(),
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID`"},
+				&cli.StringFlag{Name: "root", Usage: "--verify: trust the root certificate in `FILE`"},
+				&cli.StringFlag{Name: "root-fingerprint", Usage: "--verify: trust the root with this SHA-256 fingerprint `HEX`"},
 			),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "board")
@@ -159,7 +166,13 @@ non-zero if the evidence does not hold.`,
 					return err
 				}
 				if id := c.String("verify"); id != "" {
-					return roles.VerifySubmission(c.Context, cfg, id, os.Stdout)
+					fp, err := fingerprintFlag(c)
+					if err != nil {
+						return err
+					}
+					return roles.VerifySubmission(c.Context, cfg, roles.VerifySubmissionOptions{
+						ID: id, Root: c.String("root"), RootFingerprint: fp,
+					}, os.Stdout)
 				}
 				return roles.ListSubmissions(c.Context, cfg, c.Bool("json"), os.Stdout)
 			},
@@ -194,12 +207,20 @@ the config's role. It fails when that daemon is not running.`,
 			Name:      "verify-receipt",
 			Category:  "student",
 			Usage:     "check a receipt offline against the root certificate",
-			UsageText: "pkiboard verify-receipt [--root FILE] [--content FILE] [--board-name NAME] RECEIPT",
-			Description: `Checks the board's signature on RECEIPT and that the board's certificate chains to
-the root (by default root.pem of the receipt's SID directory). With --content,
-also checks that FILE is what the receipt acknowledges.`,
+			UsageText: "pkiboard verify-receipt [--root FILE | --root-fingerprint HEX] [--crl FILE] [--content FILE] [--board-name NAME] RECEIPT",
+			Description: `Checks the board's signature on RECEIPT and that the board's certificate, the one
+the receipt names, was signed by the root and valid when the receipt was made. The
+root is only one you name: --root FILE, or a fingerprint (--root-fingerprint, else
+student.root_fingerprint of the config) that a root.pem beside the receipt or in
+student.data_dir must have; a root found beside the receipt is never trusted on its
+own. With --crl, also applies the receipt-validity policy (valid, suspect or invalid,
+by the board certificate's revocation) and exits non-zero unless valid. With
+--content, also checks that FILE is what the receipt acknowledges.`,
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "root", Usage: "the root certificate `FILE`"},
+				&cli.StringFlag{Name: "config", Value: "config.toml", Usage: "read student.root_fingerprint and student.data_dir from `FILE`, if it exists"},
+				&cli.StringFlag{Name: "root", Usage: "trust the root certificate in `FILE`"},
+				&cli.StringFlag{Name: "root-fingerprint", Usage: "trust the root with this SHA-256 fingerprint `HEX` (colons allowed)"},
+				&cli.StringFlag{Name: "crl", Usage: "judge the receipt under the board certificate's revocation in the CRL `FILE`"},
 				&cli.StringFlag{Name: "content", Usage: "a `FILE` whose SHA-256 must match the receipt"},
 				&cli.StringFlag{Name: "board-name", Usage: "require the board certificate's CN to be `NAME`"},
 			},
@@ -207,12 +228,45 @@ also checks that FILE is what the receipt acknowledges.`,
 				if c.NArg() != 1 {
 					return usagef("give one receipt file (pkiboard verify-receipt --help)")
 				}
-				return roles.VerifyReceipt(roles.VerifyReceiptOptions{
-					File: c.Args().First(), Root: c.String("root"), Content: c.String("content"), BoardName: c.String("board-name"),
-				}, os.Stdout)
+				fp, err := fingerprintFlag(c)
+				if err != nil {
+					return err
+				}
+				o := roles.VerifyReceiptOptions{
+					File: c.Args().First(), Root: c.String("root"), RootFingerprint: fp,
+					CRL: c.String("crl"), Content: c.String("content"), BoardName: c.String("board-name"),
+				}
+				// The config is optional here: a verifier need not run pkiboard.
+				if path := c.String("config"); c.IsSet("config") || fileExists(path) {
+					cfg, err := config.Load(path)
+					if err != nil {
+						return usageError{err}
+					}
+					o.ConfigFingerprint, o.DataDir = cfg.Student.RootFingerprint, cfg.Student.DataDir
+				}
+				return roles.VerifyReceipt(o, os.Stdout)
 			},
 		},
 	}
+}
+
+// fingerprintFlag parses --root-fingerprint, if given.
+func fingerprintFlag(c *cli.Context) ([]byte, error) {
+	s := c.String("root-fingerprint")
+	if s == "" {
+		return nil, nil
+	}
+	var fp config.Fingerprint
+	if err := fp.UnmarshalText([]byte(s)); err != nil {
+		return nil, usagef("--root-fingerprint: %w", err)
+	}
+	return fp, nil
+}
+
+// fileExists reports whether path names an existing file.
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // readToken returns the enrollment token from --token-file or the

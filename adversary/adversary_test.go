@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
 )
@@ -44,10 +45,12 @@ type ident struct {
 	key   crypto.Signer
 }
 
-// testPKI is a root and the certificates of the course scenario.
+// testPKI is a root and the certificates of the course scenario, and the
+// board's status, signed by the root.
 type testPKI struct {
-	roots                 *x509.CertPool
+	root                  *x509.Certificate
 	board, alice, mallory ident
+	status                []byte
 }
 
 var (
@@ -84,11 +87,16 @@ func pki(t *testing.T) *testPKI {
 			c, _ := x509.ParseCertificate(der)
 			return ident{chain: []*x509.Certificate{c}, key: key}
 		}
-		p := &testPKI{roots: x509.NewCertPool()}
-		p.roots.AddCert(root)
+		p := &testPKI{root: root}
 		p.board = issue(2, "blackboard", x509.ExtKeyUsageServerAuth)
 		p.alice = issue(3, testSID, x509.ExtKeyUsageClientAuth)
 		p.mallory = issue(4, "mallory", x509.ExtKeyUsageClientAuth)
+		b := p.board.chain[0]
+		st := &wire.BoardStatus{Serial: b.SerialNumber.Bytes(), CertSHA256: sha256.Sum256(b.Raw), CRLNumber: 1,
+			ThisUpdate: uint64(now.Add(-time.Minute).Unix()), NextUpdate: uint64(now.Add(time.Hour).Unix())}
+		msg, _ := st.SignedBytes()
+		st.Signature, _ = keys.Sign(rootKey, rand.Reader, msg)
+		p.status, _ = st.Marshal()
 		pkiVal = p
 	})
 	return pkiVal
@@ -121,7 +129,8 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 	}
 	t.Cleanup(func() { ln.Close() })
 	out := make(chan boardOutcome, 8)
-	cfg := &session.ServerConfig{Chain: p.board.chain, Key: p.board.key, Roots: p.roots, AllowRC4: allowRC4}
+	cfg := &session.ServerConfig{Certificate: p.board.chain[0], Key: p.board.key, Root: p.root, AllowRC4: allowRC4,
+		Status: func() []byte { return p.status }, Replays: session.NewReplayCache(0)}
 	go func() {
 		for n := 0; ; n++ {
 			nc, err := ln.Accept()
@@ -188,7 +197,7 @@ func startAdversary(t *testing.T, cfg Config) (string, <-chan *Report, *observer
 
 // student runs alice's session through addr and submits content; it returns
 // the receipt or the error.
-func student(t *testing.T, addr string, roots *x509.CertPool, suites []uint16, content []byte) (*wire.Receipt, error) {
+func student(t *testing.T, addr string, root *x509.Certificate, suites []uint16, content []byte) (*wire.Receipt, error) {
 	t.Helper()
 	p := pki(t)
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -199,7 +208,7 @@ func student(t *testing.T, addr string, roots *x509.CertPool, suites []uint16, c
 	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: testTimeout, WriteTimeout: testTimeout})
 	wc.SetDeadline(time.Now().Add(testTimeout))
 	sc, err := session.Client(wc, &session.ClientConfig{
-		SID: testSID, Chain: p.alice.chain, Key: p.alice.key, Roots: roots, BoardName: "blackboard", Suites: suites,
+		SID: testSID, Certificate: p.alice.chain[0], Key: p.alice.key, Root: root, BoardName: "blackboard", Suites: suites,
 	})
 	if err != nil {
 		return nil, err
@@ -240,7 +249,6 @@ type scenario struct {
 	allowRC4 bool     // the board allows RC4
 	suites   []uint16 // the student's offer
 	content  []byte
-	roots    *x509.CertPool // the student's roots; the course root if nil
 }
 
 // outcome is what each party made of a scenario.
@@ -264,11 +272,8 @@ func run(t *testing.T, sc scenario) outcome {
 	if sc.content == nil {
 		sc.content = message(testSID)
 	}
-	if sc.roots == nil {
-		sc.roots = p.roots
-	}
 	var o outcome
-	o.receipt, o.studentErr = student(t, advAddr, sc.roots, sc.suites, sc.content)
+	o.receipt, o.studentErr = student(t, advAddr, p.root, sc.suites, sc.content)
 	o.rep = wait(t, "the adversary", reports)
 	o.logs = logs
 	sessions := 1
@@ -381,21 +386,24 @@ func TestReorder(t *testing.T) {
 	o.wantAction(t, "swapped records 1 and 2 (both Data)")
 }
 
+// TestReplay replays a recorded session: the board remembers the hello of a
+// student who proved possession, so the replayed hello is refused
+// stale-hello in the clear, before the board does any work for it.
 func TestReplay(t *testing.T) {
 	o := run(t, scenario{attack: Replay})
 	if o.studentErr != nil || o.board[0].sub == nil {
 		t.Fatalf("the recorded session failed: student %v, board %v", o.studentErr, o.board[0].err)
 	}
-	if code, ours := codeOf(o.board[1].err); code != wire.CodeBadRecordMAC || !ours {
-		t.Errorf("replayed session: board got %v, want its own bad-record-mac", o.board[1].err)
+	if code, ours := codeOf(o.board[1].err); code != wire.CodeStaleHello || !ours {
+		t.Errorf("replayed session: board got %v, want its own stale-hello", o.board[1].err)
 	}
 	if o.board[1].sub != nil || o.rep.ReplayAnswers["Receipt"] != 0 {
 		t.Error("the replayed session was accepted")
 	}
-	if o.rep.ReplayAnswers["Error"] != 1 {
-		t.Errorf("the board's answers to the replay: %v, want one Error record", o.rep.ReplayAnswers)
+	if o.rep.ReplayRefusal != wire.CodeStaleHello {
+		t.Errorf("the adversary saw the board refuse the replay with %v, want stale-hello in the clear", o.rep.ReplayRefusal)
 	}
-	o.wantAction(t, "replayed")
+	o.wantAction(t, "recorded the session")
 }
 
 func TestSwapCert(t *testing.T) {
@@ -417,13 +425,16 @@ func TestSwapCertAndSID(t *testing.T) {
 	}
 }
 
+// TestDowngrade strips AES from the offer: the student's signature over her
+// hello covers it, so the board refuses the changed hello before it chooses
+// a suite.
 func TestDowngrade(t *testing.T) {
 	both := []uint16{session.SuiteAES256CTRHMACSHA256, session.SuiteRC4HMACSHA256}
 	o := run(t, scenario{attack: Downgrade, allowRC4: true, suites: both})
-	o.wantRefused(t, "student", wire.CodeBadTranscriptSignature)
+	o.wantRefused(t, "board", wire.CodeBadHelloSignature)
 	o.wantAction(t, "stripped aes-256-ctr-hmac-sha256")
-	if o.logs.FilterField(zap.String("suite_chosen", "rc4-hmac-sha256")).Len() != 1 {
-		t.Error("the board did not choose RC4 from the stripped offer: the row would not test the signature")
+	if o.rep.BoardRefusal != wire.CodeBadHelloSignature {
+		t.Errorf("the adversary saw board refusal %v, want bad-hello-signature in the clear", o.rep.BoardRefusal)
 	}
 }
 
@@ -442,19 +453,33 @@ func TestImpersonateBoard(t *testing.T) {
 }
 
 // TestImpersonatorReadsATrustingStudent is the control of impersonate-board,
-// and of this package's implementation of the key schedule and records: a
-// student whose root store holds the impostor's certificate (a student with
-// no real chain check) sends its submission, and the adversary reads all of
-// it.
+// and of this package's implementation of the key schedule, the status and
+// records: a student whose root is the impostor's own (a rogue root whose key
+// is the impostor's, so that its status verifies) sends its submission, and
+// the adversary reads all of it.
 func TestImpersonatorReadsATrustingStudent(t *testing.T) {
 	p := pki(t)
 	core, _ := observer.New(zapcore.InfoLevel)
-	a, err := New(Config{Attack: ImpersonateBoard, Log: zap.New(core)})
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	now := time.Now()
+	rogueTmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "Rogue Root"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, rogueTmpl, rogueTmpl, key.Public(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(a.chain[0])
+	rogue, _ := x509.ParseCertificate(der)
+	der, err = x509.CreateCertificate(rand.Reader, &x509.Certificate{SerialNumber: big.NewInt(8), Subject: pkix.Name{CommonName: "blackboard"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+		rogue, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	impostor, _ := x509.ParseCertificate(der)
+	a, err := New(Config{Attack: ImpersonateBoard, Chain: []*x509.Certificate{impostor}, Key: key, Log: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -468,7 +493,7 @@ func TestImpersonatorReadsATrustingStudent(t *testing.T) {
 		}
 	}()
 	content := report(testSID)
-	_, err = student(t, ln.Addr().String(), roots, nil, content)
+	_, err = student(t, ln.Addr().String(), rogue, nil, content)
 	if err == nil {
 		t.Error("the student got a receipt from the impostor")
 	}

@@ -133,7 +133,8 @@ func reorder() relayAttack {
 }
 
 // downgrade strips aes-256-ctr-hmac-sha256 from the ClientHello's offer, so
-// that a board that allows RC4 picks it.
+// that a board that allows RC4 would pick it. The student's signature stays
+// as it was: the adversary cannot sign as the student.
 func downgrade(s *conn, f *Frame) [][]byte {
 	if f.Dir != ToBoard || f.Index != 0 || s.nb.hello == nil {
 		return keep(f)
@@ -149,25 +150,30 @@ func downgrade(s *conn, f *Frame) [][]byte {
 }
 
 // swapCert replaces the student's certificate in the ClientHello with the
-// adversary's own, and with withSID claims the adversary's SID too.
+// adversary's own, and with withSID claims the adversary's SID too; it signs
+// the changed hello with its own key, as the hello's certificate calls for
+// (it cannot sign as the student).
 func swapCert(withSID bool) func(*conn, *Frame) [][]byte {
 	return func(s *conn, f *Frame) [][]byte {
 		if f.Dir != ToBoard || f.Index != 0 || s.nb.hello == nil {
 			return keep(f)
 		}
 		ch := *s.nb.hello
-		ch.Certificates = make([][]byte, len(s.a.cfg.Chain))
-		for i, c := range s.a.cfg.Chain {
-			ch.Certificates[i] = c.Raw
-		}
 		own := s.a.cfg.Chain[0]
+		ch.Certificate = own.Raw
 		serial := keys.SerialHex(own.SerialNumber)
+		if withSID {
+			ch.SID = own.Subject.CommonName
+		}
+		if err := signHello(&ch, s.a.cfg.Key); err != nil {
+			s.say("could not sign the changed hello; relayed the original", zap.Error(err))
+			return keep(f)
+		}
 		if !withSID {
-			return s.forwardHello(f, &ch, "replaced the certificate in %s's ClientHello with its own valid one (CN %s, serial %s), keeping SID %s",
+			return s.forwardHello(f, &ch, "replaced the certificate in %s's ClientHello with its own valid one (CN %s, serial %s), keeping SID %s, and signed the hello with its own key",
 				ch.SID, own.Subject.CommonName, serial, ch.SID)
 		}
-		ch.SID = own.Subject.CommonName
-		return s.forwardHello(f, &ch, "replaced the certificate and the SID in %s's ClientHello with its own valid ones (SID and CN %s, serial %s)",
+		return s.forwardHello(f, &ch, "replaced the certificate and the SID in %s's ClientHello with its own valid ones (SID and CN %s, serial %s), and signed the hello with its own key",
 			s.nb.hello.SID, own.Subject.CommonName, serial)
 	}
 }
@@ -188,7 +194,7 @@ func (s *conn) forwardHello(f *Frame, ch *wire.ClientHello, format string, args 
 // reportEavesdrop says what the passive adversary could and could not read.
 func (s *conn) reportEavesdrop() {
 	r := &s.rep
-	s.say("what an eavesdropper learns: the SID, both certificates, the suites, the randoms, the record types and sizes",
+	s.say("what an eavesdropper learns: the SID, both certificates, the hello's time, the board's status, the suites, the randoms, the record types and sizes",
 		zap.String("records_to_board", countString(r.Records[ToBoard])),
 		zap.String("records_to_student", countString(r.Records[ToStudent])),
 		zap.Int64("submission_bytes", r.SubmissionBytes))

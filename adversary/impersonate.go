@@ -3,7 +3,9 @@ package adversary
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -21,8 +23,9 @@ const excerptLen = 80
 
 // impersonate answers the student itself, as if it were the board: a
 // well-formed ServerHello with the adversary's certificate (self-signed, or
-// its own student certificate from the CA), a fresh session key encrypted to
-// the student's own certificate key (which anyone can do), an X-Wing
+// its own student certificate from the CA), a status for that certificate
+// signed with its own key (it has no root key), a fresh session key encrypted
+// to the student's own certificate key (which anyone can do), an X-Wing
 // encapsulation to the student's one-time key, and a valid signature over the
 // transcript with its own key. Everything is right except who signed: so a
 // student that checks the board's certificate refuses. A student that did not
@@ -101,10 +104,7 @@ func (s *conn) identityName() string {
 // serverHelloFor builds the impostor's ServerHello for ch, and returns the
 // session key and pq secret it put in it.
 func (s *conn) serverHelloFor(ch *wire.ClientHello, chPayload []byte) (sh *wire.ServerHello, sessionKey, pqSecret []byte, err error) {
-	if len(ch.Certificates) == 0 {
-		return nil, nil, nil, errors.New("the hello has no certificate")
-	}
-	leaf, err := x509.ParseCertificate(ch.Certificates[0])
+	leaf, err := x509.ParseCertificate(ch.Certificate)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -112,7 +112,7 @@ func (s *conn) serverHelloFor(ch *wire.ClientHello, chPayload []byte) (sh *wire.
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	sh = &wire.ServerHello{Version: wire.SessionVersion, Suite: suiteAES256CTRHMACSHA256, KeyTransport: kt}
+	sh = &wire.ServerHello{Version: wire.ProtocolVersion, Suite: suiteAES256CTRHMACSHA256, KeyTransport: kt}
 	for _, id := range ch.Suites {
 		if id == suiteAES256CTRHMACSHA256 || id == suiteRC4HMACSHA256 {
 			sh.Suite = id
@@ -133,10 +133,35 @@ func (s *conn) serverHelloFor(ch *wire.ClientHello, chPayload []byte) (sh *wire.
 	if sh.KEMCiphertext, pqSecret, err = encapsulatePQ(ch.KEMPublic, helloHash); err != nil {
 		return nil, nil, nil, err
 	}
-	for _, c := range s.a.chain {
-		sh.Certificates = append(sh.Certificates, c.Raw)
+	sh.Certificate = s.a.chain[0].Raw
+	if sh.Status, err = s.ownStatus(); err != nil {
+		return nil, nil, nil, err
 	}
 	return sh, sessionKey, pqSecret, nil
+}
+
+// ownStatus is the best status the impostor can staple: one for its own
+// certificate, good, valid now, with the highest CRL number there is, signed
+// with its own key (it has no root key).
+func (s *conn) ownStatus() ([]byte, error) {
+	c := s.a.chain[0]
+	now := time.Now()
+	this, next := uint64(now.Add(-time.Minute).Unix()), uint64(now.Add(time.Hour).Unix())
+	sum := sha256.Sum256(c.Raw)
+	serial := c.SerialNumber.Bytes()
+	const crlNumber = 1<<64 - 1
+	sig, err := keys.Sign(s.a.key, rand.Reader, statusSignedMessage(serial, sum, crlNumber, false, this, next))
+	if err != nil {
+		return nil, err
+	}
+	status := append([]byte{byte(len(serial))}, serial...)
+	status = append(status, sum[:]...)
+	status = binary.BigEndian.AppendUint64(status, crlNumber)
+	status = append(status, 0)
+	status = binary.BigEndian.AppendUint64(status, this)
+	status = binary.BigEndian.AppendUint64(status, next)
+	status = binary.BigEndian.AppendUint16(status, uint16(len(sig)))
+	return append(status, sig...), nil
 }
 
 // playBoard reads what the student sends after the impostor's handshake: its

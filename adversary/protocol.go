@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"hash"
 
+	"pkiboard/internal/keys"
 	"pkiboard/rc4"
 	"pkiboard/wire"
 )
@@ -29,12 +30,14 @@ import (
 // implementation of the protocol, and one that fails here fails for a reason
 // the document gives.
 
-// The context strings and labels of PROTOCOL.md §5.
+// The context strings and labels of PROTOCOL.md §4.4 and §5.
 const (
-	contextServerVerify = "pkiboard v1 server verify"
-	labelSessionKey     = "pkiboard v1 session key"
-	labelPQ             = "pkiboard v1 pq"
-	exporterPQ          = "pkiboard v1 pq secret"
+	contextClientHello  = "pkiboard v2 client hello"
+	contextServerVerify = "pkiboard v2 server verify"
+	contextBoardStatus  = "pkiboard v2 board status"
+	labelSessionKey     = "pkiboard v2 session key"
+	labelPQ             = "pkiboard v2 pq"
+	exporterPQ          = "pkiboard v2 pq secret"
 )
 
 // The cipher suite ids of PROTOCOL.md §5.1. They are copied from the document
@@ -73,8 +76,51 @@ func hashFrames(payloads ...[]byte) [32]byte {
 	return s
 }
 
+// helloSignedMessage returns what a student signs in her ClientHello, whose
+// payload is p: "pkiboard v2 client hello" || 0x00 || SHA-256(p up to and
+// including kem_public), that is p without its last field, the signature
+// (bytes16: a u16 length and sigLen bytes).
+func helloSignedMessage(p []byte, sigLen int) []byte {
+	sum := sha256.Sum256(p[:len(p)-2-sigLen])
+	msg := append([]byte(contextClientHello), 0)
+	return append(msg, sum[:]...)
+}
+
+// signHello signs ch with key, as a student signs her hello: the adversary
+// can do it with its own key (mallory's), for a hello that carries its own
+// certificate.
+func signHello(ch *wire.ClientHello, key crypto.Signer) error {
+	ch.Signature = make([]byte, 1) // a placeholder of known length, cut off below
+	p, err := wire.Marshal(ch)
+	if err != nil {
+		return err
+	}
+	sig, err := keys.Sign(key, rand.Reader, helloSignedMessage(p, len(ch.Signature)))
+	if err != nil {
+		return err
+	}
+	ch.Signature = sig
+	return nil
+}
+
+// statusSignedMessage returns what the root signs in a BoardStatus (PROTOCOL.md
+// §4.4): "pkiboard v2 board status" || 0x00 || every field but the signature.
+func statusSignedMessage(serial []byte, certSHA256 [32]byte, crlNumber uint64, revoked bool, thisUpdate, nextUpdate uint64) []byte {
+	msg := append([]byte(contextBoardStatus), 0, byte(len(serial)))
+	msg = append(msg, serial...)
+	msg = append(msg, certSHA256[:]...)
+	msg = binary.BigEndian.AppendUint64(msg, crlNumber)
+	if revoked {
+		msg = append(msg, 1)
+	} else {
+		msg = append(msg, 0)
+	}
+	msg = binary.BigEndian.AppendUint64(msg, thisUpdate)
+	return binary.BigEndian.AppendUint64(msg, nextUpdate)
+}
+
 // serverVerifyMessage returns what the board signs in ServerVerify:
-// "pkiboard v1 server verify" || 0x00 || SHA-256(ClientHello frame || ServerHello frame).
+// "pkiboard v2 server verify" || 0x00 || SHA-256(ClientHello frame || ServerHello frame).
 func serverVerifyMessage(helloPair [32]byte) []byte {
 	msg := append([]byte(contextServerVerify), 0)
 	return append(msg, helloPair[:]...)
@@ -200,9 +246,9 @@ func prk(ikm []byte, clientRandom, serverRandom [32]byte) ([]byte, error) {
 	return hkdf.Extract(sha256.New, ikm, salt)
 }
 
-// expand runs HKDF-Expand with "pkiboard v1 <dir> <part>" || TH.
+// expand runs HKDF-Expand with "pkiboard v2 <dir> <part>" || TH.
 func expand(prk []byte, dir, part string, th [32]byte, n int) ([]byte, error) {
-	return hkdf.Expand(sha256.New, prk, "pkiboard v1 "+dir+" "+part+string(th[:]), n)
+	return hkdf.Expand(sha256.New, prk, "pkiboard v2 "+dir+" "+part+string(th[:]), n)
 }
 
 // deriveKeys runs the key schedule of PROTOCOL.md §5.2 for one direction

@@ -220,9 +220,10 @@ func (s *conn) sawClientHello(p []byte) {
 		zap.String("suites_offered", suiteNames(ch.Suites)),
 		zap.String("client_random", hex.EncodeToString(ch.Random[:])),
 		zap.Int("kem_public_bytes", len(ch.KEMPublic)),
+		zap.Uint64("hello_time_ms", ch.Time),
 	}
-	fields = append(fields, certFields("student_cert", ch.Certificates)...)
-	s.say("read the ClientHello in the clear: SID, certificate, random, offered suites, X-Wing public key", fields...)
+	fields = append(fields, certFields("student_cert", ch.Certificate)...)
+	s.say("read the ClientHello in the clear: SID, certificate, random, time, offered suites, X-Wing public key, the student's signature", fields...)
 }
 
 // sawServerHello notes and logs the board's hello, or its refusal.
@@ -246,8 +247,9 @@ func (s *conn) sawServerHello(p []byte) {
 			zap.Int("encrypted_key_bytes", len(v.EncryptedKey)),
 			zap.Int("kem_ciphertext_bytes", len(v.KEMCiphertext)),
 		}
-		fields = append(fields, certFields("board_cert", v.Certificates)...)
-		s.say("read the ServerHello in the clear: the chosen suite, the board's certificate; the session key only encrypted to the student's certificate key", fields...)
+		fields = append(fields, certFields("board_cert", v.Certificate)...)
+		fields = append(fields, zap.Int("status_bytes", len(v.Status)))
+		s.say("read the ServerHello in the clear: the chosen suite, the board's certificate and status; the session key only encrypted to the student's certificate key", fields...)
 	default:
 		s.say("the board's first frame is a " + m.Type().String())
 	}
@@ -290,13 +292,10 @@ func (s *conn) search(f *Frame) {
 	}
 }
 
-// certFields describes the certificates of a hello for the log: all of it is
+// certFields describes the certificate of a hello for the log: all of it is
 // in the clear.
-func certFields(prefix string, der [][]byte) []zap.Field {
-	if len(der) == 0 {
-		return nil
-	}
-	c, err := x509.ParseCertificate(der[0])
+func certFields(prefix string, der []byte) []zap.Field {
+	c, err := x509.ParseCertificate(der)
 	if err != nil {
 		return []zap.Field{zap.String(prefix, "unparsable: "+err.Error())}
 	}

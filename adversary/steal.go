@@ -7,7 +7,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"fmt"
 
 	"go.uber.org/zap"
 )
@@ -85,12 +84,11 @@ func (s *conn) stealSessionKey() {
 		{"the ServerVerify signature", nb.svPayload},
 		{"the student's first record", nb.firstRecord},
 	}
-	for i, c := range ch.Certificates {
-		public = append(public, guess{fmt.Sprintf("student certificate %d", i), c})
-	}
-	for i, c := range sh.Certificates {
-		public = append(public, guess{fmt.Sprintf("board certificate %d", i), c})
-	}
+	public = append(public,
+		guess{"the student certificate", ch.Certificate},
+		guess{"the hello's signature", ch.Signature},
+		guess{"the board certificate", sh.Certificate},
+		guess{"the board's status", sh.Status})
 	// Every public value as a 32-byte key: itself (first 32 bytes, zero
 	// padded) and its SHA-256.
 	var derived []guess
@@ -109,7 +107,7 @@ func (s *conn) stealSessionKey() {
 		guess{`SHA-256("regina")`, reginaHash[:]})
 
 	sessionKeys := append([]guess(nil), derived...)
-	for _, k := range s.keysToTry(ch.Certificates) {
+	for _, k := range s.keysToTry(ch.Certificate) {
 		key, err := openSessionKey(k.key, helloHash, sh.EncryptedKey)
 		if err != nil {
 			s.act("tried to decrypt the session key (encrypted_key) with %s: it failed", k.name)
@@ -148,13 +146,13 @@ type namedKey struct {
 // keysToTry returns the private keys the adversary holds: its own (mallory's,
 // when it has one) and a fresh key of the same type as the student's
 // certificate key.
-func (s *conn) keysToTry(studentCerts [][]byte) []namedKey {
+func (s *conn) keysToTry(studentCert []byte) []namedKey {
 	var out []namedKey
 	if s.a.cfg.Key != nil {
 		out = append(out, namedKey{"its own private key (" + s.a.cfg.Chain[0].Subject.CommonName + "'s, a student of the same CA)", s.a.cfg.Key})
 	}
-	if len(studentCerts) > 0 {
-		if c, err := x509.ParseCertificate(studentCerts[0]); err == nil {
+	if len(studentCert) > 0 {
+		if c, err := x509.ParseCertificate(studentCert); err == nil {
 			var k crypto.Signer
 			var err error
 			switch pub := c.PublicKey.(type) {

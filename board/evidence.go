@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"pkiboard/ca"
 	"pkiboard/internal/durable"
+	"pkiboard/internal/keys"
 	"pkiboard/session"
 )
 
@@ -41,15 +43,39 @@ type Evidence struct {
 	ContentOK  bool           `json:"content_ok"` // the stored bytes have the recorded SHA-256
 	SignedBy   string         `json:"signed_by"`  // the student certificate's subject
 	Issuer     string         `json:"issuer"`     // who issued it
+	Root       string         `json:"root"`       // the fingerprint of the root it was checked against
 	Problem    string         `json:"problem,omitempty"`
+
+	// Revocation says what the CRL given to Verify says of the student's
+	// certificate now: "not revoked", "revoked after the submission",
+	// "revoked before the submission", or "unknown" (no CRL of the root).
+	Revocation string `json:"revocation"`
+	// CRLNumber is the number of that CRL (empty when unknown); RevokedAt
+	// and Reason describe the certificate's entry in it, if any.
+	CRLNumber string    `json:"crl_number,omitempty"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	Reason    string    `json:"reason,omitempty"`
 }
 
+// The values of Evidence.Revocation.
+const (
+	RevocationNone    = "not revoked"
+	RevocationAfter   = "revoked after the submission"
+	RevocationBefore  = "revoked before the submission"
+	RevocationUnknown = "unknown"
+)
+
 // Verify checks, with the root alone, that the stored content of rec is what
-// the student signed: the content's SHA-256, the student's chain at the time
-// of receipt, and the signature over the submission statement. The evidence
-// holds when Problem is empty.
-func (s *Store) Verify(rec *Record, root *x509.Certificate) Evidence {
-	ev := Evidence{Submission: rec.View()}
+// the student signed: the content's SHA-256, the student's certificate (signed
+// by root, valid and for clientAuth at the time of receipt) and the signature
+// over the submission statement. It also says whether crl (the board's
+// current CRL; nil if none) revokes the student's certificate now, and whether
+// that was before or after the submission: a certificate revoked before the
+// board received the submission cannot vouch for it, so the evidence then does
+// not hold. A crl not signed by root is not used. The evidence holds when
+// Problem is empty.
+func (s *Store) Verify(rec *Record, root *x509.Certificate, crl *x509.RevocationList) Evidence {
+	ev := Evidence{Submission: rec.View(), Root: keys.FingerprintHex(root), Revocation: RevocationUnknown}
 	sum, err := durable.FileSHA256(s.ContentPath(rec))
 	switch {
 	case err != nil:
@@ -60,24 +86,36 @@ func (s *Store) Verify(rec *Record, root *x509.Certificate) Evidence {
 		return ev
 	}
 	ev.ContentOK = true
-	chain := make([]*x509.Certificate, 0, len(rec.StudentChain))
-	for _, der := range rec.StudentChain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			ev.Problem = fmt.Sprintf("stored certificate: %v", err)
-			return ev
-		}
-		chain = append(chain, c)
-	}
-	if len(chain) == 0 {
+	if len(rec.StudentChain) == 0 {
 		ev.Problem = "no student certificate stored"
 		return ev
 	}
-	ev.SignedBy, ev.Issuer = chain[0].Subject.String(), chain[0].Issuer.String()
-	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	if err := session.VerifyStatement(chain, pool, rec.Received, rec.Transcript, rec.SID, rec.Name, uint64(rec.Size), rec.SHA256, rec.Signature); err != nil {
+	cert, err := x509.ParseCertificate(rec.StudentChain[0])
+	if err != nil {
+		ev.Problem = fmt.Sprintf("stored certificate: %v", err)
+		return ev
+	}
+	ev.SignedBy, ev.Issuer = cert.Subject.String(), cert.Issuer.String()
+	if err := session.VerifyStatement(cert, root, rec.Received, rec.Transcript, rec.SID, rec.Name, uint64(rec.Size), rec.SHA256, rec.Signature); err != nil {
 		ev.Problem = err.Error()
+		return ev
+	}
+	if crl == nil || crl.CheckSignatureFrom(root) != nil {
+		return ev
+	}
+	ev.CRLNumber, ev.Revocation = crl.Number.String(), RevocationNone
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber == nil || e.SerialNumber.Cmp(cert.SerialNumber) != 0 {
+			continue
+		}
+		ev.RevokedAt, ev.Reason = e.RevocationTime.UTC(), ca.ReasonName(e.ReasonCode)
+		if rec.Received.Before(e.RevocationTime) {
+			ev.Revocation = RevocationAfter
+		} else {
+			ev.Revocation = RevocationBefore
+			ev.Problem = fmt.Sprintf("the student's certificate was revoked (%s) at %s, before the board received the submission at %s: it cannot vouch for it",
+				ev.Reason, ev.RevokedAt.Format(time.RFC3339), rec.Received.UTC().Format(time.RFC3339))
+		}
 	}
 	return ev
 }

@@ -8,14 +8,17 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"net"
+	"os"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"pkiboard/ca"
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -42,6 +45,10 @@ type WatchOptions struct {
 	Identity func() (*x509.Certificate, crypto.Signer)
 	// CRLs receives each CRL the CA pushes.
 	CRLs *CRLKeeper
+	// Path, if set, is where the latest status is kept (written durably each
+	// time a newer one arrives), so that a board restarted while the CA is
+	// unreachable can show its status until the status expires (Load).
+	Path string
 
 	// Timeout bounds connecting, the watch's handshake up to the first
 	// StatusUpdate, and each write; DefaultWatchTimeout if zero.
@@ -54,6 +61,10 @@ type WatchOptions struct {
 	Log *zap.Logger      // where the watcher says what it does; none if nil
 	Now func() time.Time // the clock Status compares the status's times with; time.Now if nil
 }
+
+// StatusFile is the name of the file, in the board's data directory, that
+// keeps its latest status (WatchOptions.Path).
+const StatusFile = "status.bin"
 
 // heldStatus is the board's latest status, as the CA signed it.
 type heldStatus struct {
@@ -119,6 +130,33 @@ func (w *Watcher) Status() []byte {
 		return nil
 	}
 	return h.encoded
+}
+
+// Load takes the status kept at WatchOptions.Path by an earlier run, if
+// there is one that the root signed for the board's current certificate: a
+// board restarted while the CA is unreachable serves with it until it
+// expires (Status checks the time). A missing file is no error.
+func (w *Watcher) Load() error {
+	if w.o.Path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(w.o.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("board: saved status: %w", err)
+	}
+	cert, _ := w.o.Identity()
+	if cert == nil {
+		return errors.New("board: saved status: the board has no certificate")
+	}
+	st, err := checkStatus(data, w.o.Root, cert)
+	if err != nil {
+		return fmt.Errorf("board: saved status %s: %w", w.o.Path, err)
+	}
+	w.keep(&heldStatus{encoded: data, st: st, cert: cert.Raw})
+	return nil
 }
 
 // Ready returns a channel closed once the watcher holds a status.
@@ -290,7 +328,11 @@ func (w *Watcher) apply(up *wire.StatusUpdate, cert *x509.Certificate) (uint64, 
 	if err != nil {
 		return 0, err
 	}
-	w.keep(&heldStatus{encoded: up.Status, st: st, cert: cert.Raw})
+	if w.keep(&heldStatus{encoded: up.Status, st: st, cert: cert.Raw}) && w.o.Path != "" {
+		if err := durable.WriteFile(w.o.Path, up.Status, 0o600); err != nil {
+			w.o.Log.Warn("could not keep the board's status on disk; it is held in memory", zap.Error(err))
+		}
+	}
 	if st.Revoked {
 		if cur, _ := w.o.Identity(); cur != nil && !bytes.Equal(cur.Raw, cert.Raw) {
 			// Renewed meanwhile: the CA revokes the renewed certificate
@@ -305,13 +347,14 @@ func (w *Watcher) apply(up *wire.StatusUpdate, cert *x509.Certificate) (uint64, 
 	return held.Uint64(), nil
 }
 
-// keep makes h the status held unless the one held is newer.
-func (w *Watcher) keep(h *heldStatus) {
+// keep makes h the status held unless the one held is newer, and reports
+// whether it did.
+func (w *Watcher) keep(h *heldStatus) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if old := w.status; old != nil && bytes.Equal(old.cert, h.cert) &&
-		(old.st.CRLNumber > h.st.CRLNumber || old.st.CRLNumber == h.st.CRLNumber && old.st.ThisUpdate > h.st.ThisUpdate) {
-		return
+		(old.st.CRLNumber > h.st.CRLNumber || old.st.CRLNumber == h.st.CRLNumber && old.st.ThisUpdate >= h.st.ThisUpdate) {
+		return false
 	}
 	w.status = h
 	select {
@@ -320,6 +363,7 @@ func (w *Watcher) keep(h *heldStatus) {
 		close(w.ready)
 		w.settle.Do(func() { close(w.settled) })
 	}
+	return true
 }
 
 // checkStatus decodes a BoardStatus and checks that root signed it and that

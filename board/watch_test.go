@@ -1,6 +1,7 @@
 package board
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -10,6 +11,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -422,5 +424,79 @@ func TestWatcherRunEnds(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("Run (watching %v) did not return after its context ended", watching)
 		}
+	}
+}
+
+// TestWatcherKeepsStatusOnDisk checks that the latest status is written to
+// WatchOptions.Path as it arrives, and that a board restarted while the CA is
+// unreachable loads it and shows it until it expires — but never a status for
+// another certificate, or one the root did not sign.
+func TestWatcherKeepsStatusOnDisk(t *testing.T) {
+	p := newWatchPKI(t)
+	f := startFakeWatchCA(t)
+	id := &identity{cert: p.board, key: p.boardKey}
+	now := time.Now()
+	clock := func() time.Time { return now }
+	path := filepath.Join(t.TempDir(), StatusFile)
+	k := NewCRLKeeper(CRLOptions{CAAddr: f.ln.Addr().String(), Path: filepath.Join(t.TempDir(), "crl.pem"), Root: p.root, Refresh: time.Hour, Now: clock})
+	w := NewWatcher(WatchOptions{CAAddr: f.ln.Addr().String(), Root: p.root, Identity: id.get, CRLs: k, Path: path, Now: clock})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	s := f.next(t)
+	st := p.status(t, p.board, 2, now.Add(-time.Minute), false, nil)
+	if ack, err := s.push(p.crlDER(t, 2), st); err != nil || ack != 2 {
+		t.Fatalf("push: ack %d, %v; want 2", ack, err)
+	}
+	cancel()
+	<-done
+	saved, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(saved, st) {
+		t.Fatalf("the saved status: %x, %v; want the pushed one", saved, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the saved status's mode: %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+
+	// A restart with the CA gone: the saved status serves until it expires.
+	restart := func(o WatchOptions) (*Watcher, error) {
+		o.CAAddr, o.Root, o.CRLs, o.Path, o.Now = "127.0.0.1:1", p.root, k, path, clock
+		if o.Identity == nil {
+			o.Identity = id.get
+		}
+		w := NewWatcher(o)
+		return w, w.Load()
+	}
+	w2, err := restart(WatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(w2.Status(), st) {
+		t.Error("a restarted board does not show its saved status")
+	}
+	select {
+	case <-w2.Ready():
+	default:
+		t.Error("a loaded status does not make the watcher ready")
+	}
+	now = now.Add(2 * time.Hour)
+	if w2.Status() != nil {
+		t.Error("an expired saved status is shown")
+	}
+	now = now.Add(-2 * time.Hour)
+
+	// Another certificate (a renewal since): the saved status is refused.
+	other := &identity{cert: p.student, key: p.boardKey}
+	if _, err := restart(WatchOptions{Identity: other.get}); err == nil {
+		t.Error("a status for another certificate was loaded")
+	}
+	// A status the root did not sign is refused.
+	forged := bytes.Clone(st)
+	forged[len(forged)-1] ^= 1
+	if err := os.WriteFile(path, forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if w3, err := restart(WatchOptions{}); err == nil || w3.Status() != nil {
+		t.Error("a forged saved status was loaded")
 	}
 }

@@ -99,7 +99,7 @@ func TestScenarioThreeStudents(t *testing.T) {
 		if !filepath.IsAbs(path) {
 			path = filepath.Join(s.dir, path)
 		}
-		v := s.mustRun(nil, "verify-receipt", "--board-name", "blackboard", path)
+		v := s.mustRun(nil, "verify-receipt", "--root", s.path("data", "ca", "root.pem"), "--board-name", "blackboard", path)
 		if !strings.Contains(v.stdout, "verifies") {
 			t.Errorf("verify-receipt %s: %q", path, v.stdout)
 		}
@@ -109,7 +109,7 @@ func TestScenarioThreeStudents(t *testing.T) {
 		t.Fatalf("pkiboard submissions lists %d, want exactly %d", len(subs), len(sids))
 	}
 	for _, sub := range subs {
-		s.mustRun(nil, "submissions", "--verify", sub.ID)
+		s.mustRun(nil, "submissions", "--verify", sub.ID, "--root", s.path("data", "ca", "root.pem"))
 	}
 	for _, step := range []string{"STEP 3", "STEP 4", "STEP 6"} {
 		if n := s.board.Logged(step); n != len(sids) {
@@ -182,9 +182,7 @@ func submitAs(t *testing.T, addr, sid string, cert *x509.Certificate, key crypto
 	defer nc.Close()
 	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: 15 * time.Second, WriteTimeout: 15 * time.Second})
 	wc.SetDeadline(time.Now().Add(15 * time.Second))
-	roots := x509.NewCertPool()
-	roots.AddCert(root)
-	sc, err := session.Client(wc, &session.ClientConfig{SID: sid, Chain: []*x509.Certificate{cert}, Key: key, Roots: roots, BoardName: "blackboard"})
+	sc, err := session.Client(wc, &session.ClientConfig{SID: sid, Certificate: cert, Key: key, Root: root, BoardName: "blackboard"})
 	if err != nil {
 		return err
 	}
@@ -260,7 +258,7 @@ func TestBoardRefusals(t *testing.T) {
 		{"expired certificate", "alice", expired, alice.key, wire.CodeCertExpired},
 		{"revoked certificate, after the CRL refresh", "mallory", mallory.cert, mallory.key, wire.CodeCertRevoked},
 		{"certificate whose CN is another SID", "alice", bob.cert, bob.key, wire.CodeSIDMismatch},
-		{"right certificate, wrong private key", "alice", alice.cert, bob.key, wire.CodeKeyTransportFailed},
+		{"right certificate, wrong private key", "alice", alice.cert, bob.key, wire.CodeBadHelloSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -476,6 +474,6 @@ func TestLargeReportSurvivesKilledStudentAndBoard(t *testing.T) {
 		if sub.Size != size || sub.SHA256 != hex.EncodeToString(sum[:]) {
 			t.Errorf("submission %s of %s: size %d sha %s, want the report", sub.ID, sub.SID, sub.Size, sub.SHA256)
 		}
-		s.mustRun(nil, "submissions", "--verify", sub.ID)
+		s.mustRun(nil, "submissions", "--verify", sub.ID, "--root", s.path("data", "ca", "root.pem"))
 	}
 }

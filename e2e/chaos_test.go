@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -102,9 +101,7 @@ func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
 	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second})
-	roots := x509.NewCertPool()
-	roots.AddCert(op.id.root)
-	sc, err := session.Client(wc, &session.ClientConfig{SID: op.sid, Chain: []*x509.Certificate{op.id.cert}, Key: op.id.key, Roots: roots, BoardName: "blackboard"})
+	sc, err := session.Client(wc, &session.ClientConfig{SID: op.sid, Certificate: op.id.cert, Key: op.id.key, Root: op.id.root, BoardName: "blackboard"})
 	if err != nil {
 		return err
 	}
@@ -161,7 +158,11 @@ func (s *system) check(t *testing.T, l *chaosLedger, when string) (certs, subs i
 			continue
 		}
 		var ev board.Evidence
-		if err := adminCall(s.path("data", "board"), "verify", map[string]string{"id": sub.ID}, &ev); err != nil {
+		root, err := keys.ReadCertificate(s.path("data", "ca", "root.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := adminCall(s.path("data", "board"), "verify", map[string]any{"id": sub.ID, "root": root.Raw}, &ev); err != nil {
 			t.Errorf("%s: verify %s: %v", when, sub.ID, err)
 		} else if !ev.ContentOK || ev.Problem != "" {
 			t.Errorf("%s: submission %s does not verify: %s", when, sub.ID, ev.Problem)

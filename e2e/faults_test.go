@@ -244,7 +244,7 @@ func TestDiskFullMidUpload(t *testing.T) {
 		return subs
 	}
 	verify := func(id string) {
-		if r := in.inNamespace(b, "submissions", "--verify", id); r.code != 0 || !strings.Contains(r.stdout, "verifies") {
+		if r := in.inNamespace(b, "submissions", "--verify", id, "--root", in.path("data", "ca", "root.pem")); r.code != 0 || !strings.Contains(r.stdout, "verifies") {
 			t.Errorf("submission %s does not verify: %s%s", id, r.stdout, r.stderr)
 		}
 	}

@@ -70,8 +70,12 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		Root:     id.root,
 		Identity: id.current,
 		CRLs:     crls,
+		Path:     filepath.Join(b.DataDir, board.StatusFile),
 		Log:      log,
 	})
+	if err := watcher.Load(); err != nil {
+		log.Warn("ignoring the saved status", zap.Error(err))
+	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watching := make(chan struct{})
 	go func() {
@@ -93,23 +97,25 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if b.AllowRC4 {
 		log.Warn("board.allow_rc4 = true: students may choose rc4-hmac-sha256. RC4 is broken (RFC 7465); allow it only for teaching")
 	}
-
 	h := &boardHandler{
 		store:  st,
 		limits: b.Limits,
 		max:    int64(b.MaxSubmission),
 		log:    log,
 		session: &session.ServerConfig{
-			Chain:        id.chain,
+			Certificate:  id.cert,
 			Key:          id.key,
-			Roots:        id.pool(),
+			Root:         id.root,
+			Status:       watcher.Status, // PROTOCOL.md §4.4: stapled to every ServerHello
 			CheckRevoked: crls.Check,
+			HelloWindow:  b.HelloWindow.D(),
+			Replays:      session.NewReplayCache(0),
 			AllowRC4:     b.AllowRC4,
 		},
 	}
 	return runDaemon(ctx, log, daemon{
 		name: "board", role: "board", listen: b.Listen, dataDir: b.DataDir, limits: b.Limits,
-		handle: h.handle, ops: boardOps(st, id.root),
+		handle: h.handle, ops: boardOps(st, b.DataDir),
 		fields: []zap.Field{zap.String("name", b.Name)},
 		loops:  []func(context.Context){crls.Run},
 	})
@@ -186,8 +192,9 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 
 // logHandshake logs the board's steps 3 and 4 from what session.Server
 // returned: the STEP 3 and STEP 4 lines of an established session; for a
-// refused one, the STEP 3 line if step 3 passed, then "STEP n: session
-// refused" with the refusal's code and reason.
+// refused one, the STEP 3 line if the student had proven possession of her
+// key (only then: a stranger's hello gets no line of its own), then "STEP n:
+// session refused" with the refusal's code and reason.
 func logHandshake(log *zap.Logger, sc *session.Conn, err error) {
 	if err == nil {
 		logStudentChecked(log, sc.SID(), sc.PeerCertificate(), sc.Suite())
@@ -200,7 +207,7 @@ func logHandshake(log *zap.Logger, sc *session.Conn, err error) {
 	if !errors.As(err, &he) {
 		return // the board's own configuration, not a student's session
 	}
-	if he.Student != nil {
+	if he.Proven {
 		logStudentChecked(log, he.SID, he.Student, he.Suite)
 	}
 	var refusal *wire.Refusal
@@ -214,10 +221,10 @@ func logHandshake(log *zap.Logger, sc *session.Conn, err error) {
 	logging.Step(log, he.Step, "session refused", fields...)
 }
 
-// logStudentChecked logs STEP 3, the student's certificate checked, and warns
-// when the session is to use RC4.
+// logStudentChecked logs STEP 3, the student's certificate checked and her
+// hello signed with its key, and warns when the session is to use RC4.
 func logStudentChecked(log *zap.Logger, sid string, cert *x509.Certificate, suite uint16) {
-	logging.Step(log, 3, "student certificate checked; possession not yet proven", logging.SID(sid),
+	logging.Step(log, 3, "student certificate checked; hello signed with its key", logging.SID(sid),
 		zap.String("serial", keys.SerialHex(cert.SerialNumber)),
 		zap.String("key", keys.Describe(cert.PublicKey)),
 		zap.String("suite", session.SuiteName(suite)))
@@ -261,20 +268,14 @@ func logSessionEnd(log *zap.Logger, what string, err error) {
 // boardID is the board's identity: the root it trusts and its own certificate
 // and key.
 type boardID struct {
-	root  *x509.Certificate
-	chain []*x509.Certificate
-	key   crypto.Signer
+	root *x509.Certificate
+	cert *x509.Certificate
+	key  crypto.Signer
 }
 
 // current returns the board's certificate and key, for the watch
 // (board.WatchOptions.Identity).
-func (id *boardID) current() (*x509.Certificate, crypto.Signer) { return id.chain[0], id.key }
-
-func (id *boardID) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(id.root)
-	return p
-}
+func (id *boardID) current() (*x509.Certificate, crypto.Signer) { return id.cert, id.key }
 
 // boardIdentity settles the board's root of trust and its certificate: it
 // reuses a valid certificate in board.data_dir, and otherwise enrolls with the
@@ -311,7 +312,7 @@ func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*b
 		return nil, err
 	}
 	log.Info("board certificate", zap.String("serial", keys.SerialHex(id.Certificate.SerialNumber)), zap.Time("not_after", id.Certificate.NotAfter), zap.Bool("reused", id.Reused))
-	return &boardID{root: root, chain: []*x509.Certificate{id.Certificate}, key: id.Key}, nil
+	return &boardID{root: root, cert: id.Certificate, key: id.Key}, nil
 }
 
 // boardRoot returns the root the board trusts: board.root_file; else the root

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -15,9 +16,9 @@ import (
 	"pkiboard/internal/keys"
 )
 
-// boardOps returns the board's operator commands, bound to its store and the
-// root it trusts.
-func boardOps(st *board.Store, root *x509.Certificate) map[string]adminOp {
+// boardOps returns the board's operator commands, bound to its store and its
+// data directory (where its CRL is kept).
+func boardOps(st *board.Store, dataDir string) map[string]adminOp {
 	return map[string]adminOp{
 		"submissions": func(context.Context, json.RawMessage) (any, error) {
 			recs, err := st.List()
@@ -31,17 +32,19 @@ func boardOps(st *board.Store, root *x509.Certificate) map[string]adminOp {
 			return views, nil
 		},
 		"verify": func(_ context.Context, raw json.RawMessage) (any, error) {
-			var args struct {
-				ID string `json:"id"`
-			}
+			var args verifyArgs
 			if err := json.Unmarshal(raw, &args); err != nil {
 				return nil, err
+			}
+			root, err := x509.ParseCertificate(args.Root)
+			if err != nil {
+				return nil, fmt.Errorf("the root certificate: %w", err)
 			}
 			rec, err := st.Get(args.ID)
 			if err != nil {
 				return nil, err
 			}
-			return st.Verify(rec, root), nil
+			return st.Verify(rec, root, boardCRL(dataDir)), nil
 		},
 	}
 }
@@ -54,15 +57,7 @@ func callBoard(ctx context.Context, cfg *config.Config, command string, args, ou
 		if err != nil {
 			return nil, nil, err
 		}
-		root, err := keys.ReadCertificate(filepath.Join(cfg.Board.DataDir, ca.RootFile))
-		if err != nil && cfg.Board.RootFile != "" {
-			root, err = keys.ReadCertificate(cfg.Board.RootFile)
-		}
-		if err != nil {
-			st.Close()
-			return nil, nil, fmt.Errorf("the board's root certificate: %w", err)
-		}
-		return boardOps(st, root), st.Close, nil
+		return boardOps(st, cfg.Board.DataDir), st.Close, nil
 	})
 }
 
@@ -83,18 +78,84 @@ func ListSubmissions(ctx context.Context, cfg *config.Config, asJSON bool, w io.
 	return tw.Flush()
 }
 
+// verifyArgs are the arguments of the board's "verify" operator command: the
+// submission, and the root certificate (DER) the operator trusts.
+type verifyArgs struct {
+	ID   string `json:"id"`
+	Root []byte `json:"root"`
+}
+
+// boardCRL returns the CRL the board keeps in dataDir (crl.pem), or nil if it
+// has none that parses. Board.Verify uses it only if the root signed it.
+func boardCRL(dataDir string) *x509.RevocationList {
+	data, err := os.ReadFile(filepath.Join(dataDir, "crl.pem"))
+	if err != nil {
+		return nil
+	}
+	crl, err := keys.ParseCRLPEM(data)
+	if err != nil {
+		return nil
+	}
+	return crl
+}
+
+// VerifySubmissionOptions says how to check a stored submission.
+type VerifySubmissionOptions struct {
+	ID string
+
+	// The trust anchor, only from what the operator names (PROTOCOL.md
+	// §5.5): Root (--root FILE), else RootFingerprint (--root-fingerprint),
+	// else board.root_fingerprint, else board.root_file. With a
+	// fingerprint, board.root_file or the root the board saved in its data
+	// directory is used if it has that fingerprint; the saved root alone,
+	// which the board may have trusted on first use, is not enough.
+	Root            string
+	RootFingerprint []byte
+}
+
 // VerifySubmission checks a stored submission's evidence offline and prints
-// the verdict. It fails unless the evidence holds.
-func VerifySubmission(ctx context.Context, cfg *config.Config, id string, w io.Writer) error {
+// the verdict, and whether the student's certificate is revoked now and since
+// when. It fails unless the evidence holds.
+func VerifySubmission(ctx context.Context, cfg *config.Config, o VerifySubmissionOptions, w io.Writer) error {
+	b := &cfg.Board
+	anchor := anchorOptions{
+		RootFile: o.Root,
+		How:      "give the root certificate with --root FILE, or its SHA-256 fingerprint with --root-fingerprint HEX, or set board.root_fingerprint or board.root_file in the config; the root the board saved on first use is not enough on its own",
+	}
+	switch {
+	case len(o.RootFingerprint) > 0:
+		anchor.Fingerprint, anchor.FingerprintFrom = o.RootFingerprint, "--root-fingerprint"
+	case len(b.RootFingerprint) > 0:
+		anchor.Fingerprint, anchor.FingerprintFrom = b.RootFingerprint, "board.root_fingerprint"
+	case o.Root == "" && b.RootFile != "":
+		anchor.RootFile = b.RootFile
+	}
+	if b.RootFile != "" {
+		anchor.Candidates = append(anchor.Candidates, b.RootFile)
+	}
+	anchor.Candidates = append(anchor.Candidates, filepath.Join(b.DataDir, ca.RootFile))
+	root, from, err := resolveAnchor(anchor)
+	if err != nil {
+		return fmt.Errorf("submissions --verify %s: %w", o.ID, err)
+	}
 	var ev board.Evidence
-	if err := callBoard(ctx, cfg, "verify", map[string]string{"id": id}, &ev); err != nil {
-		return fmt.Errorf("submissions --verify %s: %w", id, err)
+	if err := callBoard(ctx, cfg, "verify", verifyArgs{ID: o.ID, Root: root.Raw}, &ev); err != nil {
+		return fmt.Errorf("submissions --verify %s: %w", o.ID, err)
 	}
 	s := ev.Submission
 	if ev.Problem != "" {
-		return fmt.Errorf("submission %s from %s does NOT verify: %s", s.ID, s.SID, ev.Problem)
+		return fmt.Errorf("submission %s from %s does NOT verify against the root %s (%s): %s", s.ID, s.SID, ev.Root, from, ev.Problem)
 	}
-	fmt.Fprintf(w, "submission %s from %s verifies: %s (%d bytes, SHA-256 %s) was signed by %s, certificate %s issued by %s, received %s\n",
-		s.ID, s.SID, s.Name, s.Size, s.SHA256, ev.SignedBy, s.Serial, ev.Issuer, s.Received.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "submission %s from %s verifies against the root %s (%s): %s (%d bytes, SHA-256 %s) was signed by %s, certificate %s issued by %s, received %s\n",
+		s.ID, s.SID, ev.Root, from, s.Name, s.Size, s.SHA256, ev.SignedBy, s.Serial, ev.Issuer, s.Received.UTC().Format(time.RFC3339))
+	switch ev.Revocation {
+	case board.RevocationUnknown:
+		fmt.Fprintf(w, "the student's certificate %s: revocation unknown (the board holds no CRL of this root)\n", s.Serial)
+	case board.RevocationNone:
+		fmt.Fprintf(w, "the student's certificate %s is not revoked (the board's CRL number %s)\n", s.Serial, ev.CRLNumber)
+	default:
+		fmt.Fprintf(w, "the student's certificate %s is revoked (%s) since %s, after the submission (the board's CRL number %s)\n",
+			s.Serial, ev.Reason, ev.RevokedAt.Format(time.RFC3339), ev.CRLNumber)
+	}
 	return nil
 }

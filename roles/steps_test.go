@@ -1,8 +1,11 @@
 package roles
 
 import (
+	"bytes"
 	"context"
 	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -59,7 +62,7 @@ func (p *stepPKI) issueStudent(t *testing.T, root *x509.Certificate, rootKey cry
 		Subject: pkix.Name{CommonName: stepSID}, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyAgreement, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}, root, k.Public(), rootKey)
-	return &studentID{key: k, chain: []*x509.Certificate{cert}, root: p.root}
+	return &studentID{key: k, cert: cert, root: p.root}
 }
 
 // stepRun is one session between the board's handler and the student's
@@ -67,28 +70,73 @@ func (p *stepPKI) issueStudent(t *testing.T, root *x509.Certificate, rootKey cry
 type stepRun struct {
 	board, student *observer.ObservedLogs
 	sub            *submitted
-	err            error // the student's
+	err            error    // the student's
+	hellos         [][]byte // the ClientHello of each connection, as the board read it
+}
+
+// status returns a status of the board's certificate signed by the root:
+// good or revoked, of CRL number n, valid from a minute ago for an hour.
+func (p *stepPKI) status(t *testing.T, n uint64, revoked bool) []byte {
+	t.Helper()
+	now := time.Now()
+	s := &wire.BoardStatus{Serial: p.board.SerialNumber.Bytes(), CertSHA256: sha256.Sum256(p.board.Raw), CRLNumber: n,
+		Revoked: revoked, ThisUpdate: uint64(now.Add(-time.Minute).Unix()), NextUpdate: uint64(now.Add(time.Hour).Unix())}
+	msg, err := s.SignedBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Signature, err = keys.Sign(p.rootKey, rand.Reader, msg); err != nil {
+		t.Fatal(err)
+	}
+	data, err := s.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// stepOptions change runSteps' session.
+type stepOptions struct {
+	status    []byte // the board's status; a good one of CRL number 1 if nil
+	dataDir   string // the student's data directory; a new one if ""
+	busyFirst bool   // the board answers the first connection busy, as at max_conns
+	boardDir  string // the board's data directory; a new one if ""
 }
 
 // runSteps runs one board session against one student submission.
 func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bool, boardName string) stepRun {
 	t.Helper()
-	st, err := board.Open(t.TempDir())
+	return runStepsWith(t, p, id, suite, allowRC4, boardName, stepOptions{})
+}
+
+// runStepsWith is runSteps with options. The student goes through retryBusy,
+// as RunStudent does.
+func runStepsWith(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bool, boardName string, o stepOptions) stepRun {
+	t.Helper()
+	if o.boardDir == "" {
+		o.boardDir = t.TempDir()
+	}
+	st, err := board.Open(o.boardDir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	if o.status == nil {
+		o.status = p.status(t, 1, false)
+	}
+	if o.dataDir == "" {
+		o.dataDir = t.TempDir()
+	}
 	boardCore, boardLogs := observer.New(zapcore.InfoLevel)
 	studentCore, studentLogs := observer.New(zapcore.InfoLevel)
-	roots := x509.NewCertPool()
-	roots.AddCert(p.root)
 	h := &boardHandler{
 		store:  st,
 		limits: config.Default().Board.Limits,
 		max:    1 << 20,
 		log:    zap.New(boardCore),
 		session: &session.ServerConfig{
-			Chain: []*x509.Certificate{p.board}, Key: p.boardK, Roots: roots, AllowRC4: allowRC4,
+			Certificate: p.board, Key: p.boardK, Root: p.root, AllowRC4: allowRC4,
+			Status: func() []byte { return o.status }, Replays: session.NewReplayCache(0),
 		},
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -97,14 +145,31 @@ func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bo
 	}
 	defer ln.Close()
 	done := make(chan struct{})
+	var hellos [][]byte // the first frame of each connection
 	go func() {
 		defer close(done)
+		if o.busyFirst {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wc := wire.NewConn(c, wire.Options{ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second})
+			if p, err := wc.ReadFrame(); err == nil {
+				hellos = append(hellos, bytes.Clone(p))
+			}
+			wc.WriteMessage(&wire.Error{Code: wire.CodeBusy, Text: "the board is at its connection limit; try again shortly"}) //nolint:errcheck // closing
+			c.Close()
+		}
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
-		defer c.Close()
-		h.handle(context.Background(), c, nil)
+		rc := &recordingConn{Conn: c}
+		defer rc.Close()
+		h.handle(context.Background(), rc, nil)
+		if p, err := wire.ReadFrame(bytes.NewReader(rc.read.Bytes()), 1<<20, nil); err == nil {
+			hellos = append(hellos, p)
+		}
 	}()
 
 	s := &student{
@@ -113,16 +178,34 @@ func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bo
 		out:     &lockedWriter{w: io.Discard},
 		content: &content{name: messageFileName},
 		suites:  []uint16{suite},
+		seen:    newCRLSeen(o.dataDir),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	sub, err := s.submit(ctx, ctx, stepSID, id)
+	var sub *submitted
+	err = retryBusy(ctx, s.log, stepSID, "the board", func() error {
+		var err error
+		sub, err = s.submit(ctx, ctx, stepSID, id)
+		return err
+	})
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the board's handler did not return")
 	}
-	return stepRun{board: boardLogs, student: studentLogs, sub: sub, err: err}
+	return stepRun{board: boardLogs, student: studentLogs, sub: sub, err: err, hellos: hellos}
+}
+
+// recordingConn records what is read from it.
+type recordingConn struct {
+	net.Conn
+	read bytes.Buffer
+}
+
+func (c *recordingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Write(p[:n])
+	return n, err
 }
 
 // wantLine checks that logs hold exactly one line msg, with the fields want
@@ -166,7 +249,7 @@ func messages(logs *observer.ObservedLogs) string {
 // when the session uses RC4.
 func TestSessionSteps(t *testing.T) {
 	p := newStepPKI(t)
-	leaf := p.student.chain[0]
+	leaf := p.student.cert
 	for _, suite := range []uint16{session.SuiteAES256CTRHMACSHA256, session.SuiteRC4HMACSHA256} {
 		t.Run(session.SuiteName(suite), func(t *testing.T) {
 			r := runSteps(t, p, p.student, suite, true, "blackboard")
@@ -174,7 +257,7 @@ func TestSessionSteps(t *testing.T) {
 				t.Fatal(r.err)
 			}
 			name := session.SuiteName(suite)
-			s3 := wantLine(t, "board", r.board, "STEP 3: student certificate checked; possession not yet proven", map[string]any{
+			s3 := wantLine(t, "board", r.board, "STEP 3: student certificate checked; hello signed with its key", map[string]any{
 				"sid": stepSID, "serial": keys.SerialHex(leaf.SerialNumber), "key": keys.Describe(leaf.PublicKey), "suite": name, "step": 3})
 			s4 := wantLine(t, "board", r.board, "STEP 4: session key sent; session established", map[string]any{
 				"sid": stepSID, "key_transport": "hpke-p256", "suite": name, "step": 4})
@@ -239,11 +322,11 @@ func TestRefusedSessionSteps(t *testing.T) {
 		// A refusal of step 4 cannot be provoked from outside; logHandshake is
 		// given what session.Server returns then.
 		core, logs := observer.New(zapcore.InfoLevel)
-		leaf := p.student.chain[0]
+		leaf := p.student.cert
 		refusal := wire.Refusef(wire.CodeBadKeyShare, "your X-Wing public key cannot be used")
 		logHandshake(zap.New(core), nil, &session.HandshakeError{
-			Step: 4, SID: stepSID, Student: leaf, Suite: session.SuiteRC4HMACSHA256, Err: fmt.Errorf("session: %w", refusal)})
-		s3 := wantLine(t, "board", logs, "STEP 3: student certificate checked; possession not yet proven", map[string]any{
+			Step: 4, SID: stepSID, Proven: true, Student: leaf, Suite: session.SuiteRC4HMACSHA256, Err: fmt.Errorf("session: %w", refusal)})
+		s3 := wantLine(t, "board", logs, "STEP 3: student certificate checked; hello signed with its key", map[string]any{
 			"sid": stepSID, "serial": keys.SerialHex(leaf.SerialNumber), "suite": "rc4-hmac-sha256"})
 		warn := wantLine(t, "board", logs, "RC4 is broken; this session uses it because board.allow_rc4 = true and the student offered it", nil)
 		s4 := wantLine(t, "board", logs, "STEP 4: session refused", map[string]any{

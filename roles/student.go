@@ -79,7 +79,8 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 		return fmt.Errorf("student: %w", err)
 	}
 	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens,
-		suites: s.Suites.IDs(), trustAnchor: &ca.Anchor{Fingerprint: s.RootFingerprint, Saved: filepath.Join(s.DataDir, ca.RootFile)}}
+		suites: s.Suites.IDs(), trustAnchor: &ca.Anchor{Fingerprint: s.RootFingerprint, Saved: filepath.Join(s.DataDir, ca.RootFile)},
+		seen: newCRLSeen(s.DataDir)}
 
 	errs := make([]error, len(opts.IDs))
 	slots := make(chan struct{}, s.Parallel)
@@ -184,35 +185,14 @@ type student struct {
 	tokens      map[string]string
 	suites      []uint16
 	trustAnchor *ca.Anchor // student.root_fingerprint, or else the root pinned in student.data_dir on first use
-
-	poolMu sync.Mutex
-	pools  map[[32]byte]*x509.CertPool // one pool per root, see rootPool
-}
-
-// rootPool returns the pool holding root alone, the same pool for the same
-// root every time: the session's verified-chain cache is keyed by pool, so the
-// board's chain is verified once per student process, not once per session.
-func (st *student) rootPool(root *x509.Certificate) *x509.CertPool {
-	fp := keys.Fingerprint(root)
-	st.poolMu.Lock()
-	defer st.poolMu.Unlock()
-	if p, ok := st.pools[fp]; ok {
-		return p
-	}
-	if st.pools == nil {
-		st.pools = make(map[[32]byte]*x509.CertPool)
-	}
-	p := x509.NewCertPool()
-	p.AddCert(root)
-	st.pools[fp] = p
-	return p
+	seen        *crlSeen   // the highest CRL number seen in a board status, per root
 }
 
 // studentID is one SID's identity on this machine.
 type studentID struct {
-	key   crypto.Signer
-	chain []*x509.Certificate
-	root  *x509.Certificate
+	key  crypto.Signer
+	cert *x509.Certificate
+	root *x509.Certificate
 }
 
 // run does everything for one SID: enroll (or reuse), open the session, submit,
@@ -239,7 +219,7 @@ func (st *student) run(ctx context.Context, sid string) error {
 		return err
 	}
 	receipt := sub.receipt
-	path, err := saveReceipt(dir, receipt, sub.boardChain)
+	path, err := saveReceipt(dir, receipt, sub.board)
 	if err != nil {
 		return fmt.Errorf("the submission was accepted (receipt %s) but the receipt could not be saved: %w", receipt.ID, err)
 	}
@@ -251,12 +231,12 @@ func (st *student) run(ctx context.Context, sid string) error {
 }
 
 // submitted is what a submission the board accepted leaves the student: the
-// verified receipt, the board's chain that signed it, and the offset the
-// upload resumed from (0 for a fresh one).
+// verified receipt, the board's certificate that signed it, and the offset
+// the upload resumed from (0 for a fresh one).
 type submitted struct {
-	receipt    *wire.Receipt
-	boardChain []*x509.Certificate
-	resumed    int64
+	receipt *wire.Receipt
+	board   *x509.Certificate
+	resumed int64
 }
 
 // submit opens one session with the board as sid and submits: steps 3 to 6.
@@ -274,14 +254,19 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 	}
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	roots := st.rootPool(id.root)
+	seen, err := st.seen.highest(id.root)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
 	sc, err := session.Client(wc, &session.ClientConfig{
-		SID:       sid,
-		Chain:     id.chain,
-		Key:       id.key,
-		Roots:     roots,
-		BoardName: st.cfg.BoardName,
-		Suites:    st.suites,
+		SID:          sid,
+		Certificate:  id.cert,
+		Key:          id.key,
+		Root:         id.root,
+		BoardName:    st.cfg.BoardName,
+		MinCRLNumber: seen,
+		Suites:       st.suites,
 	})
 	if err != nil {
 		var refusal *wire.Refusal
@@ -292,9 +277,15 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 		return nil, err
 	}
 	defer sc.Close()
+	status := sc.BoardStatus()
 	logging.Step(st.log, 5, "board verified; session key recovered", logging.SID(sid),
 		zap.String("board", sc.PeerCertificate().Subject.CommonName),
+		zap.Uint64("crl_number", status.CRLNumber),
 		zap.String("suite", session.SuiteName(sc.Suite())))
+	if err := st.seen.saw(id.root, status.CRLNumber); err != nil {
+		st.log.Warn("could not remember the board status's CRL number; an older status would not be refused next time",
+			logging.SID(sid), zap.Error(err))
+	}
 
 	body, size, sum := st.content.forSID(sid)
 	bar := newProgress(sid, size, st.content.report != nil)
@@ -313,7 +304,7 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 	if err != nil {
 		return nil, err
 	}
-	return &submitted{receipt: receipt, boardChain: sc.PeerChain(), resumed: resumed}, nil
+	return &submitted{receipt: receipt, board: sc.PeerCertificate(), resumed: resumed}, nil
 }
 
 // retryBusy runs attempt until it succeeds, fails other than by a busy
@@ -383,7 +374,7 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		logging.Step(st.log, 2, "certificate received", logging.SID(sid),
 			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
 	}
-	return &studentID{key: id.Key, chain: []*x509.Certificate{cert}, root: id.Root}, nil
+	return &studentID{key: id.Key, cert: cert, root: id.Root}, nil
 }
 
 // lockedWriter serializes the lines of concurrent IDs.

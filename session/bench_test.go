@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/elliptic"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
 	"sync"
 	"testing"
+	"time"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -252,24 +256,141 @@ func BenchmarkTLS13Handshake(b *testing.B) {
 
 // BenchmarkServerHandshake is the board's side of a handshake alone, in
 // memory: the work one session costs the board. The student's hello is
-// recorded once and replayed (the board cannot tell).
+// recorded once and sent again to a board with an empty replay cache each
+// time (a board that remembered it would refuse it: BenchmarkHostileHello).
 func BenchmarkServerHandshake(b *testing.B) {
 	p := pki(b)
 	for _, kt := range []string{"p256", "rsa2048"} {
 		b.Run(kt, func(b *testing.B) {
-			cc := p.clientConfig(kt)
-			m := newMemConn(nil)
-			Client(wire.NewConn(m, wire.Options{}), cc)
-			in := frame(frames(b, m.out.Bytes())[0])
+			in := frame(recordHello(b, p.clientConfig(kt)))
 			sc := p.serverConfig()
 			b.ReportAllocs()
 			for b.Loop() {
+				sc.Replays = NewReplayCache(0)
 				m := newMemConn(in)
 				if _, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), sc); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "sessions/s")
+		})
+	}
+}
+
+// recordHello returns the payload of the ClientHello a student of cc sends.
+func recordHello(tb testing.TB, cc *ClientConfig) []byte {
+	tb.Helper()
+	m := newMemConn(nil)
+	Client(wire.NewConn(m, wire.Options{}), cc) // fails at EOF after the hello
+	return frames(tb, m.out.Bytes())[0]
+}
+
+// hostileHellos are the hellos of issue 12's stranger, each as the board
+// receives it, and how the adversary makes the next one: the figures of
+// PROTOCOL.md §6.2 (what a stranger costs).
+type hostileHello struct {
+	name string
+	code wire.Code
+	// next returns the next hello to send; it is what the adversary does
+	// per hello (BenchmarkHostileHelloCost times it alone).
+	next func() []byte
+}
+
+func hostileHellos(b *testing.B) []hostileHello {
+	p := pki(b)
+	cc := p.clientConfig("p256")
+	recorded := recordHello(b, cc)
+
+	// A forged hello: a real student's certificate (public), a valid X-Wing
+	// key of the adversary's (made once), a fresh random and time so that it
+	// is no replay, and a well-formed signature by another key (made once),
+	// which the board must verify to refuse.
+	forged, err := wire.Expect[*wire.ClientHello](wire.Unmarshal(recorded))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if forged.Signature, err = keys.Sign(ecKey(elliptic.P256(), "adversary"), rand.Reader, []byte("anything")); err != nil {
+		b.Fatal(err)
+	}
+	nextForged := func() []byte {
+		forged.Random[0]++
+		forged.Time = uint64(time.Now().UnixMilli())
+		out, _ := wire.Marshal(forged)
+		return out
+	}
+
+	// The chain bomb: a certificate named as if the root had issued it, from
+	// the adversary's own CA (ECDSA, so that the board's one check does
+	// verify a signature), changed in a byte every time so that the board's
+	// certificate cache never knows it: the last bytes of its signature, a
+	// counter, which keep it well-formed.
+	bomb := *forged
+	leaf := bombLeaf(b, bombEC())
+	bomb.Certificate = leaf
+	var made uint32
+	nextBomb := func() []byte {
+		made++
+		leaf[len(leaf)-1], leaf[len(leaf)-2], leaf[len(leaf)-3] = byte(made), byte(made>>8), byte(made>>16)
+		bomb.Random[0]++
+		bomb.Time = uint64(time.Now().UnixMilli())
+		out, _ := wire.Marshal(&bomb)
+		return out
+	}
+	sameBomb := func() []byte {
+		bomb.Random[0]++
+		bomb.Time = uint64(time.Now().UnixMilli())
+		out, _ := wire.Marshal(&bomb)
+		return out
+	}
+	return []hostileHello{
+		{"replayed", wire.CodeStaleHello, func() []byte { return recorded }},
+		{"forged-signature", wire.CodeBadHelloSignature, nextForged},
+		{"chain-bomb-new-each-time", wire.CodeUnknownCA, nextBomb},
+		{"chain-bomb-repeated", wire.CodeUnknownCA, sameBomb},
+	}
+}
+
+// BenchmarkHostileHello is the board's CPU per hostile hello (issue 12: a
+// replayed hello cost 325-438 µs in version 1, a chain bomb 55 ms): each
+// iteration is one hello through Server, in memory, refused in step 3. The
+// adversary's cost to make each is BenchmarkHostileHelloCost; a proven
+// session's is BenchmarkServerHandshake.
+func BenchmarkHostileHello(b *testing.B) {
+	p := pki(b)
+	for _, h := range hostileHellos(b) {
+		b.Run(h.name, func(b *testing.B) {
+			sc := p.serverConfig()
+			if h.code == wire.CodeStaleHello { // the board saw the original session
+				if _, err := Server(wire.NewConn(newMemConn(frame(h.next())), wire.Options{MaxFrame: boardMaxFrame}), sc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			hellos := make([][]byte, b.N) // made before the clock runs
+			for i := range hellos {
+				hellos[i] = frame(h.next())
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				m := newMemConn(hellos[i])
+				_, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), sc)
+				if wire.CodeOf(err) != h.code {
+					b.Fatalf("got %v, want %v", err, h.code)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkHostileHelloCost is the adversary's cost to make each hostile
+// hello of BenchmarkHostileHello (not to send it).
+func BenchmarkHostileHelloCost(b *testing.B) {
+	for _, h := range hostileHellos(b) {
+		b.Run(h.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = frame(h.next())
+			}
 		})
 	}
 }

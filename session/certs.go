@@ -1,10 +1,10 @@
 package session
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,193 +12,144 @@ import (
 	"time"
 )
 
-// chainFault is what is wrong with a peer's certificate chain, in the order
-// PROTOCOL.md §5.1 checks: the chain, then the time, then the usage.
-type chainFault int
+// certFault is what is wrong with a peer's certificate, in the order
+// PROTOCOL.md §5.1 checks: the root, then the time, then the usage.
+type certFault int
 
 const (
-	faultNone          chainFault = iota
-	faultParse                    // a certificate does not parse (unknown-ca)
-	faultUnknownCA                // no chain to the roots (unknown-ca)
-	faultExpired                  // the leaf's notAfter has passed (cert-expired)
-	faultNotYetValid              // the leaf's notBefore is still ahead (cert-expired)
-	faultChainNotValid            // a CA certificate of the chain is not valid now (cert-expired)
-	faultUsage                    // the EKU lacks the role's usage (wrong-usage)
-	faultCA                       // the leaf is a CA certificate (wrong-usage)
+	faultNone         certFault = iota
+	faultParse                  // the certificate does not parse (unknown-ca)
+	faultUnknownCA              // not signed by the root (unknown-ca)
+	faultExpired                // the certificate's notAfter has passed (cert-expired)
+	faultNotYetValid            // its notBefore is still ahead (cert-expired)
+	faultRootNotValid           // the root itself is not valid now (cert-expired)
+	faultUsage                  // the EKU does not name the role's usage (wrong-usage)
+	faultCA                     // the certificate is a CA certificate (wrong-usage)
 )
 
-// chainError describes a chainFault: the certificate concerned (nil for a
-// parse failure) and the underlying error.
-type chainError struct {
-	fault chainFault
+// certError describes a certFault: the certificate concerned (nil for a
+// parse failure; the root for faultRootNotValid) and the underlying error.
+type certError struct {
+	fault certFault
 	cert  *x509.Certificate
 	err   error
 }
 
-func (e *chainError) Error() string { return fmt.Sprintf("certificate fault %d: %v", e.fault, e.err) }
-func (e *chainError) Unwrap() error { return e.err }
+func (e *certError) Error() string { return fmt.Sprintf("certificate fault %d: %v", e.fault, e.err) }
+func (e *certError) Unwrap() error { return e.err }
 
-// parseChain parses a peer's certificates, leaf first.
-func parseChain(der [][]byte) ([]*x509.Certificate, *chainError) {
-	certs := make([]*x509.Certificate, 0, len(der))
-	for i, d := range der {
-		c, err := x509.ParseCertificate(d)
-		if err != nil {
-			return nil, &chainError{fault: faultParse, err: fmt.Errorf("certificate %d: %w", i, err)}
-		}
-		certs = append(certs, c)
-	}
-	return certs, nil
-}
+// errUsageNotNamed is the fault of a certificate whose extended key usage
+// does not list the usage its role needs.
+var errUsageNotNamed = errors.New("the certificate's extended key usage does not name the usage its role needs")
 
-// verifyChain checks that certs[0] chains to roots through the others (only as
-// candidate intermediates), is valid at now, has usage in its extended key
-// usage and is not a CA. It reports the first fault in the order of
-// PROTOCOL.md §5.1: a certificate that is both from an unknown CA and expired
-// is from an unknown CA; one that is both expired and of the wrong usage is
-// expired.
-//
-// The successful path costs one x509 verification; only a failure pays for the
-// extra verifications that tell the faults apart. It returns the verified
-// chain, from the leaf to a root.
-func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) ([]*x509.Certificate, *chainError) {
-	leaf := certs[0]
-	opts := x509.VerifyOptions{
-		Roots:         roots,
-		Intermediates: x509.NewCertPool(),
-		CurrentTime:   now,
-		KeyUsages:     []x509.ExtKeyUsage{usage},
-	}
-	for _, c := range certs[1:] {
-		opts.Intermediates.AddCert(c)
-	}
-	verified, err := leaf.Verify(opts)
-	if err == nil {
-		if leaf.IsCA {
-			return nil, &chainError{fault: faultCA, cert: leaf, err: errors.New("the leaf is a CA certificate")}
-		}
-		if !namesUsage(leaf, usage) {
-			return nil, &chainError{fault: faultUsage, cert: leaf, err: errUsageNotNamed}
-		}
-		return verified[0], nil
-	}
-	var invalid x509.CertificateInvalidError
-	if errors.As(err, &invalid) && invalid.Reason == x509.IncompatibleUsage {
-		// Chains were found and every one was valid now; only the usage fails.
-		return nil, &chainError{fault: faultUsage, cert: leaf, err: err}
-	}
-
-	// Did it fail only because of the time? Verify again, with any usage, at
-	// the two ends of the leaf's validity: if a chain is found, then some
-	// certificate of it is not valid now.
-	opts.KeyUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageAny}
-	for _, at := range []time.Time{leaf.NotBefore, leaf.NotAfter} {
-		opts.CurrentTime = at
-		chains, verr := leaf.Verify(opts)
-		if verr != nil {
-			continue
-		}
-		for _, c := range chains[0] {
-			if !now.Before(c.NotBefore) && !now.After(c.NotAfter) {
-				continue
-			}
-			switch {
-			case c != leaf:
-				return nil, &chainError{fault: faultChainNotValid, cert: c, err: err}
-			case now.After(c.NotAfter):
-				return nil, &chainError{fault: faultExpired, cert: c, err: err}
-			default:
-				return nil, &chainError{fault: faultNotYetValid, cert: c, err: err}
-			}
-		}
-	}
-	return nil, &chainError{fault: faultUnknownCA, cert: leaf, err: err}
-}
-
-// errUsageNotNamed is the fault of a leaf that x509 verification accepts only
-// because it names no usage of its own.
-var errUsageNotNamed = errors.New("the leaf's extended key usage does not name the usage its role needs")
-
-// namesUsage reports whether leaf's extended key usage extension lists usage
+// namesUsage reports whether c's extended key usage extension lists usage
 // itself. Go's x509 treats a certificate without the extension, or with
 // anyExtendedKeyUsage, as good for every purpose; a pkiboard peer must say
-// what it is for (the CA always sets exactly one usage), so such a leaf is of
-// the wrong usage here. Intermediates are left to x509's own nesting rule.
-func namesUsage(leaf *x509.Certificate, usage x509.ExtKeyUsage) bool {
-	return slices.Contains(leaf.ExtKeyUsage, usage)
+// what it is for (the CA always sets exactly one usage), so such a
+// certificate is of the wrong usage here.
+func namesUsage(c *x509.Certificate, usage x509.ExtKeyUsage) bool {
+	return slices.Contains(c.ExtKeyUsage, usage)
 }
 
-// maxCachedChains bounds the verified-chain cache; when it is full it starts
-// afresh.
-const maxCachedChains = 4096
+// signedBy is the outcome of checking one certificate's DER against a root:
+// the parsed certificate (nil if it did not parse) and the fault, faultNone,
+// faultParse or faultUnknownCA. It depends on the bytes and the root alone,
+// never on the time, so it can be remembered.
+type signedBy struct {
+	cert  *x509.Certificate
+	fault certFault
+	err   error
+}
 
-// chainCache remembers the chains that verified, by their exact DER bytes, the
-// root pool and the usage, so that a peer seen again — a student's next
-// session, the board's certificate in every session a student process opens —
-// costs neither parsing nor a signature verification. The validity window of
-// the whole verified chain is kept and checked against the current time on
-// every use. A root pool must not change while sessions use it (the configs
-// say so), so a chain that verified against it still does; revocation is
-// checked on every session by the caller, not here.
-var chainCache = struct {
+// maxCachedCerts bounds certCache; when it is full it starts afresh.
+const maxCachedCerts = 4096
+
+// certCache remembers, per root and per certificate (the SHA-256 of its DER),
+// whether the certificate parses and is signed by the root: a peer seen again
+// — a student's next session, the board's certificate in every session a
+// student process opens, a hostile hello repeated — costs a hash and a
+// lookup, not a parse and a signature verification. What depends on the time
+// (validity) or the role (usage) is checked on every use, on the parsed
+// certificate. Revocation is the caller's, on every session.
+var certCache = struct {
 	sync.Mutex
-	m map[chainKey]*cachedChain
-}{m: make(map[chainKey]*cachedChain)}
+	m map[certKey]*signedBy
+}{m: make(map[certKey]*signedBy)}
 
-type chainKey struct {
-	roots *x509.CertPool
-	usage x509.ExtKeyUsage
-	sum   [sha256.Size]byte // over each certificate's length and bytes
+type certKey struct {
+	root [sha256.Size]byte // the root's fingerprint
+	cert [sha256.Size]byte // the certificate's
 }
 
-type cachedChain struct {
-	certs               []*x509.Certificate // as the peer sent them, parsed
-	notBefore, notAfter time.Time           // when every certificate of the verified chain is valid
+// checkSignedByRoot parses der and checks that root signed it, directly: the
+// root has pathLenConstraint 0, so no intermediate can ever be valid, and a
+// session carries none (PROTOCOL.md §5.1). Nothing but the root enters the
+// check, so a peer cannot make this side build paths through certificates of
+// its own. The outcome is remembered per certificate.
+func checkSignedByRoot(der []byte, root *x509.Certificate) *signedBy {
+	key := certKey{root: sha256.Sum256(root.Raw), cert: sha256.Sum256(der)}
+	certCache.Lock()
+	r, ok := certCache.m[key]
+	certCache.Unlock()
+	if ok {
+		return r
+	}
+	r = verifySignedByRoot(der, root)
+	certCache.Lock()
+	if len(certCache.m) >= maxCachedCerts {
+		clear(certCache.m)
+	}
+	certCache.m[key] = r
+	certCache.Unlock()
+	return r
 }
 
-// checkPeerChain parses and checks a peer's certificates (parseChain and
-// verifyChain), answering from chainCache when the same bytes verified before.
-// The certificates returned are shared with other sessions: read only.
-func checkPeerChain(der [][]byte, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage) ([]*x509.Certificate, *chainError) {
-	h := sha256.New()
-	var n [4]byte
-	for _, d := range der {
-		binary.BigEndian.PutUint32(n[:], uint32(len(d)))
-		h.Write(n[:])
-		h.Write(d)
+// verifySignedByRoot does checkSignedByRoot's work, from the cheapest check
+// to the dearest: parse, the issuer's name, the signature.
+func verifySignedByRoot(der []byte, root *x509.Certificate) *signedBy {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return &signedBy{fault: faultParse, err: err}
 	}
-	key := chainKey{roots: roots, usage: usage}
-	h.Sum(key.sum[:0])
-	chainCache.Lock()
-	c, ok := chainCache.m[key]
-	chainCache.Unlock()
-	if ok && !now.Before(c.notBefore) && !now.After(c.notAfter) {
-		return c.certs, nil
+	switch {
+	case !bytes.Equal(c.RawIssuer, root.RawSubject):
+		err = fmt.Errorf("issued by %q, not by the root %q", issuerName(c), subjectName(root))
+	case len(c.UnhandledCriticalExtensions) > 0:
+		err = fmt.Errorf("the certificate has %d critical extensions this side does not handle", len(c.UnhandledCriticalExtensions))
+	default:
+		err = c.CheckSignatureFrom(root)
 	}
-	certs, cerr := parseChain(der)
-	if cerr != nil {
-		return nil, cerr
+	if err != nil {
+		return &signedBy{cert: c, fault: faultUnknownCA, err: err}
 	}
-	verified, cerr := verifyChain(certs, roots, now, usage)
-	if cerr != nil {
-		return nil, cerr
+	return &signedBy{cert: c}
+}
+
+// checkPeerCertificate checks a peer's certificate in the order of
+// PROTOCOL.md §5.1: it parses and is signed by root (from certCache); it and
+// the root are valid at now; its extended key usage names usage; it is not a
+// CA. A certificate that fails both the root and the time is from an unknown
+// CA; one that is both expired and of the wrong usage is expired. The
+// certificate returned is shared with other sessions: read only.
+func checkPeerCertificate(der []byte, root *x509.Certificate, now time.Time, usage x509.ExtKeyUsage) (*x509.Certificate, *certError) {
+	s := checkSignedByRoot(der, root)
+	if s.fault != faultNone {
+		return nil, &certError{fault: s.fault, cert: s.cert, err: s.err}
 	}
-	c = &cachedChain{certs: certs, notBefore: verified[0].NotBefore, notAfter: verified[0].NotAfter}
-	for _, v := range verified[1:] {
-		if v.NotBefore.After(c.notBefore) {
-			c.notBefore = v.NotBefore
-		}
-		if v.NotAfter.Before(c.notAfter) {
-			c.notAfter = v.NotAfter
-		}
+	c := s.cert
+	switch {
+	case now.After(c.NotAfter):
+		return nil, &certError{fault: faultExpired, cert: c, err: errors.New("expired")}
+	case now.Before(c.NotBefore):
+		return nil, &certError{fault: faultNotYetValid, cert: c, err: errors.New("not yet valid")}
+	case now.Before(root.NotBefore) || now.After(root.NotAfter):
+		return nil, &certError{fault: faultRootNotValid, cert: root, err: errors.New("the root is not valid now")}
+	case !namesUsage(c, usage):
+		return nil, &certError{fault: faultUsage, cert: c, err: errUsageNotNamed}
+	case c.IsCA:
+		return nil, &certError{fault: faultCA, cert: c, err: errors.New("a CA certificate")}
 	}
-	chainCache.Lock()
-	if len(chainCache.m) >= maxCachedChains {
-		clear(chainCache.m)
-	}
-	chainCache.m[key] = c
-	chainCache.Unlock()
-	return certs, nil
+	return c, nil
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}

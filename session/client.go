@@ -52,7 +52,8 @@ type clientHandshake struct {
 	helloPair    [32]byte // SHA-256(ClientHello frame || ServerHello frame)
 	serverVerify *wire.ServerVerify
 	th           [32]byte
-	boardChain   []*x509.Certificate
+	board        *x509.Certificate
+	status       *wire.BoardStatus
 
 	sessionKey []byte
 	pqSecret   []byte
@@ -65,24 +66,19 @@ func (hs *clientHandshake) handshake() (*Conn, error) {
 		return nil, hs.fail(err)
 	}
 
-	// STEP 5: check the board, recover the keys.
-	if err := hs.readServerHello(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.readServerVerify(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.checkBoardCertificate(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.checkSignature(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.checkParameters(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.recoverKeys(); err != nil {
-		return nil, hs.fail(err)
+	// STEP 5: check the board and its status, recover the keys.
+	for _, step := range []func() error{
+		hs.readServerHello,
+		hs.readServerVerify,
+		hs.checkBoardCertificate,
+		hs.checkStatus,
+		hs.checkSignature,
+		hs.checkParameters,
+		hs.recoverKeys,
+	} {
+		if err := step(); err != nil {
+			return nil, hs.fail(err)
+		}
 	}
 	conn, err := hs.establish()
 	if err != nil {
@@ -106,7 +102,8 @@ func (hs *clientHandshake) wipe() {
 	hs.kemKey = nil
 }
 
-// sendClientHello makes the ephemeral X-Wing key and sends the hello.
+// sendClientHello makes the ephemeral X-Wing key, signs the hello and sends
+// it. Every hello is new: a new random, key, time and signature.
 func (hs *clientHandshake) sendClientHello() error {
 	gen := xwing.GenerateKey
 	if hs.cfg.testHookKEMKey != nil {
@@ -118,20 +115,28 @@ func (hs *clientHandshake) sendClientHello() error {
 	}
 	hs.kemKey = k
 	ch := &wire.ClientHello{
-		Version:      wire.SessionVersion,
-		SID:          hs.cfg.SID,
-		Certificates: make([][]byte, len(hs.cfg.Chain)),
-		Suites:       slices.Clone(hs.cfg.suites),
-		KEM:          wire.KEMXWing,
-		KEMPublic:    k.PublicKey().Bytes(),
-	}
-	for i, c := range hs.cfg.Chain {
-		ch.Certificates[i] = c.Raw
+		Version:     wire.ProtocolVersion,
+		SID:         hs.cfg.SID,
+		Certificate: hs.cfg.Certificate.Raw,
+		Time:        msOf(hs.cfg.now()),
+		Suites:      slices.Clone(hs.cfg.suites),
+		KEM:         wire.KEMXWing,
+		KEMPublic:   k.PublicKey().Bytes(),
 	}
 	if _, err := io.ReadFull(hs.cfg.rand, ch.Random[:]); err != nil {
 		return fmt.Errorf("drawing the client random: %w", err)
 	}
 	if hook := hs.cfg.testHookClientHello; hook != nil {
+		hook(ch)
+	}
+	prefix, err := ch.SignedPrefix()
+	if err != nil {
+		return fmt.Errorf("encoding the hello: %w", err)
+	}
+	if ch.Signature, err = keys.Sign(hs.cfg.Key, hs.cfg.rand, wire.HelloSignedBytes(prefix)); err != nil {
+		return fmt.Errorf("signing the hello: %w", err)
+	}
+	if hook := hs.cfg.testHookSignedHello; hook != nil {
 		hook(ch)
 	}
 	if err := hs.io.writeMessage(ch); err != nil {
@@ -149,9 +154,9 @@ func (hs *clientHandshake) readServerHello() error {
 		return err
 	}
 	if len(p) >= 3 && wire.Type(p[0]) == wire.TypeServerHello {
-		if v := binary.BigEndian.Uint16(p[1:3]); v != wire.SessionVersion {
+		if v := binary.BigEndian.Uint16(p[1:3]); v != wire.ProtocolVersion {
 			return wire.Refusef(wire.CodeBadVersion,
-				"the board speaks session version %d; this pkiboard speaks version %d: update pkiboard", v, wire.SessionVersion)
+				"the board speaks protocol version %d; this pkiboard speaks version %d: update pkiboard", v, wire.ProtocolVersion)
 		}
 	}
 	sh, err := wire.Expect[*wire.ServerHello](wire.Unmarshal(p))
@@ -178,28 +183,29 @@ func (hs *clientHandshake) readServerVerify() error {
 	return nil
 }
 
-// checkBoardCertificate checks the board's chain, validity, usage and name.
+// checkBoardCertificate checks the board's certificate against the root
+// alone, its validity, usage, name and key.
 func (hs *clientHandshake) checkBoardCertificate() error {
 	now := hs.cfg.now()
-	chain, cerr := checkPeerChain(hs.serverHello.Certificates, hs.cfg.Roots, now, x509.ExtKeyUsageServerAuth)
+	board, cerr := checkPeerCertificate(hs.serverHello.Certificate, hs.cfg.Root, now, x509.ExtKeyUsageServerAuth)
 	if cerr != nil {
 		return boardCertRefusal(cerr, now)
 	}
-	hs.boardChain = chain
-	if cn, ok := singleCN(chain[0]); !ok || cn != hs.cfg.BoardName {
+	hs.board = board
+	if cn, ok := singleCN(board); !ok || cn != hs.cfg.BoardName {
 		return wire.Refusef(wire.CodeNameMismatch,
 			"the board's certificate is for %q, not %q: this is not the board you meant to reach; check student.board_addr and student.board_name",
-			subjectName(chain[0]), hs.cfg.BoardName)
+			subjectName(board), hs.cfg.BoardName)
 	}
-	if err := keys.CanSign(chain[0].PublicKey); err != nil {
+	if err := keys.CanSign(board.PublicKey); err != nil {
 		return wire.Refusef(wire.CodeUnsupportedKey,
-			"the board's certificate has a %s key, which has no signature scheme in the protocol; tell the course staff", keys.Describe(chain[0].PublicKey))
+			"the board's certificate has a %s key, which has no signature scheme in the protocol; tell the course staff", keys.Describe(board.PublicKey))
 	}
 	return nil
 }
 
 // boardCertRefusal words a fault of the board's certificate for the student.
-func boardCertRefusal(e *chainError, now time.Time) *wire.Refusal {
+func boardCertRefusal(e *certError, now time.Time) *wire.Refusal {
 	switch e.fault {
 	case faultParse:
 		return wire.Refusef(wire.CodeUnknownCA, "the board's certificate could not be parsed (%v); tell the course staff", e.err)
@@ -208,9 +214,9 @@ func boardCertRefusal(e *chainError, now time.Time) *wire.Refusal {
 	case faultNotYetValid:
 		return wire.Refusef(wire.CodeCertExpired,
 			"the board's certificate is not valid before %s and your time is %s; check your clock", utc(e.cert.NotBefore), utc(now))
-	case faultChainNotValid:
+	case faultRootNotValid:
 		return wire.Refusef(wire.CodeCertExpired,
-			"the CA certificate %q in the board's chain is valid only from %s to %s; check your clock, or tell the course staff",
+			"your root certificate %q is valid only from %s to %s; check your clock, or tell the course staff",
 			subjectName(e.cert), utc(e.cert.NotBefore), utc(e.cert.NotAfter))
 	case faultUsage:
 		return wire.Refusef(wire.CodeWrongUsage,
@@ -220,16 +226,27 @@ func boardCertRefusal(e *chainError, now time.Time) *wire.Refusal {
 			"the board presented a CA certificate, not a server certificate: this is not the board; check student.board_addr")
 	}
 	return wire.Refusef(wire.CodeUnknownCA,
-		"the board's certificate, issued by %q, does not chain to your root certificate: this is not the course's board, or your root.pem is wrong; check student.board_addr and enroll again",
+		"the board's certificate, issued by %q, is not signed by your root certificate: this is not the course's board, or your root.pem is wrong; check student.board_addr and enroll again",
 		issuerName(e.cert))
+}
+
+// checkStatus checks the status the board stapled: signed by the root, for
+// this certificate, not revoked, valid now, and not older than one seen.
+func (hs *clientHandshake) checkStatus() error {
+	s, err := checkBoardStatus(hs.serverHello.Status, hs.board, hs.cfg.Root, hs.cfg.now(), hs.cfg.MinCRLNumber)
+	if err != nil {
+		return err
+	}
+	hs.status = s
+	return nil
 }
 
 // checkSignature verifies the board's signature over ClientHello || ServerHello.
 func (hs *clientHandshake) checkSignature() error {
 	msg := signedMessage(contextServerVerify, hs.helloPair[:])
-	if err := keys.Verify(hs.boardChain[0].PublicKey, msg, hs.serverVerify.Signature); err != nil {
+	if err := keys.Verify(hs.board.PublicKey, msg, hs.serverVerify.Signature); err != nil {
 		return wire.Refusef(wire.CodeBadTranscriptSignature,
-			"the board's signature over the handshake does not verify: someone may have changed the messages on the way (for example your cipher suite offer); try again, from another network if it persists, and tell the course staff")
+			"the board's signature over the handshake does not verify: someone may have changed the messages on the way; try again, from another network if it persists, and tell the course staff")
 	}
 	return nil
 }
@@ -250,9 +267,17 @@ func (hs *clientHandshake) checkParameters() error {
 	return nil
 }
 
-// recoverKeys decrypts the session key and decapsulates the pq secret.
+// recoverKeys decrypts the session key and decapsulates the pq secret. ML-KEM
+// rejects implicitly: an X-Wing ciphertext of the right length always yields
+// a secret, a wrong one another secret, which shows as bad-record-mac on the
+// first record (PROTOCOL.md §5.1). Only the ciphertext's length is checked
+// here.
 func (hs *clientHandshake) recoverKeys() error {
 	sh := hs.serverHello
+	if len(sh.KEMCiphertext) != xwingCiphertextLen {
+		return wire.Refusef(wire.CodeBadKeyShare,
+			"the board's X-Wing ciphertext has %d bytes, not %d; tell the course staff", len(sh.KEMCiphertext), xwingCiphertextLen)
+	}
 	key, err := openSessionKey(hs.cfg.rand, hs.cfg.Key, hs.cfg.kt, hs.helloHash, sh.EncryptedKey)
 	if err != nil {
 		if !hs.cfg.testHookIgnoreKeyTransport {
@@ -264,8 +289,10 @@ func (hs *clientHandshake) recoverKeys() error {
 	hs.sessionKey = key
 	pq, err := decapsulatePQ(hs.kemKey, sh.KEMCiphertext, hs.helloHash)
 	if err != nil {
+		// Not reached with a ciphertext of the right length; said all the
+		// same, rather than carry on without a pq secret.
 		return wire.Refusef(wire.CodeBadKeyShare,
-			"the board's X-Wing ciphertext (%d bytes) is not valid: %v; tell the course staff", len(sh.KEMCiphertext), err)
+			"the board's X-Wing ciphertext could not be used: %v; tell the course staff", err)
 	}
 	hs.pqSecret = pq
 	return nil
@@ -294,8 +321,9 @@ func (hs *clientHandshake) establish() (*Conn, error) {
 		suite:        hs.serverHello.Suite,
 		keyTransport: hs.serverHello.KeyTransport,
 		th:           hs.th,
-		peerChain:    hs.boardChain,
-		ownChain:     hs.cfg.Chain,
+		peer:         hs.board,
+		own:          hs.cfg.Certificate,
+		status:       hs.status,
 		key:          hs.cfg.Key,
 		rand:         hs.cfg.rand,
 		now:          hs.cfg.now,

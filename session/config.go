@@ -29,33 +29,57 @@ const (
 	MaxRecord = 1 + wire.MaxDataChunk + TagSize
 )
 
+// DefaultHelloWindow is how far a ClientHello's time may be from the board's
+// clock when ServerConfig.HelloWindow is zero (board.hello_window).
+const DefaultHelloWindow = 5 * time.Minute
+
 // ServerConfig configures the board's side of a session. A ServerConfig may be
 // shared by concurrent sessions and must not be modified while they run.
 type ServerConfig struct {
-	// Chain is the board's certificate (EKU serverAuth, CN = the board's
-	// name) first, then any intermediates: at most wire.MaxCertificates.
-	Chain []*x509.Certificate
+	// Certificate is the board's certificate (EKU serverAuth, CN = the
+	// board's name), signed by Root.
+	Certificate *x509.Certificate
 
-	// Key is the private key of Chain[0]: ECDSA P-256 or P-384, or RSA.
+	// Key is the private key of Certificate: ECDSA P-256 or P-384, or RSA.
 	Key crypto.Signer
 
-	// Roots holds the root certificates that students' certificates must chain
-	// to.
-	Roots *x509.CertPool
+	// Root is the root certificate that must have signed students'
+	// certificates, directly: a session carries no intermediates.
+	Root *x509.Certificate
+
+	// Status returns the board's current BoardStatus (PROTOCOL.md §4.4),
+	// encoded as the CA signed it, or nil when the board holds none that is
+	// fresh. The board staples it to every ServerHello; with none, or one
+	// that is not for Certificate or not valid now, a session is refused
+	// crl-unavailable before any expensive work. It is called once per
+	// session, concurrently, and must be cheap (return what is held).
+	Status func() []byte
 
 	// CheckRevoked, if set, is called with the student's certificate once its
-	// chain, usage and SID have been checked. A nil error means it is not
-	// revoked. A *wire.Refusal is answered with its own code and text (use
+	// root, validity, usage and SID have been checked. A nil error means it is
+	// not revoked. A *wire.Refusal is answered with its own code and text (use
 	// wire.CodeCertRevoked, or wire.CodeCRLUnavailable when no fresh CRL is
 	// held); any other error is answered crl-unavailable: the board fails
 	// closed. This package logs nothing: CheckRevoked logs its own failures.
 	CheckRevoked func(cert *x509.Certificate) error
 
+	// HelloWindow is how far a ClientHello's time may be from the board's
+	// clock, either way (board.hello_window); DefaultHelloWindow if zero.
+	HelloWindow time.Duration
+
+	// Replays remembers the hellos of students who proved possession of
+	// their key, until their time has left the window, so that a recorded
+	// hello sent again is refused stale-hello for the price of a hash and a
+	// lookup (PROTOCOL.md §5.1, STEP 3). Required: one ReplayCache for all
+	// the sessions of a board (NewReplayCache).
+	Replays *ReplayCache
+
 	// AllowRC4 lets the board choose rc4-hmac-sha256 when the student offers
 	// it before any other allowed suite (board.allow_rc4). RC4 is broken.
 	AllowRC4 bool
 
-	// Now returns the current time for certificate checks; time.Now if nil.
+	// Now returns the current time for certificate and hello checks;
+	// time.Now if nil.
 	Now func() time.Time
 
 	// Rand is the source of the session key, the board's random, RSA-OAEP's
@@ -70,31 +94,39 @@ type ServerConfig struct {
 
 // ClientConfig configures the student's side of a session.
 type ClientConfig struct {
-	// SID is the student ID the session is for: the CN of Chain[0].
+	// SID is the student ID the session is for: the CN of Certificate.
 	SID string
 
-	// Chain is the student's certificate first, then any intermediates: at
-	// most wire.MaxCertificates.
-	Chain []*x509.Certificate
+	// Certificate is the student's certificate.
+	Certificate *x509.Certificate
 
-	// Key is the private key of Chain[0]. It signs the submission statement
-	// and recovers the session key: an RSA key must implement
-	// crypto.Decrypter (as *rsa.PrivateKey does) and an ECDSA key must have an
-	// ECDH method (as *ecdsa.PrivateKey does).
+	// Key is the private key of Certificate. It signs the hello and the
+	// submission statement and recovers the session key: an RSA key must
+	// implement crypto.Decrypter (as *rsa.PrivateKey does) and an ECDSA key
+	// must have an ECDH method (as *ecdsa.PrivateKey does).
 	Key crypto.Signer
 
-	// Roots holds the root certificates the board's certificate must chain to.
-	Roots *x509.CertPool
+	// Root is the root certificate that must have signed the board's
+	// certificate, directly, and the board's status.
+	Root *x509.Certificate
 
 	// BoardName is the CN the board's certificate must have
 	// (student.board_name).
 	BoardName string
 
+	// MinCRLNumber is the highest CRL number this student has seen in a
+	// board status under Root: a status with a lower one is refused
+	// stale-status, so that a board cannot staple an older status than one
+	// already seen. The caller keeps it across sessions, from
+	// Conn.BoardStatus of each session that succeeds.
+	MinCRLNumber uint64
+
 	// Suites are the cipher suites offered, in order of preference; if empty,
 	// aes-256-ctr-hmac-sha256 alone.
 	Suites []uint16
 
-	// Now returns the current time for certificate checks; time.Now if nil.
+	// Now returns the current time for the hello and the certificate and
+	// status checks; time.Now if nil.
 	Now func() time.Time
 
 	// Rand is the source of the client random and of RSA-PSS salts;
@@ -103,11 +135,14 @@ type ClientConfig struct {
 	Rand io.Reader
 
 	// Test hooks. testHookKEMKey replaces the generation of the ephemeral
-	// X-Wing key; testHookClientHello may change the hello before it is sent;
-	// testHookIgnoreKeyTransport makes a student that cannot decrypt the
-	// session key carry on with a garbage one, as an impostor would.
+	// X-Wing key; testHookClientHello may change the hello before it is
+	// signed (a student that sends such a hello), testHookSignedHello after
+	// (an adversary on the way); testHookIgnoreKeyTransport makes a student
+	// that cannot decrypt the session key carry on with a garbage one, as an
+	// impostor would.
 	testHookKEMKey             func() (hpke.PrivateKey, error)
 	testHookClientHello        func(*wire.ClientHello)
+	testHookSignedHello        func(*wire.ClientHello)
 	testHookIgnoreKeyTransport bool
 }
 
@@ -150,6 +185,7 @@ func unsupportedKey(pub crypto.PublicKey, err error) error {
 type serverSettings struct {
 	*ServerConfig
 	hooks
+	window time.Duration // HelloWindow, or its default
 }
 
 // hooks are a side's clock and randomness, with their defaults (time.Now,
@@ -175,21 +211,29 @@ func (cfg *ServerConfig) settings() (*serverSettings, error) {
 		return nil, errors.New("session: no ServerConfig")
 	}
 	switch {
-	case len(cfg.Chain) == 0 || cfg.Chain[0] == nil:
-		return nil, errors.New("session: ServerConfig.Chain is empty")
-	case len(cfg.Chain) > wire.MaxCertificates:
-		return nil, fmt.Errorf("session: ServerConfig.Chain has %d certificates (at most %d)", len(cfg.Chain), wire.MaxCertificates)
+	case cfg.Certificate == nil:
+		return nil, errors.New("session: ServerConfig.Certificate is not set")
 	case cfg.Key == nil:
 		return nil, errors.New("session: ServerConfig.Key is not set")
-	case cfg.Roots == nil:
-		return nil, errors.New("session: ServerConfig.Roots is not set")
-	case !keys.SamePublicKey(cfg.Key.Public(), cfg.Chain[0].PublicKey):
+	case cfg.Root == nil:
+		return nil, errors.New("session: ServerConfig.Root is not set")
+	case cfg.Status == nil:
+		return nil, errors.New("session: ServerConfig.Status is not set")
+	case cfg.Replays == nil:
+		return nil, errors.New("session: ServerConfig.Replays is not set (NewReplayCache)")
+	case cfg.HelloWindow < 0:
+		return nil, fmt.Errorf("session: ServerConfig.HelloWindow is negative (%s)", cfg.HelloWindow)
+	case !keys.SamePublicKey(cfg.Key.Public(), cfg.Certificate.PublicKey):
 		return nil, errors.New("session: ServerConfig.Key is not the key of the board's certificate")
 	}
 	if err := keys.CanSign(cfg.Key.Public()); err != nil {
 		return nil, fmt.Errorf("session: the board's key: %w", err)
 	}
-	return &serverSettings{ServerConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand)}, nil
+	s := &serverSettings{ServerConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand), window: cfg.HelloWindow}
+	if s.window == 0 {
+		s.window = DefaultHelloWindow
+	}
+	return s, nil
 }
 
 // clientSettings are a ClientConfig's values with defaults applied.
@@ -207,14 +251,12 @@ func (cfg *ClientConfig) settings() (*clientSettings, error) {
 	switch {
 	case cfg.SID == "" || len(cfg.SID) > wire.MaxSIDLen:
 		return nil, fmt.Errorf("session: ClientConfig.SID must be 1 to %d bytes", wire.MaxSIDLen)
-	case len(cfg.Chain) == 0 || cfg.Chain[0] == nil:
-		return nil, errors.New("session: ClientConfig.Chain is empty")
-	case len(cfg.Chain) > wire.MaxCertificates:
-		return nil, fmt.Errorf("session: ClientConfig.Chain has %d certificates (at most %d)", len(cfg.Chain), wire.MaxCertificates)
+	case cfg.Certificate == nil:
+		return nil, errors.New("session: ClientConfig.Certificate is not set")
 	case cfg.Key == nil:
 		return nil, errors.New("session: ClientConfig.Key is not set")
-	case cfg.Roots == nil:
-		return nil, errors.New("session: ClientConfig.Roots is not set")
+	case cfg.Root == nil:
+		return nil, errors.New("session: ClientConfig.Root is not set")
 	case cfg.BoardName == "":
 		return nil, errors.New("session: ClientConfig.BoardName is not set")
 	case len(cfg.Suites) > wire.MaxSuites:

@@ -27,8 +27,9 @@ type Conn struct {
 	suite        uint16
 	keyTransport uint8
 	th           [32]byte
-	peerChain    []*x509.Certificate
-	ownChain     []*x509.Certificate
+	peer         *x509.Certificate // the peer's certificate, checked
+	own          *x509.Certificate // this side's certificate
+	status       *wire.BoardStatus // on the student's side: the board's status, checked
 	key          crypto.Signer
 	rand         io.Reader
 	now          func() time.Time
@@ -57,11 +58,13 @@ func (c *Conn) SID() string { return c.sid }
 
 // PeerCertificate returns the peer's verified certificate: the student's on the
 // board's side, the board's on the student's.
-func (c *Conn) PeerCertificate() *x509.Certificate { return c.peerChain[0] }
+func (c *Conn) PeerCertificate() *x509.Certificate { return c.peer }
 
-// PeerChain returns the certificates the peer sent, leaf first, as verified in
-// the handshake. The caller must not modify the slice.
-func (c *Conn) PeerChain() []*x509.Certificate { return c.peerChain }
+// BoardStatus returns, on the student's side, the board's status the
+// handshake checked (PROTOCOL.md §4.4): the student remembers its CRL number
+// (ClientConfig.MinCRLNumber of the next session). It is nil on the board's
+// side.
+func (c *Conn) BoardStatus() *wire.BoardStatus { return c.status }
 
 // Suite returns the cipher suite of the records.
 func (c *Conn) Suite() uint16 { return c.suite }

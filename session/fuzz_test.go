@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"testing/cryptotest"
 	"time"
 
 	"pkiboard/internal/fuzzseed"
@@ -20,10 +21,19 @@ import (
 )
 
 // The fuzz targets run whole handshakes in-process over a memConn, with the
-// deterministic test PKI, a deterministic random source, a fixed clock and a
-// fixed X-Wing key: the student's ClientHello is the same in every process,
-// so a ServerHello recorded once (in the committed seeds) still completes the
+// deterministic test PKI, a deterministic random source, a fixed clock, a
+// fixed X-Wing key and, for the signatures Go's ECDSA randomizes, the
+// process-wide random source fixed by cryptotest.SetGlobalRandom: the
+// student's ClientHello, signature included, is the same in every process, so
+// a ServerHello recorded once (in the committed seeds) still completes the
 // handshake, and the fuzzer starts from inputs that reach every check.
+
+// fixRandom fixes crypto/rand, and so ECDSA signatures, for the rest of t.
+func fixRandom(tb testing.TB) {
+	if t, ok := tb.(*testing.T); ok {
+		cryptotest.SetGlobalRandom(t, 1)
+	}
+}
 
 // fuzzClientConfig is the deterministic student of the fuzz targets.
 func fuzzClientConfig(tb testing.TB) *ClientConfig {
@@ -34,10 +44,16 @@ func fuzzClientConfig(tb testing.TB) *ClientConfig {
 		seed := sha256.Sum256([]byte("pkiboard fuzz x-wing"))
 		return hpke.MLKEM768X25519().DeriveKeyPair(seed[:])
 	}
+	cc.MinCRLNumber = fuzzMinCRL
 	return cc
 }
 
-// fuzzServerConfig is the board of the fuzz targets.
+// fuzzMinCRL is the highest CRL number the fuzz student has seen: the test
+// status's.
+const fuzzMinCRL = testCRLNumber
+
+// fuzzServerConfig is the board of the fuzz targets, with a replay cache of
+// its own.
 func fuzzServerConfig(tb testing.TB) *ServerConfig {
 	sc := pki(tb).serverConfig()
 	sc.Rand = detRand(2)
@@ -47,10 +63,19 @@ func fuzzServerConfig(tb testing.TB) *ServerConfig {
 }
 
 // clientHello returns the payload of the ClientHello the fuzz student sends,
-// after hook (if set) changed it.
+// after hook (if set) changed it, before the student signed it; it fixes
+// crypto/rand (fixRandom) for the signature.
 func clientHello(tb testing.TB, hook func(*wire.ClientHello)) []byte {
+	return clientHelloHooks(tb, hook, nil)
+}
+
+// clientHelloHooks is clientHello with a hook before the signature and one
+// after (an adversary's change).
+func clientHelloHooks(tb testing.TB, before, after func(*wire.ClientHello)) []byte {
 	cc := fuzzClientConfig(tb)
-	cc.testHookClientHello = hook
+	cc.testHookClientHello = before
+	cc.testHookSignedHello = after
+	fixRandom(tb)
 	m := newMemConn(nil)
 	Client(wire.NewConn(m, wire.Options{}), cc) // fails at EOF after the hello
 	return frames(tb, m.out.Bytes())[0]
@@ -72,24 +97,32 @@ func serverFlight(tb testing.TB, hook func(*wire.ServerHello)) (sh, sv []byte) {
 func serverHandshakeSeeds(tb testing.TB) map[string][]any {
 	valid := clientHello(tb, nil)
 	hooked := func(f func(*wire.ClientHello)) []any { return []any{clientHello(tb, f)} }
+	tampered := func(f func(*wire.ClientHello)) []any { return []any{clientHelloHooks(tb, nil, f)} }
+	p := pki(tb)
 	return map[string][]any{
 		"valid":          {valid},
 		"empty":          {[]byte{}},
 		"truncated":      {valid[:len(valid)/2]},
 		"trailing":       {append(bytes.Clone(valid), 0)},
-		"version-2":      hooked(func(ch *wire.ClientHello) { ch.Version = 2 }),
+		"version-1":      hooked(func(ch *wire.ClientHello) { ch.Version = 1 }),
+		"version-3":      hooked(func(ch *wire.ClientHello) { ch.Version = 3 }),
+		"time-old":       hooked(func(ch *wire.ClientHello) { ch.Time -= uint64(time.Hour.Milliseconds()) }),
+		"time-future":    hooked(func(ch *wire.ClientHello) { ch.Time += uint64(time.Hour.Milliseconds()) }),
+		"time-max":       hooked(func(ch *wire.ClientHello) { ch.Time = 1<<64 - 1 }),
 		"rc4-only":       hooked(func(ch *wire.ClientHello) { ch.Suites = []uint16{SuiteRC4HMACSHA256} }),
 		"unknown-suites": hooked(func(ch *wire.ClientHello) { ch.Suites = []uint16{7, 8, 9} }),
 		"kem-x25519":     hooked(func(ch *wire.ClientHello) { ch.KEM = 0x0020 }),
 		"kem-short":      hooked(func(ch *wire.ClientHello) { ch.KEMPublic = ch.KEMPublic[:1215] }),
 		"sid-other":      hooked(func(ch *wire.ClientHello) { ch.SID = "1155000002" }),
-		"cert-garbage":   hooked(func(ch *wire.ClientHello) { ch.Certificates = [][]byte{{0x30, 0x03, 1, 2, 3}} }),
-		"cert-board":     hooked(func(ch *wire.ClientHello) { ch.Certificates = [][]byte{pki(tb).board.leaf().Raw} }),
-		"four-certs": hooked(func(ch *wire.ClientHello) {
-			ch.Certificates = append(ch.Certificates, pki(tb).root.cert.Raw, pki(tb).root.cert.Raw, pki(tb).root.cert.Raw)
-		}),
-		"error-message":   {mustMarshal(tb, &wire.Error{Code: wire.CodeBusy, Text: "no"})},
-		"server-hello":    {mustMarshal(tb, &wire.ServerHello{Version: 1, KeyTransport: 2, EncryptedKey: []byte{1}, KEMCiphertext: []byte{1}, Certificates: [][]byte{{1}}})},
+		"cert-garbage":   hooked(func(ch *wire.ClientHello) { ch.Certificate = []byte{0x30, 0x03, 1, 2, 3} }),
+		"cert-board":     hooked(func(ch *wire.ClientHello) { ch.Certificate = p.board.leaf().Raw }),
+		"cert-root":      hooked(func(ch *wire.ClientHello) { ch.Certificate = p.root.cert.Raw }),
+		"cert-other-ca":  hooked(func(ch *wire.ClientHello) { ch.Certificate = p.otherStudent().leaf().Raw }),
+		"sig-flipped":    tampered(func(ch *wire.ClientHello) { ch.Signature[len(ch.Signature)-1] ^= 1 }),
+		"sig-suites":     tampered(func(ch *wire.ClientHello) { ch.Suites = []uint16{SuiteRC4HMACSHA256} }),
+		"error-message":  {mustMarshal(tb, &wire.Error{Code: wire.CodeBusy, Text: "no"})},
+		"server-hello": {mustMarshal(tb, &wire.ServerHello{Version: wire.ProtocolVersion, KeyTransport: 2, EncryptedKey: []byte{1},
+			KEMCiphertext: []byte{1}, Certificate: []byte{1}, Status: []byte{1}})},
 		"unknown-type":    {[]byte{0x99, 0, 1}},
 		"version-only-v2": {[]byte{byte(wire.TypeClientHello), 0, 2}},
 	}
@@ -106,6 +139,11 @@ func clientHandshakeSeeds(tb testing.TB) map[string][]any {
 		sh, sv := serverFlight(tb, f)
 		return []any{sh, sv}
 	}
+	p := pki(tb)
+	withStatus := func(change func(*wire.BoardStatus)) []any {
+		status := p.boardStatus(tb, change)
+		return hooked(func(sh *wire.ServerHello) { sh.Status = status })
+	}
 	return map[string][]any{
 		"valid":            {sh, sv},
 		"empty":            {[]byte{}, []byte{}},
@@ -113,12 +151,18 @@ func clientHandshakeSeeds(tb testing.TB) map[string][]any {
 		"sh-random":        {flipped(sh, 10), sv},
 		"sv-flipped":       {sh, flipped(sv, -3)},
 		"sv-missing":       {sh, []byte{}},
-		"sh-version-2":     {flipped(sh, 2), sv}, // 1 ^ 1 = 0: version 0
+		"sh-version-3":     {flipped(sh, 2), sv}, // 2 ^ 1 = 3
 		"suite-rc4":        hooked(func(sh *wire.ServerHello) { sh.Suite = SuiteRC4HMACSHA256 }),
 		"kt-rsa":           hooked(func(sh *wire.ServerHello) { sh.KeyTransport = wire.KeyTransportRSAOAEP }),
 		"key-garbled":      hooked(func(sh *wire.ServerHello) { sh.EncryptedKey[0] ^= 1 }),
 		"kem-short":        hooked(func(sh *wire.ServerHello) { sh.KEMCiphertext = sh.KEMCiphertext[:1119] }),
-		"board-cert-other": hooked(func(sh *wire.ServerHello) { sh.Certificates = [][]byte{pki(tb).students["p256"].leaf().Raw} }),
+		"kem-flipped":      hooked(func(sh *wire.ServerHello) { sh.KEMCiphertext[0] ^= 1 }),
+		"board-cert-other": hooked(func(sh *wire.ServerHello) { sh.Certificate = p.students["p256"].leaf().Raw }),
+		"status-garbage":   hooked(func(sh *wire.ServerHello) { sh.Status = []byte{1, 2, 3} }),
+		"status-revoked":   withStatus(func(s *wire.BoardStatus) { s.Revoked = true }),
+		"status-expired":   withStatus(func(s *wire.BoardStatus) { s.NextUpdate = uint64(fixedNow.Unix()) - 1 }),
+		"status-old-crl":   withStatus(func(s *wire.BoardStatus) { s.CRLNumber = fuzzMinCRL - 1 }),
+		"status-other":     withStatus(func(s *wire.BoardStatus) { s.CertSHA256[0] ^= 1 }),
 		"error":            {mustMarshal(tb, &wire.Error{Code: wire.CodeUnknownCA, Text: "who are you"}), []byte{}},
 	}
 }
@@ -131,7 +175,7 @@ func openRecordSeeds(tb testing.TB) map[string][]any {
 		"error":      mustMarshal(tb, &wire.Error{Code: wire.CodeBadRecordMAC, Text: "tampered"}),
 		"fileoffset": mustMarshal(tb, &wire.FileOffset{Offset: 1 << 20}),
 		"receipt": mustMarshal(tb, &wire.Receipt{ID: "x", SID: testSID, Serial: []byte{1}, Name: "message.txt", Size: 1,
-			Received: 1, Signature: []byte{1}}),
+			Received: 1, BoardCertSHA256: sha256.Sum256(pki(tb).board.leaf().Raw), Signature: []byte{1}}),
 		"clienthello": clientHello(tb, nil),
 		"unknown":     {0x99, 1, 2, 3},
 	}
@@ -158,14 +202,19 @@ func FuzzServerHandshake(f *testing.F) {
 		f.Add(seed[0].([]byte))
 	}
 	sc := fuzzServerConfig(f)
+	studentKey := pki(f).students["p256"].key.Public()
 	f.Fuzz(func(t *testing.T, ch []byte) {
+		sc.Replays = NewReplayCache(0) // every input is new to the board
 		m := newMemConn(frame(ch))
 		conn, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), sc)
 		if err == nil {
 			msg, uerr := wire.Unmarshal(ch)
 			hello, ok := msg.(*wire.ClientHello)
-			if uerr != nil || !ok || hello.Version != 1 || conn.PeerCertificate().Subject.CommonName != hello.SID {
+			if uerr != nil || !ok || hello.Version != wire.ProtocolVersion || conn.PeerCertificate().Subject.CommonName != hello.SID {
 				t.Fatalf("accepted a hello that should fail: %v", uerr)
+			}
+			if keys.Verify(studentKey, wire.HelloSignedBytes(wire.HelloPrefix(ch, hello)), hello.Signature) != nil {
+				t.Fatalf("accepted a hello the student did not sign")
 			}
 			return
 		}
@@ -196,10 +245,14 @@ func FuzzClientHandshake(f *testing.F) {
 		f.Add(seed[0].([]byte), seed[1].([]byte))
 	}
 	cc := fuzzClientConfig(f)
-	ch := clientHello(f, nil)
+	var ch []byte // the fuzz student's hello, made in the first run (fixRandom needs a *testing.T)
 	boardKey := pki(f).board.key.Public()
 	f.Fuzz(func(t *testing.T, sh, sv []byte) {
+		if ch == nil {
+			ch = clientHello(t, nil)
+		}
 		cc.Rand = detRand(1) // the same hello every time
+		fixRandom(t)         // and the same signature
 		m := newMemConn(append(frame(sh), frame(sv)...))
 		_, err := Client(wire.NewConn(m, wire.Options{}), cc)
 		out := frames(t, m.out.Bytes())
@@ -346,11 +399,13 @@ func TestFuzzCorpus(t *testing.T) {
 		}
 		switch target {
 		case "FuzzServerHandshake":
+			fixRandom(t)
 			m := newMemConn(frame(got[0].([]byte)))
 			if _, err := Server(wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), fuzzServerConfig(t)); err != nil {
 				t.Errorf("%s no longer completes a handshake (%v): %s", path, err, how)
 			}
 		case "FuzzClientHandshake":
+			fixRandom(t)
 			m := newMemConn(append(frame(got[0].([]byte)), frame(got[1].([]byte))...))
 			if _, err := Client(wire.NewConn(m, wire.Options{}), fuzzClientConfig(t)); err != nil {
 				t.Errorf("%s no longer completes a handshake (%v): %s", path, err, how)

@@ -82,9 +82,15 @@ type HandshakeError struct {
 	// ClientHello claimed ("" if none was read), on the student's its own.
 	SID string
 
-	// Student and Suite are set on the board's side when step 3 passed (Step
-	// is 4): the student's certificate, checked, and the suite the board
-	// chose.
+	// Proven is set on the board's side when the student had proven that she
+	// holds her certificate's key — the hello's signature verified and the
+	// hello was not a replay — before the handshake failed (Step is then 4).
+	// A refusal of a peer that proved nothing is anonymous: its SID and
+	// certificate are only what the peer claimed, and may be anyone's.
+	Proven bool
+
+	// Student and Suite are set on the board's side when Proven: the
+	// student's certificate, checked, and the suite the board chose.
 	Student *x509.Certificate
 	Suite   uint16
 

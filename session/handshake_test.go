@@ -91,16 +91,23 @@ func checkSuccess(t *testing.T, p *testPKI, r result, content []byte, name strin
 	}
 
 	now := time.Now()
-	if err := VerifyReceipt(r.receipt, r.student.PeerChain(), p.root.pool, now); err != nil {
+	board := r.student.PeerCertificate()
+	if err := VerifyReceipt(r.receipt, board, p.root.cert, now); err != nil {
 		t.Errorf("VerifyReceipt: %v", err)
+	}
+	if r.receipt.BoardCertSHA256 != sha256.Sum256(board.Raw) {
+		t.Errorf("the receipt names board certificate %x, not the session's", r.receipt.BoardCertSHA256)
 	}
 	bad := *r.receipt
 	bad.Size++
-	if err := VerifyReceipt(&bad, r.student.PeerChain(), p.root.pool, now); !errors.Is(err, keys.ErrBadSignature) {
+	if err := VerifyReceipt(&bad, board, p.root.cert, now); !errors.Is(err, keys.ErrBadSignature) {
 		t.Errorf("VerifyReceipt of a changed receipt: got %v, want keys.ErrBadSignature", err)
 	}
-	if err := VerifyReceipt(r.receipt, r.student.PeerChain(), p.other.pool, now); err == nil {
+	if err := VerifyReceipt(r.receipt, board, p.other.cert, now); err == nil {
 		t.Errorf("VerifyReceipt with another root succeeded")
+	}
+	if st := r.student.BoardStatus(); st == nil || st.CRLNumber != testCRLNumber {
+		t.Errorf("the student's session holds board status %+v, want the board's of CRL number %d", st, testCRLNumber)
 	}
 
 	sum := sha256.Sum256(content)
@@ -109,12 +116,34 @@ func checkSuccess(t *testing.T, p *testPKI, r result, content []byte, name strin
 	if err != nil || !bytes.Equal(sub.Statement, want) {
 		t.Errorf("Submission.Statement differs from Statement(...) (%v)", err)
 	}
-	if err := VerifyStatement(sub.Chain, p.root.pool, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); err != nil {
+	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); err != nil {
 		t.Errorf("VerifyStatement: %v", err)
 	}
 	sum[0] ^= 1
-	if err := VerifyStatement(sub.Chain, p.root.pool, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); !errors.Is(err, keys.ErrBadSignature) {
+	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); !errors.Is(err, keys.ErrBadSignature) {
 		t.Errorf("VerifyStatement of another SHA-256: got %v, want keys.ErrBadSignature", err)
+	}
+}
+
+// TestReceiptNamesTheBoard checks that the student refuses a receipt, signed
+// by the board's key, that names another board certificate than the one of
+// the session (board_cert_sha256, PROTOCOL.md §5.4).
+func TestReceiptNamesTheBoard(t *testing.T) {
+	p := pki(t)
+	other := p.root.issue(certSpec{cn: testBoardName, key: p.board.key, eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	r := runSession(t, scenario{server: p.serverConfig(), client: p.clientConfig("p256"), content: lab(testSID),
+		beforeReceipt: func(c *Conn) { c.own = other.leaf() }})
+	if !errors.Is(r.clientErr, ErrBadReceipt) || !strings.Contains(r.clientErr.Error(), "board certificate") {
+		t.Errorf("a receipt naming another board certificate: got %v, want ErrBadReceipt", r.clientErr)
+	}
+	// Offline too: the receipt verifies with the certificate it names, and
+	// not with the session's, although both have the board's key.
+	r = runSession(t, scenario{server: p.serverConfig(), client: p.clientConfig("p256"), content: lab(testSID)})
+	if r.clientErr != nil {
+		t.Fatal(r.clientErr)
+	}
+	if err := VerifyReceipt(r.receipt, other.leaf(), p.root.cert, time.Now()); err == nil {
+		t.Error("VerifyReceipt took the receipt with another certificate of the board's key")
 	}
 }
 
@@ -151,9 +180,10 @@ func TestSuiteChoice(t *testing.T) {
 	}
 }
 
-// TestBoardRefuses checks every refusal of step 3 (and the student's
-// key-transport failure, which the board learns of): the board returns a
+// TestBoardRefuses checks every refusal of step 3: the board returns a
 // *wire.Refusal with the code and the student receives it as a *wire.Error.
+// The hooks change the hello before the student signs it (a student that
+// sends such a hello), or after (someone on the way).
 func TestBoardRefuses(t *testing.T) {
 	p := pki(t)
 	student := func(s certSpec) identity {
@@ -169,15 +199,21 @@ func TestBoardRefuses(t *testing.T) {
 		return p.root.issue(s)
 	}
 	withCert := func(id identity) func(*ServerConfig, *ClientConfig) {
-		return func(_ *ServerConfig, cc *ClientConfig) { cc.Chain, cc.Key = id.chain, id.key }
+		return func(_ *ServerConfig, cc *ClientConfig) { cc.Certificate, cc.Key = id.leaf(), id.key }
 	}
 	withHello := func(f func(*wire.ClientHello)) func(*ServerConfig, *ClientConfig) {
 		return func(_ *ServerConfig, cc *ClientConfig) { cc.testHookClientHello = f }
 	}
+	onTheWay := func(f func(*wire.ClientHello)) func(*ServerConfig, *ClientConfig) {
+		return func(_ *ServerConfig, cc *ClientConfig) { cc.testHookSignedHello = f }
+	}
+	withStatus := func(status []byte) func(*ServerConfig, *ClientConfig) {
+		return func(sc *ServerConfig, _ *ClientConfig) { sc.Status = func() []byte { return status } }
+	}
 	clientAuth := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	otherStudent := p.other.issue(certSpec{cn: testSID, key: p.keys["p256"], eku: clientAuth})
 	ed := p.root.issue(certSpec{cn: testSID, key: ed25519Key(), eku: clientAuth})
 	pastStart, pastEnd := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2021, 5, 1, 12, 0, 0, 0, time.UTC)
+	minute := uint64(time.Minute.Milliseconds())
 
 	tests := []struct {
 		name  string
@@ -185,9 +221,11 @@ func TestBoardRefuses(t *testing.T) {
 		code  wire.Code
 		text  string // a part of the refusal's text
 	}{
-		{"another CA", withCert(otherStudent), wire.CodeUnknownCA, `issued by "Some Other Root CA"`},
+		{"another CA", withCert(p.otherStudent()), wire.CodeUnknownCA, `issued by "Some Other Root CA"`},
 		{"another CA and expired", withCert(p.other.issue(certSpec{cn: testSID, key: p.keys["p256"], eku: clientAuth,
-			notBefore: pastStart, notAfter: pastEnd})), wire.CodeUnknownCA, "does not chain"},
+			notBefore: pastStart, notAfter: pastEnd})), wire.CodeUnknownCA, "not signed by"},
+		{"named like the root, signed by another key", withCert(newRoot("CUHK Course Root CA", ecKey(elliptic.P256(), "fake root")).issue(
+			certSpec{cn: testSID, key: p.keys["p256"], eku: clientAuth})), wire.CodeUnknownCA, "not signed by"},
 		{"expired", withCert(student(certSpec{notBefore: pastStart, notAfter: pastEnd})), wire.CodeCertExpired,
 			"expired at 2021-05-01 12:00 UTC; enroll again"},
 		{"not yet valid", withCert(student(certSpec{notBefore: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)})), wire.CodeCertExpired,
@@ -207,6 +245,13 @@ func TestBoardRefuses(t *testing.T) {
 		{"revocation check error", func(sc *ServerConfig, _ *ClientConfig) {
 			sc.CheckRevoked = func(*x509.Certificate) error { return errors.New("crl.pem: no such file") }
 		}, wire.CodeCRLUnavailable, "try again later"},
+		{"no status of its own", withStatus(nil), wire.CodeCRLUnavailable, "no fresh status"},
+		{"its status expired", withStatus(p.boardStatus(t, func(s *wire.BoardStatus) {
+			s.NextUpdate = uint64(time.Now().Add(-time.Minute).Unix())
+		})), wire.CodeCRLUnavailable, "no fresh status"},
+		{"a status of another certificate", withStatus(p.boardStatus(t, func(s *wire.BoardStatus) { s.CertSHA256[0] ^= 1 })),
+			wire.CodeCRLUnavailable, "no fresh status"},
+		{"a status that does not decode", withStatus([]byte("garbage")), wire.CodeCRLUnavailable, "no fresh status"},
 		{"CN of another SID", withCert(student(certSpec{cn: "1155000002"})), wire.CodeSIDMismatch,
 			`your certificate is for SID "1155000002" but you connected as SID "1155000001"`},
 		{"serverAuth only", withCert(student(certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})), wire.CodeWrongUsage,
@@ -215,23 +260,37 @@ func TestBoardRefuses(t *testing.T) {
 			"does not include clientAuth"},
 		{"anyExtendedKeyUsage only", withCert(student(certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})), wire.CodeWrongUsage,
 			"does not include clientAuth"},
-		{"CA certificate", withCert(student(certSpec{isCA: true})), wire.CodeWrongUsage, "CA certificate"},
-		{"the root itself", withCert(identity{chain: []*x509.Certificate{p.root.cert}, key: p.root.key}), wire.CodeWrongUsage, "CA certificate"},
+		{"CA certificate", withCert(student(certSpec{isCA: true, eku: clientAuth})), wire.CodeWrongUsage, "CA certificate"},
+		{"the root itself", withCert(identity{chain: []*x509.Certificate{p.root.cert}, key: p.root.key}), wire.CodeWrongUsage, "clientAuth"},
 		{"rc4 alone, not allowed", func(_ *ServerConfig, cc *ClientConfig) {
 			cc.Suites = []uint16{SuiteRC4HMACSHA256}
 		}, wire.CodeSuiteNotAllowed, "(rc4-hmac-sha256) is allowed"},
 		{"unknown suites only", withHello(func(ch *wire.ClientHello) { ch.Suites = []uint16{0x1234} }), wire.CodeSuiteNotAllowed, "0x1234"},
-		{"version 2", withHello(func(ch *wire.ClientHello) { ch.Version = 2 }), wire.CodeBadVersion, "version 2"},
-		{"version 0", withHello(func(ch *wire.ClientHello) { ch.Version = 0 }), wire.CodeBadVersion, "version 0"},
+		{"version 1", withHello(func(ch *wire.ClientHello) { ch.Version = 1 }), wire.CodeBadVersion, "version 1"},
+		{"version 3", withHello(func(ch *wire.ClientHello) { ch.Version = 3 }), wire.CodeBadVersion, "version 3"},
+		{"hello an hour old", withHello(func(ch *wire.ClientHello) { ch.Time -= 60 * minute }), wire.CodeStaleHello, "the board's time is"},
+		{"hello six minutes ahead", withHello(func(ch *wire.ClientHello) { ch.Time += 6 * minute }), wire.CodeStaleHello, "check your computer's clock"},
+		{"hello at the end of time", withHello(func(ch *wire.ClientHello) { ch.Time = 1<<64 - 1 }), wire.CodeStaleHello, "the board's time is"},
+		{"hello timed at 0", withHello(func(ch *wire.ClientHello) { ch.Time = 0 }), wire.CodeStaleHello, "1970-01-01T00:00:00Z"},
 		{"KEM X25519", withHello(func(ch *wire.ClientHello) { ch.KEM = 0x0020 }), wire.CodeBadKeyShare, "KEM 0x0020"},
 		{"X-Wing key too short", withHello(func(ch *wire.ClientHello) { ch.KEMPublic = ch.KEMPublic[:100] }), wire.CodeBadKeyShare, "not valid"},
 		{"X-Wing key out of range", withHello(func(ch *wire.ClientHello) {
 			ch.KEMPublic = bytes.Repeat([]byte{0xff}, len(ch.KEMPublic))
 		}), wire.CodeBadKeyShare, "not valid"},
-		{"Ed25519 key", withHello(func(ch *wire.ClientHello) { ch.Certificates = [][]byte{ed.leaf().Raw} }),
+		{"Ed25519 key", withHello(func(ch *wire.ClientHello) { ch.Certificate = ed.leaf().Raw }),
 			wire.CodeUnsupportedKey, "Ed25519"},
-		{"certificate garbage", withHello(func(ch *wire.ClientHello) { ch.Certificates = [][]byte{[]byte("not DER")} }),
+		{"certificate garbage", withHello(func(ch *wire.ClientHello) { ch.Certificate = []byte("not DER") }),
 			wire.CodeUnknownCA, "could not be parsed"},
+		{"signature flipped on the way", onTheWay(func(ch *wire.ClientHello) { ch.Signature[len(ch.Signature)-1] ^= 1 }),
+			wire.CodeBadHelloSignature, "does not verify"},
+		{"time changed on the way", onTheWay(func(ch *wire.ClientHello) { ch.Time++ }), wire.CodeBadHelloSignature, "does not verify"},
+		{"random changed on the way", onTheWay(func(ch *wire.ClientHello) { ch.Random[0] ^= 1 }), wire.CodeBadHelloSignature, "does not verify"},
+		{"X-Wing key replaced on the way", onTheWay(func(ch *wire.ClientHello) {
+			k, _ := xwing.GenerateKey()
+			ch.KEMPublic = k.PublicKey().Bytes()
+		}), wire.CodeBadHelloSignature, "does not verify"},
+		{"signed with another key", func(_ *ServerConfig, cc *ClientConfig) { cc.Key = ecKey(elliptic.P256(), "impostor") },
+			wire.CodeBadHelloSignature, "your key file belongs to your certificate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,6 +311,9 @@ func TestBoardRefuses(t *testing.T) {
 			if r.sub != nil || r.receipt != nil {
 				t.Errorf("a refused session produced a submission or a receipt")
 			}
+			if n := sc.Replays.Len(); n != 0 {
+				t.Errorf("a refused hello is in the replay cache (%d hellos)", n)
+			}
 		})
 	}
 }
@@ -270,8 +332,8 @@ func wantHandshakeError(t *testing.T, side string, err error, step int, sid stri
 	if he.Error() != he.Err.Error() {
 		t.Errorf("%s: HandshakeError says %q, its error %q", side, he.Error(), he.Err.Error())
 	}
-	if (he.Student != nil) != (step == 4) {
-		t.Errorf("%s: HandshakeError of step %d carries the student's certificate: %v", side, step, he.Student != nil)
+	if (he.Student != nil) != (step == 4) || he.Proven != (step == 4) {
+		t.Errorf("%s: HandshakeError of step %d: Proven %v, carries the student's certificate %v", side, step, he.Proven, he.Student != nil)
 	}
 	return he
 }
@@ -303,9 +365,9 @@ func TestHandshakeErrorAtStep4(t *testing.T) {
 }
 
 // TestWrongPrivateKey plays a student, or an impostor, with the right
-// certificate but another key: it cannot decrypt the session key
-// (key-transport-failed); if it carries on with a guess, the board's first
-// record check fails (bad-record-mac).
+// certificate but another key: the hello's signature does not verify with
+// the certificate's key (bad-hello-signature), and the board does nothing
+// more for it.
 func TestWrongPrivateKey(t *testing.T) {
 	p := pki(t)
 	for _, kt := range []string{"p256", "p384", "rsa2048"} {
@@ -320,22 +382,34 @@ func TestWrongPrivateKey(t *testing.T) {
 				cc.Key = rsaImpostor(t)
 			}
 			r := runSession(t, scenario{server: p.serverConfig(), client: cc, content: lab(testSID)})
-			wantRefusal(t, "student", r.clientErr, wire.CodeKeyTransportFailed)
-			wantPeerError(t, "board", r.serverErr, wire.CodeKeyTransportFailed)
-			if r.sub != nil {
-				t.Errorf("the board returned a submission")
-			}
-
-			cc.testHookIgnoreKeyTransport = true
-			r = runSession(t, scenario{server: p.serverConfig(), client: cc, content: lab(testSID)})
-			wantRefusal(t, "board", r.serverErr, wire.CodeBadRecordMAC)
-			if code, _, ok := codeOf(r.clientErr); !ok || code != wire.CodeBadRecordMAC {
-				t.Errorf("impostor: got %v, want bad-record-mac", r.clientErr)
-			}
+			wantRefusal(t, "board", r.serverErr, wire.CodeBadHelloSignature)
+			wantPeerError(t, "student", r.clientErr, wire.CodeBadHelloSignature)
 			if r.sub != nil || r.receipt != nil {
 				t.Errorf("the impostor's session produced a submission or a receipt")
 			}
 		})
+	}
+}
+
+// TestKeyTransportFailed plays a board whose encrypted session key the
+// student cannot open (key-transport-failed), and a student that carries on
+// with a guess: the board's first record check fails (bad-record-mac).
+func TestKeyTransportFailed(t *testing.T) {
+	p := pki(t)
+	garble := func(sh *wire.ServerHello) { sh.EncryptedKey[len(sh.EncryptedKey)-1] ^= 1 }
+	sc, cc := p.serverConfig(), p.clientConfig("p256")
+	sc.testHookServerHello = garble
+	r := runSession(t, scenario{server: sc, client: cc, content: lab(testSID)})
+	wantRefusal(t, "student", r.clientErr, wire.CodeKeyTransportFailed)
+	wantPeerError(t, "board", r.serverErr, wire.CodeKeyTransportFailed)
+
+	sc = p.serverConfig()
+	sc.testHookServerHello = garble
+	cc.testHookIgnoreKeyTransport = true
+	r = runSession(t, scenario{server: sc, client: cc, content: lab(testSID)})
+	wantRefusal(t, "board", r.serverErr, wire.CodeBadRecordMAC)
+	if r.sub != nil || r.receipt != nil {
+		t.Errorf("a session with a garbled session key produced a submission or a receipt")
 	}
 }
 
@@ -365,11 +439,25 @@ func TestStudentRefuses(t *testing.T) {
 		}
 		s.key = p.board.key
 		id := ca.issue(s)
-		return func(sc *ServerConfig, _ *ClientConfig) { sc.Chain, sc.Key = id.chain, id.key }
+		status := p.statusFor(t, id.leaf(), nil)
+		return func(sc *ServerConfig, _ *ClientConfig) {
+			sc.Certificate, sc.Key = id.leaf(), id.key
+			sc.Status = func() []byte { return status }
+		}
 	}
 	withServerHello := func(f func(*wire.ServerHello)) func(*ServerConfig, *ClientConfig) {
 		return func(sc *ServerConfig, _ *ClientConfig) { sc.testHookServerHello = f }
 	}
+	// stapling makes a board (a rogue one) staple status.
+	stapling := func(status []byte) func(*ServerConfig, *ClientConfig) {
+		return withServerHello(func(sh *wire.ServerHello) { sh.Status = status })
+	}
+	status := func(change func(*wire.BoardStatus)) []byte { return p.boardStatus(t, change) }
+	otherRootStatus := status(nil)
+	if s, err := wire.ParseBoardStatus(otherRootStatus); err == nil {
+		otherRootStatus = signStatus(t, s, p.other.key)
+	}
+	now := time.Now()
 	tests := []struct {
 		name   string
 		setup  func(*ServerConfig, *ClientConfig)
@@ -383,6 +471,33 @@ func TestStudentRefuses(t *testing.T) {
 		{"board without extended key usage", boardFrom(p.root, certSpec{eku: []x509.ExtKeyUsage{}}), nil, wire.CodeWrongUsage},
 		{"board with anyExtendedKeyUsage", boardFrom(p.root, certSpec{eku: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}), nil, wire.CodeWrongUsage},
 		{"wrong board name", func(_ *ServerConfig, cc *ClientConfig) { cc.BoardName = "otherboard" }, nil, wire.CodeNameMismatch},
+		{"status that does not decode", stapling([]byte("not a status")), nil, wire.CodeStaleStatus},
+		{"status signed by another root", stapling(otherRootStatus), nil, wire.CodeStaleStatus},
+		{"status signed by the board itself", stapling(signStatus(t, mustParseStatus(t, status(nil)), p.board.key)), nil, wire.CodeStaleStatus},
+		{"status for another serial", stapling(status(func(s *wire.BoardStatus) { s.Serial = []byte{0x77} })), nil, wire.CodeStaleStatus},
+		{"status for another certificate", stapling(status(func(s *wire.BoardStatus) { s.CertSHA256[31] ^= 1 })), nil, wire.CodeStaleStatus},
+		{"status says revoked", stapling(status(func(s *wire.BoardStatus) { s.Revoked = true })), nil, wire.CodeBoardRevoked},
+		{"the board's own status says revoked", func(sc *ServerConfig, _ *ClientConfig) {
+			revoked := status(func(s *wire.BoardStatus) { s.Revoked = true })
+			sc.Status = func() []byte { return revoked }
+		}, nil, wire.CodeBoardRevoked},
+		{"status revoked and expired", stapling(status(func(s *wire.BoardStatus) {
+			s.Revoked, s.NextUpdate = true, uint64(now.Add(-time.Hour).Unix())
+		})), nil, wire.CodeBoardRevoked},
+		{"status expired", stapling(status(func(s *wire.BoardStatus) {
+			s.ThisUpdate, s.NextUpdate = uint64(now.Add(-2*time.Hour).Unix()), uint64(now.Add(-time.Hour).Unix())
+		})), nil, wire.CodeStaleStatus},
+		{"status not yet valid", stapling(status(func(s *wire.BoardStatus) { s.ThisUpdate = uint64(now.Add(time.Hour).Unix()) })),
+			nil, wire.CodeStaleStatus},
+		{"status older than one seen", func(_ *ServerConfig, cc *ClientConfig) { cc.MinCRLNumber = testCRLNumber + 1 },
+			nil, wire.CodeStaleStatus},
+		{"status changed on the way", nil, func(d direction, i int, f []byte) [][]byte {
+			if d == s2c && i == 0 { // the status's signature is the ServerHello's last bytes
+				f = bytes.Clone(f)
+				f[len(f)-3] ^= 1
+			}
+			return [][]byte{f}
+		}, wire.CodeStaleStatus},
 		{"bad transcript signature", nil, func(d direction, i int, f []byte) [][]byte {
 			if d == s2c && i == 1 { // ServerVerify: flip a byte of the signature
 				f = bytes.Clone(f)
@@ -402,10 +517,11 @@ func TestStudentRefuses(t *testing.T) {
 		{"key transport not for the key", withServerHello(func(sh *wire.ServerHello) { sh.KeyTransport = wire.KeyTransportRSAOAEP }), nil, wire.CodeUnexpectedMessage},
 		{"session key garbled", withServerHello(func(sh *wire.ServerHello) { sh.EncryptedKey[len(sh.EncryptedKey)-1] ^= 1 }), nil, wire.CodeKeyTransportFailed},
 		{"X-Wing ciphertext truncated", withServerHello(func(sh *wire.ServerHello) { sh.KEMCiphertext = sh.KEMCiphertext[:1119] }), nil, wire.CodeBadKeyShare},
-		{"ServerHello version 2", nil, func(d direction, i int, f []byte) [][]byte {
+		{"X-Wing ciphertext too long", withServerHello(func(sh *wire.ServerHello) { sh.KEMCiphertext = append(sh.KEMCiphertext, 0) }), nil, wire.CodeBadKeyShare},
+		{"ServerHello version 3", nil, func(d direction, i int, f []byte) [][]byte {
 			if d == s2c && i == 0 {
 				f = bytes.Clone(f)
-				f[2] = 2
+				f[2] = 3
 			}
 			return [][]byte{f}
 		}, wire.CodeBadVersion},
@@ -427,9 +543,40 @@ func TestStudentRefuses(t *testing.T) {
 	}
 }
 
+// mustParseStatus decodes a status of the tests.
+func mustParseStatus(tb testing.TB, data []byte) *wire.BoardStatus {
+	tb.Helper()
+	s, err := wire.ParseBoardStatus(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// TestWrongKEMCiphertext checks PROTOCOL.md §5.1 on ML-KEM's implicit
+// rejection: an X-Wing ciphertext of the right length but changed gives the
+// student another pq secret without an error, so the handshake completes on
+// both sides with different keys and the board refuses the student's first
+// record, bad-record-mac. Nothing is stored.
+func TestWrongKEMCiphertext(t *testing.T) {
+	p := pki(t)
+	sc := p.serverConfig()
+	sc.testHookServerHello = func(sh *wire.ServerHello) { sh.KEMCiphertext[0] ^= 1 }
+	r := runSession(t, scenario{server: sc, client: p.clientConfig("p256"), content: lab(testSID)})
+	wantRefusal(t, "board", r.serverErr, wire.CodeBadRecordMAC)
+	if r.student == nil {
+		t.Errorf("the student refused the handshake (%v); ML-KEM should have rejected implicitly", r.clientErr)
+	}
+	if r.sub != nil || r.receipt != nil {
+		t.Errorf("a session with a changed X-Wing ciphertext produced a submission or a receipt")
+	}
+}
+
 // TestDowngrade plays an adversary who strips aes-256-ctr-hmac-sha256 from the
-// student's offer, so that a board that allows RC4 picks it: the board's
-// signature covers the offer it saw, so the student detects the change.
+// student's offer, so that a board that allows RC4 would pick it: the
+// student's signature over her hello covers the offer, so the board refuses
+// the changed hello before it chooses anything (and the board's signature
+// over the transcript would tell the student, too).
 func TestDowngrade(t *testing.T) {
 	p := pki(t)
 	strip := func(d direction, i int, f []byte) [][]byte {
@@ -454,17 +601,16 @@ func TestDowngrade(t *testing.T) {
 	cc.Suites = []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}
 	var px *proxy
 	r := runSession(t, scenario{server: sc, client: cc, content: lab(testSID), tamper: strip, proxy: &px})
-	wantRefusal(t, "student", r.clientErr, wire.CodeBadTranscriptSignature)
-	wantPeerError(t, "board", r.serverErr, wire.CodeBadTranscriptSignature)
+	wantRefusal(t, "board", r.serverErr, wire.CodeBadHelloSignature)
+	wantPeerError(t, "student", r.clientErr, wire.CodeBadHelloSignature)
 
-	// The board did choose RC4: the attack would have worked without the
-	// signature over the offer.
-	sh, err := wire.Unmarshal(px.frames(t, s2c)[0])
-	if err != nil {
-		t.Fatal(err)
+	// The board answered only its refusal: it chose no suite, sealed no key.
+	out := px.frames(t, s2c)
+	if len(out) != 1 {
+		t.Fatalf("the board sent %d frames, want its Error alone", len(out))
 	}
-	if got := sh.(*wire.ServerHello).Suite; got != SuiteRC4HMACSHA256 {
-		t.Errorf("the board chose %s from the stripped offer, want rc4-hmac-sha256", SuiteName(got))
+	if m, err := wire.Unmarshal(out[0]); err != nil || m.Type() != wire.TypeError {
+		t.Errorf("the board's answer is %v (%v), want an Error", m, err)
 	}
 }
 
@@ -510,11 +656,13 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("Server over a 64 KiB frame limit: got %v, want an error about max_frame", err)
 	}
 	for name, mod := range map[string]func(*ServerConfig){
-		"no chain":          func(c *ServerConfig) { c.Chain = nil },
-		"no key":            func(c *ServerConfig) { c.Key = nil },
-		"no roots":          func(c *ServerConfig) { c.Roots = nil },
-		"key of another":    func(c *ServerConfig) { c.Key = p.keys["p256"] },
-		"five certificates": func(c *ServerConfig) { c.Chain = slices.Repeat(c.Chain, 5) },
+		"no certificate":  func(c *ServerConfig) { c.Certificate = nil },
+		"no key":          func(c *ServerConfig) { c.Key = nil },
+		"no root":         func(c *ServerConfig) { c.Root = nil },
+		"no status":       func(c *ServerConfig) { c.Status = nil },
+		"no replay cache": func(c *ServerConfig) { c.Replays = nil },
+		"negative window": func(c *ServerConfig) { c.HelloWindow = -time.Second },
+		"key of another":  func(c *ServerConfig) { c.Key = p.keys["p256"] },
 	} {
 		sc := p.serverConfig()
 		mod(sc)
@@ -524,11 +672,12 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 	for name, mod := range map[string]func(*ClientConfig){
-		"no SID":        func(c *ClientConfig) { c.SID = "" },
-		"no board name": func(c *ClientConfig) { c.BoardName = "" },
-		"unknown suite": func(c *ClientConfig) { c.Suites = []uint16{9} },
-		"Ed25519 key":   func(c *ClientConfig) { c.Key = ed25519Key() },
-		"no roots":      func(c *ClientConfig) { c.Roots = nil },
+		"no SID":         func(c *ClientConfig) { c.SID = "" },
+		"no board name":  func(c *ClientConfig) { c.BoardName = "" },
+		"unknown suite":  func(c *ClientConfig) { c.Suites = []uint16{9} },
+		"Ed25519 key":    func(c *ClientConfig) { c.Key = ed25519Key() },
+		"no root":        func(c *ClientConfig) { c.Root = nil },
+		"no certificate": func(c *ClientConfig) { c.Certificate = nil },
 	} {
 		cc := p.clientConfig("p256")
 		mod(cc)

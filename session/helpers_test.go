@@ -13,6 +13,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"math"
 	"math/big"
@@ -22,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -201,6 +203,11 @@ func pki(tb testing.TB) *testPKI {
 	return sharedPKI
 }
 
+// otherStudent is a student certificate for testSID from another root.
+func (p *testPKI) otherStudent() identity {
+	return p.other.issue(certSpec{cn: testSID, key: p.keys["p256"], eku: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, serial: 3})
+}
+
 // ed25519Key is a deterministic Ed25519 key, for the unsupported-key case.
 func ed25519Key() ed25519.PrivateKey {
 	seed := sha256.Sum256([]byte("pkiboard session test ed25519"))
@@ -214,16 +221,82 @@ func detRand(seed uint64) io.Reader {
 	return mathrand.NewChaCha8(s)
 }
 
-// serverConfig returns the board's config for p.
+// testCRLNumber is the CRL number of the board's status in the tests.
+const testCRLNumber = 5
+
+// boardStatus returns the encoded status of the board's certificate, signed
+// by the root, after change (if set) changed it: by default good, of CRL
+// number testCRLNumber, and valid for the whole life of the test PKI, so that
+// it serves every clock of the tests.
+func (p *testPKI) boardStatus(tb testing.TB, change func(*wire.BoardStatus)) []byte {
+	tb.Helper()
+	return p.statusFor(tb, p.board.leaf(), change)
+}
+
+// statusFor is boardStatus for another board certificate.
+func (p *testPKI) statusFor(tb testing.TB, board *x509.Certificate, change func(*wire.BoardStatus)) []byte {
+	tb.Helper()
+	s := &wire.BoardStatus{
+		Serial:     board.SerialNumber.Bytes(),
+		CertSHA256: sha256.Sum256(board.Raw),
+		CRLNumber:  testCRLNumber,
+		ThisUpdate: uint64(pkiStart.Unix()),
+		NextUpdate: uint64(pkiEnd.Unix()),
+	}
+	key := p.root.key
+	if change != nil {
+		change(s)
+	}
+	return signStatus(tb, s, key)
+}
+
+// signStatus signs s with key and encodes it.
+func signStatus(tb testing.TB, s *wire.BoardStatus, key crypto.Signer) []byte {
+	tb.Helper()
+	msg, err := s.SignedBytes()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if s.Signature, err = keys.Sign(key, rand.Reader, msg); err != nil {
+		tb.Fatal(err)
+	}
+	data, err := s.Marshal()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
+}
+
+// goodStatus is the board's default status, signed once per process.
+var goodStatus struct {
+	sync.Once
+	data []byte
+}
+
+// serverConfig returns the board's config for p: its certificate, key and
+// status, the course root, and a replay cache of its own.
 func (p *testPKI) serverConfig() *ServerConfig {
-	return &ServerConfig{Chain: p.board.chain, Key: p.board.key, Roots: p.root.pool}
+	goodStatus.Do(func() {
+		goodStatus.data = p.boardStatus(testingTB{}, nil)
+	})
+	status := goodStatus.data
+	return &ServerConfig{Certificate: p.board.leaf(), Key: p.board.key, Root: p.root.cert,
+		Status: func() []byte { return status }, Replays: NewReplayCache(0)}
 }
 
 // clientConfig returns a student's config for the student of key type kt.
 func (p *testPKI) clientConfig(kt string) *ClientConfig {
 	st := p.students[kt]
-	return &ClientConfig{SID: testSID, Chain: st.chain, Key: st.key, Roots: p.root.pool, BoardName: testBoardName}
+	return &ClientConfig{SID: testSID, Certificate: st.leaf(), Key: st.key, Root: p.root.cert, BoardName: testBoardName}
 }
+
+// testingTB is a testing.TB for the shared fixtures made outside a test's
+// failure reporting: it panics instead of failing.
+type testingTB struct{ testing.TB }
+
+func (testingTB) Helper()                        {}
+func (testingTB) Fatal(args ...any)              { panic(fmt.Sprint(args...)) }
+func (testingTB) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
 
 // memConn is a net.Conn that reads from a fixed input and records what is
 // written: a whole handshake or record stream runs in-process, for fuzzing.
@@ -415,6 +488,9 @@ type scenario struct {
 	tamper  tamperFunc // if set, the session goes through a proxy
 	proxy   **proxy    // if set, receives the proxy
 	dial    func(addr string) (net.Conn, error)
+	// beforeReceipt, if set, may change the board's Conn before it signs the
+	// receipt: tests use it to play a board that names another certificate.
+	beforeReceipt func(*Conn)
 }
 
 // runSession runs a student and a board through a handshake and a submission
@@ -454,6 +530,9 @@ func runSession(t *testing.T, sc scenario) result {
 		}
 		out.sub = sub
 		out.received = sub.File.Sink.(*wire.Memory).Bytes()
+		if sc.beforeReceipt != nil {
+			sc.beforeReceipt(conn)
+		}
 		out.err = conn.SendReceipt(&wire.Receipt{
 			ID:       "sub-0001",
 			SID:      conn.SID(),

@@ -21,6 +21,8 @@ const (
 	keyLen        = 32 // a record cipher key (AES-256, or RC4 with 256 bits)
 	macKeyLen     = 32 // an HMAC-SHA256 key
 	ivLen         = 16 // an AES-CTR initial counter block
+
+	xwingCiphertextLen = 1120 // an X-Wing encapsulation (PROTOCOL.md §5.1)
 )
 
 // The HPKE parameters of the key transport and of the X-Wing exchange
@@ -33,7 +35,7 @@ var (
 
 // sealSessionKey encrypts the session key to the student's certificate key with
 // the key transport kt: RSA-OAEP-SHA256 with the label, or single-shot HPKE
-// base mode with the info, where label and info are "pkiboard v1 session key"
+// base mode with the info, where label and info are "pkiboard v2 session key"
 // || H_hello.
 func sealSessionKey(rand io.Reader, pub crypto.PublicKey, kt uint8, helloHash [32]byte, key []byte) ([]byte, error) {
 	label := append([]byte(labelSessionKey), helloHash[:]...)
@@ -104,7 +106,7 @@ func openSessionKey(rand io.Reader, priv crypto.Signer, kt uint8, helloHash [32]
 	return key, nil
 }
 
-// pqInfo returns the HPKE info of the X-Wing exchange: "pkiboard v1 pq" ||
+// pqInfo returns the HPKE info of the X-Wing exchange: "pkiboard v2 pq" ||
 // H_hello.
 func pqInfo(helloHash [32]byte) []byte {
 	return append([]byte(labelPQ), helloHash[:]...)
@@ -152,9 +154,9 @@ func (k *trafficKeys) wipe() {
 //
 //	PRK     = HKDF-Extract(SHA-256, salt = client_random || server_random,
 //	                                IKM  = session_key || pq_secret)
-//	c2s_key = HKDF-Expand(PRK, "pkiboard v1 c2s key" || TH, 32)
-//	c2s_mac = HKDF-Expand(PRK, "pkiboard v1 c2s mac" || TH, 32)
-//	c2s_iv  = HKDF-Expand(PRK, "pkiboard v1 c2s iv"  || TH, 16)
+//	c2s_key = HKDF-Expand(PRK, "pkiboard v2 c2s key" || TH, 32)
+//	c2s_mac = HKDF-Expand(PRK, "pkiboard v2 c2s mac" || TH, 32)
+//	c2s_iv  = HKDF-Expand(PRK, "pkiboard v2 c2s iv"  || TH, 16)
 //
 // and likewise for s2c. The IKM and the PRK are erased before it returns; the
 // caller erases sessionKey, pqSecret and, once the ciphers are made, the
@@ -178,7 +180,7 @@ func deriveKeys(sessionKey, pqSecret []byte, clientRandom, serverRandom, th [32]
 			name string
 			dst  []byte
 		}{{"key", d.keys.key[:]}, {"mac", d.keys.mac[:]}, {"iv", d.keys.iv[:]}} {
-			info := "pkiboard v1 " + d.dir + " " + part.name + string(th[:])
+			info := "pkiboard v2 " + d.dir + " " + part.name + string(th[:])
 			out, err := hkdf.Expand(sha256.New, prk, info, len(part.dst))
 			if err != nil {
 				c2s.wipe()

@@ -1,55 +1,67 @@
 package session
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"pkiboard/wire"
 )
 
-// receiptFile is a receipt as the student keeps it (PROTOCOL.md §5.4): the
-// board's signed fields, readable, with the board's certificates, so that it
-// can be checked offline against the root alone.
+// ReceiptFileVersion is the version a receipt file carries (PROTOCOL.md §5.5).
+const ReceiptFileVersion = 2
+
+// receiptFile is a receipt as the student keeps it (PROTOCOL.md §5.5): the
+// board's signed fields, readable, with the board's certificate, so that it
+// can be checked offline against the root alone. Its keys and JSON types are
+// exactly the document's.
 type receiptFile struct {
 	Version           int      `json:"version"`
 	ID                string   `json:"id"`
 	SID               string   `json:"sid"`
-	Serial            string   `json:"serial"` // hex
+	Serial            string   `json:"serial"` // lowercase hex
 	Name              string   `json:"name"`
 	Size              uint64   `json:"size"`
-	SHA256            string   `json:"sha256"`   // hex
-	Received          string   `json:"received"` // RFC 3339, milliseconds
-	Signature         string   `json:"signature"`
-	BoardCertificates [][]byte `json:"board_certificates"` // DER, base64 in JSON
+	SHA256            string   `json:"sha256"`             // lowercase hex
+	Received          string   `json:"received"`           // RFC 3339, UTC, three fractional digits
+	Signature         string   `json:"signature"`          // lowercase hex
+	BoardCertificates [][]byte `json:"board_certificates"` // DER, standard base64 with padding in JSON; one entry
 }
 
-// receiptTime is the layout of receiptFile.Received: RFC 3339 with
-// milliseconds.
-const receiptTime = "2006-01-02T15:04:05.000Z07:00"
+// receiptFileKeys are the keys a receipt file has, all of them and no other.
+var receiptFileKeys = []string{"board_certificates", "id", "name", "received", "serial", "sha256", "sid", "signature", "size", "version"}
 
-// MarshalReceiptFile returns the receipt file (PROTOCOL.md §5.4) of r, a
-// receipt verified against the board's chain boardChain: indented JSON holding
-// version 1, the receipt's fields (bytes as lowercase hex, the time as RFC
-// 3339 with milliseconds, UTC) and the board's certificates (base64 DER),
-// ending with a newline.
-func MarshalReceiptFile(r *wire.Receipt, boardChain []*x509.Certificate) ([]byte, error) {
-	f := receiptFile{
-		Version:   1,
-		ID:        r.ID,
-		SID:       r.SID,
-		Serial:    hex.EncodeToString(r.Serial),
-		Name:      r.Name,
-		Size:      r.Size,
-		SHA256:    hex.EncodeToString(r.SHA256[:]),
-		Received:  time.UnixMilli(int64(r.Received)).UTC().Format(receiptTime),
-		Signature: hex.EncodeToString(r.Signature),
+// receiptTime is the layout of receiptFile.Received: RFC 3339 in UTC with
+// exactly three fractional digits, e.g. 2026-11-29T10:14:01.123Z.
+const receiptTime = "2006-01-02T15:04:05.000Z"
+
+// MarshalReceiptFile returns the receipt file (PROTOCOL.md §5.5) of r, a
+// receipt verified against the board's certificate board: indented JSON
+// holding version 2, the receipt's fields (bytes as lowercase hex, the time
+// as RFC 3339 with milliseconds, UTC) and the board's certificate (base64
+// DER), ending with a newline.
+func MarshalReceiptFile(r *wire.Receipt, board *x509.Certificate) ([]byte, error) {
+	if r.BoardCertSHA256 != sha256.Sum256(board.Raw) {
+		return nil, errors.New("session: the receipt names another board certificate")
 	}
-	for _, c := range boardChain {
-		f.BoardCertificates = append(f.BoardCertificates, c.Raw)
+	f := receiptFile{
+		Version:           ReceiptFileVersion,
+		ID:                r.ID,
+		SID:               r.SID,
+		Serial:            hex.EncodeToString(r.Serial),
+		Name:              r.Name,
+		Size:              r.Size,
+		SHA256:            hex.EncodeToString(r.SHA256[:]),
+		Received:          time.UnixMilli(int64(r.Received)).UTC().Format(receiptTime),
+		Signature:         hex.EncodeToString(r.Signature),
+		BoardCertificates: [][]byte{board.Raw},
 	}
 	data, err := json.MarshalIndent(&f, "", "  ")
 	if err != nil {
@@ -59,45 +71,76 @@ func MarshalReceiptFile(r *wire.Receipt, boardChain []*x509.Certificate) ([]byte
 }
 
 // ParseReceiptFile reads a receipt file back into the signed message and the
-// board's chain, which VerifyReceipt checks. It refuses a chain longer than a
-// handshake carries (wire.MaxCertificates) before parsing any certificate, and
-// a file with no board certificate.
-func ParseReceiptFile(data []byte) (*wire.Receipt, []*x509.Certificate, error) {
+// board's certificate, which VerifyReceipt checks. It is strict: exactly the
+// keys of PROTOCOL.md §5.5 with their JSON types, version 2, lowercase hex,
+// the time with exactly three fractional digits in UTC, and exactly one board
+// certificate; the receipt's board_cert_sha256 is the SHA-256 of that
+// certificate.
+func ParseReceiptFile(data []byte) (*wire.Receipt, *x509.Certificate, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil || fields == nil {
+		return nil, nil, fmt.Errorf("not a receipt file: %v", orNotObject(err))
+	}
+	var have []string
+	for k := range fields {
+		have = append(have, k)
+	}
+	slices.Sort(have)
+	if !slices.Equal(have, receiptFileKeys) {
+		return nil, nil, fmt.Errorf("not a receipt file: its keys are %s, not %s", strings.Join(have, ", "), strings.Join(receiptFileKeys, ", "))
+	}
 	var f receiptFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, nil, fmt.Errorf("not a receipt file: %w", err)
 	}
-	if f.Version != 1 {
-		return nil, nil, fmt.Errorf("receipt version %d is not 1", f.Version)
+	if f.Version != ReceiptFileVersion {
+		return nil, nil, fmt.Errorf("receipt file version %d is not %d", f.Version, ReceiptFileVersion)
 	}
-	serial, err1 := hex.DecodeString(f.Serial)
-	sum, err2 := hex.DecodeString(f.SHA256)
-	sig, err3 := hex.DecodeString(f.Signature)
-	received, err4 := time.Parse(time.RFC3339Nano, f.Received)
+	serial, err1 := lowerHex("serial", f.Serial)
+	sum, err2 := lowerHex("sha256", f.SHA256)
+	sig, err3 := lowerHex("signature", f.Signature)
+	received, err4 := time.Parse(receiptTime, f.Received) // exactly three digits, and Z
+	if err4 != nil {
+		err4 = fmt.Errorf("received %q: %v (RFC 3339 in UTC with exactly three fractional digits)", f.Received, err4)
+	}
 	if err := errors.Join(err1, err2, err3, err4); err != nil {
 		return nil, nil, fmt.Errorf("receipt fields: %v", err)
 	}
-	if len(sum) != 32 {
+	if len(sum) != sha256.Size {
 		return nil, nil, fmt.Errorf("receipt field sha256 holds %d bytes, not 32", len(sum))
 	}
+	if received.UnixMilli() < 0 {
+		return nil, nil, fmt.Errorf("receipt field received %q is before 1970", f.Received)
+	}
+	if n := len(f.BoardCertificates); n != 1 {
+		return nil, nil, fmt.Errorf("the receipt holds %d board certificates, not 1", n)
+	}
+	board, err := x509.ParseCertificate(f.BoardCertificates[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("board certificate in the receipt: %w", err)
+	}
 	r := &wire.Receipt{ID: f.ID, SID: f.SID, Serial: serial, Name: f.Name, Size: f.Size,
-		Received: uint64(received.UnixMilli()), Signature: sig}
+		Received: uint64(received.UnixMilli()), BoardCertSHA256: sha256.Sum256(board.Raw), Signature: sig}
 	copy(r.SHA256[:], sum)
-	// The chain is the board's from the handshake, which carries at most
-	// wire.MaxCertificates; a longer one is refused before any is parsed.
-	if n := len(f.BoardCertificates); n > wire.MaxCertificates {
-		return nil, nil, fmt.Errorf("the receipt holds %d board certificates; a board sends at most %d", n, wire.MaxCertificates)
+	return r, board, nil
+}
+
+// lowerHex decodes a field of lowercase hex.
+func lowerHex(field, s string) ([]byte, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", field, err)
 	}
-	var chain []*x509.Certificate
-	for _, der := range f.BoardCertificates {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return nil, nil, fmt.Errorf("board certificate in the receipt: %w", err)
-		}
-		chain = append(chain, c)
+	if !bytes.Equal([]byte(s), []byte(hex.EncodeToString(b))) {
+		return nil, fmt.Errorf("%s: not lowercase hex", field)
 	}
-	if len(chain) == 0 {
-		return nil, nil, errors.New("the receipt holds no board certificate")
+	return b, nil
+}
+
+// orNotObject says why a file that decoded is no JSON object.
+func orNotObject(err error) error {
+	if err != nil {
+		return err
 	}
-	return r, chain, nil
+	return errors.New("it is not a JSON object")
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -32,15 +33,18 @@ var (
 )
 
 // receiptSeeds makes a root, a board certificate, and receipt files: one
-// valid, the others each broken in one way, and one whose board chain is 50
-// certificates deep.
+// valid, the others each broken in one way, among them the forged evidence
+// of finding 5 (a self-made root and "blackboard" certificate).
 func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byte) {
 	tb.Helper()
 	rootKey := testcert.Key(tb)
-	root = testcert.Issue(tb, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "Receipt Fixture Root"}, IsCA: true, BasicConstraintsValid: true,
-		MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}, nil, rootKey.Public(), rootKey)
+	rootTmpl := func() *x509.Certificate {
+		return &x509.Certificate{
+			Subject: pkix.Name{CommonName: "Receipt Fixture Root"}, IsCA: true, BasicConstraintsValid: true,
+			MaxPathLenZero: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		}
+	}
+	root = testcert.Issue(tb, rootTmpl(), nil, rootKey.Public(), rootKey)
 	boardKey := testcert.Key(tb)
 	boardTmpl := func() *x509.Certificate {
 		return &x509.Certificate{
@@ -51,11 +55,12 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 	boardCert := testcert.Issue(tb, boardTmpl(), root, boardKey.Public(), rootKey)
 
 	content := sha256.Sum256([]byte("This is submission from 1155000001.\n"))
-	r := &wire.Receipt{
-		ID: "000042", SID: "1155000001", Serial: []byte{0x7f, 1, 2}, Name: "message.txt",
-		Size: 360, SHA256: content, Received: uint64(receiptReceivedAt.UnixMilli()),
-	}
-	sign := func(r *wire.Receipt, key crypto.Signer) {
+	receipt := func(board *x509.Certificate, key crypto.Signer) *wire.Receipt {
+		r := &wire.Receipt{
+			ID: "000042", SID: "1155000001", Serial: []byte{0x7f, 1, 2}, Name: "message.txt",
+			Size: 360, SHA256: content, Received: uint64(receiptReceivedAt.UnixMilli()),
+			BoardCertSHA256: sha256.Sum256(board.Raw),
+		}
 		msg, err := ReceiptSignedBytes(r)
 		if err != nil {
 			tb.Fatal(err)
@@ -63,10 +68,10 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 		if r.Signature, err = keys.Sign(key, rand.Reader, msg); err != nil {
 			tb.Fatal(err)
 		}
+		return r
 	}
-	sign(r, boardKey)
-	file := func(r *wire.Receipt, chain ...*x509.Certificate) receiptFile {
-		data, err := MarshalReceiptFile(r, chain)
+	file := func(r *wire.Receipt, board *x509.Certificate) receiptFile {
+		data, err := MarshalReceiptFile(r, board)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -76,52 +81,70 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 		}
 		return f
 	}
-	encode := func(f receiptFile) []byte {
-		data, err := json.MarshalIndent(&f, "", "  ")
+	encode := func(f any) []byte {
+		data, err := json.MarshalIndent(f, "", "  ")
 		if err != nil {
 			tb.Fatal(err)
 		}
 		return append(data, '\n')
 	}
-	valid := file(r, boardCert)
-	seeds = map[string][]byte{receiptValidSeed: encode(valid)}
+	valid := file(receipt(boardCert, boardKey), boardCert)
+	seeds = map[string][]byte{receiptValidSeed: encode(&valid)}
 	variant := func(name string, change func(f *receiptFile)) {
 		f := valid
 		f.BoardCertificates = append([][]byte(nil), valid.BoardCertificates...)
 		change(&f)
-		seeds[name] = encode(f)
+		seeds[name] = encode(&f)
 	}
-	variant("version-2", func(f *receiptFile) { f.Version = 2 })
+	variant("version-1", func(f *receiptFile) { f.Version = 1 })
 	variant("sha256-short", func(f *receiptFile) { f.SHA256 = f.SHA256[:62] })
 	variant("sha256-not-hex", func(f *receiptFile) { f.SHA256 = strings.Repeat("zz", 32) })
+	variant("sha256-uppercase", func(f *receiptFile) { f.SHA256 = strings.ToUpper(f.SHA256) })
 	variant("signature-flipped", func(f *receiptFile) { f.Signature = "00" + f.Signature[2:] })
 	variant("size-changed", func(f *receiptFile) { f.Size++ })
 	variant("id-too-long", func(f *receiptFile) { f.ID = strings.Repeat("9", 300) })
 	variant("dated-year-1", func(f *receiptFile) { f.Received = "0001-01-01T00:00:00.000Z" })
 	variant("dated-future", func(f *receiptFile) { f.Received = "2999-01-01T00:00:00.000Z" })
+	variant("received-no-millis", func(f *receiptFile) { f.Received = "2026-06-01T12:00:00Z" })
+	variant("received-offset", func(f *receiptFile) { f.Received = "2026-06-01T20:00:00.000+08:00" })
 	variant("no-board-cert", func(f *receiptFile) { f.BoardCertificates = nil })
+	variant("two-board-certs", func(f *receiptFile) { f.BoardCertificates = append(f.BoardCertificates, root.Raw) })
 	variant("board-cert-garbage", func(f *receiptFile) { f.BoardCertificates = [][]byte{[]byte("garbage")} })
 	variant("root-as-board", func(f *receiptFile) { f.BoardCertificates = [][]byte{root.Raw} })
 
-	// A board chain 50 deep: 49 intermediate CAs between the root and a board
-	// certificate. Verification must stay bounded (and fail: the root allows no
-	// intermediates).
-	parent, parentKey := root, crypto.Signer(rootKey)
-	var deep []*x509.Certificate
-	for i := range 49 {
-		k := testcert.Key(tb)
-		c := testcert.Issue(tb, &x509.Certificate{
-			Subject: pkix.Name{CommonName: fmt.Sprintf("Intermediate %02d", i)}, IsCA: true, BasicConstraintsValid: true,
-			KeyUsage: x509.KeyUsageCertSign,
-		}, parent, k.Public(), parentKey)
-		deep = append([]*x509.Certificate{c}, deep...)
-		parent, parentKey = c, k
+	// Another board certificate of the same root: the receipt names the
+	// board certificate that signed it, so another's cannot stand in.
+	otherKey := testcert.Key(tb)
+	other := testcert.Issue(tb, boardTmpl(), root, otherKey.Public(), rootKey)
+	variant("other-board-cert", func(f *receiptFile) { f.BoardCertificates = [][]byte{other.Raw} })
+
+	// Finding 5: a self-made root, a self-made "blackboard" certificate and a
+	// receipt dated three days back, all consistent with one another.
+	forgedRootKey := testcert.Key(tb)
+	forgedRoot := testcert.Issue(tb, rootTmpl(), nil, forgedRootKey.Public(), forgedRootKey)
+	forgedKey := testcert.Key(tb)
+	forgedBoard := testcert.Issue(tb, boardTmpl(), forgedRoot, forgedKey.Public(), forgedRootKey)
+	forged := receipt(forgedBoard, forgedKey)
+	forged.Received = uint64(receiptReceivedAt.Add(-72 * time.Hour).UnixMilli())
+	if msg, err := ReceiptSignedBytes(forged); err == nil {
+		forged.Signature, _ = keys.Sign(forgedKey, rand.Reader, msg)
 	}
-	deepKey := testcert.Key(tb)
-	deepBoard := testcert.Issue(tb, boardTmpl(), parent, deepKey.Public(), parentKey)
-	deepReceipt := *r
-	sign(&deepReceipt, deepKey)
-	seeds["chain-50-deep"] = encode(file(&deepReceipt, append([]*x509.Certificate{deepBoard}, deep...)...))
+	forgedFile := file(forged, forgedBoard)
+	seeds["forged-root"] = encode(&forgedFile)
+
+	// The keys of the file, one too many and one too few.
+	var m map[string]any
+	if err := json.Unmarshal(seeds[receiptValidSeed], &m); err != nil {
+		tb.Fatal(err)
+	}
+	m["board_chain"] = []string{}
+	seeds["extra-key"] = encode(m)
+	delete(m, "board_chain")
+	delete(m, "name")
+	seeds["missing-key"] = encode(m)
+	m["name"] = valid.Name
+	m["size"] = fmt.Sprint(valid.Size)
+	seeds["size-as-string"] = encode(m)
 
 	seeds["empty"] = []byte{}
 	seeds["not-json"] = []byte("receipt 000042 for 1155000001")
@@ -132,15 +155,13 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 }
 
 // loadReceiptRoot returns the committed fixture root.
-func loadReceiptRoot(tb testing.TB) *x509.CertPool {
+func loadReceiptRoot(tb testing.TB) *x509.Certificate {
 	tb.Helper()
 	root, err := keys.ReadCertificate(receiptRootFile)
 	if err != nil {
 		tb.Fatalf("%v (run go test ./session -run TestReceiptFileCorpus -update)", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	return pool
+	return root
 }
 
 // TestReceiptFileCorpus checks the committed receipt fixtures (or, with
@@ -149,6 +170,9 @@ func loadReceiptRoot(tb testing.TB) *x509.CertPool {
 func TestReceiptFileCorpus(t *testing.T) {
 	if *update {
 		root, seeds := receiptSeeds(t)
+		if err := os.RemoveAll(receiptCorpusDir); err != nil { // the seeds of version 1 go
+			t.Fatal(err)
+		}
 		if err := os.MkdirAll(receiptCorpusDir, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +183,7 @@ func TestReceiptFileCorpus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pool := loadReceiptRoot(t)
+	root := loadReceiptRoot(t)
 	entries, err := os.ReadDir(receiptCorpusDir)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +192,7 @@ func TestReceiptFileCorpus(t *testing.T) {
 	for _, e := range entries {
 		sawValid = sawValid || e.Name() == receiptValidSeed
 		data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, e.Name()))
-		err := verifyReceiptBytes(data, pool)
+		err := verifyReceiptBytes(data, root)
 		if (err == nil) != (e.Name() == receiptValidSeed) {
 			t.Errorf("seed %s: verification gave %v", e.Name(), err)
 		}
@@ -198,31 +222,59 @@ func readCorpusBytes(tb testing.TB, path string) []byte {
 
 // verifyReceiptBytes is what `pkiboard verify-receipt` does with a receipt
 // file, minus the file system: parse it and check it against the roots.
-func verifyReceiptBytes(data []byte, roots *x509.CertPool) error {
-	r, chain, err := ParseReceiptFile(data)
+func verifyReceiptBytes(data []byte, root *x509.Certificate) error {
+	r, board, err := ParseReceiptFile(data)
 	if err != nil {
 		return err
 	}
-	return VerifyReceipt(r, chain, roots, time.Now())
+	return VerifyReceipt(r, board, root, time.Now())
 }
 
 // TestReceiptFileFormat checks that the committed valid receipt file is
 // exactly what MarshalReceiptFile writes for the receipt it holds: the file
-// format (PROTOCOL.md §5.4) has not changed under the files students keep.
+// format (PROTOCOL.md §5.5) has not changed under the files students keep,
+// and that it has exactly the keys and JSON types of the document.
 func TestReceiptFileFormat(t *testing.T) {
 	data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, receiptValidSeed))
-	r, chain, err := ParseReceiptFile(data)
+	r, board, err := ParseReceiptFile(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := MarshalReceiptFile(r, chain)
+	got, err := MarshalReceiptFile(r, board)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, data) {
 		t.Errorf("MarshalReceiptFile wrote\n%s\nwant the committed\n%s", got, data)
 	}
-	for _, want := range []string{`"version": 1,`, `"id": "000042",`, `"serial": "7f0102",`, `"received": "2026-06-01T12:00:00.000Z",`, `"board_certificates": [`} {
+	var m map[string]any
+	if err := json.Unmarshal(got, &m); err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]string{"version": "number", "id": "string", "sid": "string", "serial": "string", "name": "string",
+		"size": "number", "sha256": "string", "received": "string", "signature": "string", "board_certificates": "array"}
+	for k, v := range m {
+		var kind string
+		switch v.(type) {
+		case float64:
+			kind = "number"
+		case string:
+			kind = "string"
+		case []any:
+			kind = "array"
+		}
+		if types[k] != kind {
+			t.Errorf("key %q holds a %s, want a %s", k, kind, types[k])
+		}
+	}
+	if len(m) != len(types) {
+		t.Errorf("the file has %d keys, want %d", len(m), len(types))
+	}
+	certs, _ := m["board_certificates"].([]any)
+	if len(certs) != 1 || certs[0] != base64.StdEncoding.EncodeToString(board.Raw) {
+		t.Errorf("board_certificates = %v, want one entry, the certificate in standard base64", m["board_certificates"])
+	}
+	for _, want := range []string{`"version": 2,`, `"id": "000042",`, `"serial": "7f0102",`, `"received": "2026-06-01T12:00:00.000Z",`} {
 		if !bytes.Contains(got, []byte(want)) {
 			t.Errorf("the receipt file lacks %s", want)
 		}
@@ -231,26 +283,35 @@ func TestReceiptFileFormat(t *testing.T) {
 
 // TestReceiptParseErrorsSayWhat is the regression test of a finding of
 // FuzzReceiptFile: a receipt whose sha256 field was valid hex of the wrong
-// length was refused with "receipt fields: <nil>".
+// length was refused with "receipt fields: <nil>". Each broken seed is
+// refused with a sentence that names what is wrong.
 func TestReceiptParseErrorsSayWhat(t *testing.T) {
-	pool := loadReceiptRoot(t)
-	for _, name := range []string{"sha256-short", "sha256-not-hex", "version-2", "dated-year-1", "no-board-cert", "board-cert-garbage", "empty-object"} {
-		err := verifyReceiptBytes(readCorpusBytes(t, filepath.Join(receiptCorpusDir, name)), pool)
-		if err == nil || strings.Contains(err.Error(), "<nil>") {
-			t.Errorf("%s: got %v, want an error that says what is wrong", name, err)
+	root := loadReceiptRoot(t)
+	for name, want := range map[string]string{
+		"sha256-short":       "sha256 holds 31 bytes",
+		"sha256-not-hex":     "sha256",
+		"sha256-uppercase":   "not lowercase hex",
+		"version-1":          "version 1 is not 2",
+		"dated-year-1":       "before 1970",
+		"dated-future":       "after now",
+		"received-no-millis": "three fractional digits",
+		"received-offset":    "three fractional digits",
+		"no-board-cert":      "holds 0 board certificates",
+		"two-board-certs":    "holds 2 board certificates",
+		"board-cert-garbage": "board certificate in the receipt",
+		"root-as-board":      "the receipt's board certificate",
+		"other-board-cert":   "signature",
+		"forged-root":        "not signed by the root",
+		"extra-key":          "board_chain",
+		"missing-key":        "its keys are",
+		"size-as-string":     "size",
+		"empty-object":       "its keys are",
+		"json-null":          "not a JSON object",
+	} {
+		err := verifyReceiptBytes(readCorpusBytes(t, filepath.Join(receiptCorpusDir, name)), root)
+		if err == nil || strings.Contains(err.Error(), "<nil>") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want an error that says %q", name, err, want)
 		}
-	}
-}
-
-// TestDeepReceiptChainIsBounded checks that a receipt whose board chain is 50
-// certificates deep is refused for its length, before a certificate is parsed
-// or a chain built.
-func TestDeepReceiptChainIsBounded(t *testing.T) {
-	pool := loadReceiptRoot(t)
-	data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, "chain-50-deep"))
-	err := verifyReceiptBytes(data, pool)
-	if err == nil || !strings.Contains(err.Error(), "holds 50 board certificates") {
-		t.Fatalf("got %v, want a refusal of the 50 certificates", err)
 	}
 }
 
@@ -260,7 +321,7 @@ func TestDeepReceiptChainIsBounded(t *testing.T) {
 // carry exactly the fields the fixture board signed (its signature cannot be
 // moved to other fields).
 func FuzzReceiptFile(f *testing.F) {
-	pool := loadReceiptRoot(f)
+	root := loadReceiptRoot(f)
 	valid, _, err := ParseReceiptFile(readCorpusBytes(f, filepath.Join(receiptCorpusDir, receiptValidSeed)))
 	if err != nil {
 		f.Fatal(err)
@@ -270,17 +331,17 @@ func FuzzReceiptFile(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, chain, err := ParseReceiptFile(data)
+		r, board, err := ParseReceiptFile(data)
 		if err != nil {
 			if strings.Contains(err.Error(), "<nil>") {
 				t.Fatalf("error does not say what is wrong: %v", err)
 			}
 			return
 		}
-		if r == nil || len(chain) == 0 {
-			t.Fatal("parsed a receipt without a board certificate")
+		if r == nil || board == nil || r.BoardCertSHA256 != sha256.Sum256(board.Raw) {
+			t.Fatal("parsed a receipt without its board certificate")
 		}
-		if err := VerifyReceipt(r, chain, pool, time.Now()); err != nil {
+		if err := VerifyReceipt(r, board, root, time.Now()); err != nil {
 			return
 		}
 		got, err := ReceiptSignedBytes(r)

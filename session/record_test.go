@@ -396,7 +396,7 @@ func TestRecordTypes(t *testing.T) {
 		{"FileOffset", []byte{byte(wire.TypeFileOffset), 0, 0, 0, 0, 0, 0, 0, 7}, 0},
 		{"FileAck", []byte{byte(wire.TypeFileAck)}, 0},
 		{"Error", append([]byte{byte(wire.TypeError), 0, 10, 0, 4}, "busy"...), 0},
-		{"ClientHello", mustMarshal(t, &wire.ClientHello{Version: 1, SID: "x", Certificates: [][]byte{{1}}, Suites: []uint16{1}, KEM: 1, KEMPublic: []byte{1}}), wire.CodeUnexpectedMessage},
+		{"ClientHello", mustMarshal(t, &wire.ClientHello{Version: wire.ProtocolVersion, SID: "x", Certificate: []byte{1}, Suites: []uint16{1}, KEM: 1, KEMPublic: []byte{1}, Signature: []byte{1}}), wire.CodeUnexpectedMessage},
 		{"EnrollRequest", []byte{0x10, 1}, wire.CodeMalformed},
 		{"unknown type", []byte{0x99, 1, 2}, wire.CodeUnknownMessage},
 		{"empty Data", []byte{byte(wire.TypeData)}, wire.CodeMalformed},

@@ -55,7 +55,7 @@ func newDecryptor(t *testing.T, c2sFrames, s2cFrames [][]byte) *decryptor {
 // long-term key, as anyone holding it can.
 func (d *decryptor) sessionKey(t *testing.T) []byte {
 	t.Helper()
-	label := append([]byte("pkiboard v1 session key"), d.helloHash[:]...)
+	label := append([]byte("pkiboard v2 session key"), d.helloHash[:]...)
 	var key []byte
 	var err error
 	switch k := d.studentKey.(type) {
@@ -76,11 +76,11 @@ func (d *decryptor) sessionKey(t *testing.T) []byte {
 func (d *decryptor) pqSecret(t *testing.T) []byte {
 	t.Helper()
 	r, err := hpke.NewRecipient(d.serverHello.KEMCiphertext, d.ephemeral, hpke.HKDFSHA256(), hpke.ExportOnly(),
-		append([]byte("pkiboard v1 pq"), d.helloHash[:]...))
+		append([]byte("pkiboard v2 pq"), d.helloHash[:]...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := r.Export("pkiboard v1 pq secret", 32)
+	s, err := r.Export("pkiboard v2 pq secret", 32)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func (d *decryptor) c2sKeys(t *testing.T, ikm []byte) (key, mac, iv []byte) {
 		}
 		return out
 	}
-	return expand("pkiboard v1 c2s key", 32), expand("pkiboard v1 c2s mac", 32), expand("pkiboard v1 c2s iv", 16)
+	return expand("pkiboard v2 c2s key", 32), expand("pkiboard v2 c2s mac", 32), expand("pkiboard v2 c2s iv", 16)
 }
 
 // stream returns the c2s keystream of the suite the board chose.

@@ -22,14 +22,17 @@ import (
 // once the handshake has succeeded (the per-frame timeouts of c still apply).
 // c must accept frames of MaxRecord bytes.
 //
-// When Server returns, the student has not yet proved that it holds its
-// certificate's key: the first record that passes its MAC is that proof (only
-// the key's holder can decrypt the session key), and SubmitEnd's signature the
-// explicit one. ReceiveSubmission sends nothing before such a record.
+// Step 3 checks the cheap things first and ends with the hello's signature:
+// until it verifies, the peer has proven nothing, and Server does no
+// private-key, HPKE or X-Wing work for it. When Server returns a session, the
+// student has proven she holds her certificate's key (the hello's signature);
+// SubmitEnd's signature proves it again, over the content.
 //
 // Every check of step 3 that fails is answered to the student with its Error,
 // in plaintext, and returned as a *wire.Refusal wrapped in the error; a
-// student's Error is returned as a *wire.Error. After an error, c is closed.
+// student's Error is returned as a *wire.Error. The error is a
+// *HandshakeError that says at which step the handshake failed and whether
+// the peer had proven possession of its key. After an error, c is closed.
 func Server(c *wire.Conn, cfg *ServerConfig) (*Conn, error) {
 	s, err := cfg.settings()
 	if err != nil {
@@ -55,14 +58,17 @@ type serverHandshake struct {
 	cfg  *serverSettings
 	io   handshakeIO
 	step int // the course step in progress, for HandshakeError
+	now  time.Time
 
 	hello        *wire.ClientHello
+	helloPayload []byte   // the hello as received (valid until the next read)
 	helloHash    [32]byte // H_hello: SHA-256 of the ClientHello frame
-	chain        []*x509.Certificate
 	leaf         *x509.Certificate
+	status       []byte // the board's status, to staple
 	keyTransport uint8
 	suite        uint16
 	kemPublic    hpke.PublicKey
+	proven       bool // the hello's signature verified and the hello is not a replay
 
 	serverHello *wire.ServerHello
 	sessionKey  []byte
@@ -74,24 +80,21 @@ type serverHandshake struct {
 func (hs *serverHandshake) handshake() (*Conn, error) {
 	defer hs.wipe()
 
-	// STEP 3: the student's hello and certificate.
-	if err := hs.readClientHello(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.checkCertificate(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.checkRevocation(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.checkKey(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.chooseSuite(); err != nil {
-		return nil, hs.fail(err)
-	}
-	if err := hs.checkKeyShare(); err != nil {
-		return nil, hs.fail(err)
+	// STEP 3: the student's hello and certificate, the cheap checks first;
+	// the hello's signature last.
+	for _, check := range []func() error{
+		hs.readClientHello,  // 1. version, decoding
+		hs.checkFreshness,   // 2. time, replay
+		hs.checkCertificate, // 3, 4. root, validity, usage; CN
+		hs.checkRevocation,  // 5. CRL, the board's own status
+		hs.checkKey,         // 6. key type
+		hs.chooseSuite,      // 7. suite
+		hs.checkKeyShare,    // 8. kem, kem_public
+		hs.checkPossession,  // 9. the hello's signature, and the replay cache
+	} {
+		if err := check(); err != nil {
+			return nil, hs.fail(err)
+		}
 	}
 
 	// STEP 4: the session key, the encapsulation, the board's signature.
@@ -112,11 +115,11 @@ func (hs *serverHandshake) handshake() (*Conn, error) {
 // fail answers the student with the Error err calls for and returns err as a
 // *HandshakeError of the step in progress.
 func (hs *serverHandshake) fail(err error) error {
-	he := &HandshakeError{Step: hs.step, Err: hs.io.alert(err)}
+	he := &HandshakeError{Step: hs.step, Proven: hs.proven, Err: hs.io.alert(err)}
 	if hs.hello != nil {
 		he.SID = hs.hello.SID
 	}
-	if hs.step == 4 {
+	if hs.proven {
 		he.Student, he.Suite = hs.leaf, hs.suite
 	}
 	return he
@@ -136,30 +139,67 @@ func (hs *serverHandshake) readClientHello() error {
 	if err != nil {
 		return err
 	}
+	hs.now = hs.cfg.now()
 	if len(p) >= 3 && wire.Type(p[0]) == wire.TypeClientHello {
-		if v := binary.BigEndian.Uint16(p[1:3]); v != wire.SessionVersion {
+		if v := binary.BigEndian.Uint16(p[1:3]); v != wire.ProtocolVersion {
 			return wire.Refusef(wire.CodeBadVersion,
-				"your pkiboard speaks session version %d; this board speaks version %d: update pkiboard", v, wire.SessionVersion)
+				"your pkiboard speaks protocol version %d; this board speaks version %d: update pkiboard", v, wire.ProtocolVersion)
 		}
 	}
 	ch, err := wire.Expect[*wire.ClientHello](wire.Unmarshal(p))
 	if err != nil {
 		return err
 	}
-	hs.hello = ch
+	hs.hello, hs.helloPayload = ch, p
 	hs.helloHash = hs.io.sum()
 	return nil
 }
 
-// checkCertificate checks the student's chain, validity, usage and CN.
+// checkFreshness checks the hello's time against the board's clock and the
+// replay cache: a recorded hello sent again costs the board a hash and a
+// lookup.
+func (hs *serverHandshake) checkFreshness() error {
+	now := msOf(hs.now)
+	t, window := hs.hello.Time, uint64(hs.cfg.window.Milliseconds())
+	if t+window < t || t > now+window || now > t+window {
+		return wire.Refusef(wire.CodeStaleHello,
+			"your hello is dated %s but the board's time is %s, more than %s apart: check your computer's clock and try again",
+			helloTime(t), hs.now.UTC().Format(time.RFC3339), hs.cfg.window)
+	}
+	return replayRefusal(hs.cfg.Replays.check(hs.helloHash, t))
+}
+
+// replayRefusal words the replay cache's verdict on a hello.
+func replayRefusal(v replayVerdict) error {
+	switch v {
+	case helloReplayed:
+		return wire.Refusef(wire.CodeStaleHello,
+			"this hello was already used for a session: every connection needs a new hello; try again")
+	case helloForgotten:
+		return wire.Refusef(wire.CodeStaleHello,
+			"the board cannot tell whether this hello was used before (it is older than every hello it remembers): check your computer's clock and try again")
+	}
+	return nil
+}
+
+// helloTime formats a hello's time for a message.
+func helloTime(ms uint64) string {
+	if ms > 1<<53 {
+		return fmt.Sprintf("%d ms after 1970", ms)
+	}
+	return time.UnixMilli(int64(ms)).UTC().Format(time.RFC3339)
+}
+
+// checkCertificate checks the student's certificate against the root alone
+// (remembered per certificate), its validity and usage, and its CN.
 func (hs *serverHandshake) checkCertificate() error {
 	ch := hs.hello
-	chain, cerr := checkPeerChain(ch.Certificates, hs.cfg.Roots, hs.cfg.now(), x509.ExtKeyUsageClientAuth)
+	leaf, cerr := checkPeerCertificate(ch.Certificate, hs.cfg.Root, hs.now, x509.ExtKeyUsageClientAuth)
 	if cerr != nil {
-		return studentCertRefusal(cerr, hs.cfg.now())
+		return studentCertRefusal(cerr, hs.now)
 	}
-	hs.chain, hs.leaf = chain, chain[0]
-	cn, ok := singleCN(hs.leaf)
+	hs.leaf = leaf
+	cn, ok := singleCN(leaf)
 	if !ok {
 		return wire.Refusef(wire.CodeSIDMismatch,
 			"your certificate's subject does not have exactly one CN, so it cannot be for SID %q; enroll again", ch.SID)
@@ -173,7 +213,7 @@ func (hs *serverHandshake) checkCertificate() error {
 
 // studentCertRefusal words a fault of the student's certificate for the
 // student.
-func studentCertRefusal(e *chainError, now time.Time) *wire.Refusal {
+func studentCertRefusal(e *certError, now time.Time) *wire.Refusal {
 	switch e.fault {
 	case faultParse:
 		return wire.Refusef(wire.CodeUnknownCA, "your certificate could not be parsed (%v); enroll again", e.err)
@@ -183,9 +223,9 @@ func studentCertRefusal(e *chainError, now time.Time) *wire.Refusal {
 		return wire.Refusef(wire.CodeCertExpired,
 			"your certificate is not valid before %s and the board's time is %s; try again then, or ask the course staff to check the clocks",
 			utc(e.cert.NotBefore), utc(now))
-	case faultChainNotValid:
+	case faultRootNotValid:
 		return wire.Refusef(wire.CodeCertExpired,
-			"the CA certificate %q in your certificate's chain is valid only from %s to %s; ask the course staff",
+			"the board's root certificate %q is valid only from %s to %s; ask the course staff",
 			subjectName(e.cert), utc(e.cert.NotBefore), utc(e.cert.NotAfter))
 	case faultUsage:
 		return wire.Refusef(wire.CodeWrongUsage,
@@ -195,25 +235,29 @@ func studentCertRefusal(e *chainError, now time.Time) *wire.Refusal {
 			"you presented a CA certificate, not a student certificate; use the certificate the CA issued to you")
 	}
 	return wire.Refusef(wire.CodeUnknownCA,
-		"your certificate, issued by %q, does not chain to the certificate authority this board trusts; enroll with the course CA and use the certificate it issues",
+		"your certificate, issued by %q, is not signed by the certificate authority this board trusts; enroll with the course CA and use the certificate it issues",
 		issuerName(e.cert))
 }
 
-// checkRevocation asks CheckRevoked about the student's certificate.
+// checkRevocation asks CheckRevoked about the student's certificate, and
+// checks that the board holds a fresh status of its own to staple.
 func (hs *serverHandshake) checkRevocation() error {
-	if hs.cfg.CheckRevoked == nil {
-		return nil
+	if hs.cfg.CheckRevoked != nil {
+		if err := hs.cfg.CheckRevoked(hs.leaf); err != nil {
+			var r *wire.Refusal
+			if errors.As(err, &r) {
+				return r
+			}
+			return wire.Refusef(wire.CodeCRLUnavailable,
+				"the board cannot check whether your certificate is revoked right now; try again later")
+		}
 	}
-	err := hs.cfg.CheckRevoked(hs.leaf)
-	if err == nil {
-		return nil
+	status, err := hs.cfg.heldStatus(hs.now)
+	if err != nil {
+		return err
 	}
-	var r *wire.Refusal
-	if errors.As(err, &r) {
-		return r
-	}
-	return wire.Refusef(wire.CodeCRLUnavailable,
-		"the board cannot check whether your certificate is revoked right now; try again later")
+	hs.status = status
+	return nil
 }
 
 // checkKey checks the type of the student's certificate key.
@@ -259,11 +303,33 @@ func (hs *serverHandshake) checkKeyShare() error {
 	return nil
 }
 
+// checkPossession verifies the hello's signature with the certificate's key,
+// then records the hello in the replay cache — the one moment a hello is
+// recorded, so that of a hello sent twice at once only one goes further.
+func (hs *serverHandshake) checkPossession() error {
+	msg := wire.HelloSignedBytes(wire.HelloPrefix(hs.helloPayload, hs.hello))
+	if err := keys.Verify(hs.leaf.PublicKey, msg, hs.hello.Signature); err != nil {
+		return wire.Refusef(wire.CodeBadHelloSignature,
+			"the signature over your hello does not verify with your certificate's key: check that your key file belongs to your certificate, or enroll again")
+	}
+	window := uint64(hs.cfg.window.Milliseconds())
+	expire := uint64(0)
+	if now := msOf(hs.now); now > window {
+		expire = now - window
+	}
+	if err := replayRefusal(hs.cfg.Replays.insert(hs.helloHash, hs.hello.Time, expire)); err != nil {
+		return err
+	}
+	hs.proven = true
+	return nil
+}
+
 // sendServerHello draws the session key, encrypts it to the student's
 // certificate key, encapsulates the pq secret to the X-Wing key and sends the
-// ServerHello.
+// ServerHello with the board's certificate and status.
 func (hs *serverHandshake) sendServerHello() error {
-	sh := &wire.ServerHello{Version: wire.SessionVersion, Suite: hs.suite, KeyTransport: hs.keyTransport}
+	sh := &wire.ServerHello{Version: wire.ProtocolVersion, Suite: hs.suite, KeyTransport: hs.keyTransport,
+		Certificate: hs.cfg.Certificate.Raw, Status: hs.status}
 	if _, err := io.ReadFull(hs.cfg.rand, sh.Random[:]); err != nil {
 		return fmt.Errorf("drawing the board's random: %w", err)
 	}
@@ -279,10 +345,6 @@ func (hs *serverHandshake) sendServerHello() error {
 	sh.KEMCiphertext, hs.pqSecret, err = encapsulatePQ(hs.kemPublic, hs.helloHash)
 	if err != nil {
 		return wire.Refusef(wire.CodeBadKeyShare, "your X-Wing public key cannot be used: %v", err)
-	}
-	sh.Certificates = make([][]byte, len(hs.cfg.Chain))
-	for i, c := range hs.cfg.Chain {
-		sh.Certificates[i] = c.Raw
 	}
 	if hook := hs.cfg.testHookServerHello; hook != nil {
 		hook(sh)
@@ -327,8 +389,8 @@ func (hs *serverHandshake) establish() (*Conn, error) {
 		suite:            hs.suite,
 		keyTransport:     hs.keyTransport,
 		th:               hs.th,
-		peerChain:        hs.chain,
-		ownChain:         hs.cfg.Chain,
+		peer:             hs.leaf,
+		own:              hs.cfg.Certificate,
 		key:              hs.cfg.Key,
 		rand:             hs.cfg.rand,
 		now:              hs.cfg.now,

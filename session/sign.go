@@ -1,6 +1,7 @@
 package session
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -14,12 +15,12 @@ import (
 // signed message is its context string, a zero byte, then its content, so that
 // no signature made for one purpose verifies for another.
 const (
-	contextServerVerify = "pkiboard v1 server verify"
-	contextSubmission   = "pkiboard v1 submission"
-	contextReceipt      = "pkiboard v1 receipt"
-	labelSessionKey     = "pkiboard v1 session key" // RSA-OAEP label and HPKE info, then H_hello
-	labelPQ             = "pkiboard v1 pq"          // X-Wing HPKE info, then H_hello
-	exporterPQ          = "pkiboard v1 pq secret"   // X-Wing HPKE exporter context
+	contextServerVerify = "pkiboard v2 server verify"
+	contextSubmission   = "pkiboard v2 submission"
+	contextReceipt      = "pkiboard v2 receipt"
+	labelSessionKey     = "pkiboard v2 session key" // RSA-OAEP label and HPKE info, then H_hello
+	labelPQ             = "pkiboard v2 pq"          // X-Wing HPKE info, then H_hello
+	exporterPQ          = "pkiboard v2 pq secret"   // X-Wing HPKE exporter context
 )
 
 // signedMessage returns context || 0x00 || content.
@@ -39,7 +40,7 @@ func signedMessage(context string, content ...[]byte) []byte {
 // Statement returns the submission statement the student signs in SubmitEnd
 // (PROTOCOL.md §5.4), context string included:
 //
-//	"pkiboard v1 submission" || 0x00 || th || sid: string8 || name: string8
+//	"pkiboard v2 submission" || 0x00 || th || sid: string8 || name: string8
 //	    || size: u64 || sha256: fixed[32]
 //
 // The error reports a sid or name that a string8 cannot hold (more than 255
@@ -60,7 +61,7 @@ func Statement(th [32]byte, sid, name string, size uint64, sum [32]byte) ([]byte
 }
 
 // ReceiptSignedBytes returns the message the board signs in a Receipt
-// (PROTOCOL.md §5.4): "pkiboard v1 receipt" || 0x00 || every field but the
+// (PROTOCOL.md §5.4): "pkiboard v2 receipt" || 0x00 || every field but the
 // signature, encoded as in the Receipt. The error reports a field that cannot
 // be encoded.
 func ReceiptSignedBytes(r *wire.Receipt) ([]byte, error) {
@@ -74,76 +75,82 @@ func ReceiptSignedBytes(r *wire.Receipt) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// VerifyReceipt checks a receipt offline, with the root certificates alone:
-// boardChain (the board's certificate first, then any intermediates, as the
-// receipt file stores them) must chain to roots, at the time the receipt says
-// it was made, with EKU serverAuth; the signature must verify with the board's
-// key; and the receipt must not be dated after now. It does not check the
-// board's name: compare boardChain[0].Subject.CommonName if that matters.
-func VerifyReceipt(r *wire.Receipt, boardChain []*x509.Certificate, roots *x509.CertPool, now time.Time) error {
-	if r == nil || len(boardChain) == 0 || boardChain[0] == nil || roots == nil {
-		return errors.New("session: verifying a receipt: receipt, board certificate and roots are required")
+// VerifyReceipt checks a receipt offline, with the root certificate alone
+// (PROTOCOL.md §5.5): board (the board's certificate, as the receipt file
+// stores it) must be the certificate the receipt names (board_cert_sha256),
+// signed by root, valid at the time the receipt says it was made, with EKU
+// serverAuth listed and not a CA; the signature must verify with its key; and
+// the receipt must not be dated after now. It does not check the board's
+// name (compare board.Subject.CommonName if that matters) nor revocation
+// (JudgeReceipt).
+func VerifyReceipt(r *wire.Receipt, board, root *x509.Certificate, now time.Time) error {
+	if r == nil || board == nil || root == nil {
+		return errors.New("session: verifying a receipt: receipt, board certificate and root are required")
 	}
 	at := time.UnixMilli(int64(r.Received))
 	if r.Received > 1<<62 || at.After(now) {
 		return fmt.Errorf("session: the receipt is dated %s, after now (%s)", utc(at), utc(now))
 	}
-	if err := verifyOffline(boardChain, roots, at, x509.ExtKeyUsageServerAuth); err != nil {
+	if r.BoardCertSHA256 != sha256.Sum256(board.Raw) {
+		return errors.New("session: the receipt names another board certificate than the one given with it")
+	}
+	if err := verifyOffline(board, root, at, x509.ExtKeyUsageServerAuth); err != nil {
 		return fmt.Errorf("session: the receipt's board certificate: %w", err)
 	}
 	msg, err := ReceiptSignedBytes(r)
 	if err != nil {
 		return err
 	}
-	if err := keys.Verify(boardChain[0].PublicKey, msg, r.Signature); err != nil {
+	if err := keys.Verify(board.PublicKey, msg, r.Signature); err != nil {
 		return fmt.Errorf("session: the receipt's signature: %w", err)
 	}
 	return nil
 }
 
 // VerifyStatement checks a student's SubmitEnd signature offline, with the root
-// certificates alone (non-repudiation): chain (the student's certificate
-// first, then any intermediates, as the board stores them) must chain to roots
-// at time at (when the submission was received), with EKU clientAuth and CN
-// sid, and sig must be the certificate key's signature over Statement(th, sid,
-// name, size, sum).
-func VerifyStatement(chain []*x509.Certificate, roots *x509.CertPool, at time.Time,
+// certificate alone (non-repudiation): cert (the student's certificate, as the
+// board stores it) must be signed by root and valid at time at (when the
+// submission was received), with EKU clientAuth listed, not a CA, and CN sid,
+// and sig must be its key's signature over Statement(th, sid, name, size,
+// sum).
+func VerifyStatement(cert, root *x509.Certificate, at time.Time,
 	th [32]byte, sid, name string, size uint64, sum [32]byte, sig []byte) error {
-	if len(chain) == 0 || chain[0] == nil || roots == nil {
-		return errors.New("session: verifying a statement: certificate and roots are required")
+	if cert == nil || root == nil {
+		return errors.New("session: verifying a statement: certificate and root are required")
 	}
-	if err := verifyOffline(chain, roots, at, x509.ExtKeyUsageClientAuth); err != nil {
+	if err := verifyOffline(cert, root, at, x509.ExtKeyUsageClientAuth); err != nil {
 		return fmt.Errorf("session: the student's certificate: %w", err)
 	}
-	if cn, ok := singleCN(chain[0]); !ok || cn != sid {
+	if cn, ok := singleCN(cert); !ok || cn != sid {
 		return fmt.Errorf("session: the student's certificate is not for SID %q", sid)
 	}
 	msg, err := Statement(th, sid, name, size, sum)
 	if err != nil {
 		return err
 	}
-	if err := keys.Verify(chain[0].PublicKey, msg, sig); err != nil {
+	if err := keys.Verify(cert.PublicKey, msg, sig); err != nil {
 		return fmt.Errorf("session: the statement's signature: %w", err)
 	}
 	return nil
 }
 
-// verifyOffline verifies chain to roots at time at for usage.
-func verifyOffline(chain []*x509.Certificate, roots *x509.CertPool, at time.Time, usage x509.ExtKeyUsage) error {
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
+// verifyOffline checks that root signed cert, directly, and that cert is valid
+// at time at, names usage and is not a CA: the handshake's check, at another
+// time.
+func verifyOffline(cert, root *x509.Certificate, at time.Time, usage x509.ExtKeyUsage) error {
+	_, cerr := checkPeerCertificate(cert.Raw, root, at, usage)
+	if cerr == nil {
+		return nil
 	}
-	_, err := chain[0].Verify(x509.VerifyOptions{
-		Roots: roots, Intermediates: inter, CurrentTime: at,
-		KeyUsages: []x509.ExtKeyUsage{usage},
-	})
-	switch {
-	case err != nil:
-	case chain[0].IsCA:
-		err = errors.New("it is a CA certificate")
-	case !namesUsage(chain[0], usage):
-		err = errUsageNotNamed
+	switch cerr.fault {
+	case faultUnknownCA, faultParse:
+		return fmt.Errorf("not signed by the root %q: %w", subjectName(root), cerr.err)
+	case faultExpired, faultNotYetValid:
+		return fmt.Errorf("not valid at %s (valid from %s to %s)", utc(at), utc(cert.NotBefore), utc(cert.NotAfter))
+	case faultRootNotValid:
+		return fmt.Errorf("the root is not valid at %s", utc(at))
+	case faultCA:
+		return errors.New("it is a CA certificate")
 	}
-	return err
+	return cerr.err
 }

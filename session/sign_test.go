@@ -22,7 +22,7 @@ func TestStatementBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "706b69626f617264207631207375626d697373696f6e00" + // "pkiboard v1 submission" 0x00
+	want := "706b69626f617264207632207375626d697373696f6e00" + // "pkiboard v2 submission" 0x00
 		strings.Repeat("11", 32) + // TH
 		"0a" + hex.EncodeToString([]byte("1155000001")) + // sid: string8
 		"0b" + hex.EncodeToString([]byte("message.txt")) + // name: string8
@@ -38,12 +38,14 @@ func TestStatementBytes(t *testing.T) {
 
 func TestReceiptSignedBytes(t *testing.T) {
 	r := &wire.Receipt{ID: "a", SID: "b", Serial: []byte{0x0c}, Name: "d", Size: 5, Received: 6, Signature: []byte{9, 9}}
+	r.BoardCertSHA256[0], r.BoardCertSHA256[31] = 0xb0, 0x0b
 	got, err := ReceiptSignedBytes(r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := hex.EncodeToString([]byte("pkiboard v1 receipt\x00")) +
-		"0161" + "0162" + "010c" + "0164" + "0000000000000005" + strings.Repeat("00", 32) + "0000000000000006"
+	want := hex.EncodeToString([]byte("pkiboard v2 receipt\x00")) +
+		"0161" + "0162" + "010c" + "0164" + "0000000000000005" + strings.Repeat("00", 32) + "0000000000000006" +
+		"b0" + strings.Repeat("00", 30) + "0b" // board_cert_sha256
 	if hex.EncodeToString(got) != want {
 		t.Errorf("ReceiptSignedBytes =\n%x\nwant\n%s", got, want)
 	}
@@ -75,7 +77,7 @@ func TestVerifyOfflineUsage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.spec.cn, tt.spec.key = testSID, key
 			id := p.root.issue(tt.spec)
-			err := verifyOffline(id.chain, p.root.pool, id.leaf().NotBefore.Add(time.Hour), tt.usage)
+			err := verifyOffline(id.leaf(), p.root.cert, id.leaf().NotBefore.Add(time.Hour), tt.usage)
 			if (err == nil) != tt.wantOK {
 				t.Errorf("got %v, want ok=%v", err, tt.wantOK)
 			}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -32,8 +33,8 @@ var ErrBadReceipt = errors.New("session: bad receipt")
 // resuming where the board holds an earlier interrupted upload, in Data
 // records of 64 KiB; then SubmitEnd with the student's signature over the
 // statement; then it reads the board's Receipt and verifies it: every field
-// must match what was sent, and the signature must verify with the board
-// certificate of the handshake. It returns the verified receipt.
+// must match what was sent, it must name the board certificate of the
+// handshake, and the signature must verify with that certificate's key. It returns the verified receipt.
 //
 // The board's refusals come back as a *wire.Error. A receipt that fails
 // verification gives an error matching ErrBadReceipt.
@@ -78,7 +79,7 @@ func (c *Conn) checkReceipt(r *wire.Receipt, name string, size int64, sum [32]by
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadReceipt, fmt.Sprintf(format, args...))
 	}
-	serial := c.ownChain[0].SerialNumber.Bytes()
+	serial := c.own.SerialNumber.Bytes()
 	switch {
 	case r.SID != c.sid:
 		return bad("it is for SID %q, not %q", r.SID, c.sid)
@@ -90,12 +91,14 @@ func (c *Conn) checkReceipt(r *wire.Receipt, name string, size int64, sum [32]by
 		return bad("it is for %d bytes, not %d", r.Size, size)
 	case r.SHA256 != sum:
 		return bad("it is for SHA-256 %x, not %x", r.SHA256, sum)
+	case r.BoardCertSHA256 != sha256.Sum256(c.peer.Raw):
+		return bad("it names board certificate %x, not the one of the session", r.BoardCertSHA256)
 	}
 	msg, err := ReceiptSignedBytes(r)
 	if err != nil {
 		return bad("%v", err)
 	}
-	if err := keys.Verify(c.peerChain[0].PublicKey, msg, r.Signature); err != nil {
+	if err := keys.Verify(c.peer.PublicKey, msg, r.Signature); err != nil {
 		return bad("its signature does not verify with the board's certificate")
 	}
 	return nil
@@ -111,7 +114,7 @@ type Submission struct {
 
 	SID            string              // the student ID of the session
 	Suite          uint16              // the cipher suite of the session's records
-	Chain          []*x509.Certificate // the student's certificates, leaf first, as verified
+	Chain          []*x509.Certificate // the student's certificate, as verified (alone: a session carries no intermediates)
 	TranscriptHash [32]byte            // TH of the session
 	Statement      []byte              // the statement the student signed
 	Signature      []byte              // the student's signature over Statement
@@ -147,7 +150,7 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := keys.Verify(c.peerChain[0].PublicKey, statement, end.Signature); err != nil {
+	if err := keys.Verify(c.peer.PublicKey, statement, end.Signature); err != nil {
 		refusal := wire.Refusef(wire.CodeBadSubmissionSignature,
 			"your signature over the submission of %q does not verify with your certificate; submit again", in.Name)
 		_ = wire.Answer(c, refusal)
@@ -157,7 +160,7 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 		File:           in,
 		SID:            c.sid,
 		Suite:          c.suite,
-		Chain:          c.peerChain,
+		Chain:          []*x509.Certificate{c.peer},
 		TranscriptHash: c.th,
 		Statement:      statement,
 		Signature:      end.Signature,
@@ -165,12 +168,14 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 }
 
 // SendReceipt signs r with the board's key and sends it: the last message of
-// the session. The caller fills in every field but Signature, and sends the
+// the session. The caller fills in every field but BoardCertSHA256 (the
+// board's certificate of the session, set here) and Signature, and sends the
 // receipt only once the submission is durable.
 func (c *Conn) SendReceipt(r *wire.Receipt) error {
 	if c.isClient {
 		return errors.New("session: SendReceipt is the board's")
 	}
+	r.BoardCertSHA256 = sha256.Sum256(c.own.Raw)
 	msg, err := ReceiptSignedBytes(r)
 	if err != nil {
 		return err

@@ -31,23 +31,26 @@ func sampleMessages() []Message {
 		&StatusUpdate{CRL: []byte("crl der"), Status: []byte("board status")},
 		&StatusAck{CRLNumber: 42},
 		&ClientHello{
-			Version: SessionVersion, SID: "1155000001",
-			Certificates: [][]byte{[]byte("leaf der"), []byte("intermediate der")},
-			Random:       [RandomLen]byte{1, 2, 3},
-			Suites:       []uint16{0x0001, 0x0002}, // session.SuiteAES256CTRHMACSHA256, session.SuiteRC4HMACSHA256
-			KEM:          KEMXWing, KEMPublic: []byte("x-wing public key"),
+			Version: ProtocolVersion, SID: "1155000001",
+			Certificate: []byte("leaf der"),
+			Random:      [RandomLen]byte{1, 2, 3},
+			Time:        1800000000123,
+			Suites:      []uint16{0x0001, 0x0002}, // session.SuiteAES256CTRHMACSHA256, session.SuiteRC4HMACSHA256
+			KEM:         KEMXWing, KEMPublic: []byte("x-wing public key"),
+			Signature: []byte("student signature over the hello"),
 		},
 		&ServerHello{
-			Version: SessionVersion, Random: [RandomLen]byte{4, 5, 6}, Suite: 0x0001,
+			Version: ProtocolVersion, Random: [RandomLen]byte{4, 5, 6}, Suite: 0x0001,
 			KeyTransport: KeyTransportHPKEP256, EncryptedKey: []byte("enc||ct"), KEMCiphertext: []byte("x-wing enc"),
-			Certificates: [][]byte{[]byte("board der")},
+			Certificate: []byte("board der"), Status: []byte("board status"),
 		},
 		&ServerVerify{Signature: []byte("board signature")},
 		&SubmitEnd{Signature: []byte("student signature")},
 		&Receipt{
 			ID: "000001", SID: "1155000001", Serial: []byte{0x42}, Name: "message.txt",
 			Size: 290, SHA256: sha256.Sum256([]byte("content")), Received: 1800000000123,
-			Signature: []byte("receipt signature"),
+			BoardCertSHA256: sha256.Sum256([]byte("board der")),
+			Signature:       []byte("receipt signature"),
 		},
 	}
 }

@@ -1,6 +1,9 @@
 package wire
 
-import "fmt"
+import (
+	"crypto/sha256"
+	"fmt"
+)
 
 // The board session (PROTOCOL.md §5).
 const (
@@ -13,15 +16,24 @@ const (
 
 // Limits and constants of the session.
 const (
-	SessionVersion  = 1
 	RandomLen       = 32
-	MaxCertificates = 4    // certificates in a chain a peer sends
 	MaxCertLen      = 8192 // bytes of one DER certificate
 	MaxSuites       = 16
 	MaxSignatureLen = 1024 // bytes of a signature (RSA-8192 needs 1024)
 	MaxKeyShareLen  = 4096 // bytes of a KEM public key, ciphertext or encrypted session key
 	MaxReceiptIDLen = 64
 )
+
+// MaxClientHelloFrame is the largest ClientHello payload, the sum of its
+// fields' maxima (PROTOCOL.md §1: 13 461 bytes): the type byte, version,
+// sid, certificate, random, time, suites, kem, kem_public and signature. A
+// board reads a connection's first frame with this limit.
+const MaxClientHelloFrame = 1 + 2 + (1 + MaxSIDLen) + (2 + MaxCertLen) + RandomLen + 8 +
+	(1 + 2*MaxSuites) + 2 + (2 + MaxKeyShareLen) + (2 + MaxSignatureLen)
+
+// ContextClientHello is the context string of the student's signature over
+// her ClientHello (PROTOCOL.md §5.1).
+const ContextClientHello = "pkiboard v2 client hello"
 
 // KEMXWing is the HPKE KEM id of MLKEM768-X25519 (X-Wing).
 const KEMXWing uint16 = 0x647a
@@ -58,44 +70,6 @@ const (
 	CodeStaleStatus            Code = 66 // the board's status is stale, for another certificate, or older than one seen
 )
 
-// marshalCerts encodes a list8<bytes16> of certificates.
-func marshalCerts(b *Builder, certs [][]byte) {
-	if len(certs) > 255 {
-		b.Fail(fmt.Errorf("%d certificates do not fit a list8", len(certs)))
-		return
-	}
-	b.U8(uint8(len(certs)))
-	for _, c := range certs {
-		b.Bytes16(c)
-	}
-}
-
-// unmarshalCerts decodes a list8<bytes16> of 1..MaxCertificates certificates of
-// 1..MaxCertLen bytes each, refusing a longer list before reading its entries.
-func unmarshalCerts(p *Parser) [][]byte {
-	n := int(p.U8())
-	if p.Err() != nil {
-		return nil
-	}
-	if n == 0 || n > MaxCertificates {
-		p.Fail(fmt.Errorf("%d certificates is outside 1..%d", n, MaxCertificates))
-		return nil
-	}
-	certs := make([][]byte, 0, n)
-	for range n {
-		c := p.Bytes16()
-		if p.Err() != nil {
-			return nil
-		}
-		if len(c) == 0 || len(c) > MaxCertLen {
-			p.Fail(fmt.Errorf("a certificate of %d bytes is outside 1..%d", len(c), MaxCertLen))
-			return nil
-		}
-		certs = append(certs, c)
-	}
-	return certs
-}
-
 // checkLen fails p when a decoded field's length is outside lo..hi.
 func checkLen(p *Parser, field string, n, lo, hi int) {
 	if p.Err() == nil && (n < lo || n > hi) {
@@ -103,26 +77,30 @@ func checkLen(p *Parser, field string, n, lo, hi int) {
 	}
 }
 
-// ClientHello opens a session (type 0x20).
+// ClientHello opens a session (type 0x20). The student signs the payload up
+// to and including KEMPublic (HelloSignedBytes); Signature is the last field.
 type ClientHello struct {
-	Version      uint16
-	SID          string   // string8, 1..MaxSIDLen
-	Certificates [][]byte // list8<bytes16>, leaf first
-	Random       [RandomLen]byte
-	Suites       []uint16 // list8<u16>, 1..MaxSuites
-	KEM          uint16
-	KEMPublic    []byte // bytes16
+	Version     uint16
+	SID         string // string8, 1..MaxSIDLen
+	Certificate []byte // bytes16, DER, 1..MaxCertLen
+	Random      [RandomLen]byte
+	Time        uint64   // the student's clock, milliseconds since the Unix epoch
+	Suites      []uint16 // list8<u16>, 1..MaxSuites
+	KEM         uint16
+	KEMPublic   []byte // bytes16, 1..MaxKeyShareLen
+	Signature   []byte // bytes16, 1..MaxSignatureLen
 }
 
 // Type returns TypeClientHello.
 func (*ClientHello) Type() Type { return TypeClientHello }
 
-// MarshalBody encodes the hello.
-func (m *ClientHello) MarshalBody(b *Builder) {
+// marshalSigned encodes the fields the signature covers, in order.
+func (m *ClientHello) marshalSigned(b *Builder) {
 	b.U16(m.Version)
 	b.String8(m.SID)
-	marshalCerts(b, m.Certificates)
+	b.Bytes16(m.Certificate)
 	b.Fixed(m.Random[:])
+	b.U64(m.Time)
 	if len(m.Suites) > 255 {
 		b.Fail(fmt.Errorf("%d suites do not fit a list8", len(m.Suites)))
 		return
@@ -135,13 +113,21 @@ func (m *ClientHello) MarshalBody(b *Builder) {
 	b.Bytes16(m.KEMPublic)
 }
 
+// MarshalBody encodes the hello.
+func (m *ClientHello) MarshalBody(b *Builder) {
+	m.marshalSigned(b)
+	b.Bytes16(m.Signature)
+}
+
 // UnmarshalBody decodes the hello and checks its lengths.
 func (m *ClientHello) UnmarshalBody(p *Parser) {
 	m.Version = p.U16()
 	m.SID = p.String8()
 	checkLen(p, "sid", len(m.SID), 1, MaxSIDLen)
-	m.Certificates = unmarshalCerts(p)
+	m.Certificate = p.Bytes16()
+	checkLen(p, "certificate", len(m.Certificate), 1, MaxCertLen)
 	copy(m.Random[:], p.Fixed(RandomLen))
+	m.Time = p.U64()
 	n := int(p.U8())
 	if p.Err() == nil && (n == 0 || n > MaxSuites) {
 		p.Fail(fmt.Errorf("%d suites is outside 1..%d", n, MaxSuites))
@@ -155,6 +141,35 @@ func (m *ClientHello) UnmarshalBody(p *Parser) {
 	m.KEM = p.U16()
 	m.KEMPublic = p.Bytes16()
 	checkLen(p, "kem_public", len(m.KEMPublic), 1, MaxKeyShareLen)
+	m.Signature = p.Bytes16()
+	checkLen(p, "signature", len(m.Signature), 1, MaxSignatureLen)
+}
+
+// SignedPrefix returns the part of the hello the student signs, p of
+// PROTOCOL.md §5.1: the type byte and every body byte before the signature
+// field's length, as Marshal encodes them.
+func (m *ClientHello) SignedPrefix() ([]byte, error) {
+	b := Builder{what: "ClientHello"}
+	b.U8(uint8(TypeClientHello))
+	m.marshalSigned(&b)
+	return b.Bytes(), b.Err()
+}
+
+// HelloSignedBytes returns what the student signs for a ClientHello whose
+// payload begins with prefix (the payload up to and including kem_public):
+// ContextClientHello || 0x00 || SHA-256(prefix).
+func HelloSignedBytes(prefix []byte) []byte {
+	sum := sha256.Sum256(prefix)
+	msg := make([]byte, 0, len(ContextClientHello)+1+sha256.Size)
+	msg = append(append(msg, ContextClientHello...), 0)
+	return append(msg, sum[:]...)
+}
+
+// HelloPrefix returns the signed part of a received ClientHello payload p
+// that decoded as h: p without its last field, the signature (the strict
+// decoding leaves nothing after it).
+func HelloPrefix(p []byte, h *ClientHello) []byte {
+	return p[:len(p)-2-len(h.Signature)]
 }
 
 // ServerHello answers a ClientHello (type 0x21).
@@ -163,9 +178,10 @@ type ServerHello struct {
 	Random        [RandomLen]byte
 	Suite         uint16
 	KeyTransport  uint8
-	EncryptedKey  []byte   // bytes16
-	KEMCiphertext []byte   // bytes16
-	Certificates  [][]byte // list8<bytes16>, leaf first
+	EncryptedKey  []byte // bytes16, 1..MaxKeyShareLen
+	KEMCiphertext []byte // bytes16, 1..MaxKeyShareLen
+	Certificate   []byte // bytes16, the board's certificate, DER, 1..MaxCertLen
+	Status        []byte // bytes16, the board's BoardStatus as the CA signed it, 1..MaxBoardStatusLen
 }
 
 // Type returns TypeServerHello.
@@ -179,7 +195,8 @@ func (m *ServerHello) MarshalBody(b *Builder) {
 	b.U8(m.KeyTransport)
 	b.Bytes16(m.EncryptedKey)
 	b.Bytes16(m.KEMCiphertext)
-	marshalCerts(b, m.Certificates)
+	b.Bytes16(m.Certificate)
+	b.Bytes16(m.Status)
 }
 
 // UnmarshalBody decodes the hello and checks its lengths.
@@ -195,7 +212,10 @@ func (m *ServerHello) UnmarshalBody(p *Parser) {
 	checkLen(p, "encrypted_key", len(m.EncryptedKey), 1, MaxKeyShareLen)
 	m.KEMCiphertext = p.Bytes16()
 	checkLen(p, "kem_ciphertext", len(m.KEMCiphertext), 1, MaxKeyShareLen)
-	m.Certificates = unmarshalCerts(p)
+	m.Certificate = p.Bytes16()
+	checkLen(p, "certificate", len(m.Certificate), 1, MaxCertLen)
+	m.Status = p.Bytes16()
+	checkLen(p, "status", len(m.Status), 1, MaxBoardStatusLen)
 }
 
 // ServerVerify carries the board's signature over the transcript (type 0x22).
@@ -236,14 +256,17 @@ func (m *SubmitEnd) UnmarshalBody(p *Parser) {
 // Receipt is the board's signed acknowledgement of a stored submission (type
 // 0x24).
 type Receipt struct {
-	ID        string // string8
-	SID       string // string8
-	Serial    []byte // bytes8
-	Name      string // string8
-	Size      uint64
-	SHA256    [32]byte
-	Received  uint64 // milliseconds since the Unix epoch
-	Signature []byte // bytes16
+	ID       string // string8
+	SID      string // string8
+	Serial   []byte // bytes8
+	Name     string // string8
+	Size     uint64
+	SHA256   [32]byte
+	Received uint64 // milliseconds since the Unix epoch
+	// BoardCertSHA256 is the SHA-256 of the board certificate that signs
+	// the receipt.
+	BoardCertSHA256 [32]byte
+	Signature       []byte // bytes16
 }
 
 // Type returns TypeReceipt.
@@ -258,6 +281,7 @@ func (m *Receipt) MarshalSigned(b *Builder) {
 	b.U64(m.Size)
 	b.Fixed(m.SHA256[:])
 	b.U64(m.Received)
+	b.Fixed(m.BoardCertSHA256[:])
 }
 
 // MarshalBody encodes the signed fields and the signature.
@@ -278,6 +302,7 @@ func (m *Receipt) UnmarshalBody(p *Parser) {
 	m.Size = p.U64()
 	copy(m.SHA256[:], p.Fixed(32))
 	m.Received = p.U64()
+	copy(m.BoardCertSHA256[:], p.Fixed(32))
 	m.Signature = p.Bytes16()
 	checkLen(p, "signature", len(m.Signature), 1, MaxSignatureLen)
 }

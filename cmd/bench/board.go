@@ -39,6 +39,7 @@ type student struct {
 	key   crypto.Signer
 	cert  *x509.Certificate
 	roots *x509.CertPool
+	root  *x509.Certificate
 	msg   []byte
 }
 
@@ -63,7 +64,7 @@ func enrollStudents(in *install, addr, alg string, n int) []*student {
 			}
 			roots := x509.NewCertPool()
 			roots.AddCert(res.Root)
-			out[i] = &student{sid: sid, key: key, cert: res.Certificate, roots: roots,
+			out[i] = &student{sid: sid, key: key, cert: res.Certificate, roots: roots, root: res.Root,
 				msg: bytes.Repeat([]byte(fmt.Sprintf("This is submission from %s.\n", sid)), 10)}
 		}()
 	}
@@ -122,7 +123,7 @@ func (r *runner) boardSessions() []row {
 func sessionLoad(addr string, students []*student) float64 {
 	return throughput(len(students), func(i int) (func() error, func()) {
 		s := students[i]
-		cfg := &session.ClientConfig{SID: s.sid, Chain: []*x509.Certificate{s.cert}, Key: s.key, Roots: s.roots, BoardName: "blackboard"}
+		cfg := &session.ClientConfig{SID: s.sid, Certificate: s.cert, Key: s.key, Root: s.root, BoardName: "blackboard"}
 		sum := sha256.Sum256(s.msg)
 		return func() error {
 			if err := submitOnce(addr, cfg, s.msg, sum); err != nil {

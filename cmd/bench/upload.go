@@ -12,8 +12,6 @@ import (
 	"os"
 	"time"
 
-	"crypto/x509"
-
 	"pkiboard/rc4"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -101,7 +99,7 @@ func uploadOnce(addr string, s *student, suite uint16, f *os.File, size int64, s
 	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: time.Minute, WriteTimeout: time.Minute})
 	wc.SetDeadline(time.Now().Add(30 * time.Second))
 	sc, err := session.Client(wc, &session.ClientConfig{
-		SID: s.sid, Chain: []*x509.Certificate{s.cert}, Key: s.key, Roots: s.roots, BoardName: "blackboard",
+		SID: s.sid, Certificate: s.cert, Key: s.key, Root: s.root, BoardName: "blackboard",
 		Suites: []uint16{suite},
 	})
 	if err != nil {

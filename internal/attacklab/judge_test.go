@@ -96,7 +96,20 @@ func TestJudge(t *testing.T) {
 				adversary: []record{{"msg": "ATTACK downgrade: stripped …", "action": true}},
 				finished:  record{"msg": "ATTACK downgrade: finished"},
 			}
-		}, Unexpected, "the student did not refuse with bad-transcript-signature"},
+		}, Unexpected, "the board did not refuse with bad-hello-signature"},
+		{"downgrade defeated, seen in the clear", "downgrade", func() *evidence {
+			return &evidence{
+				student:   output{code: 1, stderr: "alice-downgrade: refused (bad-hello-signature): the signature over your hello …"},
+				adversary: []record{{"msg": "ATTACK downgrade: stripped …", "action": true}},
+				finished:  record{"msg": "ATTACK downgrade: finished", "board_refusal": 64.0},
+			}
+		}, Defeated, ""},
+		{"replay defeated, seen in the clear", "replay", func() *evidence {
+			ev := eavesdropDefeated()
+			ev.adversary = append(ev.adversary, record{"msg": "ATTACK replay: recorded the session …", "action": true})
+			ev.finished["replay_refusal"] = 63.0
+			return ev
+		}, Defeated, ""},
 		{"downgrade stored under rc4", "downgrade", func() *evidence {
 			return &evidence{
 				student:   output{stdout: "alice-downgrade submitted: receipt 000004, SHA-256 ab…"},

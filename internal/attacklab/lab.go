@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"pkiboard/internal/proc"
+	"pkiboard/wire"
 )
 
 // Options configures a Lab.
@@ -394,6 +395,14 @@ func judge(r *Result, ev *evidence) {
 			boardOwn = append(boardOwn, code)
 		}
 	}
+	// A refusal of the board's in step 3 also crosses the wire in the
+	// clear, where the adversary reads it: its evidence counts when the
+	// board does not log a refused stranger's hello line by line.
+	for _, key := range []string{"board_refusal", "replay_refusal"} {
+		if c := fin.Num(key); c != 0 {
+			boardOwn = append(boardOwn, wire.Code(c).String())
+		}
+	}
 	studentOwn := firstMatch(studentRefuseRe, ev.student.stderr)
 	studentHeard := firstMatch(boardRefusedRe, ev.student.stderr)
 	switch exp.By {
@@ -437,6 +446,9 @@ func outcome(r *Result, fin record) string {
 	case "steal-session-key":
 		return fmt.Sprintf("%s (%d candidates tried)", r.Expect.Outcome, fin.Num("key_candidates"))
 	case "replay":
+		if c := fin.Num("replay_refusal"); c != 0 {
+			return fmt.Sprintf("%s; the board refused the replayed hello in the clear: %s (%d)", r.Expect.Outcome, wire.Code(c), c)
+		}
 		return fmt.Sprintf("%s; the board answered the replay with %s", r.Expect.Outcome, fin.Str("replay_answers"))
 	}
 	return r.Expect.Outcome

@@ -66,8 +66,8 @@ func Scenarios() []Scenario {
 		},
 		{
 			ID: "replay", Name: "replay", Attack: adversary.Replay,
-			Expect:  Expect{By: Board, Code: wire.CodeBadRecordMAC, Stored: 1, Receipt: true, Outcome: "nothing new stored (only the legitimate session)"},
-			Element: "fresh randoms and a fresh session key: the replay gets new keys, so its first record fails the MAC",
+			Expect:  Expect{By: Board, Code: wire.CodeStaleHello, Stored: 1, Receipt: true, Outcome: "nothing new stored (only the legitimate session)"},
+			Element: "the replay cache: the board remembers each proven hello for board.hello_window and refuses it again for a hash and a lookup, before any work (were it not remembered, the replay would get fresh keys and fail the MAC)",
 		},
 		{
 			ID: "swap-cert", Name: "swap-cert", Attack: adversary.SwapCert, WithCert: true,
@@ -77,7 +77,7 @@ func Scenarios() []Scenario {
 		{
 			ID: "swap-cert-sid", Name: "swap-cert (and the SID)", Attack: adversary.SwapCertAndSID, WithCert: true,
 			Expect:  Expect{By: Student, Code: wire.CodeBadTranscriptSignature, Outcome: "student refused; nothing sent, nothing stored"},
-			Element: "transcript signature: the board signs the hello it received, which is not the student's",
+			Element: "transcript signature: the board signs the hello it received (the adversary's own, signed with its key), which is not the student's",
 		},
 		{
 			ID: "impersonate-self", Name: "impersonate-board (self-signed)", Attack: adversary.ImpersonateBoard,
@@ -91,8 +91,8 @@ func Scenarios() []Scenario {
 		},
 		{
 			ID: "downgrade", Name: "downgrade", Attack: adversary.Downgrade, BothSuites: true,
-			Expect:  Expect{By: Student, Code: wire.CodeBadTranscriptSignature, Outcome: "student refused; nothing sent, nothing stored"},
-			Element: "transcript signature: it covers the offered suites",
+			Expect:  Expect{By: Board, Code: wire.CodeBadHelloSignature, Outcome: "board refused the hello; nothing sent, nothing stored"},
+			Element: "the student's signature over her hello: it covers the offered suites (and the board's transcript signature would too)",
 		},
 		{
 			ID: "steal-key", Name: "steal-session-key", Attack: adversary.StealSessionKey, WithCert: true,

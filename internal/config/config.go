@@ -109,6 +109,8 @@ type BoardConfig struct {
 	AllowRC4      bool `toml:"allow_rc4"`
 	MaxSubmission Size `toml:"max_submission"`
 
+	HelloWindow Duration `toml:"hello_window"` // how far a ClientHello's time may be from the board's clock
+
 	Limits
 }
 
@@ -171,6 +173,7 @@ func Default() *Config {
 			CRLRefresh:      Duration(time.Minute),
 			CRLStale:        "fail",
 			MaxSubmission:   Size(1 << 30),
+			HelloWindow:     Duration(5 * time.Minute),
 			Limits:          board,
 		},
 		Student: StudentConfig{

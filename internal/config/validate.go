@@ -62,6 +62,7 @@ func (c *Config) Validate() error {
 	v.fingerprint("board.root_fingerprint", b.RootFingerprint)
 	v.oneOf("board.key_algorithm", b.KeyAlgorithm, keys.Algorithms)
 	v.positive("board.crl_refresh", b.CRLRefresh)
+	v.positive("board.hello_window", b.HelloWindow)
 	v.oneOf("board.crl_stale", b.CRLStale, []string{"fail", "warn"})
 	if b.MaxSubmission <= 0 {
 		v.add("board.max_submission", "must be more than 0 bytes")
