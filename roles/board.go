@@ -99,7 +99,7 @@ type boardHandler struct {
 func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	peer := c.RemoteAddr().String()
 	log := h.log.With(zap.String("peer", peer))
-	wc := wire.NewConn(c, wireOptions(h.limits))
+	wc := wire.NewConn(c, wireOptions(h.limits, wire.MaxFirstFrameBoard))
 	wc.SetDeadline(time.Now().Add(h.limits.HandshakeTimeout.D()))
 	sc, err := session.Server(wc, h.session)
 	logHandshake(h.log, sc, err)

@@ -15,6 +15,7 @@ import (
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
+	"pkiboard/wire"
 )
 
 // RunCA runs the certificate authority until ctx is cancelled: it opens (or on
@@ -41,7 +42,7 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 
 	srv := &ca.Server{
 		Authority:        auth,
-		Wire:             wireOptions(c.Limits),
+		Wire:             wireOptions(c.Limits, wire.MaxFirstFrameCA),
 		HandshakeTimeout: c.Limits.HandshakeTimeout.D(),
 		IdleTimeout:      c.Limits.IdleTimeout.D(),
 		Log:              log,

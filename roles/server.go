@@ -227,11 +227,13 @@ func runDaemon(ctx context.Context, log *zap.Logger, d daemon) error {
 	return nil
 }
 
-// wireOptions returns the framing options of a daemon's connections.
-func wireOptions(l config.Limits) wire.Options {
+// wireOptions returns the framing options of a daemon's connections, whose
+// first frame is at most first bytes (the largest legal first message).
+func wireOptions(l config.Limits, first int) wire.Options {
 	return wire.Options{
-		MaxFrame:     l.MaxFrame,
-		ReadTimeout:  l.ReadTimeout.D(),
-		WriteTimeout: l.WriteTimeout.D(),
+		MaxFrame:      l.MaxFrame,
+		MaxFirstFrame: first,
+		ReadTimeout:   l.ReadTimeout.D(),
+		WriteTimeout:  l.WriteTimeout.D(),
 	}
 }
