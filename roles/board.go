@@ -94,19 +94,37 @@ type boardHandler struct {
 	limits  config.Limits
 	max     int64
 	log     *zap.Logger
+
+	refusals lineBudget // the lines of sessions refused before the student proved anything
 }
 
-func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
+func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	peer := c.RemoteAddr().String()
 	log := h.log.With(zap.String("peer", peer))
 	wc := wire.NewConn(c, wireOptions(h.limits, wire.MaxFirstFrameBoard))
 	wc.SetDeadline(time.Now().Add(h.limits.HandshakeTimeout.D()))
 	sc, err := session.Server(wc, h.session)
-	logHandshake(h.log, sc, err)
 	if err != nil {
+		// The student proved nothing: her failure counts against her
+		// source, and the lines it logs are rate-limited.
+		code := wire.CodeOf(err)
+		t.failed(code)
+		hlog := h.log
+		if peerFailure(code) {
+			held, ok := h.refusals.take(time.Now())
+			if !ok {
+				return
+			}
+			if held > 0 {
+				hlog, log = hlog.With(zap.Int("not_logged", held)), log.With(zap.Int("not_logged", held))
+			}
+		}
+		logHandshake(hlog, sc, err)
 		logSessionEnd(log, "session refused", err)
 		return
 	}
+	t.proven()
+	logHandshake(h.log, sc, nil)
 	defer sc.Close()
 	sid := sc.SID()
 	log = log.With(logging.SID(sid))

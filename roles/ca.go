@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -40,6 +41,9 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		log.Info("enrollment limited to the roster", zap.String("roster", c.RosterFile))
 	}
 
+	// What the server tells of each client goes to the connection's account
+	// with the daemon's limits (limit.go).
+	var conns sync.Map // net.Conn → *tracked
 	srv := &ca.Server{
 		Authority:        auth,
 		Wire:             wireOptions(c.Limits, wire.MaxFirstFrameCA),
@@ -47,10 +51,25 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		IdleTimeout:      c.Limits.IdleTimeout.D(),
 		Log:              log,
 		OnIssued:         logIssued(log),
+		OnProven: func(conn net.Conn) {
+			if t, ok := conns.Load(conn); ok {
+				t.(*tracked).proven()
+			}
+		},
+		OnRefused: func(conn net.Conn, code wire.Code) bool {
+			if t, ok := conns.Load(conn); ok {
+				return t.(*tracked).failed(code)
+			}
+			return true
+		},
 	}
 	return runDaemon(ctx, log, daemon{
 		name: "CA", role: "ca", listen: c.Listen, dataDir: c.DataDir, limits: c.Limits,
-		handle: func(ctx context.Context, conn net.Conn, t *tracked) { srv.ServeConn(ctx, conn, t.idle) },
+		handle: func(ctx context.Context, conn net.Conn, t *tracked) {
+			conns.Store(conn, t)
+			defer conns.Delete(conn)
+			srv.ServeConn(ctx, conn, t.idle)
+		},
 		ops:    caOps(auth),
 		fields: []zap.Field{zap.String("policy", c.Policy)},
 	})

@@ -12,10 +12,12 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"pkiboard/internal/config"
+	"pkiboard/wire"
 )
 
 // connStats counts a server's connections. Its fields are updated by the
@@ -23,7 +25,31 @@ import (
 type connStats struct {
 	open     atomic.Int64  // connections being served now
 	accepted atomic.Uint64 // connections served since start
-	refused  atomic.Uint64 // connections refused busy at max_conns
+	refused  atomic.Uint64 // connections refused busy at accept: max_conns, max_unproven, their source
+
+	mu        sync.Mutex
+	anonymous map[wire.Code]uint64 // refusals of peers that had proven nothing, by code
+}
+
+// anonymousRefusal counts a refusal of a peer that had proven nothing.
+func (s *connStats) anonymousRefusal(code wire.Code) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.anonymous == nil {
+		s.anonymous = make(map[wire.Code]uint64)
+	}
+	s.anonymous[code]++
+}
+
+// anonymousRefusals returns the counts of anonymousRefusal, by code name.
+func (s *connStats) anonymousRefusals() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.anonymous))
+	for code, n := range s.anonymous {
+		out[code.String()] = n
+	}
+	return out
 }
 
 // Stats is a running daemon's view of itself, as `pkiboard stats` shows it:
@@ -47,7 +73,16 @@ type Stats struct {
 	OpenConns int64  `json:"open_conns"`
 	MaxConns  int    `json:"max_conns"`
 	Accepted  uint64 `json:"accepted"`
-	Refused   uint64 `json:"refused"`
+	// Refused counts the connections refused busy at accept: at max_conns,
+	// at max_unproven, or because their source keeps failing.
+	Refused uint64 `json:"refused"`
+	// AnonymousRefusals counts the requests and handshakes refused, malformed
+	// or too slow, of peers that had proven nothing, by code name.
+	AnonymousRefusals map[string]uint64 `json:"anonymous_refusals"`
+	// PartialUploads and PartialBytes are the board's interrupted uploads
+	// kept for resuming, and their size on disk; absent at the CA.
+	PartialUploads *int   `json:"partial_uploads,omitempty"`
+	PartialBytes   *int64 `json:"partial_bytes,omitempty"`
 }
 
 // started is when this process started, near enough.
@@ -75,6 +110,8 @@ func statsOp(role string, srv *server) adminOp {
 			MaxConns:   srv.limits.MaxConns,
 			Accepted:   srv.stats.accepted.Load(),
 			Refused:    srv.stats.refused.Load(),
+
+			AnonymousRefusals: srv.stats.anonymousRefusals(),
 		}, nil
 	}
 }

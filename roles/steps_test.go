@@ -104,7 +104,7 @@ func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bo
 			return
 		}
 		defer c.Close()
-		h.handle(context.Background(), c, nil)
+		h.handle(context.Background(), c, testTracked(t, c))
 	}()
 
 	s := &student{
