@@ -43,6 +43,10 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	} else if n > 0 {
 		log.Info("removed content files a crash left unindexed", zap.Int("files", n))
 	}
+	expire := partialExpiry(st, b.PartialTTL.D(), log)
+	if err := expire(); err != nil {
+		return err
+	}
 
 	id, err := boardIdentity(ctx, cfg, log)
 	if err != nil {
@@ -67,10 +71,10 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 
 	h := &boardHandler{
-		store:  st,
-		limits: b.Limits,
-		max:    int64(b.MaxSubmission),
-		log:    log,
+		store:   st,
+		limits:  b.Limits,
+		uploads: board.UploadLimits{MaxSize: int64(b.MaxSubmission), PartialQuota: int64(b.PartialQuota)},
+		log:     log,
 		session: &session.ServerConfig{
 			Chain:        id.chain,
 			Key:          id.key,
@@ -83,8 +87,47 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		name: "board", role: "board", listen: b.Listen, dataDir: b.DataDir, limits: b.Limits,
 		handle: h.handle, ops: boardOps(st, id.root),
 		fields: []zap.Field{zap.String("name", b.Name)},
-		loops:  []func(context.Context){crls.Run},
+		loops: []func(context.Context){crls.Run, every(min(time.Hour, b.PartialTTL.D()/2), func() {
+			if err := expire(); err != nil {
+				log.Warn("could not remove the expired interrupted uploads; will try again", zap.Error(err))
+			}
+		})},
+		stats: func(s *Stats) error {
+			u, err := st.PartialUsage()
+			s.PartialUploads, s.PartialBytes = &u.Uploads, &u.Bytes
+			return err
+		},
 	})
+}
+
+// partialExpiry returns the removal of the interrupted uploads older than
+// ttl (board.partial_ttl), which logs what it removed.
+func partialExpiry(st *board.Store, ttl time.Duration, log *zap.Logger) func() error {
+	return func() error {
+		gone, err := st.ExpirePartials(ttl)
+		if gone.Uploads > 0 {
+			log.Info("removed interrupted uploads older than board.partial_ttl", zap.Int("uploads", gone.Uploads),
+				zap.Int64("bytes", gone.Bytes), zap.Duration("partial_ttl", ttl))
+		}
+		return err
+	}
+}
+
+// every returns a loop that runs fn each period (at least a second) until
+// ctx ends.
+func every(period time.Duration, fn func()) func(context.Context) {
+	return func(ctx context.Context) {
+		t := time.NewTicker(max(period, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}
 }
 
 // boardHandler serves one student session per connection (PROTOCOL.md §5).
@@ -92,7 +135,7 @@ type boardHandler struct {
 	store   *board.Store
 	session *session.ServerConfig
 	limits  config.Limits
-	max     int64
+	uploads board.UploadLimits
 	log     *zap.Logger
 
 	refusals lineBudget // the lines of sessions refused before the student proved anything
@@ -129,7 +172,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	sid := sc.SID()
 	log = log.With(logging.SID(sid))
 
-	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.max))
+	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.uploads))
 	if err != nil {
 		var refusal *wire.Refusal
 		if errors.As(err, &refusal) && refusal.Code == wire.CodeStorage {

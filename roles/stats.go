@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,15 +92,16 @@ type Stats struct {
 var started = time.Now()
 
 // statsOp returns the "stats" operator command of a daemon whose accept loop
-// is srv. It collects garbage and returns what it can to the operating system
-// first, so that HeapInuse is live data and RSS what the daemon still holds.
-func statsOp(role string, srv *server) adminOp {
+// is srv; more, if set, adds the role's own figures. It collects garbage and
+// returns what it can to the operating system first, so that HeapInuse is
+// live data and RSS what the daemon still holds.
+func statsOp(role string, srv *server, more func(*Stats) error) adminOp {
 	return func(context.Context, json.RawMessage) (any, error) {
 		runtime.GC() // twice: a sync.Pool keeps its objects through one collection
 		debug.FreeOSMemory()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return Stats{
+		st := Stats{
 			Role:       role,
 			PID:        os.Getpid(),
 			Started:    started.UTC().Truncate(time.Second),
@@ -112,7 +116,13 @@ func statsOp(role string, srv *server) adminOp {
 			Refused:    srv.stats.refused.Load(),
 
 			AnonymousRefusals: srv.stats.anonymousRefusals(),
-		}, nil
+		}
+		if more != nil {
+			if err := more(&st); err != nil {
+				return nil, fmt.Errorf("stats: %w", err)
+			}
+		}
+		return st, nil
 	}
 }
 
@@ -182,6 +192,17 @@ func DaemonStats(ctx context.Context, cfg *config.Config, role string, asJSON bo
 		fmt.Fprintf(tw, "descriptors\t%d\n", st.FDs)
 	}
 	fmt.Fprintf(tw, "connections\t%d open (max_conns %d), %d accepted, %d refused busy\n", st.OpenConns, st.MaxConns, st.Accepted, st.Refused)
+	if len(st.AnonymousRefusals) > 0 {
+		codes := slices.Sorted(maps.Keys(st.AnonymousRefusals))
+		parts := make([]string, len(codes))
+		for i, code := range codes {
+			parts[i] = fmt.Sprintf("%s %d", code, st.AnonymousRefusals[code])
+		}
+		fmt.Fprintf(tw, "refused, unproven\t%s\n", strings.Join(parts, ", "))
+	}
+	if st.PartialUploads != nil && st.PartialBytes != nil {
+		fmt.Fprintf(tw, "partial uploads\t%d (%s)\n", *st.PartialUploads, mib(uint64(*st.PartialBytes)))
+	}
 	return tw.Flush()
 }
 

@@ -83,10 +83,10 @@ func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bo
 	roots := x509.NewCertPool()
 	roots.AddCert(p.root)
 	h := &boardHandler{
-		store:  st,
-		limits: config.Default().Board.Limits,
-		max:    1 << 20,
-		log:    zap.New(boardCore),
+		store:   st,
+		limits:  config.Default().Board.Limits,
+		uploads: board.UploadLimits{MaxSize: 1 << 20},
+		log:     zap.New(boardCore),
 		session: &session.ServerConfig{
 			Chain: []*x509.Certificate{p.board}, Key: p.boardK, Roots: roots, AllowRC4: allowRC4,
 		},
