@@ -71,10 +71,11 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 
 	h := &boardHandler{
-		store:   st,
-		limits:  b.Limits,
-		uploads: board.UploadLimits{MaxSize: int64(b.MaxSubmission), PartialQuota: int64(b.PartialQuota)},
-		log:     log,
+		store:      st,
+		limits:     b.Limits,
+		uploads:    board.UploadLimits{MaxSize: int64(b.MaxSubmission), PartialQuota: int64(b.PartialQuota)},
+		log:        log,
+		logContent: b.LogContent,
 		session: &session.ServerConfig{
 			Chain:        id.chain,
 			Key:          id.key,
@@ -137,6 +138,8 @@ type boardHandler struct {
 	limits  config.Limits
 	uploads board.UploadLimits
 	log     *zap.Logger
+	// logContent logs the text of a message submission (board.log_content).
+	logContent bool
 
 	refusals lineBudget // the lines of sessions refused before the student proved anything
 }
@@ -185,7 +188,10 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 		wire.LingerClose(c, time.Second, 4<<20)
 		return
 	}
-	text := messageText(sub.File)
+	var text string
+	if h.logContent {
+		text = messageText(sub.File)
+	}
 	rec, err := h.store.Commit(sub, peer)
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
@@ -264,8 +270,9 @@ func logStudentChecked(log *zap.Logger, sid string, cert *x509.Certificate, suit
 const maxLoggedMessage = 4 << 10
 
 // messageText returns the text of a message submission (message.txt, small,
-// UTF-8, received into memory), for the board's log: the course's "verify the
-// MAC, output the message". Reports are logged by name, size and hash only.
+// UTF-8, received into memory), for the board's log where board.log_content
+// asks for it: the course's "verify the MAC, output the message". Reports are
+// logged by name, size and hash only.
 func messageText(in *wire.Received) string {
 	mem, ok := in.Sink.(*wire.Memory)
 	if !ok || in.Name != messageFileName || in.Size > maxLoggedMessage || !utf8.Valid(mem.Bytes()) {

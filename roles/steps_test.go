@@ -71,7 +71,7 @@ type stepRun struct {
 }
 
 // runSteps runs one board session against one student submission.
-func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bool, boardName string) stepRun {
+func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bool, boardName string, mods ...func(*boardHandler)) stepRun {
 	t.Helper()
 	st, err := board.Open(t.TempDir())
 	if err != nil {
@@ -90,6 +90,9 @@ func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bo
 		session: &session.ServerConfig{
 			Chain: []*x509.Certificate{p.board}, Key: p.boardK, Roots: roots, AllowRC4: allowRC4,
 		},
+	}
+	for _, mod := range mods {
+		mod(h)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -262,4 +265,30 @@ func TestRefusedSessionSteps(t *testing.T) {
 			t.Error("a refusal before the hello was read names a SID")
 		}
 	})
+}
+
+// TestMessageLoggedOnlyWhereAsked checks board.log_content: the board's STEP 6
+// line carries the message's text only when the config asks for it.
+func TestMessageLoggedOnlyWhereAsked(t *testing.T) {
+	p := newStepPKI(t)
+	for _, logContent := range []bool{false, true} {
+		t.Run(fmt.Sprint(logContent), func(t *testing.T) {
+			r := runSteps(t, p, p.student, session.SuiteAES256CTRHMACSHA256, false, "blackboard",
+				func(h *boardHandler) { h.logContent = logContent })
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			lines := r.board.FilterMessageSnippet("STEP 6").All()
+			if len(lines) != 1 {
+				t.Fatalf("%d STEP 6 lines", len(lines))
+			}
+			text, ok := lines[0].ContextMap()["message"]
+			if ok != logContent {
+				t.Errorf("log_content %v: the STEP 6 line has a message field: %v (%q)", logContent, ok, text)
+			}
+			if s, _ := text.(string); logContent && s == "" {
+				t.Errorf("the message logged is %q", text)
+			}
+		})
+	}
 }
