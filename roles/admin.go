@@ -185,11 +185,16 @@ const adminSocketName = "admin.sock"
 
 // listenAdmin opens the operator socket in dataDir (which checkDataDir has
 // checked), with mode 0600 from the moment it exists (listenPrivate). A stale
-// socket from a crashed daemon is replaced.
+// socket from a crashed daemon is replaced; one a running daemon answers on
+// is not.
 func listenAdmin(dataDir string) (net.Listener, error) {
 	path := filepath.Join(dataDir, adminSocketName)
 	if len(path) > 100 {
 		return nil, fmt.Errorf("admin socket: path %s is too long for a Unix socket (%d bytes; at most 100): use a shorter data_dir", path, len(path))
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin socket: a daemon already answers on %s: another daemon runs with this data directory; stop it, or give this one another data_dir", path)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("admin socket: %w", err)

@@ -24,15 +24,22 @@ import (
 	"pkiboard/wire"
 )
 
-// RunBoard runs the submission board until ctx is cancelled: it settles its
-// identity (root of trust, its own certificate from the CA), keeps the CA's CRL
-// fresh, accepts student sessions on board.listen and operator commands on its
-// admin socket, stores each submission durably and answers with a signed receipt.
+// RunBoard runs the submission board until ctx is cancelled: it binds
+// board.listen and its admin socket first, then settles its identity (root of
+// trust, its own certificate from the CA), keeps the CA's CRL fresh, accepts
+// student sessions and operator commands, stores each submission durably and
+// answers with a signed receipt.
 func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	b := &cfg.Board
 	if err := checkDataDir("board", "board.data_dir", b.DataDir); err != nil {
 		return err
 	}
+	// Bind first: a board that cannot serve enrolls nothing.
+	ls, err := listen("board", b.Listen, b.DataDir)
+	if err != nil {
+		return err
+	}
+	defer ls.close()
 	st, err := board.Open(b.DataDir)
 	if err != nil {
 		return err
@@ -84,8 +91,8 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			AllowRC4:     b.AllowRC4,
 		},
 	}
-	return runDaemon(ctx, log, daemon{
-		name: "board", role: "board", listen: b.Listen, dataDir: b.DataDir, limits: b.Limits,
+	return runDaemon(ctx, log, ls, daemon{
+		name: "board", role: "board", limits: b.Limits,
 		handle: h.handle, ops: boardOps(st, id.root),
 		fields: []zap.Field{zap.String("name", b.Name)},
 		loops: []func(context.Context){crls.Run, every(min(time.Hour, b.PartialTTL.D()/2), func() {

@@ -19,20 +19,25 @@ import (
 	"pkiboard/wire"
 )
 
-// RunCA runs the certificate authority until ctx is cancelled: it opens (or on
-// first start creates) the root of trust and the store, serves the CA exchange
-// (package ca's Server) on ca.listen and operator commands on its admin
-// socket, and on cancellation stops cleanly.
+// RunCA runs the certificate authority until ctx is cancelled: it binds
+// ca.listen and its admin socket, opens (or on first start creates) the root
+// of trust and the store, serves the CA exchange (package ca's Server) and
+// operator commands, and on cancellation stops cleanly.
 func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
-	if err := checkDataDir("ca", "ca.data_dir", cfg.CA.DataDir); err != nil {
+	c := &cfg.CA
+	if err := checkDataDir("ca", "ca.data_dir", c.DataDir); err != nil {
 		return err
 	}
+	ls, err := listen("ca", c.Listen, c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer ls.close()
 	auth, err := openAuthority(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer auth.Close()
-	c := &cfg.CA
 	logRootReady(log, auth, c.DataDir)
 	if c.Policy == "open" {
 		log.Warn(fmt.Sprintf("enrollment policy is open: anyone who can reach %s may enroll any SID matching %s; set ca.policy = \"token\" outside a demo", c.Listen, c.SIDPattern))
@@ -63,8 +68,8 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			return true
 		},
 	}
-	return runDaemon(ctx, log, daemon{
-		name: "CA", role: "ca", listen: c.Listen, dataDir: c.DataDir, limits: c.Limits,
+	return runDaemon(ctx, log, ls, daemon{
+		name: "CA", role: "ca", limits: c.Limits,
 		handle: func(ctx context.Context, conn net.Conn, t *tracked) {
 			conns.Store(conn, t)
 			defer conns.Delete(conn)

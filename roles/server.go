@@ -251,44 +251,67 @@ func (e *everySecond) note(now time.Time) (n int, in time.Duration, ok bool) {
 // listener for their clients, the operator socket in their data directory, and
 // background loops that end with them.
 type daemon struct {
-	name    string // "CA" or "board", as the logs say it
-	role    string // "ca" or "board", as the stats command says it
-	listen  string
-	dataDir string
-	limits  config.Limits
-	handle  func(ctx context.Context, c net.Conn, t *tracked)
-	ops     map[string]adminOp
-	fields  []zap.Field                 // logged with "… listening"
-	loops   []func(ctx context.Context) // each runs until ctx ends
-	stats   func(*Stats) error          // adds the role's own figures to `stats`, if set
+	name   string // "CA" or "board", as the logs say it
+	role   string // "ca" or "board", as the stats command says it
+	limits config.Limits
+	handle func(ctx context.Context, c net.Conn, t *tracked)
+	ops    map[string]adminOp
+	fields []zap.Field                 // logged with "… listening"
+	loops  []func(ctx context.Context) // each runs until ctx ends
+	stats  func(*Stats) error          // adds the role's own figures to `stats`, if set
 }
 
-// runDaemon listens, serves clients, operators and the loops until ctx is
-// cancelled, then stops them all and returns the first error.
-func runDaemon(ctx context.Context, log *zap.Logger, d daemon) error {
-	ln, err := net.Listen("tcp", d.listen)
+// listeners are a daemon's two sockets, bound first thing at start — before
+// it creates a root, opens its store, enrolls or fetches anything — so that a
+// daemon that cannot have its address or its data directory changes and
+// spends nothing (a second board on a taken port used to enroll, spending a
+// token, and only then fail to bind).
+type listeners struct {
+	tcp   net.Listener // the clients'
+	admin net.Listener // the operator socket's
+}
+
+// listen binds a daemon's address and its operator socket in dataDir (which
+// checkDataDir has checked).
+func listen(role, addr, dataDir string) (*listeners, error) {
+	tcp, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%s: listen on %s: %w", d.role, d.listen, err)
+		return nil, fmt.Errorf("%s: listen on %s: %w", role, addr, err)
 	}
-	admin, err := listenAdmin(d.dataDir)
+	admin, err := listenAdmin(dataDir)
 	if err != nil {
-		ln.Close()
-		return err
+		tcp.Close()
+		return nil, fmt.Errorf("%s: %w", role, err)
 	}
+	return &listeners{tcp: tcp, admin: admin}, nil
+}
+
+// close closes both sockets, for a start that failed before runDaemon; it
+// is harmless after runDaemon, which closes them itself.
+func (l *listeners) close() {
+	l.tcp.Close()
+	l.admin.Close()
+}
+
+// runDaemon serves clients on ls.tcp, operators on ls.admin, and runs the
+// loops, until ctx is cancelled, then stops them all and returns the first
+// error.
+func runDaemon(ctx context.Context, log *zap.Logger, ls *listeners, d daemon) error {
+	defer ls.close()
 	log.Info(d.name+" listening", append([]zap.Field{
-		zap.String("addr", ln.Addr().String()),
-		zap.String("admin_socket", admin.Addr().String()),
+		zap.String("addr", ls.tcp.Addr().String()),
+		zap.String("admin_socket", ls.admin.Addr().String()),
 	}, d.fields...)...)
 
 	srv := &server{log: log, limits: d.limits, handle: d.handle}
 	d.ops["stats"] = statsOp(d.role, srv, d.stats)
 	ops := &adminServer{log: log, ops: d.ops}
 	errc := make(chan error, 1+len(d.loops))
-	go func() { errc <- ops.serve(ctx, admin) }()
+	go func() { errc <- ops.serve(ctx, ls.admin) }()
 	for _, loop := range d.loops {
 		go func() { loop(ctx); errc <- nil }()
 	}
-	err = srv.serve(ctx, ln)
+	err := srv.serve(ctx, ls.tcp)
 	for range 1 + len(d.loops) {
 		if e := <-errc; err == nil {
 			err = e
