@@ -46,7 +46,9 @@ func headerFlood(t *testing.T, addr string, n int, announce uint32) (held []net.
 // message (PROTOCOL.md §1). The figures go to the log (go test -v).
 func TestHeaderAloneCostsLittle(t *testing.T) {
 	const n = 1000
-	// Long timeouts, so that the connections are still held when sampled.
+	// Long timeouts, so that the connections are still held when sampled;
+	// the limits of unproven connections lifted, so that the board takes
+	// all 1,000 from this one source (TestStrangersCostLittle tests those).
 	limits := "read_timeout = \"60s\"\nhandshake_timeout = \"60s\"\nidle_timeout = \"60s\""
 	in := newInstall(t, map[string]string{"ca": limits, "board": limits})
 	s := &system{install: in}

@@ -469,7 +469,9 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 			chain := deepChain(t, 50, "alice")
 			codes, took, err := oneShot(tg.addr, helloWith(t, "alice", chain), false, closeLimit)
 			if err == nil {
-				err = wantCode(codes, false, wire.CodeMalformed, wire.CodeUnexpectedMessage)
+				// At the board, a first frame larger than the largest legal
+				// ClientHello (PROTOCOL.md §1), refused on its header.
+				err = wantCode(codes, false, wire.CodeMalformed, wire.CodeUnexpectedMessage, wire.CodeFrameTooLarge)
 			}
 			errs := []error{err}
 			figure := fmt.Sprintf("50 certificates: %v in %v", codes, took.Round(time.Millisecond))

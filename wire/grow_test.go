@@ -208,3 +208,81 @@ func TestConnReadFrameNoAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// fuzzGrowMax is the frame limit of FuzzReadFrameGrowing: above growFrom, so
+// that frames take the buffer's doublings.
+const fuzzGrowMax = 5 * growFrom
+
+// growSeeds are FuzzReadFrameGrowing's seeds: a read size, then the input.
+func growSeeds() map[string][]byte {
+	frame := func(n int) []byte { return append(header(uint32(n)), payload(n)...) }
+	seed := func(chunk uint16, data []byte) []byte {
+		return append(binary.BigEndian.AppendUint16(nil, chunk), data...)
+	}
+	return map[string][]byte{
+		"one-chunk":         seed(0, frame(growFrom+1)),
+		"odd-chunks":        seed(977, frame(2*growFrom+1)),
+		"byte-by-byte":      seed(1, frame(growFrom+10)),
+		"two-frames":        seed(4000, append(frame(3*growFrom), frame(5)...)),
+		"cut-after-growing": seed(1500, frame(4 * growFrom)[:3*growFrom]),
+		"header-alone":      seed(0, header(fuzzGrowMax)),
+		"over":              seed(0, header(fuzzGrowMax+1)),
+	}
+}
+
+// FuzzReadFrameGrowing reads frames larger than growFrom, delivered in reads
+// of a size the fuzzer picks, into no buffer and into a small one: each
+// payload is exactly the input's, has no spare capacity, and what the reader
+// allocated is bounded by what arrived, never by what a header announced.
+func FuzzReadFrameGrowing(f *testing.F) {
+	for _, s := range growSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) < 2 {
+			return
+		}
+		chunk, data := int(binary.BigEndian.Uint16(in)), in[2:]
+		for _, bufCap := range []int{0, 100} {
+			var r io.Reader = bytes.NewReader(data)
+			if chunk > 0 {
+				r = &chunkReader{r: r, n: chunk}
+			}
+			consumed := 0
+			for {
+				var p []byte
+				var err error
+				n := allocated(func() { p, err = ReadFrame(r, fuzzGrowMax, make([]byte, 0, bufCap)) })
+				if limit := uint64(4*(len(data)-consumed) + 2*growFrom + 1<<10); n > limit {
+					t.Fatalf("read %d bytes of input and allocated %d", len(data)-consumed, n)
+				}
+				if err != nil {
+					if err != io.EOF && !isRefusal(err, CodeMalformed) && !isRefusal(err, CodeFrameTooLarge) {
+						t.Fatalf("unexpected error %v", err)
+					}
+					break
+				}
+				if !bytes.Equal(p, data[consumed+HeaderSize:consumed+HeaderSize+len(p)]) {
+					t.Fatalf("the payload differs from the input")
+				}
+				if len(p) > bufCap && cap(p) != len(p) {
+					t.Fatalf("a payload of %d bytes in a buffer of %d", len(p), cap(p))
+				}
+				consumed += HeaderSize + len(p)
+			}
+		}
+	})
+}
+
+// chunkReader reads at most n bytes at a time from r.
+type chunkReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(p) > c.n {
+		p = p[:c.n]
+	}
+	return c.r.Read(p)
+}
