@@ -946,8 +946,8 @@ func TestHostileBattery(t *testing.T) {
 		t.Errorf("the legitimate student during the idle flood: %v", phase2Err)
 	} else {
 		t.Logf("legitimate student during the idle flood: %v; told busy %d times (CA %d, board %d), it tried again",
-			phase2Latency.Round(time.Millisecond), strings.Count(phase2Out, "at its connection limit; trying again"),
-			strings.Count(phase2Out, "the CA is at its connection limit"), strings.Count(phase2Out, "the board is at its connection limit"))
+			phase2Latency.Round(time.Millisecond), strings.Count(phase2Out, "is busy; trying again"),
+			strings.Count(phase2Out, "the CA is busy"), strings.Count(phase2Out, "the board is busy"))
 	}
 	lmu.Lock()
 	for _, err := range legitErr {
