@@ -148,7 +148,8 @@ type boardHandler struct {
 	// logContent logs the text of a message submission (board.log_content).
 	logContent bool
 
-	refusals lineBudget // the lines of sessions refused before the student proved anything
+	refusals lineBudget       // the lines of sessions refused before the student proved anything
+	now      func() time.Time // the clock of refusals; time.Now if nil
 }
 
 func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
@@ -159,12 +160,17 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	sc, err := session.Server(wc, h.session)
 	if err != nil {
 		// The student proved nothing: her failure counts against her
-		// source, and the lines it logs are rate-limited.
+		// source, and the lines it logs are rate-limited — all but those
+		// of the board's own trouble, which the operator must see.
 		code := wire.CodeOf(err)
 		t.failed(code)
 		hlog := h.log
-		if peerFailure(code) {
-			held, ok := h.refusals.take(time.Now())
+		if !ownTrouble(code) {
+			now := time.Now
+			if h.now != nil {
+				now = h.now
+			}
+			held, ok := h.refusals.take(now())
 			if !ok {
 				return
 			}

@@ -276,12 +276,17 @@ func (t *ticket) release() {
 }
 
 // peerFailure reports whether a refusal with code counts as a failure of
-// the peer: not the daemon's own trouble (internal, busy, storage, a stale
-// CRL), nor a connection that closed without a refusal (code 0).
-func peerFailure(code wire.Code) bool {
+// the peer: not the daemon's own trouble, nor a connection that closed
+// without a refusal (code 0).
+func peerFailure(code wire.Code) bool { return code != 0 && !ownTrouble(code) }
+
+// ownTrouble reports whether a refusal with code is the daemon's own
+// trouble, not its peer's doing: its failure, a limit of its own, its disk,
+// a CRL it could not refresh.
+func ownTrouble(code wire.Code) bool {
 	switch code {
-	case 0, wire.CodeInternal, wire.CodeBusy, wire.CodeStorage, wire.CodeCRLUnavailable:
-		return false
+	case wire.CodeInternal, wire.CodeBusy, wire.CodeStorage, wire.CodeCRLUnavailable:
+		return true
 	}
-	return true
+	return false
 }

@@ -2,6 +2,7 @@ package roles
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"pkiboard/internal/config"
+	"pkiboard/session"
 	"pkiboard/wire"
 )
 
@@ -265,8 +267,8 @@ func TestServerRefusesAFailingSource(t *testing.T) {
 	}
 	core, logs := observer.New(zapcore.InfoLevel)
 	l := testLimits(64)
-	l.SourceBurst, l.SourceRate, l.MaxUnproven = 4, 0.001, 64
-	srv := &server{log: zap.New(core), limits: l}
+	l.SourceBurst, l.SourceRate, l.MaxUnproven = 4, 1, 64
+	srv := &server{log: zap.New(core), limits: l, now: newClock().now} // a clock that stands still
 	var read atomic.Int32
 	srv.handle = func(ctx context.Context, c net.Conn, track *tracked) {
 		p, err := wire.ReadFrame(c, 16, nil)
@@ -354,5 +356,61 @@ func TestLineBudget(t *testing.T) {
 	}
 	if _, ok := b.take(clock.now()); ok {
 		t.Error("a second line in the same second was logged")
+	}
+}
+
+// TestBoardRefusalLinesAreRateLimited checks that sessions refused before
+// the student proved anything are logged for a burst of lineBurst, then held
+// back (and counted, for the next line), while each still counts against
+// its source.
+func TestBoardRefusalLinesAreRateLimited(t *testing.T) {
+	p := newStepPKI(t)
+	core, logs := observer.New(zapcore.InfoLevel)
+	h := &boardHandler{
+		limits: config.Default().Board.Limits,
+		log:    zap.New(core),
+		now:    newClock().now, // a clock that stands still: no line is earned back
+		session: &session.ServerConfig{
+			Chain: []*x509.Certificate{p.board}, Key: p.boardK, Roots: certPoolOf(p.root),
+		},
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const n = 25
+	stats := new(connStats)
+	lim := newLimiter(config.Default().Board.Limits, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			tk, _ := lim.admit(c.RemoteAddr())
+			h.handle(context.Background(), c, &tracked{c: c, ticket: tk, stats: stats})
+			tk.close()
+			c.Close()
+		}
+	}()
+	for range n {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire.WriteFrame(c, []byte{0x7f}) //nolint:errcheck // the board answers
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		wire.ReadFrame(c, 1<<10, nil) //nolint:errcheck // its refusal
+		c.Close()
+	}
+	<-done
+	if got := logs.FilterMessageSnippet("session refused").Len(); got != 2*lineBurst {
+		t.Errorf("%d refused sessions logged %d lines, want %d (a burst of %d, two lines each)", n, got, 2*lineBurst, lineBurst)
+	}
+	if got := stats.anonymousRefusals()["unknown-message"]; got != n {
+		t.Errorf("anonymous refusals: %d unknown-message, want %d", got, n)
 	}
 }

@@ -32,6 +32,9 @@ type server struct {
 	// limit is what unproven peers may cost (limit.go); serve makes it from
 	// limits if nil.
 	limit *limiter
+	// now is the clock of the limits and of the refusals' log lines;
+	// time.Now if nil.
+	now func() time.Time
 
 	stats connStats // for `pkiboard stats`
 }
@@ -103,8 +106,12 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 	stopAccept := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stopAccept()
 
+	now := s.now
+	if now == nil {
+		now = time.Now
+	}
 	if s.limit == nil {
-		s.limit = newLimiter(s.limits, nil)
+		s.limit = newLimiter(s.limits, now)
 	}
 	var (
 		acceptErr error
@@ -148,7 +155,7 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 			refuseBusy(c, busyText[why])
 			// A flood must not become a flood of log lines: at most one a
 			// second of each kind, with the count since the last.
-			if n, in, ok := busyLog[why].note(time.Now()); ok {
+			if n, in, ok := busyLog[why].note(now()); ok {
 				s.log.Warn(busyLogText[why], zap.Stringer("peer", c.RemoteAddr()),
 					zap.Int("max_conns", s.limits.MaxConns), zap.Int("refused", n), zap.Duration("in", in))
 			}
