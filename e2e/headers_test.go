@@ -49,7 +49,7 @@ func TestHeaderAloneCostsLittle(t *testing.T) {
 	// Long timeouts, so that the connections are still held when sampled;
 	// the limits of unproven connections lifted, so that the board takes
 	// all 1,000 from this one source (TestStrangersCostLittle tests those).
-	limits := "read_timeout = \"60s\"\nhandshake_timeout = \"60s\"\nidle_timeout = \"60s\""
+	limits := "read_timeout = \"60s\"\nhandshake_timeout = \"60s\"\nidle_timeout = \"60s\"\nmax_unproven = 1024\nsource_burst = 0"
 	in := newInstall(t, map[string]string{"ca": limits, "board": limits})
 	s := &system{install: in}
 	s.ca = in.start("ca", "--log-level", "info")
@@ -88,6 +88,9 @@ func TestHeaderAloneCostsLittle(t *testing.T) {
 			grew := int64(st.HeapInuse) - int64(base.HeapInuse)
 			t.Logf("%d connections, each a header announcing %d bytes and 1 byte: %d held open, heap in use %.1f MiB -> %.1f MiB (%+.1f KiB a connection)",
 				n, announce, st.OpenConns, float64(base.HeapInuse)/(1<<20), float64(st.HeapInuse)/(1<<20), float64(grew)/n/1024)
+			if announce <= wire.MaxFirstFrameBoard && st.OpenConns < n-16 {
+				t.Errorf("the board held %d of %d connections whose headers announce a legal first frame: the measure is of nothing", st.OpenConns, n)
+			}
 			if perConn := grew / n; perConn > 16<<10 {
 				t.Errorf("the board's heap grew by %d bytes a connection, want at most 16 KiB: a header made it allocate what it announced", perConn)
 			}
