@@ -23,6 +23,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"pkiboard/adversary"
 	"pkiboard/internal/config"
@@ -125,6 +126,7 @@ func commonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "board-addr", Usage: "student: the board is at `ADDR` (host:port)"},
 		&cli.StringFlag{Name: "log-level", Usage: "log at `LEVEL`: debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", Usage: "log as `FORMAT`: console or json"},
+		&cli.StringFlag{Name: "log-file", Usage: "ca/board: also append the log to `FILE` (mode 0600)"},
 	}
 }
 
@@ -149,6 +151,7 @@ func loadConfig(c *cli.Context, role string) (*config.Config, error) {
 	}
 	set("log-level", &cfg.Log.Level)
 	set("log-format", &cfg.Log.Format)
+	set("log-file", &cfg.Log.File)
 	set("ca-addr", &cfg.Board.CAAddr, &cfg.Student.CAAddr)
 	set("board-addr", &cfg.Student.BoardAddr)
 	switch role {
@@ -210,6 +213,25 @@ func newLogger(cfg *config.Config, name string) (*zap.Logger, error) {
 	return log.Named(name), nil
 }
 
+// newDaemonLogger is newLogger for the CA and the board: they also append
+// their log to log.file, when it is set. The returned function closes it.
+func newDaemonLogger(cfg *config.Config, name string) (*zap.Logger, func(), error) {
+	if cfg.Log.File == "" {
+		log, err := newLogger(cfg, name)
+		return log, func() {}, err
+	}
+	f, err := logging.OpenFile(cfg.Log.File)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := logging.New(cfg.Log.Level, cfg.Log.Format, zapcore.NewMultiWriteSyncer(zapcore.Lock(os.Stderr), zapcore.Lock(f)))
+	if err != nil {
+		f.Close()
+		return nil, nil, usageError{err}
+	}
+	return log.Named(name), func() { log.Sync(); f.Close() }, nil //nolint:errcheck // stderr may not support sync
+}
+
 // runRole is the action of `pkiboard --role=…`.
 func runRole(c *cli.Context) error {
 	if c.NArg() > 0 {
@@ -236,10 +258,22 @@ func runRole(c *cli.Context) error {
 			}
 		}
 	}
-	log, err := newLogger(cfg, cfg.Role)
+	if c.IsSet("log-file") && cfg.Role != "ca" && cfg.Role != "board" {
+		return usagef("--log-file applies only to --role=ca and --role=board")
+	}
+	var (
+		log     *zap.Logger
+		closeFn = func() {}
+	)
+	if cfg.Role == "ca" || cfg.Role == "board" {
+		log, closeFn, err = newDaemonLogger(cfg, cfg.Role)
+	} else {
+		log, err = newLogger(cfg, cfg.Role)
+	}
 	if err != nil {
 		return err
 	}
+	defer closeFn()
 	defer log.Sync() //nolint:errcheck // stderr may not support sync
 
 	switch cfg.Role {

@@ -8,7 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"pkiboard/internal/durable"
 	"pkiboard/wire"
@@ -43,6 +46,7 @@ const (
 type partials struct {
 	dir      string
 	inMemory int64 // 0: every file goes to a partial file
+	quota    int64 // the most bytes the partial files of dir may hold; 0: no quota
 
 	// every is the number of bytes between two checkpoints;
 	// DefaultCheckpointEvery if zero or negative or above it.
@@ -87,7 +91,7 @@ func (p *partials) open(h *wire.FileHeader) (wire.Sink, error) {
 		part:  base + partSuffix,
 		ckpt:  base + checkpointSuffix,
 	}
-	if err := s.claim(); err != nil {
+	if err := s.claim(p.dir, p.quota); err != nil {
 		return nil, err
 	}
 	if err := s.openPartial(p.dir, p.openFile); err != nil {
@@ -119,28 +123,103 @@ type partialSink struct {
 	bg        *checkpointer // nil until the first checkpoint
 }
 
-// inProgress holds the partial files being received in this process.
+// inProgress holds the partial files being received in this process, with
+// the size each transfer announced.
 var inProgress = struct {
 	sync.Mutex
-	paths map[string]bool
-}{paths: make(map[string]bool)}
+	paths map[string]int64
+}{paths: make(map[string]int64)}
 
-// claim marks the partial file as being received, or refuses the transfer
-// (busy) if another connection is receiving the same file.
-func (s *partialSink) claim() error {
-	key := s.part
-	if abs, err := filepath.Abs(s.part); err == nil {
-		key = abs
+// absPath returns path made absolute, or path if it cannot be.
+func absPath(path string) string {
+	if abs, err := filepath.Abs(path); err == nil {
+		return abs
 	}
+	return path
+}
+
+// claim marks the partial file as being received, or refuses the transfer:
+// busy if another connection is receiving the same file, file-too-large if
+// the partial files of dir would hold more than quota bytes with it (the
+// others as they are on disk, or as announced while they are received, and
+// this one at its full size). A quota of 0 is none.
+func (s *partialSink) claim(dir string, quota int64) error {
+	key := absPath(s.part)
 	inProgress.Lock()
 	defer inProgress.Unlock()
-	if inProgress.paths[key] {
+	if _, ok := inProgress.paths[key]; ok {
 		return wire.Refusef(wire.CodeBusy, "a transfer of %q is already in progress; try again shortly", s.name)
 	}
-	inProgress.paths[key] = true
+	if quota > 0 {
+		held, names, err := heldBesides(dir, key)
+		if err != nil {
+			return err
+		}
+		if held == 0 && s.size > quota {
+			return wire.Refusef(wire.CodeFileTooLarge, "%q (%d bytes) is more than the %d bytes this board keeps of each student's interrupted uploads", s.name, s.size, quota)
+		}
+		if held+s.size > quota {
+			return wire.Refusef(wire.CodeFileTooLarge,
+				"your interrupted uploads (%s) already hold %d bytes of the %d this board keeps for each student; %q (%d bytes) would pass that: finish one of them by sending the same file again, or wait until they expire",
+				strings.Join(names, ", "), held, quota, s.name, s.size)
+		}
+	}
+	inProgress.paths[key] = s.size
 	s.key = key
 	return nil
 }
+
+// heldBesides returns the bytes the partial files in dir hold, except the one
+// at skip (an absolute path): a file being received counts at the size it
+// announced, any other at its size on disk; and the names of their files
+// (the first few). The caller holds inProgress.
+func heldBesides(dir, skip string) (held int64, names []string, err error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, e := range entries {
+		name, ok := partialName(e.Name())
+		if !ok {
+			continue
+		}
+		path := absPath(filepath.Join(dir, e.Name()))
+		if path == skip {
+			continue
+		}
+		size, receiving := inProgress.paths[path]
+		if !receiving {
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			size = info.Size()
+		}
+		held += size
+		if len(names) < 3 {
+			names = append(names, strconv.Quote(name))
+		} else if len(names) == 3 {
+			names = append(names, "…")
+		}
+	}
+	return held, names, nil
+}
+
+// partialName returns the file name a partial file's name holds
+// (".<sha256 hex>.<name>.part"), and whether it is one.
+func partialName(file string) (string, bool) {
+	rest, ok := strings.CutSuffix(file, partSuffix)
+	if !ok || len(rest) < 1+sha256HexLen+1 || rest[0] != '.' || rest[1+sha256HexLen] != '.' {
+		return "", false
+	}
+	return rest[1+sha256HexLen+1:], true
+}
+
+// sha256HexLen is the length of a SHA-256 in hex, in a partial file's name.
+const sha256HexLen = 64
 
 // release ends the claim, if any.
 func (s *partialSink) release() {
@@ -417,4 +496,126 @@ func place(up *wire.Received, dst string) error {
 func discard(up *wire.Received, dst string) {
 	up.Sink.Abort(false)
 	_ = os.Remove(dst) // a file in memory placed there, or nothing
+}
+
+// PartialUsage is what a board's interrupted uploads hold.
+type PartialUsage struct {
+	Uploads int   // partial files
+	Bytes   int64 // their size on disk
+}
+
+// partialUsage adds up the partial files under root (one directory per SID).
+func partialUsage(root string) (PartialUsage, error) {
+	var u PartialUsage
+	err := forEachPartialDir(root, func(dir string, entries []fs.DirEntry) error {
+		for _, e := range entries {
+			if _, ok := partialName(e.Name()); !ok {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			u.Uploads++
+			u.Bytes += info.Size()
+		}
+		return nil
+	})
+	return u, err
+}
+
+// expirePartials removes, under root, every file of an interrupted upload
+// last written before cutoff — its partial file, its checkpoint, and any
+// temporary file a checkpoint left — except those being received, then the
+// SID directories left empty. It returns the partial files removed and the
+// bytes they held.
+func expirePartials(root string, cutoff time.Time) (PartialUsage, error) {
+	var gone PartialUsage
+	err := forEachPartialDir(root, func(dir string, entries []fs.DirEntry) error {
+		left := len(entries)
+		for _, e := range entries {
+			info, err := e.Info()
+			if err != nil || !info.Mode().IsRegular() || !info.ModTime().Before(cutoff) || receiving(dir, e.Name()) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					left--
+					continue
+				}
+				return err
+			}
+			left--
+			if _, ok := partialName(e.Name()); ok {
+				gone.Uploads++
+				gone.Bytes += info.Size()
+			}
+		}
+		if left == 0 {
+			_ = os.Remove(dir) // fails harmlessly if an upload began meanwhile
+		}
+		return nil
+	})
+	return gone, err
+}
+
+// receiving reports whether the file name in dir belongs to an upload being
+// received: its partial file, its checkpoint, or a checkpoint's temporary
+// file.
+func receiving(dir, name string) bool {
+	base, ok := uploadOf(name)
+	if !ok {
+		return false
+	}
+	inProgress.Lock()
+	defer inProgress.Unlock()
+	_, ok = inProgress.paths[absPath(filepath.Join(dir, base+partSuffix))]
+	return ok
+}
+
+// uploadOf returns the upload a file of a SID directory belongs to,
+// ".<sha256 hex>.<name>", from the name of its partial file, of its
+// checkpoint, or of a checkpoint's temporary file (durable.WriteFile's
+// "." + the checkpoint's name + ".<random>.tmp").
+func uploadOf(file string) (string, bool) {
+	if rest, ok := strings.CutSuffix(file, ".tmp"); ok && strings.HasPrefix(rest, "..") {
+		if i := strings.LastIndexByte(rest, '.'); i > 0 {
+			file = rest[1:i]
+		}
+	}
+	for _, suffix := range []string{partSuffix, checkpointSuffix} {
+		if base, ok := strings.CutSuffix(file, suffix); ok && len(base) > 1+sha256HexLen+1 && base[0] == '.' && base[1+sha256HexLen] == '.' {
+			return base, true
+		}
+	}
+	return "", false
+}
+
+// forEachPartialDir calls fn with each SID directory under root and its
+// entries.
+func forEachPartialDir(root string, fn func(dir string, entries []fs.DirEntry) error) error {
+	sids, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("board: partial uploads: %w", err)
+	}
+	for _, sid := range sids {
+		if !sid.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, sid.Name())
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("board: partial uploads: %w", err)
+		}
+		if err := fn(dir, entries); err != nil {
+			return fmt.Errorf("board: partial uploads: %w", err)
+		}
+	}
+	return nil
 }

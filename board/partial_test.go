@@ -446,7 +446,7 @@ func TestPartialBusy(t *testing.T) {
 	f := newTestFile("same.txt", 10)
 	part, _ := partialPaths(dir, f)
 	inProgress.Lock()
-	inProgress.paths[part] = true
+	inProgress.paths[part] = f.size()
 	inProgress.Unlock()
 	defer func() {
 		inProgress.Lock()

@@ -81,6 +81,16 @@ func (s *Store) Close() error {
 // in a partial file: small enough that resuming it would gain nothing.
 const InMemoryMax = 64 << 10
 
+// UploadLimits bound what one SID's uploads may hold.
+type UploadLimits struct {
+	// MaxSize is the largest file accepted, in bytes (required).
+	MaxSize int64
+	// PartialQuota is the most bytes the SID's interrupted uploads (partial
+	// files) may hold together, the new one counted at its full size; an
+	// upload that would pass it is refused file-too-large. 0 is no quota.
+	PartialQuota int64
+}
+
 // Receiver returns the file receiver for one SID's upload. A file of up to
 // InMemoryMax bytes is received into a wire.Memory; a larger one into a
 // partial file, checkpointed every DefaultCheckpointEvery bytes, in a
@@ -88,13 +98,28 @@ const InMemoryMax = 64 << 10
 // SID itself), so an interrupted upload resumes only for the same SID. While
 // one connection receives a file, another that sends the same file (name,
 // size and SHA-256) for the same SID is refused busy.
-func (s *Store) Receiver(sid string, maxSize int64) *wire.Receiver {
-	return s.partials(sid).receiver(maxSize)
+func (s *Store) Receiver(sid string, l UploadLimits) *wire.Receiver {
+	p := s.partials(sid)
+	p.quota = l.PartialQuota
+	return p.receiver(l.MaxSize)
 }
 
 // partials returns where sid's uploads are received.
 func (s *Store) partials(sid string) *partials {
 	return &partials{dir: filepath.Join(s.dir, partialDir, hex.EncodeToString([]byte(sid))), inMemory: InMemoryMax}
+}
+
+// PartialUsage returns what the interrupted uploads of every SID hold now.
+func (s *Store) PartialUsage() (PartialUsage, error) {
+	return partialUsage(filepath.Join(s.dir, partialDir))
+}
+
+// ExpirePartials removes the interrupted uploads last written more than ttl
+// ago (their partial files, checkpoints and temporary files), except those
+// being received, and returns what they held. A student who sends such a
+// file again starts from 0.
+func (s *Store) ExpirePartials(ttl time.Duration) (PartialUsage, error) {
+	return expirePartials(filepath.Join(s.dir, partialDir), s.now().Add(-ttl))
 }
 
 // Commit makes a submission that a session received (into one of this

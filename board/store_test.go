@@ -32,7 +32,7 @@ func receive(t *testing.T, s *Store, sid, name string, content []byte) *wire.Rec
 		_, err := wire.SendFile(sender, name, bytes.NewReader(content), int64(len(content)), sha256.Sum256(content), wire.SendOptions{SkipAck: true})
 		errc <- err
 	}()
-	in, err := s.Receiver(sid, 1<<20).Receive(receiver)
+	in, err := s.Receiver(sid, UploadLimits{MaxSize: 1 << 20}).Receive(receiver)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,23 @@ type Server struct {
 	// OnIssued, when set, is told of each certificate issued, once it is
 	// stored durably and before it is sent: the caller logs step 2 from it.
 	OnIssued func(req Request, cert *x509.Certificate)
+	// OnProven and OnRefused, when set, are told what the client on c (the
+	// connection ServeConn was given) has shown, for a caller that limits
+	// the sources of clients that keep failing: OnProven when it proved
+	// possession of a key (a certificate was issued to it), OnRefused with
+	// the code of each request refused — by policy, malformed, unexpected or
+	// too slow — once the refusal is answered. OnRefused returns whether the
+	// connection may go on; ServeConn ends it when not.
+	OnProven  func(c net.Conn)
+	OnRefused func(c net.Conn, code wire.Code) (goOn bool)
+}
+
+// refused tells OnRefused of a refusal on c and returns its answer.
+func (s *Server) refused(c net.Conn, code wire.Code) bool {
+	if s.OnRefused == nil || code == 0 {
+		return true
+	}
+	return s.OnRefused(c, code)
 }
 
 // ServeConn serves the requests of the client on c until it is done, an
@@ -69,7 +86,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 		m, err := wc.ReadMessage()
 		idle(false)
 		if err != nil {
-			readFailed(wc, log, err)
+			s.refused(c, readFailed(wc, log, err))
 			return
 		}
 		wc.SetDeadline(time.Now().Add(s.HandshakeTimeout))
@@ -86,16 +103,19 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 			err = wire.Refusef(wire.CodeUnexpectedMessage, "the CA expects EnrollRequest or Fetch, not %v", m.Type())
 			wire.Answer(wc, err) //nolint:errcheck // closing
 			log.Info("closing connection", zap.Error(err))
+			s.refused(c, wire.CodeUnexpectedMessage)
 			return
 		}
 		switch {
 		case err != nil:
 			log.Warn("request failed", zap.Error(err))
 			wire.Answer(wc, err) //nolint:errcheck // closing
+			s.refused(c, wire.CodeOf(err))
 			return
 		case refusal != nil:
-			// A policy refusal: tell the client, and keep serving it.
-			if werr := wire.Answer(wc, refusal); werr != nil {
+			// A policy refusal: tell the client, and keep serving it —
+			// unless its source is out of tries.
+			if werr := wire.Answer(wc, refusal); werr != nil || !s.refused(c, refusal.Code) {
 				return
 			}
 		}
@@ -104,18 +124,20 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 }
 
 // readFailed answers what can be answered about a bad or missing request and
-// logs it; the connection is closed after it.
-func readFailed(wc *wire.Conn, log *zap.Logger, err error) {
+// logs it; the connection is closed after it. It returns the code answered,
+// or 0 when the client had simply gone.
+func readFailed(wc *wire.Conn, log *zap.Logger, err error) wire.Code {
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		return
+		return 0
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		log.Debug("connection idle or too slow; closing", zap.Error(err))
 		wire.Answer(wc, wire.Refusef(wire.CodeTimeout, "no complete request in time; closing")) //nolint:errcheck // closing
-		return
+		return wire.CodeTimeout
 	}
 	log.Info("bad request; closing", zap.Error(err))
 	wire.Answer(wc, err) //nolint:errcheck // closing
+	return wire.CodeOf(err)
 }
 
 // enroll runs one enrollment: the authority decides and records; on success the
@@ -139,6 +161,9 @@ func (s *Server) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollReques
 		return nil, err
 	}
 	cert := issued.Certificate
+	if s.OnProven != nil {
+		s.OnProven(wc.NetConn())
+	}
 	if s.OnIssued != nil {
 		s.OnIssued(req, cert)
 	}

@@ -34,12 +34,17 @@ import (
 )
 
 // The hostile battery's limits: short, so that what they cut off is cut off
-// quickly. max_conns stays at its default, 1024.
+// quickly. max_conns stays at its default, 1024. The battery attacks from the
+// legitimate student's own address, 127.0.0.1, and measures what each attack
+// holds of the daemons: the per-source limit is off and max_unproven is
+// max_conns, so that its attacks reach the daemons (TestStrangersCostLittle
+// tests those limits, from sources of their own).
 const (
 	hostileRead      = 3 * time.Second
 	hostileHandshake = 3 * time.Second
 	hostileIdle      = 3 * time.Second
-	hostileLimits    = "read_timeout = \"3s\"\nwrite_timeout = \"2s\"\nhandshake_timeout = \"3s\"\nidle_timeout = \"3s\"\nshutdown_timeout = \"5s\""
+	hostileLimits    = "read_timeout = \"3s\"\nwrite_timeout = \"2s\"\nhandshake_timeout = \"3s\"\nidle_timeout = \"3s\"\nshutdown_timeout = \"5s\"\n" +
+		"max_unproven = 1024\nsource_burst = 0"
 )
 
 // daemonStats is the result of the operator command `stats`, written from
@@ -58,7 +63,12 @@ type daemonStats struct {
 	OpenConns  int64     `json:"open_conns"` // client connections now
 	MaxConns   int       `json:"max_conns"`  // and the limit
 	Accepted   uint64    `json:"accepted"`   // connections served since start
-	Refused    uint64    `json:"refused"`    // connections refused busy at the limit since start
+	Refused    uint64    `json:"refused"`    // connections refused busy at a limit since start
+	// Requests refused before the peer proved anything, since start, by code.
+	AnonymousRefusals map[string]uint64 `json:"anonymous_refusals"`
+	// The board's interrupted uploads, and their size.
+	PartialUploads *int   `json:"partial_uploads"`
+	PartialBytes   *int64 `json:"partial_bytes"`
 	// WatchingBoards is the CA's alone: the boards watching it (PROTOCOL.md §4.4).
 	WatchingBoards *int `json:"watching_boards,omitempty"`
 }
@@ -72,9 +82,14 @@ func (st daemonStats) clientConns() int64 {
 	return st.OpenConns - int64(*st.WatchingBoards)
 }
 
-// statsFields are the fields PROTOCOL.md §6 lists for `stats`.
-var statsFields = []string{"role", "pid", "started", "goroutines", "heap_inuse", "sys", "rss", "fds",
-	"open_conns", "max_conns", "accepted", "refused"}
+// statsFields are the fields PROTOCOL.md §7 lists for `stats` of both
+// daemons; boardStatsFields those of the board alone.
+var (
+	statsFields = []string{"role", "pid", "started", "goroutines", "heap_inuse", "sys", "rss", "fds",
+		"open_conns", "max_conns", "accepted", "refused", "anonymous_refusals"}
+	boardStatsFields = []string{"partial_uploads", "partial_bytes"}
+	caStatsFields    = []string{"watching_boards"}
+)
 
 // decodeStats decodes a `stats` result strictly: every field PROTOCOL.md §6
 // lists must be there, and no other.
@@ -84,15 +99,25 @@ func decodeStats(data []byte) (daemonStats, error) {
 	if err := json.Unmarshal(data, &fields); err != nil {
 		return st, err
 	}
-	for _, f := range statsFields {
+	want := statsFields
+	switch string(fields["role"]) {
+	case `"board"`:
+		want = append(slices.Clone(want), boardStatsFields...)
+	case `"ca"`:
+		want = append(slices.Clone(want), caStatsFields...)
+	}
+	for _, f := range want {
 		if _, ok := fields[f]; !ok {
-			return st, fmt.Errorf("stats: no field %q (PROTOCOL.md §6)", f)
+			return st, fmt.Errorf("stats: no field %q (PROTOCOL.md §7)", f)
 		}
+	}
+	if len(fields) != len(want) {
+		return st, fmt.Errorf("stats: %d fields, want the %d of PROTOCOL.md §7", len(fields), len(want))
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
-		return st, fmt.Errorf("stats: %w (PROTOCOL.md §6)", err)
+		return st, fmt.Errorf("stats: %w (PROTOCOL.md §7)", err)
 	}
 	return st, nil
 }
@@ -935,8 +960,8 @@ func TestHostileBattery(t *testing.T) {
 		t.Errorf("the legitimate student during the idle flood: %v", phase2Err)
 	} else {
 		t.Logf("legitimate student during the idle flood: %v; told busy %d times (CA %d, board %d), it tried again",
-			phase2Latency.Round(time.Millisecond), strings.Count(phase2Out, "at its connection limit; trying again"),
-			strings.Count(phase2Out, "the CA is at its connection limit"), strings.Count(phase2Out, "the board is at its connection limit"))
+			phase2Latency.Round(time.Millisecond), strings.Count(phase2Out, "is busy; trying again"),
+			strings.Count(phase2Out, "the CA is busy"), strings.Count(phase2Out, "the board is busy"))
 	}
 	lmu.Lock()
 	for _, err := range legitErr {

@@ -23,12 +23,22 @@ import (
 type adminOp func(ctx context.Context, args json.RawMessage) (any, error)
 
 // adminServer serves operator commands on a daemon's Unix socket (PROTOCOL.md
-// §6). The socket's file mode (0600 in a 0700 directory) is the authorization:
-// only the daemon's user reaches it.
+// §7). Only the daemon's user and root may use it: the socket is created with
+// mode 0600 (listenAdmin) in a data directory of mode 0700 that the daemon's
+// user owns (checkDataDir), and each connecting process's uid is checked
+// (peerUID) before anything is read from it.
 type adminServer struct {
 	log *zap.Logger
 	ops map[string]adminOp
+	// allow says whether a process of uid may use the socket; the daemon's
+	// own uid and root if nil.
+	allow func(uid uint32) bool
+
+	refusedLog everySecond // refused peers, logged at most once a second
 }
+
+// ownUIDOrRoot is adminServer's default allow.
+func ownUIDOrRoot(uid uint32) bool { return uid == 0 || uid == uint32(os.Getuid()) }
 
 // adminTimeout bounds one operator request on the socket.
 const adminTimeout = 30 * time.Second
@@ -47,6 +57,10 @@ func (s *adminServer) serve(ctx context.Context, ln net.Listener) error {
 			}
 			return fmt.Errorf("admin socket: %w", err)
 		}
+		if !s.allowed(c) {
+			c.Close()
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -58,6 +72,29 @@ func (s *adminServer) serve(ctx context.Context, ln net.Listener) error {
 			s.handle(ctx, c)
 		}()
 	}
+}
+
+// allowed reports whether the process at the other end of c may use the
+// socket, and logs (at most once a second) the ones that may not.
+func (s *adminServer) allowed(c net.Conn) bool {
+	allow := s.allow
+	if allow == nil {
+		allow = ownUIDOrRoot
+	}
+	uid, err := peerUID(c)
+	if err == nil && allow(uid) {
+		return true
+	}
+	if n, in, ok := s.refusedLog.note(time.Now()); ok {
+		fields := []zap.Field{zap.Int("refused", n), zap.Duration("in", in), zap.Int("daemon_uid", os.Getuid())}
+		if err != nil {
+			fields = append(fields, zap.Error(err))
+		} else {
+			fields = append(fields, zap.Uint32("uid", uid))
+		}
+		s.log.Warn("operator socket: refused a process of another user (only the daemon's user and root may use it)", fields...)
+	}
+	return false
 }
 
 func (s *adminServer) handle(ctx context.Context, c net.Conn) {
@@ -146,25 +183,24 @@ func callAdmin(ctx context.Context, dataDir, command string, args any, out any,
 // adminSocketName is the operator socket's file name in a daemon's data dir.
 const adminSocketName = "admin.sock"
 
-// listenAdmin opens the operator socket in dataDir, readable and writable by the
-// daemon's user only. A stale socket from a crashed daemon is replaced.
+// listenAdmin opens the operator socket in dataDir (which checkDataDir has
+// checked), with mode 0600 from the moment it exists (listenPrivate). A stale
+// socket from a crashed daemon is replaced; one a running daemon answers on
+// is not.
 func listenAdmin(dataDir string) (net.Listener, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
 	path := filepath.Join(dataDir, adminSocketName)
 	if len(path) > 100 {
 		return nil, fmt.Errorf("admin socket: path %s is too long for a Unix socket (%d bytes; at most 100): use a shorter data_dir", path, len(path))
 	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin socket: a daemon already answers on %s: another daemon runs with this data directory; stop it, or give this one another data_dir", path)
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	return ln, nil

@@ -24,15 +24,22 @@ import (
 	"pkiboard/wire"
 )
 
-// RunBoard runs the submission board until ctx is cancelled: it settles its
-// identity (root of trust, its own certificate from the CA), keeps the CA's CRL
-// fresh, accepts student sessions on board.listen and operator commands on its
-// admin socket, stores each submission durably and answers with a signed receipt.
+// RunBoard runs the submission board until ctx is cancelled: it binds
+// board.listen and its admin socket first, then settles its identity (root of
+// trust, its own certificate from the CA), keeps the CA's CRL fresh, accepts
+// student sessions and operator commands, stores each submission durably and
+// answers with a signed receipt.
 func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	b := &cfg.Board
 	if err := checkDataDir("board", "board.data_dir", b.DataDir); err != nil {
 		return err
 	}
+	// Bind first: a board that cannot serve enrolls nothing.
+	ls, err := listen("board", b.Listen, b.DataDir)
+	if err != nil {
+		return err
+	}
+	defer ls.close()
 	st, err := board.Open(b.DataDir)
 	if err != nil {
 		return err
@@ -42,6 +49,10 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		return err
 	} else if n > 0 {
 		log.Info("removed content files a crash left unindexed", zap.Int("files", n))
+	}
+	expire := partialExpiry(st, b.PartialTTL.D(), log)
+	if err := expire(); err != nil {
+		return err
 	}
 
 	id, err := boardIdentity(ctx, cfg, log)
@@ -98,10 +109,11 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		log.Warn("board.allow_rc4 = true: students may choose rc4-hmac-sha256. RC4 is broken (RFC 7465); allow it only for teaching")
 	}
 	h := &boardHandler{
-		store:  st,
-		limits: b.Limits,
-		max:    int64(b.MaxSubmission),
-		log:    log,
+		store:      st,
+		limits:     b.Limits,
+		uploads:    board.UploadLimits{MaxSize: int64(b.MaxSubmission), PartialQuota: int64(b.PartialQuota)},
+		log:        log,
+		logContent: b.LogContent,
 		session: &session.ServerConfig{
 			Certificate:  id.cert,
 			Key:          id.key,
@@ -113,12 +125,51 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			AllowRC4:     b.AllowRC4,
 		},
 	}
-	return runDaemon(ctx, log, daemon{
-		name: "board", role: "board", listen: b.Listen, dataDir: b.DataDir, limits: b.Limits,
+	return runDaemon(ctx, log, ls, daemon{
+		name: "board", role: "board", limits: b.Limits,
 		handle: h.handle, ops: boardOps(st, b.DataDir),
 		fields: []zap.Field{zap.String("name", b.Name)},
-		loops:  []func(context.Context){crls.Run},
+		loops: []func(context.Context){crls.Run, every(min(time.Hour, b.PartialTTL.D()/2), func() {
+			if err := expire(); err != nil {
+				log.Warn("could not remove the expired interrupted uploads; will try again", zap.Error(err))
+			}
+		})},
+		stats: func(s *Stats) error {
+			u, err := st.PartialUsage()
+			s.PartialUploads, s.PartialBytes = &u.Uploads, &u.Bytes
+			return err
+		},
 	})
+}
+
+// partialExpiry returns the removal of the interrupted uploads older than
+// ttl (board.partial_ttl), which logs what it removed.
+func partialExpiry(st *board.Store, ttl time.Duration, log *zap.Logger) func() error {
+	return func() error {
+		gone, err := st.ExpirePartials(ttl)
+		if gone.Uploads > 0 {
+			log.Info("removed interrupted uploads older than board.partial_ttl", zap.Int("uploads", gone.Uploads),
+				zap.Int64("bytes", gone.Bytes), zap.Duration("partial_ttl", ttl))
+		}
+		return err
+	}
+}
+
+// every returns a loop that runs fn each period (at least a second) until
+// ctx ends.
+func every(period time.Duration, fn func()) func(context.Context) {
+	return func(ctx context.Context) {
+		t := time.NewTicker(max(period, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}
 }
 
 // boardHandler serves one student session per connection (PROTOCOL.md §5).
@@ -126,26 +177,61 @@ type boardHandler struct {
 	store   *board.Store
 	session *session.ServerConfig
 	limits  config.Limits
-	max     int64
+	uploads board.UploadLimits
 	log     *zap.Logger
+	// logContent logs the text of a message submission (board.log_content).
+	logContent bool
+
+	refusals lineBudget       // the lines of sessions refused before the student proved anything
+	now      func() time.Time // the clock of refusals; time.Now if nil
 }
 
-func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
+func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	peer := c.RemoteAddr().String()
 	log := h.log.With(zap.String("peer", peer))
-	wc := wire.NewConn(c, wireOptions(h.limits))
+	wc := wire.NewConn(c, wireOptions(h.limits, wire.MaxFirstFrameBoard))
 	wc.SetDeadline(time.Now().Add(h.limits.HandshakeTimeout.D()))
 	sc, err := session.Server(wc, h.session)
-	logHandshake(h.log, sc, err)
-	if err != nil {
+	var he *session.HandshakeError
+	if err != nil && errors.As(err, &he) && he.Proven {
+		// The student proved her key before the handshake failed (at STEP
+		// 4, or refused by her at STEP 5): not a stranger's failure.
+		t.proven()
+		logHandshake(h.log, sc, err)
 		logSessionEnd(log, "session refused", err)
 		return
 	}
+	if err != nil {
+		// The peer proved nothing: its failure counts against its source,
+		// and the lines it logs are rate-limited — all but those of the
+		// board's own trouble, which the operator must see.
+		code := wire.CodeOf(err)
+		t.failed(code)
+		hlog := h.log
+		if !ownTrouble(code) {
+			now := time.Now
+			if h.now != nil {
+				now = h.now
+			}
+			held, ok := h.refusals.take(now())
+			if !ok {
+				return
+			}
+			if held > 0 {
+				hlog, log = hlog.With(zap.Int("not_logged", held)), log.With(zap.Int("not_logged", held))
+			}
+		}
+		logHandshake(hlog, sc, err)
+		logSessionEnd(log, "session refused", err)
+		return
+	}
+	t.proven()
+	logHandshake(h.log, sc, nil)
 	defer sc.Close()
 	sid := sc.SID()
 	log = log.With(logging.SID(sid))
 
-	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.max))
+	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.uploads))
 	if err != nil {
 		var refusal *wire.Refusal
 		if errors.As(err, &refusal) && refusal.Code == wire.CodeStorage {
@@ -158,7 +244,10 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 		wire.LingerClose(c, time.Second, 4<<20)
 		return
 	}
-	text := messageText(sub.File)
+	var text string
+	if h.logContent {
+		text = messageText(sub.File)
+	}
 	rec, err := h.store.Commit(sub, peer)
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
@@ -238,8 +327,9 @@ func logStudentChecked(log *zap.Logger, sid string, cert *x509.Certificate, suit
 const maxLoggedMessage = 4 << 10
 
 // messageText returns the text of a message submission (message.txt, small,
-// UTF-8, received into memory), for the board's log: the course's "verify the
-// MAC, output the message". Reports are logged by name, size and hash only.
+// UTF-8, received into memory), for the board's log where board.log_content
+// asks for it: the course's "verify the MAC, output the message". Reports are
+// logged by name, size and hash only.
 func messageText(in *wire.Received) string {
 	mem, ok := in.Sink.(*wire.Memory)
 	if !ok || in.Name != messageFileName || in.Size > maxLoggedMessage || !utf8.Valid(mem.Bytes()) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -15,22 +16,28 @@ import (
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
+	"pkiboard/wire"
 )
 
-// RunCA runs the certificate authority until ctx is cancelled: it opens (or on
-// first start creates) the root of trust and the store, serves the CA exchange
-// (package ca's Server) on ca.listen and operator commands on its admin
-// socket, and on cancellation stops cleanly.
+// RunCA runs the certificate authority until ctx is cancelled: it binds
+// ca.listen and its admin socket, opens (or on first start creates) the root
+// of trust and the store, serves the CA exchange (package ca's Server) and
+// operator commands, and on cancellation stops cleanly.
 func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
-	if err := checkDataDir("ca", "ca.data_dir", cfg.CA.DataDir); err != nil {
+	c := &cfg.CA
+	if err := checkDataDir("ca", "ca.data_dir", c.DataDir); err != nil {
 		return err
 	}
+	ls, err := listen("ca", c.Listen, c.DataDir)
+	if err != nil {
+		return err
+	}
+	defer ls.close()
 	auth, err := openAuthority(cfg, log, true)
 	if err != nil {
 		return err
 	}
 	defer auth.Close()
-	c := &cfg.CA
 	logRootReady(log, auth, c.DataDir)
 	if c.Policy == "open" {
 		log.Warn(fmt.Sprintf("enrollment policy is open: anyone who can reach %s may enroll any SID matching %s; set ca.policy = \"token\" outside a demo", c.Listen, c.SIDPattern))
@@ -39,23 +46,42 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		log.Info("enrollment limited to the roster", zap.String("roster", c.RosterFile))
 	}
 
+	// What the server tells of each client goes to the connection's account
+	// with the daemon's limits (limit.go).
+	var conns sync.Map // net.Conn → *tracked
 	srv := &ca.Server{
 		Authority:        auth,
-		Wire:             wireOptions(c.Limits),
+		Wire:             wireOptions(c.Limits, wire.MaxFirstFrameCA),
 		HandshakeTimeout: c.Limits.HandshakeTimeout.D(),
 		IdleTimeout:      c.Limits.IdleTimeout.D(),
 		Log:              log,
 		OnIssued:         logIssued(log),
+		OnProven: func(conn net.Conn) {
+			if t, ok := conns.Load(conn); ok {
+				t.(*tracked).proven()
+			}
+		},
+		OnRefused: func(conn net.Conn, code wire.Code) bool {
+			if t, ok := conns.Load(conn); ok {
+				return t.(*tracked).failed(code)
+			}
+			return true
+		},
 	}
-	return runDaemon(ctx, log, daemon{
-		name: "CA", role: "ca", listen: c.Listen, dataDir: c.DataDir, limits: c.Limits,
-		handle: func(ctx context.Context, conn net.Conn, t *tracked) { srv.ServeConn(ctx, conn, t.idle) },
+	return runDaemon(ctx, log, ls, daemon{
+		name: "CA", role: "ca", limits: c.Limits,
+		handle: func(ctx context.Context, conn net.Conn, t *tracked) {
+			conns.Store(conn, t)
+			defer conns.Delete(conn)
+			srv.ServeConn(ctx, conn, t.idle)
+		},
 		ops:    caOps(auth),
 		fields: []zap.Field{zap.String("policy", c.Policy)},
 		loops:  []func(context.Context){auth.Run},
-		stats: func(st *Stats) {
+		stats: func(st *Stats) error {
 			n := auth.Watching()
 			st.WatchingBoards = &n
+			return nil
 		},
 	})
 }

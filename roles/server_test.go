@@ -188,6 +188,35 @@ func TestStatsOp(t *testing.T) {
 	if st.Goroutines < 1 || st.HeapInuse == 0 || st.RSS == 0 || st.FDs < 3 {
 		t.Errorf("runtime figures: goroutines %d, heap %d, rss %d, fds %d", st.Goroutines, st.HeapInuse, st.RSS, st.FDs)
 	}
+	if st.PartialUploads != nil || st.PartialBytes != nil || !strings.Contains(string(data), `"anonymous_refusals":{}`) {
+		t.Errorf("stats without the board's figures: %s", data)
+	}
+}
+
+// TestStatsOpBoard checks the figures a role adds, and the anonymous
+// refusals by code name (PROTOCOL.md §7).
+func TestStatsOpBoard(t *testing.T) {
+	srv := &server{limits: testLimits(7)}
+	srv.stats.anonymousRefusal(wire.CodeStaleHello)
+	srv.stats.anonymousRefusal(wire.CodeStaleHello)
+	srv.stats.anonymousRefusal(wire.CodeTimeout)
+	res, err := statsOp("board", srv, func(st *Stats) error {
+		n, b := 2, int64(3<<20)
+		st.PartialUploads, st.PartialBytes = &n, &b
+		return nil
+	})(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"anonymous_refusals":{"stale-hello":2,"timeout":1}`, `"partial_uploads":2`, `"partial_bytes":3145728`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("stats %s: no %s", data, want)
+		}
+	}
 }
 
 // TestAdminServerShutdownWakesIdleOperator checks that an operator

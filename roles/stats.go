@@ -7,15 +7,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"pkiboard/internal/config"
+	"pkiboard/wire"
 )
 
 // connStats counts a server's connections. Its fields are updated by the
@@ -23,7 +28,31 @@ import (
 type connStats struct {
 	open     atomic.Int64  // connections being served now
 	accepted atomic.Uint64 // connections served since start
-	refused  atomic.Uint64 // connections refused busy at max_conns
+	refused  atomic.Uint64 // connections refused busy at accept: max_conns, max_unproven, their source
+
+	mu        sync.Mutex
+	anonymous map[wire.Code]uint64 // refusals of peers that had proven nothing, by code
+}
+
+// anonymousRefusal counts a refusal of a peer that had proven nothing.
+func (s *connStats) anonymousRefusal(code wire.Code) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.anonymous == nil {
+		s.anonymous = make(map[wire.Code]uint64)
+	}
+	s.anonymous[code]++
+}
+
+// anonymousRefusals returns the counts of anonymousRefusal, by code name.
+func (s *connStats) anonymousRefusals() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.anonymous))
+	for code, n := range s.anonymous {
+		out[code.String()] = n
+	}
+	return out
 }
 
 // Stats is a running daemon's view of itself, as `pkiboard stats` shows it:
@@ -47,7 +76,16 @@ type Stats struct {
 	OpenConns int64  `json:"open_conns"`
 	MaxConns  int    `json:"max_conns"`
 	Accepted  uint64 `json:"accepted"`
-	Refused   uint64 `json:"refused"`
+	// Refused counts the connections refused busy at accept: at max_conns,
+	// at max_unproven, or because their source keeps failing.
+	Refused uint64 `json:"refused"`
+	// AnonymousRefusals counts the requests and handshakes refused, malformed
+	// or too slow, of peers that had proven nothing, by code name.
+	AnonymousRefusals map[string]uint64 `json:"anonymous_refusals"`
+	// PartialUploads and PartialBytes are the board's interrupted uploads
+	// kept for resuming, and their size on disk; absent at the CA.
+	PartialUploads *int   `json:"partial_uploads,omitempty"`
+	PartialBytes   *int64 `json:"partial_bytes,omitempty"`
 	// WatchingBoards is, on the CA, the number of boards watching it
 	// (PROTOCOL.md §4.4); absent on the board.
 	WatchingBoards *int `json:"watching_boards,omitempty"`
@@ -57,10 +95,10 @@ type Stats struct {
 var started = time.Now()
 
 // statsOp returns the "stats" operator command of a daemon whose accept loop
-// is srv; own, when not nil, adds the role's own figures. It collects garbage
-// and returns what it can to the operating system first, so that HeapInuse is
+// is srv; more, if set, adds the role's own figures. It collects garbage and
+// returns what it can to the operating system first, so that HeapInuse is
 // live data and RSS what the daemon still holds.
-func statsOp(role string, srv *server, own func(*Stats)) adminOp {
+func statsOp(role string, srv *server, more func(*Stats) error) adminOp {
 	return func(context.Context, json.RawMessage) (any, error) {
 		runtime.GC() // twice: a sync.Pool keeps its objects through one collection
 		debug.FreeOSMemory()
@@ -79,9 +117,13 @@ func statsOp(role string, srv *server, own func(*Stats)) adminOp {
 			MaxConns:   srv.limits.MaxConns,
 			Accepted:   srv.stats.accepted.Load(),
 			Refused:    srv.stats.refused.Load(),
+
+			AnonymousRefusals: srv.stats.anonymousRefusals(),
 		}
-		if own != nil {
-			own(&st)
+		if more != nil {
+			if err := more(&st); err != nil {
+				return nil, fmt.Errorf("stats: %w", err)
+			}
 		}
 		return st, nil
 	}
@@ -155,6 +197,17 @@ func DaemonStats(ctx context.Context, cfg *config.Config, role string, asJSON bo
 	fmt.Fprintf(tw, "connections\t%d open (max_conns %d), %d accepted, %d refused busy\n", st.OpenConns, st.MaxConns, st.Accepted, st.Refused)
 	if st.WatchingBoards != nil {
 		fmt.Fprintf(tw, "boards watching\t%d\n", *st.WatchingBoards)
+	}
+	if len(st.AnonymousRefusals) > 0 {
+		codes := slices.Sorted(maps.Keys(st.AnonymousRefusals))
+		parts := make([]string, len(codes))
+		for i, code := range codes {
+			parts[i] = fmt.Sprintf("%s %d", code, st.AnonymousRefusals[code])
+		}
+		fmt.Fprintf(tw, "refused, unproven\t%s\n", strings.Join(parts, ", "))
+	}
+	if st.PartialUploads != nil && st.PartialBytes != nil {
+		fmt.Fprintf(tw, "partial uploads\t%d (%s)\n", *st.PartialUploads, mib(uint64(*st.PartialBytes)))
 	}
 	return tw.Flush()
 }

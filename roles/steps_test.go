@@ -97,16 +97,17 @@ func (p *stepPKI) status(t *testing.T, n uint64, revoked bool) []byte {
 
 // stepOptions change runSteps' session.
 type stepOptions struct {
-	status    []byte // the board's status; a good one of CRL number 1 if nil
-	dataDir   string // the student's data directory; a new one if ""
-	busyFirst bool   // the board answers the first connection busy, as at max_conns
-	boardDir  string // the board's data directory; a new one if ""
+	status    []byte                // the board's status; a good one of CRL number 1 if nil
+	dataDir   string                // the student's data directory; a new one if ""
+	busyFirst bool                  // the board answers the first connection busy, as at max_conns
+	boardDir  string                // the board's data directory; a new one if ""
+	mods      []func(*boardHandler) // changes to the board's handler, applied last
 }
 
 // runSteps runs one board session against one student submission.
-func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bool, boardName string) stepRun {
+func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bool, boardName string, mods ...func(*boardHandler)) stepRun {
 	t.Helper()
-	return runStepsWith(t, p, id, suite, allowRC4, boardName, stepOptions{})
+	return runStepsWith(t, p, id, suite, allowRC4, boardName, stepOptions{mods: mods})
 }
 
 // runStepsWith is runSteps with options. The student goes through retryBusy,
@@ -130,14 +131,17 @@ func runStepsWith(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC
 	boardCore, boardLogs := observer.New(zapcore.InfoLevel)
 	studentCore, studentLogs := observer.New(zapcore.InfoLevel)
 	h := &boardHandler{
-		store:  st,
-		limits: config.Default().Board.Limits,
-		max:    1 << 20,
-		log:    zap.New(boardCore),
+		store:   st,
+		limits:  config.Default().Board.Limits,
+		uploads: board.UploadLimits{MaxSize: 1 << 20},
+		log:     zap.New(boardCore),
 		session: &session.ServerConfig{
 			Certificate: p.board, Key: p.boardK, Root: p.root, AllowRC4: allowRC4,
 			Status: func() []byte { return o.status }, Replays: session.NewReplayCache(0),
 		},
+	}
+	for _, mod := range o.mods {
+		mod(h)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -166,7 +170,7 @@ func runStepsWith(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC
 		}
 		rc := &recordingConn{Conn: c}
 		defer rc.Close()
-		h.handle(context.Background(), rc, nil)
+		h.handle(context.Background(), rc, testTracked(t, rc))
 		if p, err := wire.ReadFrame(bytes.NewReader(rc.read.Bytes()), 1<<20, nil); err == nil {
 			hellos = append(hellos, p)
 		}
@@ -345,4 +349,30 @@ func TestRefusedSessionSteps(t *testing.T) {
 			t.Error("a refusal before the hello was read names a SID")
 		}
 	})
+}
+
+// TestMessageLoggedOnlyWhereAsked checks board.log_content: the board's STEP 6
+// line carries the message's text only when the config asks for it.
+func TestMessageLoggedOnlyWhereAsked(t *testing.T) {
+	p := newStepPKI(t)
+	for _, logContent := range []bool{false, true} {
+		t.Run(fmt.Sprint(logContent), func(t *testing.T) {
+			r := runSteps(t, p, p.student, session.SuiteAES256CTRHMACSHA256, false, "blackboard",
+				func(h *boardHandler) { h.logContent = logContent })
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			lines := r.board.FilterMessageSnippet("STEP 6").All()
+			if len(lines) != 1 {
+				t.Fatalf("%d STEP 6 lines", len(lines))
+			}
+			text, ok := lines[0].ContextMap()["message"]
+			if ok != logContent {
+				t.Errorf("log_content %v: the STEP 6 line has a message field: %v (%q)", logContent, ok, text)
+			}
+			if s, _ := text.(string); logContent && s == "" {
+				t.Errorf("the message logged is %q", text)
+			}
+		})
+	}
 }

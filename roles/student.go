@@ -308,8 +308,9 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 }
 
 // retryBusy runs attempt until it succeeds, fails other than by a busy
-// refusal, or ctx ends. A daemon at its connection limit answers busy ("try
-// again shortly"), so the student does, after a growing, jittered pause.
+// refusal, or ctx ends. A daemon at one of its limits (max_conns,
+// max_unproven, a source that keeps failing) answers busy ("try again
+// shortly"), so the student does, after a growing, jittered pause.
 func retryBusy(ctx context.Context, log *zap.Logger, sid, daemon string, attempt func() error) error {
 	pause := 100 * time.Millisecond
 	for {
@@ -319,7 +320,7 @@ func retryBusy(ctx context.Context, log *zap.Logger, sid, daemon string, attempt
 			return err
 		}
 		wait := pause/2 + rand.N(pause/2+1)
-		log.Info(daemon+" is at its connection limit; trying again", logging.SID(sid), zap.Duration("in", wait))
+		log.Info(daemon+" is busy; trying again", logging.SID(sid), zap.String("reason", peer.Text), zap.Duration("in", wait))
 		select {
 		case <-ctx.Done():
 			return err

@@ -31,11 +31,12 @@ stop_daemons() {
 trap 'stop_daemons >/dev/null 2>&1' EXIT
 trap 'exit 130' INT TERM
 
-# start ROLE: run a daemon, its log on the terminal and in data/ROLE.log, and
-# wait (at most 30 s) until it says it is listening.
+# start ROLE: run a daemon, its log on the terminal and in data/ROLE.log (which
+# the daemon writes itself, mode 0600: --log-file), and wait (at most 30 s)
+# until it says it is listening.
 start() {
 	local role=$1
-	"$BIN" --config "$CONFIG" --role="$role" 2> >(tee "data/$role.log" >&2) &
+	"$BIN" --config "$CONFIG" --role="$role" --log-file "data/$role.log" &
 	local pid=$!
 	pids+=("$pid")
 	for _ in $(seq 300); do

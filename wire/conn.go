@@ -33,6 +33,12 @@ type Options struct {
 	// zero or negative.
 	MaxFrame int
 
+	// MaxFirstFrame, if positive and below MaxFrame, is the largest payload of
+	// the first frame the Conn reads: a daemon bounds a new connection's first
+	// frame by the largest legal first message (MaxFirstFrameCA,
+	// MaxFirstFrameBoard), and only later frames by MaxFrame.
+	MaxFirstFrame int
+
 	// ReadTimeout bounds the time to read one frame, from the first header byte
 	// to the last payload byte; DefaultReadTimeout if zero. A negative value
 	// disables the per-frame deadline (the overall deadline of SetDeadline
@@ -53,6 +59,7 @@ type Options struct {
 type Conn struct {
 	nc       net.Conn
 	maxFrame int
+	maxFirst int // the first frame's limit, until one has been read; 0 after
 	rto, wto time.Duration
 	vectored bool // nc is a socket: large frames go out with writev
 
@@ -82,9 +89,13 @@ func NewConn(c net.Conn, o Options) *Conn {
 		o.WriteTimeout = DefaultWriteTimeout
 	}
 	_, vectored := c.(syscall.Conn)
+	if o.MaxFirstFrame >= o.MaxFrame {
+		o.MaxFirstFrame = 0
+	}
 	return &Conn{
 		nc:       c,
 		maxFrame: o.MaxFrame,
+		maxFirst: max(o.MaxFirstFrame, 0),
 		rto:      o.ReadTimeout,
 		wto:      o.WriteTimeout,
 		vectored: vectored,
@@ -128,8 +139,10 @@ func (c *Conn) frameDeadline(d time.Duration) time.Time {
 }
 
 // ReadFrame reads one frame and returns its payload, with the errors of the
-// package-level ReadFrame. The payload is a slice of a buffer the Conn reuses: it
-// is valid only until the next call to ReadFrame or ReadMessage.
+// package-level ReadFrame: the first frame is bounded by Options.MaxFirstFrame
+// if set, every other by MaxFrame, and the Conn's buffer grows as a frame's
+// bytes arrive. The payload is a slice of a buffer the Conn reuses: it is valid
+// only until the next call to ReadFrame or ReadMessage.
 func (c *Conn) ReadFrame() ([]byte, error) {
 	if err := c.nc.SetReadDeadline(c.frameDeadline(c.rto)); err != nil {
 		return nil, fmt.Errorf("wire: setting read deadline: %w", err)
@@ -137,7 +150,11 @@ func (c *Conn) ReadFrame() ([]byte, error) {
 	if c.rbuf == nil {
 		c.rbuf = make([]byte, 0, readBufferSize)
 	}
-	p, err := readFrame(c.br, c.maxFrame, c.rbuf, c.rbuf[:HeaderSize])
+	limit, first := c.maxFrame, c.maxFirst > 0
+	if first {
+		limit, c.maxFirst = c.maxFirst, 0
+	}
+	p, err := readFrame(c.br, limit, first, c.rbuf, c.rbuf[:HeaderSize])
 	if cap(p) > cap(c.rbuf) {
 		c.rbuf = p[:0]
 	}

@@ -30,7 +30,7 @@ const (
 	CodeFileTooLarge      Code = 7  // a FileHeader size exceeds the receiver's limit
 	CodeFileMismatch      Code = 8  // the received bytes do not match the announced size or SHA-256
 	CodeBadOffset         Code = 9  // a resume offset outside 0..size
-	CodeBusy              Code = 10 // the server is at its connection limit; try again shortly
+	CodeBusy              Code = 10 // the server is at a limit (connections, or the sender's address); try again shortly
 	CodeTimeout           Code = 11 // the peer was too slow
 	CodeStorage           Code = 12 // the receiver could not store the data durably
 )

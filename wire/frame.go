@@ -34,14 +34,21 @@ const (
 )
 
 // frameTooLarge returns the refusal of a frame header that announced size
-// bytes, over the reader's maximum. Its text is built without fmt, so that
-// refusing costs only the refusal and its text.
-func frameTooLarge(size uint32, max int) *Refusal {
-	var b [64]byte
+// bytes, over the reader's maximum; first says that max is the limit of a
+// connection's first frame. Its text is built without fmt, so that refusing
+// costs only the refusal and its text.
+func frameTooLarge(size uint32, max int, first bool) *Refusal {
+	var b [96]byte
 	text := append(b[:0], "frame of "...)
+	if first {
+		text = append(text[:0], "first frame of "...)
+	}
 	text = strconv.AppendUint(text, uint64(size), 10)
 	text = append(text, " bytes exceeds the maximum of "...)
 	text = strconv.AppendInt(text, int64(max), 10)
+	if first {
+		text = append(text, ", the largest legal first message"...)
+	}
 	return &Refusal{Code: CodeFrameTooLarge, Text: string(text)}
 }
 
@@ -58,9 +65,11 @@ func truncated(part string, got, want int) *Refusal {
 // max (DefaultMaxFrame if max <= 0) before allocating anything: a larger frame
 // is refused with a *Refusal of code frame-too-large ("frame of N bytes exceeds
 // the maximum of M") and none of its payload is read. The payload is read into
-// buf if its capacity suffices, else into a new slice of exactly the payload's
-// length. A frame of length 0 gives an empty payload and no error; it is for
-// the caller to refuse it (a message frame cannot be empty, see Unmarshal).
+// buf if its capacity suffices. Otherwise the buffer grows as the bytes arrive
+// (see growFrom): it never allocates the announced length up front, so a
+// header alone, or a frame cut short, costs about what the peer sent. A frame
+// of length 0 gives an empty payload and no error; it is for the caller to
+// refuse it (a message frame cannot be empty, see Unmarshal).
 //
 // A reader at end of input before the first header byte gives io.EOF itself, so
 // that a server can tell a closed connection from a broken frame; input that ends
@@ -75,12 +84,19 @@ func ReadFrame(r io.Reader, max int, buf []byte) ([]byte, error) {
 	} else {
 		hdr = make([]byte, HeaderSize)
 	}
-	return readFrame(r, max, buf, hdr)
+	return readFrame(r, max, false, buf, hdr)
 }
 
+// growFrom is the capacity a frame buffer starts from when the caller's is
+// too small for the announced length: the buffer doubles each time it fills,
+// up to the announced length, so that what a reader has allocated and not yet
+// filled is never more than 4 KiB or the bytes already received. A frame of
+// up to growFrom bytes is read into one allocation of its exact size.
+const growFrom = 4 << 10
+
 // readFrame is ReadFrame with a caller-supplied header buffer (which may share
-// memory with buf).
-func readFrame(r io.Reader, max int, buf, hdr []byte) ([]byte, error) {
+// memory with buf); first says that max is a connection's first-frame limit.
+func readFrame(r io.Reader, max int, first bool, buf, hdr []byte) ([]byte, error) {
 	if max <= 0 {
 		max = DefaultMaxFrame
 	}
@@ -96,19 +112,38 @@ func readFrame(r io.Reader, max int, buf, hdr []byte) ([]byte, error) {
 	}
 	size := binary.BigEndian.Uint32(hdr)
 	if uint64(size) > uint64(max) {
-		return nil, frameTooLarge(size, max)
+		return nil, frameTooLarge(size, max, first)
 	}
-	var p []byte
-	if uint64(cap(buf)) >= uint64(size) {
-		p = buf[:size]
-	} else {
-		p = make([]byte, size)
-	}
-	if n, err := io.ReadFull(r, p); err != nil {
+	p, err := readPayload(r, int(size), buf)
+	if err != nil {
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return nil, truncated("payload", n, int(size))
+			return nil, truncated("payload", len(p), int(size))
 		}
 		return nil, fmt.Errorf("wire: reading frame payload: %w", err)
+	}
+	return p, nil
+}
+
+// readPayload reads size bytes from r into buf, or into a buffer that grows
+// from buf as the bytes arrive (see growFrom). On error it returns what it
+// read.
+func readPayload(r io.Reader, size int, buf []byte) ([]byte, error) {
+	if size <= cap(buf) {
+		p := buf[:size]
+		n, err := io.ReadFull(r, p)
+		return p[:n], err
+	}
+	p := buf[:0]
+	for len(p) < size {
+		if len(p) == cap(p) {
+			grown := make([]byte, len(p), min(size, max(2*cap(p), growFrom)))
+			p = grown[:copy(grown, p)]
+		}
+		n, err := io.ReadFull(r, p[len(p):cap(p)])
+		p = p[:len(p)+n]
+		if err != nil {
+			return p, err
+		}
 	}
 	return p, nil
 }

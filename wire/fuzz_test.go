@@ -116,6 +116,8 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzFileHeader": fileHeaderSeeds(),
 		"FuzzReceive":    receiveSeeds(),
 		"FuzzSafeName":   safeNameSeeds(),
+
+		"FuzzReadFrameGrowing": growSeeds(),
 	} {
 		if *update {
 			if err := fuzzseed.Write(target, fuzzseed.Bytes(seeds)); err != nil {

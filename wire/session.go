@@ -24,13 +24,6 @@ const (
 	MaxReceiptIDLen = 64
 )
 
-// MaxClientHelloFrame is the largest ClientHello payload, the sum of its
-// fields' maxima (PROTOCOL.md §1: 13 461 bytes): the type byte, version,
-// sid, certificate, random, time, suites, kem, kem_public and signature. A
-// board reads a connection's first frame with this limit.
-const MaxClientHelloFrame = 1 + 2 + (1 + MaxSIDLen) + (2 + MaxCertLen) + RandomLen + 8 +
-	(1 + 2*MaxSuites) + 2 + (2 + MaxKeyShareLen) + (2 + MaxSignatureLen)
-
 // ContextClientHello is the context string of the student's signature over
 // her ClientHello (PROTOCOL.md §5.1).
 const ContextClientHello = "pkiboard v2 client hello"

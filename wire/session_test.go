@@ -20,19 +20,19 @@ func largestHello() *ClientHello {
 	}
 }
 
-// TestClientHelloLimits checks MaxClientHelloFrame (PROTOCOL.md §1: 13 461
+// TestClientHelloLimits checks MaxFirstFrameBoard (PROTOCOL.md §1: 13 461
 // bytes) against the largest hello, and that one byte more in any field is
 // refused.
 func TestClientHelloLimits(t *testing.T) {
-	if MaxClientHelloFrame != 13461 {
-		t.Errorf("MaxClientHelloFrame = %d, PROTOCOL.md §1 says 13 461", MaxClientHelloFrame)
+	if MaxFirstFrameBoard != 13461 {
+		t.Errorf("MaxFirstFrameBoard = %d, PROTOCOL.md §1 says 13 461", MaxFirstFrameBoard)
 	}
 	p, err := Marshal(largestHello())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p) != MaxClientHelloFrame {
-		t.Errorf("the largest hello is %d bytes, MaxClientHelloFrame %d", len(p), MaxClientHelloFrame)
+	if len(p) != MaxFirstFrameBoard {
+		t.Errorf("the largest hello is %d bytes, MaxFirstFrameBoard %d", len(p), MaxFirstFrameBoard)
 	}
 	if _, err := Unmarshal(p); err != nil {
 		t.Errorf("the largest hello does not decode: %v", err)

@@ -48,6 +48,7 @@ type Config struct {
 type LogConfig struct {
 	Level  string `toml:"level"`  // debug, info, warn or error
 	Format string `toml:"format"` // console or json
+	File   string `toml:"file"`   // a daemon also appends its log here (mode 0600); "" for stderr only
 }
 
 // Limits bounds what one network peer may cost a daemon.
@@ -59,6 +60,11 @@ type Limits struct {
 	HandshakeTimeout Duration `toml:"handshake_timeout"` // whole exchange before data flows
 	IdleTimeout      Duration `toml:"idle_timeout"`      // between requests on one connection
 	ShutdownTimeout  Duration `toml:"shutdown_timeout"`  // how long a stop waits for sessions in flight
+
+	// What peers that have proven nothing may cost (PROTOCOL.md §6.2).
+	MaxUnproven int     `toml:"max_unproven"` // concurrent connections whose peer has proven nothing
+	SourceBurst int     `toml:"source_burst"` // failures a source (IPv4 address, IPv6 /64) may have at once; 0: no limit
+	SourceRate  float64 `toml:"source_rate"`  // failures a second a source is forgiven
 }
 
 // CAConfig configures the certificate authority.
@@ -112,6 +118,10 @@ type BoardConfig struct {
 	HelloWindow Duration `toml:"hello_window"` // how far a ClientHello's time may be from the board's clock
 
 	Limits
+
+	LogContent   bool     `toml:"log_content"`   // log the text of message submissions
+	PartialTTL   Duration `toml:"partial_ttl"`   // how long an interrupted upload is kept
+	PartialQuota Size     `toml:"partial_quota"` // the most bytes one SID's interrupted uploads may hold
 }
 
 // StudentConfig configures the student client.
@@ -141,6 +151,9 @@ func Default() *Config {
 		HandshakeTimeout: Duration(10 * time.Second),
 		IdleTimeout:      Duration(60 * time.Second),
 		ShutdownTimeout:  Duration(10 * time.Second),
+		MaxUnproven:      256,
+		SourceBurst:      32,
+		SourceRate:       4,
 	}
 	board := daemon
 	board.MaxFrame = 128 << 10
@@ -175,6 +188,8 @@ func Default() *Config {
 			MaxSubmission:   Size(1 << 30),
 			HelloWindow:     Duration(5 * time.Minute),
 			Limits:          board,
+			PartialTTL:      Duration(72 * time.Hour),
+			PartialQuota:    Size(2 << 30),
 		},
 		Student: StudentConfig{
 			CAAddr:       "127.0.0.1:8011",
@@ -262,6 +277,7 @@ func decode(data []byte, path string) (*Config, error) {
 // resolvePaths makes every relative path in the configuration relative to dir.
 func (c *Config) resolvePaths(dir string) {
 	for _, p := range []*string{
+		&c.Log.File,
 		&c.CA.DataDir, &c.CA.KeyPassphraseFile, &c.CA.RosterFile,
 		&c.Board.DataDir, &c.Board.RootFile, &c.Board.EnrollTokenFile,
 		&c.Student.DataDir, &c.Student.TokenFile,

@@ -33,6 +33,12 @@ func TestShippedConfigLoads(t *testing.T) {
 	cfg.Path = ""
 	cfg.CA.DataDir, cfg.Board.DataDir, cfg.Student.DataDir = def.CA.DataDir, def.Board.DataDir, def.Student.DataDir
 	cfg.Board.EnrollTokenFile = def.Board.EnrollTokenFile
+	// The one documented difference: the demo logs the message, as the lab
+	// asks; the default does not log submission content.
+	if !cfg.Board.LogContent {
+		t.Error("board.log_content: the shipped config.toml must keep the lab's \"output the message\" (true)")
+	}
+	cfg.Board.LogContent = def.Board.LogContent
 	if !reflect.DeepEqual(cfg, def) {
 		t.Errorf("shipped config.toml differs from Default():\n got %+v\nwant %+v", cfg, def)
 	}
@@ -348,6 +354,12 @@ func TestValidateTypedValues(t *testing.T) {
 		{"no suites", func(c *Config) { c.Student.Suites = nil }, "student.suites: must name at least one of aes-256-ctr-hmac-sha256, rc4-hmac-sha256"},
 		{"unknown suite", func(c *Config) { c.Student.Suites = Suites{3} }, `student.suites: "0x0003" is not one of aes-256-ctr-hmac-sha256, rc4-hmac-sha256`},
 		{"suite twice", func(c *Config) { c.Student.Suites = Suites{2, 2} }, `student.suites: "rc4-hmac-sha256" is listed twice`},
+		{"no unproven connections", func(c *Config) { c.CA.MaxUnproven = 0 }, "ca.max_unproven: 0 is outside 1..max_conns (1024)"},
+		{"more unproven than connections", func(c *Config) { c.Board.MaxUnproven = 2000 }, "board.max_unproven: 2000 is outside 1..max_conns (1024)"},
+		{"negative burst", func(c *Config) { c.Board.SourceBurst = -1 }, "board.source_burst: -1 is outside 0..1048576"},
+		{"no rate", func(c *Config) { c.CA.SourceRate = 0 }, "ca.source_rate: 0 must be a number of failures a second above 0"},
+		{"partial quota under a submission", func(c *Config) { c.Board.PartialQuota = 1 << 20 }, "board.partial_quota: 1MiB is less than max_submission 1GiB"},
+		{"no partial ttl", func(c *Config) { c.Board.PartialTTL = 0 }, "board.partial_ttl: 0s must be a positive duration"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -71,6 +71,10 @@ func (c *Config) Validate() error {
 	if b.MaxFrame < MinBoardFrame {
 		v.add("board.max_frame", "%d is too small: the board must take records of %d bytes (a full 64 KiB Data chunk with its type byte and tag)", b.MaxFrame, MinBoardFrame)
 	}
+	v.positive("board.partial_ttl", b.PartialTTL)
+	if b.PartialQuota < b.MaxSubmission {
+		v.add("board.partial_quota", "%s is less than max_submission %s: an interrupted upload of the largest submission could not be kept; make it at least max_submission (twice is the default)", sizeText(b.PartialQuota), sizeText(b.MaxSubmission))
+	}
 
 	s := &c.Student
 	v.dialAddr("student.ca_addr", s.CAAddr)
@@ -172,4 +176,19 @@ func (v *validator) limits(section string, l *Limits) {
 	v.positive(section+".handshake_timeout", l.HandshakeTimeout)
 	v.positive(section+".idle_timeout", l.IdleTimeout)
 	v.positive(section+".shutdown_timeout", l.ShutdownTimeout)
+	if l.MaxUnproven < 1 || l.MaxUnproven > l.MaxConns {
+		v.add(section+".max_unproven", "%d is outside 1..max_conns (%d)", l.MaxUnproven, l.MaxConns)
+	}
+	if l.SourceBurst < 0 || l.SourceBurst > 1<<20 {
+		v.add(section+".source_burst", "%d is outside 0..1048576 (0 turns the per-source limit off)", l.SourceBurst)
+	}
+	if l.SourceBurst > 0 && !(l.SourceRate > 0 && l.SourceRate <= 1<<20) {
+		v.add(section+".source_rate", "%v must be a number of failures a second above 0 (at most 1048576)", l.SourceRate)
+	}
+}
+
+// sizeText formats a size as the file writes it.
+func sizeText(s Size) string {
+	b, _ := s.MarshalText()
+	return string(b)
 }

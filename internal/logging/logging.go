@@ -42,6 +42,32 @@ func New(level, format string, w zapcore.WriteSyncer) (*zap.Logger, error) {
 	return zap.New(zapcore.NewCore(encoder, w, lvl), zap.ErrorOutput(w)), nil
 }
 
+// FileMode is the mode of a log file a daemon writes: its log names students
+// and, where the config asks, what they submitted.
+const FileMode = 0o600
+
+// OpenFile opens path to append a daemon's log to it: created with FileMode,
+// and, if it exists with access for group or others (an older pkiboard made
+// logs 0644), narrowed to FileMode first. The caller closes it.
+func OpenFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, FileMode)
+	if err != nil {
+		return nil, fmt.Errorf("logging: log file: %w", err)
+	}
+	info, err := f.Stat()
+	if err == nil && !info.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err == nil && info.Mode().Perm()&^FileMode != 0 {
+		err = f.Chmod(FileMode)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("logging: log file: %w", err)
+	}
+	return f, nil
+}
+
 // Step logs protocol step n of the course scenario at info level, as
 // "STEP n: msg", with the given fields (usually the SID first).
 func Step(log *zap.Logger, n int, msg string, fields ...zap.Field) {
