@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -18,7 +18,8 @@ import (
 
 // Server is the CA's side of the CA exchange (PROTOCOL.md §4) for an
 // Authority: on one connection it answers EnrollRequest and Fetch, one
-// request at a time, until the client closes the connection, stays idle
+// request at a time, each in one round trip (a Fetch's answer is a file
+// transfer), until the client closes the connection, stays idle
 // longer than IdleTimeout, or breaks the protocol. It does not listen: the
 // caller accepts connections, bounds how many there are, and hands each to
 // ServeConn, which may serve many connections at once. The fields must not
@@ -36,9 +37,11 @@ type Server struct {
 	// Log receives the operational lines: requests that are malformed, fail
 	// or come too late. Nil logs nothing.
 	Log *zap.Logger
-	// OnIssued, when set, is told of each certificate issued, once it is
+	// OnIssued, when set, is told of each certificate answered, once it is
 	// stored durably and before it is sent: the caller logs step 2 from it.
-	OnIssued func(req Request, cert *x509.Certificate)
+	// iss.Again says it was issued earlier for the same key and is answered
+	// again; iss.Renewed names the certificate a renewal superseded.
+	OnIssued func(req Request, iss *Issued)
 }
 
 // ServeConn serves the requests of the client on c until it is done, an
@@ -65,10 +68,10 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 			return
 		}
 		wc.SetDeadline(time.Now().Add(wait))
-		m, err := wc.ReadMessage()
+		m, err := s.readRequest(wc)
 		idle(false)
 		if err != nil {
-			readFailed(wc, log, err)
+			s.readFailed(wc, log, peer, err)
 			return
 		}
 		wc.SetDeadline(time.Now().Add(s.HandshakeTimeout))
@@ -77,11 +80,13 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 		case *wire.EnrollRequest:
 			refusal, err = s.enroll(ctx, wc, m, peer)
 		case *wire.Fetch:
-			refusal, err = s.fetch(wc, m)
+			if refusal, err = s.fetch(wc, m); refusal != nil {
+				s.Authority.noteAnonymous(refusal, peer)
+			}
 		default:
-			err = wire.Refusef(wire.CodeUnexpectedMessage, "the CA expects EnrollRequest or Fetch, not %v", m.Type())
-			wire.Answer(wc, err) //nolint:errcheck // closing
-			log.Info("closing connection", zap.Error(err))
+			refusal := wire.Refusef(wire.CodeUnexpectedMessage, "the CA expects EnrollRequest or Fetch, not %v", m.Type())
+			s.Authority.noteAnonymous(refusal, peer)
+			wire.Answer(wc, refusal) //nolint:errcheck // closing
 			return
 		}
 		switch {
@@ -99,9 +104,40 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 	}
 }
 
+// readRequest reads one request. Its version, the first two bytes of the
+// body of every request (PROTOCOL.md §0), is checked before the rest is
+// decoded, so that a client of another version is told bad-version, not
+// malformed.
+func (s *Server) readRequest(wc *wire.Conn) (wire.Message, error) {
+	p, err := wc.ReadFrame()
+	if err != nil {
+		return nil, err
+	}
+	if len(p) >= 3 && isRequest(wire.Type(p[0])) {
+		if v := binary.BigEndian.Uint16(p[1:3]); v != wire.ProtocolVersion {
+			return nil, wire.Refusef(wire.CodeBadVersion,
+				"your pkiboard speaks protocol version %d; this CA speaks version %d: update pkiboard", v, wire.ProtocolVersion)
+		}
+	}
+	return wire.Unmarshal(p)
+}
+
+// isRequest reports whether t is a message that begins a request to the CA,
+// whose body begins with the protocol version.
+func isRequest(t wire.Type) bool {
+	switch t {
+	case wire.TypeEnrollRequest, wire.TypeFetch, wire.TypeWatchRequest:
+		return true
+	}
+	return false
+}
+
 // readFailed answers what can be answered about a bad or missing request and
-// logs it; the connection is closed after it.
-func readFailed(wc *wire.Conn, log *zap.Logger, err error) {
+// logs it; the connection is closed after it. A request that does not decode
+// (bad-version, malformed, too large) comes from a peer that proved nothing:
+// it is counted with the Authority's anonymous refusals, which log at most
+// one line a second.
+func (s *Server) readFailed(wc *wire.Conn, log *zap.Logger, peer string, err error) {
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return
@@ -110,23 +146,32 @@ func readFailed(wc *wire.Conn, log *zap.Logger, err error) {
 		wire.Answer(wc, wire.Refusef(wire.CodeTimeout, "no complete request in time; closing")) //nolint:errcheck // closing
 		return
 	}
-	log.Info("bad request; closing", zap.Error(err))
+	var refusal *wire.Refusal
+	if errors.As(err, &refusal) && !wire.PeerGone(err) {
+		s.Authority.noteAnonymous(refusal, peer)
+	} else {
+		log.Info("bad request; closing", zap.Error(err))
+	}
 	wire.Answer(wc, err) //nolint:errcheck // closing
 }
 
-// enroll runs one enrollment: the authority decides and records; on success the
-// client gets EnrollAccepted, cert.pem and root.pem. It returns the authority's
-// refusal, after which the connection stays usable, or an error that ends it
-// (the CA's failure, or a file transfer that failed).
+// enroll runs one enrollment: the authority decides and records; on success
+// the client gets EnrollAccepted with the certificate, in one round trip. It
+// returns the authority's refusal, after which the connection stays usable,
+// or an error that ends it (the CA's failure, or a write that failed).
 func (s *Server) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollRequest, peer string) (*wire.Refusal, error) {
 	req := Request{
-		Profile: m.Profile,
-		SID:     m.SID,
-		CSR:     m.CSR,
-		Token:   m.Token,
-		Peer:    peer,
+		Profile:     m.Profile,
+		SID:         m.SID,
+		CSR:         m.CSR,
+		Root:        m.Root,
+		Auth:        m.Auth,
+		TokenKey:    m.TokenKey,
+		Certificate: m.Certificate,
+		Signature:   m.Signature,
+		Peer:        peer,
 	}
-	issued, err := s.Authority.Enroll(ctx, req)
+	iss, err := s.Authority.Enroll(ctx, req)
 	var refusal *wire.Refusal
 	if errors.As(err, &refusal) {
 		return refusal, nil
@@ -134,20 +179,15 @@ func (s *Server) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollReques
 	if err != nil {
 		return nil, err
 	}
-	cert := issued.Certificate
 	if s.OnIssued != nil {
-		s.OnIssued(req, cert)
+		s.OnIssued(req, iss)
 	}
-	if err := wc.WriteMessage(&wire.EnrollAccepted{
-		Serial:   cert.SerialNumber.Bytes(),
-		NotAfter: uint64(cert.NotAfter.Unix()),
-	}); err != nil {
-		return nil, err
-	}
-	if err := sendBytes(wc, CertFile, issued.PEM); err != nil {
-		return nil, err
-	}
-	return nil, sendBytes(wc, RootFile, s.Authority.RootPEM())
+	cert := iss.Certificate
+	return nil, wc.WriteMessage(&wire.EnrollAccepted{
+		Serial:      cert.SerialNumber.Bytes(),
+		NotAfter:    uint64(cert.NotAfter.Unix()),
+		Certificate: cert.Raw,
+	})
 }
 
 // fetch sends one of the CA's public files. It returns the refusal of a name

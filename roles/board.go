@@ -2,7 +2,6 @@ package roles
 
 import (
 	"context"
-	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -71,26 +71,37 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		limits: b.Limits,
 		max:    int64(b.MaxSubmission),
 		log:    log,
-		session: &session.ServerConfig{
-			Chain:        id.chain,
-			Key:          id.key,
-			Roots:        id.pool(),
-			CheckRevoked: crls.Check,
-			AllowRC4:     b.AllowRC4,
-		},
+	}
+	current := id.renewer.Current()
+	h.session.Store(&session.ServerConfig{
+		Chain:        []*x509.Certificate{current.Certificate},
+		Key:          current.Key,
+		Roots:        id.pool(),
+		CheckRevoked: crls.Check,
+		AllowRC4:     b.AllowRC4,
+	})
+	id.renewer.OnRenewed = func(next *ca.Identity) {
+		// Sessions that start from now on use the new certificate and key;
+		// the old certificate is revoked as superseded.
+		c := *h.session.Load()
+		c.Chain, c.Key = []*x509.Certificate{next.Certificate}, next.Key
+		h.session.Store(&c)
+		logBoardCertificate(log, next)
 	}
 	return runDaemon(ctx, log, daemon{
 		name: "board", role: "board", listen: b.Listen, dataDir: b.DataDir, limits: b.Limits,
 		handle: h.handle, ops: boardOps(st, id.root),
 		fields: []zap.Field{zap.String("name", b.Name)},
-		loops:  []func(context.Context){crls.Run},
+		loops:  []func(context.Context){crls.Run, id.renewer.Run},
 	})
 }
 
 // boardHandler serves one student session per connection (PROTOCOL.md §5).
 type boardHandler struct {
-	store   *board.Store
-	session *session.ServerConfig
+	store *board.Store
+	// session is the session configuration in force: a renewal of the
+	// board's certificate swaps in one with the new certificate and key.
+	session atomic.Pointer[session.ServerConfig]
 	limits  config.Limits
 	max     int64
 	log     *zap.Logger
@@ -101,7 +112,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, _ *tracked) {
 	log := h.log.With(zap.String("peer", peer))
 	wc := wire.NewConn(c, wireOptions(h.limits))
 	wc.SetDeadline(time.Now().Add(h.limits.HandshakeTimeout.D()))
-	sc, err := session.Server(wc, h.session)
+	sc, err := session.Server(wc, h.session.Load())
 	logHandshake(h.log, sc, err)
 	if err != nil {
 		logSessionEnd(log, "session refused", err)
@@ -230,12 +241,16 @@ func logSessionEnd(log *zap.Logger, what string, err error) {
 	}
 }
 
-// boardID is the board's identity: the root it trusts and its own certificate
-// and key.
+// boardID is the board's identity: the root it trusts, and its own
+// certificate and key, which the renewer keeps renewed.
+//
+// Whoever uses the board's certificate — the sessions, the watch on the CA —
+// loads renewer.Current() each time it needs it, and may wait on
+// renewer.Changed() to learn of a renewal (the old certificate is then
+// revoked as superseded, so a watch reconnects with the new one).
 type boardID struct {
-	root  *x509.Certificate
-	chain []*x509.Certificate
-	key   crypto.Signer
+	root    *x509.Certificate
+	renewer *ca.Renewer
 }
 
 func (id *boardID) pool() *x509.CertPool {
@@ -245,41 +260,66 @@ func (id *boardID) pool() *x509.CertPool {
 }
 
 // boardIdentity settles the board's root of trust and its certificate: it
-// reuses a valid certificate in board.data_dir, and otherwise enrolls with the
-// CA using the board enrollment secret.
+// reuses a valid certificate in board.data_dir, renews it by its key two
+// thirds into its life, and otherwise enrolls with the CA using the one-time
+// board token in board.enroll_token_file. The renewer it returns renews the
+// certificate while the board runs (its Run is one of the board's loops).
 func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*boardID, error) {
 	b := &cfg.Board
 	root, err := boardRoot(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	id, err := ca.ReuseOrEnroll(ctx, ca.IdentityOptions{
+	o := ca.IdentityOptions{
 		Dir:          b.DataDir,
 		Name:         b.Name,
 		Profile:      wire.ProfileBoard,
 		Root:         root,
 		Client:       ca.Client{Addr: b.CAAddr},
 		KeyAlgorithm: b.KeyAlgorithm,
-		Token: func() (string, error) {
-			if b.EnrollTokenFile == "" {
-				return "", errors.New("the board has no valid certificate and board.enroll_token_file is not set: point it at the board enrollment secret (board-enroll.token in the CA's data_dir) or at a token from `pkiboard token --board`")
-			}
-			token, err := os.ReadFile(b.EnrollTokenFile)
-			if err != nil {
-				return "", fmt.Errorf("the board has no valid certificate and cannot read its enrollment secret (board.enroll_token_file): %w; on the CA's machine it is board-enroll.token in ca.data_dir, or create a board token there with `pkiboard token --board`", err)
-			}
-			defer clear(token)
-			return strings.TrimSpace(string(token)), nil
-		},
+		Token:        func() (string, error) { return boardToken(b.EnrollTokenFile) },
 		OnRenew: func(reason error) {
-			log.Info("enrolling the board again", zap.String("reason", reason.Error()))
+			log.Info("not reusing the board certificate as it is", zap.String("reason", reason.Error()))
 		},
-	})
+		OnRenewFailed: func(err error) {
+			log.Warn("could not renew the board certificate; using it while it is valid, and trying again", zap.Error(err))
+		},
+	}
+	id, err := ca.ReuseOrEnroll(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("board certificate", zap.String("serial", keys.SerialHex(id.Certificate.SerialNumber)), zap.Time("not_after", id.Certificate.NotAfter), zap.Bool("reused", id.Reused))
-	return &boardID{root: root, chain: []*x509.Certificate{id.Certificate}, key: id.Key}, nil
+	logBoardCertificate(log, id)
+	r := ca.NewRenewer(o, id)
+	r.OnError = func(err error) {
+		log.Error("could not renew the board certificate; trying again", zap.Error(err))
+	}
+	return &boardID{root: root, renewer: r}, nil
+}
+
+// logBoardCertificate logs the board certificate in force.
+func logBoardCertificate(log *zap.Logger, id *ca.Identity) {
+	log.Info("board certificate", zap.String("serial", keys.SerialHex(id.Certificate.SerialNumber)),
+		zap.Time("not_after", id.Certificate.NotAfter), zap.Time("renew_at", ca.RenewAt(id.Certificate)),
+		zap.Bool("reused", id.Reused), zap.Bool("renewed", id.Renewed))
+}
+
+// boardToken reads the one-time board token the board enrolls with when it
+// has no certificate that serves or renews.
+func boardToken(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("the board has no valid certificate and board.enroll_token_file is not set: point it at a one-time board token (board-enroll.token in the CA's data_dir after its first start, or one from `pkiboard token --board` on the CA's machine)")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("the board has no valid certificate and cannot read its board token (board.enroll_token_file): %w; make one on the CA's machine with `pkiboard token --board`", err)
+	}
+	defer clear(data)
+	token := strings.TrimSpace(string(data))
+	if _, err := ca.TokenKey(token); err != nil {
+		return "", fmt.Errorf("board.enroll_token_file %s: %w", path, err)
+	}
+	return token, nil
 }
 
 // boardRoot returns the root the board trusts: board.root_file; else the root

@@ -68,7 +68,7 @@ func TestCALogsIssued(t *testing.T) {
 	cert := testcert.Issue(t, &x509.Certificate{SerialNumber: big.NewInt(0x1155), Subject: pkix.Name{CommonName: "1155000001"},
 		NotAfter: time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)}, nil, k.Public(), k)
 	core, logs := observer.New(zapcore.InfoLevel)
-	logIssued(zap.New(core))(ca.Request{Profile: wire.ProfileStudent, SID: "1155000001", Peer: "192.0.2.1:1234"}, cert)
+	logIssued(zap.New(core))(ca.Request{Profile: wire.ProfileStudent, SID: "1155000001", Peer: "192.0.2.1:1234"}, &ca.Issued{Certificate: cert})
 	lines := logs.FilterMessage("STEP 2: certificate issued").All()
 	if len(lines) != 1 {
 		t.Fatalf("got %d STEP 2 lines, want 1: %v", len(lines), logs.All())

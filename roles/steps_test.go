@@ -87,10 +87,10 @@ func runSteps(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC4 bo
 		limits: config.Default().Board.Limits,
 		max:    1 << 20,
 		log:    zap.New(boardCore),
-		session: &session.ServerConfig{
-			Chain: []*x509.Certificate{p.board}, Key: p.boardK, Roots: roots, AllowRC4: allowRC4,
-		},
 	}
+	h.session.Store(&session.ServerConfig{
+		Chain: []*x509.Certificate{p.board}, Key: p.boardK, Roots: roots, AllowRC4: allowRC4,
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
