@@ -51,6 +51,7 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		handle: func(ctx context.Context, conn net.Conn, t *tracked) { srv.ServeConn(ctx, conn, t.idle) },
 		ops:    caOps(auth),
 		fields: []zap.Field{zap.String("policy", c.Policy)},
+		stats:  func(st *Stats) { st.AnonymousRefusals = auth.AnonymousRefusalsByName() },
 	})
 }
 

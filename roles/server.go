@@ -187,6 +187,7 @@ type daemon struct {
 	ops     map[string]adminOp
 	fields  []zap.Field                 // logged with "… listening"
 	loops   []func(ctx context.Context) // each runs until ctx ends
+	stats   func(*Stats)                // when set, adds the role's own figures to `stats`
 }
 
 // runDaemon listens, serves clients, operators and the loops until ctx is
@@ -207,7 +208,7 @@ func runDaemon(ctx context.Context, log *zap.Logger, d daemon) error {
 	}, d.fields...)...)
 
 	srv := &server{log: log, limits: d.limits, handle: d.handle}
-	d.ops["stats"] = statsOp(d.role, srv)
+	d.ops["stats"] = statsOp(d.role, srv, d.stats)
 	ops := &adminServer{log: log, ops: d.ops}
 	errc := make(chan error, 1+len(d.loops))
 	go func() { errc <- ops.serve(ctx, admin) }()

@@ -170,7 +170,7 @@ func TestStatsOp(t *testing.T) {
 	srv.stats.accepted.Add(3)
 	srv.stats.refused.Add(2)
 	srv.stats.open.Add(1)
-	res, err := statsOp("board", srv)(context.Background(), nil)
+	res, err := statsOp("board", srv, nil)(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -48,21 +51,26 @@ type Stats struct {
 	MaxConns  int    `json:"max_conns"`
 	Accepted  uint64 `json:"accepted"`
 	Refused   uint64 `json:"refused"`
+	// AnonymousRefusals counts, by code name, the requests the CA refused
+	// since it started before the peer proved possession of anything
+	// (PROTOCOL.md §4.2): counted, never stored. The CA only.
+	AnonymousRefusals map[string]uint64 `json:"anonymous_refusals,omitempty"`
 }
 
 // started is when this process started, near enough.
 var started = time.Now()
 
 // statsOp returns the "stats" operator command of a daemon whose accept loop
-// is srv. It collects garbage and returns what it can to the operating system
-// first, so that HeapInuse is live data and RSS what the daemon still holds.
-func statsOp(role string, srv *server) adminOp {
+// is srv; extra, when set, adds the role's own figures. It collects garbage
+// and returns what it can to the operating system first, so that HeapInuse is
+// live data and RSS what the daemon still holds.
+func statsOp(role string, srv *server, extra func(*Stats)) adminOp {
 	return func(context.Context, json.RawMessage) (any, error) {
 		runtime.GC() // twice: a sync.Pool keeps its objects through one collection
 		debug.FreeOSMemory()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return Stats{
+		st := Stats{
 			Role:       role,
 			PID:        os.Getpid(),
 			Started:    started.UTC().Truncate(time.Second),
@@ -75,7 +83,11 @@ func statsOp(role string, srv *server) adminOp {
 			MaxConns:   srv.limits.MaxConns,
 			Accepted:   srv.stats.accepted.Load(),
 			Refused:    srv.stats.refused.Load(),
-		}, nil
+		}
+		if extra != nil {
+			extra(&st)
+		}
+		return st, nil
 	}
 }
 
@@ -145,6 +157,19 @@ func DaemonStats(ctx context.Context, cfg *config.Config, role string, asJSON bo
 		fmt.Fprintf(tw, "descriptors\t%d\n", st.FDs)
 	}
 	fmt.Fprintf(tw, "connections\t%d open (max_conns %d), %d accepted, %d refused busy\n", st.OpenConns, st.MaxConns, st.Accepted, st.Refused)
+	if st.Role == "ca" {
+		var total uint64
+		var parts []string
+		for _, code := range slices.Sorted(maps.Keys(st.AnonymousRefusals)) {
+			total += st.AnonymousRefusals[code]
+			parts = append(parts, fmt.Sprintf("%s %d", code, st.AnonymousRefusals[code]))
+		}
+		line := fmt.Sprintf("%d (counted, not stored)", total)
+		if len(parts) > 0 {
+			line += ": " + strings.Join(parts, ", ")
+		}
+		fmt.Fprintf(tw, "anonymous refusals\t%s\n", line)
+	}
 	return tw.Flush()
 }
 
