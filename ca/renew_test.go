@@ -426,3 +426,63 @@ func TestAnonymousRefusalsCostNoDisk(t *testing.T) {
 	}
 	t.Logf("%d anonymous refusals: ca.db %d → %d bytes, %d log lines", n, len(before), len(after), logged)
 }
+
+// TestRenewerRenewsWhenDue runs a Renewer on an injected clock and timer:
+// it sleeps until two thirds of the certificate's life, renews, swaps the
+// identity Current returns and closes Changed; a renewal that fails is tried
+// again after a pause, and the identity stays.
+func TestRenewerRenewsWhenDue(t *testing.T) {
+	s := newServerCA(t, nil)
+	dir := filepath.Join(t.TempDir(), testBoard)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	o := IdentityOptions{Dir: dir, Name: testBoard, Profile: wire.ProfileBoard, Root: s.Root(), Client: s.client,
+		KeyAlgorithm: "ecdsa-p256", Now: clock, Token: func() (string, error) { return s.boardToken(t), nil }}
+	first, err := ReuseOrEnroll(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRenewer(o, first)
+	waits := make(chan time.Duration)
+	fire := make(chan time.Time)
+	r.After = func(d time.Duration) <-chan time.Time { waits <- d; return fire }
+	renewed := make(chan *Identity, 1)
+	r.OnRenewed = func(id *Identity) {
+		// Back to the CA's clock, on which the new certificate's life has
+		// just begun.
+		mu.Lock()
+		now = time.Now()
+		mu.Unlock()
+		renewed <- id
+	}
+	changed := r.Changed()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+
+	// Not due: it sleeps (at most an hour at a time) and renews nothing.
+	if d := <-waits; d <= 0 || d > renewCheckMax {
+		t.Fatalf("first sleep %v, want up to %v", d, renewCheckMax)
+	}
+	mu.Lock()
+	now = RenewAt(first.Certificate).Add(time.Second)
+	mu.Unlock()
+	fire <- now
+	var id *Identity
+	select {
+	case id = <-renewed:
+	case d := <-waits:
+		t.Fatalf("slept %v instead of renewing", d)
+	}
+	<-changed
+	if !id.Renewed || r.Current() != id || keys.SamePublicKey(id.Key.Public(), first.Key.Public()) {
+		t.Errorf("after the renewal: renewed %v, current swapped %v", id.Renewed, r.Current() == id)
+	}
+	// The new certificate is not due: the next wait is a sleep again.
+	if d := <-waits; d <= 0 {
+		t.Errorf("sleep after the renewal %v, want positive", d)
+	}
+	cancel()
+	<-done
+}

@@ -59,11 +59,14 @@ type daemonStats struct {
 	MaxConns   int       `json:"max_conns"`  // and the limit
 	Accepted   uint64    `json:"accepted"`   // connections served since start
 	Refused    uint64    `json:"refused"`    // connections refused busy at the limit since start
+	// requests refused before the peer proved anything, since start, by
+	// code (the CA only; PROTOCOL.md §7)
+	AnonymousRefusals map[string]uint64 `json:"anonymous_refusals"`
 }
 
 // statsFields are the fields PROTOCOL.md §6 lists for `stats`.
 var statsFields = []string{"role", "pid", "started", "goroutines", "heap_inuse", "sys", "rss", "fds",
-	"open_conns", "max_conns", "accepted", "refused"}
+	"open_conns", "max_conns", "accepted", "refused", "anonymous_refusals"}
 
 // decodeStats decodes a `stats` result strictly: every field PROTOCOL.md §6
 // lists must be there, and no other.

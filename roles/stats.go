@@ -51,10 +51,11 @@ type Stats struct {
 	MaxConns  int    `json:"max_conns"`
 	Accepted  uint64 `json:"accepted"`
 	Refused   uint64 `json:"refused"`
-	// AnonymousRefusals counts, by code name, the requests the CA refused
-	// since it started before the peer proved possession of anything
-	// (PROTOCOL.md §4.2): counted, never stored. The CA only.
-	AnonymousRefusals map[string]uint64 `json:"anonymous_refusals,omitempty"`
+	// AnonymousRefusals counts, by code name, the requests the daemon
+	// refused since it started before the peer proved possession of
+	// anything (PROTOCOL.md §4.2, §6.2): counted, never stored. Null where
+	// the daemon does not count them.
+	AnonymousRefusals map[string]uint64 `json:"anonymous_refusals"`
 }
 
 // started is when this process started, near enough.
