@@ -1,11 +1,14 @@
 package roles
 
 import (
+	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,5 +88,22 @@ func TestCALogsIssued(t *testing.T) {
 		if fmt.Sprint(got[k]) != fmt.Sprint(v) {
 			t.Errorf("field %s: got %v want %v", k, got[k], v)
 		}
+	}
+}
+
+// TestCAStatsCountAnonymousRefusals: the CA's stats carry its anonymous
+// refusals by code name (PROTOCOL.md §7).
+func TestCAStatsCountAnonymousRefusals(t *testing.T) {
+	srv := &server{limits: testLimits(1)}
+	res, err := statsOp("ca", srv, func(st *Stats) { st.AnonymousRefusals = map[string]uint64{"token-invalid": 3} })(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"anonymous_refusals":{"token-invalid":3}`) {
+		t.Errorf("stats JSON %s lacks the anonymous refusals", data)
 	}
 }
