@@ -19,19 +19,26 @@ func operatorCommands() []*cli.Command {
 			Name:      "enroll",
 			Category:  "student",
 			Usage:     "enroll one SID with the CA and write key.pem, cert.pem and root.pem",
-			UsageText: "pkiboard enroll --sid SID --out DIR [--key FILE] [--csr FILE] [--board]",
-			Description: `Generates a key (or uses --key, e.g. made by openssl), sends a CSR (or the --csr
-made by 'openssl req' with CN=SID) to the CA at student.ca_addr, and writes the
-certificate and the root into DIR. key.pem (mode 0600) is written only when the key
-was generated here. A token for a CA with policy = "token" comes from the
-PKIBOARD_TOKEN environment variable or --token-file, never from the command line.`,
+			UsageText: "pkiboard enroll --sid SID --out DIR [--key FILE] [--csr FILE] [--token-file FILE] [--board]",
+			Description: `Settles the CA's root first (student.root_fingerprint, a root.pem already in DIR,
+or else trust on first use, said loudly), so that a wrong root costs no token. Then
+generates a key (or uses --key, e.g. made by openssl, or the key.pem an earlier,
+interrupted attempt left in DIR), sends a CSR (or the --csr made by 'openssl req'
+with CN=SID) to the CA at student.ca_addr, and writes the certificate into DIR.
+key.pem (mode 0600) is written before the request, and only when the key was
+generated here. A token for a CA with policy = "token" comes from the
+PKIBOARD_TOKEN environment variable or --token-file (a file holding the bare
+token), never from the command line; it never leaves this machine: the request
+is signed with a key derived from it. With --board, enrolls the board's
+certificate with a one-time board token (pkiboard token --board), checking the
+root against board.root_fingerprint.`,
 			Flags: append(commonFlags(),
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID` (or, with --board, the board's name)"},
 				&cli.StringFlag{Name: "out", Required: true, Usage: "write the files into `DIR`"},
 				&cli.StringFlag{Name: "key", Usage: "certify this private key `FILE` (PEM) instead of generating one"},
 				&cli.StringFlag{Name: "csr", Usage: "send this CSR `FILE` (PEM or DER) instead of making one"},
-				&cli.StringFlag{Name: "token-file", Usage: "read the enrollment token from `FILE`"},
-				&cli.BoolFlag{Name: "board", Usage: "enroll the board's certificate (needs the board secret or a board token)"},
+				&cli.StringFlag{Name: "token-file", Usage: "read the enrollment token from `FILE` (the bare token)"},
+				&cli.BoolFlag{Name: "board", Usage: "enroll the board's certificate (needs a one-time board token)"},
 			),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "student")
@@ -103,14 +110,17 @@ supported: a revocation here is final.`,
 		{
 			Name:      "token",
 			Category:  "CA operator",
-			Usage:     "create a one-time enrollment token for a SID (or for the board)",
+			Usage:     "create a one-time enrollment token for a SID (or for a board)",
 			UsageText: "pkiboard token (--sid SID | --board) [--ttl DURATION]",
-			Description: `Prints the token once; the CA keeps only its hash. Give it to the student, who
-enrolls with PKIBOARD_TOKEN=... or a token file. With --board, the token lets a board
-on another machine enroll its certificate (see README).`,
+			Description: `Prints the token once; the CA keeps only a public key derived from it, so a
+copy of the CA's store enrolls nobody. The token works once, until it expires
+(default ca.token_ttl). Give it to the student, who enrolls with PKIBOARD_TOKEN=...
+or a token file. With --board, the token lets one board enroll its certificate
+once (board.enroll_token_file); the board renews it afterwards with its own key,
+without a token. Make one board token per board.`,
 			Flags: append(commonFlags(),
 				&cli.StringFlag{Name: "sid", Usage: "the student `ID` the token is for"},
-				&cli.BoolFlag{Name: "board", Usage: "a token for the board's enrollment"},
+				&cli.BoolFlag{Name: "board", Usage: "a one-time token for one board's first enrollment"},
 				&cli.StringFlag{Name: "ttl", Usage: "validity as a Go `DURATION` (default ca.token_ttl)"},
 			),
 			Action: func(c *cli.Context) error {

@@ -7,22 +7,20 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 
 	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 )
 
 // Anchor is a holder's rule for trusting the CA's root certificate, written
-// once for the board, the student and the client's own check in Enroll: a
-// root is trusted if it matches the pinned Fingerprint; else, if a root was
-// configured (File) or saved before (Saved), it must be that one; else it is
-// trusted on first use — a fact the methods report and the caller must say
-// loudly, since nothing was checked.
+// once for the board, the student and `pkiboard enroll`: a root is trusted if
+// it matches the pinned Fingerprint; else, if a root was configured (File)
+// or saved before (Saved), it must be that one; else it is trusted on first
+// use — a fact the methods report and the caller must say loudly, since
+// nothing was checked. A client settles its root with Resolve before it sends
+// any request (PROTOCOL.md §4.1): a wrong pin fails before a token is spent.
 //
-// An Anchor does not log; it reads and writes only File and Saved. Its
-// methods are safe for concurrent use; an Anchor must not be copied after
-// first use.
+// An Anchor does not log; it reads and writes only File and Saved.
 type Anchor struct {
 	// Fingerprint, when set, is the SHA-256 the root's DER must have.
 	Fingerprint []byte
@@ -35,8 +33,6 @@ type Anchor struct {
 	// Setting names Fingerprint in refusals, as the operator configures it
 	// ("board.root_fingerprint"); "" calls it "the configured one".
 	Setting string
-
-	mu sync.Mutex // held while a root is trusted on first use; see Pin
 }
 
 // pinName is how refusals name the configured fingerprint.
@@ -136,47 +132,4 @@ func (a *Anchor) Save(root *x509.Certificate) error {
 		return nil
 	}
 	return durable.WriteFile(a.Saved, keys.EncodeCertificatePEM(root.Raw), 0o644)
-}
-
-// Pin returns the fingerprint a root the CA sends must have: Fingerprint, or
-// else that of the root in File or Saved. With none, the next root is trusted
-// on first use, by one caller at a time: Pin returns a nil fingerprint and
-// holds the anchor until the caller calls release with the root it trusted,
-// which is saved in Saved — so that the callers waiting in Pin get its
-// fingerprint — or with nil. The caller calls release in every case (it does
-// nothing after the first call, or when Pin returned a fingerprint). A root
-// in Saved that cannot be read counts as none: the next one replaces it.
-func (a *Anchor) Pin() (fp []byte, release func(trusted *x509.Certificate) error, err error) {
-	none := func(*x509.Certificate) error { return nil }
-	if len(a.Fingerprint) > 0 {
-		return a.Fingerprint, none, nil
-	}
-	if a.File != "" {
-		root, err := keys.ReadCertificate(a.File)
-		if err != nil {
-			return nil, none, err
-		}
-		sum := keys.Fingerprint(root)
-		return sum[:], none, nil
-	}
-	a.mu.Lock()
-	if a.Saved != "" {
-		if root, err := keys.ReadCertificate(a.Saved); err == nil {
-			a.mu.Unlock()
-			sum := keys.Fingerprint(root)
-			return sum[:], none, nil
-		}
-	}
-	released := false
-	return nil, func(trusted *x509.Certificate) error {
-		if released {
-			return nil
-		}
-		released = true
-		defer a.mu.Unlock()
-		if trusted == nil {
-			return nil
-		}
-		return a.Save(trusted)
-	}, nil
 }

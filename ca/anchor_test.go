@@ -6,9 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"pkiboard/internal/keys"
 	"pkiboard/internal/testcert"
@@ -116,90 +114,6 @@ func TestAnchorLoad(t *testing.T) {
 			if (got == nil) != (tt.want == nil) || got != nil && !got.Equal(tt.want) {
 				t.Errorf("got root %v want %v", got, tt.want)
 			}
-		})
-	}
-}
-
-// TestAnchorPinOneFirstUseAtATime is the student's rule with no fingerprint
-// and nothing pinned: of many concurrent enrollments, one trusts the CA's
-// root on first use, and the others wait and then get its fingerprint.
-func TestAnchorPinOneFirstUseAtATime(t *testing.T) {
-	root := testRoot(t, "Root")
-	a := &Anchor{Saved: filepath.Join(t.TempDir(), RootFile)}
-
-	fp, release, err := a.Pin()
-	if err != nil || fp != nil {
-		t.Fatalf("first Pin: got %x, %v; want no fingerprint", fp, err)
-	}
-	const waiters = 8
-	got := make(chan []byte, waiters)
-	var wg sync.WaitGroup
-	for range waiters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			fp, release, err := a.Pin()
-			if err != nil {
-				t.Error(err)
-			}
-			release(nil) //nolint:errcheck // releasing only
-			got <- fp
-		}()
-	}
-	select {
-	case fp := <-got:
-		t.Fatalf("a Pin returned %x during a first use", fp)
-	case <-time.After(50 * time.Millisecond):
-	}
-	if err := release(root); err != nil {
-		t.Fatal(err)
-	}
-	if err := release(nil); err != nil { // a second release does nothing
-		t.Fatal(err)
-	}
-	wg.Wait()
-	close(got)
-	for fp := range got {
-		if string(fp) != string(fingerprint(root)) {
-			t.Errorf("a waiter got %x, want the pinned root's %x", fp, fingerprint(root))
-		}
-	}
-	if saved, err := keys.ReadCertificate(a.Saved); err != nil || !saved.Equal(root) {
-		t.Errorf("pinned root: got %v, %v", saved, err)
-	}
-}
-
-// TestAnchorPin checks what Pin returns when there is something to pin.
-func TestAnchorPin(t *testing.T) {
-	root, other := testRoot(t, "Root"), testRoot(t, "Other")
-	dir := t.TempDir()
-	savedRoot := saveRoot(t, dir, "saved-root.pem", root)
-	garbage := writeFile(t, dir, "garbage.pem", []byte("not PEM"))
-	tests := []struct {
-		name   string
-		anchor *Anchor
-		want   []byte
-	}{
-		{"fingerprint", &Anchor{Fingerprint: fingerprint(other), Saved: savedRoot}, fingerprint(other)},
-		{"file", &Anchor{File: savedRoot}, fingerprint(root)},
-		{"saved", &Anchor{Saved: savedRoot}, fingerprint(root)},
-		{"saved unreadable: replaced on first use", &Anchor{Saved: garbage}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fp, release, err := tt.anchor.Pin()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(fp) != string(tt.want) {
-				t.Errorf("got %x want %x", fp, tt.want)
-			}
-			if err := release(nil); err != nil {
-				t.Fatal(err)
-			}
-			// Released: Pin does not block.
-			_, release, _ = tt.anchor.Pin()
-			release(nil) //nolint:errcheck // releasing only
 		})
 	}
 }

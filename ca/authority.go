@@ -24,11 +24,11 @@ import (
 
 // The files an Authority keeps in Options.Dir.
 const (
-	RootCertFile    = "root.pem"
-	RootKeyFile     = "root-key.pem"
-	DBFile          = "ca.db"
-	CRLFile         = "crl.pem"
-	BoardSecretFile = "board-enroll.token"
+	RootCertFile   = "root.pem"
+	RootKeyFile    = "root-key.pem"
+	DBFile         = "ca.db"
+	CRLFile        = "crl.pem"
+	BoardTokenFile = "board-enroll.token"
 )
 
 // Defaults for the zero values of Options.
@@ -85,7 +85,8 @@ type Options struct {
 	StatusValidity time.Duration
 
 	// Policy is PolicyOpen or PolicyToken; it applies to students (profile
-	// 1). The board (profile 2) always needs the board secret or a board token.
+	// 1). The board (profile 2) always needs a board token, or its current
+	// certificate to renew.
 	Policy string
 	// SIDPattern is the pattern a student ID must match in full (it is
 	// anchored again here, whatever the caller wrote).
@@ -100,7 +101,7 @@ type Options struct {
 	BoardName string
 
 	Now  func() time.Time // the clock; default time.Now
-	Rand io.Reader        // serials, tokens, the board secret; default crypto/rand.Reader; must be safe for concurrent use
+	Rand io.Reader        // serials and tokens; default crypto/rand.Reader; must be safe for concurrent use
 	Log  *zap.Logger      // default zap.NewNop()
 }
 
@@ -113,6 +114,7 @@ type Authority struct {
 	db    *store.DB
 
 	root    *x509.Certificate
+	rootFP  [32]byte // the root's fingerprint, SHA-256 of its DER
 	rootPEM []byte
 	key     crypto.Signer
 	sigAlg  x509.SignatureAlgorithm
@@ -120,8 +122,9 @@ type Authority struct {
 	keyEncrypted bool // root-key.pem is encrypted
 	created      bool // Open created the root
 
-	boardSecretHash [32]byte // SHA-256 of the board enrollment secret
-	roster          *roster  // nil when there is none
+	roster *roster // nil when there is none
+
+	anon anonymous // refusals of peers that proved nothing: counted, never stored
 
 	crlMu    sync.Mutex // serializes CRL numbers, revocations, crl.pem writes and statuses
 	crl      *x509.RevocationList
@@ -139,10 +142,10 @@ type Authority struct {
 }
 
 // Open opens the authority in o.Dir. On first start (neither root.pem nor
-// root-key.pem exists) it creates the root key and certificate and the board
-// enrollment secret; later it loads them and refuses, with an error that says
-// what to do, any state it cannot trust — it never makes a new root while
-// anything of the old one is left.
+// root-key.pem exists) it creates the root key and certificate and writes a
+// one-time board token to board-enroll.token; later it loads the root and
+// refuses, with an error that says what to do, any state it cannot trust — it
+// never makes a new root while anything of the old one is left.
 func Open(o Options) (*Authority, error) {
 	if err := o.fill(); err != nil {
 		return nil, err
@@ -185,8 +188,11 @@ func (a *Authority) open() error {
 	if err := a.loadOrCreateRoot(); err != nil {
 		return err
 	}
-	if err := a.loadOrCreateBoardSecret(); err != nil {
-		return err
+	a.rootFP = keys.Fingerprint(a.root)
+	if a.created {
+		if err := a.writeBoardToken(); err != nil {
+			return err
+		}
 	}
 	if a.o.RosterFile != "" {
 		r, err := loadRoster(a.o.RosterFile, a.sidRE, a.log)
@@ -286,11 +292,6 @@ func (a *Authority) KeyEncrypted() bool { return a.keyEncrypted }
 // RootPEM returns the root certificate in PEM, as root.pem holds it. The
 // caller must not modify the slice.
 func (a *Authority) RootPEM() []byte { return a.rootPEM }
-
-// BoardSecretPath returns the file the board enrollment secret was written
-// to on first start. The file may since have been moved away; the secret
-// still works.
-func (a *Authority) BoardSecretPath() string { return a.path(BoardSecretFile) }
 
 // ErrNoCA matches the error of Open for a directory that holds no CA while
 // Options.Create is not set.

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -55,7 +57,7 @@ func fileMode(t *testing.T, path string) os.FileMode {
 func TestOpenCreatesRoot(t *testing.T) {
 	tc := newCA(t, nil)
 	for name, mode := range map[string]os.FileMode{
-		RootKeyFile: 0o600, RootCertFile: 0o644, DBFile: 0o600, CRLFile: 0o644, BoardSecretFile: 0o600,
+		RootKeyFile: 0o600, RootCertFile: 0o644, DBFile: 0o600, CRLFile: 0o644, BoardTokenFile: 0o600,
 	} {
 		if got := fileMode(t, filepath.Join(tc.opts.Dir, name)); got != mode {
 			t.Errorf("%s: mode %o want %o", name, got, mode)
@@ -107,8 +109,8 @@ func TestOpenCreatesRoot(t *testing.T) {
 	if err := root.CheckSignatureFrom(root); err != nil {
 		t.Errorf("root is not self-signed: %v", err)
 	}
-	if secret := tc.boardSecret(t); !regexp.MustCompile(`^pkbb_[A-Za-z0-9_-]{43}$`).MatchString(secret) {
-		t.Errorf("board secret %q has the wrong form", secret)
+	if data, err := os.ReadFile(tc.BoardTokenPath()); err != nil || !regexp.MustCompile(`^pkbt_[A-Za-z0-9_-]{43}\n$`).Match(data) {
+		t.Errorf("board token file %q (%v) does not hold a token", data, err)
 	}
 	// The facts the role's STEP 0 line reports (roles TestCALogsRootReady).
 	if !tc.Created() || tc.KeyEncrypted() {
@@ -118,7 +120,11 @@ func TestOpenCreatesRoot(t *testing.T) {
 
 func TestReopenLoadsSameRoot(t *testing.T) {
 	tc := newCA(t, nil)
-	fp, secret := keys.FingerprintHex(tc.Root()), tc.boardSecret(t)
+	fp := keys.FingerprintHex(tc.Root())
+	token, err := os.ReadFile(tc.BoardTokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
 	keyPEM, err := os.ReadFile(filepath.Join(tc.opts.Dir, RootKeyFile))
 	if err != nil {
 		t.Fatal(err)
@@ -127,8 +133,8 @@ func TestReopenLoadsSameRoot(t *testing.T) {
 	if got := keys.FingerprintHex(tc.Root()); got != fp {
 		t.Errorf("fingerprint after reopen: got %s want %s", got, fp)
 	}
-	if got := tc.boardSecret(t); got != secret {
-		t.Error("the board secret changed on reopen")
+	if got, err := os.ReadFile(tc.BoardTokenPath()); err != nil || !bytes.Equal(got, token) {
+		t.Error("the board token file changed on reopen")
 	}
 	again, err := os.ReadFile(filepath.Join(tc.opts.Dir, RootKeyFile))
 	if err != nil || !bytes.Equal(again, keyPEM) {
@@ -374,52 +380,71 @@ func TestOptionsValidation(t *testing.T) {
 	}
 }
 
-func TestBoardSecret(t *testing.T) {
+// TestBoardToken: the first start writes a one-time board token, never
+// again; it enrolls one board once; the board then renews without it.
+func TestBoardToken(t *testing.T) {
 	tc := newCA(t, nil)
-	secret := tc.boardSecret(t)
-	boardCSR := fixtureCSR(t, "board.csr")
-	enrollBoard := func(tc *testCA, token string) error {
-		_, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard, CSR: boardCSR, Token: token})
-		return err
-	}
-	if err := enrollBoard(tc, secret); err != nil {
+	data, err := os.ReadFile(tc.BoardTokenPath())
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The secret is reusable, and survives the loss of its file.
-	if err := os.Remove(tc.BoardSecretPath()); err != nil {
+	token := strings.TrimSpace(string(data))
+	key := newKey(t)
+	iss, err := tc.Enroll(t.Context(), tc.req(t, wire.ProfileBoard, testBoard, makeCSR(t, key, testBoard), token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One-time: a second board cannot use it.
+	_, err = tc.Enroll(t.Context(), tc.req(t, wire.ProfileBoard, testBoard, makeCSR(t, newKey(t), testBoard), token))
+	wantRefusal(t, err, wire.CodeTokenUsed)
+	// The board renews by its certificate's key.
+	if _, _, err := tc.renew(t, iss.Certificate, key); err != nil {
+		t.Fatal(err)
+	}
+	// A later start writes no new token, even when the file is gone.
+	if err := os.Remove(tc.BoardTokenPath()); err != nil {
 		t.Fatal(err)
 	}
 	tc = tc.reopen(t)
-	if _, err := os.Stat(tc.BoardSecretPath()); !os.IsNotExist(err) {
-		t.Errorf("a new board secret file was written: %v", err)
+	if _, err := os.Stat(tc.BoardTokenPath()); !os.IsNotExist(err) {
+		t.Errorf("a later start wrote a board token file: %v", err)
 	}
-	if err := enrollBoard(tc, secret); err != nil {
+	// The token expires after TokenTTL.
+	tc2 := newCA(t, nil)
+	data, err = os.ReadFile(tc2.BoardTokenPath())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tc.logs.FilterMessageSnippet("board enrollment secret file is gone").All()) != 1 {
-		t.Error("no log about the missing secret file")
+	tc2.clock.Add(tc2.opts.TokenTTL)
+	_, err = tc2.Enroll(t.Context(), tc2.req(t, wire.ProfileBoard, testBoard, makeCSR(t, newKey(t), testBoard), strings.TrimSpace(string(data))))
+	wantRefusal(t, err, wire.CodeTokenExpired)
+}
+
+// TestOldBoardSecretRefused: a version 1 board secret ("pkbb_…") is not a
+// token: the client refuses it with a sentence that says what to do.
+func TestOldBoardSecretRefused(t *testing.T) {
+	_, err := TokenKey("pkbb_" + strings.Repeat("A", 43) + "\n")
+	if !errors.Is(err, ErrOldBoardSecret) || !strings.Contains(err.Error(), "pkiboard token --board") {
+		t.Errorf("got %v, want ErrOldBoardSecret saying to make a board token", err)
 	}
-	// A file that was edited does not change the secret.
-	writeFile(t, tc.opts.Dir, BoardSecretFile, []byte("pkbb_"+strings.Repeat("A", 43)+"\n"))
-	tc = tc.reopen(t)
-	if err := enrollBoard(tc, "pkbb_"+strings.Repeat("A", 43)); err == nil {
-		t.Error("an edited secret file changed the board secret")
-	}
-	if err := enrollBoard(tc, secret); err != nil {
-		t.Fatal(err)
+	for _, bad := range []string{"", "pkbt_", "pkbt_" + strings.Repeat("A", 42), "pkbt_" + strings.Repeat("A", 44), "pkbt_" + strings.Repeat("*", 43)} {
+		if _, err := TokenKey(bad); err == nil || strings.Contains(err.Error(), bad[min(len(bad), 5):]) && len(bad) > 5 {
+			t.Errorf("TokenKey(%q): got %v, want an error that does not repeat it", bad, err)
+		}
 	}
 }
 
-// TestBoardSecretAdoptedAfterCrash simulates a crash between writing the
-// secret file and storing its hash: the next start adopts the file.
-func TestBoardSecretAdoptedAfterCrash(t *testing.T) {
-	c := newClock()
-	o := testOptions(t, c)
-	secret := "pkbb_" + strings.Repeat("x", 43)
-	writeFile(t, o.Dir, BoardSecretFile, []byte(secret+"\n"))
-	tc := open(t, o, c)
-	if _, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard, CSR: fixtureCSR(t, "board.csr"), Token: secret}); err != nil {
+// TestOldStoreRefused: a schema 1 store (protocol version 1) is refused with
+// a sentence.
+func TestOldStoreRefused(t *testing.T) {
+	tc := newCA(t, nil)
+	if err := tc.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSchema, []byte("1")) }); err != nil {
 		t.Fatal(err)
+	}
+	tc.Close()
+	_, err := Open(tc.opts)
+	if err == nil || !strings.Contains(err.Error(), "protocol version 1") || !strings.Contains(err.Error(), "empty data directory") {
+		t.Errorf("got %v, want a refusal of the schema 1 store", err)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -30,7 +29,7 @@ var (
 
 // makeFixtures makes the root, the student certificate and the seeds of both
 // fuzz targets.
-func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[string][2][]byte, crlSeeds map[string][]byte) {
+func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds, crlSeeds map[string][]byte) {
 	tb.Helper()
 	rootKey := testcert.Key(tb)
 	root = testcert.Issue(tb, &x509.Certificate{
@@ -58,21 +57,51 @@ func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds map[
 		}
 		return b.Bytes()
 	}
-	rootPEM, certPEM := pemOf(root), pemOf(cert)
-	enrollSeeds = map[string][2][]byte{
-		"valid":              {certPEM, rootPEM},
-		"valid-with-chain":   {pemOf(cert, root), rootPEM},
-		"other-key":          {pemOf(leaf(testSID, x509.ExtKeyUsageClientAuth, testcert.Key(tb).Public(), rootKey, root)), rootPEM},
-		"other-cn":           {pemOf(leaf("1155000002", x509.ExtKeyUsageClientAuth, studentKey.Public(), rootKey, root)), rootPEM},
-		"server-eku":         {pemOf(leaf(testSID, x509.ExtKeyUsageServerAuth, studentKey.Public(), rootKey, root)), rootPEM},
-		"other-root":         {pemOf(leaf(testSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), otherRootKey, otherRoot)), pemOf(otherRoot)},
-		"swapped":            {rootPEM, certPEM},
-		"empty":              {nil, nil},
-		"der-not-pem":        {cert.Raw, root.Raw},
-		"trailing-garbage":   {append(append([]byte(nil), certPEM...), "garbage"...), rootPEM},
-		"private-key-block":  {pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte{1, 2, 3}}), rootPEM},
-		"truncated-cert-der": {pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw[:len(cert.Raw)/2]}), rootPEM},
+	rootPEM := pemOf(root)
+	// An EnrollAccepted for c, as the CA sends it; change may alter it.
+	accepted := func(c *x509.Certificate, change func(*wire.EnrollAccepted)) []byte {
+		m := &wire.EnrollAccepted{Serial: c.SerialNumber.Bytes(), NotAfter: uint64(c.NotAfter.Unix()), Certificate: c.Raw}
+		if change != nil {
+			change(m)
+		}
+		data, err := wire.Marshal(m)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return data
 	}
+	noEKU := testcert.Issue(tb, &x509.Certificate{
+		Subject: pkix.Name{CommonName: testSID}, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature,
+	}, root, studentKey.Public(), rootKey)
+	anyEKU := leaf(testSID, x509.ExtKeyUsageAny, studentKey.Public(), rootKey, root)
+	caCert := testcert.Issue(tb, &x509.Certificate{
+		Subject: pkix.Name{CommonName: testSID}, BasicConstraintsValid: true, IsCA: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, root, studentKey.Public(), rootKey)
+	errorPayload, err := wire.Marshal(&wire.Error{Code: wire.CodeTokenUsed, Text: "no"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	enrollSeeds = map[string][]byte{
+		"valid":              accepted(cert, nil),
+		"other-key":          accepted(leaf(testSID, x509.ExtKeyUsageClientAuth, testcert.Key(tb).Public(), rootKey, root), nil),
+		"other-cn":           accepted(leaf("1155000002", x509.ExtKeyUsageClientAuth, studentKey.Public(), rootKey, root), nil),
+		"server-eku":         accepted(leaf(testSID, x509.ExtKeyUsageServerAuth, studentKey.Public(), rootKey, root), nil),
+		"no-eku":             accepted(noEKU, nil),
+		"any-eku":            accepted(anyEKU, nil),
+		"a-ca":               accepted(caCert, nil),
+		"other-root":         accepted(leaf(testSID, x509.ExtKeyUsageClientAuth, studentKey.Public(), otherRootKey, otherRoot), nil),
+		"the-root-itself":    accepted(root, nil),
+		"other-serial":       accepted(cert, func(m *wire.EnrollAccepted) { m.Serial = []byte{0x7f} }),
+		"serial-with-zero":   accepted(cert, func(m *wire.EnrollAccepted) { m.Serial = append([]byte{0}, m.Serial...) }),
+		"other-not-after":    accepted(cert, func(m *wire.EnrollAccepted) { m.NotAfter++ }),
+		"pem-not-der":        accepted(cert, func(m *wire.EnrollAccepted) { m.Certificate = pemOf(cert) }),
+		"trailing-garbage":   accepted(cert, func(m *wire.EnrollAccepted) { m.Certificate = append(bytes.Clone(cert.Raw), 0) }),
+		"truncated-cert-der": accepted(cert, func(m *wire.EnrollAccepted) { m.Certificate = cert.Raw[:len(cert.Raw)/2] }),
+		"an-error":           errorPayload,
+		"empty":              {},
+	}
+	_ = rootPEM
 
 	crl := func(number int64, next time.Time, signer crypto.Signer, issuer *x509.Certificate) []byte {
 		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
@@ -118,11 +147,7 @@ func TestClientFuzzCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		enrollSeeds := map[string][]any{}
-		for name, s := range enroll {
-			enrollSeeds[name] = []any{s[0], s[1]}
-		}
-		if err := fuzzseed.Write("FuzzEnrollResponse", enrollSeeds); err != nil {
+		if err := fuzzseed.Write("FuzzEnrollResponse", fuzzseed.Bytes(enroll)); err != nil {
 			t.Fatal(err)
 		}
 		if err := fuzzseed.Write("FuzzParseCRL", fuzzseed.Bytes(crls)); err != nil {
@@ -146,7 +171,7 @@ func TestClientFuzzCorpus(t *testing.T) {
 			args := readSeed(t, filepath.Join(dir, e.Name()))
 			var err error
 			if target == "FuzzEnrollResponse" {
-				err = checkEnrollResponse(t, root, cert, args[0], args[1])
+				_, err = checkEnrollResponse(root, cert, args[0])
 			} else {
 				_, err = ParseCRLPEM(args[0], root)
 			}
@@ -190,14 +215,15 @@ func loadFixtures(tb testing.TB) (root, cert *x509.Certificate) {
 	return root, cert
 }
 
-// checkEnrollResponse runs the student's check of the files a CA sends, for
-// the fixture student's key and SID, with the fixture root's fingerprint
-// configured.
-func checkEnrollResponse(tb testing.TB, root, cert *x509.Certificate, certPEM, rootPEM []byte) error {
-	fp := keys.Fingerprint(root)
-	o := &EnrollOptions{SID: testSID, Profile: wire.ProfileStudent, RootFingerprint: fp[:]}
-	res := &Enrollment{RootPath: filepath.Join(tb.TempDir(), RootFile)}
-	return res.check(o, cert.PublicKey, certPEM, rootPEM)
+// checkEnrollResponse decodes the CA's answer as the client does and runs
+// the client's check of it (CheckAccepted), for the fixture student's key
+// and SID under the fixture root.
+func checkEnrollResponse(root, cert *x509.Certificate, payload []byte) (*x509.Certificate, error) {
+	m, err := wire.Expect[*wire.EnrollAccepted](wire.Unmarshal(payload))
+	if err != nil {
+		return nil, err
+	}
+	return CheckAccepted(m, Enroll{SID: testSID, Profile: wire.ProfileStudent, Public: cert.PublicKey, Root: root})
 }
 
 // TestParseCRLPEMRequiresNumber is the regression test of a finding: a CRL
@@ -213,31 +239,31 @@ func TestParseCRLPEMRequiresNumber(t *testing.T) {
 	}
 }
 
-// FuzzEnrollResponse feeds arbitrary cert.pem and root.pem contents to the
-// student's check of what a CA sends. Whatever it accepts is a certificate for
-// the student's own key and SID, for clientAuth, under the configured root.
+// FuzzEnrollResponse feeds arbitrary answers to the client's decoding and
+// check of an EnrollAccepted (CheckAccepted). Whatever it accepts is a
+// certificate with the serial and notAfter announced, for the student's own
+// key and SID, listing clientAuth, no CA, signed by the root the request
+// named.
 func FuzzEnrollResponse(f *testing.F) {
 	root, cert := loadFixtures(f)
-	f.Fuzz(func(t *testing.T, certPEM, rootPEM []byte) {
-		fp := keys.Fingerprint(root)
-		o := &EnrollOptions{SID: testSID, Profile: wire.ProfileStudent, RootFingerprint: fp[:]}
-		res := &Enrollment{RootPath: filepath.Join(t.TempDir(), RootFile)}
-		if err := res.check(o, cert.PublicKey, certPEM, rootPEM); err != nil {
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		got, err := checkEnrollResponse(root, cert, payload)
+		if err != nil {
 			return
 		}
-		if !bytes.Equal(res.Root.Raw, root.Raw) {
-			t.Fatal("accepted another root than the configured one")
+		m, _ := wire.Unmarshal(payload)
+		acc := m.(*wire.EnrollAccepted)
+		if !bytes.Equal(got.Raw, acc.Certificate) || !bytes.Equal(got.SerialNumber.Bytes(), acc.Serial) || got.NotAfter.Unix() != int64(acc.NotAfter) {
+			t.Fatal("accepted a certificate other than the one announced")
 		}
-		if !keys.SamePublicKey(res.Certificate.PublicKey, cert.PublicKey) || res.Certificate.Subject.CommonName != testSID {
+		if !keys.SamePublicKey(got.PublicKey, cert.PublicKey) || got.Subject.CommonName != testSID {
 			t.Fatal("accepted a certificate for another key or SID")
 		}
-		if err := res.Certificate.CheckSignatureFrom(root); err != nil {
+		if err := got.CheckSignatureFrom(root); err != nil {
 			t.Fatalf("accepted a certificate the root did not sign: %v", err)
 		}
-		// RFC 5280 §4.2.1.12: without the extension a certificate is good for
-		// any purpose; with it, clientAuth must be listed.
-		if eku := res.Certificate.ExtKeyUsage; len(eku) > 0 && !slices.Contains(eku, x509.ExtKeyUsageClientAuth) {
-			t.Fatalf("accepted a certificate whose extended key usage %v excludes clientAuth", eku)
+		if got.IsCA || !slices.Contains(got.ExtKeyUsage, x509.ExtKeyUsageClientAuth) {
+			t.Fatalf("accepted a CA, or a certificate whose extended key usage %v does not list clientAuth", got.ExtKeyUsage)
 		}
 	})
 }

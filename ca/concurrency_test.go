@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -29,9 +30,7 @@ func TestConcurrentEnroll(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			issued[i], errs[i] = tc.Enroll(context.Background(), Request{
-				Profile: wire.ProfileStudent, SID: fmt.Sprintf("11550000%02d", i), CSR: csrs[i],
-			})
+			issued[i], errs[i] = tc.Enroll(context.Background(), tc.req(t, wire.ProfileStudent, fmt.Sprintf("11550000%02d", i), csrs[i], ""))
 		})
 	}
 	close(start)
@@ -61,8 +60,9 @@ func TestConcurrentEnroll(t *testing.T) {
 	}
 }
 
-// TestTokenRace spends one token from 8 enrollments at once: exactly one
-// wins, the others are told the token is used.
+// TestTokenRace spends one token from 8 enrollments for 8 keys at once:
+// exactly one wins, the others are told the token is used, and each refusal
+// is stored (the peers proved they hold the token).
 func TestTokenRace(t *testing.T) {
 	tc := newCA(t, func(o *Options) { o.Policy = PolicyToken })
 	tok, _, err := tc.CreateToken(testSID, 0)
@@ -80,7 +80,7 @@ func TestTokenRace(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			_, errs[i] = tc.Enroll(context.Background(), Request{Profile: wire.ProfileStudent, SID: testSID, CSR: csrs[i], Token: tok})
+			_, errs[i] = tc.Enroll(context.Background(), tc.req(t, wire.ProfileStudent, testSID, csrs[i], tok))
 		})
 	}
 	close(start)
@@ -103,24 +103,21 @@ func TestTokenRace(t *testing.T) {
 	if len(certs) != 1 {
 		t.Errorf("stored %d certificates want 1", len(certs))
 	}
-	ds, err := tc.Decisions(0)
+	if certs[0].Auth != "token" || certs[0].Peer == "" {
+		t.Errorf("the accepted decision is not kept with the certificate: auth %q, peer %q", certs[0].Auth, certs[0].Peer)
+	}
+	ds, err := tc.Refusals(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	accepted, used := 0, 0
+	used := 0
 	for _, d := range ds {
-		switch {
-		case d.Accepted:
-			accepted++
-			if d.Serial == nil || d.Serial.Cmp(certs[0].Serial) != 0 {
-				t.Errorf("accepted decision names serial %v, want %X", d.Serial, certs[0].Serial)
-			}
-		case d.Code == wire.CodeTokenUsed:
+		if d.Code == wire.CodeTokenUsed {
 			used++
 		}
 	}
-	if accepted != 1 || used != n-1 {
-		t.Errorf("decisions: %d accepted, %d token-used; want 1 and %d", accepted, used, n-1)
+	if used != n-1 || len(ds) != n-1 {
+		t.Errorf("stored refusals: %d, %d of them token-used; want %d", len(ds), used, n-1)
 	}
 }
 
@@ -133,12 +130,15 @@ func TestReopenShowsEveryCertificate(t *testing.T) {
 		iss := tc.mustEnroll(t, fmt.Sprintf("115500000%d", i), "")
 		want[keys.SerialHex(iss.Certificate.SerialNumber)] = iss
 	}
-	board, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard, CSR: fixtureCSR(t, "board.csr"), Token: tc.boardSecret(t)})
+	board, err := tc.Enroll(t.Context(), tc.req(t, wire.ProfileBoard, testBoard, fixtureCSR(t, "board.csr"), tc.boardToken(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want[keys.SerialHex(board.Certificate.SerialNumber)] = board
-	tc.enroll(t, "bad", "") // a refusal, recorded too
+	tc.enroll(t, "bad", "") // an anonymous refusal: not stored
+	// A refusal of a peer that proved its token: stored.
+	_, err = tc.Enroll(t.Context(), tc.req(t, wire.ProfileBoard, testBoard, fixtureCSR(t, "p256.csr"), tc.boardToken(t)))
+	wantRefusal(t, err, wire.CodeCNMismatch)
 
 	tc = tc.reopen(t)
 	certs, err := tc.Certificates()
@@ -171,20 +171,12 @@ func TestReopenShowsEveryCertificate(t *testing.T) {
 			t.Errorf("Certificate(%X): %+v %v %v", c.Serial, one, found, err)
 		}
 	}
-	ds, err := tc.Decisions(0)
+	ds, err := tc.Refusals(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ds) != 7 || ds[0].Accepted || ds[0].Code != wire.CodeBadSID || !ds[1].Accepted {
-		t.Errorf("decisions after reopen (newest first): %+v", ds)
-	}
-	for i := 1; i < len(ds); i++ {
-		if ds[i].Seq >= ds[i-1].Seq {
-			t.Errorf("decisions not newest first: %d then %d", ds[i-1].Seq, ds[i].Seq)
-		}
-	}
-	if ds, _ := tc.Decisions(2); len(ds) != 2 {
-		t.Errorf("Decisions(2) returned %d", len(ds))
+	if len(ds) != 1 || ds[0].Accepted || ds[0].Code != wire.CodeCNMismatch || ds[0].SID != testBoard {
+		t.Errorf("stored refusals after reopen: %+v", ds)
 	}
 	// The clock passes the certificates' notAfter: they list as expired.
 	tc.clock.Add(tc.opts.CertValidity + time.Hour)
@@ -199,36 +191,21 @@ func TestReopenShowsEveryCertificate(t *testing.T) {
 	}
 }
 
-// TestCommitRechecksToken checks two requests with one token, both past the
-// early check, and commits them one after the other: the second commit sees
-// the token spent and records a refusal instead of a certificate. This is
-// the path a lost race takes.
+// TestCommitRechecksToken checks two requests with one token for two keys,
+// both past the early check, and commits them one after the other: the
+// second commit sees the token spent and stores a refusal instead of a
+// certificate. This is the path a lost race takes.
 func TestCommitRechecksToken(t *testing.T) {
 	tc := newCA(t, func(o *Options) { o.Policy = PolicyToken })
-	tok, _, err := tc.CreateToken(testSID, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := tc.token(t, testSID)
+	certs, grants, reqs := checkAndIssue(t, tc, 2, func(t *testing.T) Request {
+		return tc.req(t, wire.ProfileStudent, testSID, makeCSR(t, newKey(t), testSID), tok)
+	})
 	now := tc.now()
-	var certs []*x509.Certificate
-	var grants []grant
-	var reqs []Request
-	for range 2 {
-		req := Request{Profile: wire.ProfileStudent, SID: testSID, CSR: makeCSR(t, newKey(t), testSID), Token: tok}
-		csr, g, refusal, err := tc.check(req, now)
-		if err != nil || refusal != nil {
-			t.Fatalf("check: %v %v", refusal, err)
-		}
-		cert, err := tc.issue(csr.PublicKey, req, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		certs, grants, reqs = append(certs, cert), append(grants, g), append(reqs, req)
-	}
-	if refusal, err := tc.commit(certs[0], reqs[0], grants[0], now); err != nil || refusal != nil {
+	if _, refusal, err := tc.commit(certs[0], reqs[0], grants[0], now); err != nil || refusal != nil {
 		t.Fatalf("first commit: %v %v", refusal, err)
 	}
-	refusal, err := tc.commit(certs[1], reqs[1], grants[1], now)
+	_, refusal, err := tc.commit(certs[1], reqs[1], grants[1], now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +217,86 @@ func TestCommitRechecksToken(t *testing.T) {
 	if len(stored) != 1 || stored[0].Serial.Cmp(certs[0].SerialNumber) != 0 {
 		t.Errorf("stored %d certificates; want only the first", len(stored))
 	}
-	if ds, _ := tc.Decisions(1); len(ds) != 1 || ds[0].Code != wire.CodeTokenUsed {
-		t.Errorf("last decision %+v, want token-used", ds)
+	if ds, _ := tc.Refusals(1); len(ds) != 1 || ds[0].Code != wire.CodeTokenUsed {
+		t.Errorf("last refusal %+v, want token-used", ds)
 	}
+}
+
+// TestCommitRechecksTokenSameKey: two requests with one token for the same
+// key pass the early check together (a client that asked again while its
+// first request was being served); the second commit answers the first's
+// certificate, and stores nothing.
+func TestCommitRechecksTokenSameKey(t *testing.T) {
+	tc := newCA(t, func(o *Options) { o.Policy = PolicyToken })
+	tok := tc.token(t, testSID)
+	key := newKey(t)
+	certs, grants, reqs := checkAndIssue(t, tc, 2, func(t *testing.T) Request {
+		return tc.req(t, wire.ProfileStudent, testSID, makeCSR(t, key, testSID), tok)
+	})
+	now := tc.now()
+	first, refusal, err := tc.commit(certs[0], reqs[0], grants[0], now)
+	if err != nil || refusal != nil {
+		t.Fatalf("first commit: %v %v", refusal, err)
+	}
+	second, refusal, err := tc.commit(certs[1], reqs[1], grants[1], now)
+	if err != nil || refusal != nil {
+		t.Fatalf("second commit: %v %v", refusal, err)
+	}
+	if !second.Again || !bytes.Equal(second.Certificate.Raw, first.Certificate.Raw) {
+		t.Errorf("second commit: got again=%v, serial %s; want the first certificate again", second.Again, keys.SerialHex(second.Certificate.SerialNumber))
+	}
+	if stored, _ := tc.Certificates(); len(stored) != 1 {
+		t.Errorf("stored %d certificates; want 1", len(stored))
+	}
+}
+
+// TestCommitRechecksRenewal: two renewals of one certificate for two keys
+// pass the early check together; the second commit finds it renewed and
+// stores a refusal.
+func TestCommitRechecksRenewal(t *testing.T) {
+	tc := newCA(t, nil)
+	iss, key, err := tc.enrollKey(t, wire.ProfileStudent, testSID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, grants, reqs := checkAndIssue(t, tc, 2, func(t *testing.T) Request {
+		r := tc.req(t, wire.ProfileStudent, testSID, makeCSR(t, newKey(t), testSID), "")
+		signRenewal(t, &r, iss.Certificate, key)
+		return r
+	})
+	now := tc.now()
+	if _, refusal, err := tc.commit(certs[0], reqs[0], grants[0], now); err != nil || refusal != nil {
+		t.Fatalf("first commit: %v %v", refusal, err)
+	}
+	_, refusal, err := tc.commit(certs[1], reqs[1], grants[1], now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefusal(t, refusal, wire.CodeBadRenewal)
+	if stored, _ := tc.Certificates(); len(stored) != 2 {
+		t.Errorf("stored %d certificates; want the renewed one and its successor", len(stored))
+	}
+}
+
+// checkAndIssue checks n requests made by mk and issues their certificates,
+// without committing any.
+func checkAndIssue(t *testing.T, tc *testCA, n int, mk func(*testing.T) Request) ([]*x509.Certificate, []grant, []Request) {
+	t.Helper()
+	now := tc.now()
+	var certs []*x509.Certificate
+	var grants []grant
+	var reqs []Request
+	for range n {
+		req := mk(t)
+		c, refusal, err := tc.check(req, now)
+		if err != nil || refusal != nil || c.again != nil {
+			t.Fatalf("check: %v %v (again %v)", refusal, err, c.again != nil)
+		}
+		cert, err := tc.issue(c.csr.PublicKey, req, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs, grants, reqs = append(certs, cert), append(grants, c.grant), append(reqs, req)
+	}
+	return certs, grants, reqs
 }

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -27,56 +28,90 @@ import (
 	"pkiboard/wire"
 )
 
-// Request is one enrollment request, as the CA exchange carries it
-// (PROTOCOL.md §4).
+// Request is one enrollment request as the CA exchange carries it
+// (PROTOCOL.md §4.2, less the version, which the Server checks), with the
+// client's address.
 type Request struct {
 	Profile uint8  // wire.ProfileStudent or wire.ProfileBoard
 	SID     string // the student ID, or the board's name for profile 2
 	CSR     []byte // PKCS#10, DER
-	Token   string // an enrollment token or the board secret; "" when none is needed
-	Peer    string // the client's address, for the record and the log
+	// Root is the fingerprint of the root the client trusts: this CA's, or
+	// the request is refused before anything is spent.
+	Root [wire.RootFingerprintLen]byte
+	// Auth is wire.AuthNone, wire.AuthToken or wire.AuthRenewal; TokenKey
+	// (auth 1), Certificate (auth 2) and Signature (over the binding,
+	// wire.EnrollBinding) authorize the request.
+	Auth        uint8
+	TokenKey    []byte
+	Certificate []byte
+	Signature   []byte
+	Peer        string // the client's address, for the record and the log
 }
 
-// Issued is a certificate Enroll issued and stored durably.
+// Issued is the certificate Enroll answers with, stored durably.
 type Issued struct {
 	Certificate *x509.Certificate
-	PEM         []byte // the certificate in PEM, as cert.pem is sent
+	// Again says the request's token, or its renewal, had already produced
+	// this certificate for the CSR's public key: it is answered again, and
+	// nothing was spent or issued now (PROTOCOL.md §4.1).
+	Again bool
+	// Renewed is the serial of the certificate this one superseded (auth 2),
+	// revoked in the transaction that stored this one; nil otherwise.
+	Renewed *big.Int
 }
 
-// grant is what an accepted authorization check leaves to do in the commit.
+// grant is what an accepted authorization leaves the commit to do.
 type grant struct {
-	token     bool     // a one-time token is to be spent
-	tokenHash [32]byte // its SHA-256
+	auth     uint8
+	tokenKey []byte            // auth 1: the token to spend
+	renewed  *x509.Certificate // auth 2: the certificate to supersede
+}
+
+// checked is the outcome of the checks of PROTOCOL.md §4.2 up to step 8.
+type checked struct {
+	csr    *x509.CertificateRequest
+	grant  grant
+	proven bool              // step 6 passed with a token or a certificate: the peer proved possession of its key
+	again  *x509.Certificate // step 8 found this certificate already issued for the CSR's key
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
 
-// Enroll checks req in the order of PROTOCOL.md §4 and, if it passes, issues
-// a certificate and stores it (with the spent token and the decision) in one
-// durable transaction before returning it. A refusal is returned as a
-// *wire.Refusal carrying the protocol's code and a sentence for the student;
-// it is recorded as a decision too. Any other error is the CA's own failure.
+// Enroll checks req in the order of PROTOCOL.md §4.2 and, if it passes,
+// issues a certificate and stores it — with the spending of the token, or
+// the supersession of the renewed certificate — in one durable transaction
+// before returning it. A request already served for the CSR's key is
+// answered with the same certificate (Issued.Again).
+//
+// A refusal is returned as a *wire.Refusal carrying the protocol's code and a
+// sentence for the client. A refusal of a peer that proved nothing (steps 0
+// to 6, or a request without authorization) is only counted and logged at
+// most once a second (AnonymousRefusals); a later one is stored (Refusals)
+// and logged. Any other error is the CA's own failure.
 func (a *Authority) Enroll(ctx context.Context, req Request) (*Issued, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("ca: enroll: %w", err)
 	}
 	now := a.now()
-	csr, g, refusal, err := a.check(req, now)
+	c, refusal, err := a.check(req, now)
 	if err != nil {
 		return nil, a.failed(req, err)
 	}
 	if refusal != nil {
-		return nil, a.refuse(req, now, refusal)
+		return nil, a.refuse(req, now, refusal, c.proven)
+	}
+	if c.again != nil {
+		return &Issued{Certificate: c.again, Again: true}, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("ca: enroll: %w", err)
 	}
 	for range 3 {
-		cert, err := a.issue(csr.PublicKey, req, now)
+		cert, err := a.issue(c.csr.PublicKey, req, now)
 		if err != nil {
 			return nil, a.failed(req, err)
 		}
-		refusal, err := a.commit(cert, req, g, now)
+		iss, refusal, err := a.commit(cert, req, c.grant, now)
 		if errors.Is(err, errSerialTaken) {
 			a.log.Warn("random serial already issued; drawing another", zap.String("serial", keys.SerialHex(cert.SerialNumber)))
 			continue
@@ -85,93 +120,222 @@ func (a *Authority) Enroll(ctx context.Context, req Request) (*Issued, error) {
 			return nil, a.failed(req, fmt.Errorf("ca: store certificate: %w", err))
 		}
 		if refusal != nil {
-			// The token was spent by a concurrent enrollment after check saw
-			// it unused; commit recorded the refusal.
+			// A concurrent request spent the token, or renewed the
+			// certificate, after check; commit stored the refusal.
 			a.logRefusal(req, refusal)
-			return nil, refusal
+			return nil, provenRefusal{refusal}
 		}
-		return &Issued{Certificate: cert, PEM: keys.EncodeCertificatePEM(cert.Raw)}, nil
+		return iss, nil
 	}
 	return nil, a.failed(req, errors.New("ca: could not draw an unused serial number"))
 }
 
-// check applies the checks of PROTOCOL.md §4 in order (the profile first,
-// since every later check depends on it) and returns the parsed CSR and
-// what the commit must do, or the first refusal.
-func (a *Authority) check(req Request, now time.Time) (*x509.CertificateRequest, grant, *wire.Refusal, error) {
-	var g grant
+// check applies the checks of PROTOCOL.md §4.2 in order — everything about
+// the request and its authorization before any work on the CSR — and returns
+// the parsed CSR and what the commit must do, or the first refusal.
+func (a *Authority) check(req Request, now time.Time) (*checked, *wire.Refusal, error) {
+	c := &checked{grant: grant{auth: req.Auth}}
+
+	// 1. The profile.
 	if req.Profile != wire.ProfileStudent && req.Profile != wire.ProfileBoard {
-		return nil, g, wire.Refusef(wire.CodeBadProfile, "profile %d is unknown; use %d for a student certificate or %d for the board's", req.Profile, wire.ProfileStudent, wire.ProfileBoard), nil
+		return c, wire.Refusef(wire.CodeBadProfile, "profile %d is unknown; use %d for a student certificate or %d for the board's", req.Profile, wire.ProfileStudent, wire.ProfileBoard), nil
 	}
 
-	// 1. The CSR parses.
-	if len(req.CSR) == 0 || len(req.CSR) > wire.MaxCSRLen {
-		return nil, g, wire.Refusef(wire.CodeBadCSR, "the CSR is %d bytes; it must be 1 to %d bytes of DER", len(req.CSR), wire.MaxCSRLen), nil
-	}
-	csr, err := x509.ParseCertificateRequest(req.CSR)
-	if err != nil {
-		return nil, g, badCSR(req.CSR, err), nil
-	}
-
-	// 2. Proof of possession.
-	if err := csr.CheckSignature(); err != nil {
-		return nil, g, wire.Refusef(wire.CodeBadCSRSignature, "the CSR's signature does not verify with the public key it carries (%v); make a new CSR signed with the private key you hold", err), nil
+	// 2. The authorization fits the profile and the policy.
+	switch {
+	case req.Auth > wire.AuthRenewal:
+		return c, wire.Refusef(wire.CodeMalformed, "auth %d is not 0 (none), 1 (token) or 2 (renewal)", req.Auth), nil
+	case req.Auth != wire.AuthNone:
+	case req.Profile == wire.ProfileBoard:
+		return c, wire.Refusef(wire.CodeBoardNotAuthorized, "a board certificate needs a one-time board token (%s in the CA's data directory, or one from `pkiboard token --board`), or the board's current certificate to renew", BoardTokenFile), nil
+	case a.o.Policy == PolicyToken:
+		return c, wire.Refusef(wire.CodeTokenRequired, "the CA requires an enrollment token for SID %s; ask the course staff for one", quote(req.SID)), nil
 	}
 
-	// 3. Key type and size.
-	if r := checkKey(csr.PublicKey); r != nil {
-		return nil, g, r, nil
-	}
-
-	// 4. The SID, or the board's name.
+	// 3. The SID, or the board's name.
 	if req.Profile == wire.ProfileBoard {
 		if req.SID != a.o.BoardName {
-			return nil, g, wire.Refusef(wire.CodeBoardNotAuthorized, "a board certificate is issued only for the board name %q, not %s", a.o.BoardName, quote(req.SID)), nil
+			return c, wire.Refusef(wire.CodeBoardNotAuthorized, "a board certificate is issued only for the board name %q, not %s", a.o.BoardName, quote(req.SID)), nil
 		}
 	} else if len(req.SID) > wire.MaxSIDLen || !utf8.ValidString(req.SID) || !a.sidRE.MatchString(req.SID) {
-		return nil, g, wire.Refusef(wire.CodeBadSID, "the SID %s does not match the CA's SID pattern %s; check the SID", quote(req.SID), a.o.SIDPattern), nil
+		return c, wire.Refusef(wire.CodeBadSID, "the SID %s does not match the CA's SID pattern %s; check the SID", quote(req.SID), a.o.SIDPattern), nil
 	} else if req.SID == a.o.BoardName {
 		// A student certificate named like the board would confuse anyone
 		// who reads a CN without the EKU.
-		return nil, g, wire.Refusef(wire.CodeBadSID, "the name %q is reserved for the board; check the SID", req.SID), nil
+		return c, wire.Refusef(wire.CodeBadSID, "the name %q is reserved for the board; check the SID", req.SID), nil
 	}
 
-	// 5. The subject is exactly CN=sid.
-	if r := checkSubject(csr.RawSubject, req.SID); r != nil {
-		return nil, g, r, nil
-	}
-
-	// 6. The roster.
+	// 4. The roster.
 	if req.Profile == wire.ProfileStudent && a.roster != nil && !a.roster.contains(req.SID) {
-		return nil, g, wire.Refusef(wire.CodeNotOnRoster, "the SID %q is not on the course roster; ask the course staff to add it", req.SID), nil
+		return c, wire.Refusef(wire.CodeNotOnRoster, "the SID %q is not on the course roster; ask the course staff to add it", req.SID), nil
 	}
 
-	// 7. Authorization.
-	switch {
-	case req.Profile == wire.ProfileStudent && a.o.Policy == PolicyOpen:
-		return csr, g, nil, nil
-	case req.Profile == wire.ProfileStudent && req.Token == "":
-		return nil, g, wire.Refusef(wire.CodeTokenRequired, "the CA requires an enrollment token for SID %q; ask the course staff for one", req.SID), nil
-	case req.Profile == wire.ProfileBoard && req.Token == "":
-		return nil, g, wire.Refusef(wire.CodeBoardNotAuthorized, "a board certificate needs the board enrollment secret (%s in the CA's data directory) or a board token", BoardSecretFile), nil
-	case req.Profile == wire.ProfileBoard && a.isBoardSecret(req.Token):
-		return csr, g, nil, nil
+	// 5. The root the client trusts is this CA's.
+	if req.Root != a.rootFP {
+		return c, wire.Refusef(wire.CodeWrongRoot, "the request names the root %x, but this CA's root is %x: the client trusts another root (check root_fingerprint); nothing was spent", req.Root, a.rootFP), nil
 	}
-	g = grant{token: true, tokenHash: hashSecret(req.Token)}
-	var rec tokenRecord
-	var problem tokenProblem
+
+	// 6. The authorization, before any work on the CSR.
+	binding := wire.EnrollBinding(req.Auth, req.Profile, req.SID, req.Root, req.CSR)
+	var tok tokenRecord
+	var renewed certRecord
+	switch req.Auth {
+	case wire.AuthToken:
+		var problem tokenProblem
+		err := a.db.View(func(tx *bolt.Tx) error {
+			var err error
+			tok, problem, err = lookupToken(tx, req.TokenKey, req.SID, req.Profile, now)
+			return err
+		})
+		if err != nil {
+			return c, nil, fmt.Errorf("ca: look up token: %w", err)
+		}
+		if problem == tokenOK && (len(req.TokenKey) != ed25519.PublicKeySize || !ed25519.Verify(req.TokenKey, binding, req.Signature)) {
+			problem = tokenBadSignature
+		}
+		if problem != tokenOK {
+			return c, tokenRefusal(problem, tok, req.SID, req.Profile), nil
+		}
+		c.grant.tokenKey = req.TokenKey
+	case wire.AuthRenewal:
+		cert, rec, refusal, err := a.checkRenewal(req, binding, now)
+		if err != nil || refusal != nil {
+			return c, refusal, err
+		}
+		c.grant.renewed, renewed = cert, rec
+	}
+	c.proven = req.Auth != wire.AuthNone
+
+	// 7. The CSR: it parses, proves possession of its key, has a key we
+	// accept and the subject CN=sid.
+	if len(req.CSR) == 0 || len(req.CSR) > wire.MaxCSRLen {
+		return c, wire.Refusef(wire.CodeBadCSR, "the CSR is %d bytes; it must be 1 to %d bytes of DER", len(req.CSR), wire.MaxCSRLen), nil
+	}
+	csr, err := x509.ParseCertificateRequest(req.CSR)
+	if err != nil {
+		return c, badCSR(req.CSR, err), nil
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return c, wire.Refusef(wire.CodeBadCSRSignature, "the CSR's signature does not verify with the public key it carries (%v); make a new CSR signed with the private key you hold", err), nil
+	}
+	if r := checkKey(csr.PublicKey); r != nil {
+		return c, r, nil
+	}
+	if r := checkSubject(csr.RawSubject, req.SID); r != nil {
+		return c, r, nil
+	}
+	c.csr = csr
+
+	// 8. Spending: a token unused, a certificate not yet renewed — or
+	// spent on this very key, which is then answered again.
+	var refusal *wire.Refusal
 	err = a.db.View(func(tx *bolt.Tx) error {
 		var err error
-		rec, problem, err = checkToken(tx, g.tokenHash, req.SID, req.Profile, now)
+		switch req.Auth {
+		case wire.AuthToken:
+			c.again, refusal, err = tokenSpent(tx, tok, csr.PublicKey, req)
+		case wire.AuthRenewal:
+			c.again, refusal, err = renewalDone(tx, renewed, c.grant.renewed, csr.PublicKey)
+		}
 		return err
 	})
 	if err != nil {
-		return nil, g, nil, fmt.Errorf("ca: look up token: %w", err)
+		return c, nil, fmt.Errorf("ca: look up the earlier certificate: %w", err)
 	}
-	if problem != tokenOK {
-		return nil, g, a.tokenRefusal(problem, rec, req.SID, req.Profile), nil
+	return c, refusal, nil
+}
+
+// checkRenewal is step 6 for a renewal (auth 2): the certificate parses, is
+// one this CA issued (the same bytes under its serial), for this SID and
+// profile, valid now and not revoked — unless revoked by its own renewal,
+// which step 8 judges — and the request's signature verifies with its key.
+func (a *Authority) checkRenewal(req Request, binding []byte, now time.Time) (*x509.Certificate, certRecord, *wire.Refusal, error) {
+	var rec certRecord
+	cert, err := x509.ParseCertificate(req.Certificate)
+	if err != nil {
+		return nil, rec, wire.Refusef(wire.CodeBadRenewal, "the certificate to renew does not parse as an X.509 certificate; enroll with a token"), nil
 	}
-	return csr, g, nil, nil
+	found := false
+	err = a.db.View(func(tx *bolt.Tx) error {
+		var err error
+		found, err = getJSON(tx.Bucket(bucketCerts), cert.SerialNumber.Bytes(), &rec)
+		return err
+	})
+	if err != nil {
+		return nil, rec, nil, fmt.Errorf("ca: look up the certificate to renew: %w", err)
+	}
+	serial := keys.SerialHex(cert.SerialNumber)
+	switch {
+	case !found || !bytes.Equal(rec.DER, req.Certificate):
+		return nil, rec, wire.Refusef(wire.CodeBadRenewal, "certificate %s is not one this CA issued; enroll with a token", serial), nil
+	case rec.SID != req.SID || rec.Profile != req.Profile:
+		return nil, rec, wire.Refusef(wire.CodeBadRenewal, "certificate %s is for %q (profile %d), not %s (profile %d); a renewal keeps the name and profile", serial, rec.SID, rec.Profile, quote(req.SID), req.Profile), nil
+	case rec.Status == StatusRevoked && rec.SupersededBy == "":
+		return nil, rec, wire.Refusef(wire.CodeBadRenewal, "certificate %s was revoked at %s (%s) and cannot renew; enroll with a token", serial, rec.RevokedAt.Format(timeLayout), ReasonName(rec.Reason)), nil
+	case now.Before(cert.NotBefore) || now.After(cert.NotAfter):
+		return nil, rec, wire.Refusef(wire.CodeBadRenewal, "certificate %s is not valid now (it expires at %s) and cannot renew; enroll with a token", serial, cert.NotAfter.UTC().Format(timeLayout)), nil
+	}
+	if err := keys.Verify(cert.PublicKey, binding, req.Signature); err != nil {
+		return nil, rec, wire.Refusef(wire.CodeBadRenewal, "the renewal's signature does not verify with the key of certificate %s; sign the request with the certificate's current key", serial), nil
+	}
+	return cert, rec, nil, nil
+}
+
+// tokenSpent is step 8 for a token: nil if it is unused; the certificate it
+// was spent on if that certifies pub (the request is answered again); else
+// token-used.
+func tokenSpent(tx *bolt.Tx, rec tokenRecord, pub crypto.PublicKey, req Request) (*x509.Certificate, *wire.Refusal, error) {
+	if rec.UsedAt.IsZero() {
+		return nil, nil, nil
+	}
+	prior, err := storedCertificate(tx, rec.Serial)
+	if err != nil {
+		return nil, nil, err
+	}
+	if prior != nil && keys.SamePublicKey(prior.PublicKey, pub) {
+		return prior, nil, nil
+	}
+	return nil, usedRefusal(rec, req.SID, req.Profile), nil
+}
+
+// renewalDone is step 8 for a renewal: same-key when pub is the renewed
+// certificate's; when it was renewed already, the successor if that
+// certifies pub (answered again), else bad-renewal.
+func renewalDone(tx *bolt.Tx, rec certRecord, renewed *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, *wire.Refusal, error) {
+	serial := storedSerial(rec.Serial)
+	if keys.SamePublicKey(renewed.PublicKey, pub) {
+		return nil, wire.Refusef(wire.CodeSameKey, "the CSR carries the key of certificate %s; a renewal certifies a new key pair: make a new key and CSR", serial), nil
+	}
+	if rec.SupersededBy == "" {
+		return nil, nil, nil
+	}
+	next, err := storedCertificate(tx, rec.SupersededBy)
+	if err != nil {
+		return nil, nil, err
+	}
+	if next != nil && keys.SamePublicKey(next.PublicKey, pub) {
+		return next, nil, nil
+	}
+	return nil, wire.Refusef(wire.CodeBadRenewal, "certificate %s was already renewed (by certificate %s) for another key; renew that one, or enroll with a token", serial, storedSerial(rec.SupersededBy)), nil
+}
+
+// storedCertificate returns the certificate stored under a hex serial, or nil
+// if there is none.
+func storedCertificate(tx *bolt.Tx, serialHex string) (*x509.Certificate, error) {
+	serial, err := parseSerialHex(serialHex)
+	if err != nil {
+		return nil, err
+	}
+	var rec certRecord
+	found, err := getJSON(tx.Bucket(bucketCerts), serial.Bytes(), &rec)
+	if err != nil || !found {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(rec.DER)
+	if err != nil {
+		return nil, fmt.Errorf("ca: stored certificate %s does not parse: %w", serialHex, err)
+	}
+	return cert, nil
 }
 
 // badCSR explains why a CSR does not parse. The encoding/asn1 details are
@@ -325,48 +489,118 @@ func keyUsage(pub crypto.PublicKey, profile uint8) x509.KeyUsage {
 	return ku
 }
 
-// commit stores the certificate, spends the token and records the accepted
-// decision in one transaction, and returns once it is durable. If the token
-// turns out to be spent already (a concurrent enrollment won the race), it
-// records the refusal instead and returns it.
-func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now time.Time) (*wire.Refusal, error) {
+// commit stores the certificate and the accepted decision in one durable
+// transaction, with the spending of the token (auth 1) or the supersession of
+// the renewed certificate (auth 2), checked again inside the transaction. If
+// a concurrent request spent the token or renewed the certificate after
+// check, it answers that request's certificate when it is for the same key,
+// and otherwise stores the refusal and returns it. A renewal publishes the
+// new CRL (which lists the superseded certificate) once the transaction is
+// durable.
+func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now time.Time) (*Issued, *wire.Refusal, error) {
 	serial := keys.SerialHex(cert.SerialNumber)
+	rec := newCertRecord(cert, req)
+	var renewedKey []byte
+	if g.auth == wire.AuthRenewal {
+		renewedKey = g.renewed.SerialNumber.Bytes()
+		rec.Renews = keys.SerialHex(g.renewed.SerialNumber)
+		// CRL numbers and crl.pem are written in order under crlMu, as
+		// Revoke does.
+		a.crlMu.Lock()
+		defer a.crlMu.Unlock()
+	}
 	// Encode before the transaction: group commit serializes what runs inside.
-	certJSON, err := encodeCertificate(cert, req.SID, req.Profile)
+	certJSON, err := json.Marshal(rec)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	decisionJSON, err := json.Marshal(decisionRecord{
-		Time: now, SID: req.SID, Peer: req.Peer, Profile: req.Profile, Accepted: true, Serial: serial,
-	})
-	if err != nil {
-		return nil, err
-	}
-	var refusal *wire.Refusal // set only by the last run of fn
+	var ( // set only by the last run of fn
+		iss     *Issued
+		refusal *wire.Refusal
+		number  *big.Int
+		entries []x509.RevocationListEntry
+	)
 	fn := func(tx *bolt.Tx) error {
-		refusal = nil
-		if g.token {
-			rec, problem, err := checkToken(tx, g.tokenHash, req.SID, req.Profile, now)
-			if err != nil {
+		iss, refusal, number, entries = &Issued{Certificate: cert}, nil, nil, nil
+		var again *x509.Certificate
+		var err error
+		switch g.auth {
+		case wire.AuthToken:
+			var tok tokenRecord
+			var problem tokenProblem
+			if tok, problem, err = lookupToken(tx, g.tokenKey, req.SID, req.Profile, now); err != nil {
 				return err
 			}
 			if problem != tokenOK {
-				refusal = a.tokenRefusal(problem, rec, req.SID, req.Profile)
-				return putDecision(tx, refusedDecision(req, now, refusal))
+				refusal = tokenRefusal(problem, tok, req.SID, req.Profile)
+				break
 			}
-			if err := spendToken(tx, g.tokenHash, rec, now, serial); err != nil {
+			if again, refusal, err = tokenSpent(tx, tok, cert.PublicKey, req); err != nil || again != nil || refusal != nil {
+				break
+			}
+			err = spendToken(tx, g.tokenKey, tok, now, serial)
+		case wire.AuthRenewal:
+			var old certRecord
+			if _, err = getJSON(tx.Bucket(bucketCerts), renewedKey, &old); err != nil {
 				return err
 			}
+			if again, refusal, err = renewalDone(tx, old, g.renewed, cert.PublicKey); err != nil || again != nil || refusal != nil {
+				break
+			}
+			if old.Status == StatusRevoked {
+				refusal = wire.Refusef(wire.CodeBadRenewal, "certificate %s was revoked at %s (%s) and cannot renew; enroll with a token", rec.Renews, old.RevokedAt.Format(timeLayout), ReasonName(old.Reason))
+				break
+			}
+			err = supersede(tx, renewedKey, old, serial, now)
+		}
+		switch {
+		case err != nil:
+			return err
+		case again != nil:
+			iss = &Issued{Certificate: again, Again: true}
+			return nil
+		case refusal != nil:
+			return putRefusal(tx, refusedDecision(req, now, refusal))
 		}
 		if err := putCertificateJSON(tx, cert.SerialNumber.Bytes(), req.SID, certJSON); err != nil {
 			return err
 		}
-		return putDecisionJSON(tx, decisionJSON)
+		if g.auth == wire.AuthRenewal {
+			iss.Renewed = g.renewed.SerialNumber
+			number, entries, err = nextCRL(tx, now)
+		}
+		return err
 	}
 	if err := a.db.Update(fn); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return refusal, nil
+	if refusal != nil {
+		return nil, refusal, nil
+	}
+	if iss.Renewed != nil {
+		a.log.Info("certificate renewed; the old one is revoked as superseded", logging.SID(req.SID),
+			zap.String("serial", serial), zap.String("renewed", rec.Renews))
+		// The certificate is stored: the new CRL, which lists the renewed
+		// one, is served and pushed to the watching boards at once; one that
+		// cannot be issued now is logged, and Run and CRLPEM try again
+		// (crlDirty).
+		a.crlDirty = true
+		if _, err := a.publishCRL(number, entries, now); err != nil {
+			a.log.Error("certificate renewed, but the new CRL could not be issued (the CA tries again)", zap.Error(err))
+		}
+	}
+	return iss, nil, nil
+}
+
+// supersede revokes the renewed certificate with reason superseded and
+// records which certificate superseded it; the caller stores the new one in
+// the same transaction.
+func supersede(tx *bolt.Tx, key []byte, old certRecord, by string, now time.Time) error {
+	old.Status, old.RevokedAt, old.Reason, old.SupersededBy = StatusRevoked, now, ReasonSuperseded, by
+	if err := putJSON(tx.Bucket(bucketCerts), key, old); err != nil {
+		return err
+	}
+	return putJSON(tx.Bucket(bucketRevoked), key, revokedRecord{RevokedAt: now, Reason: ReasonSuperseded, NotAfter: old.NotAfter})
 }
 
 func refusedDecision(req Request, now time.Time, r *wire.Refusal) decisionRecord {
@@ -379,24 +613,49 @@ func refusedDecision(req Request, now time.Time, r *wire.Refusal) decisionRecord
 	}
 }
 
-// refuse records a refusal found before the commit, logs it, and returns it.
-// A failure to record it is logged; the refusal is returned all the same.
-func (a *Authority) refuse(req Request, now time.Time, r *wire.Refusal) error {
+// refuse handles a refusal found before the commit and returns it. A peer
+// that proved nothing (proven false) costs the CA no disk: its refusal is
+// counted, and logged at most once a second. A peer that proved possession
+// of a token or a certificate has its refusal stored in the bounded ring and
+// logged; a failure to store it is logged, and the refusal returned all the
+// same.
+func (a *Authority) refuse(req Request, now time.Time, r *wire.Refusal, proven bool) error {
+	if !proven {
+		a.noteAnonymous(r, req.Peer)
+		return r
+	}
 	d := refusedDecision(req, now, r)
-	if err := a.db.Update(func(tx *bolt.Tx) error { return putDecision(tx, d) }); err != nil {
+	if err := a.db.Update(func(tx *bolt.Tx) error { return putRefusal(tx, d) }); err != nil {
 		a.log.Error("cannot record the refusal", logging.SID(d.SID), zap.Error(err))
 	}
 	a.logRefusal(req, r)
-	return r
+	return provenRefusal{r}
 }
 
-// logRefusal logs a refusal: at warn level when it may be an attack on
-// the CA (a forged CSR, a bad token or board secret), at info level when
-// it is a student's mistake.
+// provenRefusal is Enroll's refusal of a request whose peer proved
+// possession of a token's or a certificate's key (step 6 of PROTOCOL.md §4.2
+// passed): it was recorded, and it is no stranger's failure. It unwraps to
+// the *wire.Refusal.
+type provenRefusal struct{ *wire.Refusal }
+
+func (p provenRefusal) Unwrap() error { return p.Refusal }
+
+// RefusalProven reports whether err is Enroll's refusal of a request whose
+// peer had proven possession of a token's or a certificate's key, so that a
+// server limiting strangers does not count it against the peer's source.
+func RefusalProven(err error) bool {
+	var p provenRefusal
+	return errors.As(err, &p)
+}
+
+// logRefusal logs a refusal of a peer that proved possession of a token or
+// a certificate: at warn level when it may be an attack on the CA (a forged
+// CSR, a token spent on another key, a renewal of a certificate already
+// renewed), at info level when it is a client's mistake.
 func (a *Authority) logRefusal(req Request, r *wire.Refusal) {
 	level := zapcore.InfoLevel
 	switch r.Code {
-	case wire.CodeBadCSRSignature, wire.CodeTokenInvalid, wire.CodeTokenUsed, wire.CodeBoardNotAuthorized:
+	case wire.CodeBadCSRSignature, wire.CodeTokenUsed, wire.CodeBadRenewal:
 		level = zapcore.WarnLevel
 	}
 	sid := req.SID
@@ -405,7 +664,7 @@ func (a *Authority) logRefusal(req Request, r *wire.Refusal) {
 	}
 	if ce := a.log.Check(level, "enrollment refused"); ce != nil {
 		ce.Write(logging.SID(sid), zap.String("peer", req.Peer), zap.Uint8("profile", req.Profile),
-			zap.Stringer("code", r.Code), zap.String("reason", r.Text))
+			zap.String("auth", authName(req.Auth)), zap.Stringer("code", r.Code), zap.String("reason", r.Text))
 	}
 }
 

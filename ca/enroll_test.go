@@ -1,14 +1,18 @@
 package ca
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/base64"
 	"fmt"
 	"math/big"
 	"os"
@@ -18,6 +22,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
@@ -36,8 +42,9 @@ func brokenSignature(t *testing.T, der []byte) []byte {
 }
 
 // TestEnrollRefusals sends one bad request per row to a CA with the token
-// policy and a roster, and checks the refusal's code, that it is recorded,
-// and that a good request still succeeds after it.
+// policy and a roster, and checks the refusal's code; that it is stored only
+// when the peer proved possession of a token or a certificate, and counted
+// otherwise; and that a good request still succeeds after it.
 func TestEnrollRefusals(t *testing.T) {
 	roster := "# course roster\n1155000001\n1155000002  # late joiner\n\n1155000003\n"
 	tc := newCA(t, func(o *Options) {
@@ -47,18 +54,25 @@ func TestEnrollRefusals(t *testing.T) {
 	ctx := context.Background()
 	p256 := fixtureCSR(t, "p256.csr")
 	boardCSR := fixtureCSR(t, "board.csr")
-	token := func(sid string) string {
-		tok, _, err := tc.CreateToken(sid, 0)
+	bogus := "pkbt_" + strings.Repeat("A", 43) // a well-formed token the CA never made
+	student := func(csr []byte, sid, tok string) Request { return tc.req(t, wire.ProfileStudent, sid, csr, tok) }
+	board := func(csr []byte, sid, tok string) Request { return tc.req(t, wire.ProfileBoard, sid, csr, tok) }
+	wrongRoot := func(r Request) Request {
+		r.Root[0] ^= 1
+		return r
+	}
+	// fresh returns a valid student certificate and its key, to renew.
+	fresh := func(t *testing.T) (*x509.Certificate, crypto.Signer) {
+		iss, key, err := tc.enrollKey(t, wire.ProfileStudent, "1155000002", tc.token(t, "1155000002"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		return tok
+		return iss.Certificate, key
 	}
-	student := func(csr []byte, sid, tok string) Request {
-		return Request{Profile: wire.ProfileStudent, SID: sid, CSR: csr, Token: tok, Peer: "192.0.2.1:4000"}
-	}
-	board := func(csr []byte, sid, tok string) Request {
-		return Request{Profile: wire.ProfileBoard, SID: sid, CSR: csr, Token: tok, Peer: "192.0.2.2:4000"}
+	renewal := func(csr []byte, sid string, cert *x509.Certificate, key crypto.Signer) Request {
+		r := student(csr, sid, "")
+		signRenewal(t, &r, cert, key)
+		return r
 	}
 
 	tests := []struct {
@@ -66,39 +80,50 @@ func TestEnrollRefusals(t *testing.T) {
 		req      func(t *testing.T) Request
 		code     wire.Code
 		wantText string // a substring of the refusal's text
+		proven   bool   // the peer passed step 6: the refusal is stored
 	}{
-		{"garbage", func(*testing.T) Request { return student([]byte("not a CSR"), testSID, token(testSID)) }, wire.CodeBadCSR, "not a PKCS#10"},
-		{"empty CSR", func(*testing.T) Request { return student(nil, testSID, token(testSID)) }, wire.CodeBadCSR, "0 bytes"},
+		{"garbage", func(*testing.T) Request { return student([]byte("not a CSR"), testSID, tc.token(t, testSID)) }, wire.CodeBadCSR, "not a PKCS#10", true},
+		{"empty CSR", func(*testing.T) Request { return student(nil, testSID, tc.token(t, testSID)) }, wire.CodeBadCSR, "0 bytes", true},
 		{"PEM instead of DER", func(*testing.T) Request {
 			data, _ := os.ReadFile(filepath.Join("testdata", "p256.csr"))
-			return student(data, testSID, token(testSID))
-		}, wire.CodeBadCSR, "PEM text"},
-		{"trailing bytes", func(*testing.T) Request { return student(append(slices.Clone(p256), 0), testSID, token(testSID)) }, wire.CodeBadCSR, ""},
-		{"broken signature", func(t *testing.T) Request { return student(brokenSignature(t, p256), testSID, token(testSID)) }, wire.CodeBadCSRSignature, "private key you hold"},
-		{"RSA-1024", func(*testing.T) Request { return student(fixtureCSR(t, "rsa1024.csr"), testSID, token(testSID)) }, wire.CodeWeakKey, "RSA-1024"},
-		{"P-521", func(*testing.T) Request { return student(fixtureCSR(t, "p521.csr"), testSID, token(testSID)) }, wire.CodeWeakKey, "P-521"},
-		{"P-224", func(*testing.T) Request { return student(fixtureCSR(t, "p224.csr"), testSID, token(testSID)) }, wire.CodeWeakKey, "P-224"},
-		{"Ed25519", func(*testing.T) Request { return student(fixtureCSR(t, "ed25519.csr"), testSID, token(testSID)) }, wire.CodeWeakKey, "Ed25519"},
-		{"SID fails the pattern", func(t *testing.T) Request { return student(makeCSR(t, newKey(t), "alice"), "alice", "") }, wire.CodeBadSID, `"alice"`},
-		{"SID too long", func(t *testing.T) Request { return student(p256, strings.Repeat("1", 65), "") }, wire.CodeBadSID, ""},
-		{"CN is someone else", func(*testing.T) Request { return student(fixtureCSR(t, "cn-someoneelse.csr"), testSID, token(testSID)) },
-			wire.CodeCNMismatch, `the CSR's subject is "CN=someoneelse" but the request is for SID "1155000001"; make the CSR with the subject CN=1155000001`},
-		{"subject with O=", func(*testing.T) Request { return student(fixtureCSR(t, "extra-o.csr"), testSID, token(testSID)) }, wire.CodeCNMismatch, `"CN=1155000001,O=CUHK"`},
-		{"empty subject", func(t *testing.T) Request { return student(makeCSR(t, newKey(t), ""), testSID, token(testSID)) }, wire.CodeCNMismatch, "subject is empty"},
-		{"CN differs in case", func(t *testing.T) Request {
-			return student(makeCSR(t, newKey(t), "blackboard"), testSID, token(testSID))
-		}, wire.CodeCNMismatch, ""},
-		{"not on roster", func(t *testing.T) Request { return student(makeCSR(t, newKey(t), "1155000009"), "1155000009", "") }, wire.CodeNotOnRoster, "roster"},
-		{"token missing", func(*testing.T) Request { return student(p256, testSID, "") }, wire.CodeTokenRequired, "ask the course staff"},
-		{"token wrong", func(*testing.T) Request { return student(p256, testSID, "pkbt_"+strings.Repeat("A", 43)) }, wire.CodeTokenInvalid, "not one the CA issued"},
-		{"token for another SID", func(*testing.T) Request { return student(p256, testSID, token("1155000002")) }, wire.CodeTokenInvalid, "not one the CA issued"},
-		{"board token used by a student", func(*testing.T) Request {
-			tok, _, err := tc.CreateBoardToken(0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			return student(data, testSID, tc.token(t, testSID))
+		}, wire.CodeBadCSR, "PEM text", true},
+		{"trailing bytes", func(*testing.T) Request { return student(append(slices.Clone(p256), 0), testSID, tc.token(t, testSID)) }, wire.CodeBadCSR, "", true},
+		{"broken signature", func(t *testing.T) Request { return student(brokenSignature(t, p256), testSID, tc.token(t, testSID)) }, wire.CodeBadCSRSignature, "private key you hold", true},
+		{"RSA-1024", func(*testing.T) Request { return student(fixtureCSR(t, "rsa1024.csr"), testSID, tc.token(t, testSID)) }, wire.CodeWeakKey, "RSA-1024", true},
+		{"P-521", func(*testing.T) Request { return student(fixtureCSR(t, "p521.csr"), testSID, tc.token(t, testSID)) }, wire.CodeWeakKey, "P-521", true},
+		{"P-224", func(*testing.T) Request { return student(fixtureCSR(t, "p224.csr"), testSID, tc.token(t, testSID)) }, wire.CodeWeakKey, "P-224", true},
+		{"Ed25519", func(*testing.T) Request { return student(fixtureCSR(t, "ed25519.csr"), testSID, tc.token(t, testSID)) }, wire.CodeWeakKey, "Ed25519", true},
+		{"SID fails the pattern", func(t *testing.T) Request { return student(makeCSR(t, newKey(t), "alice"), "alice", bogus) }, wire.CodeBadSID, `"alice"`, false},
+		{"SID too long", func(t *testing.T) Request { return student(p256, strings.Repeat("1", 65), bogus) }, wire.CodeBadSID, "", false},
+		{"CN is someone else", func(*testing.T) Request {
+			return student(fixtureCSR(t, "cn-someoneelse.csr"), testSID, tc.token(t, testSID))
+		},
+			wire.CodeCNMismatch, `the CSR's subject is "CN=someoneelse" but the request is for SID "1155000001"; make the CSR with the subject CN=1155000001`, true},
+		{"subject with O=", func(*testing.T) Request { return student(fixtureCSR(t, "extra-o.csr"), testSID, tc.token(t, testSID)) }, wire.CodeCNMismatch, `"CN=1155000001,O=CUHK"`, true},
+		{"empty subject", func(t *testing.T) Request { return student(makeCSR(t, newKey(t), ""), testSID, tc.token(t, testSID)) }, wire.CodeCNMismatch, "subject is empty", true},
+		{"CN differs", func(t *testing.T) Request {
+			return student(makeCSR(t, newKey(t), "blackboard"), testSID, tc.token(t, testSID))
+		}, wire.CodeCNMismatch, "", true},
+		{"not on roster", func(t *testing.T) Request { return student(makeCSR(t, newKey(t), "1155000009"), "1155000009", bogus) }, wire.CodeNotOnRoster, "roster", false},
+		{"token missing", func(*testing.T) Request { return student(p256, testSID, "") }, wire.CodeTokenRequired, "ask the course staff", false},
+		{"token unknown", func(*testing.T) Request { return student(p256, testSID, bogus) }, wire.CodeTokenInvalid, "not one the CA issued", false},
+		{"token for another SID", func(*testing.T) Request { return student(p256, testSID, tc.token(t, "1155000003")) }, wire.CodeTokenInvalid, "not one the CA issued", false},
+		{"token signature over another CSR", func(t *testing.T) Request {
+			r := student(p256, testSID, tc.token(t, testSID))
+			r.CSR = makeCSR(t, newKey(t), testSID) // a thief's CSR under her signature
+			return r
+		}, wire.CodeTokenInvalid, "signature does not verify", false},
+		{"token signature for another SID", func(t *testing.T) Request {
+			r := student(makeCSR(t, newKey(t), "1155000003"), "1155000003", tc.token(t, testSID))
+			return r
+		}, wire.CodeTokenInvalid, "", false},
+		{"token cancelled", func(t *testing.T) Request {
+			tok := tc.token(t, testSID)
+			cancelToken(t, tc, tok)
 			return student(p256, testSID, tok)
-		}, wire.CodeTokenInvalid, ""},
+		}, wire.CodeTokenInvalid, "cancelled", false},
+		{"board token used by a student", func(*testing.T) Request { return student(p256, testSID, tc.boardToken(t)) }, wire.CodeTokenInvalid, "", false},
 		{"token expired", func(*testing.T) Request {
 			tok, _, err := tc.CreateToken(testSID, time.Minute)
 			if err != nil {
@@ -106,23 +131,29 @@ func TestEnrollRefusals(t *testing.T) {
 			}
 			tc.clock.Add(time.Minute)
 			return student(p256, testSID, tok)
-		}, wire.CodeTokenExpired, "expired at"},
-		{"token reused", func(t *testing.T) Request {
-			tok := token(testSID)
-			if _, err := tc.Enroll(ctx, student(p256, testSID, tok)); err != nil {
+		}, wire.CodeTokenExpired, "expired at", false},
+		{"token used for another key", func(t *testing.T) Request {
+			tok := tc.token(t, testSID)
+			if _, err := tc.Enroll(ctx, student(makeCSR(t, newKey(t), testSID), testSID, tok)); err != nil {
 				t.Fatal(err)
 			}
 			return student(p256, testSID, tok)
-		}, wire.CodeTokenUsed, "already used at"},
-		{"profile 0", func(*testing.T) Request { r := student(p256, testSID, ""); r.Profile = 0; return r }, wire.CodeBadProfile, "profile 0"},
-		{"profile 3", func(*testing.T) Request { r := student(p256, testSID, ""); r.Profile = 3; return r }, wire.CodeBadProfile, "profile 3"},
+		}, wire.CodeTokenUsed, "already used at", true},
+		{"profile 0", func(*testing.T) Request { r := student(p256, testSID, ""); r.Profile = 0; return r }, wire.CodeBadProfile, "profile 0", false},
+		{"profile 3", func(*testing.T) Request { r := student(p256, testSID, ""); r.Profile = 3; return r }, wire.CodeBadProfile, "profile 3", false},
+		{"auth 3", func(*testing.T) Request { r := student(p256, testSID, ""); r.Auth = 3; return r }, wire.CodeMalformed, "auth 3", false},
+		{"wrong root", func(*testing.T) Request {
+			r := student(p256, testSID, "")
+			r.Root[0] ^= 1
+			signToken(t, &r, tc.token(t, testSID))
+			return r
+		}, wire.CodeWrongRoot, "nothing was spent", false},
 		{"board name wrong", func(t *testing.T) Request {
-			return board(makeCSR(t, newKey(t), "whiteboard"), "whiteboard", tc.boardSecret(t))
-		}, wire.CodeBoardNotAuthorized, `"whiteboard"`},
-		{"board secret wrong", func(*testing.T) Request { return board(boardCSR, testBoard, "pkbb_"+strings.Repeat("A", 43)) }, wire.CodeBoardNotAuthorized, "neither the board enrollment secret"},
-		{"board secret missing", func(*testing.T) Request { return board(boardCSR, testBoard, "") }, wire.CodeBoardNotAuthorized, BoardSecretFile},
-		{"board secret as a student token", func(*testing.T) Request { return student(p256, testSID, tc.boardSecret(t)) }, wire.CodeTokenInvalid, ""},
-		{"student token for the board", func(*testing.T) Request { return board(boardCSR, testBoard, token(testSID)) }, wire.CodeBoardNotAuthorized, ""},
+			return board(makeCSR(t, newKey(t), "whiteboard"), "whiteboard", tc.boardToken(t))
+		}, wire.CodeBoardNotAuthorized, `"whiteboard"`, false},
+		{"board token unknown", func(*testing.T) Request { return board(boardCSR, testBoard, bogus) }, wire.CodeTokenInvalid, "board", false},
+		{"board token missing", func(*testing.T) Request { return board(boardCSR, testBoard, "") }, wire.CodeBoardNotAuthorized, BoardTokenFile, false},
+		{"student token for the board", func(*testing.T) Request { return board(boardCSR, testBoard, tc.token(t, testSID)) }, wire.CodeTokenInvalid, "", false},
 		{"board token expired", func(*testing.T) Request {
 			tok, _, err := tc.CreateBoardToken(time.Second)
 			if err != nil {
@@ -130,57 +161,179 @@ func TestEnrollRefusals(t *testing.T) {
 			}
 			tc.clock.Add(time.Second)
 			return board(boardCSR, testBoard, tok)
-		}, wire.CodeBoardNotAuthorized, "expired at"},
-		{"board token reused", func(t *testing.T) Request {
-			tok, _, err := tc.CreateBoardToken(0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tc.Enroll(ctx, board(boardCSR, testBoard, tok)); err != nil {
+		}, wire.CodeTokenExpired, "expired at", false},
+		{"board token used for another key", func(t *testing.T) Request {
+			tok := tc.boardToken(t)
+			if _, err := tc.Enroll(ctx, board(makeCSR(t, newKey(t), testBoard), testBoard, tok)); err != nil {
 				t.Fatal(err)
 			}
 			return board(boardCSR, testBoard, tok)
-		}, wire.CodeBoardNotAuthorized, "already used at"},
-		{"board with a student CSR", func(*testing.T) Request { return board(p256, testBoard, tc.boardSecret(t)) }, wire.CodeCNMismatch, ""},
-		// The checks run in PROTOCOL.md's order: the first failure decides.
-		{"order: bad signature before weak key", func(t *testing.T) Request {
-			return student(brokenSignature(t, fixtureCSR(t, "rsa1024.csr")), "bad sid", "")
-		}, wire.CodeBadCSRSignature, ""},
-		{"order: weak key before bad SID", func(*testing.T) Request { return student(fixtureCSR(t, "p521.csr"), "bad sid", "") }, wire.CodeWeakKey, ""},
-		{"order: bad SID before CN", func(*testing.T) Request { return student(p256, "bad sid", "") }, wire.CodeBadSID, ""},
-		{"order: CN before roster", func(*testing.T) Request { return student(p256, "1155000009", "") }, wire.CodeCNMismatch, ""},
-		{"order: roster before token", func(t *testing.T) Request {
-			return student(makeCSR(t, newKey(t), "1155000009"), "1155000009", "wrong")
-		}, wire.CodeNotOnRoster, ""},
-		{"order: profile before CSR", func(*testing.T) Request { return Request{Profile: 9, SID: "x", CSR: []byte("junk")} }, wire.CodeBadProfile, ""},
+		}, wire.CodeTokenUsed, "already used at", true},
+		{"board with a student CSR", func(*testing.T) Request { return board(p256, testBoard, tc.boardToken(t)) }, wire.CodeCNMismatch, "", true},
+		// Renewals.
+		{"renewal of garbage", func(t *testing.T) Request {
+			r := student(p256, testSID, "")
+			r.Auth, r.Certificate, r.Signature = wire.AuthRenewal, []byte("junk"), []byte("sig")
+			return r
+		}, wire.CodeBadRenewal, "does not parse", false},
+		{"renewal of another CA's certificate", func(t *testing.T) Request {
+			other := newCA(t, nil)
+			iss, key, err := other.enrollKey(t, wire.ProfileStudent, testSID, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return renewal(p256, testSID, iss.Certificate, key)
+		}, wire.CodeBadRenewal, "not one this CA issued", false},
+		{"renewal signed by another key", func(t *testing.T) Request {
+			cert, _ := fresh(t)
+			return renewal(makeCSR(t, newKey(t), "1155000002"), "1155000002", cert, newKey(t))
+		}, wire.CodeBadRenewal, "does not verify", false},
+		{"renewal for another SID", func(t *testing.T) Request {
+			cert, key := fresh(t)
+			return renewal(p256, testSID, cert, key)
+		}, wire.CodeBadRenewal, "a renewal keeps the name", false},
+		{"renewal as the board", func(t *testing.T) Request {
+			r := board(boardCSR, testBoard, "")
+			cert, key := fresh(t)
+			signRenewal(t, &r, cert, key)
+			return r
+		}, wire.CodeBadRenewal, "a renewal keeps the name", false},
+		{"renewal of a revoked certificate", func(t *testing.T) Request {
+			iss, key, err := tc.enrollKey(t, wire.ProfileStudent, testSID, tc.token(t, testSID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tc.Revoke(t.Context(), iss.Certificate.SerialNumber, ReasonKeyCompromise); err != nil {
+				t.Fatal(err)
+			}
+			return renewal(makeCSR(t, newKey(t), testSID), testSID, iss.Certificate, key)
+		}, wire.CodeBadRenewal, "keyCompromise", false},
+		{"renewal of an expired certificate", func(t *testing.T) Request {
+			iss, key, err := tc.enrollKey(t, wire.ProfileStudent, testSID, tc.token(t, testSID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.clock.Add(tc.opts.CertValidity + time.Second)
+			return renewal(makeCSR(t, newKey(t), testSID), testSID, iss.Certificate, key)
+		}, wire.CodeBadRenewal, "not valid now", false},
+		{"renewal to the same key", func(t *testing.T) Request {
+			cert, key := fresh(t)
+			return renewal(makeCSR(t, key, "1155000002"), "1155000002", cert, key)
+		}, wire.CodeSameKey, "new key pair", true},
+		{"renewal of a certificate already renewed", func(t *testing.T) Request {
+			iss, key, err := tc.enrollKey(t, wire.ProfileStudent, testSID, tc.token(t, testSID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := tc.renew(t, iss.Certificate, key); err != nil {
+				t.Fatal(err)
+			}
+			return renewal(makeCSR(t, newKey(t), testSID), testSID, iss.Certificate, key)
+		}, wire.CodeBadRenewal, "already renewed", true},
+		// The checks run in PROTOCOL.md's order: the first failure decides,
+		// and nothing about the CSR is looked at before the authorization.
+		{"order: profile first", func(*testing.T) Request { return Request{Profile: 9, SID: "x", CSR: []byte("junk")} }, wire.CodeBadProfile, "", false},
+		{"order: authorization kind before SID", func(*testing.T) Request { return student(p256, "bad sid", "") }, wire.CodeTokenRequired, "", false},
+		{"order: SID before roster", func(*testing.T) Request { return student(p256, "bad sid", bogus) }, wire.CodeBadSID, "", false},
+		{"order: roster before root", func(t *testing.T) Request {
+			return wrongRoot(student(makeCSR(t, newKey(t), "1155000009"), "1155000009", ""))
+		}, wire.CodeTokenRequired, "", false},
+		{"order: roster before root (renewal)", func(t *testing.T) Request {
+			r := student([]byte("junk"), "1155000009", "")
+			r.Root[0] ^= 1
+			r.Auth, r.Certificate, r.Signature = wire.AuthRenewal, []byte("junk"), []byte("sig")
+			return r
+		}, wire.CodeNotOnRoster, "", false},
+		{"order: root before token", func(*testing.T) Request {
+			r := student([]byte("junk"), testSID, "")
+			r.Root[0] ^= 1
+			signToken(t, &r, bogus)
+			return r
+		}, wire.CodeWrongRoot, "", false},
+		{"order: token before CSR", func(*testing.T) Request { return student([]byte("junk"), testSID, bogus) }, wire.CodeTokenInvalid, "", false},
+		{"order: token signature before CSR", func(t *testing.T) Request {
+			r := student(fixtureCSR(t, "rsa8192.csr"), testSID, tc.token(t, testSID))
+			r.Signature[0] ^= 1
+			return r
+		}, wire.CodeTokenInvalid, "signature", false},
+		{"order: renewal before CSR", func(t *testing.T) Request {
+			cert, _ := fresh(t)
+			return renewal([]byte("junk"), "1155000002", cert, newKey(t))
+		}, wire.CodeBadRenewal, "", false},
+		{"order: CSR signature before key", func(t *testing.T) Request {
+			return student(brokenSignature(t, fixtureCSR(t, "rsa1024.csr")), testSID, tc.token(t, testSID))
+		}, wire.CodeBadCSRSignature, "", true},
+		{"order: key before CN", func(*testing.T) Request {
+			return student(fixtureCSR(t, "p521.csr"), "1155000002", tc.token(t, "1155000002"))
+		}, wire.CodeWeakKey, "", true},
+		{"order: CN before spending", func(t *testing.T) Request {
+			tok := tc.token(t, testSID)
+			if _, err := tc.Enroll(ctx, student(makeCSR(t, newKey(t), testSID), testSID, tok)); err != nil {
+				t.Fatal(err)
+			}
+			return student(fixtureCSR(t, "cn-someoneelse.csr"), testSID, tok)
+		}, wire.CodeCNMismatch, "", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := tt.req(t)
-			_, err := tc.Enroll(ctx, req)
+			before, err := tc.Refusals(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			anon := tc.AnonymousRefusals()[tt.code]
+			_, err = tc.Enroll(ctx, req)
 			r := wantRefusal(t, err, tt.code)
 			t.Logf("%s: %s", r.Code, r.Text)
 			if !strings.Contains(r.Text, tt.wantText) {
 				t.Errorf("text %q does not contain %q", r.Text, tt.wantText)
 			}
-			if req.Token != "" && strings.Contains(r.Text, req.Token) {
-				t.Errorf("the refusal repeats the token: %q", r.Text)
-			}
 			if len(r.Text) > 1024 {
 				t.Errorf("text of %d bytes is longer than an Error message allows", len(r.Text))
 			}
-			ds, err := tc.Decisions(1)
+			ds, err := tc.Refusals(0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(ds) != 1 || ds[0].Accepted || ds[0].Code != tt.code || ds[0].Reason != r.Text || ds[0].Peer != req.Peer {
-				t.Errorf("last decision: got %+v want a refusal %s", ds, tt.code)
+			if tt.proven {
+				if len(ds) != len(before)+1 || ds[0].Accepted || ds[0].Code != tt.code || ds[0].Reason != r.Text || ds[0].Peer != req.Peer {
+					t.Errorf("last stored refusal: got %+v, want a refusal %s", ds[:min(1, len(ds))], tt.code)
+				}
+			} else {
+				if len(ds) != len(before) {
+					t.Errorf("a refusal of a peer that proved nothing was stored: %+v", ds[0])
+				}
+				if got := tc.AnonymousRefusals()[tt.code]; got != anon+1 {
+					t.Errorf("anonymous refusals of %s: got %d, want %d", tt.code, got, anon+1)
+				}
 			}
 			// A good request still succeeds.
-			if _, err := tc.enroll(t, "1155000003", token("1155000003")); err != nil {
+			if _, err := tc.enroll(t, "1155000003", tc.token(t, "1155000003")); err != nil {
 				t.Fatalf("good enrollment after the refusal: %v", err)
 			}
 		})
+	}
+}
+
+// cancelToken marks a token cancelled in the store, as a future
+// `pkiboard token --cancel` would.
+func cancelToken(t *testing.T, tc *testCA, token string) {
+	t.Helper()
+	key, err := TokenKey(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	err = tc.db.Update(func(tx *bolt.Tx) error {
+		var rec tokenRecord
+		if _, err := getJSON(tx.Bucket(bucketTokens), pub, &rec); err != nil {
+			return err
+		}
+		rec.Cancelled = tc.now()
+		return putJSON(tx.Bucket(bucketTokens), pub, rec)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -197,7 +350,7 @@ func TestEnrollOpenPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
-			iss, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileStudent, SID: testSID, CSR: fixtureCSR(t, tt.fixture), Token: "ignored"})
+			iss, err := tc.Enroll(t.Context(), tc.req(t, wire.ProfileStudent, testSID, fixtureCSR(t, tt.fixture), ""))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -206,6 +359,9 @@ func TestEnrollOpenPolicy(t *testing.T) {
 			}
 		})
 	}
+	// A board still needs a token, or a certificate to renew.
+	_, err := tc.Enroll(t.Context(), tc.req(t, wire.ProfileBoard, testBoard, fixtureCSR(t, "board.csr"), ""))
+	wantRefusal(t, err, wire.CodeBoardNotAuthorized)
 }
 
 // TestIssuedCertificate checks everything in an issued certificate.
@@ -235,16 +391,13 @@ func TestIssuedCertificate(t *testing.T) {
 			}
 			token := ""
 			if tt.profile == wire.ProfileBoard {
-				token = tc.boardSecret(t)
+				token = tc.boardToken(t)
 			}
-			iss, err := tc.Enroll(t.Context(), Request{Profile: tt.profile, SID: tt.sid, CSR: csrDER, Token: token})
+			iss, err := tc.Enroll(t.Context(), tc.req(t, tt.profile, tt.sid, csrDER, token))
 			if err != nil {
 				t.Fatal(err)
 			}
 			cert := iss.Certificate
-			if string(iss.PEM) != string(keys.EncodeCertificatePEM(cert.Raw)) {
-				t.Error("PEM does not hold the certificate")
-			}
 			wantSubject, _ := asn1.Marshal(pkix.Name{CommonName: tt.sid}.ToRDNSequence())
 			ski, err := subjectKeyID(csr.PublicKey)
 			if err != nil {
@@ -441,39 +594,45 @@ func TestCreateToken(t *testing.T) {
 	if _, _, err := tc.CreateToken(testSID, -time.Hour); err == nil {
 		t.Error("token with a negative lifetime")
 	}
-	// Only the hash is stored.
+	// Only the public key is stored.
+	key, err := TokenKey(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tc.Close()
 	data, err := os.ReadFile(filepath.Join(tc.opts.Dir, DBFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(data), tok) || strings.Contains(string(data), tok[5:]) {
-		t.Error("the store holds the token itself")
+	secret, _ := base64.RawURLEncoding.DecodeString(tok[5:])
+	for what, b := range map[string][]byte{"token": []byte(tok), "its base64": []byte(tok[5:]), "its secret": secret, "its key's seed": key.Seed()} {
+		if bytes.Contains(data, b) {
+			t.Errorf("the store holds %s", what)
+		}
+	}
+	if !bytes.Contains(data, key.Public().(ed25519.PublicKey)) {
+		t.Error("the store does not hold the token's public key")
 	}
 }
 
-// TestLogsHoldNoSecrets enrolls with tokens and the board secret, succeeding
-// and failing, and searches every log entry for them.
+// TestLogsHoldNoSecrets enrolls with tokens, succeeding and failing, and
+// searches every log entry for them.
 func TestLogsHoldNoSecrets(t *testing.T) {
 	pass := []byte("the root passphrase")
 	tc := newCA(t, func(o *Options) { o.Policy = PolicyToken; o.Passphrase = pass })
-	secret := tc.boardSecret(t)
-	var secrets []string
-	tok, _, err := tc.CreateToken(testSID, 0)
+	first, err := os.ReadFile(tc.BoardTokenPath())
 	if err != nil {
 		t.Fatal(err)
 	}
-	secrets = append(secrets, tok, secret, string(pass))
+	var secrets []string
+	tok := tc.token(t, testSID)
+	secrets = append(secrets, tok, strings.TrimSpace(string(first)), string(pass))
 	tc.mustEnroll(t, testSID, tok)
 	tc.enroll(t, testSID, tok)
-	tc.enroll(t, testSID, tok+"x")
-	btok, _, err := tc.CreateBoardToken(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	btok := tc.boardToken(t)
 	secrets = append(secrets, btok)
-	for _, token := range []string{secret, btok, btok, secret + "x"} {
-		tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard, CSR: fixtureCSR(t, "board.csr"), Token: token})
+	for _, token := range []string{strings.TrimSpace(string(first)), btok, btok} {
+		tc.Enroll(t.Context(), tc.req(t, wire.ProfileBoard, testBoard, makeCSR(t, newKey(t), testBoard), token))
 	}
 	entries := tc.logs.All()
 	tc = tc.reopen(t)
@@ -491,7 +650,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 				t.Errorf("log entry %q contains a secret", text)
 			}
 		}
-		if strings.Contains(text, "pkbt_") || strings.Contains(text, "pkbb_") {
+		if strings.Contains(text, "pkbt_") {
 			t.Errorf("log entry %q contains a token", text)
 		}
 	}

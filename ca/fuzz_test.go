@@ -1,7 +1,9 @@
 package ca
 
 import (
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -16,7 +18,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -27,20 +29,32 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the fixtures and seed corpora under testdata/")
 
-// Tokens in a FuzzEnrollCheck input that stand for secrets made at run time:
-// the fuzz target swaps in a valid token for testSID and the CA's board
-// secret, so that the fuzzer reaches the paths behind them.
+// A FuzzEnrollCheck input is a mode byte and an EnrollRequest body. The mode
+// says which CA judges it and what the target fixes up after decoding, so
+// that the fuzzer reaches the paths behind a valid root and a valid
+// signature, which it cannot make itself:
 const (
-	fuzzValidToken  = "valid-token"
-	fuzzBoardSecret = "board-secret"
+	fuzzTokenCA   = 1 << 0 // the CA with policy "token" and a roster; else the open CA
+	fuzzFixRoot   = 1 << 1 // set root to the CA's fingerprint
+	fuzzSignToken = 1 << 2 // sign as auth 1 with a valid token of testSID (its key and signature replace the request's)
+	fuzzRenew     = 1 << 3 // sign as auth 2, the renewal of a valid certificate of testSID
 )
 
 // enrollSeed is one seed of FuzzEnrollCheck.
 type enrollSeed struct {
-	profile uint8
-	sid     string
-	csr     []byte
-	token   string
+	mode uint8
+	req  wire.EnrollRequest
+}
+
+// body returns the seed's EnrollRequest body.
+func (s enrollSeed) body(tb testing.TB) []byte {
+	r := s.req
+	r.Version = wire.ProtocolVersion
+	b, err := wire.Marshal(&r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b[1:]
 }
 
 // enrollSeeds returns the seeds of FuzzEnrollCheck: the openssl fixtures,
@@ -66,32 +80,41 @@ func enrollSeeds(tb testing.TB) map[string]enrollSeed {
 		tb.Fatal(err)
 	}
 	evil, _ := url.Parse("https://evil.example/")
+	std := func(profile uint8, sid string, csr []byte) wire.EnrollRequest {
+		return wire.EnrollRequest{Profile: profile, SID: sid, CSR: csr}
+	}
+	const open, fix, token, renew = 0, fuzzFixRoot, fuzzTokenCA | fuzzFixRoot | fuzzSignToken, fuzzTokenCA | fuzzFixRoot | fuzzRenew
+	bogusKey := wire.EnrollRequest{Profile: 1, SID: testSID, CSR: p256, Auth: wire.AuthToken,
+		TokenKey: make([]byte, wire.TokenKeyLen), Signature: make([]byte, wire.TokenSignatureLen)}
 	seeds := map[string]enrollSeed{
-		"garbage":                 {1, testSID, []byte("not a CSR at all"), ""},
-		"empty":                   {1, testSID, nil, ""},
-		"pem":                     {1, testSID, pemCSR, ""},
-		"trailing-byte":           {1, testSID, append(slices.Clone(p256), 0), ""},
-		"broken-sig":              {1, testSID, bad, ""},
-		"truncated":               {1, testSID, p256[:len(p256)/2], ""},
-		"profile-0":               {0, testSID, p256, ""},
-		"profile-255":             {255, testSID, p256, ""},
-		"sid-65":                  {1, strings.Repeat("1", 65), p256, ""},
-		"sid-bad-utf8":            {1, "1155\xff00001", p256, ""},
-		"sid-board-name":          {1, testBoard, csr(&x509.CertificateRequest{Subject: pkix.Name{CommonName: testBoard}}), ""},
-		"token-valid":             {1, testSID, p256, fuzzValidToken},
-		"token-wrong":             {1, testSID, p256, "pkbt_" + strings.Repeat("A", 43)},
-		"token-other-sid":         {1, "1155000002", csr(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "1155000002"}}), fuzzValidToken},
-		"token-long":              {1, testSID, p256, strings.Repeat("t", 255)},
-		"board-secret":            {2, testBoard, fixtureCSR(tb, "board.csr"), fuzzBoardSecret},
-		"board-no-secret":         {2, testBoard, fixtureCSR(tb, "board.csr"), ""},
-		"board-as-student-secret": {1, testSID, p256, fuzzBoardSecret},
-		"cn-unicode":              {1, "ß1155", csr(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "ß1155"}}), ""},
-		"two-cns": {1, testSID, csr(&x509.CertificateRequest{Subject: pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
-			cnValue(testSID), cnValue(testSID)}}}), ""},
-		"multivalued-rdn": {1, testSID, csr(&x509.CertificateRequest{RawSubject: mustMarshal(tb, pkix.RDNSequence{
-			{cnValue(testSID), {Type: asn1.ObjectIdentifier{2, 5, 4, 10}, Value: "CUHK"}}})}), ""},
-		"cn-with-nul": {1, "1155\x0000001", csr(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "1155\x0000001"}}), ""},
-		"asks-for-everything": {1, testSID, csr(&x509.CertificateRequest{
+		"garbage":           {fix, std(1, testSID, []byte("not a CSR at all"))},
+		"pem":               {fix, std(1, testSID, pemCSR)},
+		"trailing-byte":     {fix, std(1, testSID, append(slices.Clone(p256), 0))},
+		"broken-sig":        {fix, std(1, testSID, bad)},
+		"truncated":         {fix, std(1, testSID, p256[:len(p256)/2])},
+		"profile-0":         {fix, std(0, testSID, p256)},
+		"profile-255":       {fix, std(255, testSID, p256)},
+		"sid-board-name":    {fix, std(1, testBoard, csr(&x509.CertificateRequest{Subject: pkix.Name{CommonName: testBoard}}))},
+		"wrong-root":        {open, std(1, testSID, p256)},
+		"token-valid":       {token, std(1, testSID, p256)},
+		"token-unknown":     {fuzzTokenCA | fix, bogusKey},
+		"token-bad-csr":     {token, std(1, testSID, bad)},
+		"token-rsa8192":     {token, std(1, testSID, fixtureCSR(tb, "rsa8192.csr"))},
+		"token-other-sid":   {token, std(1, "1155000002", csr(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "1155000002"}}))},
+		"token-no-auth":     {fuzzTokenCA | fix, std(1, testSID, p256)},
+		"token-wrong-root":  {fuzzTokenCA | fuzzSignToken, std(1, testSID, p256)},
+		"renewal":           {renew, std(1, testSID, csr(&x509.CertificateRequest{Subject: pkix.Name{CommonName: testSID}}))},
+		"renewal-same-key":  {renew, std(1, testSID, makeCSR(tb, fuzzRenewKey(), testSID))},
+		"renewal-as-board":  {renew, std(2, testBoard, fixtureCSR(tb, "board.csr"))},
+		"renewal-junk-cert": {fuzzTokenCA | fix, wire.EnrollRequest{Profile: 1, SID: testSID, CSR: p256, Auth: wire.AuthRenewal, Certificate: []byte{0x30, 0}, Signature: []byte{1}}},
+		"board-no-auth":     {fix, std(2, testBoard, fixtureCSR(tb, "board.csr"))},
+		"cn-unicode":        {fix, std(1, "ß1155", csr(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "ß1155"}}))},
+		"two-cns": {fix, std(1, testSID, csr(&x509.CertificateRequest{Subject: pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
+			cnValue(testSID), cnValue(testSID)}}}))},
+		"multivalued-rdn": {fix, std(1, testSID, csr(&x509.CertificateRequest{RawSubject: mustMarshal(tb, pkix.RDNSequence{
+			{cnValue(testSID), {Type: asn1.ObjectIdentifier{2, 5, 4, 10}, Value: "CUHK"}}})}))},
+		"cn-with-nul": {fix, std(1, "1155\x0000001", csr(&x509.CertificateRequest{Subject: pkix.Name{CommonName: "1155\x0000001"}}))},
+		"asks-for-everything": {fix, std(1, testSID, csr(&x509.CertificateRequest{
 			Subject:        pkix.Name{CommonName: testSID},
 			DNSNames:       []string{"evil.example", "*.example"},
 			EmailAddresses: []string{"root@evil.example"},
@@ -100,10 +123,10 @@ func enrollSeeds(tb testing.TB) map[string]enrollSeed {
 			ExtraExtensions: []pkix.Extension{
 				{Id: asn1.ObjectIdentifier{2, 5, 29, 19}, Critical: true, Value: mustMarshal(tb, struct{ IsCA bool }{true})},
 			},
-		}), ""},
+		}))},
 	}
 	for _, name := range []string{"p256", "p384", "rsa2048", "ca-request", "rsa1024", "p521", "p224", "ed25519", "cn-someoneelse", "extra-o"} {
-		seeds["openssl-"+name] = enrollSeed{1, testSID, fixtureCSR(tb, name+".csr"), ""}
+		seeds["openssl-"+name] = enrollSeed{fix, std(1, testSID, fixtureCSR(tb, name+".csr"))}
 	}
 	return seeds
 }
@@ -123,7 +146,7 @@ func mustMarshal(tb testing.TB, v any) []byte {
 func TestFuzzCorpus(t *testing.T) {
 	seeds := map[string][]any{}
 	for name, s := range enrollSeeds(t) {
-		seeds[name] = []any{s.profile, s.sid, s.csr, s.token}
+		seeds[name] = []any{s.mode, s.body(t)}
 	}
 	if *update {
 		if err := fuzzseed.Write("FuzzEnrollCheck", seeds); err != nil {
@@ -135,24 +158,40 @@ func TestFuzzCorpus(t *testing.T) {
 
 // enrollmentCodes are the codes an enrollment refusal may carry.
 var enrollmentCodes = []wire.Code{
-	wire.CodeBadCSR, wire.CodeBadCSRSignature, wire.CodeCNMismatch, wire.CodeBadSID, wire.CodeWeakKey,
+	wire.CodeMalformed, wire.CodeBadCSR, wire.CodeBadCSRSignature, wire.CodeCNMismatch, wire.CodeBadSID, wire.CodeWeakKey,
 	wire.CodeTokenRequired, wire.CodeTokenInvalid, wire.CodeTokenExpired, wire.CodeTokenUsed,
 	wire.CodeNotOnRoster, wire.CodeBoardNotAuthorized, wire.CodeBadProfile,
+	wire.CodeWrongRoot, wire.CodeBadRenewal, wire.CodeSameKey,
 }
 
-// FuzzEnrollCheck runs the CA's enrollment checks (PROTOCOL.md §4) on
-// arbitrary requests — profile, SID, CSR bytes, token — against a CA with the
-// open policy and a permissive SID pattern (no token given) or with the token
-// policy and a roster (a token given). A refusal must be one of the
-// enrollment codes with a sendable sentence that never echoes the token; an
-// accepted request must yield a certificate built from the CA's own template:
-// CN = SID and nothing else from the CSR but its key.
+// csrCodes are the refusals of step 7, the work on the CSR.
+var csrCodes = []wire.Code{wire.CodeBadCSR, wire.CodeBadCSRSignature, wire.CodeWeakKey, wire.CodeCNMismatch}
+
+// fuzzRenewKey is the key of the certificate FuzzEnrollCheck renews.
+var fuzzRenewKey = sync.OnceValue(func() crypto.Signer {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// FuzzEnrollCheck decodes arbitrary EnrollRequest bodies as the CA's server
+// does and runs the CA's checks (PROTOCOL.md §4.2) on them, against a CA with
+// the open policy and a permissive SID pattern, or one with the token policy
+// and a roster; the mode byte (fuzzTokenCA and the others) picks the CA and
+// fixes up the root and a signature. A refusal must be one of the enrollment
+// codes with a sendable sentence; a refusal of the CSR (step 7) must come
+// only after the authorization was proven — the CA does no work on a
+// stranger's CSR under policy "token"; an accepted request must be
+// authorized as the policy requires and yield a certificate built from the
+// CA's own template: CN = SID and nothing else from the CSR but its key.
 //
 // It stops short of the commit (an fsync per execution would make the fuzzer
 // crawl); the commit is covered by the unit and concurrency tests.
 func FuzzEnrollCheck(f *testing.F) {
 	for _, s := range enrollSeeds(f) {
-		f.Add(s.profile, s.sid, s.csr, s.token)
+		f.Add(s.mode, s.body(f))
 	}
 	openCA := newCA(f, func(o *Options) { o.SIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`) })
 	tokenCA := newCA(f, func(o *Options) {
@@ -162,26 +201,44 @@ func FuzzEnrollCheck(f *testing.F) {
 			f.Fatal(err)
 		}
 	})
-	validToken, _, err := tokenCA.CreateToken(testSID, 0)
+	validToken, err := TokenKey(tokenCA.token(f, testSID))
 	if err != nil {
 		f.Fatal(err)
 	}
-	secrets := map[*testCA]string{openCA: openCA.boardSecret(f), tokenCA: tokenCA.boardSecret(f)}
+	renewed, err := tokenCA.Enroll(f.Context(), tokenCA.req(f, wire.ProfileStudent, testSID, makeCSR(f, fuzzRenewKey(), testSID), tokenCA.token(f, testSID)))
+	if err != nil {
+		f.Fatal(err)
+	}
 
-	f.Fuzz(func(t *testing.T, profile uint8, sid string, csrDER []byte, token string) {
+	f.Fuzz(func(t *testing.T, mode uint8, body []byte) {
+		m, err := wire.Unmarshal(append([]byte{byte(wire.TypeEnrollRequest)}, body...))
+		if err != nil {
+			return // the server answers malformed and closes
+		}
+		er := m.(*wire.EnrollRequest)
 		tc := openCA
-		if token != "" {
+		if mode&fuzzTokenCA != 0 {
 			tc = tokenCA
 		}
-		switch token {
-		case fuzzValidToken:
-			token = validToken
-		case fuzzBoardSecret:
-			token = secrets[tc]
+		req := Request{Profile: er.Profile, SID: er.SID, CSR: er.CSR, Root: er.Root, Auth: er.Auth,
+			TokenKey: er.TokenKey, Certificate: er.Certificate, Signature: er.Signature, Peer: "192.0.2.1:1234"}
+		if mode&fuzzFixRoot != 0 {
+			req.Root = tc.rootFP
 		}
-		req := Request{Profile: profile, SID: sid, CSR: csrDER, Token: token, Peer: "192.0.2.1:1234"}
+		binding := func() []byte { return wire.EnrollBinding(req.Auth, req.Profile, req.SID, req.Root, req.CSR) }
+		switch {
+		case mode&fuzzSignToken != 0:
+			req.Auth, req.Certificate = wire.AuthToken, nil
+			req.TokenKey = validToken.Public().(ed25519.PublicKey)
+			req.Signature = ed25519.Sign(validToken, binding())
+		case mode&fuzzRenew != 0:
+			req.Auth, req.TokenKey, req.Certificate = wire.AuthRenewal, nil, renewed.Certificate.Raw
+			if req.Signature, err = keys.Sign(fuzzRenewKey(), rand.Reader, binding()); err != nil {
+				t.Fatal(err)
+			}
+		}
 		now := tc.clock.Now()
-		csr, _, refusal, err := tc.check(req, now)
+		c, refusal, err := tc.check(req, now)
 		if err != nil {
 			t.Fatalf("check failed on its own (not a refusal): %v", err)
 		}
@@ -192,8 +249,8 @@ func FuzzEnrollCheck(f *testing.F) {
 			if refusal.Text == "" {
 				t.Fatal("refusal without a sentence")
 			}
-			if len(token) >= 8 && strings.Contains(refusal.Text, token) {
-				t.Fatalf("the refusal echoes the token: %q", refusal.Text)
+			if tc == tokenCA && !c.proven && slices.Contains(csrCodes, refusal.Code) {
+				t.Fatalf("the CA worked on the CSR of a peer that proved nothing (%v)", refusal)
 			}
 			var out encodedMessages
 			if err := wire.Answer(&out, refusal); err != nil || len(out) != 1 {
@@ -204,12 +261,29 @@ func FuzzEnrollCheck(f *testing.F) {
 			}
 			return
 		}
+		if c.again != nil {
+			if !keys.SamePublicKey(c.again.PublicKey, c.csr.PublicKey) {
+				t.Fatal("answered again a certificate for another key")
+			}
+			return
+		}
 
-		// Accepted: the request was well formed, and what the CA issues for it
-		// is its own template.
+		// Accepted: the request was well formed and authorized, and what the
+		// CA issues for it is its own template.
+		csr := c.csr
 		if csr == nil {
 			t.Fatal("accepted without a CSR")
 		}
+		if req.Root != tc.rootFP {
+			t.Fatal("accepted a request naming another root")
+		}
+		if (tc == tokenCA || req.Profile == wire.ProfileBoard) && req.Auth == wire.AuthNone {
+			t.Fatal("accepted a request without authorization that the policy requires")
+		}
+		if req.Auth == wire.AuthToken && !ed25519.Verify(req.TokenKey, binding(), req.Signature) {
+			t.Fatal("accepted a token request whose signature does not verify")
+		}
+		profile, sid := req.Profile, req.SID
 		if profile != wire.ProfileStudent && profile != wire.ProfileBoard {
 			t.Fatalf("accepted profile %d", profile)
 		}
@@ -238,6 +312,9 @@ func FuzzEnrollCheck(f *testing.F) {
 		}
 		if !keys.SamePublicKey(cert.PublicKey, csr.PublicKey) {
 			t.Fatal("issued a certificate for another key")
+		}
+		if req.Auth == wire.AuthRenewal && keys.SamePublicKey(cert.PublicKey, renewed.Certificate.PublicKey) {
+			t.Fatal("renewed to the same key")
 		}
 		if k, ok := cert.PublicKey.(*ecdsa.PublicKey); ok && k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
 			t.Fatalf("issued a certificate for ECDSA %s", k.Curve.Params().Name)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -25,6 +26,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -152,12 +154,70 @@ func makeCSR(t testing.TB, key crypto.Signer, cn string) []byte {
 	return der
 }
 
+// req returns a request naming the test CA's root, authorized by token
+// (none when token is "").
+func (tc *testCA) req(t testing.TB, profile uint8, sid string, csr []byte, token string) Request {
+	t.Helper()
+	r := Request{Profile: profile, SID: sid, CSR: csr, Root: tc.rootFP, Peer: "192.0.2.1:4000"}
+	if token != "" {
+		signToken(t, &r, token)
+	}
+	return r
+}
+
+// signToken authorizes r with token (auth 1), as a client does.
+func signToken(t testing.TB, r *Request, token string) {
+	t.Helper()
+	key, err := TokenKey(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Auth, r.Certificate = wire.AuthToken, nil
+	r.TokenKey = key.Public().(ed25519.PublicKey)
+	r.Signature = ed25519.Sign(key, wire.EnrollBinding(r.Auth, r.Profile, r.SID, r.Root, r.CSR))
+}
+
+// signRenewal authorizes r as the renewal of cert, whose key is key (auth 2).
+func signRenewal(t testing.TB, r *Request, cert *x509.Certificate, key crypto.Signer) {
+	t.Helper()
+	r.Auth, r.TokenKey, r.Certificate = wire.AuthRenewal, nil, cert.Raw
+	sig, err := keys.Sign(key, rand.Reader, wire.EnrollBinding(r.Auth, r.Profile, r.SID, r.Root, r.CSR))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Signature = sig
+}
+
 // enroll enrolls a fresh P-256 key for sid with the student profile.
 func (tc *testCA) enroll(t testing.TB, sid, token string) (*Issued, error) {
 	t.Helper()
-	return tc.Enroll(context.Background(), Request{
-		Profile: wire.ProfileStudent, SID: sid, CSR: makeCSR(t, newKey(t), sid), Token: token, Peer: "127.0.0.1:5555",
-	})
+	iss, _, err := tc.enrollKey(t, wire.ProfileStudent, sid, token)
+	return iss, err
+}
+
+// enrollKey enrolls a fresh P-256 key for sid and returns it with the
+// certificate.
+func (tc *testCA) enrollKey(t testing.TB, profile uint8, sid, token string) (*Issued, crypto.Signer, error) {
+	t.Helper()
+	key := newKey(t)
+	iss, err := tc.Enroll(context.Background(), tc.req(t, profile, sid, makeCSR(t, key, sid), token))
+	return iss, key, err
+}
+
+// renew renews cert (with key) for a fresh key and returns the new
+// certificate and key.
+func (tc *testCA) renew(t testing.TB, cert *x509.Certificate, key crypto.Signer) (*Issued, crypto.Signer, error) {
+	t.Helper()
+	next := newKey(t)
+	sid := cert.Subject.CommonName
+	profile := wire.ProfileStudent
+	if sid == testBoard {
+		profile = wire.ProfileBoard
+	}
+	r := tc.req(t, profile, sid, makeCSR(t, next, sid), "")
+	signRenewal(t, &r, cert, key)
+	iss, err := tc.Enroll(context.Background(), r)
+	return iss, next, err
 }
 
 func (tc *testCA) mustEnroll(t testing.TB, sid, token string) *Issued {
@@ -169,14 +229,24 @@ func (tc *testCA) mustEnroll(t testing.TB, sid, token string) *Issued {
 	return iss
 }
 
-// boardSecret reads the board enrollment secret the CA wrote.
-func (tc *testCA) boardSecret(t testing.TB) string {
+// boardToken returns a new board token.
+func (tc *testCA) boardToken(t testing.TB) string {
 	t.Helper()
-	data, err := os.ReadFile(tc.BoardSecretPath())
+	tok, _, err := tc.CreateBoardToken(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(data))
+	return tok
+}
+
+// token returns a new student token for sid.
+func (tc *testCA) token(t testing.TB, sid string) string {
+	t.Helper()
+	tok, _, err := tc.CreateToken(sid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // wantRefusal fails unless err is a *wire.Refusal with code.

@@ -10,46 +10,61 @@ import (
 	"path/filepath"
 	"time"
 
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
-// renewBefore is how close to its expiry a saved certificate is replaced
-// rather than reused.
-const renewBefore = time.Hour
+// NextKeyFile is the key of a renewal under way, in a holder's directory: it
+// is saved (mode 0600) before the renewal is sent, and renamed over key.pem
+// only after cert.pem holds its certificate. A start that finds it completes
+// the renewal, or asks again with it: the CA answers a renewal already done
+// for that key with the same certificate.
+const NextKeyFile = "next-key.pem"
+
+// RenewAt returns when a certificate is renewed: two thirds into its life.
+// Until then a holder reuses it; after it, a holder renews it while it is
+// valid (PROTOCOL.md §4.1), and enrolls again, with a token, once it has
+// expired.
+func RenewAt(cert *x509.Certificate) time.Time {
+	life := cert.NotAfter.Sub(cert.NotBefore)
+	return cert.NotBefore.Add(life - life/3)
+}
 
 // IdentityOptions say where a holder — the board, or a student for one SID —
-// keeps its identity (key.pem, cert.pem and root.pem in Dir) and how it
-// enrolls for a new one. The callbacks let the caller log and retry; the
-// ones that are nil do nothing.
+// keeps its identity (key.pem, cert.pem, and root.pem beside them, in Dir)
+// and how it obtains a new one. The callbacks let the caller log and retry;
+// the ones that are nil do nothing.
 type IdentityOptions struct {
 	Dir     string
 	Name    string // the SID, or the board's name
 	Profile uint8  // wire.ProfileStudent (default) or wire.ProfileBoard: the usage the certificate must allow
 
-	// Root, when set, is the root the certificate must chain to (the board's,
-	// settled by its Anchor), and the one an enrollment must return. When it
-	// is nil, the root saved in Dir serves if it matches RootFingerprint (any
-	// saved root when that is nil too), and an enrollment's root is checked
-	// as Client.Enroll checks it with RootFingerprint.
-	Root            *x509.Certificate
-	RootFingerprint []byte
+	// Root is the root the holder trusts, settled (by an Anchor) before
+	// anything is sent: the certificate must chain to it, and every request
+	// names it. Required.
+	Root *x509.Certificate
 
 	Client       Client
-	KeyAlgorithm string // of a new key, when key.pem is missing or unreadable
+	KeyAlgorithm string // of a new key
 
-	// Token returns the enrollment token, or the board secret, when an
-	// enrollment is needed; it is not called otherwise. Nil means none.
+	// Token returns the enrollment token (a board token for the board) when
+	// an enrollment with a token is needed: no certificate saved, or one that
+	// can no longer serve or renew. It is not called otherwise. Nil, or "",
+	// means none (auth 0: only a CA with policy "open" accepts it).
 	Token func() (string, error)
-	// Retry runs attempt, one enrollment request, as often as the caller sees
+	// Retry runs attempt, one request to the CA, as often as the caller sees
 	// fit (the student tries again while the CA answers busy); nil runs it
 	// once. Every attempt certifies the same key.
 	Retry func(attempt func() error) error
-	// OnRenew is told why the certificate saved in Dir is not reused, when
-	// there is one and it no longer serves, before a new one is enrolled.
+	// OnRenew is told why the certificate saved in Dir is not reused as it
+	// is, before it is renewed or a new one is enrolled.
 	OnRenew func(reason error)
-	// OnRequest is called once, when the key exists and the first enrollment
-	// request is about to be sent.
+	// OnRenewFailed is told why a renewal of a certificate that is still
+	// valid failed; the certificate is then reused until the next attempt.
+	OnRenewFailed func(err error)
+	// OnRequest is called before each enrollment or renewal is sent, once
+	// the key to certify is saved.
 	OnRequest func()
 
 	Now func() time.Time // the clock; default time.Now
@@ -61,106 +76,244 @@ type Identity struct {
 	Key         crypto.Signer
 	Certificate *x509.Certificate
 	Root        *x509.Certificate
-	// Reused says the certificate saved in Dir still served; otherwise it was
-	// enrolled now, and Enrollment says how (for example whether its root was
-	// trusted on first use).
-	Reused     bool
-	Enrollment *Enrollment
+	// Reused says the certificate saved in Dir still served; Renewed says it
+	// was renewed now (by its key, without a token). Neither: it was
+	// enrolled now.
+	Reused  bool
+	Renewed bool
 }
 
-// ReuseOrEnroll returns the identity saved in o.Dir while it serves — a
-// certificate for o.Name with the profile's usage, for the key beside it,
-// chaining to the root, not expiring within the hour — and otherwise enrolls
-// with o.Client for a new certificate, certifying the key saved in o.Dir or,
-// when there is none that reads, a new key it saves there first (mode 0600).
-// A refusal by the CA comes back as Client.Enroll returns it.
+// ReuseOrEnroll settles a holder's identity in o.Dir (PROTOCOL.md §4.1):
+//
+//   - a renewal cut short (next-key.pem) is completed, or asked for again;
+//   - the saved certificate is reused while it is valid, for the key beside
+//     it, chains to o.Root, and is less than two thirds into its life
+//     (RenewAt);
+//   - past that, a valid certificate is renewed with its key for a new key
+//     pair — saved as next-key.pem before the request, renamed over key.pem
+//     after cert.pem is written; if the renewal fails for a reason that may
+//     pass (the CA is away, busy), the certificate is reused (OnRenewFailed);
+//   - otherwise — no certificate, or one that expired or cannot renew — it
+//     enrolls with o.Token: for the key in key.pem when that key is waiting
+//     for its certificate (an earlier attempt's answer was lost, which the CA
+//     answers again), else for a new key saved as key.pem before the
+//     request.
+//
+// Every request names o.Root. A refusal by the CA comes back as a
+// *wire.Error carrying its code and sentence.
 func ReuseOrEnroll(ctx context.Context, o IdentityOptions) (*Identity, error) {
+	if o.Root == nil {
+		return nil, errors.New("ca: ReuseOrEnroll needs the root the holder trusts")
+	}
 	if o.Profile == 0 {
 		o.Profile = wire.ProfileStudent
 	}
-	now := time.Now
-	if o.Now != nil {
-		now = o.Now
+	h := holder{o: &o}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, err
 	}
-	keyPath := filepath.Join(o.Dir, KeyFile)
-	key, _ := keys.ReadPrivateKey(keyPath, nil) // missing or unreadable: enroll with a new one
-	if key != nil {
-		id, reason := o.saved(key, now())
-		if id != nil {
-			return id, nil
+	key, _ := keys.ReadPrivateKey(h.path(KeyFile), nil)      // missing or unreadable: none
+	next, _ := keys.ReadPrivateKey(h.path(NextKeyFile), nil) // a renewal under way
+	cert, _ := keys.ReadCertificate(h.path(CertFile))
+	if next != nil && cert != nil && keys.SamePublicKey(cert.PublicKey, next.Public()) {
+		// The renewal's certificate was written; only the key's rename is
+		// left.
+		if err := h.promote(); err != nil {
+			return nil, err
 		}
-		if reason != nil && o.OnRenew != nil {
-			o.OnRenew(reason)
-		}
+		key, next = next, nil
 	}
 
-	var token string
-	if o.Token != nil {
-		var err error
-		if token, err = o.Token(); err != nil {
+	var why error // why the saved certificate is not reused as it is
+	switch {
+	case key == nil || cert == nil:
+	default:
+		now := h.now()
+		why = usable(cert, key, o.Root, o.Name, usageOf(o.Profile), now)
+		if why == nil && next == nil && now.Before(RenewAt(cert)) {
+			return &Identity{Key: key, Certificate: cert, Root: o.Root, Reused: true}, nil
+		}
+		if why != nil {
+			break
+		}
+		if next == nil {
+			why = fmt.Errorf("the certificate is two thirds into its life (renewal due at %s; it expires at %s)",
+				RenewAt(cert).UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
+		} else {
+			why = errors.New("a renewal was under way")
+		}
+		if o.OnRenew != nil {
+			o.OnRenew(why)
+		}
+		id, err := h.renew(ctx, key, cert, next)
+		if err == nil {
+			return id, nil
+		}
+		if !cannotRenew(err) {
+			if o.OnRenewFailed != nil {
+				o.OnRenewFailed(err)
+			}
+			return &Identity{Key: key, Certificate: cert, Root: o.Root, Reused: true}, nil
+		}
+		why = fmt.Errorf("the certificate cannot renew: %w", err)
+		if err := os.Remove(h.path(NextKeyFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
 	}
-	if key == nil {
-		var err error
-		if key, err = generateKey(keyPath, o.KeyAlgorithm); err != nil {
-			return nil, fmt.Errorf("enroll %s: %w", o.Name, err)
-		}
+	if why != nil && o.OnRenew != nil {
+		o.OnRenew(why)
 	}
-	fp := o.RootFingerprint
-	if o.Root != nil {
-		sum := keys.Fingerprint(o.Root)
-		fp = sum[:]
+	// A key that matches the saved certificate belongs to it: a new
+	// enrollment certifies a new key. A key without its certificate is
+	// waiting for it.
+	if key != nil && cert != nil && keys.SamePublicKey(cert.PublicKey, key.Public()) {
+		key = nil
 	}
-	if o.OnRequest != nil {
-		o.OnRequest()
+	id, err := h.enroll(ctx, key)
+	if err != nil && why != nil {
+		return nil, &CannotRenewError{Name: o.Name, Reason: why, Err: err}
 	}
-	var res *Enrollment
+	return id, err
+}
+
+// CannotRenewError is ReuseOrEnroll's error when the saved certificate could
+// neither serve nor renew, and enrolling again failed: a student whose
+// certificate expired needs a new token.
+type CannotRenewError struct {
+	Name   string
+	Reason error // why the saved certificate could not serve or renew
+	Err    error // why enrolling again failed
+}
+
+func (e *CannotRenewError) Error() string {
+	var peer *wire.Error
+	if errors.As(e.Err, &peer) && (peer.Code == wire.CodeTokenRequired || peer.Code == wire.CodeBoardNotAuthorized) {
+		return fmt.Sprintf("the saved certificate of %s cannot be used or renewed (%v): enrolling again needs a new enrollment token (%v)", e.Name, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("the saved certificate of %s cannot be used or renewed (%v), and enrolling again failed: %v", e.Name, e.Reason, e.Err)
+}
+
+// Unwrap returns the enrollment's error.
+func (e *CannotRenewError) Unwrap() error { return e.Err }
+
+// cannotRenew reports whether a renewal failed for good: the CA refused it
+// (the certificate is revoked, expired or renewed to another key, or the
+// request broke a rule), rather than not being reached.
+func cannotRenew(err error) bool {
+	var peer *wire.Error
+	return errors.As(err, &peer) && peer.Code != wire.CodeBusy && peer.Code != wire.CodeInternal &&
+		peer.Code != wire.CodeTimeout && peer.Code != wire.CodeStorage
+}
+
+// holder carries out ReuseOrEnroll's steps in one directory.
+type holder struct{ o *IdentityOptions }
+
+func (h holder) path(name string) string { return filepath.Join(h.o.Dir, name) }
+
+func (h holder) now() time.Time {
+	if h.o.Now != nil {
+		return h.o.Now()
+	}
+	return time.Now()
+}
+
+// send runs one request through Retry and writes its certificate, after the
+// root, into cert.pem.
+func (h holder) send(ctx context.Context, e Enroll) (*x509.Certificate, error) {
+	if h.o.OnRequest != nil {
+		h.o.OnRequest()
+	}
+	var cert *x509.Certificate
 	attempt := func() error {
 		var err error
-		res, err = o.Client.Enroll(ctx, EnrollOptions{
-			SID:             o.Name,
-			Profile:         o.Profile,
-			Token:           token,
-			Key:             key,
-			OutDir:          o.Dir,
-			RootFingerprint: fp,
-		})
+		cert, err = h.o.Client.Request(ctx, e)
 		return err
 	}
 	var err error
-	if o.Retry != nil {
-		err = o.Retry(attempt)
+	if h.o.Retry != nil {
+		err = h.o.Retry(attempt)
 	} else {
 		err = attempt()
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &Identity{Key: key, Certificate: res.Certificate, Root: res.Root, Enrollment: res}, nil
-}
-
-// saved returns the saved identity with key if it serves at now. Otherwise it
-// returns why not — or nil when there is nothing to say: no certificate saved,
-// or (without o.Root) no saved root that may be trusted.
-func (o *IdentityOptions) saved(key crypto.Signer, now time.Time) (*Identity, error) {
-	cert, err := keys.ReadCertificate(filepath.Join(o.Dir, CertFile))
-	if err != nil {
-		return nil, nil
-	}
-	root := o.Root
-	if root == nil {
-		if root, err = keys.ReadCertificate(filepath.Join(o.Dir, RootFile)); err != nil {
-			return nil, nil
-		}
-		if len(o.RootFingerprint) > 0 && !keys.MatchesFingerprint(root, o.RootFingerprint) {
-			return nil, nil
-		}
-	}
-	if err := usable(cert, key, root, o.Name, usageOf(o.Profile), now); err != nil {
+	if err := writeRoot(h.path(RootFile), e.Root); err != nil {
 		return nil, err
 	}
-	return &Identity{Key: key, Certificate: cert, Root: root, Reused: true}, nil
+	if err := durable.WriteFile(h.path(CertFile), keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
+		return nil, err
+	}
+	return cert, nil
+}
+
+// renew renews cert, whose key is key, for next — or for a new key saved as
+// next-key.pem first — and moves next-key.pem over key.pem once cert.pem
+// holds the new certificate.
+func (h holder) renew(ctx context.Context, key crypto.Signer, cert *x509.Certificate, next crypto.Signer) (*Identity, error) {
+	if next == nil {
+		var err error
+		if next, err = generateKey(h.path(NextKeyFile), h.o.KeyAlgorithm); err != nil {
+			return nil, err
+		}
+	}
+	csr, err := newCSR(h.o.Name, next)
+	if err != nil {
+		return nil, err
+	}
+	renewed, err := h.send(ctx, Enroll{
+		SID: h.o.Name, Profile: h.o.Profile, CSR: csr, Public: next.Public(), Root: h.o.Root,
+		Auth: Authorization{Renew: cert, RenewKey: key},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := h.promote(); err != nil {
+		return nil, err
+	}
+	return &Identity{Key: next, Certificate: renewed, Root: h.o.Root, Renewed: true}, nil
+}
+
+// promote renames next-key.pem over key.pem, durably.
+func (h holder) promote() error {
+	if err := os.Rename(h.path(NextKeyFile), h.path(KeyFile)); err != nil {
+		return err
+	}
+	return durable.SyncDir(h.o.Dir)
+}
+
+// enroll enrolls key — or a new key saved as key.pem first — with the token.
+func (h holder) enroll(ctx context.Context, key crypto.Signer) (*Identity, error) {
+	var auth Authorization
+	if h.o.Token != nil {
+		token, err := h.o.Token()
+		if err != nil {
+			return nil, err
+		}
+		if token != "" {
+			tk, err := TokenKey(token)
+			if err != nil {
+				return nil, err
+			}
+			defer clear(tk)
+			auth.TokenKey = tk
+		}
+	}
+	if key == nil {
+		var err error
+		if key, err = generateKey(h.path(KeyFile), h.o.KeyAlgorithm); err != nil {
+			return nil, fmt.Errorf("enroll %s: %w", h.o.Name, err)
+		}
+	}
+	csr, err := newCSR(h.o.Name, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := h.send(ctx, Enroll{SID: h.o.Name, Profile: h.o.Profile, CSR: csr, Public: key.Public(), Root: h.o.Root, Auth: auth})
+	if err != nil {
+		return nil, err
+	}
+	return &Identity{Key: key, Certificate: cert, Root: h.o.Root}, nil
 }
 
 // usable reports why cert (with key) cannot serve as the identity named name
@@ -172,13 +325,13 @@ func usable(cert *x509.Certificate, key crypto.Signer, root *x509.Certificate, n
 	if cert.Subject.CommonName != name {
 		return fmt.Errorf("the certificate is for %q, not %q", cert.Subject.CommonName, name)
 	}
+	if now.After(cert.NotAfter) {
+		return fmt.Errorf("the certificate expired at %s", cert.NotAfter.UTC().Format(time.RFC3339))
+	}
 	pool := x509.NewCertPool()
 	pool.AddCert(root)
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
 		return fmt.Errorf("the certificate does not verify: %w", err)
-	}
-	if cert.NotAfter.Sub(now) < renewBefore {
-		return fmt.Errorf("the certificate expires at %s", cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

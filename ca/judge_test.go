@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -44,13 +45,15 @@ func TestServerTellsWhatTheClientShowed(t *testing.T) {
 	j := &judged{goOn: true}
 	s := newServerCA(t, j.install)
 	wc := s.dial(t)
-	if err := wc.WriteMessage(&wire.EnrollRequest{Profile: wire.ProfileStudent, SID: testSID, CSR: []byte("not a CSR")}); err != nil {
+	if err := wc.WriteMessage(&wire.EnrollRequest{Version: wire.ProtocolVersion, Profile: wire.ProfileStudent, SID: testSID,
+		CSR: []byte("not a CSR"), Root: keys.Fingerprint(s.Root())}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage()); wire.CodeOf(err) != wire.CodeBadCSR {
 		t.Fatalf("a bad CSR: got %v, want bad-csr", err)
 	}
-	if _, err := s.client.Enroll(t.Context(), EnrollOptions{SID: testSID, Profile: wire.ProfileStudent, KeyAlgorithm: "ecdsa-p256", OutDir: t.TempDir()}); err != nil {
+	if _, err := s.client.Enroll(t.Context(), EnrollOptions{SID: testSID, Profile: wire.ProfileStudent, KeyAlgorithm: "ecdsa-p256",
+		OutDir: t.TempDir(), Root: s.Root()}); err != nil {
 		t.Fatal(err)
 	}
 	if err := wc.WriteMessage(&wire.FileAck{}); err != nil {
@@ -70,7 +73,7 @@ func TestServerTellsWhatTheClientShowed(t *testing.T) {
 	j.goOn = false
 	j.mu.Unlock()
 	wc = s.dial(t)
-	if err := wc.WriteMessage(&wire.Fetch{Name: "nothing.pem"}); err != nil {
+	if err := wc.WriteMessage(&wire.Fetch{Version: wire.ProtocolVersion, Name: "nothing.pem"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := wire.Expect[*wire.FileHeader](wc.ReadMessage()); wire.CodeOf(err) != wire.CodeNotFound {

@@ -44,13 +44,13 @@ func TestOpenSSL(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			token := ""
 			if tt.profile == wire.ProfileBoard {
-				token = tc.boardSecret(t)
+				token = tc.boardToken(t)
 			}
-			iss, err := tc.Enroll(t.Context(), Request{Profile: tt.profile, SID: tt.sid, CSR: fixtureCSR(t, tt.csr), Token: token})
+			iss, err := tc.Enroll(t.Context(), tc.req(t, tt.profile, tt.sid, fixtureCSR(t, tt.csr), token))
 			if err != nil {
 				t.Fatal(err)
 			}
-			certPath := writeFile(t, dir, fmt.Sprintf("cert%d.pem", i), iss.PEM)
+			certPath := writeFile(t, dir, fmt.Sprintf("cert%d.pem", i), keys.EncodeCertificatePEM(iss.Certificate.Raw))
 			out, _, err := runOpenSSL(bin, "verify", "-CAfile", rootPath, "-purpose", tt.purpose, certPath)
 			if err != nil {
 				t.Fatal(err)

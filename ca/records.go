@@ -31,12 +31,20 @@ var (
 
 // Keys of the meta bucket.
 var (
-	metaSchema          = []byte("schema")
-	metaCRLNumber       = []byte("crl-number")
-	metaBoardSecretHash = []byte("board-secret-sha256")
+	metaSchema    = []byte("schema")
+	metaCRLNumber = []byte("crl-number")
 )
 
-const schemaVersion = "1"
+// schemaVersion is the layout of ca.db this package reads and writes. Schema
+// 1 (protocol version 1) stored token hashes and the board secret's hash;
+// schema 2 stores tokens' public keys, refusals in a bounded ring, and
+// renewals. There are no schema 1 deployments to migrate: a schema 1 store is
+// refused (see initSchema).
+const schemaVersion = "2"
+
+// MaxStoredRefusals bounds the refusals ca.db keeps: the last ones of peers
+// that proved possession of a token or a certificate (PROTOCOL.md §4.2).
+const MaxStoredRefusals = 10000
 
 // Status is a certificate's state in the operator listing.
 type Status string
@@ -60,6 +68,14 @@ type CertRecord struct {
 	RevokedAt time.Time // zero unless revoked
 	Reason    int       // the CRLReason (see ReasonName) when revoked
 	DER       []byte    // the certificate
+	// Peer is the address the request came from; Auth how it was
+	// authorized: "none", "token" or "renewal".
+	Peer string
+	Auth string
+	// Renews is the serial of the certificate this one renewed (nil when
+	// none); SupersededBy that of the certificate that renewed this one.
+	Renews       *big.Int
+	SupersededBy *big.Int
 }
 
 // CertView is an issued certificate as the operator commands show it: the
@@ -92,7 +108,9 @@ func (r CertRecord) View() CertView {
 	return v
 }
 
-// Decision is one enrollment decision, accepted or refused.
+// Decision is one stored enrollment decision: a refusal after the peer
+// proved possession of a token or a certificate (see Refusals). An accepted
+// decision is kept with its certificate (CertRecord.Peer, Auth, Renews).
 type Decision struct {
 	Seq      uint64 // increasing with time
 	Time     time.Time
@@ -117,6 +135,15 @@ type certRecord struct {
 	Status    Status    `json:"status"` // StatusValid or StatusRevoked
 	RevokedAt time.Time `json:"revoked_at,omitzero"`
 	Reason    int       `json:"reason"`
+
+	// The accepted decision: the peer, and how it was authorized.
+	Peer string `json:"peer,omitempty"`
+	Auth string `json:"auth"` // "none", "token" or "renewal"
+	// Renews is the serial of the certificate this one renewed;
+	// SupersededBy that of the certificate that renewed this one (set in the
+	// transaction that revoked this one with reason superseded).
+	Renews       string `json:"renews,omitempty"`
+	SupersededBy string `json:"superseded_by,omitempty"`
 }
 
 // revokedRecord is the stored form of a revocation, for building CRLs.
@@ -140,15 +167,17 @@ type decisionRecord struct {
 	Serial   string    `json:"serial,omitempty"`
 }
 
-// tokenRecord is the stored form of an enrollment token; the token itself
-// is not stored, only its SHA-256 (the key).
+// tokenRecord is the stored form of an enrollment token, under its Ed25519
+// public key (the bucket's key). Nothing in it, nor the key, is secret or can
+// sign a request: a stolen store enrolls nobody.
 type tokenRecord struct {
-	SID     string    `json:"sid"`
-	Profile uint8     `json:"profile"`
-	Created time.Time `json:"created"`
-	Expires time.Time `json:"expires"`
-	UsedAt  time.Time `json:"used_at,omitzero"`
-	Serial  string    `json:"serial,omitempty"`
+	SID       string    `json:"sid"`
+	Profile   uint8     `json:"profile"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	UsedAt    time.Time `json:"used_at,omitzero"`
+	Serial    string    `json:"serial,omitempty"` // the certificate it was spent on
+	Cancelled time.Time `json:"cancelled,omitzero"`
 }
 
 // storedSerial is a record's serial as keys.SerialHex writes it, whatever case
@@ -193,15 +222,19 @@ func getJSON(b *bolt.Bucket, key []byte, v any) (bool, error) {
 }
 
 // initSchema records the schema version on a new store and refuses a store
-// written by a newer version.
+// of another version: an older one (protocol version 1, which this CA cannot
+// serve), or a newer one.
 func (a *Authority) initSchema() error {
 	return a.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get(metaSchema); {
 		case v == nil:
 			return meta.Put(metaSchema, []byte(schemaVersion))
+		case string(v) == "1":
+			return fmt.Errorf("ca: %s in %s was written by pkiboard for protocol version 1 (store schema 1), which this pkiboard cannot use or convert; "+
+				"start a new CA in an empty data directory (every student and the board then enroll again)", DBFile, a.o.Dir)
 		case string(v) != schemaVersion:
-			return fmt.Errorf("ca: %s has schema version %q; this pkiboard reads version %s", DBFile, v, schemaVersion)
+			return fmt.Errorf("ca: %s has store schema %q; this pkiboard reads schema %s: use the pkiboard that wrote it", DBFile, v, schemaVersion)
 		}
 		return nil
 	})
@@ -216,25 +249,26 @@ func (a *Authority) countCertificates() (int, error) {
 	return n, err
 }
 
-// putDecision appends d to the decisions bucket.
-func putDecision(tx *bolt.Tx, d decisionRecord) error {
+// putRefusal appends d to the ring of stored refusals: under the next
+// sequence number, dropping the one MaxStoredRefusals before it, so the
+// bucket never holds more than MaxStoredRefusals.
+func putRefusal(tx *bolt.Tx, d decisionRecord) error {
 	data, err := json.Marshal(d)
 	if err != nil {
 		return err
 	}
-	return putDecisionJSON(tx, data)
-}
-
-// putDecisionJSON appends an encoded decision record under the next sequence
-// number. Encoding before the transaction keeps it out of the section that
-// group commit serializes.
-func putDecisionJSON(tx *bolt.Tx, data []byte) error {
 	b := tx.Bucket(bucketDecisions)
 	seq, err := b.NextSequence()
 	if err != nil {
 		return err
 	}
-	return b.Put(binary.BigEndian.AppendUint64(nil, seq), data)
+	if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), data); err != nil {
+		return err
+	}
+	if seq > MaxStoredRefusals {
+		return b.Delete(binary.BigEndian.AppendUint64(nil, seq-MaxStoredRefusals))
+	}
+	return nil
 }
 
 // Certificates returns every certificate the CA issued, oldest first.
@@ -280,7 +314,21 @@ func (r *certRecord) export(now time.Time) (CertRecord, error) {
 		Serial: serial, SID: r.SID, Profile: r.Profile, Subject: r.Subject,
 		NotBefore: r.NotBefore, NotAfter: r.NotAfter, Status: status,
 		RevokedAt: r.RevokedAt, Reason: r.Reason, DER: r.DER,
+		Peer: r.Peer, Auth: r.Auth, Renews: optionalSerial(r.Renews), SupersededBy: optionalSerial(r.SupersededBy),
 	}, nil
+}
+
+// optionalSerial parses a stored serial that may be absent (nil then, and for
+// one that does not parse: the field is informational).
+func optionalSerial(s string) *big.Int {
+	if s == "" {
+		return nil
+	}
+	n, err := parseSerialHex(s)
+	if err != nil {
+		return nil
+	}
+	return n
 }
 
 // Certificate returns the certificate with the given serial, and whether
@@ -300,9 +348,10 @@ func (a *Authority) Certificate(serial *big.Int) (CertRecord, bool, error) {
 	return c, err == nil, err
 }
 
-// Decisions returns the most recent enrollment decisions, newest first: at
-// most limit of them, or all when limit ≤ 0.
-func (a *Authority) Decisions(limit int) ([]Decision, error) {
+// Refusals returns the most recent stored refusals, newest first: at most
+// limit of them, or all (at most MaxStoredRefusals) when limit ≤ 0. Refusals
+// of peers that proved nothing are not stored; AnonymousRefusals counts them.
+func (a *Authority) Refusals(limit int) ([]Decision, error) {
 	var out []Decision
 	err := a.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketDecisions).Cursor()
@@ -337,17 +386,28 @@ func (a *Authority) Decisions(limit int) ([]Decision, error) {
 // serial; Enroll draws another.
 var errSerialTaken = errors.New("ca: serial number already issued")
 
-// encodeCertificate encodes the record of a newly issued certificate.
-func encodeCertificate(cert *x509.Certificate, sid string, profile uint8) ([]byte, error) {
-	return json.Marshal(certRecord{
-		Serial: keys.SerialHex(cert.SerialNumber), SID: sid, Profile: profile,
+// newCertRecord returns the record of a newly issued certificate.
+func newCertRecord(cert *x509.Certificate, req Request) certRecord {
+	return certRecord{
+		Serial: keys.SerialHex(cert.SerialNumber), SID: req.SID, Profile: req.Profile,
 		Subject: cert.Subject.String(), NotBefore: cert.NotBefore.UTC(), NotAfter: cert.NotAfter.UTC(),
-		DER: cert.Raw, Status: StatusValid,
-	})
+		DER: cert.Raw, Status: StatusValid, Peer: req.Peer, Auth: authName(req.Auth),
+	}
+}
+
+// authName names an authorization kind in records and logs.
+func authName(auth uint8) string {
+	switch auth {
+	case wire.AuthToken:
+		return "token"
+	case wire.AuthRenewal:
+		return "renewal"
+	}
+	return "none"
 }
 
 // putCertificateJSON stores an encoded certificate record under its serial,
-// and its index entry.
+// and its index entry; errSerialTaken if the serial is taken.
 func putCertificateJSON(tx *bolt.Tx, serial []byte, sid string, data []byte) error {
 	certs := tx.Bucket(bucketCerts)
 	if certs.Get(serial) != nil {

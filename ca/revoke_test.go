@@ -322,7 +322,7 @@ func TestCertView(t *testing.T) {
 	tc := newCA(t, nil)
 	student := tc.mustEnroll(t, testSID, "").Certificate
 	revoked := tc.mustEnroll(t, "1155000002", "").Certificate
-	iss, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard, CSR: makeCSR(t, newKey(t), testBoard), Token: tc.boardSecret(t)})
+	iss, err := tc.Enroll(t.Context(), tc.req(t, wire.ProfileBoard, testBoard, makeCSR(t, newKey(t), testBoard), tc.boardToken(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

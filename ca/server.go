@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -18,11 +18,12 @@ import (
 
 // Server is the CA's side of the CA exchange (PROTOCOL.md §4) for an
 // Authority: on one connection it answers EnrollRequest and Fetch, one
-// request at a time, until the client closes the connection, stays idle
-// longer than IdleTimeout, or breaks the protocol; a WatchRequest makes the
-// connection a board's watch (watch.go) for as long as the watch lasts. It
-// does not listen: the caller accepts connections, bounds how many there are,
-// and hands each to ServeConn, which may serve many connections at once. The fields must not
+// request at a time, each in one round trip (a Fetch's answer is a file
+// transfer), until the client closes the connection, stays idle longer than
+// IdleTimeout, or breaks the protocol; a WatchRequest makes the connection a
+// board's watch (watch.go) for as long as the watch lasts. It does not listen:
+// the caller accepts connections, bounds how many there are, and hands each to
+// ServeConn, which may serve many connections at once. The fields must not
 // change once ServeConn has been called.
 type Server struct {
 	Authority *Authority
@@ -37,9 +38,11 @@ type Server struct {
 	// Log receives the operational lines: requests that are malformed, fail
 	// or come too late. Nil logs nothing.
 	Log *zap.Logger
-	// OnIssued, when set, is told of each certificate issued, once it is
+	// OnIssued, when set, is told of each certificate answered, once it is
 	// stored durably and before it is sent: the caller logs step 2 from it.
-	OnIssued func(req Request, cert *x509.Certificate)
+	// iss.Again says it was issued earlier for the same key and is answered
+	// again; iss.Renewed names the certificate a renewal superseded.
+	OnIssued func(req Request, iss *Issued)
 	// OnProven and OnRefused, when set, are told what the client on c (the
 	// connection ServeConn was given) has shown, for a caller that limits
 	// the sources of clients that keep failing: OnProven when it proved
@@ -83,10 +86,10 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 			return
 		}
 		wc.SetDeadline(time.Now().Add(wait))
-		m, err := wc.ReadMessage()
+		m, err := s.readRequest(wc)
 		idle(false)
 		if err != nil {
-			s.refused(c, readFailed(wc, log, err))
+			s.refused(c, s.readFailed(wc, log, peer, err))
 			return
 		}
 		wc.SetDeadline(time.Now().Add(s.HandshakeTimeout))
@@ -95,14 +98,16 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 		case *wire.EnrollRequest:
 			refusal, err = s.enroll(ctx, wc, m, peer)
 		case *wire.Fetch:
-			refusal, err = s.fetch(wc, m)
+			if refusal, err = s.fetch(wc, m); refusal != nil {
+				s.Authority.noteAnonymous(refusal, peer)
+			}
 		case *wire.WatchRequest:
 			s.watch(ctx, wc, m, log) // the connection is the board's watch until it ends
 			return
 		default:
-			err = wire.Refusef(wire.CodeUnexpectedMessage, "the CA expects EnrollRequest or Fetch, not %v", m.Type())
-			wire.Answer(wc, err) //nolint:errcheck // closing
-			log.Info("closing connection", zap.Error(err))
+			refusal := wire.Refusef(wire.CodeUnexpectedMessage, "the CA expects EnrollRequest, Fetch or WatchRequest, not %v", m.Type())
+			s.Authority.noteAnonymous(refusal, peer)
+			wire.Answer(wc, refusal) //nolint:errcheck // closing
 			s.refused(c, wire.CodeUnexpectedMessage)
 			return
 		}
@@ -123,10 +128,41 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn, idle func(waiting bo
 	}
 }
 
+// readRequest reads one request. Its version, the first two bytes of the
+// body of every request (PROTOCOL.md §0), is checked before the rest is
+// decoded, so that a client of another version is told bad-version, not
+// malformed.
+func (s *Server) readRequest(wc *wire.Conn) (wire.Message, error) {
+	p, err := wc.ReadFrame()
+	if err != nil {
+		return nil, err
+	}
+	if len(p) >= 3 && isRequest(wire.Type(p[0])) {
+		if v := binary.BigEndian.Uint16(p[1:3]); v != wire.ProtocolVersion {
+			return nil, wire.Refusef(wire.CodeBadVersion,
+				"your pkiboard speaks protocol version %d; this CA speaks version %d: update pkiboard", v, wire.ProtocolVersion)
+		}
+	}
+	return wire.Unmarshal(p)
+}
+
+// isRequest reports whether t is a message that begins a request to the CA,
+// whose body begins with the protocol version.
+func isRequest(t wire.Type) bool {
+	switch t {
+	case wire.TypeEnrollRequest, wire.TypeFetch, wire.TypeWatchRequest:
+		return true
+	}
+	return false
+}
+
 // readFailed answers what can be answered about a bad or missing request and
-// logs it; the connection is closed after it. It returns the code answered,
-// or 0 when the client had simply gone.
-func readFailed(wc *wire.Conn, log *zap.Logger, err error) wire.Code {
+// logs it; the connection is closed after it. A request that does not decode
+// (bad-version, malformed, too large) comes from a peer that proved nothing:
+// it is counted with the Authority's anonymous refusals, which log at most
+// one line a second. It returns the code answered, or 0 when the client had
+// simply gone.
+func (s *Server) readFailed(wc *wire.Conn, log *zap.Logger, peer string, err error) wire.Code {
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		return 0
@@ -135,48 +171,57 @@ func readFailed(wc *wire.Conn, log *zap.Logger, err error) wire.Code {
 		wire.Answer(wc, wire.Refusef(wire.CodeTimeout, "no complete request in time; closing")) //nolint:errcheck // closing
 		return wire.CodeTimeout
 	}
-	log.Info("bad request; closing", zap.Error(err))
+	var refusal *wire.Refusal
+	if errors.As(err, &refusal) && !wire.PeerGone(err) {
+		s.Authority.noteAnonymous(refusal, peer)
+	} else {
+		log.Info("bad request; closing", zap.Error(err))
+	}
 	wire.Answer(wc, err) //nolint:errcheck // closing
 	return wire.CodeOf(err)
 }
 
-// enroll runs one enrollment: the authority decides and records; on success the
-// client gets EnrollAccepted, cert.pem and root.pem. It returns the authority's
-// refusal, after which the connection stays usable, or an error that ends it
-// (the CA's failure, or a file transfer that failed).
+// enroll runs one enrollment: the authority decides and records; on success
+// the client gets EnrollAccepted with the certificate, in one round trip. It
+// returns the authority's refusal, after which the connection stays usable,
+// or an error that ends it (the CA's failure, or a write that failed).
 func (s *Server) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollRequest, peer string) (*wire.Refusal, error) {
 	req := Request{
-		Profile: m.Profile,
-		SID:     m.SID,
-		CSR:     m.CSR,
-		Token:   m.Token,
-		Peer:    peer,
+		Profile:     m.Profile,
+		SID:         m.SID,
+		CSR:         m.CSR,
+		Root:        m.Root,
+		Auth:        m.Auth,
+		TokenKey:    m.TokenKey,
+		Certificate: m.Certificate,
+		Signature:   m.Signature,
+		Peer:        peer,
 	}
-	issued, err := s.Authority.Enroll(ctx, req)
+	iss, err := s.Authority.Enroll(ctx, req)
 	var refusal *wire.Refusal
 	if errors.As(err, &refusal) {
+		if RefusalProven(err) && s.OnProven != nil {
+			// Refused after the peer proved its token's or certificate's
+			// key (PROTOCOL.md §4.2, after step 6): not a stranger's failure.
+			s.OnProven(wc.NetConn())
+		}
 		return refusal, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	cert := issued.Certificate
 	if s.OnProven != nil {
 		s.OnProven(wc.NetConn())
 	}
 	if s.OnIssued != nil {
-		s.OnIssued(req, cert)
+		s.OnIssued(req, iss)
 	}
-	if err := wc.WriteMessage(&wire.EnrollAccepted{
-		Serial:   cert.SerialNumber.Bytes(),
-		NotAfter: uint64(cert.NotAfter.Unix()),
-	}); err != nil {
-		return nil, err
-	}
-	if err := sendBytes(wc, CertFile, issued.PEM); err != nil {
-		return nil, err
-	}
-	return nil, sendBytes(wc, RootFile, s.Authority.RootPEM())
+	cert := iss.Certificate
+	return nil, wc.WriteMessage(&wire.EnrollAccepted{
+		Serial:      cert.SerialNumber.Bytes(),
+		NotAfter:    uint64(cert.NotAfter.Unix()),
+		Certificate: cert.Raw,
+	})
 }
 
 // fetch sends one of the CA's public files. It returns the refusal of a name

@@ -3,6 +3,7 @@ package ca
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"net"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 type issuedFact struct {
 	req  Request
 	cert *x509.Certificate
+	iss  *Issued
 }
 
 // serverCA is an Authority on the real clock (the client verifies what it
@@ -41,10 +43,10 @@ func newServerCA(t *testing.T, mod func(*Server)) *serverCA {
 		Wire:             wire.Options{MaxFrame: 64 << 10, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second},
 		HandshakeTimeout: 5 * time.Second,
 		IdleTimeout:      5 * time.Second,
-		OnIssued: func(req Request, cert *x509.Certificate) {
+		OnIssued: func(req Request, iss *Issued) {
 			s.mu.Lock()
 			defer s.mu.Unlock()
-			s.issued = append(s.issued, issuedFact{req, cert})
+			s.issued = append(s.issued, issuedFact{req, iss.Certificate, iss})
 		},
 	}
 	if mod != nil {
@@ -103,7 +105,7 @@ func TestServerEnrolls(t *testing.T) {
 		usage   x509.ExtKeyUsage
 	}{
 		{"student", wire.ProfileStudent, testSID, "", x509.ExtKeyUsageClientAuth},
-		{"board", wire.ProfileBoard, testBoard, s.boardSecret(t), x509.ExtKeyUsageServerAuth},
+		{"board", wire.ProfileBoard, testBoard, s.boardToken(t), x509.ExtKeyUsageServerAuth},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,19 +169,19 @@ func TestServerFetch(t *testing.T) {
 func TestServerKeepsServingAfterARefusal(t *testing.T) {
 	s := newServerCA(t, nil)
 	wc := s.dial(t)
-	if err := wc.WriteMessage(&wire.EnrollRequest{Profile: wire.ProfileStudent, SID: testSID, CSR: []byte("not a CSR")}); err != nil {
+	if err := wc.WriteMessage(&wire.EnrollRequest{Version: wire.ProtocolVersion, Profile: wire.ProfileStudent, SID: testSID, CSR: []byte("not a CSR"), Root: s.rootFP}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage()); wire.CodeOf(err) != wire.CodeBadCSR {
 		t.Fatalf("a bad CSR: got %v, want bad-csr", err)
 	}
-	if err := wc.WriteMessage(&wire.Fetch{Name: "nothing.pem"}); err != nil {
+	if err := wc.WriteMessage(&wire.Fetch{Version: wire.ProtocolVersion, Name: "nothing.pem"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := wire.Expect[*wire.FileHeader](wc.ReadMessage()); wire.CodeOf(err) != wire.CodeNotFound {
 		t.Fatalf("fetch nothing.pem: got %v, want not-found", err)
 	}
-	if err := wc.WriteMessage(&wire.Fetch{Name: RootFile}); err != nil {
+	if err := wc.WriteMessage(&wire.Fetch{Version: wire.ProtocolVersion, Name: RootFile}); err != nil {
 		t.Fatal(err)
 	}
 	data, err := receivePEM(wc, RootFile)
@@ -228,7 +230,7 @@ func TestServeConnStopsWhenIdleSaysSo(t *testing.T) {
 	}()
 	wc := wire.NewConn(client, wire.Options{})
 	wc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := wc.WriteMessage(&wire.Fetch{Name: "nothing.pem"}); err != nil {
+	if err := wc.WriteMessage(&wire.Fetch{Version: wire.ProtocolVersion, Name: "nothing.pem"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := wc.ReadMessage(); err != nil {
@@ -241,5 +243,50 @@ func TestServeConnStopsWhenIdleSaysSo(t *testing.T) {
 	}
 	if want := []bool{true, false, true}; !slices.Equal(marks, want) {
 		t.Errorf("idle marks: got %v want %v", marks, want)
+	}
+}
+
+// TestServerRefusesOtherVersions answers a request of another protocol
+// version bad-version, with a sentence that says to update pkiboard, before
+// decoding the rest, and closes; the refusal is counted, not stored.
+func TestServerRefusesOtherVersions(t *testing.T) {
+	s := newServerCA(t, nil)
+	v1Enroll := []byte{byte(wire.TypeEnrollRequest), 1, 10}
+	v1Enroll = append(v1Enroll, testSID...)
+	v1Enroll = append(v1Enroll, 0, 1, 0x30, 0)
+	v3Fetch := []byte{byte(wire.TypeFetch), 0, 3, 8}
+	v3Fetch = append(v3Fetch, "root.pem"...)
+	v1Fetch := append([]byte{byte(wire.TypeFetch), 8}, "root.pem"...)
+	v3Watch := []byte{byte(wire.TypeWatchRequest), 0, 3, 0, 0}
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"version 1 EnrollRequest", v1Enroll},
+		{"version 1 Fetch", v1Fetch},
+		{"version 3 Fetch", v3Fetch},
+		{"version 3 WatchRequest", v3Watch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := s.AnonymousRefusals()[wire.CodeBadVersion]
+			wc := s.dial(t)
+			if err := wc.WriteFrame(tc.payload); err != nil {
+				t.Fatal(err)
+			}
+			_, err := wire.Expect[*wire.FileHeader](wc.ReadMessage())
+			var peer *wire.Error
+			if !errors.As(err, &peer) || peer.Code != wire.CodeBadVersion || !strings.Contains(peer.Text, "update pkiboard") {
+				t.Fatalf("got %v, want bad-version saying to update pkiboard", err)
+			}
+			if _, err := wc.ReadMessage(); err == nil {
+				t.Error("the connection stays open after bad-version")
+			}
+			if got := s.AnonymousRefusals()[wire.CodeBadVersion]; got != before+1 {
+				t.Errorf("bad-version refusals counted: %d, want %d", got, before+1)
+			}
+		})
+	}
+	if ds, _ := s.Refusals(0); len(ds) != 0 {
+		t.Errorf("%d refusals stored", len(ds))
 	}
 }

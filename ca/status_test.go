@@ -16,8 +16,7 @@ import (
 // a board certificate of this CA.
 func TestBoardStatusFields(t *testing.T) {
 	tc := newCA(t, nil)
-	board, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard,
-		CSR: makeCSR(t, newKey(t), testBoard), Token: tc.boardSecret(t)})
+	board, _, err := tc.enrollKey(t, wire.ProfileBoard, testBoard, tc.boardToken(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +65,7 @@ func TestBoardStatusFields(t *testing.T) {
 		t.Error("signed a board status for a student certificate")
 	}
 	other := newCA(t, nil)
-	stranger, err := other.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard,
-		CSR: makeCSR(t, newKey(t), testBoard), Token: other.boardSecret(t)})
+	stranger, _, err := other.enrollKey(t, wire.ProfileBoard, testBoard, other.boardToken(t))
 	if err != nil {
 		t.Fatal(err)
 	}

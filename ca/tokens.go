@@ -2,13 +2,13 @@ package ca
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"crypto/hkdf"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -19,43 +19,75 @@ import (
 	"pkiboard/wire"
 )
 
-// Secrets are 32 random bytes in unpadded base64url behind a prefix that says
-// what they are, so that a leaked one is recognisable (and secret scanners
-// can find it).
+// An enrollment token (PROTOCOL.md §4.1) is TokenPrefix followed by the
+// unpadded base64url encoding of 32 random bytes, its secret. The prefix says
+// what a leaked string is (and lets secret scanners find it). The token never
+// crosses the network: the client derives an Ed25519 key from the secret
+// (TokenKey) and signs its request's binding with it; the CA stores only the
+// public key.
 const (
-	tokenPrefix       = "pkbt_" // a one-time enrollment token (student or board)
-	boardSecretPrefix = "pkbb_" // the board enrollment secret
-	secretBytes       = 32
+	TokenPrefix  = "pkbt_"
+	secretBytes  = 32
+	tokenKeyInfo = "pkiboard v2 token key" // the HKDF info of the token key
 )
 
-func (a *Authority) newSecret(prefix string) (string, error) {
-	b := make([]byte, secretBytes)
-	defer clear(b)
-	if _, err := io.ReadFull(a.o.Rand, b); err != nil {
-		return "", fmt.Errorf("ca: read random secret: %w", err)
-	}
-	return prefix + base64.RawURLEncoding.EncodeToString(b), nil
-}
+// v1BoardSecretPrefix began version 1's reusable board enrollment secret,
+// which version 2 does not accept.
+const v1BoardSecretPrefix = "pkbb_"
 
-// validSecret reports whether s has the form newSecret gives.
-func validSecret(s, prefix string) bool {
-	rest, ok := strings.CutPrefix(s, prefix)
+// ErrOldBoardSecret is TokenKey's error for a version 1 board enrollment
+// secret ("pkbb_…"): there is no reusable board secret any more.
+var ErrOldBoardSecret = errors.New("this is a version 1 board enrollment secret, which pkiboard no longer accepts: make a one-time board token on the CA's machine with `pkiboard token --board` and use it instead")
+
+// TokenKey returns the Ed25519 signing key of an enrollment token:
+// HKDF-SHA256 of its secret (no salt, info "pkiboard v2 token key", 32
+// bytes) is the key's seed (RFC 8032 §5.1.5). Surrounding white space is
+// ignored. A string that is not a token is an error that says so without
+// repeating it; ErrOldBoardSecret for a version 1 board secret.
+func TokenKey(token string) (ed25519.PrivateKey, error) {
+	token = strings.TrimSpace(token)
+	if strings.HasPrefix(token, v1BoardSecretPrefix) {
+		return nil, ErrOldBoardSecret
+	}
+	rest, ok := strings.CutPrefix(token, TokenPrefix)
 	if !ok {
-		return false
+		return nil, fmt.Errorf("the enrollment token does not begin with %q; check that you copied it whole", TokenPrefix)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(rest)
-	return err == nil && len(b) == secretBytes
+	secret, err := base64.RawURLEncoding.DecodeString(rest)
+	defer clear(secret)
+	if err != nil || len(secret) != secretBytes {
+		return nil, fmt.Errorf("the enrollment token is not %q and %d bytes in unpadded base64url; check that you copied it whole", TokenPrefix, secretBytes)
+	}
+	return tokenKeyFromSecret(secret), nil
 }
 
-// hashSecret returns the SHA-256 under which a token or the board secret is
-// stored.
-func hashSecret(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+// tokenKeyFromSecret derives a token's key from its secret (PROTOCOL.md §4.1).
+func tokenKeyFromSecret(secret []byte) ed25519.PrivateKey {
+	seed, err := hkdf.Key(sha256.New, secret, nil, tokenKeyInfo, ed25519.SeedSize)
+	if err != nil {
+		panic("ca: HKDF of 32 bytes failed: " + err.Error()) // only for lengths beyond 255 hashes
+	}
+	defer clear(seed)
+	return ed25519.NewKeyFromSeed(seed)
+}
+
+// newToken draws a token from r and returns it with its public key.
+func newToken(r io.Reader) (string, ed25519.PublicKey, error) {
+	secret := make([]byte, secretBytes)
+	defer clear(secret)
+	if _, err := io.ReadFull(r, secret); err != nil {
+		return "", nil, fmt.Errorf("ca: read random token: %w", err)
+	}
+	key := tokenKeyFromSecret(secret)
+	defer clear(key)
+	return TokenPrefix + base64.RawURLEncoding.EncodeToString(secret), bytes.Clone(key.Public().(ed25519.PublicKey)), nil
+}
 
 // CreateToken makes a one-time enrollment token for a student: it lets one
 // enrollment for sid succeed, until ttl has passed (zero means
 // Options.TokenTTL). sid must match the SID pattern and, when there is a
-// roster, be on it. Only the token's SHA-256 is stored: the caller shows the
-// token to the operator once, and never logs it.
+// roster, be on it. Only the token's public key is stored: the caller shows
+// the token to the operator once, and never logs it.
 func (a *Authority) CreateToken(sid string, ttl time.Duration) (token string, expires time.Time, err error) {
 	if !a.sidRE.MatchString(sid) {
 		return "", time.Time{}, fmt.Errorf("ca: SID %q does not match the SID pattern %s", sid, a.o.SIDPattern)
@@ -69,9 +101,9 @@ func (a *Authority) CreateToken(sid string, ttl time.Duration) (token string, ex
 	return a.createToken(sid, wire.ProfileStudent, ttl)
 }
 
-// CreateBoardToken makes a one-time token for the board's enrollment
-// (profile 2), an alternative to the board enrollment secret; see
-// CreateToken.
+// CreateBoardToken makes a one-time token for one board's first enrollment
+// (profile 2, the board name); see CreateToken. Each board that serves the
+// name enrolls with its own token, and renews afterwards without one.
 func (a *Authority) CreateBoardToken(ttl time.Duration) (token string, expires time.Time, err error) {
 	return a.createToken(a.o.BoardName, wire.ProfileBoard, ttl)
 }
@@ -83,19 +115,18 @@ func (a *Authority) createToken(sid string, profile uint8, ttl time.Duration) (s
 	if ttl == 0 {
 		ttl = a.o.TokenTTL
 	}
-	token, err := a.newSecret(tokenPrefix)
+	token, pub, err := newToken(a.o.Rand)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	h := hashSecret(token)
 	now := a.now()
 	rec := tokenRecord{SID: sid, Profile: profile, Created: now, Expires: now.Add(ttl)}
 	err = a.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTokens)
-		if b.Get(h[:]) != nil {
+		if b.Get(pub) != nil {
 			return errors.New("ca: token already exists")
 		}
-		return putJSON(b, h[:], rec)
+		return putJSON(b, pub, rec)
 	})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("ca: store token: %w", err)
@@ -105,33 +136,32 @@ func (a *Authority) createToken(sid string, profile uint8, ttl time.Duration) (s
 	return token, rec.Expires, nil
 }
 
-// tokenProblem says why a token cannot be spent.
+// tokenProblem says why a token cannot authorize a request.
 type tokenProblem int
 
 const (
 	tokenOK tokenProblem = iota
 	tokenInvalid
 	tokenExpired
-	tokenUsed
+	tokenBadSignature
 )
 
-// checkToken looks up a token by its hash in tx and checks that it can be
-// spent now on an enrollment of sid with profile. A token made for another
-// SID or profile is tokenInvalid, exactly like an unknown one.
+// lookupToken finds the token whose public key is pub in tx and checks that
+// it may authorize an enrollment of sid with profile now (PROTOCOL.md §4.2
+// step 6): made for them, not cancelled, not expired. Whether it is spent is
+// step 8's question. A token made for another SID or profile is tokenInvalid,
+// exactly like an unknown one.
 //
-// The lookup compares SHA-256 outputs, not the token: its timing depends on
-// hash bytes an attacker cannot choose, so it reveals nothing about stored
-// tokens. The record's SID is public.
-func checkToken(tx *bolt.Tx, h [32]byte, sid string, profile uint8, now time.Time) (tokenRecord, tokenProblem, error) {
+// The lookup is by public key, which is no secret: a stolen store, or an
+// observer of a request, learns nothing that signs a request.
+func lookupToken(tx *bolt.Tx, pub []byte, sid string, profile uint8, now time.Time) (tokenRecord, tokenProblem, error) {
 	var rec tokenRecord
-	found, err := getJSON(tx.Bucket(bucketTokens), h[:], &rec)
+	found, err := getJSON(tx.Bucket(bucketTokens), pub, &rec)
 	switch {
 	case err != nil:
 		return rec, 0, err
-	case !found || rec.SID != sid || rec.Profile != profile:
+	case !found || rec.SID != sid || rec.Profile != profile || !rec.Cancelled.IsZero():
 		return rec, tokenInvalid, nil
-	case !rec.UsedAt.IsZero():
-		return rec, tokenUsed, nil
 	case !now.Before(rec.Expires):
 		return rec, tokenExpired, nil
 	}
@@ -139,91 +169,53 @@ func checkToken(tx *bolt.Tx, h [32]byte, sid string, profile uint8, now time.Tim
 }
 
 // spendToken marks a checked token used by the certificate serial.
-func spendToken(tx *bolt.Tx, h [32]byte, rec tokenRecord, now time.Time, serial string) error {
+func spendToken(tx *bolt.Tx, pub []byte, rec tokenRecord, now time.Time, serial string) error {
 	rec.UsedAt, rec.Serial = now, serial
-	return putJSON(tx.Bucket(bucketTokens), h[:], rec)
+	return putJSON(tx.Bucket(bucketTokens), pub, rec)
 }
 
-// tokenRefusal turns a token problem into the refusal PROTOCOL.md §4 gives.
-func (a *Authority) tokenRefusal(p tokenProblem, rec tokenRecord, sid string, profile uint8) *wire.Refusal {
+// tokenRefusal turns a token problem into the refusal PROTOCOL.md §4.2 gives.
+func tokenRefusal(p tokenProblem, rec tokenRecord, sid string, profile uint8) *wire.Refusal {
+	who, what, ask := fmt.Sprintf("SID %q", sid), "SID", "ask the course staff for a new one"
 	if profile == wire.ProfileBoard {
-		switch p {
-		case tokenExpired:
-			return wire.Refusef(wire.CodeBoardNotAuthorized, "the board token expired at %s; use the board enrollment secret or ask the CA operator for a new token", rec.Expires.Format(timeLayout))
-		case tokenUsed:
-			return wire.Refusef(wire.CodeBoardNotAuthorized, "the board token was already used at %s; use the board enrollment secret or ask the CA operator for a new token", rec.UsedAt.Format(timeLayout))
-		}
-		return wire.Refusef(wire.CodeBoardNotAuthorized, "the token is neither the board enrollment secret (%s in the CA's data directory) nor a board token the CA issued; check that you copied it whole", BoardSecretFile)
+		who, what, ask = "the board", "board", "make a new board token on the CA's machine (pkiboard token --board)"
 	}
 	switch p {
 	case tokenExpired:
-		return wire.Refusef(wire.CodeTokenExpired, "the enrollment token for SID %q expired at %s; ask the course staff for a new one", sid, rec.Expires.Format(timeLayout))
-	case tokenUsed:
-		return wire.Refusef(wire.CodeTokenUsed, "the enrollment token for SID %q was already used at %s; ask the course staff for a new one", sid, rec.UsedAt.Format(timeLayout))
+		return wire.Refusef(wire.CodeTokenExpired, "the enrollment token for %s expired at %s; %s", who, rec.Expires.Format(timeLayout), ask)
+	case tokenBadSignature:
+		return wire.Refusef(wire.CodeTokenInvalid, "the request's signature does not verify with the token's key; sign the request with the key derived from the token, or %s", ask)
 	}
-	return wire.Refusef(wire.CodeTokenInvalid, "the token is not one the CA issued for SID %q; check that you copied it whole and that it was made for this SID, or ask the course staff for a new one", sid)
+	return wire.Refusef(wire.CodeTokenInvalid, "the token is not one the CA issued for %s, or it was cancelled; check that you copied it whole and that it was made for this %s, or %s",
+		who, what, ask)
 }
 
-// isBoardSecret compares token with the board enrollment secret in constant
-// time (through their SHA-256 hashes).
-func (a *Authority) isBoardSecret(token string) bool {
-	h := hashSecret(token)
-	return subtle.ConstantTimeCompare(h[:], a.boardSecretHash[:]) == 1
+// usedRefusal is the refusal of a token already spent on another key.
+func usedRefusal(rec tokenRecord, sid string, profile uint8) *wire.Refusal {
+	if profile == wire.ProfileBoard {
+		return wire.Refusef(wire.CodeTokenUsed, "the board token was already used at %s, for another key; a board with a valid certificate renews without a token, otherwise make a new board token (pkiboard token --board)", rec.UsedAt.Format(timeLayout))
+	}
+	return wire.Refusef(wire.CodeTokenUsed, "the enrollment token for SID %q was already used at %s, for another key; ask the course staff for a new one", sid, rec.UsedAt.Format(timeLayout))
 }
 
-// loadOrCreateBoardSecret makes sure the store holds the hash of a board
-// enrollment secret. On first start it draws one, writes it to
-// board-enroll.token (0600) and then stores its hash, in that order: a crash
-// between the two leaves the file, whose secret the next start adopts.
-func (a *Authority) loadOrCreateBoardSecret() error {
-	var stored []byte
-	err := a.db.View(func(tx *bolt.Tx) error {
-		stored = bytes.Clone(tx.Bucket(bucketMeta).Get(metaBoardSecretHash))
-		return nil
-	})
+// BoardTokenPath returns the file the CA's first start writes a one-time
+// board token to. The token works once, until Options.TokenTTL after the
+// first start; `pkiboard token --board` makes more.
+func (a *Authority) BoardTokenPath() string { return a.path(BoardTokenFile) }
+
+// writeBoardToken makes the one-time board token of the first start and
+// writes it to board-enroll.token (mode 0600). It runs once, after the
+// root is created: a crash before it leaves no token file, and the
+// operator makes one with `pkiboard token --board`.
+func (a *Authority) writeBoardToken() error {
+	token, expires, err := a.CreateBoardToken(0)
 	if err != nil {
-		return fmt.Errorf("ca: read board secret hash: %w", err)
+		return err
 	}
-	path := a.BoardSecretPath()
-	data, err := os.ReadFile(path)
-	if err != nil && !isNotExist(err) {
-		return fmt.Errorf("ca: read the board enrollment secret: %w", err)
+	if err := durable.WriteFile(a.BoardTokenPath(), []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("ca: write the board token: %w", err)
 	}
-	defer clear(data)
-	fileSecret := strings.TrimSpace(string(data))
-
-	switch {
-	case len(stored) == sha256.Size:
-		copy(a.boardSecretHash[:], stored)
-		if data == nil {
-			a.log.Info("the board enrollment secret file is gone; the secret it held still works for whoever kept a copy",
-				zap.String("file", path))
-		} else if !a.isBoardSecret(fileSecret) {
-			a.log.Warn("the board enrollment secret file does not hold the secret the CA accepts (was it edited?); the original secret still works",
-				zap.String("file", path))
-		}
-		return nil
-	case stored != nil:
-		return fmt.Errorf("ca: %s holds a board secret hash of %d bytes, want %d; the store is damaged", DBFile, len(stored), sha256.Size)
-	case data != nil && !validSecret(fileSecret, boardSecretPrefix):
-		return fmt.Errorf("ca: %s exists but does not hold a board enrollment secret; delete it and start again to make a new one", path)
-	case data == nil:
-		secret, err := a.newSecret(boardSecretPrefix)
-		if err != nil {
-			return err
-		}
-		fileSecret = secret
-		if err := durable.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
-			return fmt.Errorf("ca: write the board enrollment secret: %w", err)
-		}
-		a.log.Info("board enrollment secret written; give it to the board operator", zap.String("file", path))
-	}
-	h := hashSecret(fileSecret)
-	if err := a.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(metaBoardSecretHash, h[:])
-	}); err != nil {
-		return fmt.Errorf("ca: store the board secret hash: %w", err)
-	}
-	a.boardSecretHash = h
+	a.log.Info("one-time board token written; give it to the board operator (it works once)",
+		zap.String("file", a.BoardTokenPath()), zap.Time("expires", expires))
 	return nil
 }

@@ -168,16 +168,22 @@ func (s *Server) watch(ctx context.Context, wc *wire.Conn, m *wire.WatchRequest,
 	cert, err := s.proveWatch(wc, m)
 	if err != nil {
 		var refusal *wire.Refusal
+		c, peer := wc.NetConn(), wc.NetConn().RemoteAddr().String()
 		switch {
 		case errors.As(err, &refusal):
-			// Nothing is proven yet: a line at debug level only, so that a
-			// stranger cannot fill the log.
-			log.Debug("watch refused", zap.Stringer("code", refusal.Code), zap.String("reason", refusal.Text))
+			// Nothing is proven yet: counted with the anonymous refusals,
+			// which log at most a line a second, so that a stranger cannot
+			// fill the log.
+			a.noteAnonymous(refusal, peer)
 			wire.Answer(wc, refusal) //nolint:errcheck // closing
+			s.refused(c, refusal.Code)
 		default:
-			readFailed(wc, log, err)
+			s.refused(c, s.readFailed(wc, log, peer, err))
 		}
 		return
+	}
+	if s.OnProven != nil {
+		s.OnProven(wc.NetConn())
 	}
 	if ll, ok := wc.NetConn().(LongLived); ok {
 		ll.KeepOpen()

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"io"
 	"math/big"
@@ -33,7 +34,7 @@ func (tc *testCA) issueCert(t testing.TB, profile uint8, sid string) (*x509.Cert
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := encodeCertificate(cert, sid, profile)
+	data, err := json.Marshal(newCertRecord(cert, Request{Profile: profile, SID: sid}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -104,7 +104,7 @@ func TestZlint(t *testing.T) {
 			tc := newCA(t, func(o *Options) { o.KeyAlgorithm = alg })
 			certs := map[string][]byte{"root": tc.Root().Raw}
 			for _, csr := range []string{"p256.csr", "p384.csr", "rsa2048.csr", "ca-request.csr"} {
-				iss, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileStudent, SID: testSID, CSR: fixtureCSR(t, csr)})
+				iss, err := tc.Enroll(t.Context(), tc.req(t, wire.ProfileStudent, testSID, fixtureCSR(t, csr), ""))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -120,7 +120,7 @@ func TestZlint(t *testing.T) {
 					}
 				}
 			}
-			board, err := tc.Enroll(t.Context(), Request{Profile: wire.ProfileBoard, SID: testBoard, CSR: fixtureCSR(t, "board.csr"), Token: tc.boardSecret(t)})
+			board, err := tc.Enroll(t.Context(), tc.req(t, wire.ProfileBoard, testBoard, fixtureCSR(t, "board.csr"), tc.boardToken(t)))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -47,9 +48,24 @@ func chaosIterations(t *testing.T) int {
 type chaosLedger struct {
 	mu       sync.Mutex
 	certs    map[string]string       // serial (hex) → SID
+	bySID    map[string][]string     // SID → the serials its client received, in order
 	receipts map[string]chaosReceipt // receipt id → what it acknowledged
 	sent     map[[32]byte]int64      // SHA-256 → size of each content sent
 	verified map[string]bool         // submission ids whose evidence was checked
+	renewals int                     // renewals received
+}
+
+// received records a certificate a client received (once per serial: an
+// answer received again after a lost one is the same certificate).
+func (l *chaosLedger) received(sid string, cert *x509.Certificate) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	serial := keys.SerialHex(cert.SerialNumber)
+	if _, ok := l.certs[serial]; ok {
+		return
+	}
+	l.certs[serial] = sid
+	l.bySID[sid] = append(l.bySID[sid], serial)
 }
 
 type chaosReceipt struct {
@@ -58,34 +74,80 @@ type chaosReceipt struct {
 	size int64
 }
 
-// chaosOp is one client operation: an enrollment or a submission.
+// chaosOp is one client operation: an enrollment with a one-time token, a
+// renewal, or a submission.
 type chaosOp struct {
 	enroll  bool
+	renew   bool
 	sid     string
+	token   string   // the enrollment's token
 	id      identity // the submitting student
 	name    string
 	content []byte
 }
 
 func (op chaosOp) String() string {
-	if op.enroll {
+	switch {
+	case op.enroll:
 		return "enroll " + op.sid
+	case op.renew:
+		return "renew " + op.sid
 	}
 	return fmt.Sprintf("submit %s (%s, %d bytes)", op.sid, op.name, len(op.content))
+}
+
+// mintToken asks the running CA, through its operator socket, for a token
+// for sid.
+func (s *system) mintToken(sid string) (string, error) {
+	var v struct{ Token string }
+	err := adminCall(s.path("data", "ca"), "token", map[string]string{"sid": sid}, &v)
+	return v.Token, err
+}
+
+// identity settles sid's identity in its directory as a student does
+// (ca.ReuseOrEnroll): enrolling with token, or renewing when renew is set (the
+// client's clock is moved to 70% of the certificate's life). A renewal that
+// fails (the CA was killed) is an error here, although the student would go
+// on with the certificate it holds.
+func (s *system) identity(ctx context.Context, sid, token string, renew bool) (*ca.Identity, error) {
+	root, err := keys.ReadCertificate(s.path("data", "ca", "root.pem"))
+	if err != nil {
+		return nil, err
+	}
+	var failed error
+	o := ca.IdentityOptions{
+		Dir: s.path("chaos", sid), Name: sid, Root: root, Client: ca.Client{Addr: s.ca.Addr}, KeyAlgorithm: "ecdsa-p256",
+		Token:         func() (string, error) { return token, nil },
+		OnRenewFailed: func(err error) { failed = err },
+	}
+	if renew {
+		o.Now = func() time.Time { return time.Now().Add(180 * 24 * time.Hour * 7 / 10) } // cert_validity's default
+	}
+	id, err := ca.ReuseOrEnroll(ctx, o)
+	if err == nil && failed != nil {
+		err = fmt.Errorf("renewal: %w", failed)
+	}
+	return id, err
 }
 
 // do runs op against the system and records what the client received.
 func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if op.enroll {
-		res, err := ca.Client{Addr: s.ca.Addr}.Enroll(ctx, ca.EnrollOptions{SID: op.sid, Key: ecKey(), OutDir: s.path("chaos", op.sid)})
+	if op.enroll || op.renew {
+		id, err := s.identity(ctx, op.sid, op.token, op.renew)
 		if err != nil {
 			return err
 		}
-		l.mu.Lock()
-		l.certs[keys.SerialHex(res.Certificate.SerialNumber)] = op.sid
-		l.mu.Unlock()
+		if op.renew && !id.Renewed && !id.Reused {
+			return fmt.Errorf("renew %s: enrolled anew instead", op.sid)
+		}
+		l.received(op.sid, id.Certificate)
+		if op.renew {
+			l.mu.Lock()
+			l.renewals++
+			l.mu.Unlock()
+		}
 		return nil
 	}
 	sum := sha256.Sum256(op.content)
@@ -178,30 +240,88 @@ func (s *system) check(t *testing.T, l *chaosLedger, when string) (certs, subs i
 	return len(stored), len(listed)
 }
 
+// checkSIDs checks, once every cut-off operation was retried, that every
+// certificate the CA stored for a client's SID was received by that client:
+// an answer lost in a crash was asked for again with the same token and key,
+// and answered with the same certificate; no token was spent twice, and a SID
+// has a second certificate only by a renewal, which revoked the one before as
+// superseded.
+func (s *system) checkSIDs(t *testing.T, l *chaosLedger, when string) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var views []ca.CertView
+	if err := json.Unmarshal([]byte(s.mustRun(nil, "certs", "--json").stdout), &views); err != nil {
+		t.Fatal(err)
+	}
+	storedBySID := map[string][]ca.CertView{}
+	for _, v := range views {
+		storedBySID[v.SID] = append(storedBySID[v.SID], v)
+	}
+	for sid, serials := range l.bySID {
+		got := storedBySID[sid]
+		if len(got) != len(serials) {
+			t.Errorf("%s: the CA stored %d certificates for %s, its client received %d (%v)", when, len(got), sid, len(serials), serials)
+			continue
+		}
+		last := serials[len(serials)-1]
+		for _, v := range got {
+			switch {
+			case v.Serial == last && v.Status != "valid":
+				t.Errorf("%s: %s's current certificate %s is %s", when, sid, v.Serial, v.Status)
+			case v.Serial != last && (v.Status != "revoked" || v.Reason != "superseded"):
+				t.Errorf("%s: %s's renewed certificate %s is %s (%s), want revoked as superseded", when, sid, v.Serial, v.Status, v.Reason)
+			}
+		}
+	}
+}
+
 // TestChaosKillUnderLoad runs, CHAOS_N times per daemon, a load of concurrent
-// enrollments and submissions (messages, and 2 MiB reports), kills the CA or
-// the board with SIGKILL at a random moment, restarts it, and checks that no
+// enrollments (each with its own one-time token, under policy "token"),
+// renewals and submissions (messages, and 2 MiB reports), kills the CA or the
+// board with SIGKILL at a random moment — among others between the CA's
+// commit and the client's save — restarts it, and checks that no
 // acknowledged certificate or submission was lost, nothing partial is listed,
-// ids are unique, and every operation the crash broke succeeds when retried.
+// ids are unique, every operation the crash broke succeeds when retried
+// (an enrollment with the same token and key, a renewal with the key saved
+// for it), and no SID holds a certificate its client did not receive.
 func TestChaosKillUnderLoad(t *testing.T) {
 	n := chaosIterations(t)
 	const workers = 12
-	in := newInstall(t, nil)
+	in := newInstall(t, map[string]string{"ca": `policy = "token"`})
 	s := &system{install: in}
 	s.ca = in.start("ca", "--log-level", "info")
 	s.board = in.start("board", "--ca-addr", s.ca.Addr, "--log-level", "info")
 	caAddr, boardAddr := s.ca.Addr, s.board.Addr
 
-	l := &chaosLedger{certs: map[string]string{}, receipts: map[string]chaosReceipt{}, sent: map[[32]byte]int64{}, verified: map[string]bool{}}
+	l := &chaosLedger{certs: map[string]string{}, bySID: map[string][]string{}, receipts: map[string]chaosReceipt{}, sent: map[[32]byte]int64{}, verified: map[string]bool{}}
+	setup := func(sid string) *ca.Identity {
+		tok, err := s.mintToken(sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := s.identity(context.Background(), sid, tok, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.received(sid, id.Certificate)
+		return id
+	}
 	var students []identity
 	for i := range 8 {
-		students = append(students, s.enroll(t, fmt.Sprintf("chaos-student-%d", i)))
+		id := setup(fmt.Sprintf("chaos-student-%d", i))
+		students = append(students, identity{key: id.Key, cert: id.Certificate, root: id.Root})
+	}
+	for w := range workers {
+		if w%3 == 1 {
+			setup(fmt.Sprintf("chaos-renew-%d", w))
+		}
 	}
 	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
 	report := make([]byte, 2<<20)
 	mrand.NewChaCha8([32]byte{9}).Read(report)
 
-	var cutVictim, cutOther, orphans int
+	var cutVictim, cutOther, orphans, again int
 	for it := range 2 * n {
 		victim := []string{"ca", "board"}[it%2]
 		ctx, cancel := context.WithCancel(context.Background())
@@ -215,10 +335,21 @@ func TestChaosKillUnderLoad(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				enroll := w%2 == 0
+				// Workers 0, 3, 6, 9 enroll, 1, 4, 7, 10 renew, the others
+				// submit.
+				enroll, renew := w%3 == 0, w%3 == 1
 				for k := 0; ctx.Err() == nil; k++ {
-					op := chaosOp{enroll: enroll, sid: fmt.Sprintf("chaos-%d-%d-%d", it, w, k)}
-					if !enroll {
+					op := chaosOp{enroll: enroll, renew: renew, sid: fmt.Sprintf("chaos-%d-%d-%d", it, w, k)}
+					switch {
+					case enroll:
+						tok, err := s.mintToken(op.sid)
+						if err != nil {
+							return // the CA is down: nothing was sent
+						}
+						op.token = tok
+					case renew:
+						op.sid = fmt.Sprintf("chaos-renew-%d", w)
+					default:
 						st := students[(w*7+k)%len(students)]
 						op.id, op.sid = st, st.cert.Subject.CommonName
 						op.name, op.content = "message.txt", []byte(fmt.Sprintf("iteration %d, worker %d, op %d: %s\n", it, w, k, bytes.Repeat([]byte{'x'}, k%512)))
@@ -233,7 +364,7 @@ func TestChaosKillUnderLoad(t *testing.T) {
 						fmu.Unlock()
 						return // the daemon is down (or we are stopping): retry after the restart
 					}
-					progress[map[bool]int{true: 0, false: 1}[enroll]].Add(1)
+					progress[map[bool]int{true: 0, false: 1}[enroll || renew]].Add(1)
 				}
 			}()
 		}
@@ -272,17 +403,35 @@ func TestChaosKillUnderLoad(t *testing.T) {
 		// Every operation the kill (or the stop of the load) broke succeeds now.
 		victimCut := 0
 		for _, op := range failed {
-			if op.enroll == (victim == "ca") {
+			if (op.enroll || op.renew) == (victim == "ca") {
 				victimCut++
 			}
 		}
 		cutVictim += victimCut
 		cutOther += len(failed) - victimCut
 		errs := forEach(len(failed), 8, func(i int) error {
-			return s.do(context.Background(), failed[i], l)
+			op := failed[i]
+			// The key the cut-off attempt saved before it sent anything.
+			saved, _ := keys.ReadPrivateKey(s.path("chaos", op.sid, ca.KeyFile), nil)
+			if err := s.do(context.Background(), op, l); err != nil {
+				return err
+			}
+			if op.enroll && saved != nil {
+				cert, err := keys.ReadCertificate(s.path("chaos", op.sid, ca.CertFile))
+				if err != nil || !keys.SamePublicKey(cert.PublicKey, saved.Public()) {
+					return fmt.Errorf("%s: the retry did not certify the key saved before the cut-off attempt (%v)", op, err)
+				}
+			}
+			return nil
 		})
 		for _, err := range errs {
 			t.Errorf("iteration %d: retry after the restart: %v", it, err)
+		}
+		s.checkSIDs(t, l, fmt.Sprintf("iteration %d, after the retries", it))
+		if victim == "ca" {
+			// The restarted CA has served only the retries so far: those it
+			// answered with a certificate committed before the kill.
+			again += s.ca.Logged("certificate sent again")
 		}
 		t.Logf("iteration %d: %s killed after %d enrollments and %d submissions; %d of its operations cut off (and %d of the other daemon's stopped), all retried; %d certificates and %d submissions stored",
 			it, victim, progress[0].Load(), progress[1].Load(), victimCut, len(failed)-victimCut, certs, subs)
@@ -317,10 +466,10 @@ func TestChaosKillUnderLoad(t *testing.T) {
 		}
 	}
 	partials, _ := filepath.Glob(in.path("data", "board", "partial", "*", "*.part"))
-	t.Logf("survived %d kills of each daemon (%d in all): %d operations cut off by a kill and %d stopped with the load, every one retried successfully; "+
-		"%d certificates and %d receipts received by clients, every one stored; %d submissions listed, each whole and verified; "+
+	t.Logf("survived %d kills of each daemon (%d in all): %d operations cut off by a kill and %d stopped with the load, every one retried successfully (%d of them after the CA had committed their certificate, answered again); "+
+		"%d certificates (%d by renewal) and %d receipts received by clients, every one stored, no SID with a certificate its client did not receive; %d submissions listed, each whole and verified; "+
 		"%d partial uploads held, none listed; %d restarts removed orphaned content files; both stores pass bbolt's consistency check; data lost: none",
-		n, 2*n, cutVictim, cutOther, len(l.certs), len(l.receipts), subs, len(partials), orphans)
+		n, 2*n, cutVictim, cutOther, again, len(l.certs), l.renewals, len(l.receipts), subs, len(partials), orphans)
 }
 
 // checkBolt opens a bbolt file read-only and runs bbolt's consistency check.

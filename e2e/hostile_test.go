@@ -419,12 +419,12 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 					frameOf(t, &wire.FileAck{}),
 					frameOf(t, &wire.Data{Bytes: []byte("data first")}),
 					helloWith(t, "alice", id.cert.Raw),
-					append(frameOf(t, &wire.Fetch{Name: "crl.pem"}), frameOf(t, &wire.EnrollRequest{Profile: 1, SID: "alice", CSR: []byte{1}})...),
+					append(frameOf(t, &wire.Fetch{Version: wire.ProtocolVersion, Name: "crl.pem"}), frameOf(t, &wire.EnrollRequest{Version: wire.ProtocolVersion, Profile: 1, SID: "alice", CSR: []byte{1}})...),
 				}
 			} else {
 				frames = [][]byte{
 					frameOf(t, &wire.FileHeader{Name: "x.txt", Size: 1}),
-					frameOf(t, &wire.Fetch{Name: "root.pem"}),
+					frameOf(t, &wire.Fetch{Version: wire.ProtocolVersion, Name: "root.pem"}),
 					frameOf(t, &wire.SubmitEnd{Signature: []byte("sig")}),
 				}
 			}
@@ -471,11 +471,11 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 					return "", []error{errors.New("dial failed")}
 				}
 				defer wc.Close()
-				if err := wc.WriteMessage(&wire.EnrollRequest{Profile: 1, SID: "alice", CSR: csr}); err != nil {
+				if err := wc.WriteMessage(&wire.EnrollRequest{Version: wire.ProtocolVersion, Profile: 1, SID: "alice", CSR: csr, Root: rootFP(t, s.path("data/ca/root.pem"))}); err != nil {
 					errs = append(errs, err)
 				} else if _, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage()); codeOf(err) != wire.CodeBadCSR {
 					errs = append(errs, fmt.Errorf("16 KiB garbage CSR: got %v, want bad-csr", err))
-				} else if err := wc.WriteMessage(&wire.Fetch{Name: "root.pem"}); err != nil { // still served
+				} else if err := wc.WriteMessage(&wire.Fetch{Version: wire.ProtocolVersion, Name: "root.pem"}); err != nil { // still served
 					errs = append(errs, err)
 				} else if _, err := receiveFile(wc); err != nil {
 					errs = append(errs, fmt.Errorf("the connection after a refused CSR: %v", err))
@@ -566,7 +566,7 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 			defer wc.Close()
 			start := time.Now()
 			for i := range 20 {
-				if err := wc.WriteMessage(&wire.Fetch{Name: "root.pem"}); err != nil {
+				if err := wc.WriteMessage(&wire.Fetch{Version: wire.ProtocolVersion, Name: "root.pem"}); err != nil {
 					return fmt.Sprintf("cut off at request %d, after %v", i+1, time.Since(start).Round(100*time.Millisecond)), nil
 				}
 				if _, err := receiveFile(wc); err != nil {
@@ -612,7 +612,7 @@ func hostileAttacks(t *testing.T, s *system, id identity) []attack {
 			defer c.Close()
 			var req []byte
 			for range cycles {
-				req = append(req, frameOf(t, &wire.Fetch{Name: "root.pem"})...)
+				req = append(req, frameOf(t, &wire.Fetch{Version: wire.ProtocolVersion, Name: "root.pem"})...)
 				req = append(req, frameOf(t, &wire.FileOffset{})...)
 				req = append(req, frameOf(t, &wire.FileAck{})...)
 			}
@@ -806,7 +806,8 @@ func TestHostileBattery(t *testing.T) {
 		t.Logf("baseline %-5s %s", role, statsLine(base[role]))
 	}
 
-	caFrame := frameOf(t, &wire.EnrollRequest{Profile: 1, SID: "truncated", CSR: makeCSR(t, ecKey(), "truncated")})
+	caFrame := frameOf(t, &wire.EnrollRequest{Version: wire.ProtocolVersion, Profile: 1, SID: "truncated", CSR: makeCSR(t, ecKey(), "truncated"),
+		Root: rootFP(t, s.path("data/ca/root.pem"))})
 	targets := []target{
 		{role: "ca", addr: s.ca.Addr, valid: caFrame},
 		{role: "board", addr: s.board.Addr, valid: helloWith(t, "alice", id.cert.Raw)},

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -79,7 +80,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	watcher := board.NewWatcher(board.WatchOptions{
 		CAAddr:   b.CAAddr,
 		Root:     id.root,
-		Identity: id.current,
+		Identity: id.current, // the renewed certificate from a renewal on
 		CRLs:     crls,
 		Path:     filepath.Join(b.DataDir, board.StatusFile),
 		Log:      log,
@@ -114,22 +115,33 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		uploads:    board.UploadLimits{MaxSize: int64(b.MaxSubmission), PartialQuota: int64(b.PartialQuota)},
 		log:        log,
 		logContent: b.LogContent,
-		session: &session.ServerConfig{
-			Certificate:  id.cert,
-			Key:          id.key,
-			Root:         id.root,
-			Status:       watcher.Status, // PROTOCOL.md §4.4: stapled to every ServerHello
-			CheckRevoked: crls.Check,
-			HelloWindow:  b.HelloWindow.D(),
-			Replays:      session.NewReplayCache(0),
-			AllowRC4:     b.AllowRC4,
-		},
+	}
+	current := id.renewer.Current()
+	h.session.Store(&session.ServerConfig{
+		Certificate:  current.Certificate,
+		Key:          current.Key,
+		Root:         id.root,
+		Status:       watcher.Status, // PROTOCOL.md §4.4: stapled to every ServerHello
+		CheckRevoked: crls.Check,
+		HelloWindow:  b.HelloWindow.D(),
+		Replays:      session.NewReplayCache(0),
+		AllowRC4:     b.AllowRC4,
+	})
+	id.renewer.OnRenewed = func(next *ca.Identity) {
+		// Sessions that start from now on use the new certificate and key;
+		// the old certificate is revoked as superseded, and the watch moves
+		// to the new one at once (its status must name it).
+		c := *h.session.Load()
+		c.Certificate, c.Key = next.Certificate, next.Key
+		h.session.Store(&c)
+		watcher.Restart()
+		logBoardCertificate(log, next)
 	}
 	return runDaemon(ctx, log, ls, daemon{
 		name: "board", role: "board", limits: b.Limits,
 		handle: h.handle, ops: boardOps(st, b.DataDir),
 		fields: []zap.Field{zap.String("name", b.Name)},
-		loops: []func(context.Context){crls.Run, every(min(time.Hour, b.PartialTTL.D()/2), func() {
+		loops: []func(context.Context){crls.Run, id.renewer.Run, every(min(time.Hour, b.PartialTTL.D()/2), func() {
 			if err := expire(); err != nil {
 				log.Warn("could not remove the expired interrupted uploads; will try again", zap.Error(err))
 			}
@@ -174,8 +186,10 @@ func every(period time.Duration, fn func()) func(context.Context) {
 
 // boardHandler serves one student session per connection (PROTOCOL.md §5).
 type boardHandler struct {
-	store   *board.Store
-	session *session.ServerConfig
+	store *board.Store
+	// session is the session configuration in force: a renewal of the
+	// board's certificate swaps in one with the new certificate and key.
+	session atomic.Pointer[session.ServerConfig]
 	limits  config.Limits
 	uploads board.UploadLimits
 	log     *zap.Logger
@@ -191,7 +205,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	log := h.log.With(zap.String("peer", peer))
 	wc := wire.NewConn(c, wireOptions(h.limits, wire.MaxFirstFrameBoard))
 	wc.SetDeadline(time.Now().Add(h.limits.HandshakeTimeout.D()))
-	sc, err := session.Server(wc, h.session)
+	sc, err := session.Server(wc, h.session.Load())
 	var he *session.HandshakeError
 	if err != nil && errors.As(err, &he) && he.Proven {
 		// The student proved her key before the handshake failed (at STEP
@@ -355,54 +369,86 @@ func logSessionEnd(log *zap.Logger, what string, err error) {
 	}
 }
 
-// boardID is the board's identity: the root it trusts and its own certificate
-// and key.
+// boardID is the board's identity: the root it trusts, and its own
+// certificate and key, which the renewer keeps renewed.
+//
+// Whoever uses the board's certificate — the sessions, the watch on the CA —
+// loads renewer.Current() each time it needs it, and may wait on
+// renewer.Changed() to learn of a renewal (the old certificate is then
+// revoked as superseded, so a watch reconnects with the new one).
 type boardID struct {
-	root *x509.Certificate
-	cert *x509.Certificate
-	key  crypto.Signer
+	root    *x509.Certificate
+	renewer *ca.Renewer
 }
 
 // current returns the board's certificate and key, for the watch
 // (board.WatchOptions.Identity).
-func (id *boardID) current() (*x509.Certificate, crypto.Signer) { return id.cert, id.key }
+func (id *boardID) current() (*x509.Certificate, crypto.Signer) {
+	c := id.renewer.Current()
+	return c.Certificate, c.Key
+}
 
 // boardIdentity settles the board's root of trust and its certificate: it
-// reuses a valid certificate in board.data_dir, and otherwise enrolls with the
-// CA using the board enrollment secret.
+// reuses a valid certificate in board.data_dir, renews it by its key two
+// thirds into its life, and otherwise enrolls with the CA using the one-time
+// board token in board.enroll_token_file. The renewer it returns renews the
+// certificate while the board runs (its Run is one of the board's loops).
 func boardIdentity(ctx context.Context, cfg *config.Config, log *zap.Logger) (*boardID, error) {
 	b := &cfg.Board
 	root, err := boardRoot(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	id, err := ca.ReuseOrEnroll(ctx, ca.IdentityOptions{
+	o := ca.IdentityOptions{
 		Dir:          b.DataDir,
 		Name:         b.Name,
 		Profile:      wire.ProfileBoard,
 		Root:         root,
 		Client:       ca.Client{Addr: b.CAAddr},
 		KeyAlgorithm: b.KeyAlgorithm,
-		Token: func() (string, error) {
-			if b.EnrollTokenFile == "" {
-				return "", errors.New("the board has no valid certificate and board.enroll_token_file is not set: point it at the board enrollment secret (board-enroll.token in the CA's data_dir) or at a token from `pkiboard token --board`")
-			}
-			token, err := os.ReadFile(b.EnrollTokenFile)
-			if err != nil {
-				return "", fmt.Errorf("the board has no valid certificate and cannot read its enrollment secret (board.enroll_token_file): %w; on the CA's machine it is board-enroll.token in ca.data_dir, or create a board token there with `pkiboard token --board`", err)
-			}
-			defer clear(token)
-			return strings.TrimSpace(string(token)), nil
-		},
+		Token:        func() (string, error) { return boardToken(b.EnrollTokenFile) },
 		OnRenew: func(reason error) {
-			log.Info("enrolling the board again", zap.String("reason", reason.Error()))
+			log.Info("not reusing the board certificate as it is", zap.String("reason", reason.Error()))
 		},
-	})
+		OnRenewFailed: func(err error) {
+			log.Warn("could not renew the board certificate; using it while it is valid, and trying again", zap.Error(err))
+		},
+	}
+	id, err := ca.ReuseOrEnroll(ctx, o)
 	if err != nil {
 		return nil, err
 	}
-	log.Info("board certificate", zap.String("serial", keys.SerialHex(id.Certificate.SerialNumber)), zap.Time("not_after", id.Certificate.NotAfter), zap.Bool("reused", id.Reused))
-	return &boardID{root: root, cert: id.Certificate, key: id.Key}, nil
+	logBoardCertificate(log, id)
+	r := ca.NewRenewer(o, id)
+	r.OnError = func(err error) {
+		log.Error("could not renew the board certificate; trying again", zap.Error(err))
+	}
+	return &boardID{root: root, renewer: r}, nil
+}
+
+// logBoardCertificate logs the board certificate in force.
+func logBoardCertificate(log *zap.Logger, id *ca.Identity) {
+	log.Info("board certificate", zap.String("serial", keys.SerialHex(id.Certificate.SerialNumber)),
+		zap.Time("not_after", id.Certificate.NotAfter), zap.Time("renew_at", ca.RenewAt(id.Certificate)),
+		zap.Bool("reused", id.Reused), zap.Bool("renewed", id.Renewed))
+}
+
+// boardToken reads the one-time board token the board enrolls with when it
+// has no certificate that serves or renews.
+func boardToken(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("the board has no valid certificate and board.enroll_token_file is not set: point it at a one-time board token (board-enroll.token in the CA's data_dir after its first start, or one from `pkiboard token --board` on the CA's machine)")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("the board has no valid certificate and cannot read its board token (board.enroll_token_file): %w; make one on the CA's machine with `pkiboard token --board`", err)
+	}
+	defer clear(data)
+	token := strings.TrimSpace(string(data))
+	if _, err := ca.TokenKey(token); err != nil {
+		return "", fmt.Errorf("board.enroll_token_file %s: %w", path, err)
+	}
+	return token, nil
 }
 
 // boardRoot returns the root the board trusts: board.root_file; else the root

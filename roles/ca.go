@@ -3,7 +3,6 @@ package roles
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
 	"net"
@@ -81,6 +80,9 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		stats: func(st *Stats) error {
 			n := auth.Watching()
 			st.WatchingBoards = &n
+			// The CA's own count: it knows which of its refusals came before
+			// the peer proved a token's or a certificate's key (§4.2).
+			st.AnonymousRefusals = auth.AnonymousRefusalsByName()
 			return nil
 		},
 	})
@@ -101,12 +103,22 @@ func logRootReady(log *zap.Logger, auth *ca.Authority, dir string) {
 }
 
 // logIssued returns the CA server's OnIssued: it logs STEP 2 for each
-// certificate issued.
-func logIssued(log *zap.Logger) func(ca.Request, *x509.Certificate) {
-	return func(req ca.Request, cert *x509.Certificate) {
-		logging.Step(log, 2, "certificate issued", logging.SID(req.SID),
+// certificate issued, renewed, or answered again.
+func logIssued(log *zap.Logger) func(ca.Request, *ca.Issued) {
+	return func(req ca.Request, iss *ca.Issued) {
+		cert := iss.Certificate
+		what := "certificate issued"
+		fields := []zap.Field{logging.SID(req.SID),
 			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Uint8("profile", req.Profile),
-			zap.String("peer", req.Peer), zap.Time("not_after", cert.NotAfter))
+			zap.String("peer", req.Peer), zap.Time("not_after", cert.NotAfter)}
+		switch {
+		case iss.Again:
+			what = "certificate sent again (the request was already served for this key)"
+		case iss.Renewed != nil:
+			what = "certificate renewed"
+			fields = append(fields, zap.String("renewed", keys.SerialHex(iss.Renewed)))
+		}
+		logging.Step(log, 2, what, fields...)
 	}
 }
 

@@ -1,11 +1,14 @@
 package roles
 
 import (
+	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"fmt"
 	"math/big"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +72,7 @@ func TestCALogsIssued(t *testing.T) {
 	cert := testcert.Issue(t, &x509.Certificate{SerialNumber: big.NewInt(0x1155), Subject: pkix.Name{CommonName: "1155000001"},
 		NotAfter: time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)}, nil, k.Public(), k)
 	core, logs := observer.New(zapcore.InfoLevel)
-	logIssued(zap.New(core))(ca.Request{Profile: wire.ProfileStudent, SID: "1155000001", Peer: "192.0.2.1:1234"}, cert)
+	logIssued(zap.New(core))(ca.Request{Profile: wire.ProfileStudent, SID: "1155000001", Peer: "192.0.2.1:1234"}, &ca.Issued{Certificate: cert})
 	lines := logs.FilterMessage("STEP 2: certificate issued").All()
 	if len(lines) != 1 {
 		t.Fatalf("got %d STEP 2 lines, want 1: %v", len(lines), logs.All())
@@ -86,5 +89,22 @@ func TestCALogsIssued(t *testing.T) {
 		if fmt.Sprint(got[k]) != fmt.Sprint(v) {
 			t.Errorf("field %s: got %v want %v", k, got[k], v)
 		}
+	}
+}
+
+// TestCAStatsCountAnonymousRefusals: the CA's stats carry its anonymous
+// refusals by code name (PROTOCOL.md §7).
+func TestCAStatsCountAnonymousRefusals(t *testing.T) {
+	srv := &server{limits: testLimits(1)}
+	res, err := statsOp("ca", srv, func(st *Stats) error { st.AnonymousRefusals = map[string]uint64{"token-invalid": 3}; return nil })(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"anonymous_refusals":{"token-invalid":3}`) {
+		t.Errorf("stats JSON %s lacks the anonymous refusals", data)
 	}
 }

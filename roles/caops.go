@@ -203,10 +203,10 @@ func CreateToken(ctx context.Context, cfg *config.Config, args TokenArgs, w io.W
 	}
 	who := "SID " + v.SID
 	if args.Board {
-		who = "the board"
+		who = "one board's first enrollment (board.enroll_token_file); the board renews afterwards without a token"
 	}
 	fmt.Fprintf(w, "%s\n", v.Token)
-	fmt.Fprintf(w, "# one-time enrollment token for %s, valid until %s\n", who, v.Expires.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "# one-time enrollment token for %s; it works once, until %s\n", who, v.Expires.UTC().Format(time.RFC3339))
 	return nil
 }
 

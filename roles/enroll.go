@@ -24,13 +24,17 @@ type EnrollOptions struct {
 	KeyFile string // an existing private key (PEM, e.g. from openssl); "" to generate one
 	CSRFile string // an existing CSR (PEM or DER, e.g. from openssl req); "" to make one
 	OutDir  string
-	Board   bool   // enroll the board's certificate (profile 2) instead of a student's
-	Token   string // enrollment token or board secret; "" when none is needed
+	Board   bool   // enroll the board's certificate (profile 2) with a board token, instead of a student's
+	Token   string // the enrollment token (a board token with Board); "" when none is needed
 }
 
 // Enroll enrolls one SID with the CA and writes key.pem (when it generated the
 // key), cert.pem and root.pem into opts.OutDir, then prints the course's line
-// "SID sign finished".
+// "SID sign finished". The root is settled first — student.root_fingerprint
+// (board.root_fingerprint with Board), a root.pem already in the directory,
+// or else trust on first use, said loudly — so that a wrong root costs no
+// token. A key.pem already in the directory is certified again (an earlier
+// attempt's answer may have been lost: the CA answers it again).
 func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts EnrollOptions, out io.Writer) error {
 	client := ca.Client{Addr: cfg.Student.CAAddr}
 	o := ca.EnrollOptions{
@@ -41,9 +45,13 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		// nil when student.root_fingerprint is "".
 		RootFingerprint: cfg.Student.RootFingerprint,
 	}
+	setting := "student.root_fingerprint"
 	if opts.Board {
 		o.Profile = wire.ProfileBoard
+		o.KeyAlgorithm = cfg.Board.KeyAlgorithm
+		o.RootFingerprint = cfg.Board.RootFingerprint
 		client.Addr = cfg.Board.CAAddr
+		setting = "board.root_fingerprint"
 	}
 	if opts.KeyFile != "" {
 		key, err := keys.ReadPrivateKey(opts.KeyFile, nil)
@@ -65,7 +73,7 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		return err
 	}
 	if res.FirstUse {
-		warnFirstUse(log, res.Root, res.RootPath)
+		warnFirstUseOf(log, res.Root, res.RootPath, setting)
 	}
 	logging.Step(log, 2, "certificate received",
 		logging.SID(opts.SID),
@@ -77,9 +85,13 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 }
 
 // warnFirstUse says loudly that root, saved as saved, was accepted with
-// nothing to check it against.
+// nothing to check it against, before any request was sent.
 func warnFirstUse(log *zap.Logger, root *x509.Certificate, saved string) {
-	log.Warn("TRUST ON FIRST USE: the root certificate was accepted without a configured fingerprint; check it out of band and set student.root_fingerprint",
+	warnFirstUseOf(log, root, saved, "student.root_fingerprint")
+}
+
+func warnFirstUseOf(log *zap.Logger, root *x509.Certificate, saved, setting string) {
+	log.Warn("TRUST ON FIRST USE: the CA's root certificate was accepted without a configured fingerprint, before any request was sent; check it out of band and set "+setting,
 		zap.String("fingerprint", keys.FingerprintHex(root)), zap.String("saved", saved))
 }
 

@@ -369,11 +369,11 @@ func TestBoardRefusalLinesAreRateLimited(t *testing.T) {
 		limits: config.Default().Board.Limits,
 		log:    zap.New(core),
 		now:    newClock().now, // a clock that stands still: no line is earned back
-		session: &session.ServerConfig{
-			Certificate: p.board, Key: p.boardK, Root: p.root,
-			Status: func() []byte { return nil }, Replays: session.NewReplayCache(0),
-		},
 	}
+	h.session.Store(&session.ServerConfig{
+		Certificate: p.board, Key: p.boardK, Root: p.root,
+		Status: func() []byte { return nil }, Replays: session.NewReplayCache(0),
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -135,11 +135,11 @@ func runStepsWith(t *testing.T, p *stepPKI, id *studentID, suite uint16, allowRC
 		limits:  config.Default().Board.Limits,
 		uploads: board.UploadLimits{MaxSize: 1 << 20},
 		log:     zap.New(boardCore),
-		session: &session.ServerConfig{
-			Certificate: p.board, Key: p.boardK, Root: p.root, AllowRC4: allowRC4,
-			Status: func() []byte { return o.status }, Replays: session.NewReplayCache(0),
-		},
 	}
+	h.session.Store(&session.ServerConfig{
+		Certificate: p.board, Key: p.boardK, Root: p.root, AllowRC4: allowRC4,
+		Status: func() []byte { return o.status }, Replays: session.NewReplayCache(0),
+	})
 	for _, mod := range o.mods {
 		mod(h)
 	}

@@ -114,6 +114,10 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 // studentMessage turns an error into the sentence a student reads: the peer's
 // own sentence when the CA or the board refused.
 func studentMessage(err error) string {
+	var cannot *ca.CannotRenewError
+	if errors.As(err, &cannot) {
+		return cannot.Error()
+	}
 	var peer *wire.Error
 	if errors.As(err, &peer) {
 		return fmt.Sprintf("refused (%s): %s", peer.Code, peer.Text)
@@ -186,6 +190,9 @@ type student struct {
 	suites      []uint16
 	trustAnchor *ca.Anchor // student.root_fingerprint, or else the root pinned in student.data_dir on first use
 	seen        *crlSeen   // the highest CRL number seen in a board status, per root
+
+	rootMu  sync.Mutex
+	trusted *x509.Certificate // the root, once settled; see root
 }
 
 // studentID is one SID's identity on this machine.
@@ -330,29 +337,59 @@ func retryBusy(ctx context.Context, log *zap.Logger, sid, daemon string, attempt
 	}
 }
 
-// identity returns sid's key and certificate: reused from dir when still
-// valid, otherwise enrolled anew (with the key already in dir, if any).
+// root settles the root the student trusts, once for all IDs and before any
+// request is sent (PROTOCOL.md §4.1): the root saved in student.data_dir
+// (checked against student.root_fingerprint), else the CA's, fetched and
+// checked against the fingerprint — or, with none configured, trusted on
+// first use, which is said loudly — and saved. A wrong fingerprint fails
+// here, before any token is spent.
+func (st *student) root(ctx context.Context, sid string) (*x509.Certificate, error) {
+	st.rootMu.Lock()
+	defer st.rootMu.Unlock()
+	if st.trusted != nil {
+		return st.trusted, nil
+	}
+	var root *x509.Certificate
+	var firstUse bool
+	err := retryBusy(ctx, st.log, sid, "the CA", func() error {
+		var err error
+		root, firstUse, err = st.trustAnchor.Resolve(ctx, ca.Client{Addr: st.cfg.CAAddr})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("the CA's root certificate: %w", err)
+	}
+	if firstUse {
+		warnFirstUse(st.log, root, st.trustAnchor.Saved)
+	}
+	st.trusted = root
+	return root, nil
+}
+
+// identity returns sid's key and certificate: reused from dir while valid and
+// less than two thirds into its life, renewed by its key after that, and
+// otherwise enrolled anew with sid's token.
 func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, error) {
-	// With no root pinned yet, the first enrollment trusts the CA's root on first
-	// use and pins it for the others; the others wait for it.
-	fp, release, err := st.trustAnchor.Pin()
+	root, err := st.root(ctx, sid)
 	if err != nil {
 		return nil, err
 	}
-	defer release(nil) //nolint:errcheck // releasing only
 	id, err := ca.ReuseOrEnroll(ctx, ca.IdentityOptions{
-		Dir:             dir,
-		Name:            sid,
-		Profile:         wire.ProfileStudent,
-		RootFingerprint: fp, // nil: the root saved beside the certificate was itself trusted on first use
-		Client:          ca.Client{Addr: st.cfg.CAAddr},
-		KeyAlgorithm:    st.cfg.KeyAlgorithm,
-		Token:           func() (string, error) { return st.tokens[sid], nil },
+		Dir:          dir,
+		Name:         sid,
+		Profile:      wire.ProfileStudent,
+		Root:         root,
+		Client:       ca.Client{Addr: st.cfg.CAAddr},
+		KeyAlgorithm: st.cfg.KeyAlgorithm,
+		Token:        func() (string, error) { return st.tokens[sid], nil },
 		Retry: func(attempt func() error) error {
 			return retryBusy(ctx, st.log, sid, "the CA", attempt)
 		},
 		OnRenew: func(reason error) {
-			st.log.Info("enrolling again", logging.SID(sid), zap.String("reason", reason.Error()))
+			st.log.Info("not reusing the saved certificate", logging.SID(sid), zap.String("reason", reason.Error()))
+		},
+		OnRenewFailed: func(err error) {
+			st.log.Warn("could not renew the certificate; using it while it is valid", logging.SID(sid), zap.Error(err))
 		},
 		OnRequest: func() {
 			logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", st.cfg.CAAddr))
@@ -362,16 +399,14 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		return nil, err
 	}
 	cert := id.Certificate
-	if id.Reused {
+	switch {
+	case id.Reused:
 		logging.Step(st.log, 2, "reusing the certificate in the data directory", logging.SID(sid),
 			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
-	} else {
-		if fp == nil {
-			warnFirstUse(st.log, id.Root, st.trustAnchor.Saved)
-			if err := release(id.Root); err != nil {
-				return nil, err
-			}
-		}
+	case id.Renewed:
+		logging.Step(st.log, 2, "certificate renewed", logging.SID(sid),
+			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
+	default:
 		logging.Step(st.log, 2, "certificate received", logging.SID(sid),
 			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
 	}

@@ -15,9 +15,9 @@ const (
 		1 + // profile: u8
 		1 + MaxSIDLen + // sid: string8
 		2 + MaxCSRLen + // csr: bytes16
-		fingerprintLen + // root: fixed[32]
+		RootFingerprintLen + // root: fixed[32]
 		1 + // auth: u8
-		1 + tokenKeyLen + // token_key: bytes8
+		1 + TokenKeyLen + // token_key: bytes8
 		2 + MaxCertLen + // certificate: bytes16
 		2 + MaxSignatureLen // signature: bytes16
 
@@ -33,10 +33,4 @@ const (
 		2 + // kem: u16
 		2 + MaxKeyShareLen + // kem_public: bytes16
 		2 + MaxSignatureLen // signature: bytes16
-)
-
-// Field sizes of version 2 that the first-frame limits count.
-const (
-	fingerprintLen = 32 // a root's SHA-256 fingerprint (EnrollRequest.root)
-	tokenKeyLen    = 32 // a token's Ed25519 public key (EnrollRequest.token_key)
 )

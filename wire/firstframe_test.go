@@ -96,8 +96,10 @@ func TestLargestFirstMessagesFit(t *testing.T) {
 		limit int
 		m     Message
 	}{
-		{"EnrollRequest", MaxFirstFrameCA, &EnrollRequest{Profile: ProfileStudent, SID: string(fill(MaxSIDLen)), CSR: fill(MaxCSRLen), Token: string(fill(MaxTokenLen))}},
-		{"Fetch", MaxFirstFrameCA, &Fetch{Name: string(fill(255))}},
+		// A renewal: the largest of the three authorizations.
+		{"EnrollRequest", MaxFirstFrameCA, &EnrollRequest{Version: 2, Profile: ProfileStudent, SID: string(fill(MaxSIDLen)), CSR: fill(MaxCSRLen),
+			Auth: AuthRenewal, Certificate: fill(MaxCertLen), Signature: fill(MaxSignatureLen)}},
+		{"Fetch", MaxFirstFrameCA, &Fetch{Version: 2, Name: string(fill(255))}},
 		{"WatchRequest", MaxFirstFrameCA, &WatchRequest{Version: 2, Certificate: fill(MaxCertLen)}},
 		// Version 2 carries exactly one certificate (PROTOCOL.md §5.1).
 		{"ClientHello", MaxFirstFrameBoard, &ClientHello{Version: 2, SID: string(fill(MaxSIDLen)), Certificate: fill(MaxCertLen),

@@ -55,6 +55,11 @@ func unmarshalSeeds() map[string][]byte {
 		"allfields-full":     mustMarshal(&allFields{A: 1, B: 2, C: 3, D: 4, E: [3]byte{5, 6, 7}, F: []byte{8}, G: []byte{9, 9}, H: []byte{10}, I: "ï", J: "j"}),
 		"error-empty-text":   mustMarshal(&Error{Code: CodeBusy}),
 		"fileheader-hostile": mustMarshal(&FileHeader{Name: "../../etc/passwd", Size: 1 << 40}),
+		"enroll-renewal": mustMarshal(&EnrollRequest{Version: ProtocolVersion, Profile: ProfileBoard, SID: "blackboard", CSR: []byte{0x30},
+			Auth: AuthRenewal, Certificate: []byte{0x30, 0}, Signature: []byte{1}}),
+		"enroll-none":      mustMarshal(&EnrollRequest{Version: ProtocolVersion, Profile: ProfileStudent, SID: "1155000001", CSR: []byte{0x30}}),
+		"enroll-auth-3":    mustMarshal(&EnrollRequest{Version: ProtocolVersion, Profile: ProfileStudent, SID: "a", CSR: []byte{1}, Auth: 3}),
+		"enroll-version-1": {byte(TypeEnrollRequest), 1, 10, '1', '1', '5', '5', '0', '0', '0', '0', '0', '1', 0, 1, 0x30, 0},
 	}
 	for _, m := range append(sampleMessages(),
 		&AdminRequest{Command: "revoke", Args: []byte(`{"sid":"1155000001","reason":"keyCompromise"}`)},

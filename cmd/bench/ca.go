@@ -2,11 +2,9 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
 
@@ -47,9 +46,14 @@ func (r *runner) caIssuance() []row {
 	ca := in.start(r.bin, "ca")
 	defer ca.stop()
 
+	root, err := keys.ReadCertificate(in.path("data/ca/root.pem"))
+	if err != nil {
+		fatalf("%v", err)
+	}
+	fp := keys.Fingerprint(root)
 	var ours, base []float64
 	for i := range r.count {
-		ours = append(ours, enrollLoad(ca.addr, csrs))
+		ours = append(ours, enrollLoad(ca.addr, fp, csrs))
 		base = append(base, issueInMemory(csrs))
 		logf("ca run %d: %.0f enrollments/s durable over TCP, %.0f issuances/s in memory", i+1, ours[i], base[i])
 	}
@@ -57,11 +61,7 @@ func (r *runner) caIssuance() []row {
 
 	// The floor: the same exchange with nothing behind it, and the ceiling it
 	// implies with the baseline's cryptography added (per-enrollment costs add).
-	certPEM, err := os.ReadFile(in.path("data/ca/root.pem"))
-	if err != nil {
-		fatalf("%v", err)
-	}
-	floor := r.nullCAFloor(certPEM, certPEM, csrs)
+	floor := r.nullCAFloor(root.Raw, fp, csrs)
 	ceiling := 1 / (1/median(floor) + 1/median(base))
 	logf("ca: null CA %.0f exchanges/s; with the baseline's cryptography added, at most %.0f/s = %.2f× the baseline", median(floor), ceiling, ceiling/median(base))
 	r.raw("null CA exchanges/s: %v; implied ceiling %.0f/s", floor, ceiling)
@@ -80,15 +80,16 @@ func (r *runner) caIssuance() []row {
 }
 
 // enrollLoad runs caClients connections, each enrolling its CSR again and again
-// for one window, and returns certificates issued per second.
-func enrollLoad(addr string, csrs [][]byte) float64 {
+// for one window, and returns certificates issued per second. Each request
+// names the root whose fingerprint is fp.
+func enrollLoad(addr string, fp [32]byte, csrs [][]byte) float64 {
 	return throughput(len(csrs), func(i int) (func() error, func()) {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			fatalf("dial CA: %v", err)
 		}
 		wc := wire.NewConn(c, wire.Options{})
-		req := &wire.EnrollRequest{Profile: wire.ProfileStudent, SID: fmt.Sprintf("bench-%02d", i), CSR: csrs[i]}
+		req := &wire.EnrollRequest{Version: wire.ProtocolVersion, Profile: wire.ProfileStudent, SID: fmt.Sprintf("bench-%02d", i), CSR: csrs[i], Root: fp}
 		return func() error {
 			if err := enrollOnce(wc, req); err != nil {
 				return fmt.Errorf("enroll: %w", err)
@@ -98,34 +99,14 @@ func enrollLoad(addr string, csrs [][]byte) float64 {
 	})
 }
 
-// enrollOnce sends one request and takes the two files the CA sends, in memory.
+// enrollOnce sends one request and takes the answer, which carries the
+// certificate.
 func enrollOnce(wc *wire.Conn, req *wire.EnrollRequest) error {
 	if err := wc.WriteMessage(req); err != nil {
 		return err
 	}
-	if _, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage()); err != nil {
-		return err
-	}
-	for range 2 {
-		hdr, err := wire.Expect[*wire.FileHeader](wc.ReadMessage())
-		if err != nil {
-			return err
-		}
-		if err := wc.WriteMessage(&wire.FileOffset{}); err != nil {
-			return err
-		}
-		for got := uint64(0); got < hdr.Size; {
-			d, err := wire.Expect[*wire.Data](wc.ReadMessage())
-			if err != nil {
-				return err
-			}
-			got += uint64(len(d.Bytes))
-		}
-		if err := wc.WriteMessage(&wire.FileAck{}); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage())
+	return err
 }
 
 // issueInMemory is the baseline: on GOMAXPROCS goroutines, parse and check each
@@ -166,20 +147,17 @@ func issueInMemory(csrs [][]byte) float64 {
 
 // nullCA is the protocol floor of the CA row: a server (this program re-run as
 // `bench null-ca`) that answers each EnrollRequest exactly as the CA does on the
-// wire — EnrollAccepted, then cert.pem and root.pem as file transfers of the
-// CA's own sizes — with no CSR check, no signing and no storage. Its throughput
-// with the same clients bounds what any CA speaking this exchange on these cores
-// can reach, before it does any cryptography.
-func (r *runner) nullCAFloor(certPEM, rootPEM []byte, csrs [][]byte) []float64 {
+// wire — one EnrollAccepted carrying a certificate of the CA's own size — with
+// no checks, no signing and no storage. Its throughput with the same clients
+// bounds what any CA speaking this exchange on these cores can reach, before
+// it does any cryptography.
+func (r *runner) nullCAFloor(certDER []byte, fp [32]byte, csrs [][]byte) []float64 {
 	dir, err := os.MkdirTemp("", "pkibench-null")
 	if err != nil {
 		fatalf("%v", err)
 	}
 	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600); err != nil {
-		fatalf("%v", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "root.pem"), rootPEM, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "cert.der"), certDER, 0o600); err != nil {
 		fatalf("%v", err)
 	}
 	self, err := os.Executable()
@@ -200,18 +178,14 @@ func (r *runner) nullCAFloor(certPEM, rootPEM []byte, csrs [][]byte) []float64 {
 	addr := strings.TrimSpace(line)
 	var res []float64
 	for range r.count {
-		res = append(res, enrollLoad(addr, csrs))
+		res = append(res, enrollLoad(addr, fp, csrs))
 	}
 	return res
 }
 
 // nullCAMain serves the null CA (see nullCAFloor) on a loopback port it prints.
 func nullCAMain(args []string) {
-	certPEM, err := os.ReadFile(filepath.Join(args[0], "cert.pem"))
-	if err != nil {
-		fatalf("%v", err)
-	}
-	rootPEM, err := os.ReadFile(filepath.Join(args[0], "root.pem"))
+	certDER, err := os.ReadFile(filepath.Join(args[0], "cert.der"))
 	if err != nil {
 		fatalf("%v", err)
 	}
@@ -220,11 +194,7 @@ func nullCAMain(args []string) {
 		fatalf("%v", err)
 	}
 	fmt.Println(ln.Addr().String())
-	accepted := &wire.EnrollAccepted{Serial: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, NotAfter: 1 << 31}
-	send := func(wc *wire.Conn, name string, data []byte) error {
-		_, err := wire.SendFile(wc, name, bytes.NewReader(data), int64(len(data)), sha256.Sum256(data), wire.SendOptions{})
-		return err
-	}
+	accepted := &wire.EnrollAccepted{Serial: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, NotAfter: 1 << 31, Certificate: certDER}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -237,7 +207,7 @@ func nullCAMain(args []string) {
 				if _, err := wire.Expect[*wire.EnrollRequest](wc.ReadMessage()); err != nil {
 					return
 				}
-				if wc.WriteMessage(accepted) != nil || send(wc, "cert.pem", certPEM) != nil || send(wc, "root.pem", rootPEM) != nil {
+				if wc.WriteMessage(accepted) != nil {
 					return
 				}
 			}
