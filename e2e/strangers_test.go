@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"pkiboard/internal/keys"
 	"pkiboard/internal/testcert"
 	"pkiboard/wire"
 )
@@ -334,7 +335,12 @@ func TestCALimitsAFailingSource(t *testing.T) {
 	s := &system{install: in}
 	s.ca = in.start("ca")
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
-	bad := frameOf(t, &wire.EnrollRequest{Profile: wire.ProfileStudent, SID: "1155000001", CSR: []byte("not a CSR")})
+	// A request of version 2 that names the CA's root (so that it passes
+	// the checks before the CSR's) with a CSR that does not parse: bad-csr,
+	// and, with no authorization, a refusal of a peer that proved nothing.
+	root := mustCert(t, in.path("data", "ca", "root.pem"))
+	bad := frameOf(t, &wire.EnrollRequest{Version: wire.ProtocolVersion, Profile: wire.ProfileStudent, SID: "1155000001",
+		CSR: []byte("not a CSR"), Root: keys.Fingerprint(root)})
 
 	// One connection, bad request after bad request: the CA answers each
 	// (bad-csr), and ends the connection when the source has no try left.
