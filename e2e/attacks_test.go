@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,10 @@ func TestAttacks(t *testing.T) {
 // needs, and that its flags belong to it alone.
 func TestAttackRoleFlags(t *testing.T) {
 	in := newInstall(t, nil)
+	status := in.path("status.bin")
+	if err := os.WriteFile(status, []byte("a status"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -56,7 +61,7 @@ func TestAttackRoleFlags(t *testing.T) {
 			`--attack "sniff": the attacks are eavesdrop, tamper`},
 		{"attack flag on the CA", []string{"--role=ca", "--attack", "tamper"}, 2, "--attack applies only to --role=adversary"},
 		{"status flag on the board", []string{"--role=board", "--status", "status.bin"}, 2, "--status applies only to --role=adversary"},
-		{"status for another attack", []string{"--role=adversary", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--attack", "tamper", "--status", "/dev/null"}, 1,
+		{"status for another attack", []string{"--role=adversary", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--attack", "tamper", "--status", status}, 1,
 			"a board status to staple applies to impersonate-board only"},
 		{"data dir", []string{"--role=adversary", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--attack", "tamper", "--data-dir", "x"}, 2,
 			"--data-dir does not apply to the adversary role"},
