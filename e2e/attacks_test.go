@@ -11,11 +11,14 @@ import (
 )
 
 // TestAttacks plays every row of the attack table (what `make attacks`
-// prints) against a real CA and board, with the adversary as a real process
-// between the student and the board: each attack must be defeated, by the
-// party and with the error code its row names, and nothing may be stored or
-// read that the attack was after. A row fails if its defence is removed:
-// the attack then either succeeds or is stopped by another check.
+// prints) against a real CA and board: the scenarios with the adversary as a
+// real process between the student and the board, then the boundary attacks
+// (the CA exchange observed and held back, a stolen board token and key, a
+// stale status, strangers' floods, forged evidence, revocation). Each attack
+// must be defeated, by the party and with the error code its row names, and
+// nothing may be stored, issued, read or written that the attack was after.
+// A row fails if its defence is removed: the attack then either succeeds or
+// is stopped by another check.
 func TestAttacks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -29,9 +32,9 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("stopping the lab: %v", err)
 		}
 	})
-	for _, sc := range attacklab.Scenarios() {
-		t.Run(sc.ID, func(t *testing.T) {
-			r := lab.Run(ctx, sc)
+	for _, row := range attacklab.Rows() {
+		t.Run(row.ID, func(t *testing.T) {
+			r := lab.Play(ctx, row)
 			t.Logf("%s: %s in %s; %s; %s", r.Name, r.Verdict, r.Elapsed.Round(time.Millisecond), r.Detected, r.Outcome)
 			if r.Verdict != attacklab.Defeated {
 				t.Errorf("%s: %s:\n  %s", r.Name, r.Verdict, strings.Join(r.Problems, "\n  "))

@@ -1,0 +1,137 @@
+package attacklab
+
+import (
+	"crypto/x509"
+	"math/big"
+	"strings"
+	"testing"
+
+	"pkiboard/ca"
+	"pkiboard/wire"
+)
+
+// The findings of defeated boundary rows, as the lab observes them.
+
+func sniffDefeated() finding {
+	return &sniffFinding{SID: "alice-sniff", Student: output{stdout: "alice-sniff submitted: receipt 000001"}, Scanned: 5100,
+		Captured: true, Attempt: answer{Code: wire.CodeTokenInvalid}, Certs: 1}
+}
+
+func raceDefeated() finding {
+	return &raceFinding{SID: "alice-race", Student: output{stdout: "alice-race submitted"}, Held: raceHold, Captured: true,
+		Attempt: answer{Code: wire.CodeTokenInvalid}, Serial: "0a", Certs: []ca.CertView{{Serial: "0a", SID: "alice-race"}}, Forwarded: true}
+}
+
+func rogueDefeated() finding {
+	return &rogueBoardFinding{Board: "blackboard", Scanned: 5100, Captured: true, Replay: answer{Code: wire.CodeTokenInvalid},
+		Spent: answer{Code: wire.CodeTokenUsed}, TokenFrom: "read from data/ca/board-enroll.token", BoardCerts: 1}
+}
+
+// judged gives a finding its verdict, as RunBoundary does.
+func judged(f finding) *Result {
+	r := &Result{}
+	j := f.judge()
+	r.Did, r.Detected = j.did, j.detected
+	r.conclude(j.succeeded, j.problems, j.outcome)
+	return r
+}
+
+func TestJudgeBoundary(t *testing.T) {
+	issued := answer{Issued: &x509.Certificate{SerialNumber: big.NewInt(77)}}
+	tests := []struct {
+		name    string
+		f       func() finding
+		want    Verdict
+		problem string // a part of a problem, for verdicts other than Defeated
+	}{
+		{"sniff defeated", sniffDefeated, Defeated, ""},
+		{"sniff finds the token", func() finding { f := sniffDefeated().(*sniffFinding); f.Found = 2; return f }, Succeeded, "found 2 times"},
+		{"sniff enrolls", func() finding {
+			f := sniffDefeated().(*sniffFinding)
+			f.Attempt, f.Certs = issued, 2
+			return f
+		}, Succeeded, "issued the observer a certificate"},
+		{"sniff refused otherwise", func() finding {
+			f := sniffDefeated().(*sniffFinding)
+			f.Attempt = answer{Code: wire.CodeBadCSR}
+			return f
+		}, Unexpected, "not token-invalid"},
+		{"sniff saw nothing", func() finding { f := sniffDefeated().(*sniffFinding); f.Captured = false; return f }, Unexpected, "saw no EnrollRequest"},
+
+		{"race defeated", raceDefeated, Defeated, ""},
+		{"race wins", func() finding {
+			f := raceDefeated().(*raceFinding)
+			f.Attempt = issued
+			f.Student = output{code: 1, stderr: "alice-race: enroll alice-race: peer refused: token-used (code 24): the token was already used"}
+			f.Certs = []ca.CertView{{Serial: "4d"}}
+			return f
+		}, Succeeded, "she got token-used"},
+		{"race: her certificate is not the CA's", func() finding {
+			f := raceDefeated().(*raceFinding)
+			f.Certs = append(f.Certs, ca.CertView{Serial: "0b"})
+			return f
+		}, Unexpected, "want her certificate alone"},
+
+		{"rogue board defeated", rogueDefeated, Defeated, ""},
+		{"rogue board issued", func() finding {
+			f := rogueDefeated().(*rogueBoardFinding)
+			f.Spent, f.Others = issued, []string{"4d"}
+			return f
+		}, Succeeded, "no board of the lab held"},
+		{"rogue board: token not spent", func() finding {
+			f := rogueDefeated().(*rogueBoardFinding)
+			f.Spent = answer{Code: wire.CodeTokenExpired}
+			return f
+		}, Unexpected, "not token-used"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := judged(tt.f())
+			if r.Verdict != tt.want {
+				t.Fatalf("verdict %s, want %s; problems: %q", r.Verdict, tt.want, r.Problems)
+			}
+			if tt.want != Defeated && !strings.Contains(strings.Join(r.Problems, "\n"), tt.problem) {
+				t.Errorf("problems %q do not say %q", r.Problems, tt.problem)
+			}
+			if r.Did == "" || r.Detected == "" || r.Outcome == "" {
+				t.Errorf("a cell is empty: did %q, detected %q, outcome %q", r.Did, r.Detected, r.Outcome)
+			}
+		})
+	}
+}
+
+// TestBoundariesComplete checks that every boundary row can be played and
+// has its cells, and that the row ids are unique across the table.
+func TestBoundariesComplete(t *testing.T) {
+	ids := map[string]bool{}
+	for _, row := range Rows() {
+		if ids[row.ID] {
+			t.Errorf("row id %q twice", row.ID)
+		}
+		ids[row.ID] = true
+	}
+	for _, b := range Boundaries() {
+		if b.play == nil || b.Name == "" || b.Element == "" || b.Attacker == "" {
+			t.Errorf("boundary %q is incomplete", b.ID)
+		}
+	}
+}
+
+// TestTokenForms checks that the observer looks for a token in each form it
+// could take on the wire, and that tap.count finds them.
+func TestTokenForms(t *testing.T) {
+	token := ca.TokenPrefix + "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA"
+	forms := tokenForms(token)
+	if len(forms) != 8 {
+		t.Fatalf("%d forms, want 8 (token, base64url, raw, base64 ×2, hex ×2, the derived private key)", len(forms))
+	}
+	for i, form := range forms {
+		s := seen{streams: [][]byte{append(append([]byte("before"), form...), "after"...)}}
+		if n := s.count(forms); n < 1 {
+			t.Errorf("form %d not found", i)
+		}
+	}
+	if n := (seen{streams: [][]byte{[]byte("nothing of the token here")}}).count(forms); n != 0 {
+		t.Errorf("found %d times in a stream without it", n)
+	}
+}
