@@ -75,6 +75,24 @@ func Boundaries() []Boundary {
 			Element:  "no reusable board secret: a one-time board token, never on the wire, bound to the board's CSR, spent on the board's first certificate",
 			play:     playRogueBoard,
 		},
+		{
+			ID: "stale-status", Name: "a revoked board with a stale status",
+			Attacker: "steals the board's key, certificate and status.bin, and plays the board with them after the board's certificate is revoked",
+			Element:  "the board's status: root-signed, short-lived (ca.status_validity), and never older than the highest CRL number the student has seen",
+			play:     playStaleStatus,
+		},
+		{
+			ID: "chain-bomb", Name: "the chain bomb",
+			Attacker: "sends hellos whose certificate claims the course root as its issuer but is signed by an RSA-8192 key of its own, new bytes each time",
+			Element:  "one certificate per hello, checked against the root alone and first, the outcome cached per certificate; nothing expensive before the hello's signature",
+			play:     playChainBomb,
+		},
+		{
+			ID: "hello-replay", Name: "hello replay at volume",
+			Attacker: "records a legitimate student's ClientHello and replays it many times, from many sources",
+			Element:  "the replay cache: a hello already accepted is refused stale-hello for a hash and a lookup, before any HPKE, X-Wing, signature or log line",
+			play:     playHelloReplay,
+		},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"pkiboard/ca"
 	"pkiboard/wire"
@@ -25,6 +26,28 @@ func raceDefeated() finding {
 func rogueDefeated() finding {
 	return &rogueBoardFinding{Board: "blackboard", Scanned: 5100, Captured: true, Replay: answer{Code: wire.CodeTokenInvalid},
 		Spent: answer{Code: wire.CodeTokenUsed}, TokenFrom: "read from data/ca/board-enroll.token", BoardCerts: 1}
+}
+
+func staleDefeated() finding {
+	end := time.Now().Add(time.Minute)
+	refused := func(reason string) output {
+		return output{code: 1, stderr: "alice-stale: we refused the board (stale-status): the board's status … " + reason + " …"}
+	}
+	return &staleFinding{Serial: "0a", StolenCRL: 1, StolenEnd: end, NewSerial: "0b",
+		Seen: 2, SeenRogue: refused(olderThanSeen), SeenAt: end.Add(-10 * time.Second),
+		Fresh: refused(outOfTime), FreshAt: end.Add(time.Second), RogueActed: true}
+}
+
+func bombDefeated() finding {
+	return &strangerFinding{What: "chain bombs", Want: wire.CodeUnknownCA, V1: v1ChainBomb, MaxBoard: 5500 * time.Microsecond,
+		Flood: floodResult{Sent: 1920, Sources: 64, Answers: map[string]int{"unknown-ca": 1920}, Elapsed: 200 * time.Millisecond,
+			BoardCPU: 180 * time.Millisecond, AttackerCPU: 160 * time.Millisecond, BoardLines: 20}}
+}
+
+func replayDefeated() finding {
+	return &strangerFinding{What: "replays", Want: wire.CodeStaleHello, V1: v1Replay,
+		Flood: floodResult{Sent: 1920, Sources: 64, Answers: map[string]int{"stale-hello": 1920}, Elapsed: 120 * time.Millisecond,
+			BoardCPU: 120 * time.Millisecond, AttackerCPU: 100 * time.Millisecond}}
 }
 
 // judged gives a finding its verdict, as RunBoundary does.
@@ -83,6 +106,58 @@ func TestJudgeBoundary(t *testing.T) {
 			f.Spent = answer{Code: wire.CodeTokenExpired}
 			return f
 		}, Unexpected, "not token-used"},
+
+		{"stale status defeated", staleDefeated, Defeated, ""},
+		{"stale status accepted", func() finding {
+			f := staleDefeated().(*staleFinding)
+			f.SeenRogue, f.RogueRead = output{stdout: "alice-stale submitted"}, 360
+			return f
+		}, Succeeded, "read 360 bytes"},
+		{"stale status refused for its time only", func() finding {
+			f := staleDefeated().(*staleFinding)
+			f.SeenRogue = f.Fresh
+			return f
+		}, Unexpected, "for another reason"},
+		{"stale status expired too soon", func() finding {
+			f := staleDefeated().(*staleFinding)
+			f.SeenAt = f.StolenEnd.Add(time.Second)
+			return f
+		}, Unexpected, "did not test the CRL number"},
+		{"stale status refused board-revoked", func() finding {
+			f := staleDefeated().(*staleFinding)
+			f.Fresh = output{code: 1, stderr: "bob-stale: we refused the board (board-revoked): …"}
+			return f
+		}, Unexpected, "not the student's stale-status"},
+
+		{"chain bomb defeated", bombDefeated, Defeated, ""},
+		{"chain bomb costs the board", func() finding {
+			f := bombDefeated().(*strangerFinding)
+			f.Flood.BoardCPU = 1920 * 55 * time.Millisecond
+			return f
+		}, Succeeded, "more than 5.5ms"},
+		{"chain bomb answered otherwise", func() finding {
+			f := bombDefeated().(*strangerFinding)
+			f.Flood.Answers = map[string]int{"unknown-ca": 1900, "busy": 20}
+			return f
+		}, Unexpected, "20 answered busy"},
+
+		{"replay defeated", replayDefeated, Defeated, ""},
+		{"replay served", func() finding {
+			f := replayDefeated().(*strangerFinding)
+			f.Flood.Answers = map[string]int{"ServerHello": 1920}
+			f.Flood.Step3 = 1920
+			return f
+		}, Succeeded, "answered 1920 of them with a ServerHello"},
+		{"replay logged", func() finding {
+			f := replayDefeated().(*strangerFinding)
+			f.Flood.Step3 = 3
+			return f
+		}, Succeeded, "3 STEP 3 lines"},
+		{"replay lost", func() finding {
+			f := replayDefeated().(*strangerFinding)
+			f.Flood.Failed, f.Flood.LastErr = 5, "EOF"
+			return f
+		}, Unexpected, "5 connections got no answer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
