@@ -93,6 +93,24 @@ func Boundaries() []Boundary {
 			Element:  "the replay cache: a hello already accepted is refused stale-hello for a hash and a lookup, before any HPKE, X-Wing, signature or log line",
 			play:     playHelloReplay,
 		},
+		{
+			ID: "forged-evidence", Name: "the forged evidence folder",
+			Attacker: "makes a root of its own, a \"blackboard\" certificate and a receipt dated three days back, and puts its root.pem beside the receipt",
+			Element:  "the verifier's trust anchor comes only from what the verifier names (--root, a fingerprint), never from beside the evidence",
+			play:     playForgedEvidence,
+		},
+		{
+			ID: "refusal-flood", Name: "the anonymous refusal flood",
+			Attacker: "sends 10,000 bad enrollment requests over hundreds of connections and sources while a student enrolls",
+			Element:  "a refusal of a peer that proved nothing is counted in memory, not stored, and logged at most once a second",
+			play:     playRefusalFlood,
+		},
+		{
+			ID: "revocation", Name: "revocation: from `revoke` to enforcement",
+			Attacker: "holds a student's key and keeps submitting as her once the operator revokes her certificate (keyCompromise)",
+			Element:  "the board's watch on the CA: the CA pushes each new CRL and `revoke` returns once the watching boards installed it",
+			play:     playRevocation,
+		},
 	}
 }
 

@@ -50,6 +50,25 @@ func replayDefeated() finding {
 			BoardCPU: 120 * time.Millisecond, AttackerCPU: 100 * time.Millisecond}}
 }
 
+func forgedDefeated() finding {
+	return &forgedFinding{Received: time.Now().Add(-72 * time.Hour),
+		Alone:  output{code: 1, stderr: "pkiboard: verify-receipt x.json: no trust anchor: give the root certificate with --root FILE, or …"},
+		Course: output{code: 1, stderr: `pkiboard: verify-receipt x.json: does NOT verify against the root AB:CD: session: the receipt's board certificate: not signed by the root "CUHK": x509: …`}}
+}
+
+func floodDefeated() finding {
+	return &floodFinding{Sent: 10000, Conns: 400,
+		Answers: map[string]int{"token-invalid": 2500, "wrong-root": 2500, "token-required": 2500, "bad-sid": 2500},
+		Quiet:   refusalPhase{Requests: 5000, Elapsed: 2500 * time.Millisecond, DBBefore: 131072, DBAfter: 131072, Lines: 3, RefusalLines: 3},
+		Student: output{stdout: "enrolled"}, During: true, Counted: 10000}
+}
+
+func revocationDefeated() finding {
+	return &revocationFinding{SID: "carol-revoked", Revoke: output{stdout: "revoked 1 certificate(s); CRL 3 issued; 1 of 1 watching boards installed it"},
+		Took: 12 * time.Millisecond, After: output{code: 1, stderr: "carol-revoked: refused (cert-revoked): your certificate …"},
+		CRL: "3", Installed: 1, Watching: 1}
+}
+
 // judged gives a finding its verdict, as RunBoundary does.
 func judged(f finding) *Result {
 	r := &Result{}
@@ -158,6 +177,52 @@ func TestJudgeBoundary(t *testing.T) {
 			f.Flood.Failed, f.Flood.LastErr = 5, "EOF"
 			return f
 		}, Unexpected, "5 connections got no answer"},
+
+		{"forged evidence defeated", forgedDefeated, Defeated, ""},
+		{"forged evidence verifies", func() finding {
+			f := forgedDefeated().(*forgedFinding)
+			f.Alone = output{stdout: "x.json verifies: …"}
+			return f
+		}, Succeeded, "naming no root, accepted"},
+		{"forged evidence refused mutely", func() finding {
+			f := forgedDefeated().(*forgedFinding)
+			f.Alone.stderr = "pkiboard: verify-receipt: something"
+			return f
+		}, Unexpected, "without saying how to give one"},
+
+		{"flood defeated", floodDefeated, Defeated, ""},
+		{"flood written", func() finding {
+			f := floodDefeated().(*floodFinding)
+			f.Quiet.DBAfter, f.Quiet.DBChanged = 131072+5000*800, true
+			return f
+		}, Succeeded, "800 bytes per refusal"},
+		{"flood logged", func() finding {
+			f := floodDefeated().(*floodFinding)
+			f.Quiet.RefusalLines = 5000
+			return f
+		}, Succeeded, "logged 5000 lines"},
+		{"flood starves the student", func() finding {
+			f := floodDefeated().(*floodFinding)
+			f.Student = output{code: 1, stderr: "peer refused: busy (code 10)"}
+			return f
+		}, Unexpected, "did not enroll during the flood"},
+
+		{"revocation defeated", revocationDefeated, Defeated, ""},
+		{"revoked student submits", func() finding {
+			f := revocationDefeated().(*revocationFinding)
+			f.After = output{stdout: "carol-revoked submitted"}
+			return f
+		}, Succeeded, "submitted after `revoke` returned"},
+		{"revocation slow", func() finding {
+			f := revocationDefeated().(*revocationFinding)
+			f.Took = 8 * time.Second
+			return f
+		}, Unexpected, "not under 2s"},
+		{"revocation not installed", func() finding {
+			f := revocationDefeated().(*revocationFinding)
+			f.Installed = 0
+			return f
+		}, Unexpected, "0 of 1 watching boards"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
