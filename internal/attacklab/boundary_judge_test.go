@@ -38,16 +38,23 @@ func staleDefeated() finding {
 		Fresh: refused(outOfTime), FreshAt: end.Add(time.Second), RogueActed: true}
 }
 
+// baselineFlood is the hellos refused for their date alone, at 60 µs each.
+func baselineFlood() floodResult {
+	return floodResult{Sent: 1920, Sources: 64, Answers: map[string]int{"stale-hello": 1920}, BoardCPU: 1920 * 60 * time.Microsecond}
+}
+
 func bombDefeated() finding {
-	return &strangerFinding{What: "chain bombs", Want: wire.CodeUnknownCA, V1: v1ChainBomb, MaxBoard: 5500 * time.Microsecond,
+	return &strangerFinding{What: "chain bombs", Want: wire.CodeUnknownCA, V1: v1ChainBomb, MaxFactor: 3, MaxBoard: 5500 * time.Microsecond,
 		Flood: floodResult{Sent: 1920, Sources: 64, Answers: map[string]int{"unknown-ca": 1920}, Elapsed: 200 * time.Millisecond,
-			BoardCPU: 180 * time.Millisecond, AttackerCPU: 160 * time.Millisecond, BoardLines: 20}}
+			BoardCPU: 180 * time.Millisecond, AttackerCPU: 160 * time.Millisecond, BoardLines: 20},
+		Baseline: baselineFlood()}
 }
 
 func replayDefeated() finding {
-	return &strangerFinding{What: "replays", Want: wire.CodeStaleHello, V1: v1Replay,
+	return &strangerFinding{What: "replays", Want: wire.CodeStaleHello, V1: v1Replay, MaxFactor: 1.5,
 		Flood: floodResult{Sent: 1920, Sources: 64, Answers: map[string]int{"stale-hello": 1920}, Elapsed: 120 * time.Millisecond,
-			BoardCPU: 120 * time.Millisecond, AttackerCPU: 100 * time.Millisecond}}
+			BoardCPU: 120 * time.Millisecond, AttackerCPU: 100 * time.Millisecond},
+		Baseline: baselineFlood()}
 }
 
 func forgedDefeated() finding {
@@ -154,6 +161,11 @@ func TestJudgeBoundary(t *testing.T) {
 			f.Flood.BoardCPU = 1920 * 55 * time.Millisecond
 			return f
 		}, Succeeded, "more than 5.5ms"},
+		{"chain bomb costs thrice the baseline", func() finding {
+			f := bombDefeated().(*strangerFinding)
+			f.Flood.BoardCPU = 1920 * 200 * time.Microsecond
+			return f
+		}, Succeeded, "more than 3.0×"},
 		{"chain bomb answered otherwise", func() finding {
 			f := bombDefeated().(*strangerFinding)
 			f.Flood.Answers = map[string]int{"unknown-ca": 1900, "busy": 20}
@@ -172,6 +184,16 @@ func TestJudgeBoundary(t *testing.T) {
 			f.Flood.Step3 = 3
 			return f
 		}, Succeeded, "3 STEP 3 lines"},
+		{"replay checked after the signature", func() finding {
+			f := replayDefeated().(*strangerFinding)
+			f.Flood.BoardCPU = 1920 * 210 * time.Microsecond
+			return f
+		}, Succeeded, "more than 1.5× what a hello refused for its date alone costs"},
+		{"replay without a baseline", func() finding {
+			f := replayDefeated().(*strangerFinding)
+			f.Baseline.Answers = map[string]int{"busy": 1920}
+			return f
+		}, Unexpected, "baseline's hellos"},
 		{"replay lost", func() finding {
 			f := replayDefeated().(*strangerFinding)
 			f.Flood.Failed, f.Flood.LastErr = 5, "EOF"
