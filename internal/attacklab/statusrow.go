@@ -1,6 +1,7 @@
 package attacklab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -43,6 +44,12 @@ func playStaleStatus(ctx context.Context, l *Lab, dir string) (finding, error) {
 	f := &staleFinding{}
 	stolen := filepath.Join(dir, "stolen")
 	if err := os.MkdirAll(stolen, 0o700); err != nil {
+		return f, err
+	}
+	// The attacker takes the status as soon as the board has a new one, so
+	// that the row has its whole validity to show the student's memory of
+	// CRL numbers before the status expires.
+	if err := l.awaitNewStatus(ctx); err != nil {
 		return f, err
 	}
 	for _, name := range []string{ca.KeyFile, ca.CertFile, board.StatusFile} {
@@ -117,6 +124,25 @@ func playStaleStatus(ctx context.Context, l *Lab, dir string) (finding, error) {
 		f.RogueActed = f.RogueActed || r.Flag("action")
 	}
 	return f, nil
+}
+
+// awaitNewStatus waits until the board keeps a new status in its data
+// directory: the CA pushes one when the last is half-way through.
+func (l *Lab) awaitNewStatus(ctx context.Context) error {
+	path := l.path(boardDataDir, board.StatusFile)
+	old, _ := os.ReadFile(path)
+	deadline := time.Now().Add(statusValidity)
+	for time.Now().Before(deadline) {
+		if now, err := os.ReadFile(path); err == nil && len(now) > 0 && !bytes.Equal(now, old) {
+			return nil
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("the board kept no new status in %v (ca.status_validity %v: the CA pushes one half-way through)", statusValidity, statusValidity)
 }
 
 // reenrollBoard enrolls the board again after its certificate was revoked,
