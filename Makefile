@@ -61,7 +61,7 @@ demo: build ## run the CA, the board and a student with three IDs (fresh data/ e
 	@./scripts/demo.sh
 
 .PHONY: attacks
-attacks: build ## run every attack through the adversary against a real CA and board; print the table (fails if one succeeds)
+attacks: build ## play every attack (on the session, through the adversary; on the boundary, from the lab) against a real CA and board; print the table (fails unless each is defeated)
 	$(GO) run ./cmd/attacks -bin $(BIN)
 
 clean: ## remove the binary, the demo's data and the installed tools

@@ -79,7 +79,7 @@ func newApp() *cli.App {
 		UsageText: `pkiboard [--config FILE] --role=ca
 pkiboard [--config FILE] --role=board
 pkiboard [--config FILE] --role=student --ids SID1,SID2,SID3 [--message TEXT | --report FILE] [--parallel N]
-pkiboard [--config FILE] --role=adversary --listen ADDR --upstream ADDR --attack NAME [--cert FILE --key FILE]
+pkiboard [--config FILE] --role=adversary --listen ADDR --upstream ADDR --attack NAME [--cert FILE --key FILE [--status FILE]]
 pkiboard COMMAND [options]   (operator commands below; pkiboard COMMAND --help)`,
 		Description: `One executable, three roles, and the adversary:
    --role=ca        the certificate authority: issues student and board certificates, keeps
@@ -105,6 +105,7 @@ Settings come from --config (default config.toml); the flags below override them
 			&cli.StringFlag{Name: "attack", Usage: "adversary: run attack `NAME` (see above)"},
 			&cli.StringFlag{Name: "cert", Usage: "adversary: its own certificate `FILE` (PEM), e.g. from `pkiboard enroll --sid mallory`"},
 			&cli.StringFlag{Name: "key", Usage: "adversary: the private key `FILE` of --cert"},
+			&cli.StringFlag{Name: "status", Usage: "adversary: impersonate-board staples the board status in `FILE` (e.g. a stolen status.bin) instead of one it signs itself"},
 		),
 		HideHelpCommand: true,
 		Commands:        operatorCommands(),
@@ -297,7 +298,7 @@ func runRole(c *cli.Context) error {
 }
 
 // adversaryFlags are the flags only the adversary takes.
-var adversaryFlags = []string{"upstream", "attack", "cert", "key"}
+var adversaryFlags = []string{"upstream", "attack", "cert", "key", "status"}
 
 func adversaryOptions(c *cli.Context) (roles.AdversaryOptions, error) {
 	listen, _ := lookupFlag(c, "listen")
@@ -307,6 +308,7 @@ func adversaryOptions(c *cli.Context) (roles.AdversaryOptions, error) {
 		Attack:   c.String("attack"),
 		CertFile: c.String("cert"),
 		KeyFile:  c.String("key"),
+		Status:   c.String("status"),
 	}
 	if opts.Listen == "" || opts.Attack == "" || opts.Upstream == "" && opts.Attack != adversary.ImpersonateBoard {
 		return opts, usagef("the adversary role needs --listen ADDR, --upstream ADDR (the board) and --attack NAME, one of: %s",

@@ -52,7 +52,7 @@ var attacks = []attackInfo{
 	{Replay, "relay a session while recording it, then replay the student's frames to the board on a new connection", false},
 	{SwapCert, "replace the student's certificate in the ClientHello with the adversary's own valid one (--cert)", true},
 	{SwapCertAndSID, "as swap-cert, and claim the adversary's SID too", true},
-	{ImpersonateBoard, "answer the student itself, as the board: with a self-signed certificate, or with --cert", false},
+	{ImpersonateBoard, "answer the student itself, as the board: with a self-signed certificate, or with --cert (and --status, a board status to staple)", false},
 	{Downgrade, "strip aes-256-ctr-hmac-sha256 from the student's offer, leaving rc4-hmac-sha256", false},
 	{StealSessionKey, "relay everything, then try to recover the record keys from what was relayed", false},
 }
@@ -109,6 +109,12 @@ type Config struct {
 	// DefaultBoardName if empty.
 	BoardName string
 
+	// Status is a board status (wire.BoardStatus, as the root signed it)
+	// that impersonate-board staples to its ServerHello: one stolen with a
+	// board's key and certificate (its status.bin). Without it the impostor
+	// staples a status it signs with its own key.
+	Status []byte
+
 	// FrameTimeout bounds the wait for one frame (DefaultFrameTimeout if
 	// zero); SessionLimit bounds a whole connection (DefaultSessionLimit).
 	FrameTimeout time.Duration
@@ -139,6 +145,9 @@ func New(cfg Config) (*Adversary, error) {
 	}
 	if (len(cfg.Chain) == 0) != (cfg.Key == nil) {
 		return nil, errors.New("adversary: give the adversary's certificate and its key together")
+	}
+	if len(cfg.Status) > 0 && cfg.Attack != ImpersonateBoard {
+		return nil, fmt.Errorf("adversary: a board status to staple applies to %s only", ImpersonateBoard)
 	}
 	if attacks[i].needsCert && cfg.Key == nil {
 		return nil, fmt.Errorf("adversary: %s needs the adversary's own certificate and key (--cert, --key): enroll one with `pkiboard enroll --sid mallory --out DIR`", cfg.Attack)

@@ -199,6 +199,13 @@ func startAdversary(t *testing.T, cfg Config) (string, <-chan *Report, *observer
 // the receipt or the error.
 func student(t *testing.T, addr string, root *x509.Certificate, suites []uint16, content []byte) (*wire.Receipt, error) {
 	t.Helper()
+	return studentSeen(t, addr, root, suites, content, 0)
+}
+
+// studentSeen is student, for a student who has seen a board status of CRL
+// number minCRL.
+func studentSeen(t *testing.T, addr string, root *x509.Certificate, suites []uint16, content []byte, minCRL uint64) (*wire.Receipt, error) {
+	t.Helper()
 	p := pki(t)
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
@@ -209,6 +216,7 @@ func student(t *testing.T, addr string, root *x509.Certificate, suites []uint16,
 	wc.SetDeadline(time.Now().Add(testTimeout))
 	sc, err := session.Client(wc, &session.ClientConfig{
 		SID: testSID, Certificate: p.alice.chain[0], Key: p.alice.key, Root: root, BoardName: "blackboard", Suites: suites,
+		MinCRLNumber: minCRL,
 	})
 	if err != nil {
 		return nil, err
@@ -507,6 +515,38 @@ func TestImpersonatorReadsATrustingStudent(t *testing.T) {
 	_ = p
 }
 
+// TestImpersonateWithAStolenBoardIdentity plays the board with its stolen
+// key, certificate and status (--cert, --key, --status): a student who has
+// seen a status of a higher CRL number refuses it stale-status; one who has
+// not is read — the window that the status's short validity bounds.
+func TestImpersonateWithAStolenBoardIdentity(t *testing.T) {
+	p := pki(t)
+	addr, reports, _ := startAdversary(t, Config{Attack: ImpersonateBoard, Chain: p.board.chain, Key: p.board.key, Status: p.status})
+	content := message(testSID)
+	_, err := studentSeen(t, addr, p.root, nil, content, 2)
+	if code, ours := codeOf(err); code != wire.CodeStaleStatus || !ours {
+		t.Errorf("a student who has seen CRL 2: got %v, want her stale-status", err)
+	}
+	rep := wait(t, "the adversary", reports)
+	if rep.PlaintextRead != 0 {
+		t.Errorf("the impostor read %d bytes of a student who refused it", rep.PlaintextRead)
+	}
+	acts := strings.Join(rep.Actions, "\n")
+	for _, want := range []string{"a board certificate of the course CA (CN \"blackboard\"", "stapling the board status it was given (good, CRL number 1"} {
+		if !strings.Contains(acts, want) {
+			t.Errorf("actions %q lack %q", acts, want)
+		}
+	}
+	// The control: a student who has seen nothing newer trusts the stolen
+	// identity until the status expires.
+	if _, err := studentSeen(t, addr, p.root, nil, content, 1); err == nil {
+		t.Error("the student got a receipt from the impostor")
+	}
+	if rep := wait(t, "the adversary", reports); rep.PlaintextRead != int64(len(content)) {
+		t.Errorf("the impostor read %d bytes of %d from a student who trusted it", rep.PlaintextRead, len(content))
+	}
+}
+
 func TestStealSessionKey(t *testing.T) {
 	o := run(t, scenario{attack: StealSessionKey, withCert: true})
 	if o.studentErr != nil {
@@ -558,6 +598,7 @@ func TestNewChecksConfig(t *testing.T) {
 		{Config{Attack: SwapCert, Upstream: "127.0.0.1:1"}, "needs the adversary's own certificate"},
 		{Config{Attack: Tamper, Upstream: "board"}, "not host:port"},
 		{Config{Attack: Tamper, Upstream: "127.0.0.1:1", Chain: p.mallory.chain}, "together"},
+		{Config{Attack: Tamper, Upstream: "127.0.0.1:1", Status: p.status}, "applies to impersonate-board only"},
 	} {
 		if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("New(%+v): got %v, want %q", tt.cfg.Attack, err, tt.want)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -72,8 +73,8 @@ func (s *conn) impersonate(c net.Conn) {
 		s.say("the student hung up", zap.Error(err))
 		return
 	}
-	s.act("played the board itself with %s: a well-formed ServerHello (a fresh session key encrypted to the student's certificate key, an X-Wing encapsulation) and a valid signature by its own key",
-		s.identityName())
+	s.act("played the board itself with %s: a well-formed ServerHello (a fresh session key encrypted to the student's certificate key, an X-Wing encapsulation%s) and a valid signature by its own key",
+		s.identityName(), s.statusName())
 	th := hashFrames(chPayload, shPayload, svPayload)
 	ikm := append(sessionKey, pqSecret...)
 	c2s, err1 := deriveKeys(ikm, ch.Random, sh.Random, th, "c2s")
@@ -94,11 +95,33 @@ func (s *conn) impersonate(c net.Conn) {
 // identityName describes the certificate the adversary presents.
 func (s *conn) identityName() string {
 	c := s.a.chain[0]
-	if s.a.selfSigned {
+	switch {
+	case s.a.selfSigned:
 		return fmt.Sprintf("a self-signed certificate for %q", c.Subject.CommonName)
+	case slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth):
+		return fmt.Sprintf("a board certificate of the course CA (CN %q, serial %s) and its key, stolen",
+			c.Subject.CommonName, keys.SerialHex(c.SerialNumber))
 	}
 	return fmt.Sprintf("its own valid student certificate from the course CA (CN %q, serial %s)",
 		c.Subject.CommonName, keys.SerialHex(c.SerialNumber))
+}
+
+// statusName describes the status the adversary staples when it was given
+// one, as ", stapling …"; "" otherwise.
+func (s *conn) statusName() string {
+	if len(s.a.cfg.Status) == 0 {
+		return ""
+	}
+	st, err := wire.ParseBoardStatus(s.a.cfg.Status)
+	if err != nil {
+		return ", stapling the board status it was given (which does not decode)"
+	}
+	state := "good"
+	if st.Revoked {
+		state = "revoked"
+	}
+	return fmt.Sprintf(", stapling the board status it was given (%s, CRL number %d, valid until %s)",
+		state, st.CRLNumber, time.Unix(int64(st.NextUpdate), 0).UTC().Format(time.TimeOnly))
 }
 
 // serverHelloFor builds the impostor's ServerHello for ch, and returns the
@@ -140,10 +163,14 @@ func (s *conn) serverHelloFor(ch *wire.ClientHello, chPayload []byte) (sh *wire.
 	return sh, sessionKey, pqSecret, nil
 }
 
-// ownStatus is the best status the impostor can staple: one for its own
-// certificate, good, valid now, with the highest CRL number there is, signed
-// with its own key (it has no root key).
+// ownStatus is the best status the impostor can staple: the one it was given
+// (a board's, stolen with its key), or else one for its own certificate,
+// good, valid now, with the highest CRL number there is, signed with its own
+// key (it has no root key).
 func (s *conn) ownStatus() ([]byte, error) {
+	if len(s.a.cfg.Status) > 0 {
+		return s.a.cfg.Status, nil
+	}
 	c := s.a.chain[0]
 	now := time.Now()
 	this, next := uint64(now.Add(-time.Minute).Unix()), uint64(now.Add(time.Hour).Unix())

@@ -20,7 +20,7 @@ type signedStatus struct {
 	encoded   []byte
 	crlNumber uint64
 	revoked   bool
-	refresh   time.Time // half-way from this_update to next_update
+	refresh   time.Time // half-way from its signing to next_update: when it is due again
 	expires   time.Time // next_update
 }
 
@@ -107,8 +107,11 @@ func (a *Authority) boardStatus(cert *x509.Certificate, now time.Time) (*signedS
 		encoded:   enc,
 		crlNumber: number,
 		revoked:   st.Revoked,
-		refresh:   this.Add(next.Sub(this) / 2),
-		expires:   next,
+		// Half-way from now, not from this_update: a status_validity
+		// shorter than the backdated minute would otherwise be due again
+		// as soon as it is signed, and the watch would push without pause.
+		refresh: now.Add(next.Sub(now) / 2),
+		expires: next,
 	}
 	a.statuses[sum] = s
 	return s, nil

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"testing"
 	"time"
@@ -82,4 +83,35 @@ func mustCRL(t *testing.T, tc *testCA) []byte {
 		t.Fatal(err)
 	}
 	return pem
+}
+
+// TestBoardStatusRefreshAfterSigning checks when a status is due again: half-way
+// from its signing to its next_update, also when status_validity is shorter
+// than the minute a status is backdated (half-way from this_update would then
+// be past at once, and a watch would push new statuses without pause).
+func TestBoardStatusRefreshAfterSigning(t *testing.T) {
+	tc := newCA(t, func(o *Options) { o.StatusValidity = 10 * time.Second })
+	board, _, err := tc.enrollKey(t, wire.ProfileBoard, testBoard, tc.boardToken(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func() []byte {
+		t.Helper()
+		data, err := tc.BoardStatus(board.Certificate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	first := status()
+	for _, step := range []time.Duration{0, 4 * time.Second} {
+		tc.clock.Add(step)
+		if !bytes.Equal(status(), first) {
+			t.Fatalf("%v after signing, the CA signed a new status; want the one held until 5s", step)
+		}
+	}
+	tc.clock.Add(2 * time.Second)
+	if bytes.Equal(status(), first) {
+		t.Error("6s after signing, the CA returned the same status; want a new one (half-way to next_update)")
+	}
 }

@@ -233,9 +233,9 @@ func TestBoardStatus(t *testing.T) {
 			st.Revoked, st.CRLNumber, tc.CRLNumber(), st.ThisUpdate, st.NextUpdate)
 	}
 
-	// Cached: the same bytes until half-way to next_update (30m30s after
-	// this_update, 29m30s after t0), new ones from then on.
-	tc.clock.Add(29*time.Minute + 29*time.Second)
+	// Cached: the same bytes until half-way from its signing to next_update
+	// (30m after t0), new ones from then on.
+	tc.clock.Add(29*time.Minute + 59*time.Second)
 	if again, _ := tc.BoardStatus(board); !slices.Equal(again, enc) {
 		t.Error("a second status signed before the first was half-way through")
 	}
@@ -454,11 +454,11 @@ func TestWatchRefreshesStatus(t *testing.T) {
 	}
 	_, st := checkUpdate(t, tc, board, up)
 	w.ack(t, st.CRLNumber)
-	// Half of the hour and the minute of backdating, less that minute.
-	if d := <-waits; d != 29*time.Minute+30*time.Second {
-		t.Errorf("the watch waits %v for the next status, want 29m30s", d)
+	// Half-way from its signing to next_update: half of the hour.
+	if d := <-waits; d != 30*time.Minute {
+		t.Errorf("the watch waits %v for the next status, want 30m", d)
 	}
-	tc.clock.Add(29*time.Minute + 30*time.Second)
+	tc.clock.Add(30 * time.Minute)
 	fire <- tc.clock.Now()
 	up, err = w.next()
 	if err != nil {

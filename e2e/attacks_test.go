@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -10,11 +11,14 @@ import (
 )
 
 // TestAttacks plays every row of the attack table (what `make attacks`
-// prints) against a real CA and board, with the adversary as a real process
-// between the student and the board: each attack must be defeated, by the
-// party and with the error code its row names, and nothing may be stored or
-// read that the attack was after. A row fails if its defence is removed:
-// the attack then either succeeds or is stopped by another check.
+// prints) against a real CA and board: the scenarios with the adversary as a
+// real process between the student and the board, then the boundary attacks
+// (the CA exchange observed and held back, a stolen board token and key, a
+// stale status, strangers' floods, forged evidence, revocation). Each attack
+// must be defeated, by the party and with the error code its row names, and
+// nothing may be stored, issued, read or written that the attack was after.
+// A row fails if its defence is removed: the attack then either succeeds or
+// is stopped by another check.
 func TestAttacks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -28,9 +32,9 @@ func TestAttacks(t *testing.T) {
 			t.Errorf("stopping the lab: %v", err)
 		}
 	})
-	for _, sc := range attacklab.Scenarios() {
-		t.Run(sc.ID, func(t *testing.T) {
-			r := lab.Run(ctx, sc)
+	for _, row := range attacklab.Rows() {
+		t.Run(row.ID, func(t *testing.T) {
+			r := lab.Play(ctx, row)
 			t.Logf("%s: %s in %s; %s; %s", r.Name, r.Verdict, r.Elapsed.Round(time.Millisecond), r.Detected, r.Outcome)
 			if r.Verdict != attacklab.Defeated {
 				t.Errorf("%s: %s:\n  %s", r.Name, r.Verdict, strings.Join(r.Problems, "\n  "))
@@ -44,6 +48,10 @@ func TestAttacks(t *testing.T) {
 // needs, and that its flags belong to it alone.
 func TestAttackRoleFlags(t *testing.T) {
 	in := newInstall(t, nil)
+	status := in.path("status.bin")
+	if err := os.WriteFile(status, []byte("a status"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -55,6 +63,9 @@ func TestAttackRoleFlags(t *testing.T) {
 		{"unknown attack", []string{"--role=adversary", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--attack", "sniff"}, 2,
 			`--attack "sniff": the attacks are eavesdrop, tamper`},
 		{"attack flag on the CA", []string{"--role=ca", "--attack", "tamper"}, 2, "--attack applies only to --role=adversary"},
+		{"status flag on the board", []string{"--role=board", "--status", "status.bin"}, 2, "--status applies only to --role=adversary"},
+		{"status for another attack", []string{"--role=adversary", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--attack", "tamper", "--status", status}, 1,
+			"a board status to staple applies to impersonate-board only"},
 		{"data dir", []string{"--role=adversary", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--attack", "tamper", "--data-dir", "x"}, 2,
 			"--data-dir does not apply to the adversary role"},
 		{"swap-cert without a certificate", []string{"--role=adversary", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:1", "--attack", "swap-cert"}, 1,

@@ -26,6 +26,9 @@ type AdversaryOptions struct {
 	Attack   string // one of adversary.Attacks()
 	CertFile string // the adversary's own certificate (PEM), or ""
 	KeyFile  string // its key (PEM), with CertFile
+	// Status is a file holding a board status (wire.BoardStatus, as the CA
+	// signed it: a board's status.bin) that impersonate-board staples, or "".
+	Status string
 }
 
 // Limits of the adversary's accept loop.
@@ -43,11 +46,18 @@ func RunAdversary(ctx context.Context, log *zap.Logger, opts AdversaryOptions) e
 	if err != nil {
 		return fmt.Errorf("adversary: %w", err)
 	}
+	var status []byte
+	if opts.Status != "" {
+		if status, err = os.ReadFile(opts.Status); err != nil {
+			return fmt.Errorf("adversary: --status: %w", err)
+		}
+	}
 	adv, err := adversary.New(adversary.Config{
 		Attack:   opts.Attack,
 		Upstream: opts.Upstream,
 		Chain:    chain,
 		Key:      key,
+		Status:   status,
 		Log:      log,
 	})
 	if err != nil {

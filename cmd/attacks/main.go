@@ -1,9 +1,12 @@
 // Command attacks is what `make attacks` runs: it starts the real CA and board
-// from the pkiboard executable on loopback, runs a legitimate student through
-// the adversary (pkiboard --role=adversary) once for each attack of the
-// course scenario, and prints a Markdown table of what the adversary did, who
-// detected it and how, and what came of it. It exits 1 if any attack was not
-// defeated as expected, 2 if the lab could not run.
+// from the pkiboard executable on loopback, plays every row of the attack
+// table against them — a legitimate student through the adversary
+// (pkiboard --role=adversary) for each attack on the session, then the
+// attacks on what surrounds it (the CA exchange, the board's identity,
+// strangers' floods, forged evidence, revocation) — and prints a Markdown
+// table of what the attacker did, who detected it and how, and what came of
+// it, with the figures measured. It exits 1 if any attack was not defeated
+// as expected, 2 if the lab could not run.
 package main
 
 import (
@@ -25,7 +28,7 @@ func main() {
 func run() int {
 	bin := flag.String("bin", "bin/pkiboard", "the pkiboard `executable` to run")
 	keep := flag.Bool("keep", false, "keep the working directory (its path is printed)")
-	only := flag.String("only", "", "run only the attacks whose name contains `TEXT`")
+	only := flag.String("only", "", "run only the attacks whose name or short name contains `TEXT`")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -36,14 +39,14 @@ func run() int {
 		return 2
 	}
 	var results []*attacklab.Result
-	for _, sc := range attacklab.Scenarios() {
-		if !strings.Contains(sc.Name, *only) {
+	for _, row := range attacklab.Rows() {
+		if !strings.Contains(row.Name, *only) && !strings.Contains(row.ID, *only) {
 			continue
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		results = append(results, lab.Run(ctx, sc))
+		results = append(results, lab.Play(ctx, row))
 	}
 	if err := lab.Close(); err != nil {
 		fmt.Fprintf(os.Stderr, "attacks: %v\n", err)

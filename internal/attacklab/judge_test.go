@@ -132,8 +132,9 @@ func TestJudge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &Result{Scenario: scenario(t, tt.id)}
-			judge(r, tt.ev())
+			sc := scenario(t, tt.id)
+			r := &Result{ID: sc.ID, Name: sc.Name}
+			judge(r, sc, tt.ev())
 			if r.Verdict != tt.want {
 				t.Fatalf("verdict %s, want %s; problems: %q", r.Verdict, tt.want, r.Problems)
 			}
@@ -148,8 +149,8 @@ func TestJudge(t *testing.T) {
 }
 
 func TestMarkdown(t *testing.T) {
-	r := &Result{Scenario: scenario(t, "tamper"), Did: "flipped a|bit", Detected: "the board", Outcome: "nothing", Verdict: Defeated}
-	out := Markdown([]*Result{r, {Scenario: scenario(t, "reorder"), Verdict: Succeeded}})
+	r := &Result{Name: "tamper", Did: "flipped a|bit", Detected: "the board", Outcome: "nothing", Verdict: Defeated}
+	out := Markdown([]*Result{r, {Name: "reorder", Verdict: Succeeded}})
 	for _, want := range []string{`flipped a\|bit`, "**defeated**", "**SUCCEEDED**", "1 of 2 attacks defeated"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

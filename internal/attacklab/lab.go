@@ -1,31 +1,47 @@
-// Package attacklab runs the course scenario with the adversary in the middle.
-// It starts a real CA and board from the pkiboard executable on ephemeral
-// loopback ports and, for each attack of the table (Scenarios), starts the
-// adversary in front of the board, runs a legitimate student through it, and
-// judges from what every party reports — exit codes, the error codes in the
-// student's output and in the board's log, the board's list of submissions,
-// and the adversary's own log — whether the attack was defeated, and by the
-// defence the row names.
+// Package attacklab runs the course scenario against its attackers. It starts
+// a real CA and board from the pkiboard executable on ephemeral loopback
+// ports, with the CA under policy "token" as a course runs it, and plays each
+// row of the table (Rows) against them, judging from what every party reports
+// — exit codes, the error codes in the student's output and in the daemons'
+// logs, the board's list of submissions, the CA's list of certificates, the
+// attacker's own log, file sizes and CPU times — whether the attack was
+// defeated, and by the defence the row names.
+//
+// A row is of one of two kinds. A Scenario puts the adversary (`pkiboard
+// --role=adversary`) in the middle of a student's session with the board. A
+// Boundary attacks what surrounds the session: the CA exchange (an observer of
+// the wire, a proxy that holds a request back), the board's identity (a stolen
+// board token or key, a stale status), strangers who flood the daemons, and
+// the evidence a verifier is shown; its attacker is the lab itself, acting as
+// the attacker's own client or proxy and speaking PROTOCOL.md through package
+// wire, or the adversary again.
 //
 // The judgement can fail: a row whose attack achieves its goal (a tampered
 // submission stored, plaintext seen, a key recovered, a student talking to an
-// impostor) is "SUCCEEDED"; a row stopped by another defence than the one it
-// names, or whose adversary did nothing, is "NOT AS EXPECTED". `make attacks`
-// (cmd/attacks) prints the table; e2e/attacks_test.go asserts every row.
+// impostor, a certificate issued to the attacker, a stranger costing the
+// daemon its work or its disk) is "SUCCEEDED"; a row stopped by another
+// defence than the one it names, or whose attacker did nothing, is "NOT AS
+// EXPECTED". `make attacks` (cmd/attacks) prints the table;
+// e2e/attacks_test.go asserts every row.
 package attacklab
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
+	"pkiboard/ca"
+	"pkiboard/internal/keys"
 	"pkiboard/internal/proc"
 	"pkiboard/wire"
 )
@@ -46,16 +62,55 @@ type Lab struct {
 	ca, board *proc.Proc
 	mallory   string          // directory holding mallory's cert.pem and key.pem
 	known     map[string]bool // the ids of the submissions the board held after the last row
+
+	root   *x509.Certificate // the course root
+	rootFP string            // its fingerprint, as the config takes it
+	// wire is the observer on the network between the board (and the
+	// students of the boundary rows) and the CA: it relays every byte and
+	// records it. The board reaches the CA only through it, so that its
+	// enrollment crosses an observed wire.
+	wire *tap
+	// boardToken is the one-time board token the CA's first start wrote,
+	// read before the board spent it; boardSerials are the serials of every
+	// certificate the real board has held.
+	boardToken   string
+	boardSerials []string
+
+	tokensMu sync.Mutex
+	tokens   map[string]string // the last token made for each SID
 }
 
 // mallory is the adversary's SID: a student of the course like any other.
 const mallory = "mallory"
 
-// Start starts the CA and the board (which allows RC4, so that the downgrade
-// row tests the transcript signature rather than the board's refusal of
-// RC4), and enrolls mallory for the adversary.
+// The lab's settings that differ from the defaults: the CA under policy
+// "token", as a course runs it (under "open" anyone may enroll any SID, and
+// stealing a token would gain nothing); a board status valid for
+// statusValidity, so that the stale-status row can wait for one to expire;
+// and a board that allows RC4, so that the downgrade row tests the transcript
+// signature rather than the board's refusal of RC4.
+const statusValidity = 12 * time.Second
+
+// Paths of the lab's installation, relative to its directory (the config's
+// defaults, which resolve against the config file's directory).
+var (
+	caDataDir    = filepath.Join("data", "ca")
+	boardDataDir = filepath.Join("data", "board")
+)
+
+// Start starts the CA, the observed wire in front of it, and the board, and
+// enrolls mallory for the adversary.
 func Start(ctx context.Context, opts Options) (*Lab, error) {
 	l := &Lab{opts: opts, dir: opts.Dir}
+	// Absolute, since some rows run commands in directories of their own.
+	bin, err := exec.LookPath(opts.Bin)
+	if err == nil {
+		bin, err = filepath.Abs(bin)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("the pkiboard executable: %w", err)
+	}
+	l.opts.Bin = bin
 	if l.dir == "" {
 		// Short, because the daemons' operator sockets live in it.
 		dir, err := os.MkdirTemp("", "pkb-atk")
@@ -65,53 +120,149 @@ func Start(ctx context.Context, opts Options) (*Lab, error) {
 		l.dir = dir
 	}
 	l.config = filepath.Join(l.dir, "pkiboard.toml")
-	cfg := proc.Config("info", map[string]string{"board": "allow_rc4 = true"})
+	cfg := proc.Config("info", map[string]string{
+		"ca":    fmt.Sprintf("policy = \"token\"\nstatus_validity = %q", statusValidity),
+		"board": "allow_rc4 = true",
+	})
 	if err := os.WriteFile(l.config, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
+	if err := l.start(ctx); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Lab) start(ctx context.Context) error {
 	var err error
 	l.printf("starting the CA and the board (%s)", l.dir)
-	if l.ca, err = startProc("CA", opts.Bin, "--config", l.config, "--role=ca"); err != nil {
-		l.Close()
-		return nil, err
+	if l.ca, err = startProc("CA", l.opts.Bin, "--config", l.config, "--role=ca"); err != nil {
+		return err
 	}
-	if l.board, err = startProc("board", opts.Bin, "--config", l.config, "--role=board", "--ca-addr", l.ca.Addr); err != nil {
-		l.Close()
-		return nil, err
+	if l.root, err = keys.ReadCertificate(l.path(caDataDir, ca.RootCertFile)); err != nil {
+		return fmt.Errorf("the CA's root: %w", err)
+	}
+	l.rootFP = keys.FingerprintHex(l.root)
+	token, err := os.ReadFile(l.path(caDataDir, ca.BoardTokenFile))
+	if err != nil {
+		return fmt.Errorf("the CA's first board token: %w", err)
+	}
+	l.boardToken = strings.TrimSpace(string(token))
+	if l.wire, err = newTap(l.ca.Addr, nil); err != nil {
+		return err
+	}
+	if err := l.startBoard(); err != nil {
+		return err
 	}
 	l.mallory = filepath.Join(l.dir, mallory)
-	out, err := runCmd(ctx, opts.Bin, "--config", l.config, "enroll", "--sid", mallory, "--out", l.mallory, "--ca-addr", l.ca.Addr)
-	if err == nil && out.code != 0 {
-		err = fmt.Errorf("exit %d: %s", out.code, out.stderr)
-	}
-	if err != nil {
-		l.Close()
-		return nil, fmt.Errorf("enrolling the adversary as %s: %w", mallory, err)
+	if _, err := l.enroll(ctx, mallory, l.mallory, l.ca.Addr); err != nil {
+		return fmt.Errorf("enrolling the adversary as %s: %w", mallory, err)
 	}
 	subs, err := l.submissions(ctx)
 	if err != nil {
-		l.Close()
-		return nil, err
+		return err
 	}
 	l.known = map[string]bool{}
 	for _, s := range subs {
 		l.known[s.ID] = true
 	}
-	l.printf("CA on %s, board on %s; the adversary enrolled as %q", l.ca.Addr, l.board.Addr, mallory)
-	return l, nil
+	l.printf("CA on %s, board on %s (reaching the CA through the observed wire %s); the adversary enrolled as %q",
+		l.ca.Addr, l.board.Addr, l.wire.Addr(), mallory)
+	return nil
 }
 
-// Close stops the board and the CA, and removes the working directory unless
-// asked to keep it. It returns an error if a daemon did not stop cleanly.
+// startBoard starts the board, which reaches the CA through the observed
+// wire, and notes its certificate's serial.
+func (l *Lab) startBoard() error {
+	var err error
+	if l.board, err = startProc("board", l.opts.Bin, "--config", l.config, "--role=board", "--ca-addr", l.wire.Addr()); err != nil {
+		return err
+	}
+	cert, err := keys.ReadCertificate(l.path(boardDataDir, ca.CertFile))
+	if err != nil {
+		return fmt.Errorf("the board's certificate: %w", err)
+	}
+	l.boardSerials = append(l.boardSerials, keys.SerialHex(cert.SerialNumber))
+	return nil
+}
+
+// path returns a path inside the lab's directory.
+func (l *Lab) path(elem ...string) string {
+	return filepath.Join(append([]string{l.dir}, elem...)...)
+}
+
+// token makes a one-time enrollment token for sid with `pkiboard token`.
+func (l *Lab) token(ctx context.Context, args ...string) (string, error) {
+	out, err := runCmd(ctx, l.opts.Bin, append([]string{"--config", l.config, "token"}, args...)...)
+	if err == nil && out.code != 0 {
+		err = fmt.Errorf("pkiboard token %s: exit %d: %s", strings.Join(args, " "), out.code, out.stderr)
+	}
+	if err != nil {
+		return "", err
+	}
+	token, _, _ := strings.Cut(out.stdout, "\n")
+	return strings.TrimSpace(token), nil
+}
+
+// tokenEnv returns the environment that gives a student role or `pkiboard
+// enroll` a fresh token for sid.
+func (l *Lab) tokenEnv(ctx context.Context, sid string) ([]string, error) {
+	token, err := l.token(ctx, "--sid", sid)
+	if err != nil {
+		return nil, err
+	}
+	l.tokensMu.Lock()
+	defer l.tokensMu.Unlock()
+	if l.tokens == nil {
+		l.tokens = map[string]string{}
+	}
+	l.tokens[sid] = token
+	return []string{"PKIBOARD_TOKEN=" + token}, nil
+}
+
+// lastToken returns the last token the lab made for sid.
+func (l *Lab) lastToken(sid string) (string, error) {
+	l.tokensMu.Lock()
+	defer l.tokensMu.Unlock()
+	token, ok := l.tokens[sid]
+	if !ok {
+		return "", fmt.Errorf("no token was made for %s", sid)
+	}
+	return token, nil
+}
+
+// enroll enrolls sid into dir with `pkiboard enroll` and a fresh token,
+// through the CA at caAddr.
+func (l *Lab) enroll(ctx context.Context, sid, dir, caAddr string) (output, error) {
+	env, err := l.tokenEnv(ctx, sid)
+	if err != nil {
+		return output{}, err
+	}
+	out, err := runCmdIn(ctx, "", env, l.opts.Bin, "--config", l.config, "enroll", "--sid", sid, "--out", dir, "--ca-addr", caAddr)
+	if err == nil && out.code != 0 {
+		err = fmt.Errorf("exit %d: %s", out.code, out.stderr)
+	}
+	return out, err
+}
+
+// Close stops the board, the observed wire and the CA, and removes the
+// working directory unless asked to keep it. It returns an error if a daemon
+// did not stop cleanly.
 func (l *Lab) Close() error {
 	var errs []error
-	for _, p := range []*proc.Proc{l.board, l.ca} {
+	stopOne := func(p *proc.Proc) {
 		if p != nil {
 			if code := stop(p); code != 0 {
 				errs = append(errs, fmt.Errorf("the %s exited with %d", p.Name, code))
 			}
 		}
 	}
+	stopOne(l.board)
+	if l.wire != nil {
+		l.wire.Close()
+	}
+	stopOne(l.ca)
 	if !l.opts.Keep && l.opts.Dir == "" && l.dir != "" {
 		os.RemoveAll(l.dir)
 	}
@@ -135,22 +286,64 @@ const (
 
 // Result is one row of the table, judged.
 type Result struct {
-	Scenario
-	SID      string        // the legitimate student of the row
-	Did      string        // what the adversary did, from its log
+	ID       string        // the row's short name
+	Name     string        // the row's name in the table
+	Element  string        // what stops the attack
+	SID      string        // the legitimate student of the row, if it has one
+	Did      string        // what the attacker did
 	Detected string        // who detected it and how
-	Outcome  string        // what came of it
+	Outcome  string        // what came of it, with the figures that show it
 	Verdict  Verdict       //
 	Problems []string      // why the verdict is not Defeated
 	Elapsed  time.Duration // the whole row
-	Evidence string        // the logs of the row, for a row not defeated
+	Evidence string        // what the row observed, for a row not defeated
 }
 
-// Run plays one row: it starts the adversary in front of the board, runs the
-// student through it, stops the adversary and judges.
+// conclude gives r its verdict: Succeeded if the attack reached its goal
+// (succeeded says how), else Unexpected if anything else went otherwise than
+// the row expects (problems), else Defeated with outcome.
+func (r *Result) conclude(succeeded, problems []string, outcome string) {
+	switch {
+	case len(succeeded) > 0:
+		r.Verdict, r.Outcome = Succeeded, "ATTACK SUCCEEDED: "+strings.Join(succeeded, "; ")
+		r.Problems = append(append([]string(nil), succeeded...), problems...)
+	case len(problems) > 0:
+		r.Verdict, r.Outcome = Unexpected, strings.Join(problems, "; ")
+		r.Problems = problems
+	default:
+		r.Verdict, r.Outcome = Defeated, outcome
+	}
+}
+
+// Row is one row of the table: a Scenario (the adversary in the middle of a
+// session) or a Boundary attack.
+type Row struct {
+	ID   string // short name
+	Name string // the name in the table
+	run  func(ctx context.Context, l *Lab) *Result
+}
+
+// Rows returns every row of the table, in order: the scenarios, then the
+// boundary attacks.
+func Rows() []Row {
+	var rows []Row
+	for _, sc := range Scenarios() {
+		rows = append(rows, Row{ID: sc.ID, Name: sc.Name, run: func(ctx context.Context, l *Lab) *Result { return l.Run(ctx, sc) }})
+	}
+	for _, b := range Boundaries() {
+		rows = append(rows, Row{ID: b.ID, Name: b.Name, run: func(ctx context.Context, l *Lab) *Result { return l.RunBoundary(ctx, b) }})
+	}
+	return rows
+}
+
+// Play plays one row of the table and judges it.
+func (l *Lab) Play(ctx context.Context, row Row) *Result { return row.run(ctx, l) }
+
+// Run plays one scenario: it starts the adversary in front of the board,
+// runs the student through it, stops the adversary and judges.
 func (l *Lab) Run(ctx context.Context, sc Scenario) *Result {
 	start := time.Now()
-	r := &Result{Scenario: sc, SID: "alice-" + sc.ID}
+	r := &Result{ID: sc.ID, Name: sc.Name, Element: sc.Element, SID: "alice-" + sc.ID}
 	l.printf("%s: the adversary %s; the student %s", sc.Name, sc.Attack, r.SID)
 	ev, err := l.play(ctx, sc, r.SID)
 	r.Elapsed = time.Since(start)
@@ -162,7 +355,7 @@ func (l *Lab) Run(ctx context.Context, sc Scenario) *Result {
 		}
 		return r
 	}
-	judge(r, ev)
+	judge(r, sc, ev)
 	if r.Verdict != Defeated {
 		r.Evidence = ev.String()
 	}
@@ -235,9 +428,13 @@ func (l *Lab) play(ctx context.Context, sc Scenario, sid string) (*evidence, err
 	if err != nil {
 		return nil, err
 	}
+	env, err := l.tokenEnv(ctx, sid)
+	if err != nil {
+		return nil, err
+	}
 	ev := &evidence{}
 	studentArgs = append(studentArgs, "--ca-addr", l.ca.Addr, "--board-addr", adv.Addr)
-	if ev.student, err = runCmd(ctx, l.opts.Bin, studentArgs...); err != nil {
+	if ev.student, err = runCmdIn(ctx, "", env, l.opts.Bin, studentArgs...); err != nil {
 		return nil, err
 	}
 
@@ -281,21 +478,12 @@ func (l *Lab) play(ctx context.Context, sc Scenario, sid string) (*evidence, err
 // studentSetup writes the row's student config (and report) and returns the
 // student's command line, without the addresses.
 func (l *Lab) studentSetup(rowDir string, sc Scenario, sid string) ([]string, error) {
-	suites := `["aes-256-ctr-hmac-sha256"]`
+	suites := []string{"aes-256-ctr-hmac-sha256"}
 	if sc.BothSuites {
-		suites = `["aes-256-ctr-hmac-sha256", "rc4-hmac-sha256"]`
+		suites = append(suites, "rc4-hmac-sha256")
 	}
-	cfg := fmt.Sprintf(`[log]
-level = "info"
-format = "json"
-
-[student]
-data_dir = "student"
-timeout = "15s"
-suites = %s
-`, suites)
-	path := filepath.Join(rowDir, "student.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+	path, err := l.studentConfig(rowDir, "student", suites...)
+	if err != nil {
 		return nil, err
 	}
 	args := []string{"--config", path, "--role=student", "--ids", sid}
@@ -311,6 +499,34 @@ suites = %s
 	return args, nil
 }
 
+// studentConfig writes a student's config into dir, keeping its data in
+// dir/dataDir: the course root pinned by its fingerprint, and the suites
+// offered (AES alone if none is given). It returns the config's path.
+func (l *Lab) studentConfig(dir, dataDir string, suites ...string) (string, error) {
+	if len(suites) == 0 {
+		suites = []string{"aes-256-ctr-hmac-sha256"}
+	}
+	quoted := make([]string, len(suites))
+	for i, s := range suites {
+		quoted[i] = fmt.Sprintf("%q", s)
+	}
+	cfg := fmt.Sprintf(`[log]
+level = "info"
+format = "json"
+
+[student]
+data_dir = %q
+timeout = "15s"
+root_fingerprint = %q
+suites = [%s]
+`, dataDir, l.rootFP, strings.Join(quoted, ", "))
+	path := filepath.Join(dir, dataDir+".toml")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
+}
+
 // reportSize is the size of the rows' report: four Data records of at most
 // 64 KiB.
 const reportSize = 200 << 10
@@ -321,16 +537,16 @@ var (
 	studentRefuseRe = regexp.MustCompile(`we refused the board \(([a-z0-9-]+)\)`)
 )
 
-// judge decides a row from its evidence.
-func judge(r *Result, ev *evidence) {
-	exp := r.Expect
+// judge decides a scenario's row from its evidence.
+func judge(r *Result, sc Scenario, ev *evidence) {
+	exp := sc.Expect
 	var succeeded, problems []string
 
 	// What the adversary did.
 	var did []string
 	for _, rec := range ev.adversary {
 		if rec.Flag("action") {
-			did = append(did, strings.TrimPrefix(rec.Msg(), "ATTACK "+r.Attack+": "))
+			did = append(did, strings.TrimPrefix(rec.Msg(), "ATTACK "+sc.Attack+": "))
 		}
 	}
 	r.Did = strings.Join(did, "; ")
@@ -425,33 +641,24 @@ func judge(r *Result, ev *evidence) {
 		}
 	}
 
-	switch {
-	case len(succeeded) > 0:
-		r.Verdict, r.Outcome = Succeeded, "ATTACK SUCCEEDED: "+strings.Join(succeeded, "; ")
-		r.Problems = append(succeeded, problems...)
-	case len(problems) > 0:
-		r.Verdict, r.Outcome = Unexpected, strings.Join(problems, "; ")
-		r.Problems = problems
-	default:
-		r.Verdict, r.Outcome = Defeated, outcome(r, fin)
-	}
+	r.conclude(succeeded, problems, outcome(sc, fin))
 }
 
 // outcome says what a defeated attack came to, with the adversary's numbers.
-func outcome(r *Result, fin record) string {
-	switch r.Attack {
+func outcome(sc Scenario, fin record) string {
+	switch sc.Attack {
 	case "eavesdrop":
 		return fmt.Sprintf("%s: the message text found 0 times in %d bytes; the SID, certificates and the size (%d bytes) are visible",
-			r.Expect.Outcome, fin.Num("bytes_searched"), fin.Num("submission_bytes"))
+			sc.Expect.Outcome, fin.Num("bytes_searched"), fin.Num("submission_bytes"))
 	case "steal-session-key":
-		return fmt.Sprintf("%s (%d candidates tried)", r.Expect.Outcome, fin.Num("key_candidates"))
+		return fmt.Sprintf("%s (%d candidates tried)", sc.Expect.Outcome, fin.Num("key_candidates"))
 	case "replay":
 		if c := fin.Num("replay_refusal"); c != 0 {
-			return fmt.Sprintf("%s; the board refused the replayed hello in the clear: %s (%d)", r.Expect.Outcome, wire.Code(c), c)
+			return fmt.Sprintf("%s; the board refused the replayed hello in the clear: %s (%d)", sc.Expect.Outcome, wire.Code(c), c)
 		}
-		return fmt.Sprintf("%s; the board answered the replay with %s", r.Expect.Outcome, fin.Str("replay_answers"))
+		return fmt.Sprintf("%s; the board answered the replay with %s", sc.Expect.Outcome, fin.Str("replay_answers"))
 	}
-	return r.Expect.Outcome
+	return sc.Expect.Outcome
 }
 
 func firstMatch(re *regexp.Regexp, s string) string {

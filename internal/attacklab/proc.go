@@ -62,10 +62,17 @@ type output struct {
 
 // runCmd runs bin with args to completion, for at most commandLimit.
 func runCmd(ctx context.Context, bin string, args ...string) (output, error) {
+	return runCmdIn(ctx, "", nil, bin, args...)
+}
+
+// runCmdIn is runCmd in the directory dir (the lab's own if ""), with env
+// added to the environment.
+func runCmdIn(ctx context.Context, dir string, env []string, bin string, args ...string) (output, error) {
 	ctx, cancel := context.WithTimeout(ctx, commandLimit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = childEnv()
+	cmd.Env = append(childEnv(), env...)
+	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

@@ -7,11 +7,11 @@ import (
 )
 
 // Markdown returns the results as the table `make attacks` prints: attack,
-// what the adversary did, who detected it and how, the outcome, the protocol
+// what the attacker did, who detected it and how, the outcome, the protocol
 // element that stops it, the verdict and the time the row took.
 func Markdown(results []*Result) string {
 	var b strings.Builder
-	b.WriteString("| attack | what the adversary did | who detected it, and how | outcome | what stops it | verdict | time |\n")
+	b.WriteString("| attack | what the attacker did | who detected it, and how | outcome | what stops it | verdict | time |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | **%s** | %s |\n",
