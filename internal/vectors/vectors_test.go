@@ -148,3 +148,41 @@ func TestScript(t *testing.T) {
 		t.Fatalf("a read of the wrong size: %v", err)
 	}
 }
+
+// TestMutations checks that every leaf value is changed once, and only it.
+func TestMutations(t *testing.T) {
+	doc := []byte(`{
+  "a": "0f",
+  "b": [1, "", {"c": true, "d": "x\n"}],
+  "e": {"f": 19}
+}
+`)
+	ms, err := Mutations(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"a":      `"0e"`,
+		"b[0]":   `2`,
+		"b[1]":   `"00"`,
+		"b[2].c": `false`,
+		"b[2].d": `"y\n"`,
+		"e.f":    `18`,
+	}
+	if len(ms) != len(want) {
+		t.Fatalf("%d mutations, want %d", len(ms), len(want))
+	}
+	for _, m := range ms {
+		w, ok := want[m.Path]
+		if !ok {
+			t.Errorf("unexpected path %q", m.Path)
+			continue
+		}
+		if !bytes.Contains(m.Data, []byte(w)) || Decode(m.Data, new(any)) != nil {
+			t.Errorf("%s: %s does not hold %s, or does not decode", m.Path, m.Data, w)
+		}
+		if len(Diff(m.Data, doc)) != 1 {
+			t.Errorf("%s: %v, want one difference", m.Path, Diff(m.Data, doc))
+		}
+	}
+}
