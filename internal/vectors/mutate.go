@@ -107,12 +107,17 @@ func mutate(data []byte, start, end int) ([]byte, error) {
 	case bytes.Equal(tok, []byte(`""`)):
 		return append(append(bytes.Clone(data[:i]), `"00"`...), data[end:]...), nil
 	case len(tok) > 0 && tok[0] == '"':
-		// The last letter or digit of the string that is not escaped.
+		// The last letter or digit of the string that is not escaped; in a
+		// string of neither, its last character that is not escaped, made x.
 		for j := end - 2; j > i; j-- {
 			if isAlnum(out[j]) && out[j-1] != '\\' {
 				out[j] = changeChar(out[j])
 				return out, nil
 			}
+		}
+		if j := end - 2; j > i && out[j] < 0x80 && out[j] != '\\' && out[j-1] != '\\' {
+			out[j] = 'x'
+			return out, nil
 		}
 		return nil, fmt.Errorf("no character to change in %s", tok)
 	case len(tok) > 0 && isAlnum(tok[len(tok)-1]):
