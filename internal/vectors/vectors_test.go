@@ -9,6 +9,8 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/asn1"
+	"math/big"
 	"strings"
 	"testing"
 )
@@ -183,6 +185,53 @@ func TestMutations(t *testing.T) {
 		}
 		if len(Diff(m.Data, doc)) != 1 {
 			t.Errorf("%s: %v, want one difference", m.Path, Diff(m.Data, doc))
+		}
+	}
+}
+
+// TestRFC6979 checks the Signer's ECDSA — the vectors' ECDSA signatures —
+// against RFC 6979's vectors of the curves and hashes the protocol uses.
+func TestRFC6979(t *testing.T) {
+	var f struct {
+		Source string
+		Cases  []struct {
+			Case        string `json:"case"`
+			Curve       string `json:"curve"`
+			Hash        string `json:"hash"`
+			PrivateKey  Hex    `json:"private_key"`
+			MessageText string `json:"message_text"`
+			R           Hex    `json:"r"`
+			S           Hex    `json:"s"`
+		}
+	}
+	Load(t, "rfc6979-ecdsa.json", &f)
+	if len(f.Cases) != 4 {
+		t.Fatalf("%d cases, want 4", len(f.Cases))
+	}
+	for _, c := range f.Cases {
+		curve, h := elliptic.P256(), crypto.SHA256
+		if c.Curve == "P-384" {
+			curve, h = elliptic.P384(), crypto.SHA384
+		}
+		if c.Hash != map[crypto.Hash]string{crypto.SHA256: "SHA-256", crypto.SHA384: "SHA-384"}[h] {
+			t.Fatalf("%s: hash %s with curve %s", c.Case, c.Hash, c.Curve)
+		}
+		k, err := ecdsa.ParseRawPrivateKey(curve, c.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := h.New()
+		d.Write([]byte(c.MessageText))
+		sig, err := Signer{Key: k}.Sign(nil, d.Sum(nil), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rs struct{ R, S *big.Int }
+		if _, err := asn1.Unmarshal(sig, &rs); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(rs.R.FillBytes(make([]byte, len(c.R))), c.R) || !bytes.Equal(rs.S.FillBytes(make([]byte, len(c.S))), c.S) {
+			t.Errorf("%s: r %x s %x, want %x %x", c.Case, rs.R, rs.S, c.R, c.S)
 		}
 	}
 }
