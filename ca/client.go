@@ -280,6 +280,27 @@ type Enroll struct {
 // the CA had already served for the same key is the same certificate: the
 // client cannot tell it from a new one, and need not.)
 func (c Client) Request(ctx context.Context, e Enroll) (*x509.Certificate, error) {
+	m, err := e.message()
+	if err != nil {
+		return nil, err
+	}
+	var acc *wire.EnrollAccepted
+	err = c.exchange(ctx, func(wc *wire.Conn) error {
+		if err := wc.WriteMessage(m); err != nil {
+			return fmt.Errorf("send request: %w", err)
+		}
+		var err error
+		acc, err = wire.Expect[*wire.EnrollAccepted](wc.ReadMessage())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return CheckAccepted(acc, e)
+}
+
+// message returns the EnrollRequest of e, signed as e.Auth says.
+func (e Enroll) message() (*wire.EnrollRequest, error) {
 	if e.Root == nil {
 		return nil, errors.New("no root: a client settles the root it trusts before it sends a request")
 	}
@@ -299,19 +320,7 @@ func (c Client) Request(ctx context.Context, e Enroll) (*x509.Certificate, error
 		}
 		m.Certificate, m.Signature = e.Auth.Renew.Raw, sig
 	}
-	var acc *wire.EnrollAccepted
-	err := c.exchange(ctx, func(wc *wire.Conn) error {
-		if err := wc.WriteMessage(m); err != nil {
-			return fmt.Errorf("send request: %w", err)
-		}
-		var err error
-		acc, err = wire.Expect[*wire.EnrollAccepted](wc.ReadMessage())
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	return CheckAccepted(acc, e)
+	return m, nil
 }
 
 // CheckAccepted checks the CA's answer before anything of it is used

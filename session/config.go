@@ -90,6 +90,11 @@ type ServerConfig struct {
 	// testHookServerHello, if set, may change the ServerHello before it is
 	// sent and signed: tests use it to play a misbehaving board.
 	testHookServerHello func(*wire.ServerHello)
+
+	// testHookEncapsulate, if set, replaces the X-Wing encapsulation
+	// (encapsulatePQ): the test vectors (vectors_test.go) encapsulate with
+	// randomness of their own, which crypto/hpke, drawing its own, cannot.
+	testHookEncapsulate func(pk hpke.PublicKey, helloHash [32]byte) (enc, secret []byte, err error)
 }
 
 // ClientConfig configures the student's side of a session.

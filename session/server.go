@@ -342,7 +342,11 @@ func (hs *serverHandshake) sendServerHello() error {
 	if err != nil {
 		return fmt.Errorf("encrypting the session key: %w", err)
 	}
-	sh.KEMCiphertext, hs.pqSecret, err = encapsulatePQ(hs.kemPublic, hs.helloHash)
+	encapsulate := encapsulatePQ
+	if hook := hs.cfg.testHookEncapsulate; hook != nil {
+		encapsulate = hook
+	}
+	sh.KEMCiphertext, hs.pqSecret, err = encapsulate(hs.kemPublic, hs.helloHash)
 	if err != nil {
 		return wire.Refusef(wire.CodeBadKeyShare, "your X-Wing public key cannot be used: %v", err)
 	}
