@@ -52,3 +52,25 @@ func BenchmarkUpdate16Writers(b *testing.B) {
 	b.ReportMetric(float64(st.Commits)/b.Elapsed().Seconds(), "commits/s")
 	b.ReportMetric(float64(st.CommitTime.Microseconds())/float64(st.Commits), "µs/commit")
 }
+
+// BenchmarkRawCommit commits the same rows on the writer connection without
+// the group committer (BEGIN IMMEDIATE, INSERT, COMMIT): the floor that
+// BenchmarkUpdateOneWriter's cost is to be read against.
+func BenchmarkRawCommit(b *testing.B) {
+	db := openT(b, tempPath(b), Options{})
+	i := 0
+	for b.Loop() {
+		tx, err := db.writer.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := benchPut(fmt.Sprint(i))(tx); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+}

@@ -408,6 +408,19 @@ func (db *DB) commit(batch []*request) {
 		}
 		return
 	}
+	if len(batch) == 1 {
+		// Alone, a function needs no savepoint: the transaction is its own.
+		r := batch[0]
+		out := call(tx, r.fn)
+		if out.err != nil || out.panicked {
+			tx.Rollback()
+		} else if err := tx.Commit(); err != nil {
+			out.err = classify(db.path, "commit", err)
+		}
+		db.commitTime.Add(int64(time.Since(start)))
+		answer(r, out)
+		return
+	}
 	outs := make([]outcome, len(batch))
 	stored := 0 // functions whose changes the transaction holds
 	for i, r := range batch {

@@ -246,6 +246,61 @@ func TestFailingWriterIsIsolated(t *testing.T) {
 	}
 }
 
+// TestLoneWriterFails fails a writer that has its transaction to itself (no
+// savepoint then): its error or panic reaches its caller, nothing of it is
+// stored, and the next writer commits.
+func TestLoneWriterFails(t *testing.T) {
+	boom := errors.New("boom")
+	tests := []struct {
+		name      string
+		fn        func(tx *sql.Tx) error
+		want      string // in the error
+		wantPanic any
+	}{
+		{name: "error", fn: func(*sql.Tx) error { return boom }, want: "boom"},
+		{name: "constraint", fn: put("taken"), want: "UNIQUE"},
+		{name: "panic", fn: func(*sql.Tx) error { panic("lone panic") }, wantPanic: "lone panic"},
+		{name: "ends the transaction", fn: func(tx *sql.Tx) error {
+			_, err := tx.Exec("ROLLBACK")
+			return err
+		}, want: "commit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			db := openT(t, tempPath(t), Options{})
+			if err := db.Update(put("taken")); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			var p any
+			func() {
+				defer func() { p = recover() }()
+				err = db.Update(func(tx *sql.Tx) error {
+					if err := put("lone")(tx); err != nil {
+						return err
+					}
+					return tt.fn(tx)
+				})
+			}()
+			if p != tt.wantPanic {
+				t.Errorf("panic: got %v want %v", p, tt.wantPanic)
+			}
+			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Errorf("got %v want an error saying %q", err, tt.want)
+			}
+			if err := db.Update(put("after")); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := keys(t, db), []string{"after", "taken"}; !slices.Equal(got, want) {
+				t.Errorf("items: got %v want %v", got, want)
+			}
+			if st := db.Stats(); st.Commits != 3 || st.Failed != 1 {
+				t.Errorf("stats: got %+v want 3 commits, 1 failed", st)
+			}
+		})
+	}
+}
+
 // TestReadersWhileWriting runs readers against writers: no reader fails or
 // waits for the writer, each sees the count grow, and a View sees one
 // snapshot however many commits happen during it.
