@@ -25,6 +25,8 @@ func TestBackupUnderWrites(t *testing.T) {
 	var mu sync.Mutex
 	var acked []string
 	stop := make(chan struct{})
+	going, failed := make(chan struct{}), make(chan struct{}) // 200 writes acknowledged; a writer failed
+	var once sync.Once
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() {
@@ -37,19 +39,23 @@ func TestBackupUnderWrites(t *testing.T) {
 				k := fmt.Sprintf("w%d-%06d", w, i)
 				if err := db.Update(put(k)); err != nil {
 					t.Error(err)
+					once.Do(func() { close(failed) })
 					return
 				}
 				mu.Lock()
-				acked = append(acked, k)
+				if acked = append(acked, k); len(acked) == 200 {
+					close(going)
+				}
 				mu.Unlock()
 			}
 		})
 	}
-	// Let the writers get going.
-	for n := 0; n < 200; {
-		mu.Lock()
-		n = len(acked)
-		mu.Unlock()
+	select {
+	case <-going:
+	case <-failed:
+		close(stop)
+		wg.Wait()
+		t.FailNow()
 	}
 	mu.Lock()
 	before := slices.Clone(acked)

@@ -10,7 +10,7 @@
 //
 // The driver is modernc.org/sqlite: SQLite's own C code translated to Go, so
 // the binary stays one static file without cgo, and SQLite's own OS layer
-// (os_unix.c) does the locking and syncing. Every connection is opened with:
+// (os_unix.c) does the locking and syncing. The connections are opened with:
 //
 //   - journal_mode=WAL: readers never block the writer nor the writer them,
 //     and another process can read while the daemon writes.
@@ -185,9 +185,13 @@ type outcome struct {
 // Open opens the database at path, creating it (mode 0600; the directory is
 // created 0700 if missing) unless Options.ReadOnly, and brings its schema to
 // the version of o.Migrations. It refuses, with an error that says why and
-// what to do, a file that is not an SQLite database, is damaged (PRAGMA
-// quick_check), holds a schema other than the one its version stands for, or
-// was written by a newer program; it never creates tables over such a file.
+// what to do, a file that is not an SQLite database, is damaged (shorter
+// than its header says, or faulted by PRAGMA quick_check), holds a schema
+// other than the one its version stands for, or was written by a newer
+// program; it never creates tables over such a file. Unless read-only, it
+// also refuses a database whose file, -wal, -shm or lock file is another
+// user's or not writable ([ErrNotOwner], with the chown or chmod that fixes
+// it), and one another process has open ([ErrLocked]).
 func Open(path string, o Options) (*DB, error) {
 	o = o.withDefaults()
 	if o.ReadOnly {
