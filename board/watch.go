@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
@@ -285,7 +286,7 @@ func (w *Watcher) prove(wc *wire.Conn, cert *x509.Certificate, key crypto.Signer
 	if err != nil {
 		return err
 	}
-	sig, err := keys.Sign(key, nil, wire.WatchSignedBytes(ch.Nonce, cert.Raw))
+	sig, err := keys.Sign(key, rand.Reader, wire.WatchSignedBytes(ch.Nonce, cert.Raw))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -498,5 +499,24 @@ func TestWatcherKeepsStatusOnDisk(t *testing.T) {
 	}
 	if w3, err := restart(WatchOptions{}); err == nil || w3.Status() != nil {
 		t.Error("a forged saved status was loaded")
+	}
+}
+
+// TestWatcherProvesWithRSAKey checks that a board whose key is RSA (board
+// key_algorithm "rsa-2048") proves its watch: RSA-PSS needs a random source,
+// and signing the proof without one panicked and took the board down.
+func TestWatcherProvesWithRSAKey(t *testing.T) {
+	p := newWatchPKI(t)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := testcert.Issue(t, &x509.Certificate{
+		Subject: pkix.Name{CommonName: "blackboard"}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, p.root, key.Public(), p.rootKey)
+	f := startFakeWatchCA(t)
+	runWatcher(t, p, f.ln.Addr().String(), &identity{cert: cert, key: key}, time.Now, nil)
+	if s := f.next(t); s.cert.SerialNumber.Cmp(cert.SerialNumber) != 0 {
+		t.Fatalf("the board watches with certificate %s, not its own", keys.SerialHex(s.cert.SerialNumber))
 	}
 }

@@ -95,16 +95,25 @@ func (r *runner) boardSessions() []row {
 		tlsSrv := startTLSServer(in, boardKey, boardCert)
 
 		var ours, base []float64
+		var cpu, ownCPU, tlsCPU, tlsOwnCPU []float64
 		for i := range r.count {
+			m := meterCPU(board.cmd.Process.Pid)
 			ours = append(ours, sessionLoad(board.addr, students))
+			c, o := m.perOp(ours[i])
+			cpu, ownCPU = append(cpu, c), append(ownCPU, o)
+			m = meterCPU(tlsSrv.cmd.Process.Pid)
 			base = append(base, tlsLoad(tlsSrv.addr, students))
-			logf("board %s run %d: %.0f sessions/s ours, %.0f TLS 1.3", alg, i+1, ours[i], base[i])
+			c, o = m.perOp(base[i])
+			tlsCPU, tlsOwnCPU = append(tlsCPU, c), append(tlsOwnCPU, o)
+			logf("board %s run %d: %.0f sessions/s ours (CPU per session: board %.0f µs, students %.0f µs), %.0f TLS 1.3 (server %.0f µs, clients %.0f µs)",
+				alg, i+1, ours[i], cpu[i], ownCPU[i], base[i], tlsCPU[i], tlsOwnCPU[i])
 		}
 		tlsSrv.stop()
 		board.stop()
 		ca.stop()
 		in.remove()
 		r.raw("board sessions/s, %s: ours %v, TLS 1.3 %v", alg, ours, base)
+		r.raw("CPU per session, µs, %s: board %v, students %v; TLS 1.3 server %v, clients %v", alg, cpu, ownCPU, tlsCPU, tlsOwnCPU)
 		target := 1.0
 		if alg != "ecdsa-p256" {
 			target = 0
@@ -113,6 +122,11 @@ func (r *runner) boardSessions() []row {
 			name:     fmt.Sprintf("board sessions, %d concurrent students, %s", boardStudents, strings.ToUpper(alg)),
 			baseline: "crypto/tls 1.3, RequireAndVerifyClientCert, X25519MLKEM768, same certs, 10 lines fsynced, 1-byte ack",
 			unit:     "sessions/s", ours: ours, base: base, target: target,
+		}, row{
+			name: "  CPU per session: the board process",
+			baseline: fmt.Sprintf("the students (this program): %.0f µs; TLS 1.3: server %.0f µs, clients %.0f µs",
+				median(ownCPU), median(tlsCPU), median(tlsOwnCPU)),
+			unit: "µs", ours: cpu, note: "diagnostic",
 		})
 	}
 	return rows

@@ -27,16 +27,20 @@ const caClients = 16
 // caIssuance measures durable issuance by the real CA process, 16 concurrent
 // clients with pre-made CSRs over loopback, against an in-process loop that
 // does the same CSR check and x509.CreateCertificate on the same cores, with no
-// I/O at all.
+// I/O at all: under policy "open", and under policy "token" with a one-time
+// token per enrollment (made before each window, never inside it). Each run
+// measures both CAs and the baseline, one after another, so that all three
+// see the same machine.
 func (r *runner) caIssuance() []row {
 	csrs := make([][]byte, caClients)
+	sids := make([]string, caClients)
 	for i := range csrs {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			fatalf("%v", err)
 		}
-		sid := fmt.Sprintf("bench-%02d", i)
-		csrs[i], err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: sid}}, key)
+		sids[i] = fmt.Sprintf("bench-%02d", i)
+		csrs[i], err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: sids[i]}}, key)
 		if err != nil {
 			fatalf("%v", err)
 		}
@@ -45,19 +49,46 @@ func (r *runner) caIssuance() []row {
 	defer in.remove()
 	ca := in.start(r.bin, "ca")
 	defer ca.stop()
+	tin := newInstall(map[string]string{"ca": `policy = "token"`})
+	defer tin.remove()
+	tca := tin.start(r.bin, "ca")
+	defer tca.stop()
+	supply := newTokenSupply(tin.path("data/ca/admin.sock"), sids)
 
 	root, err := keys.ReadCertificate(in.path("data/ca/root.pem"))
 	if err != nil {
 		fatalf("%v", err)
 	}
 	fp := keys.Fingerprint(root)
-	var ours, base []float64
-	for i := range r.count {
-		ours = append(ours, enrollLoad(ca.addr, fp, csrs))
-		base = append(base, issueInMemory(csrs))
-		logf("ca run %d: %.0f enrollments/s durable over TCP, %.0f issuances/s in memory", i+1, ours[i], base[i])
+	troot, err := keys.ReadCertificate(tin.path("data/ca/root.pem"))
+	if err != nil {
+		fatalf("%v", err)
 	}
-	r.raw("CA issuance, enrollments/s (ours): %v\nin-memory CSR check + CreateCertificate, /s: %v", ours, base)
+	tfp := keys.Fingerprint(troot)
+	var ours, tok, base []float64
+	var cpu, ownCPU, tcpu, townCPU []float64
+	mostSpent, made := 0, 0
+	for i := range r.count {
+		m := meterCPU(ca.cmd.Process.Pid)
+		ours = append(ours, enrollLoad(ca.addr, fp, csrs))
+		c, o := m.perOp(ours[i])
+		cpu, ownCPU = append(cpu, c), append(ownCPU, o)
+
+		n, took := supply.fill(tokenNeed(ours[i], caClients, mostSpent))
+		made += n
+		m = meterCPU(tca.cmd.Process.Pid)
+		rate, most := tokenEnrollLoad(tca.addr, tfp, csrs, supply)
+		tok, mostSpent = append(tok, rate), max(mostSpent, most)
+		c, o = m.perOp(rate)
+		tcpu, townCPU = append(tcpu, c), append(townCPU, o)
+
+		base = append(base, issueInMemory(csrs))
+		logf("ca run %d: %.0f enrollments/s durable over TCP (CPU per enrollment: CA %.0f µs, clients %.0f µs); "+
+			"with tokens %.0f/s (CA %.0f µs, clients %.0f µs; %d tokens made before the window in %.1fs); %.0f issuances/s in memory",
+			i+1, ours[i], cpu[i], ownCPU[i], tok[i], tcpu[i], townCPU[i], n, took.Seconds(), base[i])
+	}
+	r.raw("CA issuance, enrollments/s (ours): %v\nwith one-time tokens, enrollments/s: %v\nin-memory CSR check + CreateCertificate, /s: %v", ours, tok, base)
+	r.raw("CPU per enrollment, µs: CA %v, clients %v; with tokens: CA %v, clients %v; %d tokens made in all", cpu, ownCPU, tcpu, townCPU, made)
 
 	// The floor: the same exchange with nothing behind it, and the ceiling it
 	// implies with the baseline's cryptography added (per-enrollment costs add).
@@ -72,9 +103,24 @@ func (r *runner) caIssuance() []row {
 			unit:     "certs/s", ours: ours, base: base, target: 0.7,
 		},
 		{
+			name:     "  CPU per enrollment: the CA process",
+			baseline: fmt.Sprintf("the %d clients (this program): %.0f µs", caClients, median(ownCPU)),
+			unit:     "µs", ours: cpu, note: "diagnostic",
+		},
+		{
 			name:     "  the same exchange with no CSR check, signing or storage (null CA)",
 			baseline: fmt.Sprintf("floor of the wire exchange; with the baseline's crypto added: ≤ %.0f/s = %.2f× the baseline", ceiling, ceiling/median(base)),
 			unit:     "exchanges/s", ours: floor, note: "diagnostic",
+		},
+		{
+			name:     fmt.Sprintf("CA issuance with one-time tokens, durable, %d concurrent clients, pre-made CSRs, a token made before the window for each enrollment", caClients),
+			baseline: "in-process CSR check + x509.CreateCertificate, no I/O, all cores",
+			unit:     "certs/s", ours: tok, base: base,
+		},
+		{
+			name:     "  CPU per enrollment with tokens: the CA process",
+			baseline: fmt.Sprintf("the %d clients (this program, signing each binding): %.0f µs", caClients, median(townCPU)),
+			unit:     "µs", ours: tcpu, note: "diagnostic",
 		},
 	}
 }

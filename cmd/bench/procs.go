@@ -19,6 +19,13 @@ type install struct {
 	config string
 }
 
+// loadLimits are the per-source limits of every daemon the bench starts:
+// all its load comes from 127.0.0.1, one address standing for many hosts,
+// whose concurrent connections (64 students at once) would otherwise be
+// answered busy beyond source_burst (32). The limiter stays on, with room for
+// the load.
+const loadLimits = "source_burst = 1024\nsource_rate = 1024"
+
 // newInstall writes a config with the daemons on ephemeral loopback ports;
 // extra adds keys to sections.
 func newInstall(extra map[string]string) *install {
@@ -26,8 +33,15 @@ func newInstall(extra map[string]string) *install {
 	if err != nil {
 		fatalf("%v", err)
 	}
+	sections := map[string]string{"ca": loadLimits, "board": loadLimits}
+	for k, v := range extra {
+		if sections[k] != "" {
+			v = sections[k] + "\n" + v
+		}
+		sections[k] = v
+	}
 	cfg := filepath.Join(dir, "pkiboard.toml")
-	if err := os.WriteFile(cfg, []byte(proc.Config("info", extra)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(proc.Config("info", sections)), 0o600); err != nil {
 		fatalf("%v", err)
 	}
 	return &install{dir: dir, config: cfg}
