@@ -18,7 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/internal/keys"
-	"pkiboard/internal/store"
+	"pkiboard/internal/sqlstore"
 	"pkiboard/wire"
 )
 
@@ -111,7 +111,11 @@ type Authority struct {
 	o     Options
 	sidRE *regexp.Regexp // o.SIDPattern anchored at both ends
 	log   *zap.Logger
-	db    *store.DB
+	db    *sqlstore.DB
+
+	// refusalBound is the number of refusals ca.db keeps
+	// (MaxStoredRefusals; tests lower it).
+	refusalBound int
 
 	root    *x509.Certificate
 	rootFP  [32]byte // the root's fingerprint, SHA-256 of its DER
@@ -166,10 +170,12 @@ func Open(o Options) (*Authority, error) {
 		watches:  map[[32]byte]*watch{},
 		ackWait:  RevokeAckWait,
 		after:    time.After,
+
+		refusalBound: MaxStoredRefusals,
 	}
-	db, err := store.Open(filepath.Join(o.Dir, DBFile), store.Options{}, buckets...)
+	db, err := openStore(o.Dir, false)
 	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
+		return nil, err
 	}
 	a.db = db
 	err = a.open()
@@ -182,9 +188,6 @@ func Open(o Options) (*Authority, error) {
 }
 
 func (a *Authority) open() error {
-	if err := a.initSchema(); err != nil {
-		return err
-	}
 	if err := a.loadOrCreateRoot(); err != nil {
 		return err
 	}

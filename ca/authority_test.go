@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
 )
@@ -431,20 +429,6 @@ func TestOldBoardSecretRefused(t *testing.T) {
 		if _, err := TokenKey(bad); err == nil || strings.Contains(err.Error(), bad[min(len(bad), 5):]) && len(bad) > 5 {
 			t.Errorf("TokenKey(%q): got %v, want an error that does not repeat it", bad, err)
 		}
-	}
-}
-
-// TestOldStoreRefused: a schema 1 store (protocol version 1) is refused with
-// a sentence.
-func TestOldStoreRefused(t *testing.T) {
-	tc := newCA(t, nil)
-	if err := tc.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketMeta).Put(metaSchema, []byte("1")) }); err != nil {
-		t.Fatal(err)
-	}
-	tc.Close()
-	_, err := Open(tc.opts)
-	if err == nil || !strings.Contains(err.Error(), "protocol version 1") || !strings.Contains(err.Error(), "empty data directory") {
-		t.Errorf("got %v, want a refusal of the schema 1 store", err)
 	}
 }
 

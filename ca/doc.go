@@ -40,7 +40,8 @@
 //
 //	root.pem            the root certificate (PEM), written last on first start
 //	root-key.pem        the root key, PKCS#8 PEM, mode 0600, encrypted when a passphrase is set
-//	ca.db               the store (bbolt, package store)
+//	ca.db               the store: an SQLite database (package sqlstore), with its
+//	                    ca.db-wal, ca.db-shm and ca.db.lock while the CA runs
 //	crl.pem             the current CRL (PEM "X509 CRL"); the CA serves a new CRL from memory
 //	                    before it writes it here, and writes again after a failed write
 //	board-enroll.token  a one-time board token, mode 0600, written on the first start only
@@ -53,29 +54,49 @@
 //
 // # Store layout
 //
-// ca.db has these buckets. Records are JSON objects (field names below);
-// times are RFC 3339 in UTC, serials hexadecimal without sign or separators
-// (lowercase; stores written before 2026-11-26 hold uppercase, read alike),
-// []byte fields standard base64.
+// ca.db is an SQLite database at schema version 1 (PRAGMA user_version; the
+// migrations are applied at Open, and an empty or missing file becomes
+// version 1). The CA holds it with a lock file (ca.db.lock) so that a second
+// CA on the same directory is refused; others may read it meanwhile, with
+// OpenRecords or with `sqlite3 -readonly`. A ca.db written by an older
+// pkiboard (bbolt) is refused: start a new CA in an empty directory.
 //
-//	certs         serial (big-endian bytes, no sign byte) → certificate record:
-//	              serial, sid, profile, subject, not_before, not_after, der,
-//	              status ("valid" or "revoked"), revoked_at, reason (RFC 5280 CRLReason),
-//	              and the accepted decision: peer, auth ("none", "token", "renewal"),
-//	              renews (the serial it renewed), superseded_by (the serial that renewed it)
-//	certs-by-sid  u8 len(sid) ‖ sid ‖ serial bytes → empty; the index SID → serials
-//	revoked       serial bytes → {revoked_at, reason, not_after}; what the next CRL lists
-//	decisions     u64 big-endian sequence number → refusal record: time, sid, peer,
-//	              profile, code, reason; a ring of the last MaxStoredRefusals refusals
-//	              of peers that proved possession of a token or a certificate
-//	tokens        the token's Ed25519 public key → token record: sid, profile, created,
-//	              expires, used_at, serial (the certificate it was spent on), cancelled
-//	meta          "crl-number" → u64 big-endian, the last CRL number issued; "schema" → "2"
+// Times are TEXT, RFC 3339 in UTC to the second ('2026-11-29T10:14:01Z'),
+// so that they compare as strings and sqlite3's strftime writes the same;
+// serials are TEXT, lowercase hexadecimal of the serial's big-endian bytes
+// (keys.SerialHex); DER and keys are BLOBs. CHECK constraints hold the rules
+// below, and foreign keys are enforced.
+//
+//	certificates  one row per certificate issued, with the accepted decision:
+//	              serial (primary key), sid, profile (1 student, 2 board),
+//	              subject, not_before, not_after,
+//	              status ('valid' or 'revoked'; expired is valid and past
+//	              not_after), revoked_at and reason (RFC 5280 CRLReason), both
+//	              set exactly when revoked,
+//	              auth ('none', 'token', 'renewal'), peer (the client's address),
+//	              renews (the serial it renewed, exactly when auth is 'renewal'),
+//	              superseded_by (the serial that renewed it; revoked, reason 4),
+//	              spki_sha256 (SHA-256 of its SubjectPublicKeyInfo), der, issued
+//	              (when the CA accepted the request).
+//	              Indexes: by sid; the revoked ones (partial index), which the
+//	              CRL lists: every revoked board certificate, and the revoked
+//	              student certificates until they expire.
+//	tokens        public_key (the token's Ed25519 public key, 32 bytes; primary
+//	              key), sid, profile, created, expires, used_at and serial (the
+//	              certificate it was spent on; both set, or neither), cancelled.
+//	              Index: by sid.
+//	refusals      seq (increasing), time, sid, peer, profile, code, reason: the
+//	              last MaxStoredRefusals refusals of peers that proved
+//	              possession of a token or a certificate; the transaction that
+//	              adds one deletes those MaxStoredRefusals before it.
+//	crl           one row: number, the last CRL number issued.
 //
 // Enrollment tokens are never stored, only their public keys: a stolen store
-// enrolls nobody. The certificate record, its index entry, the spending of the
-// token — or, for a renewal, the revocation of the renewed certificate with
-// reason superseded and the CRL number of the CRL that lists it — are written
-// in one transaction, and Enroll returns only after that transaction is
-// durable. Refusals of peers that proved nothing are never stored.
+// enrolls nobody. The certificate's row, the spending of its token — or, for a
+// renewal, the revocation of the renewed certificate with reason superseded
+// and the CRL number of the CRL that lists it — are written in one
+// transaction, with the token or the renewed certificate checked again inside
+// it, and Enroll returns only after that transaction is durable (committed
+// with the WAL synced; concurrent enrollments share one commit). Refusals of
+// peers that proved nothing are never stored.
 package ca

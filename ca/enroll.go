@@ -9,8 +9,8 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/asn1"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -19,7 +19,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -182,7 +181,7 @@ func (a *Authority) check(req Request, now time.Time) (*checked, *wire.Refusal, 
 	switch req.Auth {
 	case wire.AuthToken:
 		var problem tokenProblem
-		err := a.db.View(func(tx *bolt.Tx) error {
+		err := a.db.View(func(tx *sql.Tx) error {
 			var err error
 			tok, problem, err = lookupToken(tx, req.TokenKey, req.SID, req.Profile, now)
 			return err
@@ -229,7 +228,7 @@ func (a *Authority) check(req Request, now time.Time) (*checked, *wire.Refusal, 
 	// 8. Spending: a token unused, a certificate not yet renewed — or
 	// spent on this very key, which is then answered again.
 	var refusal *wire.Refusal
-	err = a.db.View(func(tx *bolt.Tx) error {
+	err = a.db.View(func(tx *sql.Tx) error {
 		var err error
 		switch req.Auth {
 		case wire.AuthToken:
@@ -256,9 +255,9 @@ func (a *Authority) checkRenewal(req Request, binding []byte, now time.Time) (*x
 		return nil, rec, wire.Refusef(wire.CodeBadRenewal, "the certificate to renew does not parse as an X.509 certificate; enroll with a token"), nil
 	}
 	found := false
-	err = a.db.View(func(tx *bolt.Tx) error {
+	err = a.db.View(func(tx *sql.Tx) error {
 		var err error
-		found, err = getJSON(tx.Bucket(bucketCerts), cert.SerialNumber.Bytes(), &rec)
+		rec, found, err = getCert(tx, keys.SerialHex(cert.SerialNumber))
 		return err
 	})
 	if err != nil {
@@ -284,7 +283,7 @@ func (a *Authority) checkRenewal(req Request, binding []byte, now time.Time) (*x
 // tokenSpent is step 8 for a token: nil if it is unused; the certificate it
 // was spent on if that certifies pub (the request is answered again); else
 // token-used.
-func tokenSpent(tx *bolt.Tx, rec tokenRecord, pub crypto.PublicKey, req Request) (*x509.Certificate, *wire.Refusal, error) {
+func tokenSpent(tx *sql.Tx, rec tokenRecord, pub crypto.PublicKey, req Request) (*x509.Certificate, *wire.Refusal, error) {
 	if rec.UsedAt.IsZero() {
 		return nil, nil, nil
 	}
@@ -301,8 +300,8 @@ func tokenSpent(tx *bolt.Tx, rec tokenRecord, pub crypto.PublicKey, req Request)
 // renewalDone is step 8 for a renewal: same-key when pub is the renewed
 // certificate's; when it was renewed already, the successor if that
 // certifies pub (answered again), else bad-renewal.
-func renewalDone(tx *bolt.Tx, rec certRecord, renewed *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, *wire.Refusal, error) {
-	serial := storedSerial(rec.Serial)
+func renewalDone(tx *sql.Tx, rec certRecord, renewed *x509.Certificate, pub crypto.PublicKey) (*x509.Certificate, *wire.Refusal, error) {
+	serial := rec.Serial
 	if keys.SamePublicKey(renewed.PublicKey, pub) {
 		return nil, wire.Refusef(wire.CodeSameKey, "the CSR carries the key of certificate %s; a renewal certifies a new key pair: make a new key and CSR", serial), nil
 	}
@@ -316,18 +315,13 @@ func renewalDone(tx *bolt.Tx, rec certRecord, renewed *x509.Certificate, pub cry
 	if next != nil && keys.SamePublicKey(next.PublicKey, pub) {
 		return next, nil, nil
 	}
-	return nil, wire.Refusef(wire.CodeBadRenewal, "certificate %s was already renewed (by certificate %s) for another key; renew that one, or enroll with a token", serial, storedSerial(rec.SupersededBy)), nil
+	return nil, wire.Refusef(wire.CodeBadRenewal, "certificate %s was already renewed (by certificate %s) for another key; renew that one, or enroll with a token", serial, rec.SupersededBy), nil
 }
 
 // storedCertificate returns the certificate stored under a hex serial, or nil
 // if there is none.
-func storedCertificate(tx *bolt.Tx, serialHex string) (*x509.Certificate, error) {
-	serial, err := parseSerialHex(serialHex)
-	if err != nil {
-		return nil, err
-	}
-	var rec certRecord
-	found, err := getJSON(tx.Bucket(bucketCerts), serial.Bytes(), &rec)
+func storedCertificate(tx *sql.Tx, serialHex string) (*x509.Certificate, error) {
+	rec, found, err := getCert(tx, serialHex)
 	if err != nil || !found {
 		return nil, err
 	}
@@ -499,29 +493,22 @@ func keyUsage(pub crypto.PublicKey, profile uint8) x509.KeyUsage {
 // durable.
 func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now time.Time) (*Issued, *wire.Refusal, error) {
 	serial := keys.SerialHex(cert.SerialNumber)
-	rec := newCertRecord(cert, req)
-	var renewedKey []byte
+	var renewed string
 	if g.auth == wire.AuthRenewal {
-		renewedKey = g.renewed.SerialNumber.Bytes()
-		rec.Renews = keys.SerialHex(g.renewed.SerialNumber)
+		renewed = keys.SerialHex(g.renewed.SerialNumber)
 		// CRL numbers and crl.pem are written in order under crlMu, as
 		// Revoke does.
 		a.crlMu.Lock()
 		defer a.crlMu.Unlock()
 	}
-	// Encode before the transaction: group commit serializes what runs inside.
-	certJSON, err := json.Marshal(rec)
-	if err != nil {
-		return nil, nil, err
-	}
-	var ( // set only by the last run of fn
+	var (
 		iss     *Issued
 		refusal *wire.Refusal
 		number  *big.Int
 		entries []x509.RevocationListEntry
 	)
-	fn := func(tx *bolt.Tx) error {
-		iss, refusal, number, entries = &Issued{Certificate: cert}, nil, nil, nil
+	fn := func(tx *sql.Tx) error {
+		iss = &Issued{Certificate: cert}
 		var again *x509.Certificate
 		var err error
 		switch g.auth {
@@ -535,23 +522,18 @@ func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now tim
 				refusal = tokenRefusal(problem, tok, req.SID, req.Profile)
 				break
 			}
-			if again, refusal, err = tokenSpent(tx, tok, cert.PublicKey, req); err != nil || again != nil || refusal != nil {
-				break
-			}
-			err = spendToken(tx, g.tokenKey, tok, now, serial)
+			again, refusal, err = tokenSpent(tx, tok, cert.PublicKey, req)
 		case wire.AuthRenewal:
 			var old certRecord
-			if _, err = getJSON(tx.Bucket(bucketCerts), renewedKey, &old); err != nil {
+			if old, _, err = getCert(tx, renewed); err != nil {
 				return err
 			}
 			if again, refusal, err = renewalDone(tx, old, g.renewed, cert.PublicKey); err != nil || again != nil || refusal != nil {
 				break
 			}
 			if old.Status == StatusRevoked {
-				refusal = wire.Refusef(wire.CodeBadRenewal, "certificate %s was revoked at %s (%s) and cannot renew; enroll with a token", rec.Renews, old.RevokedAt.Format(timeLayout), ReasonName(old.Reason))
-				break
+				refusal = wire.Refusef(wire.CodeBadRenewal, "certificate %s was revoked at %s (%s) and cannot renew; enroll with a token", renewed, old.RevokedAt.Format(timeLayout), ReasonName(old.Reason))
 			}
-			err = supersede(tx, renewedKey, old, serial, now)
 		}
 		switch {
 		case err != nil:
@@ -560,16 +542,25 @@ func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now tim
 			iss = &Issued{Certificate: again, Again: true}
 			return nil
 		case refusal != nil:
-			return putRefusal(tx, refusedDecision(req, now, refusal))
+			return putRefusal(tx, refusedDecision(req, now, refusal), a.refusalBound)
 		}
-		if err := putCertificateJSON(tx, cert.SerialNumber.Bytes(), req.SID, certJSON); err != nil {
+		// The certificate first: the token's and the renewed certificate's
+		// rows refer to it.
+		if err := insertCert(tx, cert, req, renewed, now); err != nil {
 			return err
 		}
-		if g.auth == wire.AuthRenewal {
+		switch g.auth {
+		case wire.AuthToken:
+			return spendToken(tx, g.tokenKey, now, serial)
+		case wire.AuthRenewal:
+			if err := supersede(tx, renewed, serial, now); err != nil {
+				return err
+			}
 			iss.Renewed = g.renewed.SerialNumber
 			number, entries, err = nextCRL(tx, now)
+			return err
 		}
-		return err
+		return nil
 	}
 	if err := a.db.Update(fn); err != nil {
 		return nil, nil, err
@@ -579,7 +570,7 @@ func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now tim
 	}
 	if iss.Renewed != nil {
 		a.log.Info("certificate renewed; the old one is revoked as superseded", logging.SID(req.SID),
-			zap.String("serial", serial), zap.String("renewed", rec.Renews))
+			zap.String("serial", serial), zap.String("renewed", renewed))
 		// The certificate is stored: the new CRL, which lists the renewed
 		// one, is served and pushed to the watching boards at once; one that
 		// cannot be issued now is logged, and Run and CRLPEM try again
@@ -593,14 +584,20 @@ func (a *Authority) commit(cert *x509.Certificate, req Request, g grant, now tim
 }
 
 // supersede revokes the renewed certificate with reason superseded and
-// records which certificate superseded it; the caller stores the new one in
-// the same transaction.
-func supersede(tx *bolt.Tx, key []byte, old certRecord, by string, now time.Time) error {
-	old.Status, old.RevokedAt, old.Reason, old.SupersededBy = StatusRevoked, now, ReasonSuperseded, by
-	if err := putJSON(tx.Bucket(bucketCerts), key, old); err != nil {
-		return err
+// records which certificate superseded it, stored by the caller in the same
+// transaction.
+func supersede(tx *sql.Tx, old, by string, now time.Time) error {
+	res, err := tx.Exec(`UPDATE certificates SET status = 'revoked', revoked_at = ?, reason = ?, superseded_by = ?
+		WHERE serial = ? AND status = 'valid'`, sqlTime(now), ReasonSuperseded, by, old)
+	if err != nil {
+		return fmt.Errorf("ca: supersede certificate %s: %w", old, err)
 	}
-	return putJSON(tx.Bucket(bucketRevoked), key, revokedRecord{RevokedAt: now, Reason: ReasonSuperseded, NotAfter: old.NotAfter})
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return fmt.Errorf("ca: supersede certificate %s: it is no longer valid", old) // the caller checked it in this transaction
+	}
+	return nil
 }
 
 func refusedDecision(req Request, now time.Time, r *wire.Refusal) decisionRecord {
@@ -625,7 +622,7 @@ func (a *Authority) refuse(req Request, now time.Time, r *wire.Refusal, proven b
 		return r
 	}
 	d := refusedDecision(req, now, r)
-	if err := a.db.Update(func(tx *bolt.Tx) error { return putRefusal(tx, d) }); err != nil {
+	if err := a.db.Update(func(tx *sql.Tx) error { return putRefusal(tx, d, a.refusalBound) }); err != nil {
 		a.log.Error("cannot record the refusal", logging.SID(d.SID), zap.Error(err))
 	}
 	a.logRefusal(req, r)

@@ -11,6 +11,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"database/sql"
 	"encoding/asn1"
 	"encoding/base64"
 	"fmt"
@@ -22,8 +23,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
@@ -324,13 +323,9 @@ func cancelToken(t *testing.T, tc *testCA, token string) {
 		t.Fatal(err)
 	}
 	pub := key.Public().(ed25519.PublicKey)
-	err = tc.db.Update(func(tx *bolt.Tx) error {
-		var rec tokenRecord
-		if _, err := getJSON(tx.Bucket(bucketTokens), pub, &rec); err != nil {
-			return err
-		}
-		rec.Cancelled = tc.now()
-		return putJSON(tx.Bucket(bucketTokens), pub, rec)
+	err = tc.db.Update(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE tokens SET cancelled = ? WHERE public_key = ?`, sqlTime(tc.now()), []byte(pub))
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
+	"database/sql"
 	"io"
 	"net"
 	"os"
@@ -13,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
@@ -155,26 +153,42 @@ func TestStolenStoreEnrollsNobody(t *testing.T) {
 		rec tokenRecord
 	}
 	var loot []stolen
-	err := tc.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketTokens).ForEach(func(k, v []byte) error {
-			var rec tokenRecord
-			if err := json.Unmarshal(v, &rec); err != nil {
+	err := tc.db.View(func(tx *sql.Tx) error {
+		// Every column of the table: none holds anything of the token but
+		// its public key.
+		cols, err := tx.Query(`SELECT name FROM pragma_table_info('tokens')`)
+		if err != nil {
+			return err
+		}
+		defer cols.Close()
+		for cols.Next() {
+			var name string
+			if err := cols.Scan(&name); err != nil {
 				return err
 			}
-			var fields map[string]any
-			if err := json.Unmarshal(v, &fields); err != nil {
+			switch name {
+			case "public_key", "sid", "profile", "created", "expires", "used_at", "serial", "cancelled":
+			default:
+				t.Errorf("the tokens table has the column %q", name)
+			}
+		}
+		rows, err := tx.Query(`SELECT public_key FROM tokens`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var pub []byte
+			if err := rows.Scan(&pub); err != nil {
 				return err
 			}
-			for name := range fields {
-				switch name {
-				case "sid", "profile", "created", "expires", "used_at", "serial", "cancelled":
-				default:
-					t.Errorf("a token record holds the field %q", name)
-				}
+			rec, _, err := getToken(tx, pub)
+			if err != nil {
+				return err
 			}
-			loot = append(loot, stolen{bytes.Clone(k), rec})
-			return nil
-		})
+			loot = append(loot, stolen{pub, rec})
+		}
+		return rows.Err()
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -230,8 +244,9 @@ func tokenRecordOf(t *testing.T, tc *testCA, token string) tokenRecord {
 		t.Fatal(err)
 	}
 	var rec tokenRecord
-	err = tc.db.View(func(tx *bolt.Tx) error {
-		_, err := getJSON(tx.Bucket(bucketTokens), key.Public().(ed25519.PublicKey), &rec)
+	err = tc.db.View(func(tx *sql.Tx) error {
+		var err error
+		rec, _, err = getToken(tx, key.Public().(ed25519.PublicKey))
 		return err
 	})
 	if err != nil {
@@ -362,41 +377,26 @@ func TestRenewalCompletedFromDisk(t *testing.T) {
 	}
 }
 
-// TestRefusalRing stores at most MaxStoredRefusals refusals, the newest.
-func TestRefusalRing(t *testing.T) {
-	tc := newCA(t, nil)
-	const extra = 5
-	err := tc.db.Update(func(tx *bolt.Tx) error {
-		for i := range MaxStoredRefusals + extra {
-			if err := putRefusal(tx, decisionRecord{Time: tc.now(), SID: testSID, Code: wire.CodeBadCSR, Reason: strings.Repeat("x", i%7)}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := tc.Refusals(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ds) != MaxStoredRefusals || ds[0].Seq != MaxStoredRefusals+extra || ds[len(ds)-1].Seq != extra+1 {
-		t.Errorf("ring holds %d refusals, %d..%d; want %d, the newest", len(ds), ds[len(ds)-1].Seq, ds[0].Seq, MaxStoredRefusals)
-	}
-}
-
 // TestAnonymousRefusalsCostNoDisk sends 10,000 requests with a bogus token
-// (and garbage for a CSR) to a CA under policy "token": ca.db does not grow
-// by a byte, and the log has one line a second of the injected clock.
+// (and garbage for a CSR) to a CA under policy "token": ca.db and its WAL do
+// not change by a byte, no write transaction is even begun, and the log has
+// one line a second of the injected clock.
 func TestAnonymousRefusalsCostNoDisk(t *testing.T) {
 	tc := newCA(t, func(o *Options) { o.Policy = PolicyToken })
 	r := tc.req(t, wire.ProfileStudent, testSID, fixtureCSR(t, "rsa8192.csr"), "pkbt_"+strings.Repeat("A", 43))
 	path := filepath.Join(tc.opts.Dir, DBFile)
-	before, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	read := func() []byte {
+		db, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wal, err := os.ReadFile(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(db, wal...)
 	}
+	before, commits := read(), tc.db.Commits()
 	lines := tc.logs.Len()
 	const n = 10000
 	for i := range n {
@@ -406,12 +406,12 @@ func TestAnonymousRefusalsCostNoDisk(t *testing.T) {
 		_, err := tc.Enroll(context.Background(), r)
 		wantRefusal(t, err, wire.CodeTokenInvalid)
 	}
-	after, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	after := read()
 	if !bytes.Equal(before, after) {
-		t.Errorf("ca.db changed: %d bytes before, %d after %d anonymous refusals", len(before), len(after), n)
+		t.Errorf("ca.db changed: %d bytes before (with its WAL), %d after %d anonymous refusals", len(before), len(after), n)
+	}
+	if c := tc.db.Commits() - commits; c != 0 {
+		t.Errorf("%d write transactions for %d anonymous refusals, want none", c, n)
 	}
 	logged := tc.logs.Len() - lines
 	if logged != 10 {
@@ -424,7 +424,7 @@ func TestAnonymousRefusalsCostNoDisk(t *testing.T) {
 	if last["count"] != uint64(1000) {
 		t.Errorf("the last line counts %v refusals, want 1000", last["count"])
 	}
-	t.Logf("%d anonymous refusals: ca.db %d → %d bytes, %d log lines", n, len(before), len(after), logged)
+	t.Logf("%d anonymous refusals: ca.db and its WAL %d → %d bytes, %d log lines", n, len(before), len(after), logged)
 }
 
 // TestRenewerRenewsWhenDue runs a Renewer on an injected clock and timer:

@@ -1,11 +1,9 @@
 package ca
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
-	"encoding/binary"
-	"encoding/json"
+	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
 	"pkiboard/internal/durable"
@@ -146,20 +143,19 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 	if serial == nil || serial.Sign() <= 0 {
 		return Revocation{}, errors.New("ca: revoke: a serial number is positive")
 	}
-	key := serial.Bytes()
-	return a.revoke(ctx, reason, func(tx *bolt.Tx, now time.Time) ([][]byte, error) {
-		var rec certRecord
-		found, err := getJSON(tx.Bucket(bucketCerts), key, &rec)
+	serialHex := keys.SerialHex(serial)
+	return a.revoke(ctx, reason, func(tx *sql.Tx, now time.Time) ([]string, error) {
+		rec, found, err := getCert(tx, serialHex)
 		switch {
 		case err != nil:
 			return nil, err
 		case !found:
-			return nil, fmt.Errorf("no certificate with serial %s was issued by this CA", keys.SerialHex(serial))
+			return nil, fmt.Errorf("no certificate with serial %s was issued by this CA", serialHex)
 		case rec.Status == StatusRevoked:
 			return nil, fmt.Errorf("certificate %s (SID %q) was already revoked at %s (%s)",
-				storedSerial(rec.Serial), rec.SID, rec.RevokedAt.Format(timeLayout), ReasonName(rec.Reason))
+				rec.Serial, rec.SID, rec.RevokedAt.Format(timeLayout), ReasonName(rec.Reason))
 		}
-		return [][]byte{key}, nil
+		return []string{serialHex}, nil
 	})
 }
 
@@ -167,34 +163,35 @@ func (a *Authority) Revoke(ctx context.Context, serial *big.Int, reason int) (Re
 // expired and, if it revoked any, publishes a new CRL and waits for the boards
 // as Revoke does. A SID the CA never issued to is an error.
 func (a *Authority) RevokeSID(ctx context.Context, sid string, reason int) (Revocation, error) {
-	return a.revoke(ctx, reason, func(tx *bolt.Tx, now time.Time) ([][]byte, error) {
-		prefix := sidKey(sid, nil)
-		certs := tx.Bucket(bucketCerts)
-		var pick [][]byte
-		issued := 0
-		c := tx.Bucket(bucketCertsBySID).Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			issued++
-			key := bytes.Clone(k[len(prefix):])
-			var rec certRecord
-			found, err := getJSON(certs, key, &rec)
-			if err != nil {
-				return nil, err
-			}
-			if found && rec.Status == StatusValid && now.Before(rec.NotAfter) {
-				pick = append(pick, key)
-			}
+	return a.revoke(ctx, reason, func(tx *sql.Tx, now time.Time) ([]string, error) {
+		var issued int
+		if err := tx.QueryRow(`SELECT count(*) FROM certificates WHERE sid = ?`, sid).Scan(&issued); err != nil {
+			return nil, err
 		}
 		if issued == 0 {
 			return nil, fmt.Errorf("no certificate was issued to SID %q", sid)
 		}
-		return pick, nil
+		rows, err := tx.Query(`SELECT serial FROM certificates WHERE sid = ? AND status = 'valid' AND not_after > ?
+			ORDER BY length(serial), serial`, sid, sqlTime(now))
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		var pick []string
+		for rows.Next() {
+			var serial string
+			if err := rows.Scan(&serial); err != nil {
+				return nil, err
+			}
+			pick = append(pick, serial)
+		}
+		return pick, rows.Err()
 	})
 }
 
 // revoke runs revokeLocked and then waits for the boards watching to
 // install the new CRL.
-func (a *Authority) revoke(ctx context.Context, reason int, pick func(*bolt.Tx, time.Time) ([][]byte, error)) (Revocation, error) {
+func (a *Authority) revoke(ctx context.Context, reason int, pick func(*sql.Tx, time.Time) ([]string, error)) (Revocation, error) {
 	if err := checkRevocationReason(reason); err != nil {
 		return Revocation{}, err
 	}
@@ -213,31 +210,23 @@ func (a *Authority) revoke(ctx context.Context, reason int, pick func(*bolt.Tx, 
 // revokeLocked marks the certificates pick chooses as revoked and, if there
 // were any, takes the next CRL number and the CRL's entries, all in one
 // durable transaction; then it publishes the new CRL. a.crlMu is held.
-func (a *Authority) revokeLocked(reason int, pick func(*bolt.Tx, time.Time) ([][]byte, error)) (Revocation, []*watch, error) {
+func (a *Authority) revokeLocked(reason int, pick func(*sql.Tx, time.Time) ([]string, error)) (Revocation, []*watch, error) {
 	now := a.now()
 	var (
-		revoked []certRecord // set only by the last run of fn
+		revoked []certRecord
 		number  *big.Int
 		entries []x509.RevocationListEntry
 	)
-	err := a.db.Update(func(tx *bolt.Tx) error {
-		revoked, number, entries = nil, nil, nil
-		keys, err := pick(tx, now)
+	err := a.db.Update(func(tx *sql.Tx) error {
+		serials, err := pick(tx, now)
 		if err != nil {
 			return err
 		}
-		certs, index := tx.Bucket(bucketCerts), tx.Bucket(bucketRevoked)
-		for _, key := range keys {
-			var rec certRecord
-			if _, err := getJSON(certs, key, &rec); err != nil {
-				return err
-			}
-			rec.Status, rec.RevokedAt, rec.Reason = StatusRevoked, now, reason
-			if err := putJSON(certs, key, rec); err != nil {
-				return err
-			}
-			if err := putJSON(index, key, revokedRecord{RevokedAt: now, Reason: reason, NotAfter: rec.NotAfter}); err != nil {
-				return err
+		for _, serial := range serials {
+			rec, err := scanCert(tx.QueryRow(`UPDATE certificates SET status = 'revoked', revoked_at = ?, reason = ?
+				WHERE serial = ? AND status = 'valid' RETURNING `+certColumns, sqlTime(now), reason, serial))
+			if err != nil {
+				return fmt.Errorf("revoke certificate %s: %w", serial, err)
 			}
 			revoked = append(revoked, rec)
 		}
@@ -251,7 +240,7 @@ func (a *Authority) revokeLocked(reason int, pick func(*bolt.Tx, time.Time) ([][
 		return Revocation{}, nil, fmt.Errorf("ca: revoke: %w", err)
 	}
 	for _, rec := range revoked {
-		a.log.Info("certificate revoked", zap.String("sid", rec.SID), zap.String("serial", storedSerial(rec.Serial)),
+		a.log.Info("certificate revoked", zap.String("sid", rec.SID), zap.String("serial", rec.Serial),
 			zap.String("reason", ReasonName(reason)))
 	}
 	res := Revocation{Revoked: len(revoked)}
@@ -283,21 +272,16 @@ func (a *Authority) crlAfterRevocation() {
 
 // nextCRL takes the next CRL number and lists the revocations the CRL
 // issued now must carry.
-func nextCRL(tx *bolt.Tx, now time.Time) (*big.Int, []x509.RevocationListEntry, error) {
-	meta := tx.Bucket(bucketMeta)
-	var n uint64
-	if v := meta.Get(metaCRLNumber); len(v) == 8 {
-		n = binary.BigEndian.Uint64(v)
-	}
-	n++
-	if err := meta.Put(metaCRLNumber, binary.BigEndian.AppendUint64(nil, n)); err != nil {
-		return nil, nil, err
+func nextCRL(tx *sql.Tx, now time.Time) (*big.Int, []x509.RevocationListEntry, error) {
+	var n int64
+	if err := tx.QueryRow(`UPDATE crl SET number = number + 1 WHERE id = 1 RETURNING number`).Scan(&n); err != nil {
+		return nil, nil, fmt.Errorf("ca: take a CRL number: %w", err)
 	}
 	entries, err := crlEntries(tx, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return new(big.Int).SetUint64(n), entries, nil
+	return big.NewInt(n), entries, nil
 }
 
 // crlEntries lists the revocations a CRL issued now carries. A student
@@ -305,33 +289,41 @@ func nextCRL(tx *bolt.Tx, now time.Time) (*big.Int, []x509.RevocationListEntry, 
 // 5280 §3.3 allows; a board certificate's is kept for good (PROTOCOL.md §4.3),
 // so that a board key compromised after its certificate expired cannot
 // backdate receipts.
-func crlEntries(tx *bolt.Tx, now time.Time) ([]x509.RevocationListEntry, error) {
+func crlEntries(tx *sql.Tx, now time.Time) ([]x509.RevocationListEntry, error) {
+	rows, err := tx.Query(`SELECT serial, revoked_at, reason FROM certificates
+		WHERE status = 'revoked' AND (profile = ? OR not_after >= ?)
+		ORDER BY length(serial), serial`, wire.ProfileBoard, sqlTime(now))
+	if err != nil {
+		return nil, fmt.Errorf("ca: read revocations: %w", err)
+	}
+	defer rows.Close()
 	var entries []x509.RevocationListEntry
-	certs := tx.Bucket(bucketCerts)
-	err := tx.Bucket(bucketRevoked).ForEach(func(k, v []byte) error {
-		var r revokedRecord
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("ca: corrupt revocation record %x: %w", k, err)
+	for rows.Next() {
+		var (
+			serial    string
+			revokedAt sql.NullString
+			reason    int
+		)
+		if err := rows.Scan(&serial, &revokedAt, &reason); err != nil {
+			return nil, fmt.Errorf("ca: read revocations: %w", err)
 		}
-		if now.After(r.NotAfter) {
-			var rec certRecord
-			if _, err := getJSON(certs, k, &rec); err != nil {
-				return err
-			}
-			if rec.Profile != wire.ProfileBoard {
-				return nil
-			}
+		n, err := parseSerialHex(serial)
+		if err != nil {
+			return nil, err
+		}
+		at, err := parseSQLTime(revokedAt)
+		if err != nil {
+			return nil, err
 		}
 		entries = append(entries, x509.RevocationListEntry{
-			SerialNumber:   new(big.Int).SetBytes(k),
-			RevocationTime: r.RevokedAt,
+			SerialNumber:   n,
+			RevocationTime: at,
 			// CreateRevocationList omits the reasonCode extension for 0
 			// (unspecified), as RFC 5280 §5.3.1 recommends.
-			ReasonCode: r.Reason,
+			ReasonCode: reason,
 		})
-		return nil
-	})
-	return entries, err
+	}
+	return entries, rows.Err()
 }
 
 // publishCRL signs a CRL with the given number and entries and checks it;
@@ -389,10 +381,10 @@ func (a *Authority) saveCRL() {
 // issueCRL takes a new CRL number and publishes a fresh CRL. a.crlMu is held.
 func (a *Authority) issueCRL(now time.Time) error {
 	var (
-		number  *big.Int // set only by the last run of fn
+		number  *big.Int
 		entries []x509.RevocationListEntry
 	)
-	err := a.db.Update(func(tx *bolt.Tx) error {
+	err := a.db.Update(func(tx *sql.Tx) error {
 		var err error
 		number, entries, err = nextCRL(tx, now)
 		return err
@@ -525,15 +517,15 @@ func (a *Authority) loadCRL() error {
 
 // raiseCRLNumber makes the stored CRL number at least n.
 func (a *Authority) raiseCRLNumber(n *big.Int) error {
-	if n == nil || !n.IsUint64() {
+	if n == nil || n.Sign() < 0 {
 		return nil
 	}
-	err := a.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if v := meta.Get(metaCRLNumber); len(v) == 8 && binary.BigEndian.Uint64(v) >= n.Uint64() {
-			return nil
-		}
-		return meta.Put(metaCRLNumber, binary.BigEndian.AppendUint64(nil, n.Uint64()))
+	if !n.IsInt64() {
+		return fmt.Errorf("ca: %s has CRL number %s, beyond what this CA ever numbers; move it away and start the CA again, which issues a new CRL", CRLFile, n)
+	}
+	err := a.db.Update(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE crl SET number = ? WHERE id = 1 AND number < ?`, n.Int64(), n.Int64())
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("ca: store CRL number: %w", err)
@@ -545,7 +537,7 @@ func (a *Authority) raiseCRLNumber(n *big.Int) error {
 // issued now would list.
 func (a *Authority) crlMatchesStore(crl *x509.RevocationList, now time.Time) (bool, error) {
 	var want []x509.RevocationListEntry
-	err := a.db.View(func(tx *bolt.Tx) error {
+	err := a.db.View(func(tx *sql.Tx) error {
 		var err error
 		want, err = crlEntries(tx, now)
 		return err

@@ -4,11 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
@@ -126,9 +125,9 @@ var errNotIssued = errors.New("not a certificate this CA issued")
 func (a *Authority) issuedRecord(cert *x509.Certificate) (certRecord, error) {
 	var rec certRecord
 	var found bool
-	err := a.db.View(func(tx *bolt.Tx) error {
+	err := a.db.View(func(tx *sql.Tx) error {
 		var err error
-		found, err = getJSON(tx.Bucket(bucketCerts), cert.SerialNumber.Bytes(), &rec)
+		rec, found, err = getCert(tx, keys.SerialHex(cert.SerialNumber))
 		return err
 	})
 	switch {

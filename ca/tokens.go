@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -12,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
 	"pkiboard/internal/durable"
@@ -120,13 +120,12 @@ func (a *Authority) createToken(sid string, profile uint8, ttl time.Duration) (s
 		return "", time.Time{}, err
 	}
 	now := a.now()
-	rec := tokenRecord{SID: sid, Profile: profile, Created: now, Expires: now.Add(ttl)}
-	err = a.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketTokens)
-		if b.Get(pub) != nil {
-			return errors.New("ca: token already exists")
-		}
-		return putJSON(b, pub, rec)
+	// ca.db keeps whole seconds; so does the expiry the operator is shown.
+	rec := tokenRecord{SID: sid, Profile: profile, Created: now, Expires: now.Add(ttl).Truncate(time.Second)}
+	err = a.db.Update(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO tokens (public_key, sid, profile, created, expires) VALUES (?, ?, ?, ?, ?)`,
+			[]byte(pub), rec.SID, rec.Profile, sqlTime(rec.Created), sqlTime(rec.Expires))
+		return err
 	})
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("ca: store token: %w", err)
@@ -154,9 +153,8 @@ const (
 //
 // The lookup is by public key, which is no secret: a stolen store, or an
 // observer of a request, learns nothing that signs a request.
-func lookupToken(tx *bolt.Tx, pub []byte, sid string, profile uint8, now time.Time) (tokenRecord, tokenProblem, error) {
-	var rec tokenRecord
-	found, err := getJSON(tx.Bucket(bucketTokens), pub, &rec)
+func lookupToken(tx *sql.Tx, pub []byte, sid string, profile uint8, now time.Time) (tokenRecord, tokenProblem, error) {
+	rec, found, err := getToken(tx, pub)
 	switch {
 	case err != nil:
 		return rec, 0, err
@@ -168,10 +166,65 @@ func lookupToken(tx *bolt.Tx, pub []byte, sid string, profile uint8, now time.Ti
 	return rec, tokenOK, nil
 }
 
-// spendToken marks a checked token used by the certificate serial.
-func spendToken(tx *bolt.Tx, pub []byte, rec tokenRecord, now time.Time, serial string) error {
-	rec.UsedAt, rec.Serial = now, serial
-	return putJSON(tx.Bucket(bucketTokens), pub, rec)
+// spendToken marks a checked, unused token used by the certificate serial,
+// which the transaction has stored.
+func spendToken(tx *sql.Tx, pub []byte, now time.Time, serial string) error {
+	res, err := tx.Exec(`UPDATE tokens SET used_at = ?, serial = ? WHERE public_key = ? AND used_at IS NULL`, sqlTime(now), serial, pub)
+	if err != nil {
+		return fmt.Errorf("ca: spend token: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return errors.New("ca: spend token: the token is no longer unused") // the caller checked it in this transaction
+	}
+	return nil
+}
+
+// tokenRecord is a row of the tokens table, less its key (the token's
+// Ed25519 public key). Nothing in it, nor the key, is secret or can sign a
+// request: a stolen store enrolls nobody.
+type tokenRecord struct {
+	SID       string
+	Profile   uint8
+	Created   time.Time
+	Expires   time.Time
+	UsedAt    time.Time
+	Serial    string // the certificate it was spent on
+	Cancelled time.Time
+}
+
+// getToken returns the row of the token whose public key is pub, and whether
+// there is one.
+func getToken(tx *sql.Tx, pub []byte) (tokenRecord, bool, error) {
+	var (
+		rec                       tokenRecord
+		created, expires          string
+		usedAt, serial, cancelled sql.NullString
+	)
+	err := tx.QueryRow(`SELECT sid, profile, created, expires, used_at, serial, cancelled FROM tokens WHERE public_key = ?`, pub).
+		Scan(&rec.SID, &rec.Profile, &created, &expires, &usedAt, &serial, &cancelled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, fmt.Errorf("ca: read token: %w", err)
+	}
+	for _, f := range []struct {
+		dst *time.Time
+		src sql.NullString
+	}{
+		{&rec.Created, sql.NullString{String: created, Valid: true}},
+		{&rec.Expires, sql.NullString{String: expires, Valid: true}},
+		{&rec.UsedAt, usedAt},
+		{&rec.Cancelled, cancelled},
+	} {
+		if *f.dst, err = parseSQLTime(f.src); err != nil {
+			return rec, false, err
+		}
+	}
+	rec.Serial = serial.String
+	return rec, true, nil
 }
 
 // tokenRefusal turns a token problem into the refusal PROTOCOL.md §4.2 gives.

@@ -5,7 +5,7 @@ import (
 	"crypto"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/json"
+	"database/sql"
 	"errors"
 	"io"
 	"math/big"
@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 
 	"pkiboard/internal/keys"
 	"pkiboard/wire"
@@ -34,12 +32,8 @@ func (tc *testCA) issueCert(t testing.TB, profile uint8, sid string) (*x509.Cert
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, err := json.Marshal(newCertRecord(cert, Request{Profile: profile, SID: sid}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tc.db.Update(func(tx *bolt.Tx) error {
-		return putCertificateJSON(tx, cert.SerialNumber.Bytes(), sid, data)
+	if err := tc.db.Update(func(tx *sql.Tx) error {
+		return insertCert(tx, cert, Request{Profile: profile, SID: sid}, "", tc.now())
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	_ "modernc.org/sqlite" // the driver "sqlite", for checkCAStore
 
 	"pkiboard/board"
 	"pkiboard/ca"
@@ -460,16 +462,78 @@ func TestChaosKillUnderLoad(t *testing.T) {
 	if err := json.Unmarshal([]byte(s.mustRun(nil, "certs", "--json").stdout), &views); err != nil || len(views) != certs {
 		t.Errorf("CA store offline: %d certificates, %v; %d online", len(views), err, certs)
 	}
-	for _, db := range []string{in.path("data", "board", "board.db"), in.path("data", "ca", "ca.db")} {
+	for _, db := range []string{in.path("data", "board", "board.db")} {
 		if err := checkBolt(db); err != nil {
 			t.Errorf("%s after %d kills: %v", db, n, err)
 		}
 	}
+	if err := checkCAStore(in.path("data", "ca", "ca.db"), views); err != nil {
+		t.Errorf("ca.db after %d kills: %v", n, err)
+	}
 	partials, _ := filepath.Glob(in.path("data", "board", "partial", "*", "*.part"))
 	t.Logf("survived %d kills of each daemon (%d in all): %d operations cut off by a kill and %d stopped with the load, every one retried successfully (%d of them after the CA had committed their certificate, answered again); "+
 		"%d certificates (%d by renewal) and %d receipts received by clients, every one stored, no SID with a certificate its client did not receive; %d submissions listed, each whole and verified; "+
-		"%d partial uploads held, none listed; %d restarts removed orphaned content files; both stores pass bbolt's consistency check; data lost: none",
+		"%d partial uploads held, none listed; %d restarts removed orphaned content files; the board's store passes bbolt's consistency check, the CA's SQLite's integrity check; data lost: none",
 		n, 2*n, cutVictim, cutOther, again, len(l.certs), l.renewals, len(l.receipts), subs, len(partials), orphans)
+}
+
+// checkCAStore opens the CA's store (SQLite) read-only and checks it:
+// SQLite's integrity check and foreign key check find nothing, and its
+// certificate rows are those `pkiboard certs` listed (listed), each with a
+// DER that parses to a certificate of its serial and SID.
+func checkCAStore(path string, listed []ca.CertView) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var integrity string
+	if err := db.QueryRow(`PRAGMA integrity_check`).Scan(&integrity); err != nil || integrity != "ok" {
+		return fmt.Errorf("integrity check: %q, %v", integrity, err)
+	}
+	rows, err := db.Query(`PRAGMA foreign_key_check`)
+	if err != nil {
+		return err
+	}
+	dangling := rows.Next()
+	rows.Close()
+	if dangling {
+		return errors.New("a row refers to a missing certificate")
+	}
+	want := make(map[string]string, len(listed))
+	for _, v := range listed {
+		want[v.Serial] = v.SID
+	}
+	rows, err = db.Query(`SELECT serial, sid, der FROM certificates`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var serial, sid string
+		var der []byte
+		if err := rows.Scan(&serial, &sid, &der); err != nil {
+			return err
+		}
+		n++
+		cert, err := x509.ParseCertificate(der)
+		switch {
+		case err != nil:
+			return fmt.Errorf("certificate %s: %v", serial, err)
+		case keys.SerialHex(cert.SerialNumber) != serial || cert.Subject.CommonName != sid:
+			return fmt.Errorf("the row of certificate %s (SID %s) holds certificate %s for %s", serial, sid, keys.SerialHex(cert.SerialNumber), cert.Subject.CommonName)
+		case want[serial] != sid:
+			return fmt.Errorf("certificate %s (SID %s) is not one `pkiboard certs` listed", serial, sid)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if n != len(listed) {
+		return fmt.Errorf("%d certificate rows, %d listed", n, len(listed))
+	}
+	return nil
 }
 
 // checkBolt opens a bbolt file read-only and runs bbolt's consistency check.

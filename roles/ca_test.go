@@ -1,12 +1,16 @@
 package roles
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,7 +21,9 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"pkiboard/ca"
+	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
+	"pkiboard/internal/sqlstore"
 	"pkiboard/internal/testcert"
 	"pkiboard/wire"
 )
@@ -106,5 +112,59 @@ func TestCAStatsCountAnonymousRefusals(t *testing.T) {
 	}
 	if !strings.Contains(string(data), `"anonymous_refusals":{"token-invalid":3}`) {
 		t.Errorf("stats JSON %s lacks the anonymous refusals", data)
+	}
+}
+
+// TestCAOperatorCommandsBesideTheDaemon: while the CA's store is held by its
+// daemon (here an Authority open in this process, with no socket answering),
+// `certs` and `crl` read the store and the files directly, without the root
+// key's passphrase; a write (`token`) that finds no socket tries to open the
+// store itself and is refused by the daemon's lock: it never writes beside
+// the daemon.
+func TestCAOperatorCommandsBesideTheDaemon(t *testing.T) {
+	cfg := config.Default()
+	cfg.CA.DataDir = t.TempDir()
+	cfg.CA.KeyPassphraseEnv = "PKIBOARD_TEST_CA_PASSPHRASE"
+	t.Setenv(cfg.CA.KeyPassphraseEnv, "correct horse battery staple")
+	auth, err := openAuthority(cfg, zap.NewNop(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auth.Close()
+	key := testcert.Key(t)
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "1155000001"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := auth.Enroll(t.Context(), ca.Request{Profile: wire.ProfileStudent, SID: "1155000001", CSR: csr, Root: keys.Fingerprint(auth.Root())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := auth.Revoke(t.Context(), iss.Certificate.SerialNumber, ca.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	serial := keys.SerialHex(iss.Certificate.SerialNumber)
+
+	os.Unsetenv(cfg.CA.KeyPassphraseEnv) // reading needs no key
+	var out bytes.Buffer
+	if err := ListCertificates(t.Context(), cfg, "", true, &out); err != nil {
+		t.Fatalf("certs beside the daemon: %v", err)
+	}
+	var views []ca.CertView
+	if err := json.Unmarshal(out.Bytes(), &views); err != nil || len(views) != 1 || views[0].Serial != serial || views[0].Status != "revoked" {
+		t.Errorf("certs --json: %v, %s; want %s revoked", err, out.Bytes(), serial)
+	}
+	out.Reset()
+	if err := PrintCRL(t.Context(), cfg, false, &out); err != nil {
+		t.Fatalf("crl beside the daemon: %v", err)
+	}
+	if s := out.String(); !strings.Contains(s, "CRL number 2,") || !strings.Contains(s, serial) || strings.Contains(s, "warning") {
+		t.Errorf("crl:\n%s\nwant CRL 2 listing %s, and no warning", s, serial)
+	}
+
+	t.Setenv(cfg.CA.KeyPassphraseEnv, "correct horse battery staple")
+	err = CreateToken(t.Context(), cfg, TokenArgs{SID: "1155000002"}, &out)
+	if !errors.Is(err, sqlstore.ErrLocked) || !strings.Contains(err.Error(), "is the daemon running?") {
+		t.Errorf("token beside the daemon, without its socket: got %v, want the lock's refusal", err)
 	}
 }

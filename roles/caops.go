@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -52,29 +54,12 @@ type TokenView struct {
 	Expires time.Time `json:"expires"`
 }
 
-// caOps returns the CA's operator commands, bound to auth.
+// caOps returns the CA's operator commands that write, bound to auth: the
+// daemon serves them on its socket, and an operator command runs them itself
+// when no daemon runs. Reading needs neither: `certs` and `crl` read the data
+// directory (readCA).
 func caOps(auth *ca.Authority) map[string]adminOp {
 	return map[string]adminOp{
-		"certs": func(_ context.Context, raw json.RawMessage) (any, error) {
-			var args struct {
-				SID string `json:"sid"`
-			}
-			if err := json.Unmarshal(raw, &args); err != nil {
-				return nil, err
-			}
-			recs, err := auth.Certificates()
-			if err != nil {
-				return nil, err
-			}
-			views := make([]ca.CertView, 0, len(recs))
-			for _, r := range recs {
-				if args.SID != "" && r.SID != args.SID {
-					continue
-				}
-				views = append(views, r.View())
-			}
-			return views, nil
-		},
 		"revoke": func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var args RevokeArgs
 			if err := json.Unmarshal(raw, &args); err != nil {
@@ -133,13 +118,6 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			}
 			return TokenView{Token: tok, SID: args.SID, Expires: exp}, nil
 		},
-		"crl": func(context.Context, json.RawMessage) (any, error) {
-			pem, err := auth.CRLPEM()
-			if err != nil {
-				return nil, err
-			}
-			return string(pem), nil
-		},
 	}
 }
 
@@ -155,9 +133,11 @@ func callCA(ctx context.Context, cfg *config.Config, command string, args, out a
 }
 
 // ListCertificates prints the CA's issued certificates as a table (or JSON).
+// It reads ca.db directly, read-only — while the CA runs too — and needs
+// neither the daemon nor the root key.
 func ListCertificates(ctx context.Context, cfg *config.Config, sid string, asJSON bool, w io.Writer) error {
-	var views []ca.CertView
-	if err := callCA(ctx, cfg, "certs", map[string]string{"sid": sid}, &views); err != nil {
+	views, err := readCertificates(cfg.CA.DataDir, sid)
+	if err != nil {
 		return fmt.Errorf("certs: %w", err)
 	}
 	if asJSON {
@@ -173,6 +153,27 @@ func ListCertificates(ctx context.Context, cfg *config.Config, sid string, asJSO
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.Serial, v.SID, v.Profile, v.NotAfter.UTC().Format(time.DateTime), status)
 	}
 	return tw.Flush()
+}
+
+// readCertificates lists the certificates in the CA's store in dataDir (of
+// sid only, unless sid is empty), opened read-only.
+func readCertificates(dataDir, sid string) ([]ca.CertView, error) {
+	recs, err := ca.OpenRecords(dataDir, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer recs.Close()
+	certs, err := recs.Certificates()
+	if err != nil {
+		return nil, err
+	}
+	views := make([]ca.CertView, 0, len(certs))
+	for _, c := range certs {
+		if sid == "" || c.SID == sid {
+			views = append(views, c.View())
+		}
+	}
+	return views, nil
 }
 
 // Revoke revokes by serial or by SID and prints how many certificates were
@@ -210,20 +211,33 @@ func CreateToken(ctx context.Context, cfg *config.Config, args TokenArgs, w io.W
 	return nil
 }
 
-// PrintCRL prints the CA's current CRL: as PEM, or as a summary of its number,
-// dates and revoked serials.
+// PrintCRL prints the CA's current CRL, as crl.pem in its data directory
+// holds it: as PEM, or as a summary of its number, dates and revoked serials.
+// It reads the files and the store directly (needing neither the daemon nor
+// the root key), checks the CRL against root.pem, and warns when the store
+// holds revocations the file does not list yet.
 func PrintCRL(ctx context.Context, cfg *config.Config, asPEM bool, w io.Writer) error {
-	var text string
-	if err := callCA(ctx, cfg, "crl", struct{}{}, &text); err != nil {
-		return fmt.Errorf("crl: %w", err)
-	}
-	if asPEM {
-		_, err := io.WriteString(w, text)
-		return err
-	}
-	crl, err := keys.ParseCRLPEM([]byte(text))
+	dir := cfg.CA.DataDir
+	recs, err := ca.OpenRecords(dir, nil) // first: it says when dir holds no CA
 	if err != nil {
 		return fmt.Errorf("crl: %w", err)
+	}
+	defer recs.Close()
+	root, err := keys.ReadCertificate(filepath.Join(dir, ca.RootCertFile))
+	if err != nil {
+		return fmt.Errorf("crl: %w", err)
+	}
+	text, err := os.ReadFile(filepath.Join(dir, ca.CRLFile))
+	if err != nil {
+		return fmt.Errorf("crl: %w (the CA writes it when it starts)", err)
+	}
+	crl, err := ca.ParseCRLPEM(text, root)
+	if err != nil {
+		return fmt.Errorf("crl: %s: %w", dir, err)
+	}
+	if asPEM {
+		_, err := w.Write(text)
+		return err
 	}
 	fmt.Fprintf(w, "CRL number %s, issued %s, next update %s, %d revoked\n",
 		crl.Number, crl.ThisUpdate.UTC().Format(time.RFC3339), crl.NextUpdate.UTC().Format(time.RFC3339), len(crl.RevokedCertificateEntries))
@@ -234,5 +248,20 @@ func PrintCRL(ctx context.Context, cfg *config.Config, asPEM bool, w io.Writer) 
 	for _, e := range crl.RevokedCertificateEntries {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", keys.SerialHex(e.SerialNumber), e.RevocationTime.UTC().Format(time.DateTime), ca.ReasonName(e.ReasonCode))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	missing, err := recs.CRLMissing(crl)
+	if err != nil {
+		return fmt.Errorf("crl: %w", err)
+	}
+	if len(missing) > 0 {
+		serials := make([]string, len(missing))
+		for i, m := range missing {
+			serials[i] = keys.SerialHex(m)
+		}
+		fmt.Fprintf(w, "warning: the store holds %d revocation(s) this CRL does not list yet (%s); the CA issues a CRL that lists them as soon as it runs\n",
+			len(missing), strings.Join(serials, ", "))
+	}
+	return nil
 }

@@ -35,7 +35,7 @@ const (
 type refusalPhase struct {
 	Requests     int
 	Elapsed      time.Duration
-	DBBefore     int64 // bytes of ca.db (and any ca.db-* file) before
+	DBBefore     int64 // bytes of ca.db (and any ca.db-* file but the -shm) before
 	DBAfter      int64 // and after
 	DBChanged    bool  // their content changed
 	Lines        int   // the CA's log lines
@@ -211,12 +211,18 @@ func badRequest(n int, csr []byte, root [32]byte) *wire.EnrollRequest {
 }
 
 // dbFiles returns the size of the store's files (path, and any path-*
-// beside it) and a digest of their content.
+// beside it) and a digest of their content. The -shm file is left out: it is
+// SQLite's WAL index, shared memory of a fixed size that holds no record
+// (SQLite rebuilds it from the WAL after a crash), and a read (the token
+// lookup of a refusal) may update its read marks.
 func dbFiles(path string) (int64, [32]byte) {
 	names, _ := filepath.Glob(path + "*")
 	h := sha256.New()
 	var size int64
 	for _, name := range names {
+		if strings.HasSuffix(name, "-shm") {
+			continue
+		}
 		data, err := os.ReadFile(name)
 		if err != nil {
 			continue
