@@ -156,10 +156,16 @@ without a token. Make one board token per board.`,
 			Category:  "board operator",
 			Usage:     "list the submissions the board holds, or verify one's evidence",
 			UsageText: "pkiboard submissions [--json] | pkiboard submissions --verify ID [--root FILE | --root-fingerprint HEX]",
-			Description: `With --verify, checks with the root certificate alone that the stored content is
+			Description: `Reads the board's database (board.db in board.data_dir) directly, read-only,
+whether or not the board runs; run it as the board's user (sudo -u USER ...): it
+refuses to read the database as another user, since SQLite may leave files that
+user owns beside it, which would stop the board.
+
+With --verify, checks with the root certificate alone that the stored content is
 exactly what the student signed: its SHA-256, the student's certificate at the time
-of receipt, and the student's signature over the submission statement; and says
-whether the board's CRL revokes the student's certificate now, and since when. The
+of receipt, and the student's signature over the submission statement; that the
+stored receipt is the one the board signed for it; and says whether the board's
+CRL revokes the student's certificate now, and since when. The
 root is only one the operator names: --root FILE, or a fingerprint (--root-fingerprint,
 else board.root_fingerprint) that board.root_file or the board's saved root.pem must
 have, or board.root_file. Exits non-zero if the evidence does not hold, or if the
