@@ -156,10 +156,16 @@ without a token. Make one board token per board.`,
 			Category:  "board operator",
 			Usage:     "list the submissions the board holds, or verify one's evidence",
 			UsageText: "pkiboard submissions [--json] | pkiboard submissions --verify ID [--root FILE | --root-fingerprint HEX]",
-			Description: `With --verify, checks with the root certificate alone that the stored content is
+			Description: `Reads the board's database (board.db in board.data_dir) directly, read-only,
+whether or not the board runs; run it as the board's user (sudo -u USER ...): it
+refuses to read the database as another user, since SQLite may leave files that
+user owns beside it, which would stop the board.
+
+With --verify, checks with the root certificate alone that the stored content is
 exactly what the student signed: its SHA-256, the student's certificate at the time
-of receipt, and the student's signature over the submission statement; and says
-whether the board's CRL revokes the student's certificate now, and since when. The
+of receipt, and the student's signature over the submission statement; that the
+stored receipt is the one the board signed for it; and says whether the board's
+CRL revokes the student's certificate now, and since when. The
 root is only one the operator names: --root FILE, or a fingerprint (--root-fingerprint,
 else board.root_fingerprint) that board.root_file or the board's saved root.pem must
 have, or board.root_file. Exits non-zero if the evidence does not hold, or if the
@@ -185,6 +191,48 @@ certificate was revoked before the submission.`,
 					}, os.Stdout)
 				}
 				return roles.ListSubmissions(c.Context, cfg, c.Bool("json"), os.Stdout)
+			},
+		},
+		{
+			Name:      "backup",
+			Category:  "operator",
+			Usage:     "write a consistent archive of the CA's or the board's data while it serves",
+			UsageText: "pkiboard backup --role ca|board --out FILE [--include-root-key] [--include-key]",
+			Description: `Writes a tar archive (mode 0600; FILE must not exist) of the daemon's data
+directory, whether or not the daemon runs: a consistent copy of its database, made
+from a read-only connection of this command, and the files a restored daemon needs.
+For the board: board.db, the content file of every submission the copy holds (each
+checked against its row's SHA-256), root.pem, cert.pem, crl.pem and status.bin; the
+board's private key.pem only with --include-key. For the CA: ca.db, root.pem and
+crl.pem; the root's private root-key.pem only with --include-root-key; the one-time
+board token never. A private key in the archive is said loudly on stderr. Prints
+what it wrote: each file, its size, and the database's rows per table. Run it as
+the daemon's user. Restore: mkdir -m 700 DIR && tar -C DIR -xf FILE, set data_dir
+to DIR, and start the daemon.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "role", Required: true, Usage: "back up `ROLE` ca or board"},
+				&cli.StringFlag{Name: "out", Required: true, Usage: "write the archive to `FILE` (it must not exist)"},
+				&cli.BoolFlag{Name: "include-root-key", Usage: "ca: put the root's private key in the archive"},
+				&cli.BoolFlag{Name: "include-key", Usage: "board: put the board's private key in the archive"},
+			),
+			Action: func(c *cli.Context) error {
+				role := c.String("role")
+				if role != "ca" && role != "board" {
+					return usagef("backup: give --role ca or --role board")
+				}
+				cfg, err := loadConfig(c, role)
+				if err != nil {
+					return err
+				}
+				res, err := roles.Backup(c.Context, cfg, roles.BackupOptions{
+					Role: role, Out: c.String("out"),
+					IncludeRootKey: c.Bool("include-root-key"), IncludeKey: c.Bool("include-key"),
+				}, os.Stderr)
+				if err != nil {
+					return err
+				}
+				roles.PrintBackup(os.Stdout, role, res)
+				return nil
 			},
 		},
 		{

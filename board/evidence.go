@@ -1,6 +1,7 @@
 package board
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
@@ -41,6 +42,7 @@ func (r *Record) View() SubmissionView {
 type Evidence struct {
 	Submission SubmissionView `json:"submission"`
 	ContentOK  bool           `json:"content_ok"` // the stored bytes have the recorded SHA-256
+	ReceiptOK  bool           `json:"receipt_ok"` // the stored receipt is the board's, for this submission
 	SignedBy   string         `json:"signed_by"`  // the student certificate's subject
 	Issuer     string         `json:"issuer"`     // who issued it
 	Root       string         `json:"root"`       // the fingerprint of the root it was checked against
@@ -68,7 +70,10 @@ const (
 // Verify checks, with the root alone, that the stored content of rec is what
 // the student signed: the content's SHA-256, the student's certificate (signed
 // by root, valid and for clientAuth at the time of receipt) and the signature
-// over the submission statement. It also says whether crl (the board's
+// over the submission statement (which must be the one stored); and that the
+// stored receipt is the one the board sent for it: its fields are the
+// record's, and it verifies with the stored board certificate, as the
+// student's copy would (session.VerifyReceipt). It also says whether crl (the board's
 // current CRL; nil if none) revokes the student's certificate now, and whether
 // that was before or after the submission: a certificate revoked before the
 // board received the submission cannot vouch for it, so the evidence then does
@@ -86,11 +91,11 @@ func (s *Store) Verify(rec *Record, root *x509.Certificate, crl *x509.Revocation
 		return ev
 	}
 	ev.ContentOK = true
-	if len(rec.StudentChain) == 0 {
+	if len(rec.StudentCertificate) == 0 {
 		ev.Problem = "no student certificate stored"
 		return ev
 	}
-	cert, err := x509.ParseCertificate(rec.StudentChain[0])
+	cert, err := x509.ParseCertificate(rec.StudentCertificate)
 	if err != nil {
 		ev.Problem = fmt.Sprintf("stored certificate: %v", err)
 		return ev
@@ -100,6 +105,15 @@ func (s *Store) Verify(rec *Record, root *x509.Certificate, crl *x509.Revocation
 		ev.Problem = err.Error()
 		return ev
 	}
+	if stmt, err := session.Statement(rec.Transcript, rec.SID, rec.Name, uint64(rec.Size), rec.SHA256); err != nil || !bytes.Equal(stmt, rec.Statement) {
+		ev.Problem = "the stored statement is not the one the submission's fields make (the student's signature covers those)"
+		return ev
+	}
+	if problem := checkStoredReceipt(rec, root); problem != "" {
+		ev.Problem = problem
+		return ev
+	}
+	ev.ReceiptOK = true
 	if crl == nil || crl.CheckSignatureFrom(root) != nil {
 		return ev
 	}
@@ -118,4 +132,24 @@ func (s *Store) Verify(rec *Record, root *x509.Certificate, crl *x509.Revocation
 		}
 	}
 	return ev
+}
+
+// checkStoredReceipt says what is wrong with rec's stored receipt, or "".
+func checkStoredReceipt(rec *Record, root *x509.Certificate) string {
+	r, err := rec.ReceiptMessage()
+	if err != nil {
+		return err.Error()
+	}
+	if r.ID != rec.ID || r.SID != rec.SID || !bytes.Equal(r.Serial, rec.Serial) || r.Name != rec.Name ||
+		r.Size != uint64(rec.Size) || r.SHA256 != rec.SHA256 || r.Received != uint64(rec.Received.UnixMilli()) {
+		return "the stored receipt is not for this submission: its fields differ from the record's"
+	}
+	boardCert, err := x509.ParseCertificate(rec.BoardCertificate)
+	if err != nil {
+		return fmt.Sprintf("the stored board certificate: %v", err)
+	}
+	if err := session.VerifyReceipt(r, boardCert, root, time.Now()); err != nil {
+		return fmt.Sprintf("the stored receipt does not verify: %v", err)
+	}
+	return ""
 }

@@ -38,6 +38,8 @@ func TestVerifyEvidence(t *testing.T) {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}, root, studentKey.Public(), rootKey)
 
+	boardKey := newBoardSigner(t, root, rootKey)
+
 	s, err := Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -48,15 +50,16 @@ func TestVerifyEvidence(t *testing.T) {
 		t.Helper()
 		in := receive(t, s, sid, "report.txt", content)
 		sub := submission(t, sid, in)
-		sub.Chain = []*x509.Certificate{student}
+		sub.Chain, sub.Board = []*x509.Certificate{student}, boardKey.cert
 		stmt, err := session.Statement(sub.TranscriptHash, sid, in.Name, uint64(in.Size), in.SHA256)
 		if err != nil {
 			t.Fatal(err)
 		}
+		sub.Statement = stmt
 		if sub.Signature, err = keys.Sign(studentKey, rand.Reader, stmt); err != nil {
 			t.Fatal(err)
 		}
-		rec, err := s.Commit(sub, "127.0.0.1:40000")
+		rec, err := s.Commit(sub, "127.0.0.1:40000", boardKey.sign)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +129,7 @@ func TestVerifyEvidence(t *testing.T) {
 	}
 
 	noChain := *rec
-	noChain.StudentChain = nil
+	noChain.StudentCertificate = nil
 	if ev := s.Verify(&noChain, root, nil); ev.Problem != "no student certificate stored" {
 		t.Errorf("no chain: got problem %q", ev.Problem)
 	}

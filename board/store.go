@@ -1,81 +1,232 @@
 package board
 
 import (
-	"crypto/rand"
+	"context"
+	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"pkiboard/internal/durable"
-	"pkiboard/internal/store"
+	"pkiboard/internal/sqlstore"
 	"pkiboard/session"
 	"pkiboard/wire"
 )
 
 // Layout of a board's data directory.
 const (
-	dbFile        = "board.db"
-	contentDir    = "submissions"
+	// DBFile is the board's database, in its data directory.
+	DBFile = "board.db"
+	// ContentDir is the directory, in the data directory, of the stored
+	// submissions' content files.
+	ContentDir    = "submissions"
 	partialDir    = "partial"
-	bucketSubs    = "submissions"
 	contentSuffix = ".dat"
 )
 
-// Record is one stored submission: what the board received, from whom, and the
-// evidence of it.
+// receivedLayout is how the database writes a submission's time of receipt:
+// RFC 3339 in UTC with milliseconds, so that string order is time order and
+// sqlite3's date functions read it.
+const receivedLayout = "2006-01-02T15:04:05.000Z"
+
+// migrations is the board database's schema, version by version (see the
+// package comment).
+var migrations = []sqlstore.Migration{
+	{Name: "the submissions table", SQL: schemaV1},
+}
+
+// schemaV1 is migration 1: the submissions table. It is a STRICT table, so
+// that SQLite refuses a value of the wrong type as it refuses one the CHECK
+// constraints rule out.
+const schemaV1 = `
+CREATE TABLE submissions (
+	seq                 INTEGER PRIMARY KEY CHECK (seq > 0),
+	id                  TEXT    NOT NULL UNIQUE CHECK (id = printf('%06d', seq)),
+	sid                 TEXT    NOT NULL CHECK (length(CAST(sid AS BLOB)) BETWEEN 1 AND 255),
+	serial              TEXT    NOT NULL CHECK (length(serial) BETWEEN 2 AND 40 AND length(serial) % 2 = 0 AND serial NOT GLOB '*[^0-9a-f]*'),
+	name                TEXT    NOT NULL CHECK (length(CAST(name AS BLOB)) BETWEEN 1 AND 255),
+	size                INTEGER NOT NULL CHECK (size >= 0),
+	sha256              TEXT    NOT NULL CHECK (length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*'),
+	suite               TEXT    NOT NULL CHECK (suite IN ('aes-256-ctr-hmac-sha256', 'rc4-hmac-sha256')),
+	received            TEXT    NOT NULL CHECK (received GLOB '[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9]Z'),
+	peer                TEXT,
+	resumed             INTEGER NOT NULL DEFAULT 0 CHECK (resumed BETWEEN 0 AND size),
+	file                TEXT    NOT NULL UNIQUE CHECK (file = id || '.dat'),
+	student_certificate BLOB    NOT NULL CHECK (length(student_certificate) > 0),
+	transcript          BLOB    NOT NULL CHECK (length(transcript) = 32),
+	statement           BLOB    NOT NULL CHECK (length(statement) > 0),
+	signature           BLOB    NOT NULL CHECK (length(signature) > 0),
+	board_certificate   BLOB    NOT NULL CHECK (length(board_certificate) > 0),
+	receipt             BLOB    NOT NULL CHECK (length(receipt) > 0)
+) STRICT;
+CREATE INDEX submissions_sid ON submissions (sid, received);
+`
+
+// columns are the submissions table's columns, in the order scanRecord reads
+// them.
+const columns = `id, sid, serial, name, size, sha256, suite, received, peer, resumed, file,
+	student_certificate, transcript, statement, signature, board_certificate, receipt`
+
+// Record is one stored submission: what the board received, from whom, the
+// evidence of it, and the receipt the board signed for it — a row of the
+// submissions table.
 type Record struct {
-	ID           string    `json:"id"`
-	SID          string    `json:"sid"`
-	Serial       []byte    `json:"serial"` // the student certificate's serial
-	Name         string    `json:"name"`
-	Size         int64     `json:"size"`
-	SHA256       [32]byte  `json:"sha256"`
-	Suite        string    `json:"suite"`
-	Peer         string    `json:"peer"`
-	Received     time.Time `json:"received"`
-	File         string    `json:"file"` // content file name in the submissions directory
-	Resumed      int64     `json:"resumed,omitempty"`
-	StudentChain [][]byte  `json:"student_chain"` // DER, the student's certificate first
-	Transcript   [32]byte  `json:"transcript"`    // TH of the session that completed it
-	Signature    []byte    `json:"signature"`     // the student's SubmitEnd signature
+	ID                 string
+	SID                string
+	Serial             []byte // the student certificate's serial
+	Name               string
+	Size               int64
+	SHA256             [32]byte
+	Suite              string
+	Peer               string
+	Received           time.Time // to the millisecond, in UTC: the receipt's
+	File               string    // content file name in the submissions directory
+	Resumed            int64
+	StudentCertificate []byte   // DER
+	Transcript         [32]byte // TH of the session that completed it
+	Statement          []byte   // what the student signed
+	Signature          []byte   // the student's SubmitEnd signature over Statement
+	BoardCertificate   []byte   // DER of the board certificate that signed the receipt
+	Receipt            []byte   // the Receipt message's body, exactly as signed and sent
+}
+
+// ReceiptMessage decodes the stored receipt: the message the board sent the
+// student.
+func (r *Record) ReceiptMessage() (*wire.Receipt, error) {
+	m, err := wire.Unmarshal(append([]byte{byte(wire.TypeReceipt)}, r.Receipt...))
+	if err != nil {
+		return nil, fmt.Errorf("board: the stored receipt of %s: %w", r.ID, err)
+	}
+	receipt, ok := m.(*wire.Receipt)
+	if !ok {
+		return nil, fmt.Errorf("board: the stored receipt of %s decodes as a %T", r.ID, m)
+	}
+	return receipt, nil
 }
 
 // Store is a board's submission store. Its methods are safe for concurrent use.
 type Store struct {
 	dir     string
-	db      *store.DB
-	content *dirSyncer       // the submissions directory's entries
+	db      *sqlstore.DB
+	content *dirSyncer       // the submissions directory's entries; nil when read-only
 	now     func() time.Time // the clock of Record.Received
+	// last is the seq of the last id handed out: the next Commit takes the
+	// one after. Only the process that holds the database's lock assigns
+	// ids, so an id it hands out was never committed before; one whose
+	// commit fails or is cut short by a crash is never reused while the
+	// process runs, and after a restart only if nothing was stored under it
+	// (its receipt was never sent).
+	last atomic.Uint64
 }
 
-// Open opens (creating if needed) the store in dir.
+// ErrBoltStore is the refusal of a board.db written by a pkiboard that kept
+// the board's index in bbolt.
+var ErrBoltStore = errors.New("board: board.db is a bbolt database")
+
+// Open opens (creating if needed) the store in dir, and brings its database
+// to the current schema. It holds the database's lock until Close: a second
+// Open of the same directory, in this process or another, fails.
 func Open(dir string) (*Store, error) {
-	for _, d := range []string{dir, filepath.Join(dir, contentDir), filepath.Join(dir, partialDir)} {
+	for _, d := range []string{dir, filepath.Join(dir, ContentDir), filepath.Join(dir, partialDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("board: %w", err)
 		}
 	}
-	db, err := store.Open(filepath.Join(dir, dbFile), store.Options{}, bucketSubs)
+	path := filepath.Join(dir, DBFile)
+	if err := refuseBolt(path); err != nil {
+		return nil, err
+	}
+	db, err := sqlstore.Open(path, sqlstore.Options{Migrations: migrations})
 	if err != nil {
 		return nil, fmt.Errorf("board: %w", err)
 	}
-	return &Store{dir: dir, db: db, content: newDirSyncer(filepath.Join(dir, contentDir), nil), now: time.Now}, nil
+	s := &Store{dir: dir, db: db, now: time.Now}
+	var last int64
+	if err := db.View(func(tx *sql.Tx) error {
+		return tx.QueryRow("SELECT coalesce(max(seq), 0) FROM submissions").Scan(&last)
+	}); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("board: %w", err)
+	}
+	s.last.Store(uint64(last))
+	s.content = newDirSyncer(filepath.Join(dir, ContentDir), nil)
+	return s, nil
+}
+
+// OpenReadOnly opens the store in dir for reading, while the board may be
+// running: List, Get, Verify and Backup work, Commit fails. It takes no lock
+// and creates nothing but what SQLite needs to read a database in WAL mode
+// (its -shm file, if the board is not running).
+func OpenReadOnly(dir string) (*Store, error) {
+	path := filepath.Join(dir, DBFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("board: %s does not exist: the board has not run with board.data_dir %s yet (or board.data_dir is not the board's)", path, dir)
+	}
+	if err := refuseBolt(path); err != nil {
+		return nil, err
+	}
+	db, err := sqlstore.Open(path, sqlstore.Options{Migrations: migrations, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("board: %w", err)
+	}
+	return &Store{dir: dir, db: db, now: time.Now}, nil
+}
+
+// boltMagic is the magic number of a bbolt file's meta pages.
+const boltMagic = 0xED0CDAED
+
+// refuseBolt refuses a board.db that bbolt wrote: the board's index was kept
+// in bbolt before it moved to SQLite, and no deployment of that store is
+// left to migrate.
+func refuseBolt(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("board: %w", err)
+	}
+	defer f.Close()
+	var h [20]byte // a meta page: its page header (16 bytes), then the magic
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return nil // too short for bbolt: SQLite's checks say what it is
+	}
+	if binary.LittleEndian.Uint32(h[16:]) != boltMagic {
+		return nil
+	}
+	return fmt.Errorf("%w: %s was written by an older pkiboard, which kept the board's index in bbolt; this one keeps it in SQLite and does not read bbolt files (there were no deployments to migrate): move it aside (mv %s %s.bbolt) and start the board afresh, or run the pkiboard that wrote it",
+		ErrBoltStore, path, path, path)
 }
 
 // Close closes the store.
 func (s *Store) Close() error {
-	s.content.close()
+	if s.content != nil {
+		s.content.close()
+	}
 	return s.db.Close()
 }
+
+// Backup writes a consistent copy of the store's database to dst (a file
+// that must not exist), while the board may be committing: see
+// [sqlstore.DB.Backup]. The content files are not copied.
+func (s *Store) Backup(ctx context.Context, dst string) error {
+	if err := s.db.Backup(ctx, dst); err != nil {
+		return fmt.Errorf("board: %w", err)
+	}
+	return nil
+}
+
+// DatabaseStats returns the counters of the database's group committer.
+func (s *Store) DatabaseStats() sqlstore.Stats { return s.db.Stats() }
 
 // InMemoryMax is the largest submission a Receiver holds in memory rather than
 // in a partial file: small enough that resuming it would gain nothing.
@@ -123,104 +274,165 @@ func (s *Store) ExpirePartials(ttl time.Duration) (PartialUsage, error) {
 }
 
 // Commit makes a submission that a session received (into one of this
-// store's Receivers) and checked durable and listed, with its evidence: the
-// record holds the file's name, size and SHA-256, the offset its upload
-// resumed from, the session's SID, suite and transcript hash, the student's
-// chain (its certificate's serial apart) and signature, the peer's address
-// (which the session does not know), and the time of the commit, to the
-// millisecond, in UTC.
+// store's Receivers) and checked durable and listed, with its evidence and its
+// receipt: the record holds the file's name, size and SHA-256, the offset its
+// upload resumed from, the session's SID, suite and transcript hash, the
+// student's certificate (its serial apart), statement and signature, the
+// peer's address (which the session does not know), the time of receipt to the
+// millisecond in UTC, and the receipt.
 //
-// Commit puts the content into the submissions directory under a fresh random
-// name (a partial file renamed, or a small one written, fsynced and renamed),
-// fsyncs the directory (one fsync shared by the commits under way), and then
-// commits the index entry, whose id it assigns (one transaction shared
-// likewise). Only when Commit returns is the submission durable; a crash before
-// that leaves at most an unreferenced content file, which Open's caller may
-// remove with RemoveOrphans. If Commit fails, the upload is discarded: its
-// content and partial file are deleted.
-func (s *Store) Commit(sub *session.Submission, peer string) (*Record, error) {
+// Commit assigns the submission its id (the next in sequence) and its time of
+// receipt, builds the receipt and has sign sign it (session.Conn.SignReceipt:
+// it sets BoardCertSHA256 and Signature, for the board certificate of the
+// session, sub.Board). It puts the content into the submissions directory
+// under <id>.dat (a partial file renamed, or a small one written, fsynced and
+// renamed), fsyncs the directory (one fsync shared by the commits under way),
+// and then commits the row, with the receipt's bytes, in one durable
+// transaction (shared likewise). Only when Commit returns is the submission
+// durable, and only then may the receipt (Record.ReceiptMessage) be sent: a
+// crash before that leaves at most a gap in the ids and an unreferenced
+// content file, which Open's caller may remove with RemoveOrphans, never a
+// sent receipt that is not stored. If Commit fails, the upload is discarded:
+// its content and partial file are deleted.
+func (s *Store) Commit(sub *session.Submission, peer string, sign func(*wire.Receipt) error) (*Record, error) {
 	up := sub.File
-	if len(sub.Chain) == 0 {
-		up.Sink.Abort(false)
-		return nil, fmt.Errorf("board: the submission of %s carries no student certificate", sub.SID)
+	fail := func(dst string, format string, args ...any) (*Record, error) {
+		discard(up, dst)
+		return nil, fmt.Errorf(format, args...)
+	}
+	switch {
+	case s.content == nil:
+		return fail("", "board: the store is open read-only")
+	case len(sub.Chain) == 0:
+		return fail("", "board: the submission of %s carries no student certificate", sub.SID)
+	case sub.Board == nil:
+		return fail("", "board: the submission of %s carries no board certificate to sign its receipt", sub.SID)
 	}
 	rec := newRecord(sub, peer, s.now())
-	var nonce [16]byte
-	if _, err := rand.Read(nonce[:]); err != nil {
-		return nil, fmt.Errorf("board: %w", err)
+	rec.ID = recordID(s.last.Add(1))
+	rec.File = rec.ID + contentSuffix
+	receipt := &wire.Receipt{
+		ID: rec.ID, SID: rec.SID, Serial: rec.Serial, Name: rec.Name, Size: uint64(rec.Size),
+		SHA256: rec.SHA256, Received: uint64(rec.Received.UnixMilli()),
 	}
-	rec.File = hex.EncodeToString(nonce[:]) + contentSuffix
-	dst := filepath.Join(s.dir, contentDir, rec.File)
+	if err := sign(receipt); err != nil {
+		return fail("", "board: sign the receipt of %s: %w", rec.SID, err)
+	}
+	if receipt.BoardCertSHA256 != sha256.Sum256(rec.BoardCertificate) || len(receipt.Signature) == 0 {
+		return fail("", "board: the receipt of %s was not signed with the board certificate of its session", rec.SID)
+	}
+	msg, err := wire.Marshal(receipt)
+	if err != nil {
+		return fail("", "board: encode the receipt of %s: %w", rec.SID, err)
+	}
+	rec.Receipt = msg[1:] // the body, without the type byte
+	dst := filepath.Join(s.dir, ContentDir, rec.File)
 	if err := place(up, dst); err != nil {
-		discard(up, dst)
-		return nil, fmt.Errorf("board: store content of %s: %w", rec.SID, err)
+		return fail(dst, "board: store content of %s: %w", rec.SID, err)
 	}
 	if err := s.content.syncNow(); err != nil {
-		discard(up, dst)
-		return nil, fmt.Errorf("board: store content of %s: %w", rec.SID, err)
+		return fail(dst, "board: store content of %s: %w", rec.SID, err)
 	}
-	var out Record
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(bucketSubs))
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		r := rec
-		r.ID = recordID(seq)
-		val, err := json.Marshal(&r)
-		if err != nil {
-			return err
-		}
-		if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), val); err != nil {
-			return err
-		}
-		out = r
-		return nil
+	err = s.db.Update(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO submissions (seq, `+columns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			rec.seq(), rec.ID, rec.SID, hex.EncodeToString(rec.Serial), rec.Name, rec.Size,
+			hex.EncodeToString(rec.SHA256[:]), rec.Suite, rec.Received.Format(receivedLayout),
+			nullString(rec.Peer), rec.Resumed, rec.File, rec.StudentCertificate, rec.Transcript[:],
+			rec.Statement, rec.Signature, rec.BoardCertificate, rec.Receipt)
+		return err
 	})
 	if err != nil {
-		discard(up, dst)
-		return nil, fmt.Errorf("board: index submission of %s: %w", rec.SID, err)
+		return fail(dst, "board: index submission of %s: %w", rec.SID, err)
 	}
-	return &out, nil
+	return &rec, nil
 }
 
-// newRecord returns the record of sub, from peer, received at now; its ID and
-// File are left for Commit to assign.
+// nullString is s, or NULL for "".
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// seq returns the sequence number of the record's id.
+func (r *Record) seq() int64 {
+	n, _ := strconv.ParseInt(r.ID, 10, 64)
+	return n
+}
+
+// newRecord returns the record of sub, from peer, received at now; its ID,
+// File and Receipt are left for Commit to assign.
 func newRecord(sub *session.Submission, peer string, now time.Time) Record {
 	in := sub.File
-	chain := make([][]byte, len(sub.Chain))
-	for i, c := range sub.Chain {
-		chain[i] = c.Raw
-	}
 	return Record{
-		SID:          sub.SID,
-		Serial:       sub.Chain[0].SerialNumber.Bytes(),
-		Name:         in.Name,
-		Size:         in.Size,
-		SHA256:       in.SHA256,
-		Suite:        session.SuiteName(sub.Suite),
-		Peer:         peer,
-		Received:     now.UTC().Truncate(time.Millisecond),
-		Resumed:      in.ResumedFrom,
-		StudentChain: chain,
-		Transcript:   sub.TranscriptHash,
-		Signature:    sub.Signature,
+		SID:                sub.SID,
+		Serial:             sub.Chain[0].SerialNumber.Bytes(),
+		Name:               in.Name,
+		Size:               in.Size,
+		SHA256:             in.SHA256,
+		Suite:              session.SuiteName(sub.Suite),
+		Peer:               peer,
+		Received:           now.UTC().Truncate(time.Millisecond),
+		Resumed:            in.ResumedFrom,
+		StudentCertificate: sub.Chain[0].Raw,
+		Transcript:         sub.TranscriptHash,
+		Statement:          sub.Statement,
+		Signature:          sub.Signature,
+		BoardCertificate:   sub.Board.Raw,
 	}
+}
+
+// scanRecord reads a row of columns.
+func scanRecord(row interface{ Scan(...any) error }) (Record, error) {
+	var (
+		r                     Record
+		serial, sum, received string
+		peer                  sql.NullString
+		transcript            []byte
+	)
+	err := row.Scan(&r.ID, &r.SID, &serial, &r.Name, &r.Size, &sum, &r.Suite, &received, &peer, &r.Resumed, &r.File,
+		&r.StudentCertificate, &transcript, &r.Statement, &r.Signature, &r.BoardCertificate, &r.Receipt)
+	if err != nil {
+		return r, err
+	}
+	r.Peer = peer.String
+	if r.Serial, err = hex.DecodeString(serial); err != nil {
+		return r, fmt.Errorf("submission %s: serial %q: %w", r.ID, serial, err)
+	}
+	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
+		return r, fmt.Errorf("submission %s: sha256 %q is not 64 hex digits", r.ID, sum)
+	} else {
+		copy(r.SHA256[:], b)
+	}
+	if len(transcript) != 32 {
+		return r, fmt.Errorf("submission %s: a transcript hash of %d bytes", r.ID, len(transcript))
+	}
+	copy(r.Transcript[:], transcript)
+	if r.Received, err = time.Parse(receivedLayout, received); err != nil {
+		return r, fmt.Errorf("submission %s: received: %w", r.ID, err)
+	}
+	return r, nil
 }
 
 // List returns every stored submission, oldest first.
 func (s *Store) List() ([]Record, error) {
 	var recs []Record
-	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bucketSubs)).ForEach(func(_, v []byte) error {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
+	err := s.db.View(func(tx *sql.Tx) error {
+		rows, err := tx.Query("SELECT " + columns + " FROM submissions ORDER BY seq")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRecord(rows)
+			if err != nil {
 				return err
 			}
 			recs = append(recs, r)
-			return nil
-		})
+		}
+		return rows.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("board: list: %w", err)
@@ -233,51 +445,60 @@ var ErrNotFound = errors.New("board: no such submission")
 
 // Get returns the submission with the given id.
 func (s *Store) Get(id string) (*Record, error) {
-	seq, err := strconv.ParseUint(id, 10, 64)
+	seq, err := strconv.ParseUint(id, 10, 63)
 	if err != nil || recordID(seq) != id {
 		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	var r Record
-	found := false
-	err = s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket([]byte(bucketSubs)).Get(binary.BigEndian.AppendUint64(nil, seq))
-		if v == nil {
-			return nil
-		}
-		found = true
-		return json.Unmarshal(v, &r)
+	err = s.db.View(func(tx *sql.Tx) error {
+		r, err = scanRecord(tx.QueryRow("SELECT "+columns+" FROM submissions WHERE seq = ?", int64(seq)))
+		return err
 	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("board: get %s: %w", id, err)
-	}
-	if !found {
-		return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
 	}
 	return &r, nil
 }
 
-// recordID is the id of the submission with index key seq: at least six
-// decimal digits.
+// recordID is the id of the submission with sequence number seq: at least
+// six decimal digits.
 func recordID(seq uint64) string { return fmt.Sprintf("%06d", seq) }
 
 // ContentPath returns where a stored submission's content is.
 func (s *Store) ContentPath(r *Record) string {
-	return filepath.Join(s.dir, contentDir, filepath.Base(r.File))
+	return filepath.Join(s.dir, ContentDir, filepath.Base(r.File))
 }
 
 // RemoveOrphans deletes content files no index entry refers to — left by a
 // crash between storing the content and committing its entry — and returns how
 // many it removed. Call it only while no submission is being committed.
 func (s *Store) RemoveOrphans() (int, error) {
-	recs, err := s.List()
+	if s.content == nil {
+		return 0, errors.New("board: the store is open read-only")
+	}
+	known := map[string]bool{}
+	err := s.db.View(func(tx *sql.Tx) error {
+		rows, err := tx.Query("SELECT file FROM submissions")
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var f string
+			if err := rows.Scan(&f); err != nil {
+				return err
+			}
+			known[f] = true
+		}
+		return rows.Err()
+	})
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("board: %w", err)
 	}
-	known := make(map[string]bool, len(recs))
-	for _, r := range recs {
-		known[r.File] = true
-	}
-	dir := filepath.Join(s.dir, contentDir)
+	dir := filepath.Join(s.dir, ContentDir)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, fmt.Errorf("board: %w", err)

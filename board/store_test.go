@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -54,6 +53,7 @@ func submission(t *testing.T, sid string, in *wire.Received) *session.Submission
 		SID:            sid,
 		Suite:          session.SuiteAES256CTRHMACSHA256,
 		Chain:          []*x509.Certificate{cert},
+		Board:          testBoard(t).cert,
 		TranscriptHash: sha256.Sum256([]byte("transcript of " + sid)),
 		Statement:      []byte("statement of " + sid),
 		Signature:      []byte("signature of " + sid),
@@ -61,8 +61,9 @@ func submission(t *testing.T, sid string, in *wire.Received) *session.Submission
 }
 
 // TestCommitRecordsTheSession checks the record Commit builds from a
-// session's submission: every field of the evidence, the peer, and the time
-// of the commit to the millisecond in UTC.
+// session's submission: every field of the evidence, the peer, the time of
+// receipt to the millisecond in UTC, and the receipt, signed by the session's
+// board certificate, as stored and as returned.
 func TestCommitRecordsTheSession(t *testing.T) {
 	s, err := Open(t.TempDir())
 	if err != nil {
@@ -75,26 +76,43 @@ func TestCommitRecordsTheSession(t *testing.T) {
 	in := receive(t, s, "1155000001", "message.txt", content)
 	sub := submission(t, "1155000001", in)
 	sub.Suite = session.SuiteRC4HMACSHA256
-	issuer := testcert.Key(t)
-	sub.Chain = append(sub.Chain, testcert.Issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: "CA"}, IsCA: true, BasicConstraintsValid: true}, nil, issuer.Public(), issuer))
-	rec, err := s.Commit(sub, "192.0.2.7:51234")
+	var signed *wire.Receipt
+	rec, err := s.Commit(sub, "192.0.2.7:51234", func(r *wire.Receipt) error {
+		signed = r
+		return testBoard(t).sign(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantReceipt := &wire.Receipt{
+		ID: "000001", SID: "1155000001", Serial: sub.Chain[0].SerialNumber.Bytes(), Name: "message.txt",
+		Size: uint64(len(content)), SHA256: sha256.Sum256(content), Received: uint64(time.Date(2026, 6, 1, 12, 0, 0, 123000000, time.UTC).UnixMilli()),
+		BoardCertSHA256: sha256.Sum256(testBoard(t).cert.Raw), Signature: signed.Signature,
+	}
+	if !reflect.DeepEqual(signed, wantReceipt) {
+		t.Errorf("signed receipt\n%+v\nwant\n%+v", signed, wantReceipt)
+	}
+	msg, err := wire.Marshal(wantReceipt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Record{
-		ID:           rec.ID,
-		SID:          "1155000001",
-		Serial:       sub.Chain[0].SerialNumber.Bytes(),
-		Name:         "message.txt",
-		Size:         int64(len(content)),
-		SHA256:       sha256.Sum256(content),
-		Suite:        "rc4-hmac-sha256",
-		Peer:         "192.0.2.7:51234",
-		Received:     time.Date(2026, 6, 1, 12, 0, 0, 123000000, time.UTC),
-		File:         rec.File,
-		StudentChain: [][]byte{sub.Chain[0].Raw, sub.Chain[1].Raw},
-		Transcript:   sub.TranscriptHash,
-		Signature:    sub.Signature,
+		ID:                 "000001",
+		SID:                "1155000001",
+		Serial:             sub.Chain[0].SerialNumber.Bytes(),
+		Name:               "message.txt",
+		Size:               int64(len(content)),
+		SHA256:             sha256.Sum256(content),
+		Suite:              "rc4-hmac-sha256",
+		Peer:               "192.0.2.7:51234",
+		Received:           time.Date(2026, 6, 1, 12, 0, 0, 123000000, time.UTC),
+		File:               "000001.dat",
+		StudentCertificate: sub.Chain[0].Raw,
+		Transcript:         sub.TranscriptHash,
+		Statement:          sub.Statement,
+		Signature:          sub.Signature,
+		BoardCertificate:   testBoard(t).cert.Raw,
+		Receipt:            msg[1:],
 	}
 	got, err := s.Get(rec.ID)
 	if err != nil {
@@ -104,9 +122,9 @@ func TestCommitRecordsTheSession(t *testing.T) {
 		if !reflect.DeepEqual(*r, want) {
 			t.Errorf("got record\n%+v\nwant\n%+v", *r, want)
 		}
-	}
-	if rec.ID != "000001" || !strings.HasSuffix(rec.File, contentSuffix) {
-		t.Errorf("got id %q, file %q", rec.ID, rec.File)
+		if m, err := r.ReceiptMessage(); err != nil || !reflect.DeepEqual(m, wantReceipt) {
+			t.Errorf("the stored receipt decodes as %+v, %v; want %+v", m, err, wantReceipt)
+		}
 	}
 }
 
@@ -122,7 +140,7 @@ func TestCommitListsAndKeepsContent(t *testing.T) {
 	}
 	for _, sid := range []string{"a", "b"} {
 		in := receive(t, s, sid, "message.txt", contents[sid])
-		rec, err := s.Commit(submission(t, sid, in), "127.0.0.1:40000")
+		rec, err := s.Commit(submission(t, sid, in), "127.0.0.1:40000", testBoard(t).sign)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +200,7 @@ func TestUncommittedIsNotListedAndOrphansGo(t *testing.T) {
 		t.Fatalf("got %d submissions before commit, want 0", len(recs))
 	}
 	// Simulate a crash between storing the content and indexing it.
-	orphan := filepath.Join(s.dir, contentDir, "deadbeef"+contentSuffix)
+	orphan := filepath.Join(s.dir, ContentDir, "deadbeef"+contentSuffix)
 	if err := place(in, orphan); err != nil {
 		t.Fatal(err)
 	}
@@ -229,10 +247,10 @@ func TestCommitFailureDiscards(t *testing.T) {
 	if _, ok := in.Sink.(*partialSink); !ok {
 		t.Fatalf("got sink %T, want a partial file", in.Sink)
 	}
-	if err := os.RemoveAll(filepath.Join(s.dir, contentDir)); err != nil { // the rename fails
+	if err := os.RemoveAll(filepath.Join(s.dir, ContentDir)); err != nil { // the rename fails
 		t.Fatal(err)
 	}
-	if _, err := s.Commit(submission(t, "a", in), "127.0.0.1:40000"); err == nil {
+	if _, err := s.Commit(submission(t, "a", in), "127.0.0.1:40000", testBoard(t).sign); err == nil {
 		t.Fatal("Commit succeeded without its submissions directory")
 	}
 	if recs, _ := s.List(); len(recs) != 0 {

@@ -139,7 +139,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	return runDaemon(ctx, log, ls, daemon{
 		name: "board", role: "board", limits: b.Limits,
-		handle: h.handle, ops: boardOps(st, b.DataDir),
+		handle: h.handle, ops: map[string]adminOp{}, // its operator commands read board.db directly
 		fields: []zap.Field{zap.String("name", b.Name)},
 		loops: []func(context.Context){crls.Run, id.renewer.Run, every(min(time.Hour, b.PartialTTL.D()/2), func() {
 			if err := expire(); err != nil {
@@ -262,7 +262,10 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	if h.logContent {
 		text = messageText(sub.File)
 	}
-	rec, err := h.store.Commit(sub, peer)
+	// The store assigns the id and the time, has the receipt signed, and
+	// commits the submission with the receipt; only then is it sent, as
+	// stored.
+	rec, err := h.store.Commit(sub, peer, sc.SignReceipt)
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
 		wire.Answer(sc, wire.Refusef(wire.CodeStorage, //nolint:errcheck // closing
@@ -279,15 +282,10 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	}
 	logging.Step(log, 6, "MAC verified, submission stored", fields...)
 
-	err = sc.SendReceipt(&wire.Receipt{
-		ID:       rec.ID,
-		SID:      sid,
-		Serial:   rec.Serial,
-		Name:     rec.Name,
-		Size:     uint64(rec.Size),
-		SHA256:   rec.SHA256,
-		Received: uint64(rec.Received.UnixMilli()),
-	})
+	receipt, err := rec.ReceiptMessage()
+	if err == nil {
+		err = sc.SendReceipt(receipt)
+	}
 	if err != nil {
 		log.Warn("receipt not delivered (the submission is stored)", zap.String("id", rec.ID), zap.Error(err))
 	}

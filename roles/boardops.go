@@ -3,7 +3,6 @@ package roles
 import (
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -16,56 +15,31 @@ import (
 	"pkiboard/internal/keys"
 )
 
-// boardOps returns the board's operator commands, bound to its store and its
-// data directory (where its CRL is kept).
-func boardOps(st *board.Store, dataDir string) map[string]adminOp {
-	return map[string]adminOp{
-		"submissions": func(context.Context, json.RawMessage) (any, error) {
-			recs, err := st.List()
-			if err != nil {
-				return nil, err
-			}
-			views := make([]board.SubmissionView, len(recs))
-			for i := range recs {
-				views[i] = recs[i].View()
-			}
-			return views, nil
-		},
-		"verify": func(_ context.Context, raw json.RawMessage) (any, error) {
-			var args verifyArgs
-			if err := json.Unmarshal(raw, &args); err != nil {
-				return nil, err
-			}
-			root, err := x509.ParseCertificate(args.Root)
-			if err != nil {
-				return nil, fmt.Errorf("the root certificate: %w", err)
-			}
-			rec, err := st.Get(args.ID)
-			if err != nil {
-				return nil, err
-			}
-			return st.Verify(rec, root, boardCRL(dataDir)), nil
-		},
+// openBoardStore opens the board's store in dataDir read-only, whether or not
+// the board runs: operator commands read the database directly, beside the
+// daemon, and need no socket.
+func openBoardStore(dataDir string) (*board.Store, error) {
+	if err := readAsOwner(filepath.Join(dataDir, board.DBFile)); err != nil {
+		return nil, err
 	}
+	return board.OpenReadOnly(dataDir)
 }
 
-// callBoard runs a board operator command against the installation cfg
-// describes: through the running board, or on its data directory.
-func callBoard(ctx context.Context, cfg *config.Config, command string, args, out any) error {
-	return callAdmin(ctx, cfg.Board.DataDir, command, args, out, func() (map[string]adminOp, func() error, error) {
-		st, err := board.Open(cfg.Board.DataDir)
-		if err != nil {
-			return nil, nil, err
-		}
-		return boardOps(st, cfg.Board.DataDir), st.Close, nil
-	})
-}
-
-// ListSubmissions prints what the board holds, as a table or JSON.
-func ListSubmissions(ctx context.Context, cfg *config.Config, asJSON bool, w io.Writer) error {
-	var views []board.SubmissionView
-	if err := callBoard(ctx, cfg, "submissions", struct{}{}, &views); err != nil {
+// ListSubmissions prints what the board holds, as a table or JSON, read from
+// its database.
+func ListSubmissions(_ context.Context, cfg *config.Config, asJSON bool, w io.Writer) error {
+	st, err := openBoardStore(cfg.Board.DataDir)
+	if err != nil {
 		return fmt.Errorf("submissions: %w", err)
+	}
+	recs, err := st.List()
+	st.Close()
+	if err != nil {
+		return fmt.Errorf("submissions: %w", err)
+	}
+	views := make([]board.SubmissionView, len(recs))
+	for i := range recs {
+		views[i] = recs[i].View()
 	}
 	if asJSON {
 		return printJSON(w, views)
@@ -76,13 +50,6 @@ func ListSubmissions(ctx context.Context, cfg *config.Config, asJSON bool, w io.
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s…\t%s\t%s\n", v.ID, v.SID, v.Name, v.Size, v.SHA256[:16], v.Suite, v.Received.UTC().Format(time.DateTime))
 	}
 	return tw.Flush()
-}
-
-// verifyArgs are the arguments of the board's "verify" operator command: the
-// submission, and the root certificate (DER) the operator trusts.
-type verifyArgs struct {
-	ID   string `json:"id"`
-	Root []byte `json:"root"`
 }
 
 // boardCRL returns the CRL the board keeps in dataDir (crl.pem), or nil if it
@@ -116,7 +83,7 @@ type VerifySubmissionOptions struct {
 // VerifySubmission checks a stored submission's evidence offline and prints
 // the verdict, and whether the student's certificate is revoked now and since
 // when. It fails unless the evidence holds.
-func VerifySubmission(ctx context.Context, cfg *config.Config, o VerifySubmissionOptions, w io.Writer) error {
+func VerifySubmission(_ context.Context, cfg *config.Config, o VerifySubmissionOptions, w io.Writer) error {
 	b := &cfg.Board
 	anchor := anchorOptions{
 		RootFile: o.Root,
@@ -138,10 +105,17 @@ func VerifySubmission(ctx context.Context, cfg *config.Config, o VerifySubmissio
 	if err != nil {
 		return fmt.Errorf("submissions --verify %s: %w", o.ID, err)
 	}
-	var ev board.Evidence
-	if err := callBoard(ctx, cfg, "verify", verifyArgs{ID: o.ID, Root: root.Raw}, &ev); err != nil {
+	st, err := openBoardStore(b.DataDir)
+	if err != nil {
 		return fmt.Errorf("submissions --verify %s: %w", o.ID, err)
 	}
+	rec, err := st.Get(o.ID)
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("submissions --verify %s: %w", o.ID, err)
+	}
+	ev := st.Verify(rec, root, boardCRL(b.DataDir))
+	st.Close()
 	s := ev.Submission
 	if ev.Problem != "" {
 		return fmt.Errorf("submission %s from %s does NOT verify against the root %s (%s): %s", s.ID, s.SID, ev.Root, from, ev.Problem)

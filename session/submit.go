@@ -115,6 +115,7 @@ type Submission struct {
 	SID            string              // the student ID of the session
 	Suite          uint16              // the cipher suite of the session's records
 	Chain          []*x509.Certificate // the student's certificate, as verified (alone: a session carries no intermediates)
+	Board          *x509.Certificate   // the board's certificate of the session, which signs the receipt
 	TranscriptHash [32]byte            // TH of the session
 	Statement      []byte              // the statement the student signed
 	Signature      []byte              // the student's signature over Statement
@@ -161,19 +162,21 @@ func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
 		SID:            c.sid,
 		Suite:          c.suite,
 		Chain:          []*x509.Certificate{c.peer},
+		Board:          c.own,
 		TranscriptHash: c.th,
 		Statement:      statement,
 		Signature:      end.Signature,
 	}, nil
 }
 
-// SendReceipt signs r with the board's key and sends it: the last message of
-// the session. The caller fills in every field but BoardCertSHA256 (the
-// board's certificate of the session, set here) and Signature, and sends the
-// receipt only once the submission is durable.
-func (c *Conn) SendReceipt(r *wire.Receipt) error {
+// SignReceipt signs r with the board's key of the session: it sets
+// BoardCertSHA256 (the board's certificate of the session, [Submission.Board])
+// and Signature. The caller fills in every other field first. The board signs
+// the receipt before it commits the submission, stores the receipt with it,
+// and sends it with SendReceipt only once both are durable.
+func (c *Conn) SignReceipt(r *wire.Receipt) error {
 	if c.isClient {
-		return errors.New("session: SendReceipt is the board's")
+		return errors.New("session: SignReceipt is the board's")
 	}
 	r.BoardCertSHA256 = sha256.Sum256(c.own.Raw)
 	msg, err := ReceiptSignedBytes(r)
@@ -185,6 +188,23 @@ func (c *Conn) SendReceipt(r *wire.Receipt) error {
 		return err
 	}
 	r.Signature = sig
+	return nil
+}
+
+// SendReceipt sends r, the last message of the session, signing it first
+// with SignReceipt unless it is signed already (r.Signature set): a signed
+// receipt is sent exactly as it is, so that the bytes the student receives are
+// the ones the board stored. The caller sends the receipt only once the
+// submission is durable.
+func (c *Conn) SendReceipt(r *wire.Receipt) error {
+	if c.isClient {
+		return errors.New("session: SendReceipt is the board's")
+	}
+	if len(r.Signature) == 0 {
+		if err := c.SignReceipt(r); err != nil {
+			return err
+		}
+	}
 	if err := c.WriteMessage(r); err != nil {
 		return fmt.Errorf("session: sending the receipt: %w", err)
 	}
