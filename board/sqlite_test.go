@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"pkiboard/internal/sqlstore"
-	"pkiboard/internal/store"
 	"pkiboard/wire"
 )
 
@@ -27,19 +26,18 @@ func commitMessage(t *testing.T, s *Store, sid, text string) *Record {
 	return rec
 }
 
-// TestBoltStoreRefused checks that a board.db bbolt wrote is refused, by
+// TestBoltStoreRefused checks that a board.db bbolt wrote (the committed
+// fixture testdata/older-stores/board.db) is refused, by
 // Open and by OpenReadOnly, with a sentence that says what it is and what to
 // do, and is left as it was.
 func TestBoltStoreRefused(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, DBFile)
-	db, err := store.Open(path, store.Options{}, "submissions")
+	before, err := os.ReadFile(filepath.Join("..", "testdata", "older-stores", DBFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
-	before, err := os.ReadFile(path)
-	if err != nil {
+	if err := os.WriteFile(path, before, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for name, open := range map[string]func(string) (*Store, error){"Open": Open, "OpenReadOnly": OpenReadOnly} {

@@ -4,11 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -181,26 +179,15 @@ func OpenReadOnly(dir string) (*Store, error) {
 	return &Store{dir: dir, db: db, now: time.Now}, nil
 }
 
-// boltMagic is the magic number of a bbolt file's meta pages.
-const boltMagic = 0xED0CDAED
-
 // refuseBolt refuses a board.db that bbolt wrote: the board's index was kept
 // in bbolt before it moved to SQLite, and no deployment of that store is
 // left to migrate.
 func refuseBolt(path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	old, err := sqlstore.IsBbolt(path)
 	if err != nil {
 		return fmt.Errorf("board: %w", err)
 	}
-	defer f.Close()
-	var h [20]byte // a meta page: its page header (16 bytes), then the magic
-	if _, err := io.ReadFull(f, h[:]); err != nil {
-		return nil // too short for bbolt: SQLite's checks say what it is
-	}
-	if binary.LittleEndian.Uint32(h[16:]) != boltMagic {
+	if !old {
 		return nil
 	}
 	return fmt.Errorf("%w: %s was written by an older pkiboard, which kept the board's index in bbolt; this one keeps it in SQLite and does not read bbolt files (there were no deployments to migrate): move it aside (mv %s %s.bbolt) and start the board afresh, or run the pkiboard that wrote it",

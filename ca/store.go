@@ -5,9 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -126,10 +124,6 @@ func parseSQLTime(s sql.NullString) (time.Time, error) {
 	return t, nil
 }
 
-// boltMagic is bbolt's magic number, which begins the meta page (at offset
-// 16 of the file) of the stores pkiboard kept before it moved to SQLite.
-const boltMagic = 0xED0CDAED
-
 // ErrOlderStore matches the error of Open and OpenRecords for a ca.db that an
 // older pkiboard wrote (a bbolt file): this pkiboard cannot read or convert it.
 var ErrOlderStore = errors.New("store of an older pkiboard")
@@ -138,21 +132,11 @@ var ErrOlderStore = errors.New("store of an older pkiboard")
 // moved to SQLite, with a sentence that says what to do. There are no
 // deployments to convert: a new CA is the way on.
 func refuseOlderStore(path string) error {
-	f, err := os.Open(path)
+	old, err := sqlstore.IsBbolt(path)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
 		return fmt.Errorf("ca: %w", err)
 	}
-	defer f.Close()
-	var h [20]byte
-	if _, err := io.ReadFull(f, h[:]); err != nil {
-		return nil // too short for bbolt; sqlstore says what it is
-	}
-	le := uint32(h[16]) | uint32(h[17])<<8 | uint32(h[18])<<16 | uint32(h[19])<<24
-	be := uint32(h[19]) | uint32(h[18])<<8 | uint32(h[17])<<16 | uint32(h[16])<<24
-	if le != boltMagic && be != boltMagic {
+	if !old {
 		return nil
 	}
 	return fmt.Errorf("ca: %s is the store of an older pkiboard (a bbolt file, from before the CA kept its records in SQLite), which this pkiboard cannot read or convert: "+

@@ -14,8 +14,6 @@ import (
 	"strings"
 	"testing"
 
-	bolt "go.etcd.io/bbolt"
-
 	"pkiboard/internal/keys"
 	"pkiboard/internal/sqlstore"
 	"pkiboard/wire"
@@ -89,26 +87,15 @@ func TestStoreMigratesEmptyFile(t *testing.T) {
 	}
 }
 
-// boltStore writes a bbolt file with the buckets the CA kept before it moved
-// to SQLite, as an older pkiboard left ca.db.
+// boltStore writes the CA's store as an older pkiboard left it: bbolt, with
+// the CA's buckets (the committed fixture testdata/older-stores/ca.db).
 func boltStore(t *testing.T, path string) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, nil)
+	data, err := os.ReadFile(filepath.Join("..", "testdata", "older-stores", DBFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range []string{"certs", "certs-by-sid", "revoked", "decisions", "tokens", "meta"} {
-			if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket([]byte("meta")).Put([]byte("schema"), []byte("2"))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

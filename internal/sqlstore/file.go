@@ -3,7 +3,10 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -79,4 +82,28 @@ func Inspect(ctx context.Context, path string) (version int, tables []TableRows,
 // doubleQuotes doubles the double quotes in s, for an SQL identifier.
 func doubleQuotes(s string) string {
 	return strings.ReplaceAll(s, `"`, `""`)
+}
+
+// bboltMagic is bbolt's magic number, at offset 16 of a bbolt file (its first
+// meta page, after the 16-byte page header).
+const bboltMagic = 0xED0CDAED
+
+// IsBbolt reports whether the file at path is a bbolt database: the store of
+// a pkiboard from before its daemons kept their records in SQLite, which this
+// package cannot read. A file that does not exist, or is too short to tell,
+// is not one; the caller then opens it, and Open says what it is.
+func IsBbolt(path string) (bool, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: %w", err)
+	}
+	defer f.Close()
+	var h [20]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return false, nil
+	}
+	return binary.LittleEndian.Uint32(h[16:]) == bboltMagic || binary.BigEndian.Uint32(h[16:]) == bboltMagic, nil
 }

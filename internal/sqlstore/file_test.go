@@ -58,3 +58,44 @@ func TestBackupFile(t *testing.T) {
 		t.Errorf("a backup of a missing file: got %v, want ErrNotExist", err)
 	}
 }
+
+// TestIsBbolt checks the test for an older pkiboard's store: the committed
+// bbolt files of the CA and the board are bbolt, and an SQLite database, an
+// empty or short file, other bytes and a missing file are not.
+func TestIsBbolt(t *testing.T) {
+	dir := t.TempDir()
+	sqlitePath := filepath.Join(dir, "sqlite.db")
+	openT(t, sqlitePath, Options{}).Close()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	magicAt := func(off int) []byte {
+		b := make([]byte, 4096)
+		copy(b[off:], []byte{0xed, 0xda, 0x0c, 0xed})
+		return b
+	}
+	tests := []struct {
+		name string
+		path string
+		want bool
+	}{
+		{"the CA's bbolt ca.db", filepath.Join("..", "..", "testdata", "older-stores", "ca.db"), true},
+		{"the board's bbolt board.db", filepath.Join("..", "..", "testdata", "older-stores", "board.db"), true},
+		{"the magic at offset 16", write("magic16", magicAt(16)), true},
+		{"the magic elsewhere", write("magic20", magicAt(20)), false},
+		{"an SQLite database", sqlitePath, false},
+		{"an empty file", write("empty", nil), false},
+		{"19 bytes", write("short", magicAt(16)[:19]), false},
+		{"no file", filepath.Join(dir, "missing"), false},
+	}
+	for _, tt := range tests {
+		got, err := IsBbolt(tt.path)
+		if err != nil || got != tt.want {
+			t.Errorf("%s: IsBbolt = %v, %v; want %v", tt.name, got, err, tt.want)
+		}
+	}
+}
