@@ -189,7 +189,7 @@ func (a *Authority) check(req Request, now time.Time) (*checked, *wire.Refusal, 
 		if err != nil {
 			return c, nil, fmt.Errorf("ca: look up token: %w", err)
 		}
-		if problem == tokenOK && (len(req.TokenKey) != ed25519.PublicKeySize || !ed25519.Verify(req.TokenKey, binding, req.Signature)) {
+		if (problem == tokenOK || problem == tokenCancelled) && (len(req.TokenKey) != ed25519.PublicKeySize || !ed25519.Verify(req.TokenKey, binding, req.Signature)) {
 			problem = tokenBadSignature
 		}
 		if problem != tokenOK {
