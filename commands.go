@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 
@@ -69,7 +70,7 @@ root against board.root_fingerprint.`,
 			Category: "CA operator",
 			Usage:    "list the certificates the CA issued (serial, SID, expiry, status)",
 			Flags: append(commonFlags(),
-				&cli.StringFlag{Name: "sid", Usage: "only certificates for `SID`"},
+				onceFlag("sid", "only certificates for `SID`"),
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 			),
 			Action: func(c *cli.Context) error {
@@ -91,7 +92,7 @@ aACompromise (kebab-case works too, e.g. key-compromise). certificateHold is not
 supported: a revocation here is final.`,
 			Flags: append(commonFlags(),
 				&cli.StringFlag{Name: "serial", Usage: "the certificate's serial number in `HEX`"},
-				&cli.StringFlag{Name: "sid", Usage: "revoke every valid certificate of `SID`"},
+				onceFlag("sid", "revoke every valid certificate of `SID`"),
 				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`"},
 			),
 			Action: func(c *cli.Context) error {
@@ -108,19 +109,34 @@ supported: a revocation here is final.`,
 			},
 		},
 		{
-			Name:      "token",
-			Category:  "CA operator",
-			Usage:     "create a one-time enrollment token for a SID (or for a board)",
-			UsageText: "pkiboard token (--sid SID | --board) [--ttl DURATION]",
+			Name:     "token",
+			Category: "CA operator",
+			Usage:    "create one-time enrollment tokens (for a SID, the roster, or a board), or cancel a SID's",
+			UsageText: `pkiboard token (--sid SID | --board) [--ttl DURATION]
+pkiboard token --roster [--out FILE.csv] [--renew] [--ttl DURATION]
+pkiboard token --cancel --sid SID`,
 			Description: `Prints the token once; the CA keeps only a public key derived from it, so a
 copy of the CA's store enrolls nobody. The token works once, until it expires
 (default ca.token_ttl). Give it to the student, who enrolls with PKIBOARD_TOKEN=...
-or a token file. With --board, the token lets one board enroll its certificate
-once (board.enroll_token_file); the board renews it afterwards with its own key,
-without a token. Make one board token per board.`,
+or a token file. A new token for a SID cancels her older unused one. With --board,
+the token lets one board enroll its certificate once (board.enroll_token_file); the
+board renews it afterwards with its own key, without a token. Make one board token
+per board.
+
+With --roster, makes one token for each SID of ca.roster_file that holds neither an
+unused token nor a valid certificate (with --renew, for every SID, cancelling the
+older unused ones), and writes them to a new CSV file for a mail merge (sid, name,
+email, token, expires; mode 0600; default tokens.csv). The file holds secrets: send
+each token only to its student, from this machine, then delete the file.
+
+With --cancel, cancels the unused tokens of --sid: the CA refuses them from then on.`,
 			Flags: append(commonFlags(),
-				&cli.StringFlag{Name: "sid", Usage: "the student `ID` the token is for"},
+				onceFlag("sid", "the student `ID` the token is for"),
 				&cli.BoolFlag{Name: "board", Usage: "a one-time token for one board's first enrollment"},
+				&cli.BoolFlag{Name: "roster", Usage: "one token per student of ca.roster_file, written to --out"},
+				&cli.StringFlag{Name: "out", Value: "tokens.csv", Usage: "--roster: write the tokens to this new CSV `FILE` (mode 0600)"},
+				&cli.BoolFlag{Name: "renew", Usage: "--roster: a token for every student, cancelling the older unused ones"},
+				&cli.BoolFlag{Name: "cancel", Usage: "cancel the unused tokens of --sid"},
 				&cli.StringFlag{Name: "ttl", Usage: "validity as a Go `DURATION` (default ca.token_ttl)"},
 			),
 			Action: func(c *cli.Context) error {
@@ -128,12 +144,48 @@ without a token. Make one board token per board.`,
 				if err != nil {
 					return err
 				}
-				if c.IsSet("sid") == c.Bool("board") {
-					return usagef("give --sid SID or --board, one of them")
+				if n := countSet(c, "sid", "board", "roster"); n != 1 {
+					return usagef("give one of --sid SID, --board and --roster")
+				}
+				if (c.IsSet("out") || c.IsSet("renew")) && !c.Bool("roster") {
+					return usagef("--out and --renew go with --roster")
+				}
+				switch {
+				case c.Bool("cancel"):
+					if !c.IsSet("sid") || c.IsSet("ttl") {
+						return usagef("--cancel takes --sid SID only")
+					}
+					return roles.CancelTokens(c.Context, cfg, c.String("sid"), os.Stdout)
+				case c.Bool("roster"):
+					return roles.RosterTokens(c.Context, cfg, roles.RosterTokenArgs{TTL: c.String("ttl"), Renew: c.Bool("renew")},
+						c.String("out"), os.Stderr)
 				}
 				return roles.CreateToken(c.Context, cfg, roles.TokenArgs{
 					SID: c.String("sid"), Board: c.Bool("board"), TTL: c.String("ttl"),
 				}, os.Stdout)
+			},
+		},
+		{
+			Name:      "tokens",
+			Category:  "CA operator",
+			Usage:     "list the CA's enrollment tokens, without their secrets",
+			UsageText: "pkiboard tokens [--sid SID] [--all] [--json]",
+			Description: `Lists the unused tokens (with --all, every token: used, expired and cancelled
+too) with their SID, profile, creation and expiry, and state: unused, used (and the
+serial of the certificate it was spent on), expired or cancelled. The CA never
+stored the secrets, so none is shown. Reads ca.db directly, read-only, whether or
+not the CA runs.`,
+			Flags: append(commonFlags(),
+				onceFlag("sid", "only the tokens of this student `ID`"),
+				&cli.BoolFlag{Name: "all", Usage: "list used, expired and cancelled tokens too"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "ca")
+				if err != nil {
+					return err
+				}
+				return roles.ListTokens(c.Context, cfg, c.String("sid"), c.Bool("all"), c.Bool("json"), os.Stdout)
 			},
 		},
 		{
@@ -338,4 +390,41 @@ func readToken(c *cli.Context) (string, error) {
 		return strings.TrimSpace(string(data)), nil
 	}
 	return strings.TrimSpace(os.Getenv("PKIBOARD_TOKEN")), nil
+}
+
+// countSet returns how many of the named flags are given (a bool flag counts
+// when true).
+func countSet(c *cli.Context, names ...string) int {
+	n := 0
+	for _, name := range names {
+		if c.IsSet(name) && (c.String(name) != "false") {
+			n++
+		}
+	}
+	return n
+}
+
+// onceValue is the value of a string flag that may be given once: a repeated
+// cli.StringFlag keeps its last value silently, which for --sid would act on
+// another student than the operator meant.
+type onceValue struct {
+	val string
+	set bool
+}
+
+// Set takes the flag's value, and refuses a second one.
+func (o *onceValue) Set(s string) error {
+	if o.set {
+		return fmt.Errorf("given twice (%q, then %q); give it once", o.val, s)
+	}
+	o.val, o.set = s, true
+	return nil
+}
+
+func (o *onceValue) String() string { return o.val }
+
+// onceFlag declares a string flag that may be given once (onceValue); read
+// it with c.String(name).
+func onceFlag(name, usage string) *cli.GenericFlag {
+	return &cli.GenericFlag{Name: name, Usage: usage, Value: &onceValue{}}
 }

@@ -165,7 +165,7 @@ func (a *Authority) check(req Request, now time.Time) (*checked, *wire.Refusal, 
 	}
 
 	// 4. The roster.
-	if req.Profile == wire.ProfileStudent && a.roster != nil && !a.roster.contains(req.SID) {
+	if req.Profile == wire.ProfileStudent && a.roster != nil && !a.roster.Contains(req.SID) {
 		return c, wire.Refusef(wire.CodeNotOnRoster, "the SID %q is not on the course roster; ask the course staff to add it", req.SID), nil
 	}
 
@@ -189,7 +189,7 @@ func (a *Authority) check(req Request, now time.Time) (*checked, *wire.Refusal, 
 		if err != nil {
 			return c, nil, fmt.Errorf("ca: look up token: %w", err)
 		}
-		if problem == tokenOK && (len(req.TokenKey) != ed25519.PublicKeySize || !ed25519.Verify(req.TokenKey, binding, req.Signature)) {
+		if (problem == tokenOK || problem == tokenCancelled) && (len(req.TokenKey) != ed25519.PublicKeySize || !ed25519.Verify(req.TokenKey, binding, req.Signature)) {
 			problem = tokenBadSignature
 		}
 		if problem != tokenOK {

@@ -308,22 +308,25 @@ func TestCARefusalsEachHaveTheirCode(t *testing.T) {
 	expired := in.token(t, "--sid", "1155000003", "--ttl", "1ms")
 	time.Sleep(10 * time.Millisecond)
 
+	// One token for the refusals: a request refused after the token is
+	// checked spends nothing, and a second token would cancel the first.
+	tok1 := tok("1155000001")
 	tests := []struct {
 		name string
 		req  *wire.EnrollRequest
 		want wire.Code
 	}{
-		{"garbage instead of a CSR", req(1, "1155000001", []byte("not a CSR at all"), tok("1155000001")), wire.CodeBadCSR},
-		{"broken CSR signature", req(1, "1155000001", brokenSig, tok("1155000001")), wire.CodeBadCSRSignature},
-		{"RSA-1024", req(1, "1155000001", makeCSR(t, rsa1024, "1155000001"), tok("1155000001")), wire.CodeWeakKey},
-		{"SID failing the pattern", req(1, "bob", makeCSR(t, ecKey(), "bob"), tok("1155000001")), wire.CodeBadSID},
-		{"CN is not the SID", req(1, "1155000001", makeCSR(t, ecKey(), "1155000002"), tok("1155000001")), wire.CodeCNMismatch},
-		{"SID not on the roster", req(1, "1155999999", makeCSR(t, ecKey(), "1155999999"), tok("1155000001")), wire.CodeNotOnRoster},
+		{"garbage instead of a CSR", req(1, "1155000001", []byte("not a CSR at all"), tok1), wire.CodeBadCSR},
+		{"broken CSR signature", req(1, "1155000001", brokenSig, tok1), wire.CodeBadCSRSignature},
+		{"RSA-1024", req(1, "1155000001", makeCSR(t, rsa1024, "1155000001"), tok1), wire.CodeWeakKey},
+		{"SID failing the pattern", req(1, "bob", makeCSR(t, ecKey(), "bob"), tok1), wire.CodeBadSID},
+		{"CN is not the SID", req(1, "1155000001", makeCSR(t, ecKey(), "1155000002"), tok1), wire.CodeCNMismatch},
+		{"SID not on the roster", req(1, "1155999999", makeCSR(t, ecKey(), "1155999999"), tok1), wire.CodeNotOnRoster},
 		{"token missing", req(1, "1155000001", makeCSR(t, ecKey(), "1155000001"), ""), wire.CodeTokenRequired},
 		{"token wrong", req(1, "1155000001", makeCSR(t, ecKey(), "1155000001"), "pkbt_"+strings.Repeat("A", 43)), wire.CodeTokenInvalid},
 		{"token expired", req(1, "1155000003", makeCSR(t, ecKey(), "1155000003"), expired), wire.CodeTokenExpired},
 		{"token reused", req(1, "1155000002", makeCSR(t, ecKey(), "1155000002"), usedToken), wire.CodeTokenUsed},
-		{"wrong root", enrollRequest(t, 1, "1155000001", makeCSR(t, ecKey(), "1155000001"), [32]byte{1}, tok("1155000001")), wire.CodeWrongRoot},
+		{"wrong root", enrollRequest(t, 1, "1155000001", makeCSR(t, ecKey(), "1155000001"), [32]byte{1}, tok1), wire.CodeWrongRoot},
 		{"board without a token", req(2, "blackboard", makeCSR(t, ecKey(), "blackboard"), ""), wire.CodeBoardNotAuthorized},
 		{"unknown profile", req(9, "1155000001", makeCSR(t, ecKey(), "1155000001"), ""), wire.CodeBadProfile},
 	}

@@ -2,6 +2,7 @@ package roles
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"pkiboard/ca"
 	"pkiboard/internal/config"
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 )
 
@@ -44,6 +46,23 @@ type TokenArgs struct {
 	SID   string `json:"sid,omitempty"`
 	Board bool   `json:"board,omitempty"`
 	TTL   string `json:"ttl,omitempty"` // a Go duration; "" for the CA's token_ttl
+}
+
+// RosterTokenArgs says how `pkiboard token --roster` makes its tokens.
+type RosterTokenArgs struct {
+	TTL   string `json:"ttl,omitempty"` // a Go duration; "" for the CA's token_ttl
+	Renew bool   `json:"renew,omitempty"`
+}
+
+// CancelTokensArgs names the student whose live tokens `pkiboard token
+// --cancel` cancels.
+type CancelTokensArgs struct {
+	SID string `json:"sid"`
+}
+
+// CancelTokensResult is how many tokens `pkiboard token --cancel` cancelled.
+type CancelTokensResult struct {
+	Cancelled int `json:"cancelled"`
 }
 
 // TokenView is a new enrollment token. It is shown once and never stored in
@@ -96,17 +115,13 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			if err := json.Unmarshal(raw, &args); err != nil {
 				return nil, err
 			}
-			var ttl time.Duration
-			if args.TTL != "" {
-				var err error
-				if ttl, err = time.ParseDuration(args.TTL); err != nil || ttl <= 0 {
-					return nil, fmt.Errorf("--ttl %q is not a positive duration", args.TTL)
-				}
+			ttl, err := parseTTL(args.TTL)
+			if err != nil {
+				return nil, err
 			}
 			var (
 				tok string
 				exp time.Time
-				err error
 			)
 			if args.Board {
 				tok, exp, err = auth.CreateBoardToken(ttl)
@@ -118,7 +133,41 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			}
 			return TokenView{Token: tok, SID: args.SID, Expires: exp}, nil
 		},
+		"roster-tokens": func(_ context.Context, raw json.RawMessage) (any, error) {
+			var args RosterTokenArgs
+			if err := json.Unmarshal(raw, &args); err != nil {
+				return nil, err
+			}
+			ttl, err := parseTTL(args.TTL)
+			if err != nil {
+				return nil, err
+			}
+			return auth.RosterTokens(ttl, args.Renew)
+		},
+		"cancel-tokens": func(_ context.Context, raw json.RawMessage) (any, error) {
+			var args CancelTokensArgs
+			if err := json.Unmarshal(raw, &args); err != nil {
+				return nil, err
+			}
+			n, err := auth.CancelTokens(args.SID)
+			if err != nil {
+				return nil, err
+			}
+			return CancelTokensResult{Cancelled: n}, nil
+		},
 	}
+}
+
+// parseTTL reads --ttl: "" is zero, the CA's token_ttl.
+func parseTTL(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	ttl, err := time.ParseDuration(s)
+	if err != nil || ttl <= 0 {
+		return 0, fmt.Errorf("--ttl %q is not a positive duration; give one such as 72h", s)
+	}
+	return ttl, nil
 }
 
 // callCA runs a CA operator command against the installation cfg describes.
@@ -209,6 +258,122 @@ func CreateToken(ctx context.Context, cfg *config.Config, args TokenArgs, w io.W
 	fmt.Fprintf(w, "%s\n", v.Token)
 	fmt.Fprintf(w, "# one-time enrollment token for %s; it works once, until %s\n", who, v.Expires.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// RosterTokens makes one token per student of the CA's roster who needs one
+// (every student with args.Renew) and writes them to the CSV file out for a
+// mail merge: sid, name, email, token, expires. out must not exist; it is
+// created with mode 0600, whole or not at all, and synced before the command
+// reports. The tokens are secrets: they go to out only, never to the log or
+// to w, which is told how many were made and what to do with the file.
+func RosterTokens(ctx context.Context, cfg *config.Config, args RosterTokenArgs, out string, w io.Writer) error {
+	if _, err := os.Lstat(out); err == nil {
+		return fmt.Errorf("token: %s exists; the tokens go to a new file only: name another, or delete it if its tokens were sent", out)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("token: %w", err)
+	}
+	dir := filepath.Dir(out)
+	// The file is written under a temporary name (0600, as CreateTemp makes
+	// it) before the CA makes any token, so that a file that cannot be
+	// written costs no tokens.
+	tmp, err := os.CreateTemp(dir, ".pkiboard-tokens-*.csv")
+	if err != nil {
+		return fmt.Errorf("token: %w; choose a directory you can write", err)
+	}
+	tmpName := tmp.Name()
+	keep := false
+	defer func() {
+		tmp.Close()
+		if !keep {
+			os.Remove(tmpName)
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	var res ca.RosterTokens
+	if err := callCA(ctx, cfg, "roster-tokens", args, &res); err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	lost := func(err error) error {
+		return fmt.Errorf("token: %w; the %d tokens just made are lost: run pkiboard token --roster --renew --out FILE again", err, len(res.Tokens))
+	}
+	cw := csv.NewWriter(tmp)
+	cw.Write([]string{"sid", "name", "email", "token", "expires"}) //nolint:errcheck // checked by Flush
+	for _, t := range res.Tokens {
+		cw.Write([]string{t.SID, t.Name, t.Email, t.Token, t.Expires.UTC().Format(time.RFC3339)}) //nolint:errcheck // checked by Flush
+	}
+	cw.Flush()
+	if err := cw.Error(); err != nil {
+		return lost(err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return lost(err)
+	}
+	if err := tmp.Close(); err != nil {
+		return lost(err)
+	}
+	// A link, unlike a rename, never replaces a file made meanwhile.
+	if err := os.Link(tmpName, out); err != nil {
+		keep = true
+		return fmt.Errorf("token: %w; the tokens are in %s (mode 0600): rename it", err, tmpName)
+	}
+	os.Remove(tmpName)
+	if err := durable.SyncDir(dir); err != nil {
+		return fmt.Errorf("token: %s written, but its directory could not be synced: %w", out, err)
+	}
+	fmt.Fprintf(w, "wrote %d one-time enrollment token(s) to %s (mode 0600)", len(res.Tokens), out)
+	if res.HoldToken+res.HoldCertificate > 0 {
+		fmt.Fprintf(w, "; passed over %d student(s) holding an unused token and %d holding a valid certificate (--renew makes one for everyone)",
+			res.HoldToken, res.HoldCertificate)
+	}
+	fmt.Fprintf(w, "\nthe tokens in %s are secrets: send each only to its student (a mail merge from this machine), never over a channel others read, then delete the file\n", out)
+	return nil
+}
+
+// CancelTokens cancels the unused, unexpired tokens of a student and says how
+// many it cancelled.
+func CancelTokens(ctx context.Context, cfg *config.Config, sid string, w io.Writer) error {
+	var res CancelTokensResult
+	if err := callCA(ctx, cfg, "cancel-tokens", CancelTokensArgs{SID: sid}, &res); err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	fmt.Fprintf(w, "cancelled %d unused token(s) of SID %s\n", res.Cancelled, sid)
+	return nil
+}
+
+// ListTokens prints the CA's enrollment tokens, without their secrets (the
+// CA has none): of sid only unless it is empty; the unused ones only unless
+// all is set. It reads ca.db directly, read-only, like ListCertificates.
+func ListTokens(ctx context.Context, cfg *config.Config, sid string, all, asJSON bool, w io.Writer) error {
+	recs, err := ca.OpenRecords(cfg.CA.DataDir, nil)
+	if err != nil {
+		return fmt.Errorf("tokens: %w", err)
+	}
+	defer recs.Close()
+	views, err := recs.Tokens(sid, all)
+	if err != nil {
+		return fmt.Errorf("tokens: %w", err)
+	}
+	if asJSON {
+		if views == nil {
+			views = []ca.TokenView{}
+		}
+		return printJSON(w, views)
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, "SID\tPROFILE\tCREATED\tEXPIRES\tSTATE")
+	for _, v := range views {
+		state := string(v.State)
+		switch v.State {
+		case ca.TokenUsed:
+			state = fmt.Sprintf("used (%s)", v.Serial)
+		case ca.TokenCancelled:
+			state = fmt.Sprintf("cancelled %s", v.Cancelled.UTC().Format(time.DateTime))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v.SID, v.Profile, v.Created.UTC().Format(time.DateTime), v.Expires.UTC().Format(time.DateTime), state)
+	}
+	return tw.Flush()
 }
 
 // PrintCRL prints the CA's current CRL, as crl.pem in its data directory
