@@ -1,0 +1,159 @@
+package board
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"pkiboard/wire"
+)
+
+// The refusals of a submission request (PROTOCOL.md §5.4, codes 67–73).
+const (
+	codeUnknownAssignment = wire.Code(67)
+	codeNotOpen           = wire.Code(68)
+	codeClosed            = wire.Code(69)
+	codeFileNotAccepted   = wire.Code(70)
+	codeTooManyVersions   = wire.Code(71)
+	codeEmptyFile         = wire.Code(72)
+	codeQuotaExceeded     = wire.Code(73)
+)
+
+// Extension is a student's extension of an assignment: her due time becomes
+// Until, and her lock time the later of the assignment's and Until.
+type Extension struct {
+	Assignment string
+	SID        string
+	Until      time.Time
+	Reason     string
+	GrantedBy  string
+	GrantedAt  time.Time
+}
+
+// Standing is what the board holds of one student's work on one assignment,
+// which the terms of her next submission depend on.
+type Standing struct {
+	Versions  int        // her submissions to it so far
+	Stored    int64      // their bytes together
+	Active    int        // the version that counts; 0 for none
+	Extension *Extension // nil for none
+}
+
+// Terms are the terms of one student's submission to an assignment (the
+// Terms message of PROTOCOL.md §5.4): the times that apply to her, after any
+// extension, each zero for none.
+type Terms struct {
+	Assignment string
+	Opens      time.Time
+	Due        time.Time // her extension's end, if she has one, else the assignment's
+	Lock       time.Time // the later of the assignment's and her extension's end; zero for none
+	Extended   bool
+	MaxSize    int64
+}
+
+// TermsFor returns the terms of a with ext (nil for none) applied.
+func (a *Assignment) TermsFor(ext *Extension) Terms {
+	t := Terms{Assignment: a.ID, Opens: a.Opens, Due: a.Due, Lock: a.Lock, MaxSize: a.MaxSize}
+	if ext != nil {
+		t.Extended = true
+		t.Due = ext.Until
+		if !t.Lock.IsZero() && t.Lock.Before(ext.Until) {
+			t.Lock = ext.Until
+		}
+	}
+	return t
+}
+
+// Decide is the board's decision on a submission request (PROTOCOL.md §5.4)
+// for assignment a (nil: the board serves none of that id), by a student
+// whose standing is st, of a file whose original name is original and whose
+// size is size, at now. The checks run in the order of §5.4, and the first
+// that fails is returned as a *wire.Refusal whose sentence says what to do:
+// the assignment exists (unknown-assignment), has opened (not-open), is not
+// locked for her (closed), accepts the name (file-not-accepted), the file is
+// not empty unless allowed (empty-file), not larger than the assignment's
+// limit (file-too-large), she has versions left (too-many-versions), and
+// her storage has room (quota-exceeded). id is the requested id.
+func Decide(a *Assignment, id string, st Standing, original string, size int64, now time.Time) (Terms, error) {
+	if a == nil {
+		return Terms{}, wire.Refusef(codeUnknownAssignment, "this board serves no assignment %q: check the id (pkiboard assignments lists them)", id)
+	}
+	t := a.TermsFor(st.Extension)
+	switch {
+	case !t.Opens.IsZero() && now.Before(t.Opens):
+		return t, wire.Refusef(codeNotOpen, "assignment %q opens at %s, in %s: submit then", a.ID, rfc3339(t.Opens), t.Opens.Sub(now).Round(time.Second))
+	case t.Locked(now):
+		return t, closed(t, a.ID)
+	case !a.Accepts(original):
+		return t, wire.Refusef(codeFileNotAccepted, "assignment %q accepts files named %s; %q matches none: submit the right file, or rename it", a.ID, strings.Join(a.Accept, ", "), original)
+	case size == 0 && !a.AllowEmpty:
+		return t, wire.Refusef(codeEmptyFile, "the file %q is empty and assignment %q does not accept empty files: submit your work", original, a.ID)
+	case size > a.MaxSize:
+		return t, wire.Refusef(wire.CodeFileTooLarge, "the file %q of %d bytes is larger than assignment %q accepts, %d bytes: submit a smaller file", original, size, a.ID, a.MaxSize)
+	case a.MaxVersions > 0 && st.Versions >= a.MaxVersions:
+		return t, wire.Refusef(codeTooManyVersions, "you have made %d submissions to assignment %q, its maximum: ask the course staff if one must be replaced", st.Versions, a.ID)
+	case a.Quota > 0 && st.Stored+size > a.Quota:
+		return t, wire.Refusef(codeQuotaExceeded, "your %d submissions to assignment %q hold %d bytes; %d more would pass its storage of %d bytes per student: ask the course staff", st.Versions, a.ID, st.Stored, size, a.Quota)
+	}
+	return t, nil
+}
+
+// Locked reports whether a submission received at now is refused: at or
+// after the lock time.
+func (t Terms) Locked(now time.Time) bool { return !t.Lock.IsZero() && !now.Before(t.Lock) }
+
+// Late returns how late a submission received at received is against the
+// terms' due time, to the millisecond: 0 when there is no due time or it is
+// received at or before it.
+func (t Terms) Late(received time.Time) time.Duration {
+	if t.Due.IsZero() {
+		return 0
+	}
+	late := received.Truncate(time.Millisecond).Sub(t.Due.Truncate(time.Millisecond))
+	if late <= 0 {
+		return 0
+	}
+	return late
+}
+
+// Judge is the board's judgement of a submission at the instant that counts
+// (PROTOCOL.md §5.4): received, when it reads SubmitEnd with all the content.
+// One received at or after the lock time is refused closed (nothing of it is
+// kept); otherwise it returns how late it is (0: on time). The terms are those
+// the board announced in the session: an upload resumed across the due time
+// is judged when it ends.
+func (t Terms) Judge(received time.Time) (time.Duration, error) {
+	if t.Locked(received) {
+		return 0, closed(t, t.Assignment)
+	}
+	return t.Late(received), nil
+}
+
+// closed is the refusal of a submission at or after its lock time.
+func closed(t Terms, id string) error {
+	whose := "its lock time"
+	if t.Extended && t.Lock.Equal(t.Due) {
+		whose = "the end of your extension"
+	}
+	return wire.Refusef(codeClosed, "assignment %q closed at %s (%s): the board accepts no more submissions to it; ask the course staff if you have a reason", id, rfc3339(t.Lock), whose)
+}
+
+// millis returns t in milliseconds since 1970 as the wire carries it, 0 for
+// the zero time (none).
+func millis(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
+	return uint64(t.UnixMilli())
+}
+
+// String describes the terms for a log line.
+func (t Terms) String() string {
+	f := func(t time.Time) string {
+		if t.IsZero() {
+			return "none"
+		}
+		return rfc3339(t)
+	}
+	return fmt.Sprintf("%s opens %s due %s lock %s extended %t", t.Assignment, f(t.Opens), f(t.Due), f(t.Lock), t.Extended)
+}
