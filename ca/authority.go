@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/internal/keys"
+	"pkiboard/internal/roster"
 	"pkiboard/internal/sqlstore"
 	"pkiboard/wire"
 )
@@ -91,9 +92,10 @@ type Options struct {
 	// SIDPattern is the pattern a student ID must match in full (it is
 	// anchored again here, whatever the caller wrote).
 	SIDPattern *regexp.Regexp
-	// RosterFile, when not empty, lists the SIDs allowed to enroll: one per
-	// line, '#' starts a comment, blank lines are ignored. The file is read
-	// again when its modification time or size changes.
+	// RosterFile, when not empty, lists the SIDs allowed to enroll, in the
+	// format of package roster (CSV sid[,name[,email]]; one SID per line is
+	// valid). The file is read again when its modification time or size
+	// changes.
 	RosterFile string
 	// TokenTTL is the lifetime of a token when CreateToken is given none.
 	TokenTTL time.Duration
@@ -126,7 +128,7 @@ type Authority struct {
 	keyEncrypted bool // root-key.pem is encrypted
 	created      bool // Open created the root
 
-	roster *roster // nil when there is none
+	roster *roster.File // nil when there is none
 
 	anon anonymous // refusals of peers that proved nothing: counted, never stored
 
@@ -198,9 +200,9 @@ func (a *Authority) open() error {
 		}
 	}
 	if a.o.RosterFile != "" {
-		r, err := loadRoster(a.o.RosterFile, a.sidRE, a.log)
+		r, err := roster.Load(a.o.RosterFile, a.sidRE, a.log)
 		if err != nil {
-			return err
+			return fmt.Errorf("ca: %w", err)
 		}
 		a.roster = r
 	}

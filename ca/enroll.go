@@ -165,7 +165,7 @@ func (a *Authority) check(req Request, now time.Time) (*checked, *wire.Refusal, 
 	}
 
 	// 4. The roster.
-	if req.Profile == wire.ProfileStudent && a.roster != nil && !a.roster.contains(req.SID) {
+	if req.Profile == wire.ProfileStudent && a.roster != nil && !a.roster.Contains(req.SID) {
 		return c, wire.Refusef(wire.CodeNotOnRoster, "the SID %q is not on the course roster; ask the course staff to add it", req.SID), nil
 	}
 

@@ -95,7 +95,7 @@ func (a *Authority) CreateToken(sid string, ttl time.Duration) (token string, ex
 	if sid == a.o.BoardName {
 		return "", time.Time{}, fmt.Errorf("ca: %q is the board's name; make a board token instead", sid)
 	}
-	if a.roster != nil && !a.roster.contains(sid) {
+	if a.roster != nil && !a.roster.Contains(sid) {
 		return "", time.Time{}, fmt.Errorf("ca: SID %q is not on the roster %s", sid, a.o.RosterFile)
 	}
 	return a.createToken(sid, wire.ProfileStudent, ttl)
