@@ -8,17 +8,6 @@ import (
 	"pkiboard/wire"
 )
 
-// The refusals of a submission request (PROTOCOL.md §5.4, codes 67–73).
-const (
-	codeUnknownAssignment = wire.Code(67)
-	codeNotOpen           = wire.Code(68)
-	codeClosed            = wire.Code(69)
-	codeFileNotAccepted   = wire.Code(70)
-	codeTooManyVersions   = wire.Code(71)
-	codeEmptyFile         = wire.Code(72)
-	codeQuotaExceeded     = wire.Code(73)
-)
-
 // Extension is a student's extension of an assignment: her due time becomes
 // Until, and her lock time the later of the assignment's and Until.
 type Extension struct {
@@ -76,24 +65,24 @@ func (a *Assignment) TermsFor(ext *Extension) Terms {
 // her storage has room (quota-exceeded). id is the requested id.
 func Decide(a *Assignment, id string, st Standing, original string, size int64, now time.Time) (Terms, error) {
 	if a == nil {
-		return Terms{}, wire.Refusef(codeUnknownAssignment, "this board serves no assignment %q: check the id (pkiboard assignments lists them)", id)
+		return Terms{}, wire.Refusef(wire.CodeUnknownAssignment, "this board serves no assignment %q: check the id (pkiboard assignments lists them)", id)
 	}
 	t := a.TermsFor(st.Extension)
 	switch {
 	case !t.Opens.IsZero() && now.Before(t.Opens):
-		return t, wire.Refusef(codeNotOpen, "assignment %q opens at %s, in %s: submit then", a.ID, rfc3339(t.Opens), t.Opens.Sub(now).Round(time.Second))
+		return t, wire.Refusef(wire.CodeNotOpen, "assignment %q opens at %s, in %s: submit then", a.ID, rfc3339(t.Opens), t.Opens.Sub(now).Round(time.Second))
 	case t.Locked(now):
 		return t, closed(t, a.ID)
 	case !a.Accepts(original):
-		return t, wire.Refusef(codeFileNotAccepted, "assignment %q accepts files named %s; %q matches none: submit the right file, or rename it", a.ID, strings.Join(a.Accept, ", "), original)
+		return t, wire.Refusef(wire.CodeFileNotAccepted, "assignment %q accepts files named %s; %q matches none: submit the right file, or rename it", a.ID, strings.Join(a.Accept, ", "), original)
 	case size == 0 && !a.AllowEmpty:
-		return t, wire.Refusef(codeEmptyFile, "the file %q is empty and assignment %q does not accept empty files: submit your work", original, a.ID)
+		return t, wire.Refusef(wire.CodeEmptyFile, "the file %q is empty and assignment %q does not accept empty files: submit your work", original, a.ID)
 	case size > a.MaxSize:
 		return t, wire.Refusef(wire.CodeFileTooLarge, "the file %q of %d bytes is larger than assignment %q accepts, %d bytes: submit a smaller file", original, size, a.ID, a.MaxSize)
 	case a.MaxVersions > 0 && st.Versions >= a.MaxVersions:
-		return t, wire.Refusef(codeTooManyVersions, "you have made %d submissions to assignment %q, its maximum: ask the course staff if one must be replaced", st.Versions, a.ID)
+		return t, wire.Refusef(wire.CodeTooManyVersions, "you have made %d submissions to assignment %q, its maximum: ask the course staff if one must be replaced", st.Versions, a.ID)
 	case a.Quota > 0 && st.Stored+size > a.Quota:
-		return t, wire.Refusef(codeQuotaExceeded, "your %d submissions to assignment %q hold %d bytes; %d more would pass its storage of %d bytes per student: ask the course staff", st.Versions, a.ID, st.Stored, size, a.Quota)
+		return t, wire.Refusef(wire.CodeQuotaExceeded, "your %d submissions to assignment %q hold %d bytes; %d more would pass its storage of %d bytes per student: ask the course staff", st.Versions, a.ID, st.Stored, size, a.Quota)
 	}
 	return t, nil
 }
@@ -135,7 +124,7 @@ func closed(t Terms, id string) error {
 	if t.Extended && t.Lock.Equal(t.Due) {
 		whose = "the end of your extension"
 	}
-	return wire.Refusef(codeClosed, "assignment %q closed at %s (%s): the board accepts no more submissions to it; ask the course staff if you have a reason", id, rfc3339(t.Lock), whose)
+	return wire.Refusef(wire.CodeClosed, "assignment %q closed at %s (%s): the board accepts no more submissions to it; ask the course staff if you have a reason", id, rfc3339(t.Lock), whose)
 }
 
 // millis returns t in milliseconds since 1970 as the wire carries it, 0 for

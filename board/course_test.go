@@ -47,23 +47,23 @@ func TestDecideOrder(t *testing.T) {
 		want     wire.Code
 		says     string
 	}{
-		{"unknown", nil, Standing{}, "a.pdf", 1, t0, codeUnknownAssignment, "no assignment"},
-		{"1 ms before opens", testAssignment(), Standing{Versions: 9}, "a.txt", 0, t0.Add(-ms), codeNotOpen, "opens at 2026-11-01T09:00:00Z"},
+		{"unknown", nil, Standing{}, "a.pdf", 1, t0, wire.CodeUnknownAssignment, "no assignment"},
+		{"1 ms before opens", testAssignment(), Standing{Versions: 9}, "a.txt", 0, t0.Add(-ms), wire.CodeNotOpen, "opens at 2026-11-01T09:00:00Z"},
 		{"exactly at opens", testAssignment(), Standing{}, "a.pdf", 1, t0, 0, ""},
 		{"exactly at due", testAssignment(), Standing{}, "a.pdf", 1, testDue, 0, ""},
 		{"after due, before lock", testAssignment(), Standing{}, "a.pdf", 1, testLck.Add(-ms), 0, ""},
-		{"exactly at lock", testAssignment(), Standing{Versions: 9}, "a.txt", 0, testLck, codeClosed, "its lock time"},
-		{"after lock", testAssignment(), Standing{}, "a.pdf", 1, testLck.Add(time.Hour), codeClosed, "closed at"},
+		{"exactly at lock", testAssignment(), Standing{Versions: 9}, "a.txt", 0, testLck, wire.CodeClosed, "its lock time"},
+		{"after lock", testAssignment(), Standing{}, "a.pdf", 1, testLck.Add(time.Hour), wire.CodeClosed, "closed at"},
 		{"extension past lock", testAssignment(), Standing{Extension: ext}, "a.pdf", 1, testLck.Add(time.Hour), 0, ""},
-		{"at the extension's end", testAssignment(), Standing{Extension: ext}, "a.pdf", 1, ext.Until, codeClosed, "your extension"},
-		{"pattern", testAssignment(), Standing{Versions: 9}, "a.txt", 0, t0, codeFileNotAccepted, "*.pdf, *.zip"},
-		{"pattern case", testAssignment(), Standing{}, "a.PDF", 1, t0, codeFileNotAccepted, ""},
-		{"empty", testAssignment(), Standing{Versions: 9}, "a.pdf", 0, t0, codeEmptyFile, "empty"},
+		{"at the extension's end", testAssignment(), Standing{Extension: ext}, "a.pdf", 1, ext.Until, wire.CodeClosed, "your extension"},
+		{"pattern", testAssignment(), Standing{Versions: 9}, "a.txt", 0, t0, wire.CodeFileNotAccepted, "*.pdf, *.zip"},
+		{"pattern case", testAssignment(), Standing{}, "a.PDF", 1, t0, wire.CodeFileNotAccepted, ""},
+		{"empty", testAssignment(), Standing{Versions: 9}, "a.pdf", 0, t0, wire.CodeEmptyFile, "empty"},
 		{"too large", testAssignment(), Standing{Versions: 9}, "a.pdf", 1001, t0, wire.CodeFileTooLarge, "1000 bytes"},
 		{"at the size limit", testAssignment(), Standing{}, "a.pdf", 1000, t0, 0, ""},
-		{"versions", testAssignment(), Standing{Versions: 3, Stored: 2500}, "a.pdf", 1000, t0, codeTooManyVersions, "3 submissions"},
+		{"versions", testAssignment(), Standing{Versions: 3, Stored: 2500}, "a.pdf", 1000, t0, wire.CodeTooManyVersions, "3 submissions"},
 		{"versions left", testAssignment(), Standing{Versions: 2}, "a.pdf", 1000, t0, 0, ""},
-		{"quota", testAssignment(), Standing{Versions: 2, Stored: 1501}, "a.pdf", 1000, t0, codeQuotaExceeded, "2500 bytes"},
+		{"quota", testAssignment(), Standing{Versions: 2, Stored: 1501}, "a.pdf", 1000, t0, wire.CodeQuotaExceeded, "2500 bytes"},
 		{"quota exactly", testAssignment(), Standing{Versions: 2, Stored: 1500}, "a.pdf", 1000, t0, 0, ""},
 		{"lab", &Assignment{ID: LabID, MaxSize: 10, AllowEmpty: true}, Standing{Versions: 1000}, "message.txt", 0, time.Unix(1, 0), 0, ""},
 	} {
@@ -129,7 +129,7 @@ func TestJudge(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			late, err := tc.terms.Judge(tc.received)
-			if tc.closed != (codeOf(err) == codeClosed) || (!tc.closed && err != nil) {
+			if tc.closed != (codeOf(err) == wire.CodeClosed) || (!tc.closed && err != nil) {
 				t.Fatalf("Judge: %v, want closed %t", err, tc.closed)
 			}
 			if late != tc.late {
@@ -162,7 +162,7 @@ func TestResumedAcrossDue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := terms.Judge(testLck); codeOf(err) != codeClosed {
+	if _, err := terms.Judge(testLck); codeOf(err) != wire.CodeClosed {
 		t.Fatalf("an upload ending at the lock: %v, want closed", err)
 	}
 }

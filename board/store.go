@@ -40,6 +40,7 @@ const receivedLayout = "2006-01-02T15:04:05.000Z"
 // package comment).
 var migrations = []sqlstore.Migration{
 	{Name: "the submissions table", SQL: schemaV1},
+	{Name: "the course's extensions, active versions and audit", SQL: schemaCourse},
 }
 
 // schemaV1 is migration 1: the submissions table. It is a STRICT table, so
