@@ -194,6 +194,59 @@ certificate was revoked before the submission.`,
 			},
 		},
 		{
+			Name:      "extend",
+			Category:  "board operator",
+			Usage:     "grant a student an extension of an assignment (audited)",
+			UsageText: "pkiboard extend --assignment A --sid SID --until TIME --reason TEXT [--as NAME]",
+			Description: `Her due time becomes TIME (RFC 3339 with a zone, e.g. 2026-11-29T23:59:00+08:00),
+and her lock time the later of the assignment's and TIME. A second extension
+replaces the first. It applies from her next session: terms already announced
+stay. The grant is written to the board's append-only audit table under your
+OS user's name, or --as NAME. Goes through the running board's operator socket,
+or opens board.db itself when the board is stopped; run it as the board's user.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
+				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student's `SID`"},
+				&cli.StringFlag{Name: "until", Required: true, Usage: "her new due `TIME`, RFC 3339 with a zone"},
+				&cli.StringFlag{Name: "reason", Required: true, Usage: "why, for the audit (`TEXT`)"},
+				&cli.StringFlag{Name: "as", Usage: "the staff member's `NAME` for the audit (default: the OS user)"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "board")
+				if err != nil {
+					return err
+				}
+				return roles.Extend(c.Context, cfg, roles.ExtendArgs{
+					Assignment: c.String("assignment"), SID: c.String("sid"), Until: c.String("until"),
+					Reason: c.String("reason"), As: c.String("as"),
+				}, os.Stdout)
+			},
+		},
+		{
+			Name:      "activate",
+			Category:  "board operator",
+			Usage:     "mark which of a student's versions of an assignment counts (audited)",
+			UsageText: "pkiboard activate --assignment A --sid SID --version V [--as NAME]",
+			Description: `By default her latest submission counts. This marks version V instead, until
+she submits again (her newer version then counts). Written to the board's
+append-only audit table under your OS user's name, or --as NAME.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
+				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student's `SID`"},
+				&cli.IntFlag{Name: "version", Required: true, Usage: "the `VERSION` that counts (1, 2, …)"},
+				&cli.StringFlag{Name: "as", Usage: "the staff member's `NAME` for the audit (default: the OS user)"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "board")
+				if err != nil {
+					return err
+				}
+				return roles.Activate(c.Context, cfg, roles.ActivateArgs{
+					Assignment: c.String("assignment"), SID: c.String("sid"), Version: c.Int("version"), As: c.String("as"),
+				}, os.Stdout)
+			},
+		},
+		{
 			Name:      "backup",
 			Category:  "operator",
 			Usage:     "write a consistent archive of the CA's or the board's data while it serves",

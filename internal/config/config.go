@@ -122,6 +122,14 @@ type BoardConfig struct {
 	LogContent   bool     `toml:"log_content"`   // log the text of message submissions
 	PartialTTL   Duration `toml:"partial_ttl"`   // how long an interrupted upload is kept
 	PartialQuota Size     `toml:"partial_quota"` // the most bytes one SID's interrupted uploads may hold
+
+	// AssignmentsFile is the course's assignments (TOML, [[assignment]]
+	// tables), read again when it changes; "" serves the one implicit
+	// assignment "lab".
+	AssignmentsFile string `toml:"assignments_file"`
+	// RosterFile is the course's roster (CSV sid[,name[,email]]), which
+	// `pkiboard progress` and `export` read; "" for none.
+	RosterFile string `toml:"roster_file"`
 }
 
 // StudentConfig configures the student client.
@@ -280,6 +288,7 @@ func (c *Config) resolvePaths(dir string) {
 		&c.Log.File,
 		&c.CA.DataDir, &c.CA.KeyPassphraseFile, &c.CA.RosterFile,
 		&c.Board.DataDir, &c.Board.RootFile, &c.Board.EnrollTokenFile,
+		&c.Board.AssignmentsFile, &c.Board.RosterFile,
 		&c.Student.DataDir, &c.Student.TokenFile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {
