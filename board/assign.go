@@ -16,6 +16,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"go.uber.org/zap"
+
+	"pkiboard/wire"
 )
 
 // LabID is the id of the one assignment a board without an assignments file
@@ -25,8 +27,8 @@ const LabID = "lab"
 // Limits of an assignment's fields, as the wire carries them (PROTOCOL.md
 // §5.4: Terms and Assignments).
 const (
-	maxTitle    = 1024 // title: string16, 0..1024 bytes
-	maxPatterns = 1024 // the accepted patterns, comma-separated: 0..1024 bytes
+	maxTitle    = wire.MaxTitleLen    // title: string16, 0..1024 bytes
+	maxPatterns = wire.MaxPatternsLen // the accepted patterns, comma-separated: 0..1024 bytes
 )
 
 // assignmentID is what an assignment's id may be: 1..64 bytes, a letter or

@@ -1,7 +1,9 @@
 package board
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,4 +147,94 @@ func (t Terms) String() string {
 		return rfc3339(t)
 	}
 	return fmt.Sprintf("%s opens %s due %s lock %s extended %t", t.Assignment, f(t.Opens), f(t.Due), f(t.Lock), t.Extended)
+}
+
+// Message returns the terms as the board announces them (the Terms message).
+func (t Terms) Message() *wire.Terms {
+	return &wire.Terms{
+		Assignment: t.Assignment, Opens: millis(t.Opens), Due: millis(t.Due), Lock: millis(t.Lock),
+		Extended: t.Extended, MaxSize: uint64(t.MaxSize),
+	}
+}
+
+// Course is the board's course: the assignments in force (the assignments
+// file, read again when it changes, or the lab) and what its store holds of
+// each student's work. It is the session's [session.Course].
+type Course struct {
+	store       *Store
+	assignments func() []Assignment
+}
+
+// NewCourse returns the course of st whose assignments are those
+// assignments returns at each request (AssignmentsFile.Current, or a list of
+// one Lab).
+func NewCourse(st *Store, assignments func() []Assignment) *Course {
+	return &Course{store: st, assignments: assignments}
+}
+
+// Terms decides student sid's SubmitRequest at now (Decide, PROTOCOL.md
+// §5.4), with her extension and her versions, and returns the terms that
+// apply to her.
+func (c *Course) Terms(sid string, req *wire.SubmitRequest, now time.Time) (*wire.Terms, error) {
+	a := find(c.assignments(), req.Assignment)
+	var st Standing
+	if a != nil {
+		var err error
+		if st, err = c.store.Standing(a.ID, sid); err != nil {
+			return nil, err
+		}
+	}
+	size := int64(min(req.Size, 1<<62))
+	t, err := Decide(a, req.Assignment, st, req.Original, size, now)
+	if err != nil {
+		return nil, err
+	}
+	return t.Message(), nil
+}
+
+// Assignments returns the assignments as sid sees them at now (PROTOCOL.md
+// §5.4, Assignments): those open now or opening later, and those locked for
+// her that hold a submission of hers, with the terms that apply to her, her
+// versions and the active one; by due time (those without one last), then
+// id. It keeps as many as one record carries.
+func (c *Course) Assignments(sid string, now time.Time) ([]wire.AssignmentItem, error) {
+	list := c.assignments()
+	items := make([]wire.AssignmentItem, 0, len(list))
+	for i := range list {
+		a := &list[i]
+		st, err := c.store.Standing(a.ID, sid)
+		if err != nil {
+			return nil, err
+		}
+		t := a.TermsFor(st.Extension)
+		if t.Locked(now) && st.Versions == 0 {
+			continue
+		}
+		items = append(items, wire.AssignmentItem{
+			ID: a.ID, Title: a.Title, Opens: millis(t.Opens), Due: millis(t.Due), Lock: millis(t.Lock),
+			Extended: t.Extended, MaxSize: uint64(a.MaxSize), Patterns: a.Patterns(),
+			Versions: uint32(st.Versions), Active: uint32(st.Active),
+		})
+	}
+	slices.SortStableFunc(items, func(x, y wire.AssignmentItem) int {
+		if (x.Due == 0) != (y.Due == 0) {
+			if x.Due == 0 {
+				return 1
+			}
+			return -1
+		}
+		if c := cmp.Compare(x.Due, y.Due); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	// One record: a list8 within MaxRecordBody.
+	size := 1 + 1
+	for i, it := range items {
+		size += 1 + len(it.ID) + 2 + len(it.Title) + 8*3 + 1 + 8 + 2 + len(it.Patterns) + 4 + 4
+		if i == 255 || size > wire.MaxRecordBody {
+			return items[:i], nil
+		}
+	}
+	return items, nil
 }

@@ -243,3 +243,72 @@ func (s *Store) AuditLog() ([]Audit, error) {
 	}
 	return out, nil
 }
+
+// Standing returns what the board holds of sid's work on assignment: how
+// many versions, their bytes, the active one, and her extension.
+func (s *Store) Standing(assignment, sid string) (Standing, error) {
+	var st Standing
+	err := s.db.View(func(tx *sql.Tx) error {
+		var latest int
+		var last sql.NullString
+		if err := tx.QueryRow(`SELECT count(*), coalesce(sum(size), 0), coalesce(max(version), 0), max(received)
+			FROM submissions WHERE assignment = ? AND sid = ?`, assignment, sid).Scan(&st.Versions, &st.Stored, &latest, &last); err != nil {
+			return err
+		}
+		act, err := activeMarks(tx, `WHERE assignment = ? AND sid = ?`, assignment, sid)
+		if err != nil {
+			return err
+		}
+		st.Active = activeVersion(latest, last.String, act[sid])
+		list, err := extensions(tx, `WHERE assignment = ? AND sid = ?`, assignment, sid)
+		if len(list) > 0 {
+			st.Extension = &list[0]
+		}
+		return err
+	})
+	if err != nil {
+		return Standing{}, fmt.Errorf("board: the standing of %s on %s: %w", sid, assignment, err)
+	}
+	return st, nil
+}
+
+// mark is a staff member's choice of a student's active version.
+type mark struct {
+	version int
+	setAt   string // receivedLayout
+}
+
+// activeMarks returns the active table's marks of the rows where selects,
+// by SID.
+func activeMarks(tx *sql.Tx, where string, args ...any) (map[string]mark, error) {
+	rows, err := tx.Query(`SELECT sid, version, set_at FROM active `+where, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]mark{}
+	for rows.Next() {
+		var sid string
+		var m mark
+		if err := rows.Scan(&sid, &m.version, &m.setAt); err != nil {
+			return nil, err
+		}
+		out[sid] = m
+	}
+	return out, rows.Err()
+}
+
+// activeVersion is the rule of the version that counts: the latest, unless
+// staff marked another since it was received (a submission received after
+// the mark is active again). latest is the latest version (0: none), and
+// lastReceived its time of receipt in receivedLayout, whose string order is
+// time order.
+func activeVersion(latest int, lastReceived string, m mark) int {
+	if latest == 0 {
+		return 0
+	}
+	if m.version > 0 && m.version <= latest && lastReceived <= m.setAt {
+		return m.version
+	}
+	return latest
+}
