@@ -35,6 +35,12 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err := checkDataDir("board", "board.data_dir", b.DataDir); err != nil {
 		return err
 	}
+	// An invalid assignments file stops the board before it serves: the
+	// error names the line and what to fix.
+	assignments, err := courseSource(b, log)
+	if err != nil {
+		return err
+	}
 	// Bind first: a board that cannot serve enrolls nothing.
 	ls, err := listen("board", b.Listen, b.DataDir)
 	if err != nil {
@@ -111,6 +117,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	h := &boardHandler{
 		store:      st,
+		course:     board.NewCourse(st, assignments),
 		limits:     b.Limits,
 		uploads:    board.UploadLimits{MaxSize: int64(b.MaxSubmission), PartialQuota: int64(b.PartialQuota)},
 		log:        log,
@@ -186,7 +193,8 @@ func every(period time.Duration, fn func()) func(context.Context) {
 
 // boardHandler serves one student session per connection (PROTOCOL.md §5).
 type boardHandler struct {
-	store *board.Store
+	store  *board.Store
+	course *board.Course // the assignments and the students' standing in them
 	// session is the session configuration in force: a renewal of the
 	// board's certificate swaps in one with the new certificate and key.
 	session atomic.Pointer[session.ServerConfig]

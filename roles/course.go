@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"pkiboard/board"
 	"pkiboard/internal/config"
 )
@@ -29,6 +31,21 @@ func courseAssignments(b *config.BoardConfig) ([]board.Assignment, error) {
 		return nil, fmt.Errorf("the assignments file %s, %w", b.AssignmentsFile, err)
 	}
 	return list, nil
+}
+
+// courseSource returns where the running board takes its assignments
+// from: board.assignments_file, loaded now (an invalid file is an error
+// that names its line) and read again whenever it changes, or the lab.
+func courseSource(b *config.BoardConfig, log *zap.Logger) (func() []board.Assignment, error) {
+	if b.AssignmentsFile == "" {
+		lab := []board.Assignment{board.Lab(int64(b.MaxSubmission))}
+		return func() []board.Assignment { return lab }, nil
+	}
+	f, err := board.LoadAssignments(b.AssignmentsFile, int64(b.MaxSubmission), log)
+	if err != nil {
+		return nil, err
+	}
+	return f.Current, nil
 }
 
 // findAssignment returns the assignment id of the board's configuration, or

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"pkiboard/board"
 	"pkiboard/internal/config"
 )
@@ -98,5 +100,19 @@ func TestStaffName(t *testing.T) {
 	}
 	if n, err := staffName(""); err != nil || n == "" {
 		t.Errorf("the OS user: %q, %v", n, err)
+	}
+}
+
+// TestBoardRefusesInvalidAssignments: an invalid assignments file stops the
+// board at start, with the line and what to fix, before it binds anything.
+func TestBoardRefusesInvalidAssignments(t *testing.T) {
+	cfg := courseConfig(t, "[[assignment]]\nid = \"hw1\"\ndue = 2026-11-08T00:00:00Z\nlock = 2026-11-07T00:00:00Z\n")
+	cfg.Board.Listen = "127.0.0.1:0"
+	err := RunBoard(context.Background(), cfg, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "before due") {
+		t.Fatalf("RunBoard: %v, want a refusal naming line 4", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Board.DataDir, board.DBFile)); err == nil {
+		t.Error("the board created its database before refusing")
 	}
 }
