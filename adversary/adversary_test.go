@@ -149,7 +149,17 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 					return
 				}
 				defer sc.Close()
-				sub, err := sc.ReceiveSubmission(&wire.Receiver{MaxSize: 1 << 30})
+				m, err := sc.ReadRequest()
+				if err != nil {
+					o.err = err
+					return
+				}
+				req, ok := m.(*wire.SubmitRequest)
+				if !ok {
+					o.err = fmt.Errorf("got a %v, want a SubmitRequest", m.Type())
+					return
+				}
+				sub, err := sc.ReceiveSubmission(req, labCourse{}, func(*wire.Terms) *wire.Receiver { return &wire.Receiver{MaxSize: 1 << 30} })
 				if err != nil {
 					o.err = err
 					return
@@ -157,14 +167,24 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 				o.sub = sub
 				o.err = sc.SendReceipt(&wire.Receipt{
 					ID: "000001", SID: sc.SID(), Serial: sc.PeerCertificate().SerialNumber.Bytes(),
+					Assignment: sub.Terms.Assignment, Original: sub.Original,
 					Name: sub.File.Name, Size: uint64(sub.File.Size), SHA256: sub.File.SHA256,
-					Received: uint64(time.Now().UnixMilli()),
+					Received: uint64(sub.Received.UnixMilli()), Version: 1,
 				})
 			}()
 		}
 	}()
 	return ln.Addr().String(), out
 }
+
+// labCourse serves the lab's assignment alone, with no times.
+type labCourse struct{}
+
+func (labCourse) Terms(_ string, req *wire.SubmitRequest, _ time.Time) (*wire.Terms, error) {
+	return &wire.Terms{Assignment: req.Assignment, MaxSize: 1 << 30}, nil
+}
+func (labCourse) History(string, string) ([]wire.HistoryItem, error)           { return nil, nil }
+func (labCourse) Assignments(string, time.Time) ([]wire.AssignmentItem, error) { return nil, nil }
 
 // startAdversary runs the adversary in front of upstream and reports each
 // connection's Report. It also returns the adversary's log.
@@ -222,7 +242,8 @@ func studentSeen(t *testing.T, addr string, root *x509.Certificate, suites []uin
 		return nil, err
 	}
 	defer sc.Close()
-	return sc.Submit("message.txt", bytes.NewReader(content), int64(len(content)), sha256.Sum256(content), session.SubmitOptions{})
+	r, _, err := sc.Submit(session.NewSubmitRequest("lab", "message.txt", int64(len(content)), sha256.Sum256(content)), bytes.NewReader(content), session.SubmitOptions{})
+	return r, err
 }
 
 // wait returns the next value of ch, or fails the test after testTimeout.

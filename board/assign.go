@@ -20,10 +20,6 @@ import (
 	"pkiboard/wire"
 )
 
-// LabID is the id of the one assignment a board without an assignments file
-// serves (PROTOCOL.md §5.4): always open, no times, any file.
-const LabID = "lab"
-
 // Limits of an assignment's fields, as the wire carries them (PROTOCOL.md
 // §5.4: Terms and Assignments).
 const (
@@ -62,11 +58,11 @@ type Assignment struct {
 	Quota int64
 }
 
-// Lab returns the implicit assignment of a board without an assignments
+// LabAssignmentOf returns the implicit assignment of a board without an assignments
 // file: id "lab", always open, no due or lock time, any file (empty ones
 // included) up to maxSize bytes, any number of versions.
-func Lab(maxSize int64) Assignment {
-	return Assignment{ID: LabID, Title: "the lab", MaxSize: maxSize, AllowEmpty: true}
+func LabAssignmentOf(maxSize int64) Assignment {
+	return Assignment{ID: LabAssignment, Title: "the lab", MaxSize: maxSize, AllowEmpty: true}
 }
 
 // Accepts reports whether original, a file's own name, matches one of the

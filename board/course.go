@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"pkiboard/session"
 	"pkiboard/wire"
 )
 
@@ -165,6 +166,8 @@ type Course struct {
 	assignments func() []Assignment
 }
 
+var _ session.Course = (*Course)(nil)
+
 // NewCourse returns the course of st whose assignments are those
 // assignments returns at each request (AssignmentsFile.Current, or a list of
 // one Lab).
@@ -190,6 +193,12 @@ func (c *Course) Terms(sid string, req *wire.SubmitRequest, now time.Time) (*wir
 		return nil, err
 	}
 	return t.Message(), nil
+}
+
+// History returns the receipts stored for sid, of assignment (every
+// assignment if ""), newest first, as the board signed them.
+func (c *Course) History(sid, assignment string) ([]wire.HistoryItem, error) {
+	return c.store.History(sid, assignment, wire.MaxHistoryItems)
 }
 
 // Assignments returns the assignments as sid sees them at now (PROTOCOL.md

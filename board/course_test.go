@@ -65,7 +65,7 @@ func TestDecideOrder(t *testing.T) {
 		{"versions left", testAssignment(), Standing{Versions: 2}, "a.pdf", 1000, t0, 0, ""},
 		{"quota", testAssignment(), Standing{Versions: 2, Stored: 1501}, "a.pdf", 1000, t0, wire.CodeQuotaExceeded, "2500 bytes"},
 		{"quota exactly", testAssignment(), Standing{Versions: 2, Stored: 1500}, "a.pdf", 1000, t0, 0, ""},
-		{"lab", &Assignment{ID: LabID, MaxSize: 10, AllowEmpty: true}, Standing{Versions: 1000}, "message.txt", 0, time.Unix(1, 0), 0, ""},
+		{"lab", &Assignment{ID: LabAssignment, MaxSize: 10, AllowEmpty: true}, Standing{Versions: 1000}, "message.txt", 0, time.Unix(1, 0), 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Decide(tc.a, "hw1", tc.st, tc.original, tc.size, tc.now)
@@ -125,7 +125,7 @@ func TestJudge(t *testing.T) {
 		{"exactly at lock: closed", a.TermsFor(nil), testLck, 0, true},
 		{"extension's end: on time", a.TermsFor(ext), ext.Until, 0, false},
 		{"1 ms after the extension's end: late by 1 ms", a.TermsFor(ext), ext.Until.Add(ms), ms, false},
-		{"no due time", (&Assignment{ID: LabID}).TermsFor(nil), time.Unix(1<<40, 0), 0, false},
+		{"no due time", (&Assignment{ID: LabAssignment}).TermsFor(nil), time.Unix(1<<40, 0), 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			late, err := tc.terms.Judge(tc.received)

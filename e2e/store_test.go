@@ -73,7 +73,8 @@ func submitFor(ctx context.Context, addr string, id identity, name string, conte
 		return nil, err
 	}
 	defer sc.Close()
-	return sc.Submit(name, bytes.NewReader(content), int64(len(content)), sha256.Sum256(content), session.SubmitOptions{})
+	r, _, err := sc.Submit(session.NewSubmitRequest("lab", name, int64(len(content)), sha256.Sum256(content)), bytes.NewReader(content), session.SubmitOptions{})
+	return r, err
 }
 
 // TestSQLite3ReadsLiveBoard runs the real sqlite3 shell, -readonly, on the

@@ -117,11 +117,16 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	h := &boardHandler{
 		store:      st,
-		course:     board.NewCourse(st, assignments),
 		limits:     b.Limits,
 		uploads:    board.UploadLimits{MaxSize: int64(b.MaxSubmission), PartialQuota: int64(b.PartialQuota)},
 		log:        log,
 		logContent: b.LogContent,
+	}
+	// Without an assignments file the board serves the lab's implicit
+	// assignment (PROTOCOL.md §5.4).
+	h.course = &board.Lab{Store: st, MaxSize: int64(b.MaxSubmission)}
+	if assignments != nil {
+		h.course = board.NewCourse(st, assignments)
 	}
 	current := id.renewer.Current()
 	h.session.Store(&session.ServerConfig{
@@ -193,8 +198,10 @@ func every(period time.Duration, fn func()) func(context.Context) {
 
 // boardHandler serves one student session per connection (PROTOCOL.md §5).
 type boardHandler struct {
-	store  *board.Store
-	course *board.Course // the assignments and the students' standing in them
+	store *board.Store
+	// course decides the terms of submissions and serves the history and
+	// the assignments (PROTOCOL.md §5.4).
+	course session.Course
 	// session is the session configuration in force: a renewal of the
 	// board's certificate swaps in one with the new certificate and key.
 	session atomic.Pointer[session.ServerConfig]
@@ -253,7 +260,39 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	sid := sc.SID()
 	log = log.With(logging.SID(sid))
 
-	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.uploads))
+	req, err := sc.ReadRequest()
+	if err != nil {
+		logSessionEnd(log, "no request", err)
+		return
+	}
+	var sreq *wire.SubmitRequest
+	switch req := req.(type) {
+	case *wire.HistoryRequest:
+		n, err := sc.ServeHistory(req, h.course)
+		if err != nil {
+			logSessionEnd(log, "history not sent", err)
+			return
+		}
+		logging.Step(log, 6, "history sent", zap.String("assignment", req.Assignment), zap.Int("receipts", n))
+		return
+	case *wire.AssignmentsRequest:
+		n, err := sc.ServeAssignments(h.course)
+		if err != nil {
+			logSessionEnd(log, "assignments not sent", err)
+			return
+		}
+		logging.Step(log, 6, "assignments sent", zap.Int("assignments", n))
+		return
+	case *wire.SubmitRequest:
+		sreq = req
+	}
+	sub, err := sc.ReceiveSubmission(sreq, h.course, func(terms *wire.Terms) *wire.Receiver {
+		limits := h.uploads
+		if terms.MaxSize != 0 && terms.MaxSize < uint64(limits.MaxSize) {
+			limits.MaxSize = int64(terms.MaxSize)
+		}
+		return h.store.Receiver(sid, limits)
+	})
 	if err != nil {
 		var refusal *wire.Refusal
 		if errors.As(err, &refusal) && refusal.Code == wire.CodeStorage {
@@ -280,8 +319,15 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 			"the board could not store your submission (%s); nothing was accepted; try again later", wire.StorageReason(err)))
 		return
 	}
-	fields := []zap.Field{zap.String("id", rec.ID), zap.String("name", rec.Name),
+	fields := []zap.Field{zap.String("id", rec.ID), zap.String("assignment", rec.Assignment),
+		zap.Uint32("version", rec.Version), zap.String("name", rec.Name),
 		zap.Int64("size", rec.Size), zap.String("sha256", fmt.Sprintf("%x", rec.SHA256)), zap.String("suite", rec.Suite)}
+	if rec.LateMS > 0 {
+		fields = append(fields, zap.Uint64("late_ms", rec.LateMS))
+	}
+	if rec.Original != rec.Name {
+		fields = append(fields, zap.String("original", rec.Original))
+	}
 	if rec.Resumed > 0 {
 		fields = append(fields, zap.Int64("resumed_from", rec.Resumed))
 	}

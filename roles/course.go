@@ -20,7 +20,7 @@ import (
 // defines now: those of board.assignments_file, or the implicit lab.
 func courseAssignments(b *config.BoardConfig) ([]board.Assignment, error) {
 	if b.AssignmentsFile == "" {
-		return []board.Assignment{board.Lab(int64(b.MaxSubmission))}, nil
+		return []board.Assignment{board.LabAssignmentOf(int64(b.MaxSubmission))}, nil
 	}
 	data, err := os.ReadFile(b.AssignmentsFile)
 	if err != nil {
@@ -35,11 +35,11 @@ func courseAssignments(b *config.BoardConfig) ([]board.Assignment, error) {
 
 // courseSource returns where the running board takes its assignments
 // from: board.assignments_file, loaded now (an invalid file is an error
-// that names its line) and read again whenever it changes, or the lab.
+// that names its line) and read again whenever it changes; nil without one
+// (the board serves the lab, board.Lab).
 func courseSource(b *config.BoardConfig, log *zap.Logger) (func() []board.Assignment, error) {
 	if b.AssignmentsFile == "" {
-		lab := []board.Assignment{board.Lab(int64(b.MaxSubmission))}
-		return func() []board.Assignment { return lab }, nil
+		return nil, nil
 	}
 	f, err := board.LoadAssignments(b.AssignmentsFile, int64(b.MaxSubmission), log)
 	if err != nil {

@@ -112,15 +112,16 @@ func checkSuccess(t *testing.T, p *testPKI, r result, content []byte, name strin
 
 	sum := sha256.Sum256(content)
 	sub := r.sub
-	want, err := Statement(sub.TranscriptHash, testSID, name, uint64(len(content)), sum)
+	want, err := Statement(sub.TranscriptHash, testSID, sub.TermsBody, name, name, uint64(len(content)), sum)
 	if err != nil || !bytes.Equal(sub.Statement, want) {
 		t.Errorf("Submission.Statement differs from Statement(...) (%v)", err)
 	}
-	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); err != nil {
+	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, testSID, sub.Statement, sub.Signature); err != nil {
 		t.Errorf("VerifyStatement: %v", err)
 	}
 	sum[0] ^= 1
-	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); !errors.Is(err, keys.ErrBadSignature) {
+	other, _ := Statement(sub.TranscriptHash, testSID, sub.TermsBody, name, name, uint64(len(content)), sum)
+	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, testSID, other, sub.Signature); !errors.Is(err, keys.ErrBadSignature) {
 		t.Errorf("VerifyStatement of another SHA-256: got %v, want keys.ErrBadSignature", err)
 	}
 }

@@ -233,7 +233,7 @@ func TestReplayedSession(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		o.sub, o.receive = conn.ReceiveSubmission(&wire.Receiver{MaxSize: 1 << 30})
+		o.sub, o.receive = receiveSubmission(conn, nil, &wire.Receiver{MaxSize: 1 << 30})
 	}()
 	nc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {

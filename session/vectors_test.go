@@ -69,9 +69,17 @@ func (s sessionSpec) file() string { return "session-" + s.name + ".json" }
 // status (board-status.json); the board's clock is 40 ms ahead of the
 // student's.
 var (
-	vecHelloTime    = time.Date(2026, 9, 1, 8, 15, 0, 250*1e6, time.UTC)
-	vecBoardTime    = vecHelloTime.Add(40 * time.Millisecond)
-	vecReceivedTime = vecHelloTime.Add(171 * time.Millisecond)
+	vecHelloTime = time.Date(2026, 9, 1, 8, 15, 0, 250*1e6, time.UTC)
+	vecBoardTime = vecHelloTime.Add(40 * time.Millisecond)
+	// vecReceivedTime is the board's clock when it reads SubmitEnd: the
+	// instant that counts, 51 s after the due time of vecTerms.
+	vecReceivedTime = vecBoardTime
+	// vecTerms are the terms of the vectors' assignment: opened a week
+	// before, due 51 s before the submission, locked a day after the due
+	// time, with an extension.
+	vecTerms = wire.Terms{Assignment: "hw1", Opens: uint64(vecHelloTime.Add(-7 * 24 * time.Hour).UnixMilli()),
+		Due: uint64(vecBoardTime.Add(-51 * time.Second).UnixMilli()), Lock: uint64(vecBoardTime.Add(24 * time.Hour).UnixMilli()),
+		Extended: true, MaxSize: 1 << 20}
 )
 
 const (
@@ -403,13 +411,14 @@ func (in sessionInputs) boardSide(nc net.Conn, cfg *ServerConfig) (*Submission, 
 		return nil, err
 	}
 	defer conn.Close()
-	sub, err := conn.ReceiveSubmission(&wire.Receiver{MaxSize: 1 << 20})
+	sub, err := receiveSubmission(conn, &testCourse{terms: vecTerms}, &wire.Receiver{MaxSize: 1 << 20})
 	if err != nil {
 		return nil, err
 	}
 	return sub, conn.SendReceipt(&wire.Receipt{
 		ID: in.ReceiptID, SID: conn.SID(), Serial: conn.PeerCertificate().SerialNumber.Bytes(),
-		Name: sub.File.Name, Size: uint64(sub.File.Size), SHA256: sub.File.SHA256, Received: in.ReceivedMS,
+		Assignment: sub.Terms.Assignment, Original: sub.Original, Name: sub.File.Name, Size: uint64(sub.File.Size),
+		SHA256: sub.File.SHA256, Received: uint64(sub.Received.UnixMilli()), Due: sub.Terms.Due, Late: sub.Late(), Version: 1,
 	})
 }
 
@@ -422,8 +431,8 @@ func (in sessionInputs) studentSide(nc net.Conn, cfg *ClientConfig) (*wire.Recei
 		return nil, nil, err
 	}
 	defer conn.Close()
-	sum := sha256.Sum256(in.FileContent)
-	r, err := conn.Submit(in.FileName, bytes.NewReader(in.FileContent), int64(len(in.FileContent)), sum, SubmitOptions{})
+	r, _, err := conn.Submit(NewSubmitRequest(vecTerms.Assignment, in.FileName, int64(len(in.FileContent)), sha256.Sum256(in.FileContent)),
+		bytes.NewReader(in.FileContent), SubmitOptions{})
 	if err != nil {
 		return nil, nil, err
 	}

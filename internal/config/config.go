@@ -144,6 +144,9 @@ type StudentConfig struct {
 	Suites          Suites      `toml:"suites"`
 	Parallel        int         `toml:"parallel"`
 	TokenFile       string      `toml:"token_file"`
+	// Assignment is the assignment the student submits to (--assignment
+	// overrides); "lab", the lab's implicit one, by default.
+	Assignment string `toml:"assignment"`
 
 	Timeout Duration `toml:"timeout"`
 }
@@ -207,6 +210,7 @@ func Default() *Config {
 			KeyAlgorithm: "ecdsa-p256",
 			Suites:       Suites{Suite(session.SuiteAES256CTRHMACSHA256)},
 			Parallel:     1,
+			Assignment:   "lab",
 			Timeout:      Duration(60 * time.Second),
 		},
 	}
