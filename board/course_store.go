@@ -312,3 +312,76 @@ func activeVersion(latest int, lastReceived string, m mark) int {
 	}
 	return latest
 }
+
+// Submitted is a stored submission to an assignment, and whether it is the
+// student's version that counts (the rule of Standing's Active).
+type Submitted struct {
+	Record
+	Active bool
+}
+
+// Submissions returns the submissions to assignment (of sid only, if it is
+// not ""), by SID and then version, each marked if it is the active one of
+// its student.
+func (s *Store) Submissions(assignment, sid string) ([]Submitted, error) {
+	var out []Submitted
+	err := s.db.View(func(tx *sql.Tx) error {
+		rows, err := tx.Query(`SELECT `+columns+` FROM submissions WHERE assignment = ? AND (? = '' OR sid = ?)
+			ORDER BY sid, version`, assignment, sid, sid)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r, err := scanRecord(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, Submitted{Record: r})
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		marks, err := activeMarks(tx, `WHERE assignment = ? AND (? = '' OR sid = ?)`, assignment, sid, sid)
+		if err != nil {
+			return err
+		}
+		markActive(out, marks)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("board: the submissions to %s: %w", assignment, err)
+	}
+	return out, nil
+}
+
+// markActive sets Active on the version that counts of each student in
+// subs, which are by SID and then version.
+func markActive(subs []Submitted, marks map[string]mark) {
+	for i := 0; i < len(subs); {
+		j, last := i, ""
+		for ; j < len(subs) && subs[j].SID == subs[i].SID; j++ {
+			if r := subs[j].Received.UTC().Format(receivedLayout); r > last {
+				last = r
+			}
+		}
+		v := activeVersion(int(subs[j-1].Version), last, marks[subs[i].SID])
+		for k := i; k < j; k++ {
+			subs[k].Active = int(subs[k].Version) == v
+		}
+		i = j
+	}
+}
+
+// CountedOf returns the version that counts of each student in subs (as
+// Submissions returns them), for ProgressOf.
+func CountedOf(subs []Submitted) []Counted {
+	var out []Counted
+	for _, s := range subs {
+		if s.Active {
+			out = append(out, Counted{SID: s.SID, Version: int(s.Version), Received: s.Received,
+				Late: time.Duration(s.LateMS) * time.Millisecond})
+		}
+	}
+	return out
+}
