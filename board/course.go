@@ -82,12 +82,21 @@ func Decide(a *Assignment, id string, st Standing, original string, size int64, 
 		return t, wire.Refusef(wire.CodeEmptyFile, "the file %q is empty and assignment %q does not accept empty files: submit your work", original, a.ID)
 	case size > a.MaxSize:
 		return t, wire.Refusef(wire.CodeFileTooLarge, "the file %q of %d bytes is larger than assignment %q accepts, %d bytes: submit a smaller file", original, size, a.ID, a.MaxSize)
-	case a.MaxVersions > 0 && st.Versions >= a.MaxVersions:
-		return t, wire.Refusef(wire.CodeTooManyVersions, "you have made %d submissions to assignment %q, its maximum: ask the course staff if one must be replaced", st.Versions, a.ID)
-	case a.Quota > 0 && st.Stored+size > a.Quota:
-		return t, wire.Refusef(wire.CodeQuotaExceeded, "your %d submissions to assignment %q hold %d bytes; %d more would pass its storage of %d bytes per student: ask the course staff", st.Versions, a.ID, st.Stored, size, a.Quota)
 	}
-	return t, nil
+	return t, a.room(st.Versions, st.Stored, size)
+}
+
+// room refuses one more submission of size bytes by a student who has made
+// versions submissions holding stored bytes: too-many-versions past
+// MaxVersions, quota-exceeded past Quota.
+func (a *Assignment) room(versions int, stored, size int64) error {
+	switch {
+	case a.MaxVersions > 0 && versions >= a.MaxVersions:
+		return wire.Refusef(wire.CodeTooManyVersions, "you have made %d submissions to assignment %q, its maximum: ask the course staff if one must be replaced", versions, a.ID)
+	case a.Quota > 0 && stored+size > a.Quota:
+		return wire.Refusef(wire.CodeQuotaExceeded, "your %d submissions to assignment %q hold %d bytes; %d more would pass its storage of %d bytes per student: ask the course staff", versions, a.ID, stored, size, a.Quota)
+	}
+	return nil
 }
 
 // Locked reports whether a submission received at now is refused: at or
@@ -170,9 +179,28 @@ var _ session.Course = (*Course)(nil)
 
 // NewCourse returns the course of st whose assignments are those
 // assignments returns at each request (AssignmentsFile.Current, or a list of
-// one Lab).
+// one Lab). It has st's Commit check the assignment's versions and quota
+// again (Admit), under its lock of the student's assignment.
 func NewCourse(st *Store, assignments func() []Assignment) *Course {
-	return &Course{store: st, assignments: assignments}
+	c := &Course{store: st, assignments: assignments}
+	admit := c.Admit
+	st.admit.Store(&admit)
+	return c
+}
+
+// Admit is the check of max_versions and quota at the commit: Terms checked
+// them at the request, but two sessions of one student may both have passed
+// there; the commits of one student to one assignment are serialized, and
+// the second is refused here with the same code. versions and stored are her
+// submissions to assignment stored so far and their bytes; size is the new
+// one's. An assignment removed since the request is admitted (its terms
+// were announced).
+func (c *Course) Admit(assignment string, versions int, stored, size int64) error {
+	a := find(c.assignments(), assignment)
+	if a == nil {
+		return nil
+	}
+	return a.room(versions, stored, size)
 }
 
 // Terms decides student sid's SubmitRequest at now (Decide, PROTOCOL.md

@@ -269,3 +269,55 @@ func TestCourseAssignments(t *testing.T) {
 		t.Errorf("s2 sees %s, want %s", strings.Join(ids, " "), want)
 	}
 }
+
+// TestCommitRechecksVersionsAndQuota: two sessions of one student may both
+// pass Terms with one version left; the commits serialize, and the second
+// is refused at its commit with the code Terms would give, its upload
+// discarded and nothing stored.
+func TestCommitRechecksVersionsAndQuota(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		a     Assignment
+		sizes [2]int
+		want  wire.Code
+	}{
+		{"versions", Assignment{ID: "hw1", MaxSize: 1000, MaxVersions: 1}, [2]int{10, 10}, wire.CodeTooManyVersions},
+		{"quota", Assignment{ID: "hw1", MaxSize: 1000, Quota: 15}, [2]int{10, 10}, wire.CodeQuotaExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := t0
+			s := openAt(t, &now)
+			c := NewCourse(s, func() []Assignment { return []Assignment{tc.a} })
+			var subs [2]*Record
+			var ins [2]*wire.Received
+			for i, n := range tc.sizes {
+				// Both requests are decided before either commits.
+				req := &wire.SubmitRequest{Assignment: "hw1", Original: "a.pdf", Name: "a.pdf", Size: uint64(n)}
+				if _, err := c.Terms("s1", req, now); err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				ins[i] = receive(t, s, "s1", "a.pdf", make([]byte, n))
+			}
+			terms := tc.a.TermsFor(nil).Message()
+			body, _ := terms.Body()
+			var errs [2]error
+			for i := range ins {
+				sub := submission(t, "s1", ins[i])
+				sub.Terms, sub.TermsBody, sub.Request.Assignment = terms, body, "hw1"
+				subs[i], errs[i] = s.Commit(sub, "", testBoard(t).sign)
+			}
+			if errs[0] != nil || subs[0].Version != 1 {
+				t.Fatalf("the first commit: %v", errs[0])
+			}
+			if code := codeOf(errs[1]); code != tc.want {
+				t.Fatalf("the second commit: %v, want code %d", errs[1], tc.want)
+			}
+			if st, err := s.Standing("hw1", "s1"); err != nil || st.Versions != 1 {
+				t.Errorf("standing after the refused commit: %+v, %v", st, err)
+			}
+			if n, err := s.RemoveOrphans(); err != nil || n != 0 {
+				t.Errorf("the refused commit left %d content files (%v)", n, err)
+			}
+		})
+	}
+}

@@ -178,6 +178,9 @@ type Store struct {
 	// versions serializes the commits of one student to one assignment,
 	// which number her versions; others run concurrently.
 	versions keyedMutex
+	// admit, if set, checks under that lock that one more submission fits
+	// the assignment's versions and quota (Course.Admit).
+	admit atomic.Pointer[func(assignment string, versions int, stored, size int64) error]
 }
 
 // ErrBoltStore is the refusal of a board.db written by a pkiboard that kept
@@ -359,13 +362,18 @@ func (s *Store) Commit(sub *session.Submission, peer string, sign func(*wire.Rec
 	rec := newRecord(sub, peer)
 	unlock := s.versions.lock(rec.Assignment + "\x00" + rec.SID)
 	defer unlock()
-	var last int64
+	var last, count, stored int64
 	err := s.db.View(func(tx *sql.Tx) error {
-		return tx.QueryRow("SELECT coalesce(max(version), 0) FROM submissions WHERE assignment = ? AND sid = ?",
-			rec.Assignment, rec.SID).Scan(&last)
+		return tx.QueryRow("SELECT coalesce(max(version), 0), count(*), coalesce(sum(size), 0) FROM submissions WHERE assignment = ? AND sid = ?",
+			rec.Assignment, rec.SID).Scan(&last, &count, &stored)
 	})
 	if err != nil {
 		return fail("", "board: number the submission of %s: %w", rec.SID, err)
+	}
+	if admit := s.admit.Load(); admit != nil {
+		if err := (*admit)(rec.Assignment, int(count), stored, rec.Size); err != nil {
+			return fail("", "board: the submission of %s to %q: %w", rec.SID, rec.Assignment, err)
+		}
 	}
 	if last >= 1<<32-1 {
 		return fail("", "board: the submission of %s to %q would be version %d", rec.SID, rec.Assignment, last+1)

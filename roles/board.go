@@ -313,6 +313,13 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	// commits the submission with the receipt; only then is it sent, as
 	// stored.
 	rec, err := h.store.Commit(sub, peer, sc.SignReceipt)
+	var refusal *wire.Refusal
+	if errors.As(err, &refusal) {
+		// Another session of hers committed first (Course.Admit).
+		logSessionEnd(log, "submission refused at commit", err)
+		wire.Answer(sc, refusal) //nolint:errcheck // closing
+		return
+	}
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
 		wire.Answer(sc, wire.Refusef(wire.CodeStorage, //nolint:errcheck // closing
