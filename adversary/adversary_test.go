@@ -393,7 +393,7 @@ func TestSearchFindsPlaintext(t *testing.T) {
 func TestTamper(t *testing.T) {
 	o := run(t, scenario{attack: Tamper})
 	o.wantRefused(t, "board", wire.CodeBadRecordMAC)
-	o.wantAction(t, "flipped bit 3 of byte 17 of the ciphertext of record 1 (Data")
+	o.wantAction(t, "flipped bit 3 of byte 17 of the ciphertext of record 2 (Data")
 	if code, _ := codeOf(o.studentErr); code != wire.CodeBadRecordMAC {
 		t.Errorf("student: got %v, want the board's bad-record-mac", o.studentErr)
 	}
@@ -412,7 +412,7 @@ func TestTruncate(t *testing.T) {
 func TestReorder(t *testing.T) {
 	o := run(t, scenario{attack: Reorder, content: report(testSID)})
 	o.wantRefused(t, "board", wire.CodeBadRecordMAC)
-	o.wantAction(t, "swapped records 1 and 2 (both Data)")
+	o.wantAction(t, "swapped records 2 and 3 (both Data)")
 }
 
 // TestReplay replays a recorded session: the board remembers the hello of a

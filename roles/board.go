@@ -265,10 +265,14 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 		logSessionEnd(log, "no request", err)
 		return
 	}
+	course := h.course
+	if course == nil {
+		course = &board.Lab{Store: h.store, MaxSize: h.uploads.MaxSize}
+	}
 	var sreq *wire.SubmitRequest
 	switch req := req.(type) {
 	case *wire.HistoryRequest:
-		n, err := sc.ServeHistory(req, h.course)
+		n, err := sc.ServeHistory(req, course)
 		if err != nil {
 			logSessionEnd(log, "history not sent", err)
 			return
@@ -276,7 +280,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 		logging.Step(log, 6, "history sent", zap.String("assignment", req.Assignment), zap.Int("receipts", n))
 		return
 	case *wire.AssignmentsRequest:
-		n, err := sc.ServeAssignments(h.course)
+		n, err := sc.ServeAssignments(course)
 		if err != nil {
 			logSessionEnd(log, "assignments not sent", err)
 			return
@@ -286,7 +290,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	case *wire.SubmitRequest:
 		sreq = req
 	}
-	sub, err := sc.ReceiveSubmission(sreq, h.course, func(terms *wire.Terms) *wire.Receiver {
+	sub, err := sc.ReceiveSubmission(sreq, course, func(terms *wire.Terms) *wire.Receiver {
 		limits := h.uploads
 		if terms.MaxSize != 0 && terms.MaxSize < uint64(limits.MaxSize) {
 			limits.MaxSize = int64(terms.MaxSize)

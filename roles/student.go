@@ -73,6 +73,9 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 	if assignment == "" {
 		assignment = s.Assignment
 	}
+	if assignment == "" {
+		assignment = board.LabAssignment
+	}
 	c, err := prepareContent(opts, assignment)
 	if err != nil {
 		return fmt.Errorf("student: %w", err)
@@ -363,7 +366,15 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 	body, size, sum := st.content.forSID(sid)
 	bar := newProgress(sid, size, st.content.report != nil)
 	var resumed int64
-	req := session.NewSubmitRequest(st.assignment, st.content.original, size, sum)
+	assignment := st.assignment
+	if assignment == "" {
+		assignment = board.LabAssignment
+	}
+	original := st.content.original
+	if original == "" {
+		original = st.content.name
+	}
+	req := session.NewSubmitRequest(assignment, original, size, sum)
 	receipt, _, err := sc.Submit(req, body, session.SubmitOptions{
 		OnTerms: func(t *wire.Terms) error {
 			st.out.printf("%s %s\n", sid, termsStatement(t))

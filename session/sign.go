@@ -125,14 +125,17 @@ func VerifyReceipt(r *wire.Receipt, board, root *x509.Certificate, now time.Time
 	if r == nil {
 		return errors.New("session: verifying a receipt: the receipt is required")
 	}
-	if late := LateBy(r.Received, r.Due); r.Late != late {
-		return fmt.Errorf("session: the receipt says late by %d ms, but received %d and due %d make %d ms", r.Late, r.Received, r.Due, late)
-	}
 	msg, err := ReceiptSignedBytes(r)
 	if err != nil {
 		return err
 	}
-	return verifyReceipt(r.Received, r.BoardCertSHA256, msg, r.Signature, board, root, now)
+	if err := verifyReceipt(r.Received, r.BoardCertSHA256, msg, r.Signature, board, root, now); err != nil {
+		return err
+	}
+	if late := LateBy(r.Received, r.Due); r.Late != late {
+		return fmt.Errorf("session: the receipt says late by %d ms, but received %d and due %d make %d ms", r.Late, r.Received, r.Due, late)
+	}
+	return nil
 }
 
 // VerifyReceiptV2 is VerifyReceipt for a receipt of version 2.
