@@ -263,6 +263,13 @@ func receiptFileOf(rec *board.Record) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the stored board certificate of %s: %w", rec.ID, err)
 	}
+	if rec.ReceiptVersion == wire.ReceiptVersion2 {
+		r, err := rec.ReceiptV2Message()
+		if err != nil {
+			return nil, err
+		}
+		return session.MarshalReceiptFileV2(r, boardCert)
+	}
 	r, err := rec.ReceiptMessage()
 	if err != nil {
 		return nil, err
