@@ -138,7 +138,7 @@ lock = %q
 	}
 	for _, tc := range []struct {
 		assignment string
-		want       [6]int // roster, on time, late, missing, extended, off the roster
+		want       [6]int            // roster, on time, late, missing, extended, off the roster
 		status     map[string]string // SID → status; the others missing
 		version    map[string]int
 	}{
