@@ -407,3 +407,18 @@ func (c *Conn) Assignments() ([]wire.AssignmentItem, error) {
 	}
 	return a.Items, nil
 }
+
+// ReceiptFile returns the receipt file (PROTOCOL.md §5.5) of the entry's
+// receipt, of version 3 or 2 as the receipt is: the file the student saved
+// when she submitted it, byte for byte, since both are built from the
+// receipt's signed fields and the board certificate that signed it.
+func (e *HistoryEntry) ReceiptFile() ([]byte, error) {
+	switch {
+	case e.Board == nil:
+	case e.Receipt != nil:
+		return MarshalReceiptFile(e.Receipt, e.Board)
+	case e.ReceiptV2 != nil:
+		return MarshalReceiptFileV2(e.ReceiptV2, e.Board)
+	}
+	return nil, errors.New("session: the history entry holds no receipt that could be read")
+}
