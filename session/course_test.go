@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -344,7 +345,9 @@ func TestStudentChecksReceiptTerms(t *testing.T) {
 // TestHistoryAsStored checks that the board's history sends each receipt
 // byte for byte as the course holds it, in records of at most
 // wire.MaxRecordBody bytes, and that the student checks each: a receipt of
-// another student, or that does not verify, is named, the others kept.
+// another student, one that does not verify, or one dated after her clock
+// by more than the hello window, is named, the others kept — those a board
+// whose clock is ahead of hers signed a moment ago among them.
 func TestHistoryAsStored(t *testing.T) {
 	p := pki(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
@@ -385,8 +388,11 @@ func TestHistoryAsStored(t *testing.T) {
 			r := &wire.Receipt{ID: fmt.Sprintf("%06d", n-i), SID: testSID,
 				Serial: p.students["p256"].leaf().SerialNumber.Bytes(), Assignment: "lab", Original: "f.txt", Name: "f.txt",
 				Size: 1, Received: uint64(now.Add(-time.Duration(i) * time.Minute).UnixMilli()), Version: uint32(n - i)}
-			if i == 3 {
+			switch i {
+			case 3:
 				r.SID = "someone else"
+			case 7: // dated after the student's clock, by more than the hello window
+				r.Received = uint64(now.Add(DefaultHelloWindow - 2*time.Minute + time.Second).UnixMilli())
 			}
 			body := sign(r)
 			if i == 5 {
@@ -409,7 +415,10 @@ func TestHistoryAsStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	// The student's clock is two minutes behind the board's: the newest
+	// receipts are dated after her now, within the hello window.
 	cc := p.clientConfig("p256")
+	cc.Now = func() time.Time { return time.Now().Add(-2 * time.Minute) }
 	conn, err := Client(studentWire(nc), cc)
 	if err != nil {
 		t.Fatal(err)
@@ -428,7 +437,7 @@ func TestHistoryAsStored(t *testing.T) {
 		if !bytes.Equal(e.Item.Receipt, want[i]) {
 			t.Errorf("receipt %d is not byte for byte the stored one", i)
 		}
-		bad := i == 3 || i == 5
+		bad := i == 3 || i == 5 || i == 7
 		if (e.Err != nil) != bad {
 			t.Errorf("receipt %d: error %v, want one: %v", i, e.Err, bad)
 		}
@@ -482,6 +491,88 @@ func TestPackHistory(t *testing.T) {
 				m, err := wire.Marshal(r)
 				if err != nil || len(m)-1 > wire.MaxRecordBody {
 					t.Errorf("record %d: %d bytes (%v), want at most %d", i, len(m)-1, err, wire.MaxRecordBody)
+				}
+			}
+		})
+	}
+}
+
+// assignmentsCourse serves a list of assignments.
+type assignmentsCourse struct {
+	testCourse
+	items []wire.AssignmentItem
+}
+
+func (c *assignmentsCourse) Assignments(string, time.Time) ([]wire.AssignmentItem, error) {
+	return c.items, nil
+}
+
+// TestAssignmentsInOneRecord checks that the board's Assignments is one
+// record of at most wire.MaxRecordBody bytes and 255 items (PROTOCOL.md
+// §5.4): a longer list is cut at the last item that fits, in order.
+func TestAssignmentsInOneRecord(t *testing.T) {
+	p := pki(t)
+	long := strings.Repeat("x", wire.MaxTitleLen)
+	largest := func(i int) wire.AssignmentItem {
+		return wire.AssignmentItem{ID: fmt.Sprintf("%064d", i), Title: long, Patterns: long, MaxSize: 1}
+	}
+	smallest := func(i int) wire.AssignmentItem { return wire.AssignmentItem{ID: fmt.Sprint(i)} }
+	for _, tt := range []struct {
+		name string
+		make func(int) wire.AssignmentItem
+		n    int
+		want int
+	}{
+		{"the largest items: 30 fit", largest, 40, 30},
+		{"small items: 255 fit", smallest, 300, 255},
+		{"a few", smallest, 3, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			course := &assignmentsCourse{}
+			for i := range tt.n {
+				course.items = append(course.items, tt.make(i))
+			}
+			ln := listen(t)
+			sent := make(chan int, 1)
+			go func() {
+				nc, err := ln.Accept()
+				if err != nil {
+					sent <- -1
+					return
+				}
+				defer wire.LingerClose(nc, 2*time.Second, math.MaxInt64)
+				conn, err := Server(boardWire(nc), p.serverConfig())
+				if err != nil {
+					sent <- -1
+					return
+				}
+				defer conn.Close()
+				if _, err := conn.ReadRequest(); err != nil {
+					sent <- -1
+					return
+				}
+				n, _ := conn.ServeAssignments(course)
+				sent <- n
+			}()
+			nc, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			conn, err := Client(studentWire(nc), p.clientConfig("p256"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			items, err := conn.Assignments()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := <-sent; n != tt.want || len(items) != tt.want {
+				t.Fatalf("the board sent %d, the student read %d; want %d", n, len(items), tt.want)
+			}
+			for i, it := range items {
+				if it.ID != course.items[i].ID {
+					t.Fatalf("item %d is %q, want %q: the first that fit, in order", i, it.ID, course.items[i].ID)
 				}
 			}
 		})
