@@ -400,6 +400,66 @@ the config's role. It fails when that daemon is not running.`,
 			},
 		},
 		{
+			Name:      "history",
+			Category:  "student",
+			Usage:     "list your submissions on the board and recover their receipt files",
+			UsageText: "pkiboard history --sid SID [--assignment ID] [--out DIR]",
+			Description: `Opens an authenticated session with the board as SID (reusing, renewing or
+enrolling SID's certificate in student.data_dir as the student role does) and asks
+for SID's submissions, newest first: every assignment's, or --assignment's. Each
+receipt is checked as at submission (signed by a board certificate the root issued,
+for SID, not dated after this machine's clock) and written as its receipt file,
+<id>.json, into DIR (default: student.data_dir/SID/receipts, where the student role
+saves them): a receipt file deleted or lost is recovered byte for byte. A file
+already there with other content is kept and the receipt written beside it. Exits
+non-zero if any receipt the board sent is not evidence.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID`"},
+				&cli.StringFlag{Name: "assignment", Usage: "only the submissions to assignment `ID`"},
+				&cli.StringFlag{Name: "out", Usage: "write the receipt files into `DIR` (default student.data_dir/SID/receipts)"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "student")
+				if err != nil {
+					return err
+				}
+				log, err := newLogger(cfg, "history")
+				if err != nil {
+					return err
+				}
+				defer log.Sync() //nolint:errcheck // stderr may not support sync
+				return roles.RunHistory(c.Context, cfg, log, roles.HistoryOptions{
+					SID: c.String("sid"), Assignment: c.String("assignment"), OutDir: c.String("out"), Out: os.Stdout,
+				})
+			},
+		},
+		{
+			Name:      "assignments",
+			Category:  "student",
+			Usage:     "list the board's assignments as they are for you",
+			UsageText: "pkiboard assignments --sid SID",
+			Description: `Opens an authenticated session with the board as SID (as pkiboard history does)
+and lists the assignments open now or opening later, and those locked that hold a
+submission of SID's, by due time: their times as they apply to SID (an extension's
+included), the files each accepts, how many times SID submitted to it and which
+version counts. A board without assignments lists the lab's, "lab".`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID`"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "student")
+				if err != nil {
+					return err
+				}
+				log, err := newLogger(cfg, "assignments")
+				if err != nil {
+					return err
+				}
+				defer log.Sync() //nolint:errcheck // stderr may not support sync
+				return roles.RunAssignments(c.Context, cfg, log, roles.AssignmentsOptions{SID: c.String("sid"), Out: os.Stdout})
+			},
+		},
+		{
 			Name:      "verify-receipt",
 			Category:  "student",
 			Usage:     "check a receipt offline against the root certificate",

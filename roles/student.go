@@ -318,51 +318,11 @@ type submitted struct {
 // submit opens one session with the board as sid and submits: steps 3 to 6.
 // setupCtx bounds the session; cancelling ctx closes it.
 func (st *student) submit(ctx, setupCtx context.Context, sid string, id *studentID) (*submitted, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(setupCtx, "tcp", st.cfg.BoardAddr)
+	sc, done, err := st.session(ctx, setupCtx, sid, id)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
-	}
-	timeout := st.cfg.Timeout.D()
-	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: timeout, WriteTimeout: timeout})
-	if dl, ok := setupCtx.Deadline(); ok {
-		wc.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	defer stop()
-	seen, err := st.seen.highest(id.root)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
-	sc, err := session.Client(wc, &session.ClientConfig{
-		SID:          sid,
-		Certificate:  id.cert,
-		Key:          id.key,
-		Root:         id.root,
-		BoardName:    st.cfg.BoardName,
-		MinCRLNumber: seen,
-		Suites:       st.suites,
-	})
-	if err != nil {
-		var refusal *wire.Refusal
-		if he := (*session.HandshakeError)(nil); errors.As(err, &he) && errors.As(he.Err, &refusal) {
-			logging.Step(st.log, 5, "board not accepted; session refused", logging.SID(sid),
-				zap.Stringer("code", refusal.Code), zap.String("reason", refusal.Text))
-		}
-		return nil, err
-	}
-	defer sc.Close()
-	status := sc.BoardStatus()
-	logging.Step(st.log, 5, "board verified; session key recovered", logging.SID(sid),
-		zap.String("board", sc.PeerCertificate().Subject.CommonName),
-		zap.Uint64("crl_number", status.CRLNumber),
-		zap.String("suite", session.SuiteName(sc.Suite())))
-	if err := st.seen.saw(id.root, status.CRLNumber); err != nil {
-		st.log.Warn("could not remember the board status's CRL number; an older status would not be refused next time",
-			logging.SID(sid), zap.Error(err))
-	}
-
+	defer done()
 	body, size, sum := st.content.forSID(sid)
 	bar := newProgress(sid, size, st.content.report != nil)
 	var resumed int64
@@ -394,6 +354,58 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 		return nil, err
 	}
 	return &submitted{receipt: receipt, board: sc.PeerCertificate(), resumed: resumed}, nil
+}
+
+// session opens a session with the board as sid: steps 3 to 5, the board's
+// certificate and status checked. setupCtx bounds the session; cancelling
+// ctx closes it; done closes it and must be called once the session is
+// over.
+func (st *student) session(ctx, setupCtx context.Context, sid string, id *studentID) (sc *session.Conn, done func(), err error) {
+	var d net.Dialer
+	nc, err := d.DialContext(setupCtx, "tcp", st.cfg.BoardAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
+	}
+	timeout := st.cfg.Timeout.D()
+	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: timeout, WriteTimeout: timeout})
+	if dl, ok := setupCtx.Deadline(); ok {
+		wc.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	seen, err := st.seen.highest(id.root)
+	if err != nil {
+		stop()
+		nc.Close()
+		return nil, nil, err
+	}
+	sc, err = session.Client(wc, &session.ClientConfig{
+		SID:          sid,
+		Certificate:  id.cert,
+		Key:          id.key,
+		Root:         id.root,
+		BoardName:    st.cfg.BoardName,
+		MinCRLNumber: seen,
+		Suites:       st.suites,
+	})
+	if err != nil {
+		stop()
+		var refusal *wire.Refusal
+		if he := (*session.HandshakeError)(nil); errors.As(err, &he) && errors.As(he.Err, &refusal) {
+			logging.Step(st.log, 5, "board not accepted; session refused", logging.SID(sid),
+				zap.Stringer("code", refusal.Code), zap.String("reason", refusal.Text))
+		}
+		return nil, nil, err
+	}
+	status := sc.BoardStatus()
+	logging.Step(st.log, 5, "board verified; session key recovered", logging.SID(sid),
+		zap.String("board", sc.PeerCertificate().Subject.CommonName),
+		zap.Uint64("crl_number", status.CRLNumber),
+		zap.String("suite", session.SuiteName(sc.Suite())))
+	if err := st.seen.saw(id.root, status.CRLNumber); err != nil {
+		st.log.Warn("could not remember the board status's CRL number; an older status would not be refused next time",
+			logging.SID(sid), zap.Error(err))
+	}
+	return sc, func() { sc.Close(); stop() }, nil
 }
 
 // retryBusy runs attempt until it succeeds, fails other than by a busy

@@ -371,7 +371,7 @@ func (c *Conn) checkHistoryItem(it wire.HistoryItem, assignment string) HistoryE
 			e.Err = fmt.Errorf("it is for assignment %q, not %q", r.Assignment, assignment)
 			return e
 		}
-		err = VerifyReceipt(r, board, c.root, c.now())
+		err = VerifyReceipt(r, board, c.root, c.historyNow())
 	default:
 		r := new(wire.ReceiptV2)
 		if err := wire.UnmarshalBodyOf(r, it.Receipt); err != nil {
@@ -379,7 +379,7 @@ func (c *Conn) checkHistoryItem(it wire.HistoryItem, assignment string) HistoryE
 			return e
 		}
 		e.ReceiptV2, sid = r, r.SID
-		err = VerifyReceiptV2(r, board, c.root, c.now())
+		err = VerifyReceiptV2(r, board, c.root, c.historyNow())
 	}
 	if err == nil && sid != c.sid {
 		err = fmt.Errorf("it is for SID %q, not %q", sid, c.sid)
@@ -387,6 +387,13 @@ func (c *Conn) checkHistoryItem(it wire.HistoryItem, assignment string) HistoryE
 	e.Err = err
 	return e
 }
+
+// historyNow is the latest time a receipt of the history may be dated
+// (PROTOCOL.md §5.4): the student's clock, plus DefaultHelloWindow, the
+// difference between her clock and the board's that the handshake allows —
+// a receipt the board signed a moment ago by a clock a little ahead of hers
+// is not dated in her future.
+func (c *Conn) historyNow() time.Time { return c.now().Add(DefaultHelloWindow) }
 
 // Assignments asks the board for the assignments as they are for the
 // student (PROTOCOL.md §5.4).
@@ -406,4 +413,19 @@ func (c *Conn) Assignments() ([]wire.AssignmentItem, error) {
 		return nil, fmt.Errorf("session: reading the assignments: %w", err)
 	}
 	return a.Items, nil
+}
+
+// ReceiptFile returns the receipt file (PROTOCOL.md §5.5) of the entry's
+// receipt, of version 3 or 2 as the receipt is: the file the student saved
+// when she submitted it, byte for byte, since both are built from the
+// receipt's signed fields and the board certificate that signed it.
+func (e *HistoryEntry) ReceiptFile() ([]byte, error) {
+	switch {
+	case e.Board == nil:
+	case e.Receipt != nil:
+		return MarshalReceiptFile(e.Receipt, e.Board)
+	case e.ReceiptV2 != nil:
+		return MarshalReceiptFileV2(e.ReceiptV2, e.Board)
+	}
+	return nil, errors.New("session: the history entry holds no receipt that could be read")
 }

@@ -492,6 +492,10 @@ type scenario struct {
 	// beforeReceipt, if set, may change the board's Conn before it signs the
 	// receipt: tests use it to play a board that names another certificate.
 	beforeReceipt func(*Conn)
+	// receipt, if set, changes the receipt's fields before the board signs
+	// it: tests use it to play a board that signs what the student did not
+	// send or was not told.
+	receipt func(*wire.Receipt)
 }
 
 // runSession runs a student and a board through a handshake and a submission
@@ -534,7 +538,7 @@ func runSession(t *testing.T, sc scenario) result {
 		if sc.beforeReceipt != nil {
 			sc.beforeReceipt(conn)
 		}
-		out.err = conn.SendReceipt(&wire.Receipt{
+		receipt := &wire.Receipt{
 			ID:         "sub-0001",
 			SID:        conn.SID(),
 			Serial:     conn.PeerCertificate().SerialNumber.Bytes(),
@@ -547,7 +551,11 @@ func runSession(t *testing.T, sc scenario) result {
 			Due:        sub.Terms.Due,
 			Late:       sub.Late(),
 			Version:    1,
-		})
+		}
+		if sc.receipt != nil {
+			sc.receipt(receipt)
+		}
+		out.err = conn.SendReceipt(receipt)
 	}()
 
 	addr := ln.Addr().String()
