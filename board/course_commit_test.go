@@ -9,10 +9,10 @@ import (
 	"pkiboard/wire"
 )
 
-// commitTo receives content as original for sid and commits it through
+// commitTerms receives content as original for sid and commits it through
 // Commit under terms, received at received: a row as a session of version 3
 // stores it.
-func commitTo(t *testing.T, s *Store, sid string, terms Terms, original string, content []byte, received time.Time) *Record {
+func commitTerms(t *testing.T, s *Store, sid string, terms Terms, original string, content []byte, received time.Time) *Record {
 	t.Helper()
 	in := receive(t, s, sid, wire.SafeName(original, "report"), content)
 	sub := submission(t, sid, in)
@@ -63,10 +63,10 @@ func TestStandingAndActivate(t *testing.T) {
 		}
 	}
 	check("none", Standing{})
-	commitTo(t, s, "s1", terms, "a.pdf", []byte("0123456789"), t0.Add(time.Hour))
-	r2 := commitTo(t, s, "s1", terms, "a.pdf", []byte("01234567890123456789"), t0.Add(2*time.Hour))
-	commitTo(t, s, "s2", terms, "a.pdf", []byte("x"), t0.Add(2*time.Hour))
-	commitTo(t, s, "s1", Terms{Assignment: "hw2"}, "b.pdf", []byte("other"), t0.Add(2*time.Hour))
+	commitTerms(t, s, "s1", terms, "a.pdf", []byte("0123456789"), t0.Add(time.Hour))
+	r2 := commitTerms(t, s, "s1", terms, "a.pdf", []byte("01234567890123456789"), t0.Add(2*time.Hour))
+	commitTerms(t, s, "s2", terms, "a.pdf", []byte("x"), t0.Add(2*time.Hour))
+	commitTerms(t, s, "s1", Terms{Assignment: "hw2"}, "b.pdf", []byte("other"), t0.Add(2*time.Hour))
 	if r2.Version != 2 {
 		t.Fatalf("the second commit is version %d, want 2", r2.Version)
 	}
@@ -92,7 +92,7 @@ func TestStandingAndActivate(t *testing.T) {
 		t.Error("Activate without an actor was accepted")
 	}
 	// She submits again after the mark: the new version counts.
-	commitTo(t, s, "s1", terms, "a.pdf", []byte("v3"), t0.Add(4*time.Hour))
+	commitTerms(t, s, "s1", terms, "a.pdf", []byte("v3"), t0.Add(4*time.Hour))
 	check("submitted after the mark", Standing{Versions: 3, Stored: 32, Active: 3})
 	now = t0.Add(5 * time.Hour)
 	if err := s.Activate("hw1", "s1", 2, "bob"); err != nil {
@@ -169,8 +169,8 @@ func TestCourseTerms(t *testing.T) {
 		t.Errorf("before opens: code %d", code)
 	}
 	tt := a.TermsFor(nil)
-	commitTo(t, s, "s1", tt, "a.pdf", make([]byte, 1000), t0.Add(time.Hour))
-	commitTo(t, s, "s1", tt, "a.pdf", make([]byte, 1000), t0.Add(2*time.Hour))
+	commitTerms(t, s, "s1", tt, "a.pdf", make([]byte, 1000), t0.Add(time.Hour))
+	commitTerms(t, s, "s1", tt, "a.pdf", make([]byte, 1000), t0.Add(2*time.Hour))
 	// 2000 bytes stored: 500 more fit, 501 do not.
 	if _, code := terms("s1", req("a.pdf", 501), t0.Add(3*time.Hour)); code != wire.CodeQuotaExceeded {
 		t.Errorf("over the quota: code %d", code)
@@ -182,7 +182,7 @@ func TestCourseTerms(t *testing.T) {
 	if _, code := terms("s2", req("a.pdf", 1000), t0.Add(3*time.Hour)); code != 0 {
 		t.Errorf("another student: code %d", code)
 	}
-	commitTo(t, s, "s1", tt, "a.pdf", []byte("x"), t0.Add(3*time.Hour))
+	commitTerms(t, s, "s1", tt, "a.pdf", []byte("x"), t0.Add(3*time.Hour))
 	if _, code := terms("s1", req("a.pdf", 1), t0.Add(4*time.Hour)); code != wire.CodeTooManyVersions {
 		t.Errorf("a fourth version: code %d", code)
 	}
@@ -225,8 +225,8 @@ func TestCourseAssignments(t *testing.T) {
 	}
 	c := NewCourse(s, func() []Assignment { return list })
 	done := list[4].TermsFor(nil)
-	commitTo(t, s, "s1", done, "a.pdf", []byte("1"), t0.Add(-4*day))
-	commitTo(t, s, "s1", done, "a.pdf", []byte("2"), t0.Add(-3*day-time.Hour))
+	commitTerms(t, s, "s1", done, "a.pdf", []byte("1"), t0.Add(-4*day))
+	commitTerms(t, s, "s1", done, "a.pdf", []byte("2"), t0.Add(-3*day-time.Hour))
 	now = t0.Add(-3 * day)
 	if err := s.Activate("done", "s1", 1, "staff"); err != nil {
 		t.Fatal(err)
