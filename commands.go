@@ -207,11 +207,17 @@ not the CA runs.`,
 			Name:      "submissions",
 			Category:  "board operator",
 			Usage:     "list the submissions the board holds, or verify one's evidence",
-			UsageText: "pkiboard submissions [--json] | pkiboard submissions --verify ID [--root FILE | --root-fingerprint HEX]",
+			UsageText: "pkiboard submissions [--json] | pkiboard submissions --assignment A [--sid SID] [--all-versions] [--late] [--json | --csv] | pkiboard submissions --verify ID [--root FILE | --root-fingerprint HEX]",
 			Description: `Reads the board's database (board.db in board.data_dir) directly, read-only,
 whether or not the board runs; run it as the board's user (sudo -u USER ...): it
 refuses to read the database as another user, since SQLite may leave files that
 user owns beside it, which would stop the board.
+
+With --assignment, lists the submissions to that assignment: by default the
+version that counts of each student (her latest, or the one staff marked with
+pkiboard activate), with its version, lateness against the due time that applied
+to it, and whether her extension applied; --all-versions lists every version
+(the active one marked), --late only the late ones, --sid one student's.
 
 With --verify, checks with the root certificate alone that the stored content is
 exactly what the student signed: its SHA-256, the student's certificate at the time
@@ -224,6 +230,11 @@ have, or board.root_file. Exits non-zero if the evidence does not hold, or if th
 certificate was revoked before the submission.`,
 			Flags: append(commonFlags(),
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+				&cli.StringFlag{Name: "assignment", Usage: "list the submissions to assignment `A`"},
+				&cli.StringFlag{Name: "sid", Usage: "--assignment: only those of `SID`"},
+				&cli.BoolFlag{Name: "all-versions", Usage: "--assignment: every version, not only the one that counts"},
+				&cli.BoolFlag{Name: "late", Usage: "--assignment: only the late ones"},
+				&cli.BoolFlag{Name: "csv", Usage: "--assignment: print CSV instead of a table"},
 				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID`"},
 				&cli.StringFlag{Name: "root", Usage: "--verify: trust the root certificate in `FILE`"},
 				&cli.StringFlag{Name: "root-fingerprint", Usage: "--verify: trust the root with this SHA-256 fingerprint `HEX`"},
@@ -242,7 +253,134 @@ certificate was revoked before the submission.`,
 						ID: id, Root: c.String("root"), RootFingerprint: fp,
 					}, os.Stdout)
 				}
+				if a := c.String("assignment"); a != "" {
+					format, err := formatFlag(c)
+					if err != nil {
+						return err
+					}
+					return roles.ListAssignment(c.Context, cfg, roles.AssignmentListOptions{
+						Assignment: a, SID: c.String("sid"), AllVersions: c.Bool("all-versions"), LateOnly: c.Bool("late"), Format: format,
+					}, os.Stdout)
+				}
+				for _, f := range []string{"sid", "all-versions", "late", "csv"} {
+					if c.IsSet(f) {
+						return usagef("--%s goes with --assignment A", f)
+					}
+				}
 				return roles.ListSubmissions(c.Context, cfg, c.Bool("json"), os.Stdout)
+			},
+		},
+		{
+			Name:      "progress",
+			Category:  "board operator",
+			Usage:     "show the roster against who submitted to an assignment: on time, late, missing",
+			UsageText: "pkiboard progress --assignment A [--json | --csv]",
+			Description: `Reads the roster (board.roster_file: CSV sid[,name[,email]]) and the board's
+database, read-only, whether or not the board runs. Each student on the roster is
+on time, late or missing, by the version of hers that counts (her latest, or the
+one staff marked with pkiboard activate), with her extension if she has one; then
+those who submitted without being on the roster; then the counts. Run it as the
+board's user.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
+				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
+				&cli.BoolFlag{Name: "csv", Usage: "print CSV instead of a table"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "board")
+				if err != nil {
+					return err
+				}
+				format, err := formatFlag(c)
+				if err != nil {
+					return err
+				}
+				return roles.Progress(c.Context, cfg, roles.ProgressOptions{Assignment: c.String("assignment"), Format: format}, os.Stdout)
+			},
+		},
+		{
+			Name:      "extend",
+			Category:  "board operator",
+			Usage:     "grant a student an extension of an assignment (audited)",
+			UsageText: "pkiboard extend --assignment A --sid SID --until TIME --reason TEXT [--as NAME]",
+			Description: `Her due time becomes TIME (RFC 3339 with a zone, e.g. 2026-11-29T23:59:00+08:00),
+and her lock time the later of the assignment's and TIME. A second extension
+replaces the first. It applies from her next session: terms already announced
+stay. The grant is written to the board's append-only audit table under your
+OS user's name, or --as NAME. Goes through the running board's operator socket,
+or opens board.db itself when the board is stopped; run it as the board's user.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
+				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student's `SID`"},
+				&cli.StringFlag{Name: "until", Required: true, Usage: "her new due `TIME`, RFC 3339 with a zone"},
+				&cli.StringFlag{Name: "reason", Required: true, Usage: "why, for the audit (`TEXT`)"},
+				&cli.StringFlag{Name: "as", Usage: "the staff member's `NAME` for the audit (default: the OS user)"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "board")
+				if err != nil {
+					return err
+				}
+				return roles.Extend(c.Context, cfg, roles.ExtendArgs{
+					Assignment: c.String("assignment"), SID: c.String("sid"), Until: c.String("until"),
+					Reason: c.String("reason"), As: c.String("as"),
+				}, os.Stdout)
+			},
+		},
+		{
+			Name:      "activate",
+			Category:  "board operator",
+			Usage:     "mark which of a student's versions of an assignment counts (audited)",
+			UsageText: "pkiboard activate --assignment A --sid SID --version V [--as NAME]",
+			Description: `By default her latest submission counts. This marks version V instead, until
+she submits again (her newer version then counts). Written to the board's
+append-only audit table under your OS user's name, or --as NAME.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
+				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student's `SID`"},
+				&cli.IntFlag{Name: "version", Required: true, Usage: "the `VERSION` that counts (1, 2, …)"},
+				&cli.StringFlag{Name: "as", Usage: "the staff member's `NAME` for the audit (default: the OS user)"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "board")
+				if err != nil {
+					return err
+				}
+				return roles.Activate(c.Context, cfg, roles.ActivateArgs{
+					Assignment: c.String("assignment"), SID: c.String("sid"), Version: c.Int("version"), As: c.String("as"),
+				}, os.Stdout)
+			},
+		},
+		{
+			Name:      "export",
+			Category:  "board operator",
+			Usage:     "write the version that counts of each student's submission to an assignment, with its evidence, into a new directory",
+			UsageText: "pkiboard export --assignment A --out DIR [--root FILE]",
+			Description: `Writes one folder per student (her SID, or when the SID is not a safe file name,
+its safe form and 8 hex digits of its SHA-256), holding the version of hers that
+counts under its stored safe name, its receipt file (receipt.json, exactly as
+the student's: pkiboard verify-receipt --root root.pem checks it offline), her
+certificate (certificate.pem) and the statement she signed with its signature
+(statement.bin, statement.sig); and manifest.csv, one line per student: sid,
+name, email (from board.roster_file), folder, version, original name, stored
+name, size, sha256, received, due, late_ms, extension_until, and whether her
+statement verified (against --root, else board.root_file, else the board's saved
+root.pem; "signature only" without one). Every file is written durably. DIR must
+not exist or be empty. Reads board.db read-only; run it as the board's user.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
+				&cli.StringFlag{Name: "out", Required: true, Usage: "write into `DIR` (new or empty)"},
+				&cli.StringFlag{Name: "root", Usage: "verify the statements against the root certificate in `FILE`"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "board")
+				if err != nil {
+					return err
+				}
+				_, err = roles.Export(c.Context, cfg, roles.ExportOptions{
+					Assignment: c.String("assignment"), Out: c.String("out"), Root: c.String("root"),
+				}, os.Stdout)
+				return err
 			},
 		},
 		{
@@ -314,6 +452,66 @@ the config's role. It fails when that daemon is not running.`,
 			},
 		},
 		{
+			Name:      "history",
+			Category:  "student",
+			Usage:     "list your submissions on the board and recover their receipt files",
+			UsageText: "pkiboard history --sid SID [--assignment ID] [--out DIR]",
+			Description: `Opens an authenticated session with the board as SID (reusing, renewing or
+enrolling SID's certificate in student.data_dir as the student role does) and asks
+for SID's submissions, newest first: every assignment's, or --assignment's. Each
+receipt is checked as at submission (signed by a board certificate the root issued,
+for SID, not dated after this machine's clock) and written as its receipt file,
+<id>.json, into DIR (default: student.data_dir/SID/receipts, where the student role
+saves them): a receipt file deleted or lost is recovered byte for byte. A file
+already there with other content is kept and the receipt written beside it. Exits
+non-zero if any receipt the board sent is not evidence.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID`"},
+				&cli.StringFlag{Name: "assignment", Usage: "only the submissions to assignment `ID`"},
+				&cli.StringFlag{Name: "out", Usage: "write the receipt files into `DIR` (default student.data_dir/SID/receipts)"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "student")
+				if err != nil {
+					return err
+				}
+				log, err := newLogger(cfg, "history")
+				if err != nil {
+					return err
+				}
+				defer log.Sync() //nolint:errcheck // stderr may not support sync
+				return roles.RunHistory(c.Context, cfg, log, roles.HistoryOptions{
+					SID: c.String("sid"), Assignment: c.String("assignment"), OutDir: c.String("out"), Out: os.Stdout,
+				})
+			},
+		},
+		{
+			Name:      "assignments",
+			Category:  "student",
+			Usage:     "list the board's assignments as they are for you",
+			UsageText: "pkiboard assignments --sid SID",
+			Description: `Opens an authenticated session with the board as SID (as pkiboard history does)
+and lists the assignments open now or opening later, and those locked that hold a
+submission of SID's, by due time: their times as they apply to SID (an extension's
+included), the files each accepts, how many times SID submitted to it and which
+version counts. A board without assignments lists the lab's, "lab".`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID`"},
+			),
+			Action: func(c *cli.Context) error {
+				cfg, err := loadConfig(c, "student")
+				if err != nil {
+					return err
+				}
+				log, err := newLogger(cfg, "assignments")
+				if err != nil {
+					return err
+				}
+				defer log.Sync() //nolint:errcheck // stderr may not support sync
+				return roles.RunAssignments(c.Context, cfg, log, roles.AssignmentsOptions{SID: c.String("sid"), Out: os.Stdout})
+			},
+		},
+		{
 			Name:      "verify-receipt",
 			Category:  "student",
 			Usage:     "check a receipt offline against the root certificate",
@@ -358,6 +556,19 @@ by the board certificate's revocation) and exits non-zero unless valid. With
 			},
 		},
 	}
+}
+
+// formatFlag returns the output format --json or --csv asks for.
+func formatFlag(c *cli.Context) (string, error) {
+	switch {
+	case c.Bool("json") && c.Bool("csv"):
+		return "", usagef("give --json or --csv, not both")
+	case c.Bool("json"):
+		return roles.FormatJSON, nil
+	case c.Bool("csv"):
+		return roles.FormatCSV, nil
+	}
+	return roles.FormatTable, nil
 }
 
 // fingerprintFlag parses --root-fingerprint, if given.

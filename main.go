@@ -100,6 +100,7 @@ Settings come from --config (default config.toml); the flags below override them
 			&cli.StringFlag{Name: "ids", Usage: "student: comma-separated student `IDS` to enroll and submit for"},
 			&cli.StringFlag{Name: "message", Usage: "student: submit `TEXT` instead of the default ten lines"},
 			&cli.StringFlag{Name: "report", Usage: "student: submit the contents of `FILE` (any size; resumable)"},
+			&cli.StringFlag{Name: "assignment", Usage: "student: submit to assignment `ID` (default student.assignment, \"lab\")"},
 			&cli.IntFlag{Name: "parallel", Usage: "student: process `N` IDs at once", DefaultText: "student.parallel from the config"},
 			&cli.StringFlag{Name: "upstream", Usage: "adversary: relay to the board at `ADDR` (host:port)"},
 			&cli.StringFlag{Name: "attack", Usage: "adversary: run attack `NAME` (see above)"},
@@ -246,7 +247,7 @@ func runRole(c *cli.Context) error {
 		return usagef("no role: give --role=ca, --role=board, --role=student or --role=adversary, or set role in %s", cfg.Path)
 	}
 	if cfg.Role != "student" {
-		for _, f := range []string{"ids", "message", "report", "parallel"} {
+		for _, f := range []string{"ids", "message", "report", "assignment", "parallel"} {
 			if c.IsSet(f) {
 				return usagef("--%s applies only to --role=student", f)
 			}
@@ -342,9 +343,10 @@ func studentOptions(c *cli.Context) (roles.StudentOptions, error) {
 		return roles.StudentOptions{}, usagef("--message must not be empty")
 	}
 	return roles.StudentOptions{
-		IDs:     ids,
-		Message: c.String("message"),
-		Report:  c.String("report"),
-		Out:     os.Stdout,
+		IDs:        ids,
+		Message:    c.String("message"),
+		Report:     c.String("report"),
+		Assignment: c.String("assignment"),
+		Out:        os.Stdout,
 	}, nil
 }

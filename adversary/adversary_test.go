@@ -149,7 +149,17 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 					return
 				}
 				defer sc.Close()
-				sub, err := sc.ReceiveSubmission(&wire.Receiver{MaxSize: 1 << 30})
+				m, err := sc.ReadRequest()
+				if err != nil {
+					o.err = err
+					return
+				}
+				req, ok := m.(*wire.SubmitRequest)
+				if !ok {
+					o.err = fmt.Errorf("got a %v, want a SubmitRequest", m.Type())
+					return
+				}
+				sub, err := sc.ReceiveSubmission(req, labCourse{}, func(*wire.Terms) *wire.Receiver { return &wire.Receiver{MaxSize: 1 << 30} })
 				if err != nil {
 					o.err = err
 					return
@@ -157,14 +167,24 @@ func startBoard(t *testing.T, p *testPKI, allowRC4 bool) (string, <-chan boardOu
 				o.sub = sub
 				o.err = sc.SendReceipt(&wire.Receipt{
 					ID: "000001", SID: sc.SID(), Serial: sc.PeerCertificate().SerialNumber.Bytes(),
+					Assignment: sub.Terms.Assignment, Original: sub.Original,
 					Name: sub.File.Name, Size: uint64(sub.File.Size), SHA256: sub.File.SHA256,
-					Received: uint64(time.Now().UnixMilli()),
+					Received: uint64(sub.Received.UnixMilli()), Version: 1,
 				})
 			}()
 		}
 	}()
 	return ln.Addr().String(), out
 }
+
+// labCourse serves the lab's assignment alone, with no times.
+type labCourse struct{}
+
+func (labCourse) Terms(_ string, req *wire.SubmitRequest, _ time.Time) (*wire.Terms, error) {
+	return &wire.Terms{Assignment: req.Assignment, MaxSize: 1 << 30}, nil
+}
+func (labCourse) History(string, string) ([]wire.HistoryItem, error)           { return nil, nil }
+func (labCourse) Assignments(string, time.Time) ([]wire.AssignmentItem, error) { return nil, nil }
 
 // startAdversary runs the adversary in front of upstream and reports each
 // connection's Report. It also returns the adversary's log.
@@ -222,7 +242,8 @@ func studentSeen(t *testing.T, addr string, root *x509.Certificate, suites []uin
 		return nil, err
 	}
 	defer sc.Close()
-	return sc.Submit("message.txt", bytes.NewReader(content), int64(len(content)), sha256.Sum256(content), session.SubmitOptions{})
+	r, _, err := sc.Submit(session.NewSubmitRequest("lab", "message.txt", int64(len(content)), sha256.Sum256(content)), bytes.NewReader(content), session.SubmitOptions{})
+	return r, err
 }
 
 // wait returns the next value of ch, or fails the test after testTimeout.
@@ -372,7 +393,7 @@ func TestSearchFindsPlaintext(t *testing.T) {
 func TestTamper(t *testing.T) {
 	o := run(t, scenario{attack: Tamper})
 	o.wantRefused(t, "board", wire.CodeBadRecordMAC)
-	o.wantAction(t, "flipped bit 3 of byte 17 of the ciphertext of record 1 (Data")
+	o.wantAction(t, "flipped bit 3 of byte 17 of the ciphertext of record 2 (Data")
 	if code, _ := codeOf(o.studentErr); code != wire.CodeBadRecordMAC {
 		t.Errorf("student: got %v, want the board's bad-record-mac", o.studentErr)
 	}
@@ -391,7 +412,7 @@ func TestTruncate(t *testing.T) {
 func TestReorder(t *testing.T) {
 	o := run(t, scenario{attack: Reorder, content: report(testSID)})
 	o.wantRefused(t, "board", wire.CodeBadRecordMAC)
-	o.wantAction(t, "swapped records 1 and 2 (both Data)")
+	o.wantAction(t, "swapped records 2 and 3 (both Data)")
 }
 
 // TestReplay replays a recorded session: the board remembers the hello of a

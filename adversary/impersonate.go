@@ -228,6 +228,12 @@ func (s *conn) playBoard(wc *wire.Conn, in, out *recordCodec) {
 			break
 		}
 		switch v := m.(type) {
+		case *wire.SubmitRequest:
+			s.act("READ the student's request: assignment %q, file %q, %d bytes; answered terms with no times to get the content", v.Assignment, v.Original, v.Size)
+			if err := wc.WriteFrame(out.seal(mustMarshal(&wire.Terms{Assignment: v.Assignment, MaxSize: v.Size}))); err != nil {
+				s.say("the student hung up", zap.Error(err))
+				return
+			}
 		case *wire.FileHeader:
 			s.act("READ the student's FileHeader: %q, %d bytes, SHA-256 %x; answered FileOffset(0) to get the content", v.Name, v.Size, v.SHA256)
 			if err := wc.WriteFrame(out.seal(mustMarshal(&wire.FileOffset{Offset: 0}))); err != nil {

@@ -11,6 +11,7 @@ import (
 	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/session"
+	"pkiboard/wire"
 )
 
 // SubmissionView is one stored submission as `pkiboard submissions` shows it
@@ -101,12 +102,12 @@ func (s *Store) Verify(rec *Record, root *x509.Certificate, crl *x509.Revocation
 		return ev
 	}
 	ev.SignedBy, ev.Issuer = cert.Subject.String(), cert.Issuer.String()
-	if err := session.VerifyStatement(cert, root, rec.Received, rec.Transcript, rec.SID, rec.Name, uint64(rec.Size), rec.SHA256, rec.Signature); err != nil {
-		ev.Problem = err.Error()
+	if stmt, err := rec.statement(); err != nil || !bytes.Equal(stmt, rec.Statement) {
+		ev.Problem = "the stored statement is not the one the submission's fields make (the student's signature covers those)"
 		return ev
 	}
-	if stmt, err := session.Statement(rec.Transcript, rec.SID, rec.Name, uint64(rec.Size), rec.SHA256); err != nil || !bytes.Equal(stmt, rec.Statement) {
-		ev.Problem = "the stored statement is not the one the submission's fields make (the student's signature covers those)"
+	if err := session.VerifyStatement(cert, root, rec.Received, rec.SID, rec.Statement, rec.Signature); err != nil {
+		ev.Problem = err.Error()
 		return ev
 	}
 	if problem := checkStoredReceipt(rec, root); problem != "" {
@@ -134,19 +135,45 @@ func (s *Store) Verify(rec *Record, root *x509.Certificate, crl *x509.Revocation
 	return ev
 }
 
+// statement returns the statement the record's fields make, in the layout
+// of its protocol version.
+func (r *Record) statement() ([]byte, error) {
+	if r.ReceiptVersion == wire.ReceiptVersion2 {
+		return session.StatementV2(r.Transcript, r.SID, r.Name, uint64(r.Size), r.SHA256)
+	}
+	return session.Statement(r.Transcript, r.SID, r.Terms, r.Original, r.Name, uint64(r.Size), r.SHA256)
+}
+
 // checkStoredReceipt says what is wrong with rec's stored receipt, or "".
 func checkStoredReceipt(rec *Record, root *x509.Certificate) string {
+	boardCert, err := x509.ParseCertificate(rec.BoardCertificate)
+	if err != nil {
+		return fmt.Sprintf("the stored board certificate: %v", err)
+	}
+	differ := "the stored receipt is not for this submission: its fields differ from the record's"
+	if rec.ReceiptVersion == wire.ReceiptVersion2 {
+		r, err := rec.ReceiptV2Message()
+		if err != nil {
+			return err.Error()
+		}
+		if r.ID != rec.ID || r.SID != rec.SID || !bytes.Equal(r.Serial, rec.Serial) || r.Name != rec.Name ||
+			r.Size != uint64(rec.Size) || r.SHA256 != rec.SHA256 || r.Received != uint64(rec.Received.UnixMilli()) {
+			return differ
+		}
+		if err := session.VerifyReceiptV2(r, boardCert, root, time.Now()); err != nil {
+			return fmt.Sprintf("the stored receipt does not verify: %v", err)
+		}
+		return ""
+	}
 	r, err := rec.ReceiptMessage()
 	if err != nil {
 		return err.Error()
 	}
 	if r.ID != rec.ID || r.SID != rec.SID || !bytes.Equal(r.Serial, rec.Serial) || r.Name != rec.Name ||
-		r.Size != uint64(rec.Size) || r.SHA256 != rec.SHA256 || r.Received != uint64(rec.Received.UnixMilli()) {
-		return "the stored receipt is not for this submission: its fields differ from the record's"
-	}
-	boardCert, err := x509.ParseCertificate(rec.BoardCertificate)
-	if err != nil {
-		return fmt.Sprintf("the stored board certificate: %v", err)
+		r.Size != uint64(rec.Size) || r.SHA256 != rec.SHA256 || r.Received != uint64(rec.Received.UnixMilli()) ||
+		r.Assignment != rec.Assignment || r.Original != rec.Original || r.Due != rec.Due || r.Late != rec.LateMS ||
+		r.Version != rec.Version {
+		return differ
 	}
 	if err := session.VerifyReceipt(r, boardCert, root, time.Now()); err != nil {
 		return fmt.Sprintf("the stored receipt does not verify: %v", err)

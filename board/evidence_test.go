@@ -51,7 +51,7 @@ func TestVerifyEvidence(t *testing.T) {
 		in := receive(t, s, sid, "report.txt", content)
 		sub := submission(t, sid, in)
 		sub.Chain, sub.Board = []*x509.Certificate{student}, boardKey.cert
-		stmt, err := session.Statement(sub.TranscriptHash, sid, in.Name, uint64(in.Size), in.SHA256)
+		stmt, err := session.Statement(sub.TranscriptHash, sid, sub.TermsBody, sub.Original, in.Name, uint64(in.Size), in.SHA256)
 		if err != nil {
 			t.Fatal(err)
 		}

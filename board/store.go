@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +41,8 @@ const receivedLayout = "2006-01-02T15:04:05.000Z"
 // package comment).
 var migrations = []sqlstore.Migration{
 	{Name: "the submissions table", SQL: schemaV1},
+	{Name: "assignments, versions and lateness (protocol version 3)", SQL: schemaV2},
+	{Name: "the course's extensions, active versions and audit", SQL: schemaCourse},
 }
 
 // schemaV1 is migration 1: the submissions table. It is a STRICT table, so
@@ -69,10 +72,33 @@ CREATE TABLE submissions (
 CREATE INDEX submissions_sid ON submissions (sid, received);
 `
 
+// schemaV2 is migration 2, for protocol version 3: each submission is to an
+// assignment, under its original name, numbered as the student's version of
+// it, with the terms announced (their body exactly as sent), the due and lock
+// times that applied, and how late it was received. The rows of version 1 are
+// the lab's: assignment 'lab', original = name, versions in the order of seq
+// per SID, no times; their receipts stay the bytes of version 2, and
+// receipt_version says which layout each receipt has.
+const schemaV2 = `
+ALTER TABLE submissions ADD COLUMN assignment TEXT NOT NULL DEFAULT 'lab' CHECK (length(CAST(assignment AS BLOB)) BETWEEN 1 AND 64);
+ALTER TABLE submissions ADD COLUMN original TEXT NOT NULL DEFAULT '' CHECK (length(CAST(original AS BLOB)) <= 1024);
+ALTER TABLE submissions ADD COLUMN version INTEGER NOT NULL DEFAULT 0 CHECK (version BETWEEN 0 AND 4294967295);
+ALTER TABLE submissions ADD COLUMN due INTEGER NOT NULL DEFAULT 0 CHECK (due >= 0);
+ALTER TABLE submissions ADD COLUMN lock INTEGER NOT NULL DEFAULT 0 CHECK (lock >= 0);
+ALTER TABLE submissions ADD COLUMN late_ms INTEGER NOT NULL DEFAULT 0 CHECK (late_ms >= 0);
+ALTER TABLE submissions ADD COLUMN extended INTEGER NOT NULL DEFAULT 0 CHECK (extended IN (0, 1));
+ALTER TABLE submissions ADD COLUMN terms BLOB;
+ALTER TABLE submissions ADD COLUMN receipt_version INTEGER NOT NULL DEFAULT 2 CHECK (receipt_version IN (2, 3));
+UPDATE submissions SET original = name,
+	version = (SELECT count(*) FROM submissions AS s WHERE s.sid = submissions.sid AND s.seq <= submissions.seq);
+CREATE UNIQUE INDEX submissions_version ON submissions (assignment, sid, version);
+`
+
 // columns are the submissions table's columns, in the order scanRecord reads
 // them.
 const columns = `id, sid, serial, name, size, sha256, suite, received, peer, resumed, file,
-	student_certificate, transcript, statement, signature, board_certificate, receipt`
+	student_certificate, transcript, statement, signature, board_certificate, receipt,
+	assignment, original, version, due, lock, late_ms, extended, terms, receipt_version`
 
 // Record is one stored submission: what the board received, from whom, the
 // evidence of it, and the receipt the board signed for it — a row of the
@@ -95,18 +121,42 @@ type Record struct {
 	Signature          []byte   // the student's SubmitEnd signature over Statement
 	BoardCertificate   []byte   // DER of the board certificate that signed the receipt
 	Receipt            []byte   // the Receipt message's body, exactly as signed and sent
+
+	Assignment string // the assignment's id ("lab" for a submission of version 2)
+	Original   string // the file's own base name as the student had it
+	Version    uint32 // the student's version of the assignment, from 1
+	Due        uint64 // the due time that applied, ms since the Unix epoch, or 0
+	Lock       uint64 // the lock time that applied, or 0
+	LateMS     uint64 // how late it was received, in milliseconds
+	Extended   bool   // an extension applied
+	Terms      []byte // the Terms body as the board sent it (nil for version 2)
+	// ReceiptVersion is the protocol version of Receipt's layout and
+	// signature: wire.ReceiptVersion3, or wire.ReceiptVersion2 for a
+	// submission stored before version 3.
+	ReceiptVersion uint16
 }
 
-// ReceiptMessage decodes the stored receipt: the message the board sent the
-// student.
+// ReceiptMessage decodes the stored receipt of version 3: the message the
+// board sent the student. A receipt of version 2 is ReceiptV2Message's.
 func (r *Record) ReceiptMessage() (*wire.Receipt, error) {
-	m, err := wire.Unmarshal(append([]byte{byte(wire.TypeReceipt)}, r.Receipt...))
-	if err != nil {
+	if r.ReceiptVersion != wire.ReceiptVersion3 {
+		return nil, fmt.Errorf("board: the stored receipt of %s is of protocol version %d, not 3", r.ID, r.ReceiptVersion)
+	}
+	receipt := new(wire.Receipt)
+	if err := wire.UnmarshalBodyOf(receipt, r.Receipt); err != nil {
 		return nil, fmt.Errorf("board: the stored receipt of %s: %w", r.ID, err)
 	}
-	receipt, ok := m.(*wire.Receipt)
-	if !ok {
-		return nil, fmt.Errorf("board: the stored receipt of %s decodes as a %T", r.ID, m)
+	return receipt, nil
+}
+
+// ReceiptV2Message decodes a stored receipt of version 2.
+func (r *Record) ReceiptV2Message() (*wire.ReceiptV2, error) {
+	if r.ReceiptVersion != wire.ReceiptVersion2 {
+		return nil, fmt.Errorf("board: the stored receipt of %s is of protocol version %d, not 2", r.ID, r.ReceiptVersion)
+	}
+	receipt := new(wire.ReceiptV2)
+	if err := wire.UnmarshalBodyOf(receipt, r.Receipt); err != nil {
+		return nil, fmt.Errorf("board: the stored receipt of %s: %w", r.ID, err)
 	}
 	return receipt, nil
 }
@@ -124,6 +174,13 @@ type Store struct {
 	// process runs, and after a restart only if nothing was stored under it
 	// (its receipt was never sent).
 	last atomic.Uint64
+
+	// versions serializes the commits of one student to one assignment,
+	// which number her versions; others run concurrently.
+	versions keyedMutex
+	// admit, if set, checks under that lock that one more submission fits
+	// the assignment's versions and quota (Course.Admit).
+	admit atomic.Pointer[func(assignment string, versions int, stored, size int64) error]
 }
 
 // ErrBoltStore is the refusal of a board.db written by a pkiboard that kept
@@ -262,25 +319,30 @@ func (s *Store) ExpirePartials(ttl time.Duration) (PartialUsage, error) {
 
 // Commit makes a submission that a session received (into one of this
 // store's Receivers) and checked durable and listed, with its evidence and its
-// receipt: the record holds the file's name, size and SHA-256, the offset its
-// upload resumed from, the session's SID, suite and transcript hash, the
-// student's certificate (its serial apart), statement and signature, the
-// peer's address (which the session does not know), the time of receipt to the
-// millisecond in UTC, and the receipt.
+// receipt: the record holds the assignment, the file's original name, name,
+// size and SHA-256, the offset its upload resumed from, the session's SID,
+// suite and transcript hash, the student's certificate (its serial apart),
+// statement and signature, the terms announced (their body as sent), the due
+// and lock times that applied, the instant it was received (sub.Received,
+// PROTOCOL.md §5.4) and how late that was, the peer's address (which the
+// session does not know), and the receipt.
 //
-// Commit assigns the submission its id (the next in sequence) and its time of
-// receipt, builds the receipt and has sign sign it (session.Conn.SignReceipt:
-// it sets BoardCertSHA256 and Signature, for the board certificate of the
-// session, sub.Board). It puts the content into the submissions directory
-// under <id>.dat (a partial file renamed, or a small one written, fsynced and
-// renamed), fsyncs the directory (one fsync shared by the commits under way),
-// and then commits the row, with the receipt's bytes, in one durable
-// transaction (shared likewise). Only when Commit returns is the submission
-// durable, and only then may the receipt (Record.ReceiptMessage) be sent: a
-// crash before that leaves at most a gap in the ids and an unreferenced
-// content file, which Open's caller may remove with RemoveOrphans, never a
-// sent receipt that is not stored. If Commit fails, the upload is discarded:
-// its content and partial file are deleted.
+// Commit numbers the submission: under a lock of the (assignment, SID) pair —
+// the commits of one student to one assignment serialize, all others run
+// concurrently — it takes the next version after the highest stored, signs
+// the receipt, commits, and releases the lock, so that versions have no gaps.
+// It assigns the id (the next in sequence), builds the receipt and has sign
+// sign it (session.Conn.SignReceipt: it sets BoardCertSHA256 and Signature,
+// for the board certificate of the session, sub.Board). It puts the content
+// into the submissions directory under <id>.dat (a partial file renamed, or a
+// small one written, fsynced and renamed), fsyncs the directory (one fsync
+// shared by the commits under way), and then commits the row, with the
+// receipt's bytes, in one durable transaction (shared likewise). Only when
+// Commit returns is the submission durable, and only then may the receipt
+// (Record.ReceiptMessage) be sent: a crash before that leaves at most a gap in
+// the ids and an unreferenced content file, which Open's caller may remove
+// with RemoveOrphans, never a sent receipt that is not stored. If Commit
+// fails, the upload is discarded: its content and partial file are deleted.
 func (s *Store) Commit(sub *session.Submission, peer string, sign func(*wire.Receipt) error) (*Record, error) {
 	up := sub.File
 	fail := func(dst string, format string, args ...any) (*Record, error) {
@@ -294,13 +356,35 @@ func (s *Store) Commit(sub *session.Submission, peer string, sign func(*wire.Rec
 		return fail("", "board: the submission of %s carries no student certificate", sub.SID)
 	case sub.Board == nil:
 		return fail("", "board: the submission of %s carries no board certificate to sign its receipt", sub.SID)
+	case sub.Terms == nil || sub.Request == nil:
+		return fail("", "board: the submission of %s carries no request or terms", sub.SID)
 	}
-	rec := newRecord(sub, peer, s.now())
+	rec := newRecord(sub, peer)
+	unlock := s.versions.lock(rec.Assignment + "\x00" + rec.SID)
+	defer unlock()
+	var last, count, stored int64
+	err := s.db.View(func(tx *sql.Tx) error {
+		return tx.QueryRow("SELECT coalesce(max(version), 0), count(*), coalesce(sum(size), 0) FROM submissions WHERE assignment = ? AND sid = ?",
+			rec.Assignment, rec.SID).Scan(&last, &count, &stored)
+	})
+	if err != nil {
+		return fail("", "board: number the submission of %s: %w", rec.SID, err)
+	}
+	if admit := s.admit.Load(); admit != nil {
+		if err := (*admit)(rec.Assignment, int(count), stored, rec.Size); err != nil {
+			return fail("", "board: the submission of %s to %q: %w", rec.SID, rec.Assignment, err)
+		}
+	}
+	if last >= 1<<32-1 {
+		return fail("", "board: the submission of %s to %q would be version %d", rec.SID, rec.Assignment, last+1)
+	}
+	rec.Version = uint32(last + 1)
 	rec.ID = recordID(s.last.Add(1))
 	rec.File = rec.ID + contentSuffix
 	receipt := &wire.Receipt{
-		ID: rec.ID, SID: rec.SID, Serial: rec.Serial, Name: rec.Name, Size: uint64(rec.Size),
-		SHA256: rec.SHA256, Received: uint64(rec.Received.UnixMilli()),
+		ID: rec.ID, SID: rec.SID, Serial: rec.Serial, Assignment: rec.Assignment, Original: rec.Original,
+		Name: rec.Name, Size: uint64(rec.Size), SHA256: rec.SHA256, Received: uint64(rec.Received.UnixMilli()),
+		Due: rec.Due, Late: rec.LateMS, Version: rec.Version,
 	}
 	if err := sign(receipt); err != nil {
 		return fail("", "board: sign the receipt of %s: %w", rec.SID, err)
@@ -322,17 +406,99 @@ func (s *Store) Commit(sub *session.Submission, peer string, sign func(*wire.Rec
 	}
 	err = s.db.Update(func(tx *sql.Tx) error {
 		_, err := tx.Exec(`INSERT INTO submissions (seq, `+columns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			rec.seq(), rec.ID, rec.SID, hex.EncodeToString(rec.Serial), rec.Name, rec.Size,
 			hex.EncodeToString(rec.SHA256[:]), rec.Suite, rec.Received.Format(receivedLayout),
 			nullString(rec.Peer), rec.Resumed, rec.File, rec.StudentCertificate, rec.Transcript[:],
-			rec.Statement, rec.Signature, rec.BoardCertificate, rec.Receipt)
+			rec.Statement, rec.Signature, rec.BoardCertificate, rec.Receipt,
+			rec.Assignment, rec.Original, int64(rec.Version), int64(rec.Due), int64(rec.Lock), int64(rec.LateMS),
+			rec.Extended, rec.Terms, int64(rec.ReceiptVersion))
 		return err
 	})
 	if err != nil {
 		return fail(dst, "board: index submission of %s: %w", rec.SID, err)
 	}
 	return &rec, nil
+}
+
+// keyedMutex is a set of mutexes by key, each held only while in use.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+// keyedLock is one key's mutex and how many hold or wait for it.
+type keyedLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock locks key's mutex and returns its unlock.
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// History returns the receipts stored for sid, of assignment (every
+// assignment if it is ""), newest first, at most limit: each exactly as the
+// board signed and sent it, with the protocol version it was signed under and
+// the board certificate that signed it.
+func (s *Store) History(sid, assignment string, limit int) ([]wire.HistoryItem, error) {
+	var items []wire.HistoryItem
+	err := s.db.View(func(tx *sql.Tx) error {
+		rows, err := tx.Query(`SELECT receipt_version, receipt, board_certificate FROM submissions
+			WHERE sid = ? AND (? = '' OR assignment = ?) ORDER BY seq DESC LIMIT ?`, sid, assignment, assignment, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var it wire.HistoryItem
+			var v int64
+			if err := rows.Scan(&v, &it.Receipt, &it.Certificate); err != nil {
+				return err
+			}
+			it.Version = uint16(v)
+			items = append(items, it)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("board: the history of %s: %w", sid, err)
+	}
+	return items, nil
+}
+
+// Usage returns how many submissions sid stored to assignment, the highest
+// version among them (the latest, 0 for none), and their bytes.
+func (s *Store) Usage(sid, assignment string) (count int, latest uint32, bytes int64, err error) {
+	var top int64
+	err = s.db.View(func(tx *sql.Tx) error {
+		return tx.QueryRow(`SELECT count(*), coalesce(max(version), 0), coalesce(sum(size), 0) FROM submissions
+			WHERE sid = ? AND assignment = ?`, sid, assignment).Scan(&count, &top, &bytes)
+	})
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("board: the submissions of %s to %q: %w", sid, assignment, err)
+	}
+	return count, uint32(top), bytes, nil
 }
 
 // nullString is s, or NULL for "".
@@ -349,11 +515,19 @@ func (r *Record) seq() int64 {
 	return n
 }
 
-// newRecord returns the record of sub, from peer, received at now; its ID,
-// File and Receipt are left for Commit to assign.
-func newRecord(sub *session.Submission, peer string, now time.Time) Record {
+// newRecord returns the record of sub, from peer; its ID, File, Version and
+// Receipt are left for Commit to assign.
+func newRecord(sub *session.Submission, peer string) Record {
 	in := sub.File
 	return Record{
+		Assignment:         sub.Terms.Assignment,
+		Original:           sub.Original,
+		Due:                sub.Terms.Due,
+		Lock:               sub.Terms.Lock,
+		LateMS:             sub.Late(),
+		Extended:           sub.Terms.Extended,
+		Terms:              sub.TermsBody,
+		ReceiptVersion:     wire.ReceiptVersion3,
 		SID:                sub.SID,
 		Serial:             sub.Chain[0].SerialNumber.Bytes(),
 		Name:               in.Name,
@@ -361,7 +535,7 @@ func newRecord(sub *session.Submission, peer string, now time.Time) Record {
 		SHA256:             in.SHA256,
 		Suite:              session.SuiteName(sub.Suite),
 		Peer:               peer,
-		Received:           now.UTC().Truncate(time.Millisecond),
+		Received:           sub.Received.UTC().Truncate(time.Millisecond),
 		Resumed:            in.ResumedFrom,
 		StudentCertificate: sub.Chain[0].Raw,
 		Transcript:         sub.TranscriptHash,
@@ -378,12 +552,17 @@ func scanRecord(row interface{ Scan(...any) error }) (Record, error) {
 		serial, sum, received string
 		peer                  sql.NullString
 		transcript            []byte
+		version, due, lock    int64
+		late, receiptVersion  int64
 	)
 	err := row.Scan(&r.ID, &r.SID, &serial, &r.Name, &r.Size, &sum, &r.Suite, &received, &peer, &r.Resumed, &r.File,
-		&r.StudentCertificate, &transcript, &r.Statement, &r.Signature, &r.BoardCertificate, &r.Receipt)
+		&r.StudentCertificate, &transcript, &r.Statement, &r.Signature, &r.BoardCertificate, &r.Receipt,
+		&r.Assignment, &r.Original, &version, &due, &lock, &late, &r.Extended, &r.Terms, &receiptVersion)
 	if err != nil {
 		return r, err
 	}
+	r.Version, r.Due, r.Lock, r.LateMS = uint32(version), uint64(due), uint64(lock), uint64(late)
+	r.ReceiptVersion = uint16(receiptVersion)
 	r.Peer = peer.String
 	if r.Serial, err = hex.DecodeString(serial); err != nil {
 		return r, fmt.Errorf("submission %s: serial %q: %w", r.ID, serial, err)

@@ -48,8 +48,18 @@ func submission(t *testing.T, sid string, in *wire.Received) *session.Submission
 	t.Helper()
 	k := testcert.Key(t)
 	cert := testcert.Issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: sid}}, nil, k.Public(), k)
+	terms := &wire.Terms{Assignment: LabAssignment, MaxSize: 1 << 30}
+	body, err := terms.Body()
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &session.Submission{
 		File:           in,
+		Request:        &wire.SubmitRequest{Assignment: LabAssignment, Original: in.Name, Name: in.Name, Size: uint64(in.Size), SHA256: in.SHA256},
+		Original:       in.Name,
+		Terms:          terms,
+		TermsBody:      body,
+		Received:       time.Now().UTC().Truncate(time.Millisecond),
 		SID:            sid,
 		Suite:          session.SuiteAES256CTRHMACSHA256,
 		Chain:          []*x509.Certificate{cert},
@@ -71,10 +81,10 @@ func TestCommitRecordsTheSession(t *testing.T) {
 	}
 	defer s.Close()
 	at := time.Date(2026, 6, 1, 20, 0, 0, 123456789, time.FixedZone("HKT", 8*3600))
-	s.now = func() time.Time { return at }
 	content := []byte("This is submission from 1155000001.\n")
 	in := receive(t, s, "1155000001", "message.txt", content)
 	sub := submission(t, "1155000001", in)
+	sub.Received = at // the session's instant that counts
 	sub.Suite = session.SuiteRC4HMACSHA256
 	var signed *wire.Receipt
 	rec, err := s.Commit(sub, "192.0.2.7:51234", func(r *wire.Receipt) error {
@@ -85,8 +95,9 @@ func TestCommitRecordsTheSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantReceipt := &wire.Receipt{
-		ID: "000001", SID: "1155000001", Serial: sub.Chain[0].SerialNumber.Bytes(), Name: "message.txt",
-		Size: uint64(len(content)), SHA256: sha256.Sum256(content), Received: uint64(time.Date(2026, 6, 1, 12, 0, 0, 123000000, time.UTC).UnixMilli()),
+		ID: "000001", SID: "1155000001", Serial: sub.Chain[0].SerialNumber.Bytes(), Assignment: "lab", Original: "message.txt",
+		Name: "message.txt", Size: uint64(len(content)), SHA256: sha256.Sum256(content),
+		Received: uint64(time.Date(2026, 6, 1, 12, 0, 0, 123000000, time.UTC).UnixMilli()), Version: 1,
 		BoardCertSHA256: sha256.Sum256(testBoard(t).cert.Raw), Signature: signed.Signature,
 	}
 	if !reflect.DeepEqual(signed, wantReceipt) {
@@ -113,6 +124,11 @@ func TestCommitRecordsTheSession(t *testing.T) {
 		Signature:          sub.Signature,
 		BoardCertificate:   testBoard(t).cert.Raw,
 		Receipt:            msg[1:],
+		Assignment:         "lab",
+		Original:           "message.txt",
+		Version:            1,
+		Terms:              sub.TermsBody,
+		ReceiptVersion:     wire.ReceiptVersion3,
 	}
 	got, err := s.Get(rec.ID)
 	if err != nil {

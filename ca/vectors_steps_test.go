@@ -188,7 +188,7 @@ func checkEnrollmentSteps(v vecEnrollment, e enrollmentFile, root *x509.Certific
 
 	// EnrollRequest: 0x10, version u16, profile u8, sid string8, csr bytes16,
 	// root fixed[32], auth u8, token_key bytes8, certificate bytes16, signature bytes16.
-	body := binary.BigEndian.AppendUint16([]byte{0x10}, 2)
+	body := binary.BigEndian.AppendUint16([]byte{0x10}, 3)
 	body = append(body, v.Profile, byte(len(v.SID)))
 	body = append(body, v.SID...)
 	body = binary.BigEndian.AppendUint16(body, uint16(len(v.CSR)))

@@ -188,7 +188,7 @@ func submitAs(t *testing.T, addr, sid string, cert *x509.Certificate, key crypto
 	}
 	defer sc.Close()
 	msg := message(sid)
-	_, err = sc.Submit("message.txt", bytes.NewReader(msg), int64(len(msg)), sha256.Sum256(msg), session.SubmitOptions{})
+	_, _, err = sc.Submit(session.NewSubmitRequest("lab", "message.txt", int64(len(msg)), sha256.Sum256(msg)), bytes.NewReader(msg), session.SubmitOptions{})
 	return err
 }
 

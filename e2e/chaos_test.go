@@ -170,7 +170,7 @@ func (s *system) do(ctx context.Context, op chaosOp, l *chaosLedger) error {
 		return err
 	}
 	defer sc.Close()
-	r, err := sc.Submit(op.name, bytes.NewReader(op.content), int64(len(op.content)), sum, session.SubmitOptions{})
+	r, _, err := sc.Submit(session.NewSubmitRequest("lab", op.name, int64(len(op.content)), sum), bytes.NewReader(op.content), session.SubmitOptions{})
 	if err != nil {
 		return err
 	}

@@ -73,7 +73,8 @@ func submitFor(ctx context.Context, addr string, id identity, name string, conte
 		return nil, err
 	}
 	defer sc.Close()
-	return sc.Submit(name, bytes.NewReader(content), int64(len(content)), sha256.Sum256(content), session.SubmitOptions{})
+	r, _, err := sc.Submit(session.NewSubmitRequest("lab", name, int64(len(content)), sha256.Sum256(content)), bytes.NewReader(content), session.SubmitOptions{})
+	return r, err
 }
 
 // TestSQLite3ReadsLiveBoard runs the real sqlite3 shell, -readonly, on the
@@ -305,7 +306,11 @@ func TestBackupUnderLoadRestoresBoard(t *testing.T) {
 	if m == nil {
 		t.Fatalf("the backup does not say the database's rows:\n%s", b.stdout)
 	}
-	rows, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(m[3], "submissions: "), " rows"))
+	sm := regexp.MustCompile(`(?:^|, )submissions: (\d+) rows`).FindStringSubmatch(m[3])
+	if sm == nil {
+		t.Fatalf("the backup does not say the submissions' rows:\n%s", b.stdout)
+	}
+	rows, _ := strconv.Atoi(sm[1])
 	if rows < len(before) {
 		t.Errorf("the copy holds %d rows, and %d receipts were received before the backup began", rows, len(before))
 	}

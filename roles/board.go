@@ -35,6 +35,12 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err := checkDataDir("board", "board.data_dir", b.DataDir); err != nil {
 		return err
 	}
+	// An invalid assignments file stops the board before it serves: the
+	// error names the line and what to fix.
+	assignments, err := courseSource(b, log)
+	if err != nil {
+		return err
+	}
 	// Bind first: a board that cannot serve enrolls nothing.
 	ls, err := listen("board", b.Listen, b.DataDir)
 	if err != nil {
@@ -116,6 +122,12 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		log:        log,
 		logContent: b.LogContent,
 	}
+	// Without an assignments file the board serves the lab's implicit
+	// assignment (PROTOCOL.md §5.4).
+	h.course = &board.Lab{Store: st, MaxSize: int64(b.MaxSubmission)}
+	if assignments != nil {
+		h.course = board.NewCourse(st, assignments)
+	}
 	current := id.renewer.Current()
 	h.session.Store(&session.ServerConfig{
 		Certificate:  current.Certificate,
@@ -139,7 +151,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	return runDaemon(ctx, log, ls, daemon{
 		name: "board", role: "board", limits: b.Limits,
-		handle: h.handle, ops: map[string]adminOp{}, // its operator commands read board.db directly
+		handle: h.handle, ops: boardOps(b, st), // its listings read board.db directly
 		fields: []zap.Field{zap.String("name", b.Name)},
 		loops: []func(context.Context){crls.Run, id.renewer.Run, every(min(time.Hour, b.PartialTTL.D()/2), func() {
 			if err := expire(); err != nil {
@@ -187,6 +199,9 @@ func every(period time.Duration, fn func()) func(context.Context) {
 // boardHandler serves one student session per connection (PROTOCOL.md §5).
 type boardHandler struct {
 	store *board.Store
+	// course decides the terms of submissions and serves the history and
+	// the assignments (PROTOCOL.md §5.4).
+	course session.Course
 	// session is the session configuration in force: a renewal of the
 	// board's certificate swaps in one with the new certificate and key.
 	session atomic.Pointer[session.ServerConfig]
@@ -245,7 +260,43 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	sid := sc.SID()
 	log = log.With(logging.SID(sid))
 
-	sub, err := sc.ReceiveSubmission(h.store.Receiver(sid, h.uploads))
+	req, err := sc.ReadRequest()
+	if err != nil {
+		logSessionEnd(log, "no request", err)
+		return
+	}
+	course := h.course
+	if course == nil {
+		course = &board.Lab{Store: h.store, MaxSize: h.uploads.MaxSize}
+	}
+	var sreq *wire.SubmitRequest
+	switch req := req.(type) {
+	case *wire.HistoryRequest:
+		n, err := sc.ServeHistory(req, course)
+		if err != nil {
+			logSessionEnd(log, "history not sent", err)
+			return
+		}
+		logging.Step(log, 6, "history sent", zap.String("assignment", req.Assignment), zap.Int("receipts", n))
+		return
+	case *wire.AssignmentsRequest:
+		n, err := sc.ServeAssignments(course)
+		if err != nil {
+			logSessionEnd(log, "assignments not sent", err)
+			return
+		}
+		logging.Step(log, 6, "assignments sent", zap.Int("assignments", n))
+		return
+	case *wire.SubmitRequest:
+		sreq = req
+	}
+	sub, err := sc.ReceiveSubmission(sreq, course, func(terms *wire.Terms) *wire.Receiver {
+		limits := h.uploads
+		if terms.MaxSize != 0 && terms.MaxSize < uint64(limits.MaxSize) {
+			limits.MaxSize = int64(terms.MaxSize)
+		}
+		return h.store.Receiver(sid, limits)
+	})
 	if err != nil {
 		var refusal *wire.Refusal
 		if errors.As(err, &refusal) && refusal.Code == wire.CodeStorage {
@@ -266,14 +317,28 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	// commits the submission with the receipt; only then is it sent, as
 	// stored.
 	rec, err := h.store.Commit(sub, peer, sc.SignReceipt)
+	var refusal *wire.Refusal
+	if errors.As(err, &refusal) {
+		// Another session of hers committed first (Course.Admit).
+		logSessionEnd(log, "submission refused at commit", err)
+		wire.Answer(sc, refusal) //nolint:errcheck // closing
+		return
+	}
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
 		wire.Answer(sc, wire.Refusef(wire.CodeStorage, //nolint:errcheck // closing
 			"the board could not store your submission (%s); nothing was accepted; try again later", wire.StorageReason(err)))
 		return
 	}
-	fields := []zap.Field{zap.String("id", rec.ID), zap.String("name", rec.Name),
+	fields := []zap.Field{zap.String("id", rec.ID), zap.String("assignment", rec.Assignment),
+		zap.Uint32("version", rec.Version), zap.String("name", rec.Name),
 		zap.Int64("size", rec.Size), zap.String("sha256", fmt.Sprintf("%x", rec.SHA256)), zap.String("suite", rec.Suite)}
+	if rec.LateMS > 0 {
+		fields = append(fields, zap.Uint64("late_ms", rec.LateMS))
+	}
+	if rec.Original != rec.Name {
+		fields = append(fields, zap.String("original", rec.Original))
+	}
 	if rec.Resumed > 0 {
 		fields = append(fields, zap.Int64("resumed_from", rec.Resumed))
 	}

@@ -31,6 +31,23 @@ func saveReceipt(dir string, r *wire.Receipt, board *x509.Certificate) (string, 
 	return path, durable.WriteFile(path, data, 0o644)
 }
 
+// receiptSays states what a verified receipt file says (PROTOCOL.md §5.5):
+// the content, the assignment, the student, when it was received, on time or
+// late by so much against which due time, and which version.
+func receiptSays(rf *session.ReceiptFile) string {
+	r := rf.Fields()
+	if rf.Version == 2 {
+		return fmt.Sprintf("content %s (%d bytes, SHA-256 %x) by student %s, received %s; a receipt of protocol version 2: no assignment, due time or version",
+			r.Name, r.Size, r.SHA256, r.SID, msTime(r.Received))
+	}
+	due := "no due time"
+	if r.Due != 0 {
+		due = "due " + msTime(r.Due)
+	}
+	return fmt.Sprintf("content %s (original %q, %d bytes, SHA-256 %x) for assignment %q by student %s: received %s, %s (%s), version %d",
+		r.Name, r.Original, r.Size, r.SHA256, r.Assignment, r.SID, msTime(r.Received), lateness(r.Late), due, r.Version)
+}
+
 // anchorOptions are where a verifier of evidence may take its trust anchor
 // from (PROTOCOL.md §5.5): only what the verifier names.
 type anchorOptions struct {
@@ -137,10 +154,11 @@ func VerifyReceipt(o VerifyReceiptOptions, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("verify-receipt: %w", err)
 	}
-	r, board, err := session.ParseReceiptFile(data)
+	rf, err := session.ParseReceiptFile(data)
 	if err != nil {
 		return fmt.Errorf("verify-receipt %s: %w", o.File, err)
 	}
+	r, board := rf.Fields(), rf.Board
 	anchor := anchorOptions{
 		RootFile: o.Root,
 		How:      "give the root certificate with --root FILE, or its SHA-256 fingerprint with --root-fingerprint HEX, or set student.root_fingerprint in the config (--config FILE)",
@@ -162,7 +180,7 @@ func VerifyReceipt(o VerifyReceiptOptions, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("verify-receipt %s: %w", o.File, err)
 	}
-	if err := session.VerifyReceipt(r, board, root, o.Now()); err != nil {
+	if err := rf.Verify(root, o.Now()); err != nil {
 		return fmt.Errorf("verify-receipt %s: does NOT verify against the root %s: %w", o.File, keys.FingerprintHex(root), err)
 	}
 	if o.BoardName != "" && board.Subject.CommonName != o.BoardName {
@@ -179,7 +197,8 @@ func VerifyReceipt(o VerifyReceiptOptions, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "receipt %s verifies: board %q (certificate %s, root %s from %s) received %s from %s (%d bytes, SHA-256 %x) at %s\n",
 		r.ID, board.Subject.CommonName, keys.SerialHex(board.SerialNumber), keys.FingerprintHex(root), from, r.Name, r.SID, r.Size, r.SHA256,
-		time.UnixMilli(int64(r.Received)).UTC().Format("2006-01-02T15:04:05.000Z"))
+		msTime(r.Received))
+	fmt.Fprintf(w, "%s\n", receiptSays(rf))
 	if o.Content != "" {
 		fmt.Fprintf(w, "%s matches the receipt\n", o.Content)
 	}

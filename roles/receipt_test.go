@@ -232,3 +232,67 @@ func TestVerifySubmissionTrustAnchor(t *testing.T) {
 		t.Errorf("revoked before: got %v, want the evidence refused", err)
 	}
 }
+
+// TestVerifyReceiptLateness checks that verify-receipt states what a late
+// receipt of version 3 says — its assignment, late by how much against
+// which due time, its version — and refuses the file edited to say "on
+// time" (late 0; the due time moved to received; the due time removed) and
+// the file edited to another assignment: the signature covers them all.
+func TestVerifyReceiptLateness(t *testing.T) {
+	e := newEvidencePKI(t, "CUHK Course Root CA")
+	received := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+	due := received.Add(-90 * time.Minute)
+	r := &wire.Receipt{ID: "000042", SID: "1155000001", Serial: []byte{1, 2}, Assignment: "hw1", Original: "My Report.pdf",
+		Name: "My_Report.pdf", Size: 3, SHA256: sha256.Sum256([]byte("abc")), Received: uint64(received.UnixMilli()),
+		Due: uint64(due.UnixMilli()), Late: 90 * 60 * 1000, Version: 2, BoardCertSHA256: sha256.Sum256(e.board.Raw)}
+	msg, err := session.ReceiptSignedBytes(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Signature, err = keys.Sign(e.boardKey, rand.Reader, msg); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path, err := saveReceipt(dir, r, e.board)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootFile := filepath.Join(t.TempDir(), "root.pem")
+	if err := os.WriteFile(rootFile, keys.EncodeCertificatePEM(e.root.Raw), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	original, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := VerifyReceipt(VerifyReceiptOptions{File: path, Root: rootFile}, &out); err != nil {
+		t.Fatalf("the genuine receipt: %v", err)
+	}
+	for _, want := range []string{`assignment "hw1"`, "90 minutes late", "version 2", "due " + due.Format("2006-01-02T15:04:05.000Z")} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("verify-receipt says %q, which lacks %q", out.String(), want)
+		}
+	}
+	dueText := `"due": "` + due.Format("2006-01-02T15:04:05.000Z") + `"`
+	for _, tt := range []struct{ name, from, to string }{
+		{"late zeroed", `"late": 5400000`, `"late": 0`},
+		{"due moved to received", dueText + ",\n  \"late\": 5400000", `"due": "` + received.Format("2006-01-02T15:04:05.000Z") + `",` + "\n  \"late\": 0"},
+		{"due removed", dueText + ",\n  \"late\": 5400000", `"due": null,` + "\n  \"late\": 0"},
+		{"another assignment", `"assignment": "hw1"`, `"assignment": "hw2"`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if !bytes.Contains(original, []byte(tt.from)) {
+				t.Fatalf("the receipt file has no %q:\n%s", tt.from, original)
+			}
+			edited := filepath.Join(t.TempDir(), "edited.json")
+			if err := os.WriteFile(edited, bytes.Replace(original, []byte(tt.from), []byte(tt.to), 1), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if err := VerifyReceipt(VerifyReceiptOptions{File: edited, Root: rootFile}, &out); err == nil {
+				t.Errorf("the edited receipt verifies: %s", out.String())
+			}
+		})
+	}
+}

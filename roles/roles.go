@@ -14,8 +14,10 @@ import "io"
 
 // StudentOptions is what the student role is asked to do besides its config.
 type StudentOptions struct {
-	IDs     []string  // student IDs, in order
-	Message string    // text to submit instead of the default ("" for the default)
-	Report  string    // path of a file to submit instead of a message
-	Out     io.Writer // where the course's required lines are printed
+	IDs     []string // student IDs, in order
+	Message string   // text to submit instead of the default ("" for the default)
+	Report  string   // path of a file to submit instead of a message
+	// Assignment is the assignment to submit to; student.assignment if "".
+	Assignment string
+	Out        io.Writer // where the course's required lines are printed
 }

@@ -20,6 +20,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"pkiboard/board"
 	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
@@ -38,11 +39,12 @@ var sidPath = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 // content is what a student submits: the same report for every ID, or a
 // message made per ID.
 type content struct {
-	name   string
-	report *os.File // nil for a message
-	size   int64
-	sum    [32]byte
-	text   string // --message; "" for the default
+	original string   // the file's own base name (message.txt for a message)
+	name     string   // the name it travels under: SafeName of original
+	report   *os.File // nil for a message
+	size     int64
+	sum      [32]byte
+	text     string // --message; "" for the default
 }
 
 // forSID returns the bytes to submit for sid and their size and hash.
@@ -67,9 +69,20 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 			return fmt.Errorf("student: %q is not a usable student ID (letters, digits, '_' and '-', at most 64, starting with a letter or digit)", sid)
 		}
 	}
-	c, err := prepareContent(opts)
+	assignment := opts.Assignment
+	if assignment == "" {
+		assignment = s.Assignment
+	}
+	if assignment == "" {
+		assignment = board.LabAssignment
+	}
+	c, err := prepareContent(opts, assignment)
 	if err != nil {
 		return fmt.Errorf("student: %w", err)
+	}
+	if c.original != c.name {
+		fmt.Fprintf(opts.Out, "your file %q is submitted under the safe name %q (the board keeps %q as its original name)\n",
+			c.original, c.name, c.original)
 	}
 	if c.report != nil {
 		defer c.report.Close()
@@ -78,7 +91,7 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 	if err != nil {
 		return fmt.Errorf("student: %w", err)
 	}
-	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens,
+	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens, assignment: assignment,
 		suites: s.Suites.IDs(), trustAnchor: &ca.Anchor{Fingerprint: s.RootFingerprint, Saved: filepath.Join(s.DataDir, ca.RootFile)},
 		seen: newCRLSeen(s.DataDir)}
 
@@ -129,9 +142,16 @@ func studentMessage(err error) string {
 	return err.Error()
 }
 
-func prepareContent(opts StudentOptions) (*content, error) {
+// prepareContent opens what the student submits to assignment: --report
+// FILE, --message TEXT, or — for the lab's assignment alone — the lab's
+// default message.
+func prepareContent(opts StudentOptions, assignment string) (*content, error) {
 	if opts.Report == "" {
-		return &content{name: messageFileName, text: opts.Message}, nil
+		if opts.Message == "" && assignment != board.LabAssignment {
+			return nil, fmt.Errorf("nothing to submit to assignment %q: give --report FILE or --message TEXT (only the lab's assignment %q has a default message)",
+				assignment, board.LabAssignment)
+		}
+		return &content{original: messageFileName, name: messageFileName, text: opts.Message}, nil
 	}
 	f, err := os.Open(opts.Report)
 	if err != nil {
@@ -142,7 +162,8 @@ func prepareContent(opts StudentOptions) (*content, error) {
 		f.Close()
 		return nil, fmt.Errorf("--report %s: %w", opts.Report, err)
 	}
-	return &content{name: wire.SafeName(filepath.Base(opts.Report), "report"), report: f, size: size, sum: sum}, nil
+	original := filepath.Base(opts.Report)
+	return &content{original: original, name: wire.SafeName(original, "report"), report: f, size: size, sum: sum}, nil
 }
 
 // loadTokens reads the token file ("SID TOKEN" per line) and, for a single ID,
@@ -186,6 +207,7 @@ type student struct {
 	log         *zap.Logger
 	out         *lockedWriter
 	content     *content
+	assignment  string // the assignment submitted to
 	tokens      map[string]string
 	suites      []uint16
 	trustAnchor *ca.Anchor // student.root_fingerprint, or else the root pinned in student.data_dir on first use
@@ -231,10 +253,57 @@ func (st *student) run(ctx context.Context, sid string) error {
 		return fmt.Errorf("the submission was accepted (receipt %s) but the receipt could not be saved: %w", receipt.ID, err)
 	}
 	logging.Step(st.log, 6, "receipt verified and saved", logging.SID(sid), zap.String("id", receipt.ID),
+		zap.String("assignment", receipt.Assignment), zap.Uint32("version", receipt.Version),
 		zap.String("name", receipt.Name), zap.Int64("size", int64(receipt.Size)), zap.Int64("resumed_from", sub.resumed),
-		zap.String("file", path), zap.Duration("elapsed", time.Since(started)))
+		zap.Uint64("late_ms", receipt.Late), zap.String("file", path), zap.Duration("elapsed", time.Since(started)))
 	st.out.printf("%s submitted: receipt %s, SHA-256 %x, saved as %s\n", sid, receipt.ID, receipt.SHA256, path)
+	st.out.printf("%s %s\n", sid, receiptStatement(receipt))
 	return nil
+}
+
+// receiptStatement is what a receipt says of the submission's time:
+// "received T, on time | n minutes late, version v".
+func receiptStatement(r *wire.Receipt) string {
+	return fmt.Sprintf("received %s, %s, version %d", msTime(r.Received), lateness(r.Late), r.Version)
+}
+
+// lateness words a receipt's late field.
+func lateness(lateMS uint64) string {
+	if lateMS == 0 {
+		return "on time"
+	}
+	minutes := (lateMS + 59_999) / 60_000 // a part of a minute late counts
+	unit := "minutes"
+	if minutes == 1 {
+		unit = "minute"
+	}
+	return fmt.Sprintf("%d %s late (%d ms)", minutes, unit, lateMS)
+}
+
+// msTime formats milliseconds since the Unix epoch as a receipt file does.
+func msTime(ms uint64) string {
+	return time.UnixMilli(int64(ms)).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// termsStatement is what the terms of an assignment say, for the student
+// before her upload.
+func termsStatement(t *wire.Terms) string {
+	var parts []string
+	if t.Due != 0 {
+		parts = append(parts, "due "+msTime(t.Due))
+	} else {
+		parts = append(parts, "no due time")
+	}
+	if t.Lock != 0 {
+		parts = append(parts, "locks "+msTime(t.Lock))
+	}
+	if t.Extended {
+		parts = append(parts, "your extension applies")
+	}
+	if t.Due != 0 {
+		parts = append(parts, "a submission received after the due time is late")
+	}
+	return fmt.Sprintf("assignment %q: %s", t.Assignment, strings.Join(parts, "; "))
 }
 
 // submitted is what a submission the board accepted leaves the student: the
@@ -249,55 +318,28 @@ type submitted struct {
 // submit opens one session with the board as sid and submits: steps 3 to 6.
 // setupCtx bounds the session; cancelling ctx closes it.
 func (st *student) submit(ctx, setupCtx context.Context, sid string, id *studentID) (*submitted, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(setupCtx, "tcp", st.cfg.BoardAddr)
+	sc, done, err := st.session(ctx, setupCtx, sid, id)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
-	}
-	timeout := st.cfg.Timeout.D()
-	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: timeout, WriteTimeout: timeout})
-	if dl, ok := setupCtx.Deadline(); ok {
-		wc.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	defer stop()
-	seen, err := st.seen.highest(id.root)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
-	sc, err := session.Client(wc, &session.ClientConfig{
-		SID:          sid,
-		Certificate:  id.cert,
-		Key:          id.key,
-		Root:         id.root,
-		BoardName:    st.cfg.BoardName,
-		MinCRLNumber: seen,
-		Suites:       st.suites,
-	})
-	if err != nil {
-		var refusal *wire.Refusal
-		if he := (*session.HandshakeError)(nil); errors.As(err, &he) && errors.As(he.Err, &refusal) {
-			logging.Step(st.log, 5, "board not accepted; session refused", logging.SID(sid),
-				zap.Stringer("code", refusal.Code), zap.String("reason", refusal.Text))
-		}
-		return nil, err
-	}
-	defer sc.Close()
-	status := sc.BoardStatus()
-	logging.Step(st.log, 5, "board verified; session key recovered", logging.SID(sid),
-		zap.String("board", sc.PeerCertificate().Subject.CommonName),
-		zap.Uint64("crl_number", status.CRLNumber),
-		zap.String("suite", session.SuiteName(sc.Suite())))
-	if err := st.seen.saw(id.root, status.CRLNumber); err != nil {
-		st.log.Warn("could not remember the board status's CRL number; an older status would not be refused next time",
-			logging.SID(sid), zap.Error(err))
-	}
-
+	defer done()
 	body, size, sum := st.content.forSID(sid)
 	bar := newProgress(sid, size, st.content.report != nil)
 	var resumed int64
-	receipt, err := sc.Submit(st.content.name, body, size, sum, session.SubmitOptions{
+	assignment := st.assignment
+	if assignment == "" {
+		assignment = board.LabAssignment
+	}
+	original := st.content.original
+	if original == "" {
+		original = st.content.name
+	}
+	req := session.NewSubmitRequest(assignment, original, size, sum)
+	receipt, _, err := sc.Submit(req, body, session.SubmitOptions{
+		OnTerms: func(t *wire.Terms) error {
+			st.out.printf("%s %s\n", sid, termsStatement(t))
+			return nil
+		},
 		Progress: bar.update,
 		OnResume: func(off int64) {
 			resumed = off
@@ -312,6 +354,58 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 		return nil, err
 	}
 	return &submitted{receipt: receipt, board: sc.PeerCertificate(), resumed: resumed}, nil
+}
+
+// session opens a session with the board as sid: steps 3 to 5, the board's
+// certificate and status checked. setupCtx bounds the session; cancelling
+// ctx closes it; done closes it and must be called once the session is
+// over.
+func (st *student) session(ctx, setupCtx context.Context, sid string, id *studentID) (sc *session.Conn, done func(), err error) {
+	var d net.Dialer
+	nc, err := d.DialContext(setupCtx, "tcp", st.cfg.BoardAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
+	}
+	timeout := st.cfg.Timeout.D()
+	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: timeout, WriteTimeout: timeout})
+	if dl, ok := setupCtx.Deadline(); ok {
+		wc.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	seen, err := st.seen.highest(id.root)
+	if err != nil {
+		stop()
+		nc.Close()
+		return nil, nil, err
+	}
+	sc, err = session.Client(wc, &session.ClientConfig{
+		SID:          sid,
+		Certificate:  id.cert,
+		Key:          id.key,
+		Root:         id.root,
+		BoardName:    st.cfg.BoardName,
+		MinCRLNumber: seen,
+		Suites:       st.suites,
+	})
+	if err != nil {
+		stop()
+		var refusal *wire.Refusal
+		if he := (*session.HandshakeError)(nil); errors.As(err, &he) && errors.As(he.Err, &refusal) {
+			logging.Step(st.log, 5, "board not accepted; session refused", logging.SID(sid),
+				zap.Stringer("code", refusal.Code), zap.String("reason", refusal.Text))
+		}
+		return nil, nil, err
+	}
+	status := sc.BoardStatus()
+	logging.Step(st.log, 5, "board verified; session key recovered", logging.SID(sid),
+		zap.String("board", sc.PeerCertificate().Subject.CommonName),
+		zap.Uint64("crl_number", status.CRLNumber),
+		zap.String("suite", session.SuiteName(sc.Suite())))
+	if err := st.seen.saw(id.root, status.CRLNumber); err != nil {
+		st.log.Warn("could not remember the board status's CRL number; an older status would not be refused next time",
+			logging.SID(sid), zap.Error(err))
+	}
+	return sc, func() { sc.Close(); stop() }, nil
 }
 
 // retryBusy runs attempt until it succeeds, fails other than by a busy

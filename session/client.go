@@ -324,6 +324,7 @@ func (hs *clientHandshake) establish() (*Conn, error) {
 		peer:         hs.board,
 		own:          hs.cfg.Certificate,
 		status:       hs.status,
+		root:         hs.cfg.Root,
 		key:          hs.cfg.Key,
 		rand:         hs.cfg.rand,
 		now:          hs.cfg.now,

@@ -30,6 +30,7 @@ type Conn struct {
 	peer         *x509.Certificate // the peer's certificate, checked
 	own          *x509.Certificate // this side's certificate
 	status       *wire.BoardStatus // on the student's side: the board's status, checked
+	root         *x509.Certificate // on the student's side: her root, which history receipts are checked against
 	key          crypto.Signer
 	rand         io.Reader
 	now          func() time.Time

@@ -112,15 +112,16 @@ func checkSuccess(t *testing.T, p *testPKI, r result, content []byte, name strin
 
 	sum := sha256.Sum256(content)
 	sub := r.sub
-	want, err := Statement(sub.TranscriptHash, testSID, name, uint64(len(content)), sum)
+	want, err := Statement(sub.TranscriptHash, testSID, sub.TermsBody, name, name, uint64(len(content)), sum)
 	if err != nil || !bytes.Equal(sub.Statement, want) {
 		t.Errorf("Submission.Statement differs from Statement(...) (%v)", err)
 	}
-	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); err != nil {
+	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, testSID, sub.Statement, sub.Signature); err != nil {
 		t.Errorf("VerifyStatement: %v", err)
 	}
 	sum[0] ^= 1
-	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, sub.TranscriptHash, testSID, name, uint64(len(content)), sum, sub.Signature); !errors.Is(err, keys.ErrBadSignature) {
+	other, _ := Statement(sub.TranscriptHash, testSID, sub.TermsBody, name, name, uint64(len(content)), sum)
+	if err := VerifyStatement(sub.Chain[0], p.root.cert, now, testSID, other, sub.Signature); !errors.Is(err, keys.ErrBadSignature) {
 		t.Errorf("VerifyStatement of another SHA-256: got %v, want keys.ErrBadSignature", err)
 	}
 }
@@ -267,7 +268,8 @@ func TestBoardRefuses(t *testing.T) {
 		}, wire.CodeSuiteNotAllowed, "(rc4-hmac-sha256) is allowed"},
 		{"unknown suites only", withHello(func(ch *wire.ClientHello) { ch.Suites = []uint16{0x1234} }), wire.CodeSuiteNotAllowed, "0x1234"},
 		{"version 1", withHello(func(ch *wire.ClientHello) { ch.Version = 1 }), wire.CodeBadVersion, "version 1"},
-		{"version 3", withHello(func(ch *wire.ClientHello) { ch.Version = 3 }), wire.CodeBadVersion, "version 3"},
+		{"version 2", withHello(func(ch *wire.ClientHello) { ch.Version = 2 }), wire.CodeBadVersion, "version 2"},
+		{"version 4", withHello(func(ch *wire.ClientHello) { ch.Version = 4 }), wire.CodeBadVersion, "version 4"},
 		{"hello an hour old", withHello(func(ch *wire.ClientHello) { ch.Time -= 60 * minute }), wire.CodeStaleHello, "the board's time is"},
 		{"hello six minutes ahead", withHello(func(ch *wire.ClientHello) { ch.Time += 6 * minute }), wire.CodeStaleHello, "check your computer's clock"},
 		{"hello at the end of time", withHello(func(ch *wire.ClientHello) { ch.Time = 1<<64 - 1 }), wire.CodeStaleHello, "the board's time is"},
@@ -518,10 +520,10 @@ func TestStudentRefuses(t *testing.T) {
 		{"session key garbled", withServerHello(func(sh *wire.ServerHello) { sh.EncryptedKey[len(sh.EncryptedKey)-1] ^= 1 }), nil, wire.CodeKeyTransportFailed},
 		{"X-Wing ciphertext truncated", withServerHello(func(sh *wire.ServerHello) { sh.KEMCiphertext = sh.KEMCiphertext[:1119] }), nil, wire.CodeBadKeyShare},
 		{"X-Wing ciphertext too long", withServerHello(func(sh *wire.ServerHello) { sh.KEMCiphertext = append(sh.KEMCiphertext, 0) }), nil, wire.CodeBadKeyShare},
-		{"ServerHello version 3", nil, func(d direction, i int, f []byte) [][]byte {
+		{"ServerHello version 2", nil, func(d direction, i int, f []byte) [][]byte {
 			if d == s2c && i == 0 {
 				f = bytes.Clone(f)
-				f[2] = 3
+				f[2] = 2
 			}
 			return [][]byte{f}
 		}, wire.CodeBadVersion},

@@ -486,11 +486,16 @@ type scenario struct {
 	name    string // file name; "message.txt" if empty
 	content []byte
 	tamper  tamperFunc // if set, the session goes through a proxy
+	course  Course     // the board's course; a testCourse if nil
 	proxy   **proxy    // if set, receives the proxy
 	dial    func(addr string) (net.Conn, error)
 	// beforeReceipt, if set, may change the board's Conn before it signs the
 	// receipt: tests use it to play a board that names another certificate.
 	beforeReceipt func(*Conn)
+	// receipt, if set, changes the receipt's fields before the board signs
+	// it: tests use it to play a board that signs what the student did not
+	// send or was not told.
+	receipt func(*wire.Receipt)
 }
 
 // runSession runs a student and a board through a handshake and a submission
@@ -523,7 +528,7 @@ func runSession(t *testing.T, sc scenario) result {
 			return
 		}
 		out.conn = conn
-		sub, err := conn.ReceiveSubmission(&wire.Receiver{MaxSize: 1 << 30})
+		sub, err := receiveSubmission(conn, sc.course, &wire.Receiver{MaxSize: 1 << 30})
 		if err != nil {
 			out.err = err
 			return
@@ -533,15 +538,24 @@ func runSession(t *testing.T, sc scenario) result {
 		if sc.beforeReceipt != nil {
 			sc.beforeReceipt(conn)
 		}
-		out.err = conn.SendReceipt(&wire.Receipt{
-			ID:       "sub-0001",
-			SID:      conn.SID(),
-			Serial:   conn.PeerCertificate().SerialNumber.Bytes(),
-			Name:     sub.File.Name,
-			Size:     uint64(sub.File.Size),
-			SHA256:   sub.File.SHA256,
-			Received: uint64(time.Now().UnixMilli()),
-		})
+		receipt := &wire.Receipt{
+			ID:         "sub-0001",
+			SID:        conn.SID(),
+			Serial:     conn.PeerCertificate().SerialNumber.Bytes(),
+			Assignment: sub.Terms.Assignment,
+			Original:   sub.Original,
+			Name:       sub.File.Name,
+			Size:       uint64(sub.File.Size),
+			SHA256:     sub.File.SHA256,
+			Received:   uint64(sub.Received.UnixMilli()),
+			Due:        sub.Terms.Due,
+			Late:       sub.Late(),
+			Version:    1,
+		}
+		if sc.receipt != nil {
+			sc.receipt(receipt)
+		}
+		out.err = conn.SendReceipt(receipt)
 	}()
 
 	addr := ln.Addr().String()
@@ -567,8 +581,7 @@ func runSession(t *testing.T, sc scenario) result {
 		r.clientErr = err
 	} else {
 		r.student = conn
-		sum := sha256.Sum256(sc.content)
-		r.receipt, r.clientErr = conn.Submit(sc.name, bytes.NewReader(sc.content), int64(len(sc.content)), sum, SubmitOptions{})
+		r.receipt, r.clientErr = submit(conn, sc.name, sc.content)
 		conn.Close()
 	}
 	nc.Close()
@@ -623,4 +636,51 @@ func wantPeerError(t *testing.T, side string, err error, code wire.Code) {
 	if peer.Code != code {
 		t.Errorf("%s: got the peer's error %v, want code %v", side, peer, code)
 	}
+}
+
+// testCourse is a Course of one assignment of any name, with terms of its
+// own (their Assignment set to the one asked for, MaxSize 1 GiB if unset).
+type testCourse struct {
+	terms   wire.Terms
+	history []wire.HistoryItem
+}
+
+func (c *testCourse) Terms(_ string, req *wire.SubmitRequest, _ time.Time) (*wire.Terms, error) {
+	t := c.terms
+	if t.Assignment == "" {
+		t.Assignment = req.Assignment
+	}
+	if t.MaxSize == 0 {
+		t.MaxSize = 1 << 30
+	}
+	return &t, nil
+}
+
+func (c *testCourse) History(string, string) ([]wire.HistoryItem, error) { return c.history, nil }
+
+func (c *testCourse) Assignments(string, time.Time) ([]wire.AssignmentItem, error) {
+	return []wire.AssignmentItem{{ID: "lab", MaxSize: 1 << 30}}, nil
+}
+
+// receiveSubmission reads the student's request, which must be a
+// SubmitRequest, and receives it with course (a testCourse if nil) into r.
+func receiveSubmission(conn *Conn, course Course, r *wire.Receiver) (*Submission, error) {
+	m, err := conn.ReadRequest()
+	if err != nil {
+		return nil, err
+	}
+	req, ok := m.(*wire.SubmitRequest)
+	if !ok {
+		return nil, fmt.Errorf("got a %v, want a SubmitRequest", m.Type())
+	}
+	if course == nil {
+		course = &testCourse{}
+	}
+	return conn.ReceiveSubmission(req, course, func(*wire.Terms) *wire.Receiver { return r })
+}
+
+// submit submits content under original to the lab.
+func submit(conn *Conn, original string, content []byte) (*wire.Receipt, error) {
+	r, _, err := conn.Submit(NewSubmitRequest("lab", original, int64(len(content)), sha256.Sum256(content)), bytes.NewReader(content), SubmitOptions{})
+	return r, err
 }

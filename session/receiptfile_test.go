@@ -26,10 +26,11 @@ import (
 // certificate it issued. -update (with -run TestReceiptFileCorpus) makes a new
 // root and rewrites them all.
 var (
-	receiptRootFile   = filepath.Join("testdata", "receipt-root.pem")
-	receiptCorpusDir  = filepath.Join("testdata", "fuzz", "FuzzReceiptFile")
-	receiptValidSeed  = "valid"
-	receiptReceivedAt = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	receiptRootFile    = filepath.Join("testdata", "receipt-root.pem")
+	receiptCorpusDir   = filepath.Join("testdata", "fuzz", "FuzzReceiptFile")
+	receiptValidSeed   = "valid"
+	receiptValidV2Seed = "valid-v2"
+	receiptReceivedAt  = time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 )
 
 // receiptSeeds makes a root, a board certificate, and receipt files: one
@@ -57,8 +58,9 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 	content := sha256.Sum256([]byte("This is submission from 1155000001.\n"))
 	receipt := func(board *x509.Certificate, key crypto.Signer) *wire.Receipt {
 		r := &wire.Receipt{
-			ID: "000042", SID: "1155000001", Serial: []byte{0x7f, 1, 2}, Name: "message.txt",
-			Size: 360, SHA256: content, Received: uint64(receiptReceivedAt.UnixMilli()),
+			ID: "000042", SID: "1155000001", Serial: []byte{0x7f, 1, 2}, Assignment: "hw1", Original: "message.txt",
+			Name: "message.txt", Size: 360, SHA256: content, Received: uint64(receiptReceivedAt.UnixMilli()),
+			Due: uint64(receiptReceivedAt.Add(-3 * time.Minute).UnixMilli()), Late: 180000, Version: 2,
 			BoardCertSHA256: sha256.Sum256(board.Raw),
 		}
 		msg, err := ReceiptSignedBytes(r)
@@ -97,6 +99,13 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 		seeds[name] = encode(&f)
 	}
 	variant("version-1", func(f *receiptFile) { f.Version = 1 })
+	// A receipt edited to say "on time", with late 0 or the due time moved,
+	// and a statement replayed into another assignment: none verifies.
+	variant("late-zeroed", func(f *receiptFile) { f.Late = 0 })
+	variant("due-moved", func(f *receiptFile) { due := f.Received; f.Due, f.Late = &due, 0 })
+	variant("due-removed", func(f *receiptFile) { f.Due, f.Late = nil, 0 })
+	variant("other-assignment", func(f *receiptFile) { f.Assignment = "hw2" })
+	variant("other-version", func(f *receiptFile) { f.SubmissionVersion = 1 })
 	variant("sha256-short", func(f *receiptFile) { f.SHA256 = f.SHA256[:62] })
 	variant("sha256-not-hex", func(f *receiptFile) { f.SHA256 = strings.Repeat("zz", 32) })
 	variant("sha256-uppercase", func(f *receiptFile) { f.SHA256 = strings.ToUpper(f.SHA256) })
@@ -146,6 +155,25 @@ func receiptSeeds(tb testing.TB) (root *x509.Certificate, seeds map[string][]byt
 	m["size"] = fmt.Sprint(valid.Size)
 	seeds["size-as-string"] = encode(m)
 
+	// A receipt of version 2, kept from before version 3: it verifies, in
+	// its own layout.
+	v2 := &wire.ReceiptV2{ID: "000041", SID: "1155000001", Serial: []byte{0x7f, 1, 2}, Name: "message.txt",
+		Size: 360, SHA256: content, Received: uint64(receiptReceivedAt.Add(-time.Hour).UnixMilli()),
+		BoardCertSHA256: sha256.Sum256(boardCert.Raw)}
+	msg, err := ReceiptV2SignedBytes(v2)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if v2.Signature, err = keys.Sign(boardKey, rand.Reader, msg); err != nil {
+		tb.Fatal(err)
+	}
+	if seeds[receiptValidV2Seed], err = MarshalReceiptFileV2(v2, boardCert); err != nil {
+		tb.Fatal(err)
+	}
+	// The v2 file relabelled as version 3, and the v3 one as version 2.
+	seeds["v2-as-v3"] = bytes.Replace(seeds[receiptValidV2Seed], []byte(`"version": 2`), []byte(`"version": 3`), 1)
+	seeds["v3-as-v2"] = bytes.Replace(seeds[receiptValidSeed], []byte(`"version": 3`), []byte(`"version": 2`), 1)
+
 	seeds["empty"] = []byte{}
 	seeds["not-json"] = []byte("receipt 000042 for 1155000001")
 	seeds["json-null"] = []byte("null")
@@ -193,7 +221,7 @@ func TestReceiptFileCorpus(t *testing.T) {
 		sawValid = sawValid || e.Name() == receiptValidSeed
 		data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, e.Name()))
 		err := verifyReceiptBytes(data, root)
-		if (err == nil) != (e.Name() == receiptValidSeed) {
+		if (err == nil) != (e.Name() == receiptValidSeed || e.Name() == receiptValidV2Seed) {
 			t.Errorf("seed %s: verification gave %v", e.Name(), err)
 		}
 	}
@@ -223,11 +251,11 @@ func readCorpusBytes(tb testing.TB, path string) []byte {
 // verifyReceiptBytes is what `pkiboard verify-receipt` does with a receipt
 // file, minus the file system: parse it and check it against the roots.
 func verifyReceiptBytes(data []byte, root *x509.Certificate) error {
-	r, board, err := ParseReceiptFile(data)
+	rf, err := ParseReceiptFile(data)
 	if err != nil {
 		return err
 	}
-	return VerifyReceipt(r, board, root, time.Now())
+	return rf.Verify(root, time.Now())
 }
 
 // TestReceiptFileFormat checks that the committed valid receipt file is
@@ -236,13 +264,20 @@ func verifyReceiptBytes(data []byte, root *x509.Certificate) error {
 // and that it has exactly the keys and JSON types of the document.
 func TestReceiptFileFormat(t *testing.T) {
 	data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, receiptValidSeed))
-	r, board, err := ParseReceiptFile(data)
+	rf, err := ParseReceiptFile(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := MarshalReceiptFile(r, board)
+	board := rf.Board
+	got, err := MarshalReceiptFile(rf.Receipt, board)
 	if err != nil {
 		t.Fatal(err)
+	}
+	v2data := readCorpusBytes(t, filepath.Join(receiptCorpusDir, receiptValidV2Seed))
+	if v2, err := ParseReceiptFile(v2data); err != nil || v2.Version != 2 {
+		t.Errorf("the receipt file of version 2: %v", err)
+	} else if again, err := MarshalReceiptFileV2(v2.V2, v2.Board); err != nil || !bytes.Equal(again, v2data) {
+		t.Errorf("MarshalReceiptFileV2 wrote\n%s\nwant the committed\n%s (%v)", again, v2data, err)
 	}
 	if !bytes.Equal(got, data) {
 		t.Errorf("MarshalReceiptFile wrote\n%s\nwant the committed\n%s", got, data)
@@ -252,7 +287,8 @@ func TestReceiptFileFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	types := map[string]string{"version": "number", "id": "string", "sid": "string", "serial": "string", "name": "string",
-		"size": "number", "sha256": "string", "received": "string", "signature": "string", "board_certificates": "array"}
+		"size": "number", "sha256": "string", "received": "string", "signature": "string", "board_certificates": "array",
+		"assignment": "string", "original": "string", "due": "string", "late": "number", "submission_version": "number"}
 	for k, v := range m {
 		var kind string
 		switch v.(type) {
@@ -274,7 +310,7 @@ func TestReceiptFileFormat(t *testing.T) {
 	if len(certs) != 1 || certs[0] != base64.StdEncoding.EncodeToString(board.Raw) {
 		t.Errorf("board_certificates = %v, want one entry, the certificate in standard base64", m["board_certificates"])
 	}
-	for _, want := range []string{`"version": 2,`, `"id": "000042",`, `"serial": "7f0102",`, `"received": "2026-06-01T12:00:00.000Z",`} {
+	for _, want := range []string{`"version": 3,`, `"due": "2026-06-01T11:57:00.000Z",`, `"late": 180000,`, `"id": "000042",`, `"serial": "7f0102",`, `"received": "2026-06-01T12:00:00.000Z",`} {
 		if !bytes.Contains(got, []byte(want)) {
 			t.Errorf("the receipt file lacks %s", want)
 		}
@@ -291,7 +327,14 @@ func TestReceiptParseErrorsSayWhat(t *testing.T) {
 		"sha256-short":       "sha256 holds 31 bytes",
 		"sha256-not-hex":     "sha256",
 		"sha256-uppercase":   "not lowercase hex",
-		"version-1":          "version 1 is not 2",
+		"version-1":          "version 1 is not 3 or 2",
+		"late-zeroed":        "signature",
+		"due-moved":          "signature",
+		"due-removed":        "signature",
+		"other-assignment":   "signature",
+		"other-version":      "signature",
+		"v2-as-v3":           "its keys are",
+		"v3-as-v2":           "its keys are",
 		"dated-year-1":       "before 1970",
 		"dated-future":       "after now",
 		"received-no-millis": "three fractional digits",
@@ -305,7 +348,7 @@ func TestReceiptParseErrorsSayWhat(t *testing.T) {
 		"extra-key":          "board_chain",
 		"missing-key":        "its keys are",
 		"size-as-string":     "size",
-		"empty-object":       "its keys are",
+		"empty-object":       "version 0 is not 3 or 2",
 		"json-null":          "not a JSON object",
 	} {
 		err := verifyReceiptBytes(readCorpusBytes(t, filepath.Join(receiptCorpusDir, name)), root)
@@ -322,28 +365,29 @@ func TestReceiptParseErrorsSayWhat(t *testing.T) {
 // moved to other fields).
 func FuzzReceiptFile(f *testing.F) {
 	root := loadReceiptRoot(f)
-	valid, _, err := ParseReceiptFile(readCorpusBytes(f, filepath.Join(receiptCorpusDir, receiptValidSeed)))
+	valid, err := ParseReceiptFile(readCorpusBytes(f, filepath.Join(receiptCorpusDir, receiptValidSeed)))
 	if err != nil {
 		f.Fatal(err)
 	}
-	signed, err := ReceiptSignedBytes(valid)
+	signed, err := ReceiptSignedBytes(valid.Receipt)
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		r, board, err := ParseReceiptFile(data)
+		rf, err := ParseReceiptFile(data)
 		if err != nil {
 			if strings.Contains(err.Error(), "<nil>") {
 				t.Fatalf("error does not say what is wrong: %v", err)
 			}
 			return
 		}
-		if r == nil || board == nil || r.BoardCertSHA256 != sha256.Sum256(board.Raw) {
+		if rf.Board == nil || rf.Fields().BoardCertSHA256 != sha256.Sum256(rf.Board.Raw) {
 			t.Fatal("parsed a receipt without its board certificate")
 		}
-		if err := VerifyReceipt(r, board, root, time.Now()); err != nil {
+		if err := rf.Verify(root, time.Now()); err != nil || rf.Version == 2 {
 			return
 		}
+		r := rf.Receipt
 		got, err := ReceiptSignedBytes(r)
 		if err != nil {
 			t.Fatalf("a verified receipt does not encode: %v", err)

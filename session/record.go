@@ -133,7 +133,8 @@ var errClosed = errors.New("session: connection closed")
 func recordTypeAllowed(t wire.Type) bool {
 	switch t {
 	case wire.TypeError, wire.TypeFileHeader, wire.TypeFileOffset, wire.TypeData, wire.TypeFileAck,
-		wire.TypeSubmitEnd, wire.TypeReceipt:
+		wire.TypeSubmitEnd, wire.TypeReceipt, wire.TypeSubmitRequest, wire.TypeTerms,
+		wire.TypeHistoryRequest, wire.TypeHistory, wire.TypeAssignmentsRequest, wire.TypeAssignments:
 		return true
 	}
 	return false

@@ -15,11 +15,13 @@ import (
 )
 
 // The c2s frames of the short submission the tamper tests use: the hello,
-// then the records FileHeader, Data (64 KiB), Data (the rest) and SubmitEnd.
+// then the records SubmitRequest, FileHeader, Data (64 KiB), Data (the rest)
+// and SubmitEnd.
 const (
 	tamperContentLen = wire.MaxDataChunk + 1000
-	firstRecord      = 1 // c2s frame index of the first record
-	lastRecord       = 4 // c2s frame index of SubmitEnd
+	firstRecord      = 1 // c2s frame index of the first record, the SubmitRequest
+	headerRecord     = 2 // c2s frame index of the FileHeader
+	lastRecord       = 5 // c2s frame index of SubmitEnd
 )
 
 // onRecord returns a tamperFunc that applies f to c2s frame index target
@@ -85,14 +87,15 @@ func TestTamperedBoardRecords(t *testing.T) {
 	p := pki(t)
 	for _, tt := range []struct {
 		name  string
-		index int // s2c frame index: 0 ServerHello, 1 ServerVerify, 2 FileOffset, 3 Receipt
+		index int // s2c frame index: 0 ServerHello, 1 ServerVerify, 2 Terms, 3 FileOffset, 4 Receipt
 		off   int
 	}{
-		{"FileOffset type", 2, 0},
-		{"FileOffset ciphertext", 2, 3},
-		{"FileOffset tag", 2, -1},
-		{"Receipt ciphertext", 3, 20},
-		{"Receipt tag", 3, -7},
+		{"Terms ciphertext", 2, 5},
+		{"FileOffset type", 3, 0},
+		{"FileOffset ciphertext", 3, 3},
+		{"FileOffset tag", 3, -1},
+		{"Receipt ciphertext", 4, 20},
+		{"Receipt tag", 4, -7},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := runSession(t, scenario{server: p.serverConfig(), client: p.clientConfig("p256"), content: lab(testSID),
@@ -101,7 +104,7 @@ func TestTamperedBoardRecords(t *testing.T) {
 			if r.receipt != nil {
 				t.Errorf("the student accepted a receipt")
 			}
-			if tt.index == 2 {
+			if tt.index == 2 || tt.index == 3 {
 				// The board learns of it before it has a submission.
 				wantPeerError(t, "board", r.serverErr, wire.CodeBadRecordMAC)
 				if r.sub != nil {
@@ -127,11 +130,12 @@ func TestDroppedReorderedRepeated(t *testing.T) {
 		}{name, f})
 	}
 	// A record followed by another fails through its successor's MAC. The
-	// FileHeader is not followed by anything until the board answers it, so
-	// it cannot be dropped or delayed that way (see below).
+	// SubmitRequest and the FileHeader are not followed by anything until
+	// the board answers them, so they cannot be dropped or delayed that way
+	// (see below).
 	for rec := firstRecord; rec < lastRecord; rec++ {
 		add(fmt.Sprintf("repeat %d", rec), onRecord(c2s, rec, func(f []byte) [][]byte { return [][]byte{f, f} }))
-		if rec > firstRecord {
+		if rec > headerRecord {
 			add(fmt.Sprintf("drop %d", rec), onRecord(c2s, rec, func([]byte) [][]byte { return nil }))
 			add(fmt.Sprintf("swap %d and %d", rec, rec+1), swap(rec))
 		}
@@ -146,10 +150,11 @@ func TestDroppedReorderedRepeated(t *testing.T) {
 		})
 	}
 
-	// Dropping a record that waits for an answer (the FileHeader, the
-	// SubmitEnd) leaves nothing after it to fail its MAC: the student gives
-	// up (here, it hangs up), and the board must never accept the submission.
-	for _, rec := range []int{firstRecord, lastRecord} {
+	// Dropping a record that waits for an answer (the SubmitRequest, the
+	// FileHeader, the SubmitEnd) leaves nothing after it to fail its MAC:
+	// the student gives up (here, it hangs up), and the board must never
+	// accept the submission.
+	for _, rec := range []int{firstRecord, headerRecord, lastRecord} {
 		t.Run(fmt.Sprintf("drop %d and hang up", rec), func(t *testing.T) {
 			var once sync.Once
 			cut, hungUp := make(chan struct{}), make(chan struct{})
@@ -233,7 +238,7 @@ func TestReplayedSession(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		o.sub, o.receive = conn.ReceiveSubmission(&wire.Receiver{MaxSize: 1 << 30})
+		o.sub, o.receive = receiveSubmission(conn, nil, &wire.Receiver{MaxSize: 1 << 30})
 	}()
 	nc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {

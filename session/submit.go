@@ -3,7 +3,6 @@ package session
 import (
 	"bytes"
 	"crypto/sha256"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,11 @@ import (
 
 // SubmitOptions configures Conn.Submit. The zero value is ready to use.
 type SubmitOptions struct {
+	// OnTerms, if set, is called with the board's terms (checked to be for
+	// the assignment asked for) before any of the content is sent; an error
+	// it returns ends the session there and is returned.
+	OnTerms func(*wire.Terms) error
+
 	// Progress, if set, is called after each Data record with the number of
 	// the file's bytes sent so far, the resumed prefix included.
 	Progress func(sent int64)
@@ -28,54 +32,91 @@ type SubmitOptions struct {
 // submission all the same; the receipt is simply not evidence of it.
 var ErrBadReceipt = errors.New("session: bad receipt")
 
-// Submit is the student's step 6 (PROTOCOL.md §5.4): it sends content, size
-// bytes with SHA-256 sum, under name, as a file transfer over the session,
-// resuming where the board holds an earlier interrupted upload, in Data
-// records of 64 KiB; then SubmitEnd with the student's signature over the
-// statement; then it reads the board's Receipt and verifies it: every field
-// must match what was sent, it must name the board certificate of the
-// handshake, and the signature must verify with that certificate's key. It returns the verified receipt.
+// NewSubmitRequest returns the request of content of size bytes with SHA-256
+// sum, from a file whose own base name is original, to assignment: its name
+// is SafeName of original (PROTOCOL.md §5.4).
+func NewSubmitRequest(assignment, original string, size int64, sum [32]byte) *wire.SubmitRequest {
+	return &wire.SubmitRequest{Assignment: assignment, Original: original,
+		Name: wire.SafeName(original, "report"), Size: uint64(size), SHA256: sum}
+}
+
+// Submit is the student's step 6 (PROTOCOL.md §5.4): it sends req, reads the
+// board's terms and checks they are for the assignment asked for, then sends
+// content (req.Size bytes with SHA-256 req.SHA256) under req.Name as a file
+// transfer over the session, resuming where the board holds an earlier
+// interrupted upload, in Data records of 64 KiB; then SubmitEnd with the
+// student's signature over the statement, which covers the terms as
+// received; then it reads the board's Receipt and verifies it: every field
+// must match what was sent and what the terms said, late must follow from
+// received and due, it must name the board certificate of the handshake, and
+// the signature must verify with that certificate's key. It returns the
+// verified receipt and the terms.
 //
 // The board's refusals come back as a *wire.Error. A receipt that fails
 // verification gives an error matching ErrBadReceipt.
-func (c *Conn) Submit(name string, content io.ReaderAt, size int64, sum [32]byte, opt SubmitOptions) (*wire.Receipt, error) {
+func (c *Conn) Submit(req *wire.SubmitRequest, content io.ReaderAt, opt SubmitOptions) (*wire.Receipt, *wire.Terms, error) {
 	if !c.isClient {
-		return nil, errors.New("session: Submit is the student's; the board calls ReceiveSubmission")
+		return nil, nil, errors.New("session: Submit is the student's; the board calls ReceiveSubmission")
 	}
-	statement, err := Statement(c.th, c.sid, name, uint64(size), sum)
+	if err := c.WriteMessage(req); err != nil {
+		return nil, nil, fmt.Errorf("session: sending the request: %w", err)
+	}
+	terms, err := wire.Expect[*wire.Terms](c.ReadMessage())
+	if err == nil && terms.Assignment != req.Assignment {
+		err = wire.Refusef(wire.CodeUnexpectedMessage,
+			"the board sent the terms of assignment %q, not of %q, which you asked for; tell the course staff", terms.Assignment, req.Assignment)
+	}
 	if err != nil {
-		return nil, err
+		var peer *wire.Error
+		if !errors.As(err, &peer) {
+			_ = wire.Answer(c, err)
+		}
+		return nil, nil, fmt.Errorf("session: waiting for the terms: %w", err)
 	}
-	resumed, err := wire.SendFile(c, name, content, size, sum, wire.SendOptions{
+	if opt.OnTerms != nil {
+		if err := opt.OnTerms(terms); err != nil {
+			return nil, terms, err
+		}
+	}
+	body, err := terms.Body()
+	if err != nil {
+		return nil, terms, err
+	}
+	statement, err := Statement(c.th, c.sid, body, req.Original, req.Name, req.Size, req.SHA256)
+	if err != nil {
+		return nil, terms, err
+	}
+	resumed, err := wire.SendFile(c, req.Name, content, int64(req.Size), req.SHA256, wire.SendOptions{
 		ChunkSize: wire.MaxDataChunk,
 		Progress:  opt.Progress,
 		SkipAck:   true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("session: sending %q: %w", name, err)
+		return nil, terms, fmt.Errorf("session: sending %q: %w", req.Name, err)
 	}
 	if opt.OnResume != nil {
 		opt.OnResume(resumed)
 	}
 	sig, err := keys.Sign(c.key, c.rand, statement)
 	if err != nil {
-		return nil, err
+		return nil, terms, err
 	}
 	if err := c.WriteMessage(&wire.SubmitEnd{Signature: sig}); err != nil {
-		return nil, fmt.Errorf("session: sending SubmitEnd: %w", err)
+		return nil, terms, fmt.Errorf("session: sending SubmitEnd: %w", err)
 	}
 	r, err := wire.Expect[*wire.Receipt](c.ReadMessage())
 	if err != nil {
-		return nil, fmt.Errorf("session: waiting for the receipt: %w", err)
+		return nil, terms, fmt.Errorf("session: waiting for the receipt: %w", err)
 	}
-	if err := c.checkReceipt(r, name, size, sum); err != nil {
-		return nil, err
+	if err := c.checkReceipt(r, req, terms); err != nil {
+		return nil, terms, err
 	}
-	return r, nil
+	return r, terms, nil
 }
 
-// checkReceipt checks a receipt against the submission and the board's key.
-func (c *Conn) checkReceipt(r *wire.Receipt, name string, size int64, sum [32]byte) error {
+// checkReceipt checks a receipt against the request, the terms and the
+// board's key (PROTOCOL.md §5.4).
+func (c *Conn) checkReceipt(r *wire.Receipt, req *wire.SubmitRequest, terms *wire.Terms) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadReceipt, fmt.Sprintf(format, args...))
 	}
@@ -85,12 +126,20 @@ func (c *Conn) checkReceipt(r *wire.Receipt, name string, size int64, sum [32]by
 		return bad("it is for SID %q, not %q", r.SID, c.sid)
 	case !bytes.Equal(r.Serial, serial):
 		return bad("it names certificate serial %x, not %x", r.Serial, serial)
-	case r.Name != name:
-		return bad("it is for file %q, not %q", r.Name, name)
-	case r.Size != uint64(size):
-		return bad("it is for %d bytes, not %d", r.Size, size)
-	case r.SHA256 != sum:
-		return bad("it is for SHA-256 %x, not %x", r.SHA256, sum)
+	case r.Assignment != req.Assignment:
+		return bad("it is for assignment %q, not %q", r.Assignment, req.Assignment)
+	case r.Original != req.Original:
+		return bad("it is for file %q, not %q", r.Original, req.Original)
+	case r.Name != req.Name:
+		return bad("it is for file name %q, not %q", r.Name, req.Name)
+	case r.Size != req.Size:
+		return bad("it is for %d bytes, not %d", r.Size, req.Size)
+	case r.SHA256 != req.SHA256:
+		return bad("it is for SHA-256 %x, not %x", r.SHA256, req.SHA256)
+	case r.Due != terms.Due:
+		return bad("it gives due time %d, but the terms said %d", r.Due, terms.Due)
+	case r.Late != LateBy(r.Received, r.Due):
+		return bad("it says late by %d ms, but received %d and due %d make %d ms", r.Late, r.Received, r.Due, LateBy(r.Received, r.Due))
 	case r.BoardCertSHA256 != sha256.Sum256(c.peer.Raw):
 		return bad("it names board certificate %x, not the one of the session", r.BoardCertSHA256)
 	}
@@ -102,71 +151,6 @@ func (c *Conn) checkReceipt(r *wire.Receipt, name string, size int64, sum [32]by
 		return bad("its signature does not verify with the board's certificate")
 	}
 	return nil
-}
-
-// Submission is a submission the board received and checked: the content,
-// verified against its FileHeader and still in the Receiver's sink, and the
-// evidence that the student sent it.
-type Submission struct {
-	// File is the received file, in the sink the Receiver opened for it. The
-	// caller stores it where it belongs, or drops it.
-	File *wire.Received
-
-	SID            string              // the student ID of the session
-	Suite          uint16              // the cipher suite of the session's records
-	Chain          []*x509.Certificate // the student's certificate, as verified (alone: a session carries no intermediates)
-	Board          *x509.Certificate   // the board's certificate of the session, which signs the receipt
-	TranscriptHash [32]byte            // TH of the session
-	Statement      []byte              // the statement the student signed
-	Signature      []byte              // the student's signature over Statement
-}
-
-// ReceiveSubmission is the board's step 6 up to the receipt (PROTOCOL.md
-// §5.4): it receives the file with r (whose sinks should be the SID's own, so
-// that an interrupted upload resumes only for the same student), checks its
-// size and SHA-256, reads SubmitEnd and verifies the student's signature over
-// the statement with the certificate of the handshake.
-//
-// Every refusal is answered to the student, as a record, and returned: a
-// signature that does not verify is bad-submission-signature, a *wire.Refusal.
-// On any error no submission is returned and nothing durable is discarded: a
-// completely received file stays in its sink, finished and not aborted — with
-// the board's store (board.Store.Receiver), a large file stays as a partial
-// file in the SID's partial directory, which the student's next attempt
-// resumes, and a small one held in memory is dropped.
-func (c *Conn) ReceiveSubmission(r *wire.Receiver) (*Submission, error) {
-	if c.isClient {
-		return nil, errors.New("session: ReceiveSubmission is the board's; the student calls Submit")
-	}
-	in, err := r.Receive(c)
-	if err != nil {
-		return nil, fmt.Errorf("session: receiving the submission: %w", err)
-	}
-	end, err := wire.Expect[*wire.SubmitEnd](c.ReadMessage())
-	if err != nil {
-		_ = wire.Answer(c, err)
-		return nil, fmt.Errorf("session: waiting for SubmitEnd: %w", err)
-	}
-	statement, err := Statement(c.th, c.sid, in.Name, uint64(in.Size), in.SHA256)
-	if err != nil {
-		return nil, err
-	}
-	if err := keys.Verify(c.peer.PublicKey, statement, end.Signature); err != nil {
-		refusal := wire.Refusef(wire.CodeBadSubmissionSignature,
-			"your signature over the submission of %q does not verify with your certificate; submit again", in.Name)
-		_ = wire.Answer(c, refusal)
-		return nil, fmt.Errorf("session: %w", refusal)
-	}
-	return &Submission{
-		File:           in,
-		SID:            c.sid,
-		Suite:          c.suite,
-		Chain:          []*x509.Certificate{c.peer},
-		Board:          c.own,
-		TranscriptHash: c.th,
-		Statement:      statement,
-		Signature:      end.Signature,
-	}, nil
 }
 
 // SignReceipt signs r with the board's key of the session: it sets

@@ -85,9 +85,17 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 	if t := uint64(at.Unix()); t < s.Status.ThisUpdate || t > s.Status.NextUpdate {
 		fail("the board's status is not valid at student_time")
 	}
-	received, err := time.Parse(time.RFC3339Nano, in.Received)
-	if err != nil || uint64(received.UnixMilli()) != in.ReceivedMS {
-		fail("received_ms is not received")
+	if (v.Submission == nil) == (v.History == nil) {
+		return errors.New("a session vector has a submission or a history, and only one")
+	}
+	if v.Submission != nil {
+		received, err := time.Parse(time.RFC3339Nano, in.Received)
+		if err != nil || uint64(received.UnixMilli()) != in.ReceivedMS {
+			fail("received_ms is not received")
+		}
+		if d := received.Sub(boardAt); d < 0 || d > time.Minute {
+			fail("received is not the board's time of the session")
+		}
 	}
 
 	// The student's X-Wing key, from its seed.
@@ -100,7 +108,7 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 	// ClientHello: 0x20, version u16, sid string8, certificate bytes16,
 	// random fixed[32], time u64, suites list8<u16>, kem u16, kem_public
 	// bytes16 — the signed prefix p — then signature bytes16.
-	hello := binary.BigEndian.AppendUint16([]byte{0x20}, 2)
+	hello := binary.BigEndian.AppendUint16([]byte{0x20}, 3)
 	hello = appendString8(hello, in.SID)
 	hello = appendBytes16(hello, st.Certificate)
 	hello = append(hello, in.ClientRandom...)
@@ -208,7 +216,7 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 	// ServerHello: 0x21, version u16, random fixed[32], suite u16,
 	// key_transport u8, encrypted_key, kem_ciphertext, certificate and status
 	// bytes16.
-	server := binary.BigEndian.AppendUint16([]byte{0x21}, 2)
+	server := binary.BigEndian.AppendUint16([]byte{0x21}, 3)
 	server = append(server, in.BoardRandom...)
 	server = binary.BigEndian.AppendUint16(server, hv.Suite)
 	server = append(server, hv.KeyTransport)
@@ -253,52 +261,13 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 		keys[k.name] = out
 	}
 
-	// The submission's messages, in order of sending.
-	sum := sha256.Sum256(in.FileContent)
-	statement := append([]byte("pkiboard v2 submission\x00"), th[:]...)
-	statement = appendString8(statement, in.SID)
-	statement = appendString8(statement, in.FileName)
-	statement = binary.BigEndian.AppendUint64(statement, uint64(len(in.FileContent)))
-	statement = append(statement, sum[:]...)
-	sub := v.Submission
-	same("submission.statement", sub.Statement, statement)
-	if err := stepSignature(studentKey, statement, sub.Signature, sub.SignatureSalt); err != nil {
-		fail("submission.signature: %v", err)
-	}
-	if sub.Name != in.FileName || sub.Size != uint64(len(in.FileContent)) || !bytes.Equal(sub.SHA256, sum[:]) {
-		fail("submission's name, size or sha256 is not the file's")
-	}
+	// The request's messages, in order of sending.
+	var want []stepRecord
 	boardSum := sha256.Sum256(p.Board.Certificate)
-	r := sub.Receipt
-	if r.ID != in.ReceiptID || r.SID != in.SID || !bytes.Equal(r.Serial, st.Serial) || r.Name != in.FileName ||
-		r.Size != sub.Size || !bytes.Equal(r.SHA256, sum[:]) || r.Received != in.ReceivedMS || !bytes.Equal(r.BoardCertSHA256, boardSum[:]) {
-		fail("the receipt's fields are not the submission's")
-	}
-	receipt := appendString8(nil, r.ID)
-	receipt = appendString8(receipt, r.SID)
-	receipt = append(append(receipt, byte(len(r.Serial))), r.Serial...)
-	receipt = appendString8(receipt, r.Name)
-	receipt = binary.BigEndian.AppendUint64(receipt, r.Size)
-	receipt = append(receipt, r.SHA256...)
-	receipt = binary.BigEndian.AppendUint64(receipt, r.Received)
-	receipt = append(receipt, r.BoardCertSHA256...)
-	same("submission.receipt_signed_bytes", sub.ReceiptSignedBytes, append([]byte("pkiboard v2 receipt\x00"), receipt...))
-	if err := stepSignature(boardKey, sub.ReceiptSignedBytes, r.Signature, nil); err != nil {
-		fail("receipt.signature: %v", err)
-	}
-	fileHeader := appendString8(nil, in.FileName)
-	fileHeader = binary.BigEndian.AppendUint64(fileHeader, uint64(len(in.FileContent)))
-	fileHeader = append(fileHeader, sum[:]...)
-	want := []struct {
-		dir  string
-		typ  uint8
-		body []byte
-	}{
-		{"c2s", 0x04, fileHeader},                          // FileHeader
-		{"s2c", 0x05, make([]byte, 8)},                     // FileOffset 0
-		{"c2s", 0x06, in.FileContent},                      // Data: the whole of a short file
-		{"c2s", 0x23, appendBytes16(nil, sub.Signature)},   // SubmitEnd
-		{"s2c", 0x24, appendBytes16(receipt, r.Signature)}, // Receipt
+	if v.History != nil {
+		want = stepHistory(v.History, st, p.Board.Certificate, boardKey, at, fail)
+	} else {
+		want = stepSubmission(&v, st, boardSum[:], studentKey, boardKey, th, p.Board.Certificate, fail)
 	}
 	if len(v.Records) != len(want) {
 		return errors.Join(append(errs, fmt.Errorf("%d records, want %d", len(v.Records), len(want)))...)
@@ -333,10 +302,189 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 		offsets[w.dir] += uint64(len(ct))
 	}
 
-	if err := stepReceiptFile(sub.ReceiptFile, r, p.Board.Certificate); err != nil {
+	return errors.Join(errs...)
+}
+
+// stepRecord is a record's direction, type and body, as the steps make it.
+type stepRecord = struct {
+	dir  string
+	typ  uint8
+	body []byte
+}
+
+// stepSafeName maps a file's original name to the name it travels under
+// (PROTOCOL.md §5.4): its last 128 bytes, the first of them then `_`; every
+// byte outside [A-Za-z0-9._+-], and a first `.` or `-`, becomes `_`.
+func stepSafeName(original string) string {
+	b := []byte(original)
+	if len(b) > 128 {
+		b = b[len(b)-128:]
+		b[0] = '_'
+	}
+	for i, c := range b {
+		ok := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-' || c == '+'
+		if !ok || i == 0 && (c == '.' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "report"
+	}
+	return string(b)
+}
+
+// stepReceiptBody returns a receipt's signed bytes and its body, of version
+// 3 (its assignment, original, due, late and version in their places) or 2.
+func stepReceiptBody(version uint16, r vecReceipt) (signed, body []byte) {
+	b := appendString8(nil, r.ID)
+	b = appendString8(b, r.SID)
+	b = append(append(b, byte(len(r.Serial))), r.Serial...)
+	if version == 3 {
+		b = appendString8(b, r.Assignment)
+		b = appendBytes16(b, []byte(r.Original))
+	}
+	b = appendString8(b, r.Name)
+	b = binary.BigEndian.AppendUint64(b, r.Size)
+	b = append(b, r.SHA256...)
+	b = binary.BigEndian.AppendUint64(b, r.Received)
+	if version == 3 {
+		b = binary.BigEndian.AppendUint64(b, r.Due)
+		b = binary.BigEndian.AppendUint64(b, r.Late)
+		b = binary.BigEndian.AppendUint32(b, r.Version)
+	}
+	b = append(b, r.BoardCertSHA256...)
+	context := map[uint16]string{2: "pkiboard v2 receipt\x00", 3: "pkiboard v3 receipt\x00"}[version]
+	return append([]byte(context), b...), appendBytes16(b, r.Signature)
+}
+
+// stepSubmission checks a submission's evidence and returns its records:
+// SubmitRequest, Terms, FileHeader, FileOffset, Data, SubmitEnd, Receipt.
+func stepSubmission(v *sessionFile, st vecEntity, boardSum []byte, studentKey, boardKey crypto.Signer, th [32]byte, boardCert []byte, fail func(string, ...any)) []stepRecord {
+	in, sub := v.Inputs, v.Submission
+	same := func(name string, got, want []byte) {
+		if !bytes.Equal(got, want) {
+			fail("%s: the vector has %.40x…, the steps give %.40x…", name, got, want)
+		}
+	}
+	if in.Terms == nil {
+		fail("a submission without the terms")
+		return nil
+	}
+	sum := sha256.Sum256(in.FileContent)
+	name := stepSafeName(in.FileName)
+	// SubmitRequest: assignment string8, original string16, name string8,
+	// size u64, sha256 fixed[32].
+	request := appendString8(nil, in.Assignment)
+	request = appendBytes16(request, []byte(in.FileName))
+	request = appendString8(request, name)
+	request = binary.BigEndian.AppendUint64(request, uint64(len(in.FileContent)))
+	request = append(request, sum[:]...)
+	// Terms: assignment string8, opens, due, lock u64, extended u8,
+	// max_size u64.
+	t := in.Terms
+	terms := appendString8(nil, in.Assignment)
+	for _, x := range []uint64{t.Opens, t.Due, t.Lock} {
+		terms = binary.BigEndian.AppendUint64(terms, x)
+	}
+	terms = append(terms, map[bool]byte{false: 0, true: 1}[t.Extended])
+	terms = binary.BigEndian.AppendUint64(terms, t.MaxSize)
+	same("submission.terms_body", sub.TermsBody, terms)
+	if t.Lock != 0 && in.ReceivedMS >= t.Lock || t.Opens > in.ReceivedMS {
+		fail("the submission is received outside the terms' opens..lock")
+	}
+
+	statement := append([]byte("pkiboard v3 submission\x00"), th[:]...)
+	statement = appendString8(statement, in.SID)
+	statement = append(statement, terms...)
+	statement = appendBytes16(statement, []byte(in.FileName))
+	statement = appendString8(statement, name)
+	statement = binary.BigEndian.AppendUint64(statement, uint64(len(in.FileContent)))
+	statement = append(statement, sum[:]...)
+	same("submission.statement", sub.Statement, statement)
+	if err := stepSignature(studentKey, statement, sub.Signature, sub.SignatureSalt); err != nil {
+		fail("submission.signature: %v", err)
+	}
+	if sub.Name != name || sub.Size != uint64(len(in.FileContent)) || !bytes.Equal(sub.SHA256, sum[:]) {
+		fail("submission's name, size or sha256 is not the file's")
+	}
+	r := sub.Receipt
+	late := uint64(0)
+	if t.Due != 0 && in.ReceivedMS > t.Due {
+		late = in.ReceivedMS - t.Due
+	}
+	if r.ID != in.ReceiptID || r.SID != in.SID || !bytes.Equal(r.Serial, st.Serial) || r.Assignment != in.Assignment ||
+		r.Original != in.FileName || r.Name != name || r.Size != sub.Size || !bytes.Equal(r.SHA256, sum[:]) ||
+		r.Received != in.ReceivedMS || r.Due != t.Due || r.Late != late || r.Version != 1 || !bytes.Equal(r.BoardCertSHA256, boardSum) {
+		fail("the receipt's fields are not the submission's")
+	}
+	signed, receipt := stepReceiptBody(3, r)
+	same("submission.receipt_signed_bytes", sub.ReceiptSignedBytes, signed)
+	if err := stepSignature(boardKey, signed, r.Signature, nil); err != nil {
+		fail("receipt.signature: %v", err)
+	}
+	if err := stepReceiptFile(sub.ReceiptFile, 3, r, boardCert); err != nil {
 		fail("submission.receipt_file: %v", err)
 	}
-	return errors.Join(errs...)
+	fileHeader := appendString8(nil, name)
+	fileHeader = binary.BigEndian.AppendUint64(fileHeader, uint64(len(in.FileContent)))
+	fileHeader = append(fileHeader, sum[:]...)
+	return []stepRecord{
+		{"c2s", 0x25, request},                           // SubmitRequest
+		{"s2c", 0x26, terms},                             // Terms
+		{"c2s", 0x04, fileHeader},                        // FileHeader
+		{"s2c", 0x05, make([]byte, 8)},                   // FileOffset 0
+		{"c2s", 0x06, in.FileContent},                    // Data: the whole of a short file
+		{"c2s", 0x23, appendBytes16(nil, sub.Signature)}, // SubmitEnd
+		{"s2c", 0x24, receipt},                           // Receipt
+	}
+}
+
+// stepHistory checks a history's receipts and returns its records:
+// HistoryRequest, then one History holding them all.
+func stepHistory(h *vecHistory, st vecEntity, boardCert []byte, boardKey crypto.Signer, now time.Time, fail func(string, ...any)) []stepRecord {
+	boardSum := sha256.Sum256(boardCert)
+	history := []byte{0, byte(len(h.Items))} // more 0, then the items
+	last := uint64(1<<64 - 1)
+	for i, it := range h.Items {
+		name := fmt.Sprintf("history.items[%d]", i)
+		r := it.Receipt
+		if it.Version != 2 && it.Version != 3 {
+			fail("%s: version %d", name, it.Version)
+			continue
+		}
+		signed, body := stepReceiptBody(it.Version, r)
+		if !bytes.Equal(it.SignedBytes, signed) {
+			fail("%s.receipt_signed_bytes: not the receipt's fields", name)
+		}
+		if !bytes.Equal(it.Body, body) {
+			fail("%s.receipt_body: not the receipt's fields", name)
+		}
+		if err := stepSignature(boardKey, signed, r.Signature, nil); err != nil {
+			fail("%s.receipt.signature: %v", name, err)
+		}
+		// Hers, of the assignment asked for, by the board's certificate,
+		// not dated after the student's clock, newest first, late as
+		// received and due make it.
+		late := uint64(0)
+		if r.Due != 0 && r.Received > r.Due {
+			late = r.Received - r.Due
+		}
+		if r.SID != st.Name || !bytes.Equal(r.Serial, st.Serial) || h.Assignment != "" && r.Assignment != h.Assignment ||
+			!bytes.Equal(r.BoardCertSHA256, boardSum[:]) || r.Received > uint64(now.UnixMilli()) || r.Received > last || r.Late != late {
+			fail("%s: the receipt is not one the student accepts in this history", name)
+		}
+		last = r.Received
+		if err := stepReceiptFile(it.ReceiptFile, int(it.Version), r, boardCert); err != nil {
+			fail("%s.receipt_file: %v", name, err)
+		}
+		history = binary.BigEndian.AppendUint16(history, it.Version)
+		history = appendBytes16(history, body)
+		history = appendBytes16(history, boardCert)
+	}
+	return []stepRecord{
+		{"c2s", 0x27, appendString8(nil, h.Assignment)}, // HistoryRequest
+		{"s2c", 0x28, history},                          // History
+	}
 }
 
 // stepCipher returns a direction's keystream: AES-256-CTR from the IV, or
@@ -355,8 +503,9 @@ func stepCipher(suite uint16, key, iv []byte) (cipher.Stream, error) {
 	return nil, fmt.Errorf("suite 0x%04x", suite)
 }
 
-// stepReceiptFile checks a receipt file against PROTOCOL.md §5.5's table.
-func stepReceiptFile(text string, r vecReceipt, board []byte) error {
+// stepReceiptFile checks a receipt file of version 3 or 2 against
+// PROTOCOL.md §5.5's table.
+func stepReceiptFile(text string, version int, r vecReceipt, board []byte) error {
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(text), &fields); err != nil {
 		return err
@@ -366,30 +515,54 @@ func stepReceiptFile(text string, r vecReceipt, board []byte) error {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if !slices.Equal(keys, []string{"board_certificates", "id", "name", "received", "serial", "sha256", "sid", "signature", "size", "version"}) {
+	want := []string{"board_certificates", "id", "name", "received", "serial", "sha256", "sid", "signature", "size", "version"}
+	if version == 3 {
+		want = []string{"assignment", "board_certificates", "due", "id", "late", "name", "original", "received", "serial", "sha256", "sid", "signature", "size", "submission_version", "version"}
+	}
+	if !slices.Equal(keys, want) {
 		return fmt.Errorf("its keys are %v", keys)
 	}
 	var f struct {
 		version                                            int
 		id, sid, serial, name, sha256, received, signature string
+		assignment, original                               string
+		due                                                *string
+		late                                               uint64
+		submissionVersion                                  uint32
 		size                                               uint64
 		boardCertificates                                  []string
 	}
-	get := func(key string, v any) error { return json.Unmarshal(fields[key], v) }
+	get := func(key string, v any) error {
+		if _, ok := fields[key]; !ok && version == 2 {
+			return nil
+		}
+		return json.Unmarshal(fields[key], v)
+	}
 	err := errors.Join(get("version", &f.version), get("id", &f.id), get("sid", &f.sid), get("serial", &f.serial),
 		get("name", &f.name), get("size", &f.size), get("sha256", &f.sha256), get("received", &f.received),
-		get("signature", &f.signature), get("board_certificates", &f.boardCertificates))
+		get("signature", &f.signature), get("board_certificates", &f.boardCertificates),
+		get("assignment", &f.assignment), get("original", &f.original), get("due", &f.due), get("late", &f.late),
+		get("submission_version", &f.submissionVersion))
 	if err != nil {
 		return err
 	}
-	received := time.UnixMilli(int64(r.Received)).UTC().Format("2006-01-02T15:04:05.000Z")
+	msText := func(ms uint64) string { return time.UnixMilli(int64(ms)).UTC().Format("2006-01-02T15:04:05.000Z") }
+	var due *string // null for 0
+	if r.Due != 0 {
+		d := msText(r.Due)
+		due = &d
+	}
 	switch {
-	case f.version != 2 || f.id != r.ID || f.sid != r.SID || f.name != r.Name || f.size != r.Size:
+	case f.version != version || f.id != r.ID || f.sid != r.SID || f.name != r.Name || f.size != r.Size:
 		return errors.New("version, id, sid, name or size is not the receipt's")
+	case f.assignment != r.Assignment || f.original != r.Original || f.late != r.Late || f.submissionVersion != r.Version:
+		return errors.New("assignment, original, late or submission_version is not the receipt's")
+	case (f.due == nil) != (due == nil) || due != nil && *f.due != *due:
+		return fmt.Errorf("due %v, want %v", f.due, due)
 	case f.serial != hex.EncodeToString(r.Serial) || f.sha256 != hex.EncodeToString(r.SHA256) || f.signature != hex.EncodeToString(r.Signature):
 		return errors.New("serial, sha256 or signature is not the receipt's in lowercase hex")
-	case f.received != received:
-		return fmt.Errorf("received %q, want %q", f.received, received)
+	case f.received != msText(r.Received):
+		return fmt.Errorf("received %q, want %q", f.received, msText(r.Received))
 	case len(f.boardCertificates) != 1 || f.boardCertificates[0] != base64.StdEncoding.EncodeToString(board):
 		return errors.New("board_certificates is not the board's certificate in standard base64")
 	}

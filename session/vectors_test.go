@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"testing/cryptotest"
 	"time"
 
+	"pkiboard/internal/keys"
 	"pkiboard/internal/vectors"
 	"pkiboard/wire"
 )
@@ -25,8 +27,13 @@ import (
 // The session's part of the test vectors of PROTOCOL.md's appendix: a board
 // session for each key transport (RSA-OAEP with an RSA-2048 student, HPKE
 // with a P-256 and with a P-384 student) and each suite, every handshake
-// frame, every intermediate value and every record of a short submission,
-// the receipt and the receipt file (testdata/vectors/session-*.json). They
+// frame, every intermediate value and every record of a short submission to
+// an assignment — the SubmitRequest, the board's Terms, the file, SubmitEnd
+// with the statement over the Terms body, the receipt of version 3 — and the
+// receipt file (testdata/vectors/session-*.json); and one session of a
+// History exchange (session-p256-history.json), half an hour later, whose
+// board lists two stored receipts, of versions 3 and 2, and whose student
+// writes their receipt files. They
 // are made by Server and Client, in process over net.Pipe, with the PKI and
 // the board's status of package ca's vectors (pki.json, board-status.json).
 //
@@ -46,38 +53,70 @@ import (
 // package ca's vectors (go test ./ca -run Vectors -update).
 
 // sessionSpec is one session vector: the student's key, the suites offered,
-// whether the board allows RC4.
+// whether the board allows RC4, and the request: a submission, or a
+// HistoryRequest.
 type sessionSpec struct {
 	name     string // the file is session-<name>.json
 	student  string // a key of pki.json's students
 	suites   []uint16
 	allowRC4 bool
+	history  bool // the request is a HistoryRequest, not a SubmitRequest
 }
 
 var sessionSpecs = []sessionSpec{
-	{"rsa2048-aes", "rsa2048", []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false},
-	{"rsa2048-rc4", "rsa2048", []uint16{SuiteRC4HMACSHA256, SuiteAES256CTRHMACSHA256}, true},
-	{"p256-aes", "p256", []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false},
-	{"p256-rc4", "p256", []uint16{SuiteRC4HMACSHA256, SuiteAES256CTRHMACSHA256}, true},
-	{"p384-aes", "p384", []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false},
-	{"p384-rc4", "p384", []uint16{SuiteRC4HMACSHA256, SuiteAES256CTRHMACSHA256}, true},
+	{"rsa2048-aes", "rsa2048", []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false, false},
+	{"rsa2048-rc4", "rsa2048", []uint16{SuiteRC4HMACSHA256, SuiteAES256CTRHMACSHA256}, true, false},
+	{"p256-aes", "p256", []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false, false},
+	{"p256-rc4", "p256", []uint16{SuiteRC4HMACSHA256, SuiteAES256CTRHMACSHA256}, true, false},
+	{"p384-aes", "p384", []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false, false},
+	{"p384-rc4", "p384", []uint16{SuiteRC4HMACSHA256, SuiteAES256CTRHMACSHA256}, true, false},
+	{"p256-history", "p256", []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false, true},
 }
 
+// vecHistorySubmission is the submission vector whose receipt the history
+// vector's board lists.
+const vecHistorySubmission = "p256-aes"
+
 func (s sessionSpec) file() string { return "session-" + s.name + ".json" }
+
+// times returns the student's and the board's clock in the session of s:
+// the history's session is half an hour after the submissions'.
+func (s sessionSpec) times() (student, board time.Time) {
+	if s.history {
+		return vecHelloTime.Add(vecHistoryLater), vecBoardTime.Add(vecHistoryLater)
+	}
+	return vecHelloTime, vecBoardTime
+}
 
 // The moments of the sessions: five minutes after the CA signed the board's
 // status (board-status.json); the board's clock is 40 ms ahead of the
 // student's.
 var (
-	vecHelloTime    = time.Date(2026, 9, 1, 8, 15, 0, 250*1e6, time.UTC)
-	vecBoardTime    = vecHelloTime.Add(40 * time.Millisecond)
-	vecReceivedTime = vecHelloTime.Add(171 * time.Millisecond)
+	vecHelloTime = time.Date(2026, 9, 1, 8, 15, 0, 250*1e6, time.UTC)
+	vecBoardTime = vecHelloTime.Add(40 * time.Millisecond)
+	// vecReceivedTime is the board's clock when it reads SubmitEnd: the
+	// instant that counts, 51 s after the due time of vecTerms.
+	vecReceivedTime = vecBoardTime
+	// vecTerms are the terms of the vectors' assignment: opened a week
+	// before, due 51 s before the submission, locked a day after the due
+	// time, with an extension.
+	vecTerms = wire.Terms{Assignment: vecAssignment, Opens: uint64(vecHelloTime.Add(-7 * 24 * time.Hour).UnixMilli()),
+		Due: uint64(vecBoardTime.Add(-51 * time.Second).UnixMilli()), Lock: uint64(vecBoardTime.Add(24 * time.Hour).UnixMilli()),
+		Extended: true, MaxSize: 1 << 20}
 )
 
 const (
-	vecBoardName = "blackboard"
-	vecFileName  = "assignment-1.txt"
-	vecReceiptID = "000001"
+	vecBoardName  = "blackboard"
+	vecAssignment = "hw1"
+	vecFileName   = "Assignment 1.txt" // the original name, whose safe name is Assignment_1.txt
+	vecReceiptID  = "000001"
+	// The history's session, and its receipt of version 2: a submission to
+	// the board before version 3, five minutes before the submissions of
+	// version 3.
+	vecHistoryLater = 30 * time.Minute
+	vecV2ReceiptID  = "000000"
+	vecV2FileName   = "lab1.txt"
+	vecV2Before     = 5 * time.Minute
 )
 
 // vecPKI is pki.json, as package ca writes it.
@@ -114,14 +153,16 @@ type vecStatusFile struct {
 	Encoding    vectors.Hex `json:"encoding"`
 }
 
-// sessionFile is a session vector file.
+// sessionFile is a session vector file: a submission's (Submission set) or
+// a history's (History set).
 type sessionFile struct {
 	Description string           `json:"description"`
 	Inputs      sessionInputs    `json:"inputs"`
 	Handshake   sessionHandshake `json:"handshake"`
 	Keys        sessionKeys      `json:"keys"`
 	Records     []vecRecord      `json:"records"`
-	Submission  vecSubmission    `json:"submission"`
+	Submission  *vecSubmission   `json:"submission,omitempty"`
+	History     *vecHistory      `json:"history,omitempty"`
 }
 
 // sessionInputs are a vector's fixed inputs, besides pki.json and
@@ -143,11 +184,30 @@ type sessionInputs struct {
 	OAEPSeed                     vectors.Hex `json:"oaep_seed,omitempty"`
 	XWingEncapsulationRandomness vectors.Hex `json:"xwing_encapsulation_randomness"`
 
-	FileName    string      `json:"file_name"`
-	FileContent vectors.Hex `json:"file_content"`
-	ReceiptID   string      `json:"receipt_id"`
-	Received    string      `json:"received"`
-	ReceivedMS  uint64      `json:"received_ms"`
+	// A submission's: the assignment asked for, the file (its original
+	// name and content), the terms the board's course gives, and the
+	// board's choices for the receipt (its id; received, the board's clock
+	// when it reads SubmitEnd).
+	Assignment  string          `json:"assignment,omitempty"`
+	FileName    string          `json:"original,omitempty"`
+	FileContent vectors.Hex     `json:"file_content,omitempty"`
+	Terms       *vecTermsFields `json:"terms,omitempty"`
+	ReceiptID   string          `json:"receipt_id,omitempty"`
+	Received    string          `json:"received,omitempty"`
+	ReceivedMS  uint64          `json:"received_ms,omitempty"`
+
+	studentAt, boardAt time.Time // StudentTime and BoardTime
+	history            bool      // the request is a HistoryRequest
+}
+
+// vecTermsFields are the terms the board's course gives the student (the
+// Terms message but for its assignment, the one asked for).
+type vecTermsFields struct {
+	Opens    uint64 `json:"opens"`
+	Due      uint64 `json:"due"`
+	Lock     uint64 `json:"lock"`
+	Extended bool   `json:"extended"`
+	MaxSize  uint64 `json:"max_size"`
 }
 
 // sessionHandshake are the handshake's frames and values, in the order of
@@ -218,6 +278,7 @@ type vecSubmission struct {
 	Name               string      `json:"name"`
 	Size               uint64      `json:"size"`
 	SHA256             vectors.Hex `json:"sha256"`
+	TermsBody          vectors.Hex `json:"terms_body"`
 	Statement          vectors.Hex `json:"statement"`
 	Signature          vectors.Hex `json:"signature"`
 	SignatureSalt      vectors.Hex `json:"signature_salt,omitempty"`
@@ -226,19 +287,48 @@ type vecSubmission struct {
 	ReceiptFile        string      `json:"receipt_file"`
 }
 
+// vecReceipt is a receipt's fields; a receipt of version 2 has no
+// assignment, original, due, late and version.
 type vecReceipt struct {
 	ID              string      `json:"id"`
 	SID             string      `json:"sid"`
 	Serial          vectors.Hex `json:"serial"`
+	Assignment      string      `json:"assignment,omitempty"`
+	Original        string      `json:"original,omitempty"`
 	Name            string      `json:"name"`
 	Size            uint64      `json:"size"`
 	SHA256          vectors.Hex `json:"sha256"`
 	Received        uint64      `json:"received"`
+	Due             uint64      `json:"due,omitempty"`
+	Late            uint64      `json:"late,omitempty"`
+	Version         uint32      `json:"version,omitempty"`
 	BoardCertSHA256 vectors.Hex `json:"board_cert_sha256"`
 	Signature       vectors.Hex `json:"signature"`
 }
 
-const vecSessionDescription = "A board session (PROTOCOL.md section 5; Appendix: test vectors) with the PKI of pki.json and the status of board-status.json: its fixed inputs, every handshake frame and value, the key schedule, every record of a short submission in order of sending, the statement, the receipt and the receipt file. A frame is its 4-byte length, then its payload."
+// vecHistory is a history exchange: the assignment asked for (empty for
+// all) and the receipts the board lists, newest first, each signed by the
+// board of pki.json and given with its certificate.
+type vecHistory struct {
+	Assignment string           `json:"assignment"`
+	Items      []vecHistoryItem `json:"items"`
+}
+
+// vecHistoryItem is one receipt of a history: the protocol version it was
+// signed under, its fields, the bytes signed, its body as the History
+// carries it, and the receipt file the student writes of it.
+type vecHistoryItem struct {
+	Version     uint16      `json:"version"`
+	Receipt     vecReceipt  `json:"receipt"`
+	SignedBytes vectors.Hex `json:"receipt_signed_bytes"`
+	Body        vectors.Hex `json:"receipt_body"`
+	ReceiptFile string      `json:"receipt_file"`
+}
+
+const (
+	vecSessionDescription = "A board session (PROTOCOL.md section 5; Appendix: test vectors) with the PKI of pki.json and the status of board-status.json: its fixed inputs, every handshake frame and value, the key schedule, every record of a short submission to an assignment in order of sending (SubmitRequest, Terms, FileHeader, FileOffset, Data, SubmitEnd, Receipt), the Terms body, the statement over it, the receipt of version 3 and the receipt file. A frame is its 4-byte length, then its payload."
+	vecHistoryDescription = "A board session (PROTOCOL.md section 5; Appendix: test vectors) with the PKI of pki.json and the status of board-status.json whose request is a HistoryRequest: its fixed inputs, every handshake frame and value, the key schedule, the two records (HistoryRequest, History) and the receipts the History lists, newest first: the receipt of session-p256-aes.json (version 3) and one of version 2, each with the bytes the board signed, its body as the History carries it and the receipt file the student writes of it. A frame is its 4-byte length, then its payload."
+)
 
 // vecParty is a key and its certificate, parsed.
 type vecParty struct {
@@ -284,16 +374,20 @@ func loadVecFixture(tb testing.TB) *vecFixture {
 func (spec sessionSpec) inputs(f *vecFixture) sessionInputs {
 	st := f.students[spec.student]
 	label := "session " + spec.name + " "
-	content := fmt.Appendf(nil, "Assignment 1\nSID %s\n\nThe answer is 42.\n", st.sid)
+	studentAt, boardAt := spec.times()
 	in := sessionInputs{
 		Student: spec.student, SID: st.sid, BoardName: vecBoardName, SuitesOffered: spec.suites, AllowRC4: spec.allowRC4,
-		StudentTime: vecHelloTime.Format(receiptTime), StudentTimeMS: uint64(vecHelloTime.UnixMilli()),
-		BoardTime:    vecBoardTime.Format(receiptTime),
+		StudentTime: studentAt.Format(receiptTime), StudentTimeMS: uint64(studentAt.UnixMilli()),
+		BoardTime:    boardAt.Format(receiptTime),
 		ClientRandom: vectors.Bytes(label+"client_random", 32), XWingSeed: vectors.Bytes(label+"xwing_seed", 32),
 		BoardRandom: vectors.Bytes(label+"board_random", 32), SessionKey: vectors.Bytes(label+"session_key", 32),
 		XWingEncapsulationRandomness: vectors.Bytes(label+"xwing_encapsulation_randomness", 64),
-		FileName:                     vecFileName, FileContent: content, ReceiptID: vecReceiptID,
-		Received: vecReceivedTime.Format(receiptTime), ReceivedMS: uint64(vecReceivedTime.UnixMilli()),
+		studentAt:                    studentAt, boardAt: boardAt, history: spec.history,
+	}
+	if !spec.history {
+		in.Assignment, in.FileName, in.FileContent = vecAssignment, vecFileName, vecContent(st.sid)
+		in.Terms = &vecTermsFields{Opens: vecTerms.Opens, Due: vecTerms.Due, Lock: vecTerms.Lock, Extended: vecTerms.Extended, MaxSize: vecTerms.MaxSize}
+		in.ReceiptID, in.Received, in.ReceivedMS = vecReceiptID, vecReceivedTime.Format(receiptTime), uint64(vecReceivedTime.UnixMilli())
 	}
 	if _, ok := st.key.(*rsa.PrivateKey); ok {
 		in.OAEPSeed = vectors.Bytes(label+"oaep_seed", 32)
@@ -333,7 +427,7 @@ func (in sessionInputs) serverConfig(f *vecFixture, pin []byte, pq *pqOutcome) *
 	cfg := &ServerConfig{
 		Certificate: f.board.cert, Key: vectors.Signer{Key: f.board.key}, Root: f.root,
 		Status: func() []byte { return status }, Replays: NewReplayCache(0), AllowRC4: in.AllowRC4,
-		Now: func() time.Time { return vecBoardTime }, Rand: in.boardRand(),
+		Now: func() time.Time { return in.boardAt }, Rand: in.boardRand(),
 	}
 	// The encapsulation by the RFC, with the vector's randomness: the pq
 	// secret comes from the vectors package's HPKE, the student's from
@@ -365,7 +459,7 @@ func (in sessionInputs) clientConfig(f *vecFixture) *ClientConfig {
 	seed := bytes.Clone(in.XWingSeed)
 	return &ClientConfig{
 		SID: st.sid, Certificate: st.cert, Key: vectors.Signer{Key: st.key}, Root: f.root, BoardName: in.BoardName,
-		Suites: in.SuitesOffered, Now: func() time.Time { return vecHelloTime }, Rand: in.clientRand(),
+		Suites: in.SuitesOffered, Now: func() time.Time { return in.studentAt }, Rand: in.clientRand(),
 		testHookKEMKey: func() (hpke.PrivateKey, error) { return xwing.NewPrivateKey(seed) },
 	}
 }
@@ -395,35 +489,72 @@ func (c *recordConn) Write(p []byte) (int, error) {
 }
 
 // boardSide runs the board's side of a vector's session on nc: the
-// handshake, the submission and the receipt.
-func (in sessionInputs) boardSide(nc net.Conn, cfg *ServerConfig) (*Submission, error) {
+// handshake, then the submission and the receipt, or the history of the
+// receipts f's board holds.
+func (in sessionInputs) boardSide(f *vecFixture, nc net.Conn, cfg *ServerConfig) (*Submission, error) {
 	defer nc.Close()
 	conn, err := Server(boardWire(nc), cfg)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	sub, err := conn.ReceiveSubmission(&wire.Receiver{MaxSize: 1 << 20})
+	if in.history {
+		items, err := vecHistoryItems(f)
+		if err != nil {
+			return nil, err
+		}
+		m, err := conn.ReadRequest()
+		if err != nil {
+			return nil, err
+		}
+		req, ok := m.(*wire.HistoryRequest)
+		if !ok {
+			return nil, fmt.Errorf("got a %v, want a HistoryRequest", m.Type())
+		}
+		_, err = conn.ServeHistory(req, &testCourse{history: items})
+		return nil, err
+	}
+	sub, err := receiveSubmission(conn, &testCourse{terms: vecTerms}, &wire.Receiver{MaxSize: 1 << 20})
 	if err != nil {
 		return nil, err
 	}
 	return sub, conn.SendReceipt(&wire.Receipt{
 		ID: in.ReceiptID, SID: conn.SID(), Serial: conn.PeerCertificate().SerialNumber.Bytes(),
-		Name: sub.File.Name, Size: uint64(sub.File.Size), SHA256: sub.File.SHA256, Received: in.ReceivedMS,
+		Assignment: sub.Terms.Assignment, Original: sub.Original, Name: sub.File.Name, Size: uint64(sub.File.Size),
+		SHA256: sub.File.SHA256, Received: uint64(sub.Received.UnixMilli()), Due: sub.Terms.Due, Late: sub.Late(), Version: 1,
 	})
 }
 
-// studentSide runs the student's side on nc: the handshake and the
-// submission; it returns the verified receipt and its file.
-func (in sessionInputs) studentSide(nc net.Conn, cfg *ClientConfig) (*wire.Receipt, []byte, error) {
+// studentSide runs the student's side on nc: the handshake, then the
+// submission, and returns the verified receipt and its file; or the
+// history, and returns the receipt files of its receipts, each checked.
+func (in sessionInputs) studentSide(nc net.Conn, cfg *ClientConfig) (*wire.Receipt, [][]byte, error) {
 	defer nc.Close()
 	conn, err := Client(studentWire(nc), cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer conn.Close()
-	sum := sha256.Sum256(in.FileContent)
-	r, err := conn.Submit(in.FileName, bytes.NewReader(in.FileContent), int64(len(in.FileContent)), sum, SubmitOptions{})
+	if in.history {
+		entries, err := conn.History("")
+		if err != nil {
+			return nil, nil, err
+		}
+		var files [][]byte
+		for i, e := range entries {
+			if e.Err != nil {
+				return nil, nil, fmt.Errorf("history item %d: %w", i, e.Err)
+			}
+			file, err := e.ReceiptFile()
+			if err != nil {
+				return nil, nil, err
+			}
+			files = append(files, file)
+		}
+		return nil, files, cfg.Rand.(*vectors.Script).Done()
+	}
+	r, _, err := conn.Submit(NewSubmitRequest(in.Assignment, in.FileName, int64(len(in.FileContent)), sha256.Sum256(in.FileContent)),
+		bytes.NewReader(in.FileContent), SubmitOptions{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -431,7 +562,63 @@ func (in sessionInputs) studentSide(nc net.Conn, cfg *ClientConfig) (*wire.Recei
 		return nil, nil, err
 	}
 	file, err := MarshalReceiptFile(r, conn.PeerCertificate())
-	return r, file, err
+	return r, [][]byte{file}, err
+}
+
+// vecContent is the content a student of the vectors submits.
+func vecContent(sid string) []byte {
+	return fmt.Appendf(nil, "Assignment 1\nSID %s\n\nThe answer is 42.\n", sid)
+}
+
+// vecHistoryItems returns the receipts the history vector's board holds for
+// its student, newest first: the receipt of the submission vector
+// vecHistorySubmission (signed again here: the board's signatures are
+// deterministic), and one of version 2, five minutes older, of a file
+// submitted to a board before version 3.
+func vecHistoryItems(f *vecFixture) ([]wire.HistoryItem, error) {
+	var spec sessionSpec
+	for _, s := range sessionSpecs {
+		if s.name == vecHistorySubmission {
+			spec = s
+		}
+	}
+	st, board := f.students[spec.student], f.board
+	signer := vectors.Signer{Key: board.key}
+	boardSum := sha256.Sum256(board.cert.Raw)
+	content := vecContent(st.sid)
+	r3 := &wire.Receipt{ID: vecReceiptID, SID: st.sid, Serial: st.cert.SerialNumber.Bytes(), Assignment: vecAssignment,
+		Original: vecFileName, Name: wire.SafeName(vecFileName, "report"), Size: uint64(len(content)), SHA256: sha256.Sum256(content),
+		Received: uint64(vecReceivedTime.UnixMilli()), Due: vecTerms.Due, Late: LateBy(uint64(vecReceivedTime.UnixMilli()), vecTerms.Due),
+		Version: 1, BoardCertSHA256: boardSum}
+	msg, err := ReceiptSignedBytes(r3)
+	if err != nil {
+		return nil, err
+	}
+	if r3.Signature, err = keys.Sign(signer, nil, msg); err != nil {
+		return nil, err
+	}
+	lab := []byte("Lab 1: done.\n")
+	r2 := &wire.ReceiptV2{ID: vecV2ReceiptID, SID: st.sid, Serial: st.cert.SerialNumber.Bytes(), Name: vecV2FileName,
+		Size: uint64(len(lab)), SHA256: sha256.Sum256(lab), Received: uint64(vecReceivedTime.Add(-vecV2Before).UnixMilli()),
+		BoardCertSHA256: boardSum}
+	if msg, err = ReceiptV2SignedBytes(r2); err != nil {
+		return nil, err
+	}
+	if r2.Signature, err = keys.Sign(signer, nil, msg); err != nil {
+		return nil, err
+	}
+	var items []wire.HistoryItem
+	for _, it := range []struct {
+		version uint16
+		m       wire.Message
+	}{{wire.ReceiptVersion3, r3}, {wire.ReceiptVersion2, r2}} {
+		p, err := wire.Marshal(it.m)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, wire.HistoryItem{Version: it.version, Receipt: p[1:], Certificate: board.cert.Raw})
+	}
+	return items, nil
 }
 
 // makeSessionVector runs a vector's session, student and board together,
@@ -449,10 +636,10 @@ func makeSessionVector(f *vecFixture, spec sessionSpec, pin []byte) (*sessionFil
 	}
 	done := make(chan boardOut, 1)
 	go func() {
-		sub, err := in.boardSide(boardEnd, scfg)
+		sub, err := in.boardSide(f, boardEnd, scfg)
 		done <- boardOut{sub, err}
 	}()
-	receipt, receiptFile, cerr := in.studentSide(rec, ccfg)
+	receipt, receiptFiles, cerr := in.studentSide(rec, ccfg)
 	out := <-done
 	if err := errors.Join(cerr, out.err); err != nil {
 		return nil, err
@@ -467,19 +654,28 @@ func makeSessionVector(f *vecFixture, spec sessionSpec, pin []byte) (*sessionFil
 	if err != nil {
 		return nil, err
 	}
-	if len(c2s) != 4 || len(s2c) != 4 {
-		return nil, fmt.Errorf("the session has %d frames from the student and %d from the board, not 4 and 4", len(c2s), len(s2c))
+	// The records' directions in order of sending, after the handshake.
+	order := "cscsccs" // SubmitRequest, Terms, FileHeader, FileOffset, Data, SubmitEnd, Receipt
+	description := vecSessionDescription
+	if in.history {
+		order, description = "cs", vecHistoryDescription // HistoryRequest, History
 	}
-	v := &sessionFile{Description: vecSessionDescription, Inputs: in}
+	if nc, ns := strings.Count(order, "c"), strings.Count(order, "s"); len(c2s) != 1+nc || len(s2c) != 2+ns {
+		return nil, fmt.Errorf("the session has %d frames from the student and %d from the board, not %d and %d", len(c2s), len(s2c), 1+nc, 2+ns)
+	}
+	v := &sessionFile{Description: description, Inputs: in}
 	pq.mu.Lock()
 	defer pq.mu.Unlock()
 	if err := v.handshake(f, c2s[0], s2c[0], s2c[1], pq); err != nil {
 		return nil, err
 	}
-	if err := v.records(c2s[1:], s2c[2:]); err != nil {
+	if err := v.records(order, c2s[1:], s2c[2:]); err != nil {
 		return nil, err
 	}
-	return v, v.submission(f, out.sub, receipt, receiptFile)
+	if in.history {
+		return v, v.history(receiptFiles)
+	}
+	return v, v.submission(f, out.sub, receipt, receiptFiles[0])
 }
 
 // splitFrames splits a stream into frame payloads.
@@ -585,9 +781,9 @@ func (v *sessionFile) handshake(f *vecFixture, ch, sh, sv []byte, pq *pqOutcome)
 }
 
 // records fills in the records, opened with the key schedule's keys, in
-// the order they are sent: FileHeader, FileOffset, then the Data records and
-// SubmitEnd, then the Receipt.
-func (v *sessionFile) records(c2s, s2c [][]byte) error {
+// the order they are sent, whose directions order gives ('c' the student's,
+// 's' the board's).
+func (v *sessionFile) records(order string, c2s, s2c [][]byte) error {
 	open := func(dir string, frames [][]byte, key, mac, iv []byte) ([]vecRecord, error) {
 		k := trafficKeys{}
 		copy(k.key[:], key)
@@ -620,7 +816,13 @@ func (v *sessionFile) records(c2s, s2c [][]byte) error {
 	if err != nil {
 		return err
 	}
-	v.Records = append(append([]vecRecord{in[0], out[0]}, in[1:]...), out[1:]...)
+	for _, d := range order {
+		if d == 'c' {
+			v.Records, in = append(v.Records, in[0]), in[1:]
+		} else {
+			v.Records, out = append(v.Records, out[0]), out[1:]
+		}
+	}
 	return nil
 }
 
@@ -632,13 +834,63 @@ func (v *sessionFile) submission(f *vecFixture, sub *Submission, r *wire.Receipt
 	if err != nil {
 		return err
 	}
-	v.Submission = vecSubmission{
-		Name: sub.File.Name, Size: uint64(sub.File.Size), SHA256: sub.File.SHA256[:],
+	v.Submission = &vecSubmission{
+		Name: sub.File.Name, Size: uint64(sub.File.Size), SHA256: sub.File.SHA256[:], TermsBody: sub.TermsBody,
 		Statement: sub.Statement, Signature: sub.Signature, SignatureSalt: pssSalt(st.key, sub.Statement),
-		Receipt: vecReceipt{ID: r.ID, SID: r.SID, Serial: r.Serial, Name: r.Name, Size: r.Size, SHA256: r.SHA256[:],
-			Received: r.Received, BoardCertSHA256: r.BoardCertSHA256[:], Signature: r.Signature},
+		Receipt:            vecReceiptOf(r),
 		ReceiptSignedBytes: signed,
 		ReceiptFile:        string(file),
+	}
+	return nil
+}
+
+// vecReceiptOf returns the fields of a receipt of version 3.
+func vecReceiptOf(r *wire.Receipt) vecReceipt {
+	return vecReceipt{ID: r.ID, SID: r.SID, Serial: r.Serial, Assignment: r.Assignment, Original: r.Original, Name: r.Name,
+		Size: r.Size, SHA256: r.SHA256[:], Received: r.Received, Due: r.Due, Late: r.Late, Version: r.Version,
+		BoardCertSHA256: r.BoardCertSHA256[:], Signature: r.Signature}
+}
+
+// history fills in the history's receipts from its History record, each
+// with the receipt file the student wrote of it.
+func (v *sessionFile) history(files [][]byte) error {
+	rec := v.Records[len(v.Records)-1]
+	var h wire.History
+	if err := wire.UnmarshalBodyOf(&h, rec.Plaintext); err != nil {
+		return err
+	}
+	var req wire.HistoryRequest
+	if err := wire.UnmarshalBodyOf(&req, v.Records[0].Plaintext); err != nil {
+		return err
+	}
+	if len(files) != len(h.Items) {
+		return fmt.Errorf("%d receipt files for %d receipts", len(files), len(h.Items))
+	}
+	v.History = &vecHistory{Assignment: req.Assignment}
+	for i, it := range h.Items {
+		item := vecHistoryItem{Version: it.Version, Body: it.Receipt, ReceiptFile: string(files[i])}
+		var err error
+		switch it.Version {
+		case wire.ReceiptVersion3:
+			var r wire.Receipt
+			if err := wire.UnmarshalBodyOf(&r, it.Receipt); err != nil {
+				return err
+			}
+			item.Receipt = vecReceiptOf(&r)
+			item.SignedBytes, err = ReceiptSignedBytes(&r)
+		default:
+			var r wire.ReceiptV2
+			if err := wire.UnmarshalBodyOf(&r, it.Receipt); err != nil {
+				return err
+			}
+			item.Receipt = vecReceipt{ID: r.ID, SID: r.SID, Serial: r.Serial, Name: r.Name, Size: r.Size, SHA256: r.SHA256[:],
+				Received: r.Received, BoardCertSHA256: r.BoardCertSHA256[:], Signature: r.Signature}
+			item.SignedBytes, err = ReceiptV2SignedBytes(&r)
+		}
+		if err != nil {
+			return err
+		}
+		v.History.Items = append(v.History.Items, item)
 	}
 	return nil
 }
@@ -674,6 +926,18 @@ func TestVectorsSession(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+	// The history lists the submission vector's receipt, and the student
+	// recovers from it the very receipt file she saved at submission.
+	if *update {
+		return
+	}
+	var sub, hist sessionFile
+	vectors.Load(t, "session-"+vecHistorySubmission+".json", &sub)
+	vectors.Load(t, "session-p256-history.json", &hist)
+	if hist.History == nil || len(hist.History.Items) == 0 || sub.Submission == nil ||
+		hist.History.Items[0].ReceiptFile != sub.Submission.ReceiptFile {
+		t.Errorf("the history's first receipt file is not the one session-%s.json's student saved", vecHistorySubmission)
 	}
 }
 
@@ -743,7 +1007,7 @@ func TestVectorsBoardAcceptsCommitted(t *testing.T) {
 			}
 			done := make(chan boardOut, 1)
 			go func() {
-				sub, err := in.boardSide(board, cfg)
+				sub, err := in.boardSide(f, board, cfg)
 				done <- boardOut{sub, err}
 			}()
 			perr := playPeer(student, committed.frames(), true)
@@ -752,6 +1016,9 @@ func TestVectorsBoardAcceptsCommitted(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := committed.Submission
+			if s == nil {
+				return // a history: the board answered the committed History
+			}
 			if !bytes.Equal(out.sub.Statement, s.Statement) || !bytes.Equal(out.sub.Signature, s.Signature) ||
 				!bytes.Equal(out.sub.TranscriptHash[:], committed.Handshake.TH) {
 				t.Error("the board's evidence (statement, signature, TH) is not the vector's")
@@ -775,21 +1042,34 @@ func TestVectorsStudentAcceptsCommitted(t *testing.T) {
 			in := spec.inputs(f)
 			student, board := net.Pipe()
 			type studentOut struct {
-				file []byte
-				err  error
+				files [][]byte
+				err   error
 			}
 			done := make(chan studentOut, 1)
 			go func() {
-				_, file, err := in.studentSide(student, in.clientConfig(f))
-				done <- studentOut{file, err}
+				_, files, err := in.studentSide(student, in.clientConfig(f))
+				done <- studentOut{files, err}
 			}()
 			perr := playPeer(board, committed.frames(), false)
 			out := <-done
 			if err := errors.Join(perr, out.err); err != nil {
 				t.Fatal(err)
 			}
-			if string(out.file) != committed.Submission.ReceiptFile {
-				t.Errorf("the student saved another receipt file than the vector's:\n%s", out.file)
+			var want []string
+			if committed.Submission != nil {
+				want = append(want, committed.Submission.ReceiptFile)
+			} else {
+				for _, it := range committed.History.Items {
+					want = append(want, it.ReceiptFile)
+				}
+			}
+			if len(out.files) != len(want) {
+				t.Fatalf("the student wrote %d receipt files, the vector has %d", len(out.files), len(want))
+			}
+			for i, file := range out.files {
+				if string(file) != want[i] {
+					t.Errorf("the student saved another receipt file than the vector's:\n%s", file)
+				}
 			}
 		})
 	}

@@ -87,6 +87,13 @@ var codeNames = map[Code]string{
 	CodeStaleStatus:            "stale-status",
 	CodeNameMismatch:           "name-mismatch",
 	CodeKeyTransportFailed:     "key-transport-failed",
+	CodeUnknownAssignment:      "unknown-assignment",
+	CodeNotOpen:                "not-open",
+	CodeClosed:                 "closed",
+	CodeFileNotAccepted:        "file-not-accepted",
+	CodeTooManyVersions:        "too-many-versions",
+	CodeEmptyFile:              "empty-file",
+	CodeQuotaExceeded:          "quota-exceeded",
 }
 
 // String returns the code's name, such as "bad-file-name", or "Code(N)" for a

@@ -5,7 +5,7 @@ import "fmt"
 // ProtocolVersion is the version of PROTOCOL.md this package speaks: the
 // first body field of every message a client sends first on a connection, and
 // of the board's ServerHello (PROTOCOL.md §0).
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // A Type is a message's type byte, the first byte of a frame's payload
 // (PROTOCOL.md §2).
@@ -68,8 +68,15 @@ var messages = [256]struct {
 	TypeServerVerify:   {"ServerVerify", func() Message { return new(ServerVerify) }},
 	TypeSubmitEnd:      {"SubmitEnd", func() Message { return new(SubmitEnd) }},
 	TypeReceipt:        {"Receipt", func() Message { return new(Receipt) }},
-	TypeAdminRequest:   {"AdminRequest", func() Message { return new(AdminRequest) }},
-	TypeAdminResponse:  {"AdminResponse", func() Message { return new(AdminResponse) }},
+
+	TypeSubmitRequest:      {"SubmitRequest", func() Message { return new(SubmitRequest) }},
+	TypeTerms:              {"Terms", func() Message { return new(Terms) }},
+	TypeHistoryRequest:     {"HistoryRequest", func() Message { return new(HistoryRequest) }},
+	TypeHistory:            {"History", func() Message { return new(History) }},
+	TypeAssignmentsRequest: {"AssignmentsRequest", func() Message { return new(AssignmentsRequest) }},
+	TypeAssignments:        {"Assignments", func() Message { return new(Assignments) }},
+	TypeAdminRequest:       {"AdminRequest", func() Message { return new(AdminRequest) }},
+	TypeAdminResponse:      {"AdminResponse", func() Message { return new(AdminResponse) }},
 }
 
 // Marshal returns m's encoding: its type byte, then its body.
@@ -112,6 +119,16 @@ func Unmarshal(payload []byte) (Message, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// UnmarshalBodyOf decodes body, a message's body without its type byte, into
+// m, strictly (no bytes left over), whatever type the table gives m's type
+// byte: it decodes a stored body of a layout the table does not use, such as
+// a [ReceiptV2]. Its errors are *Refusal of code malformed.
+func UnmarshalBodyOf(m Message, body []byte) error {
+	p := Parser{buf: body, what: m.Type().String()}
+	m.UnmarshalBody(&p)
+	return p.Finish()
 }
 
 // Expect returns m if it is a T, given a message and a read error as a read

@@ -51,12 +51,33 @@ func sampleMessages() []Message {
 		&ServerVerify{Signature: []byte("board signature")},
 		&SubmitEnd{Signature: []byte("student signature")},
 		&Receipt{
-			ID: "000001", SID: "1155000001", Serial: []byte{0x42}, Name: "message.txt",
-			Size: 290, SHA256: sha256.Sum256([]byte("content")), Received: 1800000000123,
+			ID: "000001", SID: "1155000001", Serial: []byte{0x42}, Assignment: "hw1", Original: "Résumé.txt",
+			Name: "R__sum__.txt", Size: 290, SHA256: sha256.Sum256([]byte("content")), Received: 1800000000123,
+			Due: 1800000000000, Late: 123, Version: 2,
 			BoardCertSHA256: sha256.Sum256([]byte("board der")),
 			Signature:       []byte("receipt signature"),
 		},
+		&SubmitRequest{Assignment: "hw1", Original: "Résumé.txt", Name: "R__sum__.txt", Size: 290,
+			SHA256: sha256.Sum256([]byte("content"))},
+		withRaw(&Terms{Assignment: "hw1", Opens: 1799000000000, Due: 1800000000000, Lock: 1800086400000, Extended: true, MaxSize: 10 << 20}),
+		&HistoryRequest{Assignment: "hw1"},
+		&History{More: true, Items: []HistoryItem{
+			{Version: ReceiptVersion3, Receipt: []byte("v3 receipt body"), Certificate: []byte("board der")},
+			{Version: ReceiptVersion2, Receipt: []byte("v2 receipt body"), Certificate: []byte("old board der")},
+		}},
+		&AssignmentsRequest{},
+		&Assignments{Items: []AssignmentItem{
+			{ID: "hw1", Title: "Homework 1", Opens: 1799000000000, Due: 1800000000000, Lock: 1800086400000,
+				MaxSize: 10 << 20, Patterns: "*.pdf,*.zip", Versions: 2, Active: 2},
+			{ID: "lab", MaxSize: 1 << 30},
+		}},
 	}
+}
+
+// withRaw returns terms with Raw set as a receiver sets it: the body.
+func withRaw(terms *Terms) *Terms {
+	terms.Raw = mustMarshal(terms)[1:]
+	return terms
 }
 
 func TestMessageGolden(t *testing.T) {
@@ -108,6 +129,10 @@ func TestMessageRoundTrip(t *testing.T) {
 			got, err := Unmarshal(enc)
 			if err != nil {
 				t.Fatalf("Unmarshal(%x): %v", enc, err)
+			}
+			if terms, ok := got.(*Terms); ok && !bytes.Equal(terms.Raw, enc[1:]) {
+				// The received terms keep their body, which the statement signs.
+				t.Errorf("Terms.Raw = %x, want the body %x", terms.Raw, enc[1:])
 			}
 			if !reflect.DeepEqual(got, m) {
 				t.Errorf("got %#v, want %#v", got, m)

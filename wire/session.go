@@ -12,6 +12,13 @@ const (
 	TypeServerVerify Type = 0x22 // board → student
 	TypeSubmitEnd    Type = 0x23 // student → board, as a record
 	TypeReceipt      Type = 0x24 // board → student, as a record
+
+	TypeSubmitRequest      Type = 0x25 // student → board, as a record (§5.4)
+	TypeTerms              Type = 0x26 // board → student, as a record
+	TypeHistoryRequest     Type = 0x27 // student → board, as a record
+	TypeHistory            Type = 0x28 // board → student, as a record
+	TypeAssignmentsRequest Type = 0x29 // student → board, as a record
+	TypeAssignments        Type = 0x2a // board → student, as a record
 )
 
 // Limits and constants of the session.
@@ -61,6 +68,14 @@ const (
 	CodeBadHelloSignature      Code = 64 // the hello's signature does not verify
 	CodeBoardRevoked           Code = 65 // the board's status says it is revoked
 	CodeStaleStatus            Code = 66 // the board's status is stale, for another certificate, or older than one seen
+
+	CodeUnknownAssignment Code = 67 // the board serves no assignment of that id
+	CodeNotOpen           Code = 68 // the assignment does not accept submissions yet
+	CodeClosed            Code = 69 // the assignment is locked for this student
+	CodeFileNotAccepted   Code = 70 // the file's name matches none of the assignment's patterns
+	CodeTooManyVersions   Code = 71 // the student has made the assignment's maximum of submissions
+	CodeEmptyFile         Code = 72 // the file is empty and the assignment does not accept empty files
+	CodeQuotaExceeded     Code = 73 // the submission would pass the student's storage for the assignment
 )
 
 // checkLen fails p when a decoded field's length is outside lo..hi.
@@ -247,19 +262,25 @@ func (m *SubmitEnd) UnmarshalBody(p *Parser) {
 }
 
 // Receipt is the board's signed acknowledgement of a stored submission (type
-// 0x24).
+// 0x24), in the layout of version 3 (PROTOCOL.md §5.4). A receipt of version
+// 2, kept as evidence, decodes as a [ReceiptV2].
 type Receipt struct {
-	ID       string // string8
-	SID      string // string8
-	Serial   []byte // bytes8
-	Name     string // string8
-	Size     uint64
-	SHA256   [32]byte
-	Received uint64 // milliseconds since the Unix epoch
+	ID         string // string8, 1..MaxReceiptIDLen
+	SID        string // string8, 1..MaxSIDLen
+	Serial     []byte // bytes8, 1..MaxSerialLen
+	Assignment string // string8, 1..MaxAssignmentIDLen
+	Original   string // string16, 1..MaxOriginalLen: the file's own base name
+	Name       string // string8: the name the content travelled under
+	Size       uint64
+	SHA256     [32]byte
+	Received   uint64 // the instant the board read SubmitEnd, milliseconds since the Unix epoch
+	Due        uint64 // the due time that applied, or 0
+	Late       uint64 // Received − Due in milliseconds when Due is not 0 and Received is after it, else 0
+	Version    uint32 // which of the student's submissions to the assignment this is, from 1
 	// BoardCertSHA256 is the SHA-256 of the board certificate that signs
 	// the receipt.
 	BoardCertSHA256 [32]byte
-	Signature       []byte // bytes16
+	Signature       []byte // bytes16, 1..MaxSignatureLen
 }
 
 // Type returns TypeReceipt.
@@ -270,10 +291,15 @@ func (m *Receipt) MarshalSigned(b *Builder) {
 	b.String8(m.ID)
 	b.String8(m.SID)
 	b.Bytes8(m.Serial)
+	b.String8(m.Assignment)
+	b.String16(m.Original)
 	b.String8(m.Name)
 	b.U64(m.Size)
 	b.Fixed(m.SHA256[:])
 	b.U64(m.Received)
+	b.U64(m.Due)
+	b.U64(m.Late)
+	b.U32(m.Version)
 	b.Fixed(m.BoardCertSHA256[:])
 }
 
@@ -285,6 +311,67 @@ func (m *Receipt) MarshalBody(b *Builder) {
 
 // UnmarshalBody decodes the receipt and checks its lengths.
 func (m *Receipt) UnmarshalBody(p *Parser) {
+	m.ID = p.String8()
+	checkLen(p, "id", len(m.ID), 1, MaxReceiptIDLen)
+	m.SID = p.String8()
+	checkLen(p, "sid", len(m.SID), 1, MaxSIDLen)
+	m.Serial = p.Bytes8()
+	checkLen(p, "serial", len(m.Serial), 1, MaxSerialLen)
+	m.Assignment = p.String8()
+	checkLen(p, "assignment", len(m.Assignment), 1, MaxAssignmentIDLen)
+	m.Original = p.String16()
+	checkLen(p, "original", len(m.Original), 1, MaxOriginalLen)
+	m.Name = p.String8()
+	m.Size = p.U64()
+	copy(m.SHA256[:], p.Fixed(32))
+	m.Received = p.U64()
+	m.Due = p.U64()
+	m.Late = p.U64()
+	m.Version = p.U32()
+	copy(m.BoardCertSHA256[:], p.Fixed(32))
+	m.Signature = p.Bytes16()
+	checkLen(p, "signature", len(m.Signature), 1, MaxSignatureLen)
+}
+
+// ReceiptV2 is a Receipt in the layout of version 2, which students and
+// boards keep as evidence (PROTOCOL.md §5.5): no assignment, original, due,
+// late or version. It is never sent; its Type is TypeReceipt so that
+// [UnmarshalBodyOf] decodes a stored body with it.
+type ReceiptV2 struct {
+	ID              string // string8, 1..MaxReceiptIDLen
+	SID             string // string8, 1..MaxSIDLen
+	Serial          []byte // bytes8, 1..MaxSerialLen
+	Name            string // string8
+	Size            uint64
+	SHA256          [32]byte
+	Received        uint64 // milliseconds since the Unix epoch
+	BoardCertSHA256 [32]byte
+	Signature       []byte // bytes16, 1..MaxSignatureLen
+}
+
+// Type returns TypeReceipt.
+func (*ReceiptV2) Type() Type { return TypeReceipt }
+
+// MarshalSigned encodes the fields the signature covers, in order.
+func (m *ReceiptV2) MarshalSigned(b *Builder) {
+	b.String8(m.ID)
+	b.String8(m.SID)
+	b.Bytes8(m.Serial)
+	b.String8(m.Name)
+	b.U64(m.Size)
+	b.Fixed(m.SHA256[:])
+	b.U64(m.Received)
+	b.Fixed(m.BoardCertSHA256[:])
+}
+
+// MarshalBody encodes the signed fields and the signature.
+func (m *ReceiptV2) MarshalBody(b *Builder) {
+	m.MarshalSigned(b)
+	b.Bytes16(m.Signature)
+}
+
+// UnmarshalBody decodes the receipt and checks its lengths.
+func (m *ReceiptV2) UnmarshalBody(p *Parser) {
 	m.ID = p.String8()
 	checkLen(p, "id", len(m.ID), 1, MaxReceiptIDLen)
 	m.SID = p.String8()

@@ -403,7 +403,7 @@ func TestSendFileOptions(t *testing.T) {
 func TestTransferSkipAck(t *testing.T) {
 	f := newTestFile("x.bin", 100_000)
 	var stored []byte
-	receipt := &Receipt{ID: "receipt", SID: "a", Serial: []byte{1}, Name: f.name, Size: uint64(f.size()), SHA256: f.sum, Signature: []byte{2}}
+	receipt := &Receipt{ID: "receipt", SID: "a", Serial: []byte{1}, Assignment: "lab", Original: f.name, Name: f.name, Size: uint64(f.size()), SHA256: f.sum, Signature: []byte{2}}
 	sendErr, recvErr := run(t, func(c *Conn) error {
 		if _, err := SendFile(c, f.name, bytes.NewReader(f.data), f.size(), f.sum, SendOptions{SkipAck: true}); err != nil {
 			return err

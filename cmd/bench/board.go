@@ -160,7 +160,7 @@ func submitOnce(addr string, cfg *session.ClientConfig, msg []byte, sum [32]byte
 		return err
 	}
 	defer sc.Close()
-	_, err = sc.Submit("message.txt", bytes.NewReader(msg), int64(len(msg)), sum, session.SubmitOptions{})
+	_, _, err = sc.Submit(session.NewSubmitRequest("lab", "message.txt", int64(len(msg)), sum), bytes.NewReader(msg), session.SubmitOptions{})
 	return err
 }
 

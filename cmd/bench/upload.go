@@ -106,7 +106,7 @@ func uploadOnce(addr string, s *student, suite uint16, f *os.File, size int64, s
 		return err
 	}
 	defer sc.Close()
-	_, err = sc.Submit("report.bin", f, size, sum, session.SubmitOptions{})
+	_, _, err = sc.Submit(session.NewSubmitRequest("lab", "report.bin", size, sum), f, session.SubmitOptions{})
 	return err
 }
 

@@ -122,6 +122,14 @@ type BoardConfig struct {
 	LogContent   bool     `toml:"log_content"`   // log the text of message submissions
 	PartialTTL   Duration `toml:"partial_ttl"`   // how long an interrupted upload is kept
 	PartialQuota Size     `toml:"partial_quota"` // the most bytes one SID's interrupted uploads may hold
+
+	// AssignmentsFile is the course's assignments (TOML, [[assignment]]
+	// tables), read again when it changes; "" serves the one implicit
+	// assignment "lab".
+	AssignmentsFile string `toml:"assignments_file"`
+	// RosterFile is the course's roster (CSV sid[,name[,email]]), which
+	// `pkiboard progress` and `export` read; "" for none.
+	RosterFile string `toml:"roster_file"`
 }
 
 // StudentConfig configures the student client.
@@ -136,6 +144,9 @@ type StudentConfig struct {
 	Suites          Suites      `toml:"suites"`
 	Parallel        int         `toml:"parallel"`
 	TokenFile       string      `toml:"token_file"`
+	// Assignment is the assignment the student submits to (--assignment
+	// overrides); "lab", the lab's implicit one, by default.
+	Assignment string `toml:"assignment"`
 
 	Timeout Duration `toml:"timeout"`
 }
@@ -199,6 +210,7 @@ func Default() *Config {
 			KeyAlgorithm: "ecdsa-p256",
 			Suites:       Suites{Suite(session.SuiteAES256CTRHMACSHA256)},
 			Parallel:     1,
+			Assignment:   "lab",
 			Timeout:      Duration(60 * time.Second),
 		},
 	}
@@ -280,6 +292,7 @@ func (c *Config) resolvePaths(dir string) {
 		&c.Log.File,
 		&c.CA.DataDir, &c.CA.KeyPassphraseFile, &c.CA.RosterFile,
 		&c.Board.DataDir, &c.Board.RootFile, &c.Board.EnrollTokenFile,
+		&c.Board.AssignmentsFile, &c.Board.RosterFile,
 		&c.Student.DataDir, &c.Student.TokenFile,
 	} {
 		if *p != "" && !filepath.IsAbs(*p) {

@@ -170,6 +170,8 @@ func TestRelativePathsResolveAgainstConfigDir(t *testing.T) {
 		{"ca.roster_file", cfg.CA.RosterFile, "/etc/pkiboard/roster.txt"},
 		{"board.data_dir", cfg.Board.DataDir, filepath.Join(dir, "state/board")},
 		{"board.root_file", cfg.Board.RootFile, filepath.Join(dir, "trust/root.pem")},
+		{"board.assignments_file", cfg.Board.AssignmentsFile, filepath.Join(dir, "course/assignments.toml")},
+		{"board.roster_file", cfg.Board.RosterFile, "/etc/pkiboard/roster.csv"},
 		{"student.data_dir (default)", cfg.Student.DataDir, filepath.Join(dir, "data/student")},
 		{"role", cfg.Role, "board"},
 	}

@@ -97,6 +97,9 @@ func (c *Config) Validate() error {
 	if s.Parallel < 1 || s.Parallel > 1024 {
 		v.add("student.parallel", "%d is outside 1..1024", s.Parallel)
 	}
+	if n := len(s.Assignment); n < 1 || n > 64 {
+		v.add("student.assignment", "must be an assignment id of 1 to 64 bytes (\"lab\" for the lab's), not %q", s.Assignment)
+	}
 	v.positive("student.timeout", s.Timeout)
 	return v.err()
 }
