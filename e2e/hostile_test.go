@@ -701,6 +701,12 @@ func trickle(addr string, id identity, n int) error {
 	}
 	wc.SetDeadline(time.Time{})
 	content := bytes.Repeat([]byte{'x'}, n)
+	if err := sc.WriteMessage(session.NewSubmitRequest("lab", "slow.txt", int64(n), sha256.Sum256(content))); err != nil {
+		return err
+	}
+	if _, err := wire.Expect[*wire.Terms](sc.ReadMessage()); err != nil {
+		return err
+	}
 	if err := sc.WriteMessage(&wire.FileHeader{Name: "slow.txt", Size: uint64(n), SHA256: sha256.Sum256(content)}); err != nil {
 		return err
 	}
