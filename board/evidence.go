@@ -92,22 +92,12 @@ func (s *Store) Verify(rec *Record, root *x509.Certificate, crl *x509.Revocation
 		return ev
 	}
 	ev.ContentOK = true
-	if len(rec.StudentCertificate) == 0 {
-		ev.Problem = "no student certificate stored"
-		return ev
+	cert, problem := rec.checkStatement(root)
+	if cert != nil {
+		ev.SignedBy, ev.Issuer = cert.Subject.String(), cert.Issuer.String()
 	}
-	cert, err := x509.ParseCertificate(rec.StudentCertificate)
-	if err != nil {
-		ev.Problem = fmt.Sprintf("stored certificate: %v", err)
-		return ev
-	}
-	ev.SignedBy, ev.Issuer = cert.Subject.String(), cert.Issuer.String()
-	if stmt, err := rec.statement(); err != nil || !bytes.Equal(stmt, rec.Statement) {
-		ev.Problem = "the stored statement is not the one the submission's fields make (the student's signature covers those)"
-		return ev
-	}
-	if err := session.VerifyStatement(cert, root, rec.Received, rec.SID, rec.Statement, rec.Signature); err != nil {
-		ev.Problem = err.Error()
+	if problem != "" {
+		ev.Problem = problem
 		return ev
 	}
 	if problem := checkStoredReceipt(rec, root); problem != "" {
@@ -133,6 +123,61 @@ func (s *Store) Verify(rec *Record, root *x509.Certificate, crl *x509.Revocation
 		}
 	}
 	return ev
+}
+
+// VerifySigned is Verify without reading the stored content: it checks
+// that the student signed the statement the record's fields make, with a
+// certificate of root valid at the time of receipt, and that the stored
+// receipt is the board's for this submission. It returns "" when both hold,
+// else what is wrong; it says nothing of whether the content still has the
+// SHA-256 she signed (Verify reads it).
+func (r *Record) VerifySigned(root *x509.Certificate) string {
+	if _, problem := r.checkStatement(root); problem != "" {
+		return problem
+	}
+	return checkStoredReceipt(r, root)
+}
+
+// checkStatement checks the stored statement and the student's signature
+// over it, and returns her certificate (nil if none can be parsed) and what
+// is wrong, or "".
+func (r *Record) checkStatement(root *x509.Certificate) (*x509.Certificate, string) {
+	if len(r.StudentCertificate) == 0 {
+		return nil, "no student certificate stored"
+	}
+	cert, err := x509.ParseCertificate(r.StudentCertificate)
+	if err != nil {
+		return nil, fmt.Sprintf("stored certificate: %v", err)
+	}
+	if stmt, err := r.statement(); err != nil || !bytes.Equal(stmt, r.Statement) {
+		return cert, "the stored statement is not the one the submission's fields make (the student's signature covers those)"
+	}
+	if err := session.VerifyStatement(cert, root, r.Received, r.SID, r.Statement, r.Signature); err != nil {
+		return cert, err.Error()
+	}
+	return cert, ""
+}
+
+// ReceiptFile returns the receipt file of the stored submission, exactly as
+// the student's (PROTOCOL.md §5.5): session.ParseReceiptFile reads it back
+// and ReceiptFile.Verify checks it.
+func (r *Record) ReceiptFile() ([]byte, error) {
+	boardCert, err := x509.ParseCertificate(r.BoardCertificate)
+	if err != nil {
+		return nil, fmt.Errorf("board: the stored board certificate of %s: %w", r.ID, err)
+	}
+	if r.ReceiptVersion == wire.ReceiptVersion2 {
+		m, err := r.ReceiptV2Message()
+		if err != nil {
+			return nil, err
+		}
+		return session.MarshalReceiptFileV2(m, boardCert)
+	}
+	m, err := r.ReceiptMessage()
+	if err != nil {
+		return nil, err
+	}
+	return session.MarshalReceiptFile(m, boardCert)
 }
 
 // statement returns the statement the record's fields make, in the layout

@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"archive/zip"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -10,15 +11,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"pkiboard/board"
 	"pkiboard/internal/config"
 	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/roster"
-	"pkiboard/session"
 	"pkiboard/wire"
 )
 
@@ -79,10 +81,6 @@ func Export(_ context.Context, cfg *config.Config, o ExportOptions, w io.Writer)
 	if err != nil {
 		return res, fmt.Errorf("export: %w", err)
 	}
-	byRoster := map[string]roster.Entry{}
-	for _, e := range entries {
-		byRoster[e.SID] = e
-	}
 	root := exportRoot(cfg, o.Root)
 	subs, err := assignmentRows(cfg, o.Assignment, "")
 	if err != nil {
@@ -93,16 +91,68 @@ func Export(_ context.Context, cfg *config.Config, o ExportOptions, w io.Writer)
 		return res, fmt.Errorf("export: %w", err)
 	}
 	defer st.Close()
-	ext, err := st.Extensions(o.Assignment)
-	if err != nil {
-		return res, fmt.Errorf("export: %w", err)
-	}
 	if err := os.MkdirAll(o.Out, 0o700); err != nil {
 		return res, fmt.Errorf("export: %w", err)
+	}
+	if err := durable.SyncDir(filepath.Dir(filepath.Clean(o.Out))); err != nil {
+		return res, fmt.Errorf("export: %w", err)
+	}
+	if res.Students, err = exportTo(st, entries, o.Assignment, subs, root, dirSink(o.Out)); err != nil {
+		return res, fmt.Errorf("export: %w", err)
+	}
+	res.Manifest = filepath.Join(o.Out, exportManifest)
+	fmt.Fprintf(w, "exported the active version of %d students' submissions to %s into %s, listed in %s\n", res.Students, o.Assignment, o.Out, res.Manifest)
+	return res, nil
+}
+
+// ExportArchive writes the export of assignment (Export's folders and
+// manifest.csv) as a zip archive to w, as it reads it: the console's
+// download of the whole export. st is the running board's store; entries
+// its roster (nil for none); root the root the statements are verified
+// against (nil: "signature only"). A stored content that no longer has its
+// SHA-256 stops it with an error, leaving the archive without its end.
+func ExportArchive(st *board.Store, entries []roster.Entry, assignment string, root *x509.Certificate, w io.Writer) error {
+	subs, err := st.Submissions(assignment, "")
+	if err != nil {
+		return err
+	}
+	z := &zipSink{w: zip.NewWriter(w)}
+	if _, err := exportTo(st, entries, assignment, subs, root, z); err != nil {
+		return fmt.Errorf("export of %s: %w", assignment, err)
+	}
+	return z.w.Close()
+}
+
+// exportSink is where an export goes: a directory (Export) or an archive
+// (ExportArchive).
+type exportSink interface {
+	// Folder starts the folder of one student.
+	Folder(folder string) error
+	// Content copies the stored content src, whose SHA-256 must be sum,
+	// to folder/name.
+	Content(folder, name, src string, sum [32]byte) error
+	// File writes data to folder/name; folder "" is the export's top.
+	File(folder, name string, data []byte) error
+	// EndFolder finishes the folder of one student.
+	EndFolder(folder string) error
+}
+
+// exportTo writes the export of assignment from subs (st.Submissions'
+// rows) to sink: a folder per student's active version, then the manifest.
+// It returns how many folders it wrote.
+func exportTo(st *board.Store, entries []roster.Entry, assignment string, subs []board.Submitted, root *x509.Certificate, sink exportSink) (int, error) {
+	byRoster := map[string]roster.Entry{}
+	for _, e := range entries {
+		byRoster[e.SID] = e
+	}
+	ext, err := st.Extensions(assignment)
+	if err != nil {
+		return 0, err
 	}
 	manifest := [][]string{{"sid", "name", "email", "folder", "version", "original_name", "stored_name", "size", "sha256",
 		"received", "due", "late_ms", "extension_until", "statement_verified"}}
 	used := map[string]bool{exportManifest: true}
+	students := 0
 	for i := range subs {
 		s := &subs[i]
 		if !s.Active {
@@ -110,12 +160,12 @@ func Export(_ context.Context, cfg *config.Config, o ExportOptions, w io.Writer)
 		}
 		folder := StudentFolder(s.SID)
 		if used[folder] {
-			return res, fmt.Errorf("export: two students map to the folder %s; nothing more was written", folder)
+			return students, fmt.Errorf("two students map to the folder %s; nothing more was written", folder)
 		}
 		used[folder] = true
-		stored, verified, err := exportOne(st, s, root, filepath.Join(o.Out, folder))
+		stored, verified, err := exportOne(st, s, root, folder, sink)
 		if err != nil {
-			return res, fmt.Errorf("export: %s: %w", s.SID, err)
+			return students, fmt.Errorf("%s: %w", s.SID, err)
 		}
 		var due, until string
 		if s.Due != 0 {
@@ -128,22 +178,14 @@ func Export(_ context.Context, cfg *config.Config, o ExportOptions, w io.Writer)
 		manifest = append(manifest, []string{s.SID, e.Name, e.Email, folder, strconv.FormatUint(uint64(s.Version), 10), s.Original,
 			stored, strconv.FormatInt(s.Size, 10), hex.EncodeToString(s.SHA256[:]), msText(&s.Received), due,
 			strconv.FormatUint(s.LateMS, 10), until, verified})
-		res.Students++
+		students++
 	}
-	if err := durable.SyncDir(filepath.Dir(filepath.Clean(o.Out))); err != nil {
-		return res, fmt.Errorf("export: %w", err)
-	}
-	res.Manifest = filepath.Join(o.Out, exportManifest)
 	var buf writerBuffer
 	cw := csv.NewWriter(&buf)
 	if err := cw.WriteAll(manifest); err != nil {
-		return res, fmt.Errorf("export: %w", err)
+		return students, err
 	}
-	if err := durable.WriteFile(res.Manifest, buf, 0o600); err != nil {
-		return res, fmt.Errorf("export: %w", err)
-	}
-	fmt.Fprintf(w, "exported the active version of %d students' submissions to %s into %s, listed in %s\n", res.Students, o.Assignment, o.Out, res.Manifest)
-	return res, nil
+	return students, sink.File("", exportManifest, buf)
 }
 
 // writerBuffer is a byte slice that is an io.Writer.
@@ -193,10 +235,10 @@ func exportRoot(cfg *config.Config, given string) *x509.Certificate {
 	return nil
 }
 
-// exportOne writes s's folder dir and returns the name its content has
-// there and what the manifest says of its statement.
-func exportOne(st *board.Store, s *board.Submitted, root *x509.Certificate, dir string) (stored, verified string, err error) {
-	if err := os.Mkdir(dir, 0o700); err != nil {
+// exportOne writes s's folder to sink and returns the name its content
+// has there and what the manifest says of its statement.
+func exportOne(st *board.Store, s *board.Submitted, root *x509.Certificate, folder string, sink exportSink) (stored, verified string, err error) {
+	if err := sink.Folder(folder); err != nil {
 		return "", "", err
 	}
 	stored = wire.SafeName(s.Name, "report")
@@ -204,11 +246,11 @@ func exportOne(st *board.Store, s *board.Submitted, root *x509.Certificate, dir 
 	case exportReceipt, exportCertificate, exportStatement, exportSignature:
 		stored = "submitted-" + stored
 	}
-	receipt, err := receiptFileOf(&s.Record)
+	receipt, err := s.ReceiptFile()
 	if err != nil {
 		return "", "", err
 	}
-	if err := copyDurable(st.ContentPath(&s.Record), filepath.Join(dir, stored), s.SHA256); err != nil {
+	if err := sink.Content(folder, stored, st.ContentPath(&s.Record), s.SHA256); err != nil {
 		return "", "", err
 	}
 	for _, f := range []struct {
@@ -220,17 +262,78 @@ func exportOne(st *board.Store, s *board.Submitted, root *x509.Certificate, dir 
 		{exportStatement, s.Statement},
 		{exportSignature, s.Signature},
 	} {
-		if err := durable.WriteContent(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
+		if err := sink.File(folder, f.name, f.data); err != nil {
 			return "", "", err
 		}
 	}
-	if err := durable.SyncDir(dir); err != nil {
-		return "", "", err
-	}
-	if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
+	if err := sink.EndFolder(folder); err != nil {
 		return "", "", err
 	}
 	return stored, statementVerdict(st, &s.Record, root), nil
+}
+
+// dirSink writes an export into a directory, every file durably.
+type dirSink string
+
+func (d dirSink) Folder(folder string) error {
+	return os.Mkdir(filepath.Join(string(d), folder), 0o700)
+}
+
+func (d dirSink) Content(folder, name, src string, sum [32]byte) error {
+	return copyDurable(src, filepath.Join(string(d), folder, name), sum)
+}
+
+func (d dirSink) File(folder, name string, data []byte) error {
+	if folder == "" {
+		return durable.WriteFile(filepath.Join(string(d), name), data, 0o600)
+	}
+	return durable.WriteContent(filepath.Join(string(d), folder, name), data, 0o600)
+}
+
+func (d dirSink) EndFolder(folder string) error {
+	if err := durable.SyncDir(filepath.Join(string(d), folder)); err != nil {
+		return err
+	}
+	return durable.SyncDir(string(d))
+}
+
+// zipSink writes an export as a zip archive, as it goes.
+type zipSink struct{ w *zip.Writer }
+
+func (z *zipSink) Folder(string) error    { return nil }
+func (z *zipSink) EndFolder(string) error { return nil }
+
+func (z *zipSink) create(folder, name string) (io.Writer, error) {
+	return z.w.CreateHeader(&zip.FileHeader{Name: path.Join(folder, name), Method: zip.Deflate, Modified: time.Now()})
+}
+
+func (z *zipSink) File(folder, name string, data []byte) error {
+	w, err := z.create(folder, name)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(data)
+	return err
+}
+
+func (z *zipSink) Content(folder, name, src string, sum [32]byte) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	w, err := z.create(folder, name)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(w, h), in); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	if [32]byte(h.Sum(nil)) != sum {
+		return fmt.Errorf("the stored content %s does not have the SHA-256 its row records: run pkiboard submissions --verify on it", src)
+	}
+	return nil
 }
 
 // statementVerdict is what the manifest says of a stored statement: "yes"
@@ -254,27 +357,6 @@ func statementVerdict(st *board.Store, rec *board.Record, root *x509.Certificate
 		return "no: " + err.Error()
 	}
 	return "signature only"
-}
-
-// receiptFileOf returns the receipt file of a stored submission, exactly as
-// the student's (PROTOCOL.md §5.5).
-func receiptFileOf(rec *board.Record) ([]byte, error) {
-	boardCert, err := x509.ParseCertificate(rec.BoardCertificate)
-	if err != nil {
-		return nil, fmt.Errorf("the stored board certificate of %s: %w", rec.ID, err)
-	}
-	if rec.ReceiptVersion == wire.ReceiptVersion2 {
-		r, err := rec.ReceiptV2Message()
-		if err != nil {
-			return nil, err
-		}
-		return session.MarshalReceiptFileV2(r, boardCert)
-	}
-	r, err := rec.ReceiptMessage()
-	if err != nil {
-		return nil, err
-	}
-	return session.MarshalReceiptFile(r, boardCert)
 }
 
 // copyDurable copies the file src to dst (which must not exist) through a
