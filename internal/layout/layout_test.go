@@ -16,6 +16,8 @@ const module = "pkiboard"
 const (
 	mainPkg  = module
 	rolesPkg = module + "/roles"
+	// consolePkg is the staff console's pages: only roles imports it.
+	consolePkg = module + "/console"
 )
 
 // pkg is one of our packages as go list describes it.
@@ -57,6 +59,14 @@ func check(pkgs map[string]*pkg) []string {
 		// Only main imports roles.
 		if path != mainPkg && path != rolesPkg && slices.Contains(p.imports, rolesPkg) {
 			bad = append(bad, fmt.Sprintf("%s imports %s: only the main package %s imports roles", path, rolesPkg, mainPkg))
+		}
+		// Nothing imports console but roles, which registers its pages on
+		// each daemon's web.Server; no test outside console and roles does.
+		if path != rolesPkg && path != consolePkg && slices.Contains(p.imports, consolePkg) {
+			bad = append(bad, fmt.Sprintf("%s imports %s: only roles imports the console", path, consolePkg))
+		}
+		if path != rolesPkg && path != consolePkg && slices.Contains(p.testImports, consolePkg) {
+			bad = append(bad, fmt.Sprintf("the tests of %s import %s: only roles imports the console", path, consolePkg))
 		}
 		// No test outside roles and main imports roles.
 		if path != mainPkg && path != rolesPkg && slices.Contains(p.testImports, rolesPkg) {
@@ -186,6 +196,9 @@ func TestCheckFindsBreaches(t *testing.T) {
 			[]string{"import pkiboard/roles: ca and board never import roles", "import pkiboard/roles: no test outside roles and main"}},
 		{"cmd imports roles", graph("cmd/bench roles"), []string{"pkiboard/cmd/bench imports pkiboard/roles"}},
 		{"a test imports roles", graph("test:internal/proc roles"), []string{"the tests of pkiboard/internal/proc import pkiboard/roles"}},
+		{"roles imports the console", graph("roles console", "console board", "console internal/web"), nil},
+		{"board imports the console", graph("board console"), []string{"pkiboard/board imports pkiboard/console: only roles"}},
+		{"e2e's tests import the console", graph("test:e2e console"), []string{"the tests of pkiboard/e2e import pkiboard/console"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
