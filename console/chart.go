@@ -45,7 +45,9 @@ type chart struct {
 type mark struct {
 	Name  string
 	X     string
+	Y     int // of its label: each mark's its own line, so that close marks do not overlap
 	Label string
+	End   bool // the label is right of the plot's middle: it reads leftwards
 }
 
 // tick is an axis label.
@@ -106,7 +108,8 @@ func chartOf(a *board.Assignment, subs []board.Submitted) *chart {
 		at   time.Time
 	}{{"opens", a.Opens}, {chartMarkerDue, a.Due}, {chartMarkL, a.Lock}} {
 		if !m.at.IsZero() {
-			c.Marks = append(c.Marks, mark{Name: m.name, X: num(x(m.at)), Label: m.name + " " + m.at.UTC().Format(chartLabelLayout)})
+			c.Marks = append(c.Marks, mark{Name: m.name, X: num(x(m.at)), Y: chartTop + 12 + 14*len(c.Marks),
+				Label: m.name + " " + m.at.UTC().Format(chartLabelLayout), End: x(m.at) > chartLeft+chartPlotW/2})
 		}
 	}
 	for i := 0; i <= chartTickCount; i++ {
