@@ -113,8 +113,8 @@ type BoardConfig struct {
 	Listen  string `toml:"listen"`
 	DataDir string `toml:"data_dir"`
 	HTTP
-	Name    string `toml:"name"`
-	CAAddr  string `toml:"ca_addr"`
+	Name   string `toml:"name"`
+	CAAddr string `toml:"ca_addr"`
 
 	RootFile        string      `toml:"root_file"`
 	RootFingerprint Fingerprint `toml:"root_fingerprint"`

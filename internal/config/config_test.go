@@ -383,7 +383,9 @@ func TestValidateTypedValues(t *testing.T) {
 	for _, ok := range []func(c *Config){
 		func(c *Config) { c.Board.HTTPListen = "" },
 		func(c *Config) { c.Board.HTTPListen = "[::1]:8003" },
-		func(c *Config) { c.Board.HTTPListen, c.Board.HTTPTLSCert, c.Board.HTTPTLSKey = "0.0.0.0:8003", "c.pem", "k.pem" },
+		func(c *Config) {
+			c.Board.HTTPListen, c.Board.HTTPTLSCert, c.Board.HTTPTLSKey = "0.0.0.0:8003", "c.pem", "k.pem"
+		},
 	} {
 		c := Default()
 		ok(c)
