@@ -316,7 +316,7 @@ func runDaemon(ctx context.Context, log *zap.Logger, ls *listeners, d daemon) er
 	srv := &server{log: log, limits: d.limits, handle: d.handle}
 	d.ops["stats"] = statsOp(d.role, srv, d.stats)
 	if d.http != nil {
-		log.Info(d.name+" HTTP endpoint listening", zap.String("addr", d.http.srv.Addr().String()))
+		log.Info(d.name+" HTTP endpoint up: /metrics, /healthz, /readyz and the console", zap.String("http_addr", d.http.srv.Addr().String()))
 		d.ops["console-link"] = d.http.linkOp
 		d.loops = append(d.loops, func(ctx context.Context) {
 			if err := d.http.srv.Serve(ctx); err != nil {
