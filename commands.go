@@ -426,6 +426,33 @@ to DIR, and start the daemon.`,
 			},
 		},
 		{
+			Name:      "console-link",
+			Category:  "operator",
+			Usage:     "print a one-time login link to a running CA's or board's staff console",
+			UsageText: "pkiboard console-link --role ca|board --as NAME",
+			Description: `Asks the running daemon, through its operator socket, for a login link to its
+staff console (on its http_listen), bound to NAME: the console's audit records what
+is done in the session under NAME. The link works once, within 10 minutes; the
+daemon keeps only its SHA-256. Open it in a browser on this machine, or through an
+SSH tunnel (ssh -L 8003:127.0.0.1:8003 board.example); the page it shows has a
+button that logs in. It fails when that daemon is not running or serves no console.`,
+			Flags: append(commonFlags(),
+				&cli.StringFlag{Name: "role", Usage: "the daemon to ask: `ROLE` ca or board (default: the config's role)"},
+				&cli.StringFlag{Name: "as", Required: true, Usage: "the staff member's `NAME`, as the audit will say it"},
+			),
+			Action: func(c *cli.Context) error {
+				role, _ := lookupFlag(c, "role")
+				cfg, err := loadConfig(c, role)
+				if err != nil {
+					return err
+				}
+				if cfg.Role != "ca" && cfg.Role != "board" {
+					return usagef("console-link: give --role ca or --role board")
+				}
+				return roles.RequestConsoleLink(c.Context, cfg, cfg.Role, c.String("as"), os.Stdout)
+			},
+		},
+		{
 			Name:      "stats",
 			Category:  "operator",
 			Usage:     "show a running CA's or board's goroutines, memory, descriptors and connections",

@@ -190,3 +190,23 @@ func (k *CRLKeeper) Check(cert *x509.Certificate) error {
 	}
 	return nil
 }
+
+// Current returns the CRL held, or nil. The caller must not modify it.
+func (k *CRLKeeper) Current() *x509.RevocationList {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.crl
+}
+
+// CheckFresh reports whether a current CRL is held at now: one whose
+// nextUpdate has not passed (readiness; sessions use Check).
+func (k *CRLKeeper) CheckFresh() error {
+	crl, now := k.Current(), k.o.Now()
+	switch {
+	case crl == nil:
+		return errors.New("the board holds no CRL from the CA")
+	case now.After(crl.NextUpdate):
+		return fmt.Errorf("the CRL (number %s) expired at %s", crl.Number, crl.NextUpdate.UTC().Format(time.RFC3339))
+	}
+	return nil
+}

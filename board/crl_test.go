@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"math/big"
 	"net"
@@ -269,5 +270,44 @@ func TestCRLRunRefreshes(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
+	}
+}
+
+// TestCRLCheckFresh is the board's readiness check of its CRL: failing with
+// none held and once the CRL's nextUpdate passes on the injected clock, ready
+// again once a newer CRL is offered (a refresh).
+func TestCRLCheckFresh(t *testing.T) {
+	p := newCRLPKI(t)
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	clock := now
+	k := NewCRLKeeper(CRLOptions{Path: filepath.Join(t.TempDir(), "crl.pem"), Root: p.root, Now: func() time.Time { return clock }})
+	if err := k.CheckFresh(); err == nil || !strings.Contains(err.Error(), "holds no CRL") {
+		t.Errorf("none held: got %v", err)
+	}
+	first, _ := pem.Decode(p.crl(t, 2, now.Add(-time.Hour), now.Add(time.Hour)))
+	crl, err := x509.ParseRevocationList(first.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Offer(crl); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.CheckFresh(); err != nil {
+		t.Errorf("current CRL: %v", err)
+	}
+	clock = now.Add(time.Hour + time.Second)
+	if err := k.CheckFresh(); err == nil || !strings.Contains(err.Error(), "expired at 2026-06-01T13:00:00Z") {
+		t.Errorf("past nextUpdate: got %v, want stale", err)
+	}
+	next, _ := pem.Decode(p.crl(t, 3, clock, clock.Add(time.Hour)))
+	crl, err = x509.ParseRevocationList(next.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Offer(crl); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.CheckFresh(); err != nil {
+		t.Errorf("after the refresh: %v", err)
 	}
 }

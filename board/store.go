@@ -43,6 +43,7 @@ var migrations = []sqlstore.Migration{
 	{Name: "the submissions table", SQL: schemaV1},
 	{Name: "assignments, versions and lateness (protocol version 3)", SQL: schemaV2},
 	{Name: "the course's extensions, active versions and audit", SQL: schemaCourse},
+	{Name: "the audit takes the console's actions", SQL: schemaConsoleAudit},
 }
 
 // schemaV1 is migration 1: the submissions table. It is a STRICT table, so

@@ -582,3 +582,14 @@ func checkCRL(crl *x509.RevocationList, root *x509.Certificate) (*x509.Revocatio
 	}
 	return crl, nil
 }
+
+// CRLInfo returns the number, thisUpdate and nextUpdate of the CRL the CA
+// serves; ok is false before the first is issued.
+func (a *Authority) CRLInfo() (number uint64, thisUpdate, nextUpdate time.Time, ok bool) {
+	a.crlMu.Lock()
+	defer a.crlMu.Unlock()
+	if a.crl == nil {
+		return 0, time.Time{}, time.Time{}, false
+	}
+	return a.crl.Number.Uint64(), a.crl.ThisUpdate, a.crl.NextUpdate, true
+}

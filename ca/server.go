@@ -52,6 +52,9 @@ type Server struct {
 	// connection may go on; ServeConn ends it when not.
 	OnProven  func(c net.Conn)
 	OnRefused func(c net.Conn, code wire.Code) (goOn bool)
+	// OnEnrollRefused, when set, is told of each enrollment the authority
+	// refused, with its request (the metrics count them by profile).
+	OnEnrollRefused func(req Request, refusal *wire.Refusal)
 }
 
 // refused tells OnRefused of a refusal on c and returns its answer.
@@ -200,6 +203,9 @@ func (s *Server) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollReques
 	iss, err := s.Authority.Enroll(ctx, req)
 	var refusal *wire.Refusal
 	if errors.As(err, &refusal) {
+		if s.OnEnrollRefused != nil {
+			s.OnEnrollRefused(req, refusal)
+		}
 		if RefusalProven(err) && s.OnProven != nil {
 			// Refused after the peer proved its token's or certificate's
 			// key (PROTOCOL.md §4.2, after step 6): not a stranger's failure.

@@ -93,7 +93,41 @@ INSERT INTO crl (id, number) VALUES (1, 0);
 // reads and writes.
 var migrations = []sqlstore.Migration{
 	{Name: "the CA's tables: certificates, tokens, refusals, crl", SQL: schemaV1},
+	{Name: "the audit of staff actions", SQL: schemaAudit},
 }
+
+// schemaAudit is migration 2: the audit of what staff do from the console
+// (logins, revocations, token cancels), append-only.
+const schemaAudit = `
+CREATE TABLE audit (
+	seq    INTEGER PRIMARY KEY CHECK (seq > 0),
+	time   TEXT    NOT NULL CHECK (time GLOB '[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9]Z'),
+	actor  TEXT    NOT NULL CHECK (length(actor) BETWEEN 1 AND 255),
+	action TEXT    NOT NULL CHECK (length(action) BETWEEN 1 AND 64),
+	detail TEXT    NOT NULL
+) STRICT;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit table is append-only'); END;
+`
+
+// Audit records a staff action in ca.db's audit table: actor is who did it
+// (the console session's name), action a short name, detail what was done.
+func (a *Authority) Audit(actor, action, detail string) error {
+	if actor == "" || len(actor) > 255 {
+		return fmt.Errorf("ca: audit: the actor %q is not 1 to 255 bytes", actor)
+	}
+	at := a.now().UTC().Format(sqlTimeLayout)
+	return a.db.Update(func(tx *sql.Tx) error {
+		_, err := tx.Exec(`INSERT INTO audit (time, actor, action, detail) VALUES (?, ?, ?, ?)`, at, actor, action, detail)
+		return err
+	})
+}
+
+// DB returns the CA's database, for the daemon's commit metrics
+// (sqlstore.DB.Observe) and readiness (sqlstore.DB.CheckWritable).
+func (a *Authority) DB() *sqlstore.DB { return a.db }
 
 // sqlTimeLayout is the layout of the times in ca.db (see sqlTimeGlob).
 const sqlTimeLayout = "2006-01-02T15:04:05Z"

@@ -42,8 +42,8 @@ func TestStoreMigratesEmptyFile(t *testing.T) {
 				writeFile(t, o.Dir, DBFile, nil)
 			}
 			tc := open(t, o, c)
-			if v := schemaVersion(t, tc.db); v != len(migrations) || v != 1 {
-				t.Errorf("schema version %d, want 1", v)
+			if v := schemaVersion(t, tc.db); v != len(migrations) || v != 2 {
+				t.Errorf("schema version %d, want 2", v)
 			}
 			var tables []string
 			var number int
@@ -68,7 +68,7 @@ func TestStoreMigratesEmptyFile(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if want := []string{"certificates", "crl", "refusals", "tokens"}; !slices.Equal(tables, want) {
+			if want := []string{"audit", "certificates", "crl", "refusals", "tokens"}; !slices.Equal(tables, want) {
 				t.Errorf("tables %v, want %v", tables, want)
 			}
 			if n := tc.CRLNumber(); number != 1 || n != 1 {
@@ -404,8 +404,8 @@ func TestSQLite3ReadsLiveStore(t *testing.T) {
 	if got := run(`select serial, status, auth from certificates where sid = '1155000002' order by issued`); !strings.HasSuffix(got, "|valid|none") {
 		t.Errorf("a student's history: got %q", got)
 	}
-	if got := run(`PRAGMA user_version`); got != "1" {
-		t.Errorf("user_version %q, want 1", got)
+	if got := run(`PRAGMA user_version`); got != "2" {
+		t.Errorf("user_version %q, want 2", got)
 	}
 }
 

@@ -21,6 +21,8 @@ import (
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
+	"pkiboard/internal/metrics"
+	"pkiboard/internal/web"
 	"pkiboard/session"
 	"pkiboard/wire"
 )
@@ -115,7 +117,40 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if b.AllowRC4 {
 		log.Warn("board.allow_rc4 = true: students may choose rc4-hmac-sha256. RC4 is broken (RFC 7465); allow it only for teaching")
 	}
+	live := &liveConns{}
+	m := metrics.New(metrics.Board, metrics.State{
+		CRL: func() (metrics.CRL, bool) {
+			crl := crls.Current()
+			if crl == nil {
+				return metrics.CRL{}, false
+			}
+			n, _ := crl.Number.Float64()
+			return metrics.CRL{Number: n, ThisUpdate: crl.ThisUpdate, NextUpdate: crl.NextUpdate}, true
+		},
+		Certificates: func() map[string]time.Time {
+			return map[string]time.Time{"root": id.root.NotAfter, "board": id.renewer.Current().Certificate.NotAfter}
+		},
+		OpenConns: live.open,
+		MaxConns:  b.MaxConns,
+		Partial: func() (int, int64, bool) {
+			u, err := st.PartialUsage()
+			return u.Uploads, u.Bytes, err == nil
+		},
+	})
+	st.DB().Observe(m.StoreCommit)
+	ep, err := newEndpoint("board", b.HTTP, log, m, st.AuditConsole, []web.Check{
+		{Name: "store", Check: st.DB().CheckWritable},
+		{Name: "crl", Check: func(context.Context) error { return crls.CheckFresh() }},
+		{Name: "certificate", Check: func(context.Context) error {
+			return certificateValid(id.renewer.Current().Certificate, time.Now())
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	defer ep.close()
 	h := &boardHandler{
+		metrics:    m,
 		store:      st,
 		limits:     b.Limits,
 		uploads:    board.UploadLimits{MaxSize: int64(b.MaxSubmission), PartialQuota: int64(b.PartialQuota)},
@@ -153,6 +188,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		name: "board", role: "board", limits: b.Limits,
 		handle: h.handle, ops: boardOps(b, st), // its listings read board.db directly
 		fields: []zap.Field{zap.String("name", b.Name)},
+		http:   ep, conns: live,
 		loops: []func(context.Context){crls.Run, id.renewer.Run, every(min(time.Hour, b.PartialTTL.D()/2), func() {
 			if err := expire(); err != nil {
 				log.Warn("could not remove the expired interrupted uploads; will try again", zap.Error(err))
@@ -211,6 +247,7 @@ type boardHandler struct {
 	// logContent logs the text of a message submission (board.log_content).
 	logContent bool
 
+	metrics  *metrics.Metrics // nil: counts nothing
 	refusals lineBudget       // the lines of sessions refused before the student proved anything
 	now      func() time.Time // the clock of refusals; time.Now if nil
 }
@@ -219,8 +256,11 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	peer := c.RemoteAddr().String()
 	log := h.log.With(zap.String("peer", peer))
 	wc := wire.NewConn(c, wireOptions(h.limits, wire.MaxFirstFrameBoard))
-	wc.SetDeadline(time.Now().Add(h.limits.HandshakeTimeout.D()))
+	started := time.Now()
+	wc.SetDeadline(started.Add(h.limits.HandshakeTimeout.D()))
 	sc, err := session.Server(wc, h.session.Load())
+	h.metrics.SessionDone(err == nil, time.Since(started))
+	h.countRefusal(err)
 	var he *session.HandshakeError
 	if err != nil && errors.As(err, &he) && he.Proven {
 		// The student proved her key before the handshake failed (at STEP
@@ -290,6 +330,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	case *wire.SubmitRequest:
 		sreq = req
 	}
+	uploadStarted := time.Now()
 	sub, err := sc.ReceiveSubmission(sreq, course, func(terms *wire.Terms) *wire.Receiver {
 		limits := h.uploads
 		if terms.MaxSize != 0 && terms.MaxSize < uint64(limits.MaxSize) {
@@ -298,6 +339,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 		return h.store.Receiver(sid, limits)
 	})
 	if err != nil {
+		h.countRefusal(err)
 		var refusal *wire.Refusal
 		if errors.As(err, &refusal) && refusal.Code == wire.CodeStorage {
 			// Not the student's doing: the operator must look at the disk.
@@ -320,12 +362,14 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 	var refusal *wire.Refusal
 	if errors.As(err, &refusal) {
 		// Another session of hers committed first (Course.Admit).
+		h.metrics.Refused(refusal.Code.String())
 		logSessionEnd(log, "submission refused at commit", err)
 		wire.Answer(sc, refusal) //nolint:errcheck // closing
 		return
 	}
 	if err != nil {
 		log.Error("could not store the submission; check board.data_dir", zap.Error(err))
+		h.metrics.Refused(wire.CodeStorage.String())
 		wire.Answer(sc, wire.Refusef(wire.CodeStorage, //nolint:errcheck // closing
 			"the board could not store your submission (%s); nothing was accepted; try again later", wire.StorageReason(err)))
 		return
@@ -346,6 +390,7 @@ func (h *boardHandler) handle(_ context.Context, c net.Conn, t *tracked) {
 		fields = append(fields, zap.String("message", text))
 	}
 	logging.Step(log, 6, "MAC verified, submission stored", fields...)
+	h.metrics.Stored(rec.Size, time.Since(uploadStarted))
 
 	receipt, err := rec.ReceiptMessage()
 	if err == nil {
@@ -534,4 +579,25 @@ func boardRoot(ctx context.Context, cfg *config.Config, log *zap.Logger) (*x509.
 			zap.String("fingerprint", keys.FingerprintHex(root)), zap.String("ca", b.CAAddr))
 	}
 	return root, nil
+}
+
+// certificateValid reports whether cert is within its validity at now: the
+// board's readiness check of its own certificate.
+func certificateValid(cert *x509.Certificate, now time.Time) error {
+	switch {
+	case now.Before(cert.NotBefore):
+		return fmt.Errorf("the board's certificate (serial %s) is not valid before %s", keys.SerialHex(cert.SerialNumber), cert.NotBefore.UTC().Format(time.RFC3339))
+	case now.After(cert.NotAfter):
+		return fmt.Errorf("the board's certificate (serial %s) expired at %s", keys.SerialHex(cert.SerialNumber), cert.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// countRefusal counts err in the refusals metric if it is the board's
+// refusal (not the student's, nor a broken connection).
+func (h *boardHandler) countRefusal(err error) {
+	var r *wire.Refusal
+	if errors.As(err, &r) {
+		h.metrics.Refused(r.Code.String())
+	}
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -15,6 +17,8 @@ import (
 	"pkiboard/internal/config"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
+	"pkiboard/internal/metrics"
+	"pkiboard/internal/web"
 	"pkiboard/wire"
 )
 
@@ -48,19 +52,53 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	// What the server tells of each client goes to the connection's account
 	// with the daemon's limits (limit.go).
 	var conns sync.Map // net.Conn → *tracked
+	live := &liveConns{}
+	m := metrics.New(metrics.CA, metrics.State{
+		CRL: func() (metrics.CRL, bool) {
+			n, this, next, ok := auth.CRLInfo()
+			return metrics.CRL{Number: float64(n), ThisUpdate: this, NextUpdate: next}, ok
+		},
+		Certificates: func() map[string]time.Time { return map[string]time.Time{"root": auth.Root().NotAfter} },
+		OpenConns:    live.open,
+		MaxConns:     c.MaxConns,
+	})
+	auth.DB().Observe(m.StoreCommit)
+	ep, err := newEndpoint("ca", c.HTTP, log, m, auth.Audit, []web.Check{
+		{Name: "store", Check: auth.DB().CheckWritable},
+		{Name: "crl", Check: func(context.Context) error {
+			_, _, next, ok := auth.CRLInfo()
+			switch {
+			case !ok:
+				return errors.New("the CA has issued no CRL yet")
+			case time.Now().After(next):
+				return fmt.Errorf("the CRL the CA serves expired at %s", next.UTC().Format(time.RFC3339))
+			}
+			return nil
+		}},
+	})
+	if err != nil {
+		return err
+	}
+	defer ep.close()
+	issued := logIssued(log)
 	srv := &ca.Server{
 		Authority:        auth,
 		Wire:             wireOptions(c.Limits, wire.MaxFirstFrameCA),
 		HandshakeTimeout: c.Limits.HandshakeTimeout.D(),
 		IdleTimeout:      c.Limits.IdleTimeout.D(),
 		Log:              log,
-		OnIssued:         logIssued(log),
+		OnIssued: func(req ca.Request, iss *ca.Issued) {
+			m.Enrollment(profileName(req.Profile), true)
+			issued(req, iss)
+		},
+		OnEnrollRefused: func(req ca.Request, _ *wire.Refusal) { m.Enrollment(profileName(req.Profile), false) },
 		OnProven: func(conn net.Conn) {
 			if t, ok := conns.Load(conn); ok {
 				t.(*tracked).proven()
 			}
 		},
 		OnRefused: func(conn net.Conn, code wire.Code) bool {
+			m.Refused(code.String())
 			if t, ok := conns.Load(conn); ok {
 				return t.(*tracked).failed(code)
 			}
@@ -74,7 +112,8 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 			defer conns.Delete(conn)
 			srv.ServeConn(ctx, conn, t.idle)
 		},
-		ops:    caOps(auth),
+		ops:  caOps(auth),
+		http: ep, conns: live,
 		fields: []zap.Field{zap.String("policy", c.Policy)},
 		loops:  []func(context.Context){auth.Run},
 		stats: func(st *Stats) error {
@@ -188,4 +227,15 @@ func caPassphrase(c *config.CAConfig) ([]byte, error) {
 		return pass, nil
 	}
 	return nil, nil
+}
+
+// profileName is a certificate profile as the metrics name it.
+func profileName(p uint8) string {
+	switch p {
+	case wire.ProfileStudent:
+		return "student"
+	case wire.ProfileBoard:
+		return "board"
+	}
+	return ""
 }

@@ -2,6 +2,7 @@ package roles
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -266,6 +267,8 @@ type daemon struct {
 	fields []zap.Field                 // logged with "… listening"
 	loops  []func(ctx context.Context) // each runs until ctx ends
 	stats  func(*Stats) error          // adds the role's own figures to `stats`, if set
+	http   *endpoint                   // the HTTP endpoint; nil without one
+	conns  *liveConns                  // told of the server's connections, for the metrics; may be nil
 }
 
 // listeners are a daemon's two sockets, bound first thing at start — before
@@ -312,13 +315,33 @@ func runDaemon(ctx context.Context, log *zap.Logger, ls *listeners, d daemon) er
 
 	srv := &server{log: log, limits: d.limits, handle: d.handle}
 	d.ops["stats"] = statsOp(d.role, srv, d.stats)
+	if d.http != nil {
+		log.Info(d.name+" HTTP endpoint up: /metrics, /healthz, /readyz and the console", zap.String("http_addr", d.http.srv.Addr().String()))
+		d.ops["console-link"] = d.http.linkOp
+		d.loops = append(d.loops, func(ctx context.Context) {
+			if err := d.http.srv.Serve(ctx); err != nil {
+				log.Error("the HTTP endpoint stopped", zap.Error(err))
+			}
+		})
+		d.http.serving.Store(true)
+	} else {
+		d.ops["console-link"] = func(context.Context, json.RawMessage) (any, error) {
+			return nil, fmt.Errorf("this %s serves no console: its http_listen is empty", d.name)
+		}
+	}
 	ops := &adminServer{log: log, ops: d.ops}
 	errc := make(chan error, 1+len(d.loops))
 	go func() { errc <- ops.serve(ctx, ls.admin) }()
 	for _, loop := range d.loops {
 		go func() { loop(ctx); errc <- nil }()
 	}
+	if d.conns != nil {
+		d.conns.p.Store(&srv.stats)
+	}
 	err := srv.serve(ctx, ls.tcp)
+	if d.http != nil {
+		d.http.serving.Store(false)
+	}
 	for range 1 + len(d.loops) {
 		if e := <-errc; err == nil {
 			err = e

@@ -67,10 +67,21 @@ type Limits struct {
 	SourceRate  float64 `toml:"source_rate"`  // failures a second a source is forgiven
 }
 
+// HTTP configures a daemon's HTTP endpoint (package web): /metrics,
+// /healthz, /readyz and the staff console.
+type HTTP struct {
+	// HTTPListen is the endpoint's host:port; "" turns it off. A host that
+	// is not loopback needs both TLS files.
+	HTTPListen  string `toml:"http_listen"`
+	HTTPTLSCert string `toml:"http_tls_cert"` // PEM certificate (chain) of the endpoint
+	HTTPTLSKey  string `toml:"http_tls_key"`  // PEM private key of the endpoint
+}
+
 // CAConfig configures the certificate authority.
 type CAConfig struct {
 	Listen  string `toml:"listen"`
 	DataDir string `toml:"data_dir"`
+	HTTP
 
 	CommonName   string `toml:"common_name"`
 	Organization string `toml:"organization"`
@@ -101,8 +112,9 @@ type CAConfig struct {
 type BoardConfig struct {
 	Listen  string `toml:"listen"`
 	DataDir string `toml:"data_dir"`
-	Name    string `toml:"name"`
-	CAAddr  string `toml:"ca_addr"`
+	HTTP
+	Name   string `toml:"name"`
+	CAAddr string `toml:"ca_addr"`
 
 	RootFile        string      `toml:"root_file"`
 	RootFingerprint Fingerprint `toml:"root_fingerprint"`
@@ -173,6 +185,7 @@ func Default() *Config {
 		CA: CAConfig{
 			Listen:         "127.0.0.1:8011",
 			DataDir:        "data/ca",
+			HTTP:           HTTP{HTTPListen: "127.0.0.1:8013"},
 			CommonName:     "CUHK Course Root CA",
 			Organization:   "The Chinese University of Hong Kong",
 			Country:        "HK",
@@ -190,6 +203,7 @@ func Default() *Config {
 		Board: BoardConfig{
 			Listen:          "127.0.0.1:8002",
 			DataDir:         "data/board",
+			HTTP:            HTTP{HTTPListen: "127.0.0.1:8003"},
 			Name:            "blackboard",
 			CAAddr:          "127.0.0.1:8011",
 			EnrollTokenFile: "data/ca/board-enroll.token",
@@ -291,6 +305,7 @@ func (c *Config) resolvePaths(dir string) {
 	for _, p := range []*string{
 		&c.Log.File,
 		&c.CA.DataDir, &c.CA.KeyPassphraseFile, &c.CA.RosterFile,
+		&c.CA.HTTPTLSCert, &c.CA.HTTPTLSKey, &c.Board.HTTPTLSCert, &c.Board.HTTPTLSKey,
 		&c.Board.DataDir, &c.Board.RootFile, &c.Board.EnrollTokenFile,
 		&c.Board.AssignmentsFile, &c.Board.RosterFile,
 		&c.Student.DataDir, &c.Student.TokenFile,

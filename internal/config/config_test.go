@@ -362,6 +362,10 @@ func TestValidateTypedValues(t *testing.T) {
 		{"no rate", func(c *Config) { c.CA.SourceRate = 0 }, "ca.source_rate: 0 must be a number of failures a second above 0"},
 		{"partial quota under a submission", func(c *Config) { c.Board.PartialQuota = 1 << 20 }, "board.partial_quota: 1MiB is less than max_submission 1GiB"},
 		{"no partial ttl", func(c *Config) { c.Board.PartialTTL = 0 }, "board.partial_ttl: 0s must be a positive duration"},
+		{"console on every interface without TLS", func(c *Config) { c.Board.HTTPListen = "0.0.0.0:8003" }, `board.http_listen: "0.0.0.0:8003" is not a loopback address`},
+		{"console on a network address without TLS", func(c *Config) { c.CA.HTTPListen = "192.0.2.7:8013" }, `ca.http_listen: "192.0.2.7:8013" is not a loopback address`},
+		{"TLS certificate without its key", func(c *Config) { c.CA.HTTPTLSCert = "cert.pem" }, "ca.http_listen: set both the TLS certificate and its key"},
+		{"TLS without an endpoint", func(c *Config) { c.Board.HTTPListen, c.Board.HTTPTLSCert = "", "c.pem" }, "board.http_tls_cert: is set, but http_listen is empty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -375,5 +379,18 @@ func TestValidateTypedValues(t *testing.T) {
 	}
 	if err := Default().Validate(); err != nil {
 		t.Errorf("Default().Validate(): %v", err)
+	}
+	for _, ok := range []func(c *Config){
+		func(c *Config) { c.Board.HTTPListen = "" },
+		func(c *Config) { c.Board.HTTPListen = "[::1]:8003" },
+		func(c *Config) {
+			c.Board.HTTPListen, c.Board.HTTPTLSCert, c.Board.HTTPTLSKey = "0.0.0.0:8003", "c.pem", "k.pem"
+		},
+	} {
+		c := Default()
+		ok(c)
+		if err := c.Validate(); err != nil {
+			t.Errorf("Validate of %+v: %v", c.Board.HTTP, err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"pkiboard/internal/keys"
+	"pkiboard/internal/web"
 )
 
 // Validate checks every value and returns all problems found, each naming its key.
@@ -24,6 +25,7 @@ func (c *Config) Validate() error {
 	ca := &c.CA
 	v.listenAddr("ca.listen", ca.Listen)
 	v.nonEmpty("ca.data_dir", ca.DataDir)
+	v.http("ca", &ca.HTTP)
 	v.nonEmpty("ca.common_name", ca.CommonName)
 	if ca.Country != "" && len(ca.Country) != 2 {
 		v.add("ca.country", "%q is not a two-letter country code", ca.Country)
@@ -54,6 +56,7 @@ func (c *Config) Validate() error {
 	b := &c.Board
 	v.listenAddr("board.listen", b.Listen)
 	v.nonEmpty("board.data_dir", b.DataDir)
+	v.http("board", &b.HTTP)
 	v.nonEmpty("board.name", b.Name)
 	if len(b.Name) > 64 {
 		v.add("board.name", "%d bytes is longer than the 64 a certificate name may have", len(b.Name))
@@ -194,4 +197,18 @@ func (v *validator) limits(section string, l *Limits) {
 func sizeText(s Size) string {
 	b, _ := s.MarshalText()
 	return string(b)
+}
+
+// http checks a daemon's HTTP endpoint: off (""), or a loopback listen, or
+// any listen with both TLS files (web.CheckListen says why).
+func (v *validator) http(section string, h *HTTP) {
+	if h.HTTPListen == "" {
+		if h.HTTPTLSCert != "" || h.HTTPTLSKey != "" {
+			v.add(section+".http_tls_cert", "is set, but http_listen is empty, so there is no endpoint to serve it")
+		}
+		return
+	}
+	if err := web.CheckListen(h.HTTPListen, h.HTTPTLSCert, h.HTTPTLSKey); err != nil {
+		v.add(section+".http_listen", "%s", strings.TrimPrefix(err.Error(), "web: "))
+	}
 }

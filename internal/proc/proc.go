@@ -27,8 +27,8 @@ const StartTimeout = 30 * time.Second
 func Config(level string, extra map[string]string) string {
 	sections := map[string]string{
 		"log":     fmt.Sprintf("level = %q\nformat = \"json\"\n", level),
-		"ca":      "listen = \"127.0.0.1:0\"\n",
-		"board":   "listen = \"127.0.0.1:0\"\n",
+		"ca":      "listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
+		"board":   "listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
 		"student": "",
 	}
 	for k, v := range extra {

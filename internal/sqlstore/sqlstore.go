@@ -168,11 +168,104 @@ type DB struct {
 	failed     atomic.Int64 // Update calls whose function failed or whose commit failed
 	largest    atomic.Int64 // the largest batch so far
 	commitTime atomic.Int64 // nanoseconds from BEGIN to the return of COMMIT, summed
+
+	observer   atomic.Pointer[func(Commit)]
+	lastCommit atomic.Pointer[error] // the last transaction's BEGIN or COMMIT error; nil pointer or nil error: it succeeded
+}
+
+// Commit is what an observer (DB.Observe) learns of each write transaction.
+type Commit struct {
+	// Duration is from BEGIN to the return of COMMIT (or ROLLBACK),
+	// functions included.
+	Duration time.Duration
+	// Batch is the number of Update calls the transaction served.
+	Batch int
+	// Err is the transaction's own error (BEGIN or COMMIT), not a
+	// function's; nil when it committed.
+	Err error
+}
+
+// Observe makes fn learn of every write transaction from now on, on the
+// committer's goroutine after the writers are answered: it must be quick.
+// A nil fn stops it. Daemons feed their commit metrics with it.
+func (db *DB) Observe(fn func(Commit)) {
+	if fn == nil {
+		db.observer.Store(nil)
+		return
+	}
+	db.observer.Store(&fn)
+}
+
+// observe tells the observer of a transaction and keeps its result.
+func (db *DB) observe(start time.Time, batch int, err error) {
+	db.lastCommit.Store(&err)
+	if fn := db.observer.Load(); fn != nil {
+		(*fn)(Commit{Duration: time.Since(start), Batch: batch, Err: err})
+	}
+}
+
+// CheckWritable reports whether the database takes writes now: through the
+// committer's own connection, queued behind the writers waiting, it begins
+// an IMMEDIATE transaction (which takes the write lock, and fails on a
+// read-only file) and rolls it back; and it fails while the last write
+// transaction failed (a full disk, say) until one succeeds. It writes
+// nothing. Readiness checks call it.
+func (db *DB) CheckWritable(ctx context.Context) error {
+	if db.readOnly {
+		return ErrReadOnly
+	}
+	r := &request{probe: true, done: make(chan outcome, 1)}
+	db.mu.RLock()
+	if db.closed {
+		db.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case db.reqs <- r:
+	case <-ctx.Done():
+		db.mu.RUnlock()
+		return fmt.Errorf("sqlstore: %s: writers queued beyond the check's time: %w", db.path, ctx.Err())
+	}
+	db.mu.RUnlock()
+	select {
+	case out := <-r.done:
+		if out.err != nil {
+			return out.err
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("sqlstore: %s: the committer did not answer in time: %w", db.path, ctx.Err())
+	}
+	if last := db.lastCommit.Load(); last != nil && *last != nil {
+		return fmt.Errorf("sqlstore: the last write transaction failed: %w", *last)
+	}
+	return nil
+}
+
+// probe answers a CheckWritable request on the writer's connection.
+func (db *DB) probe(r *request) {
+	ctx := context.Background()
+	err := func() error {
+		conn, err := db.writer.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			return err
+		}
+		_, err = conn.ExecContext(ctx, "ROLLBACK")
+		return err
+	}()
+	if err != nil {
+		err = classify(db.path, "take the write lock", err)
+	}
+	r.done <- outcome{err: err}
 }
 
 type request struct {
-	fn   func(*sql.Tx) error
-	done chan outcome // buffered: the committer never waits for the caller
+	fn    func(*sql.Tx) error
+	probe bool         // CheckWritable's request: no fn, no transaction of writers
+	done  chan outcome // buffered: the committer never waits for the caller
 }
 
 // outcome is what the committer answers a writer.
@@ -371,7 +464,12 @@ func (db *DB) Update(fn func(tx *sql.Tx) error) error {
 func (db *DB) commitLoop() {
 	defer close(db.stopped)
 	batch := make([]*request, 0, db.maxBatch)
+	var probes []*request
 	for first := range db.reqs {
+		if first.probe {
+			db.probe(first)
+			continue
+		}
 		batch = append(batch[:0], first)
 	drain:
 		for len(batch) < db.maxBatch {
@@ -380,12 +478,21 @@ func (db *DB) commitLoop() {
 				if !ok {
 					break drain
 				}
+				if r.probe {
+					probes = append(probes, r)
+					continue
+				}
 				batch = append(batch, r)
 			default:
 				break drain
 			}
 		}
 		db.commit(batch)
+		for _, p := range probes {
+			db.probe(p)
+		}
+		clear(probes)
+		probes = probes[:0]
 	}
 }
 
@@ -410,19 +517,23 @@ func (db *DB) commit(batch []*request) {
 		for _, r := range batch {
 			answer(r, outcome{err: err})
 		}
+		db.observe(start, len(batch), err)
 		return
 	}
 	if len(batch) == 1 {
 		// Alone, a function needs no savepoint: the transaction is its own.
 		r := batch[0]
 		out := call(tx, r.fn)
+		var txErr error
 		if out.err != nil || out.panicked {
 			tx.Rollback()
 		} else if err := tx.Commit(); err != nil {
-			out.err = classify(db.path, "commit", err)
+			txErr = classify(db.path, "commit", err)
+			out.err = txErr
 		}
 		db.commitTime.Add(int64(time.Since(start)))
 		answer(r, out)
+		db.observe(start, 1, txErr)
 		return
 	}
 	outs := make([]outcome, len(batch))
@@ -454,6 +565,7 @@ func (db *DB) commit(batch []*request) {
 		}
 		answer(r, out)
 		db.commitTime.Add(int64(time.Since(start)))
+		db.observe(start, i+1, broken)
 		if i+1 < len(batch) {
 			db.commit(batch[i+1:])
 		}
@@ -471,6 +583,7 @@ func (db *DB) commit(batch []*request) {
 		}
 		answer(r, outs[i])
 	}
+	db.observe(start, len(batch), err)
 }
 
 // runInSavepoint runs fn inside a savepoint of tx and rolls its changes back
