@@ -52,8 +52,9 @@ type mark struct {
 
 // tick is an axis label.
 type tick struct {
-	At    string // X or Y
-	Label string
+	At     string // X or Y
+	Label  string
+	Anchor string // the label's text-anchor: the first starts at its tick, the last ends there
 }
 
 // chartOf returns the chart of subs (every version, as Submissions
@@ -114,7 +115,14 @@ func chartOf(a *board.Assignment, subs []board.Submitted) *chart {
 	}
 	for i := 0; i <= chartTickCount; i++ {
 		t := start.Add(time.Duration(float64(i) / chartTickCount * span))
-		c.XTicks = append(c.XTicks, tick{At: num(x(t)), Label: t.UTC().Format(chartLabelLayout)})
+		anchor := "middle"
+		switch i {
+		case 0:
+			anchor = "start"
+		case chartTickCount:
+			anchor = "end"
+		}
+		c.XTicks = append(c.XTicks, tick{At: num(x(t)), Label: t.UTC().Format(chartLabelLayout), Anchor: anchor})
 	}
 	c.YTicks = []tick{{At: num(y(0)), Label: "0"}, {At: num(y(top)), Label: strconv.Itoa(top)}}
 	c.Title = fmt.Sprintf("Submissions to %s over time", a.ID)

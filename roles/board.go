@@ -149,6 +149,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		return err
 	}
 	defer ep.close()
+	ep.boardConsole(cfg, st, assignments, id.root, crls.Current, log)
 	h := &boardHandler{
 		metrics:    m,
 		store:      st,

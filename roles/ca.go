@@ -80,6 +80,7 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		return err
 	}
 	defer ep.close()
+	ep.caConsole(auth, log)
 	issued := logIssued(log)
 	srv := &ca.Server{
 		Authority:        auth,
