@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -297,6 +299,36 @@ accept = ["*.txt"]
 	want := sha256.Sum256([]byte("my better report\n"))
 	if hex.EncodeToString(sum[:]) != pageHash || sum != want {
 		t.Errorf("the download's SHA-256 %x; the page shows %s; s01 sent %x", sum, pageHash, want)
+	}
+
+	// The whole export of hw-late, streamed as a zip: the manifest and each
+	// late student's folder.
+	progress = chromedp.Events(ctx, browser.DownloadProgress)
+	do("download the export", chromedp.Navigate(board+"/assignments/hw-late"), chromedp.WaitVisible(chromedp.CSS("#count-late")),
+		chromedp.Click(chromedp.CSS(`a[href$="/export.zip"]`)))
+	file = ""
+	for ev, err := range progress {
+		if err != nil {
+			t.Fatalf("download: %v", err)
+		}
+		if ev.State == browser.DownloadProgressStateCompleted {
+			file = filepath.Join(dl, ev.GUID)
+			break
+		}
+	}
+	zr, err := zip.OpenReader(file)
+	if err != nil {
+		t.Fatalf("the export: %v", err)
+	}
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+	}
+	zr.Close()
+	for _, want := range []string{"manifest.csv", "s03/report.txt", "s03/receipt.json", "s04/statement.sig", "s05/certificate.pem"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("the export holds %v, not %s", names, want)
+		}
 	}
 
 	// The CA: find s03's certificate, revoke it (a confirmation, then the
