@@ -14,7 +14,7 @@ help: ## list the targets
 build: ## build bin/pkiboard
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
-deps: ## install what the tests need and the machine may lack (openssl, sqlite3, chromium), with apt-get
+deps: ## install what the tests need and the machine may lack (openssl, sqlite3, chromium, systemd, promtool), with apt-get
 	@command -v openssl >/dev/null 2>&1 || { \
 		echo "make: installing openssl (the tests check interop with the real binary)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
@@ -24,11 +24,41 @@ deps: ## install what the tests need and the machine may lack (openssl, sqlite3,
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "make: installing chromium (the console's browser test drives it headless)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+	@command -v systemd-analyze >/dev/null 2>&1 || { \
+		echo "make: installing systemd (the tests verify deploy/'s units with systemd-analyze)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd; }
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "make: installing prometheus (the tests check deploy/prometheus with promtool)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
-test: deps lint ## the full suite: gofmt, go vet, go test -race ./... (unit, fuzz seeds, end-to-end)
-	PKIBOARD_REQUIRE_OPENSSL=1 PKIBOARD_REQUIRE_SQLITE3=1 PKIBOARD_REQUIRE_MOUNT=1 PKIBOARD_REQUIRE_CHROMIUM=1 $(GO) test -race -timeout 40m ./...
+test: deps lint cross ## the full suite: gofmt, go vet, the cross-builds, go test -race ./... (unit, fuzz seeds, end-to-end)
+	PKIBOARD_REQUIRE_OPENSSL=1 PKIBOARD_REQUIRE_SQLITE3=1 PKIBOARD_REQUIRE_MOUNT=1 PKIBOARD_REQUIRE_CHROMIUM=1 PKIBOARD_REQUIRE_SYSTEMD=1 PKIBOARD_REQUIRE_PROMTOOL=1 $(GO) test -race -timeout 40m ./...
 	@# allocation counts of pooled paths are only meaningful without the race detector
 	$(GO) test -count=1 -run 'NoAllocs' ./wire ./session
+
+# The platforms students download the student role for; the CA and the board run
+# on Linux (their operator socket checks its peers with SO_PEERCRED).
+RELEASE_TARGETS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+DIST            ?= dist
+
+.PHONY: release cross
+release: ## build pkiboard for every RELEASE_TARGETS into dist/ (static, -trimpath, the version in --version), with SHA256SUMS
+	@rm -rf $(DIST) && mkdir -p $(DIST)
+	@set -e; for t in $(RELEASE_TARGETS); do \
+		os=$${t%/*}; arch=$${t#*/}; exe=; [ "$$os" = windows ] && exe=.exe; \
+		echo "  $(DIST)/pkiboard-$$os-$$arch$$exe ($(VERSION))"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(DIST)/pkiboard-$$os-$$arch$$exe .; \
+	done
+	cd $(DIST) && sha256sum pkiboard-* > SHA256SUMS
+	@echo "make: $(DIST)/SHA256SUMS written; publish it beside the binaries"
+
+cross: ## vet the packages of the binary and build it for every RELEASE_TARGETS: a Unix-only call on the student's path fails here
+	@set -e; for t in $(RELEASE_TARGETS); do \
+		os=$${t%/*}; arch=$${t#*/}; echo "  go vet and go build for $$os/$$arch"; \
+		pkgs=$$(CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) list -deps . | grep -E '^pkiboard(/|$$)'); \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) vet $$pkgs; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o /dev/null .; \
+	done
 
 BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 TOOLS    := $(CURDIR)/.tools
@@ -70,5 +100,5 @@ demo: build ## run the CA, the board and a student with three IDs (fresh data/ e
 attacks: build ## play every attack (on the session, through the adversary; on the boundary, from the lab) against a real CA and board; print the table (fails unless each is defeated)
 	$(GO) run ./cmd/attacks -bin $(BIN)
 
-clean: ## remove the binary, the demo's data and the installed tools
-	rm -rf bin data .tools
+clean: ## remove the binary, the release builds, the demo's data and the installed tools
+	rm -rf bin $(DIST) data .tools

@@ -13,7 +13,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"pkiboard/board"
@@ -129,8 +128,8 @@ func newBackup(dataDir, out string) (*backup, error) {
 	}
 	b := &backup{dir: dataDir, out: out, uid: os.Geteuid(), gid: os.Getegid()}
 	b.res.Out = out
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		b.uid, b.gid = int(st.Uid), int(st.Gid)
+	if uid, gid, ok := fileOwner(fi); ok {
+		b.uid, b.gid = uid, gid
 	}
 	if u, err := user.LookupId(strconv.Itoa(b.uid)); err == nil {
 		b.uname = u.Username

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/user"
 	"strconv"
-	"syscall"
 )
 
 // checkDataDir makes sure a daemon's data directory is private and usable
@@ -71,8 +70,8 @@ func privateDir(info fs.FileInfo, uid int) error {
 		return &dirProblem{notDir: true, owner: -1, uid: uid}
 	}
 	p := &dirProblem{owner: -1, uid: uid}
-	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != uid {
-		p.owner = int(st.Uid)
+	if owner, _, ok := fileOwner(info); ok && owner != uid {
+		p.owner = owner
 	}
 	if perm := info.Mode().Perm(); perm&0o077 != 0 {
 		p.perm = perm

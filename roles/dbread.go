@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
 // readAsOwner refuses to read the database at path as another user than the
@@ -26,11 +25,11 @@ func readAsOwner(path string) error {
 	if err != nil {
 		return err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || int(st.Uid) == os.Geteuid() {
+	uid, _, ok := fileOwner(fi)
+	if !ok || uid == os.Geteuid() {
 		return nil
 	}
-	owner := userName(int(st.Uid))
+	owner := userName(uid)
 	return fmt.Errorf("%s belongs to %s, and this command runs as %s: reading it as another user would leave SQLite's %s-wal and %s-shm files owned by %s, and the daemon, which cannot write them, would refuse to start; run the command as the daemon's user, e.g. sudo -u %s %s",
 		path, owner, userName(os.Geteuid()), filepath.Base(path), filepath.Base(path), userName(os.Geteuid()), owner, commandLine())
 }

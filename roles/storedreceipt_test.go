@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	"pkiboard/board"
@@ -75,7 +74,7 @@ func TestReadAsOwner(t *testing.T) {
 		t.Fatalf("submissions as root on another user's database: got %v", err)
 	}
 	for _, f := range []string{db + "-wal", db + "-shm"} {
-		if fi, err := os.Stat(f); err == nil && fi.Sys().(*syscall.Stat_t).Uid == 0 {
+		if fi, err := os.Stat(f); err == nil && ownedByRoot(fi) {
 			t.Errorf("%s was left owned by root", f)
 		}
 	}
@@ -87,4 +86,10 @@ func TestReadAsOwner(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "sudo -u ") {
 		t.Errorf("submissions --verify as root on another user's database: got %v", err)
 	}
+}
+
+// ownedByRoot reports whether fi's file belongs to root.
+func ownedByRoot(fi os.FileInfo) bool {
+	uid, _, ok := fileOwner(fi)
+	return ok && uid == 0
 }

@@ -64,10 +64,8 @@ func (c *content) forSID(sid string) (io.ReaderAt, int64, [32]byte) {
 // every ID and then fails, naming each ID that failed and why, if any did.
 func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts StudentOptions) error {
 	s := &cfg.Student
-	for _, sid := range opts.IDs {
-		if !sidPath.MatchString(sid) {
-			return fmt.Errorf("student: %q is not a usable student ID (letters, digits, '_' and '-', at most 64, starting with a letter or digit)", sid)
-		}
+	if err := usableSIDs(opts.IDs); err != nil {
+		return err
 	}
 	assignment := opts.Assignment
 	if assignment == "" {
@@ -120,6 +118,19 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 	}
 	if len(failed) > 0 {
 		return fmt.Errorf("student: %d of %d IDs failed:\n  %s", len(failed), len(opts.IDs), strings.Join(failed, "\n  "))
+	}
+	return nil
+}
+
+// usableSIDs checks that each SID can name its directory on this machine.
+func usableSIDs(ids []string) error {
+	for _, sid := range ids {
+		if !sidPath.MatchString(sid) {
+			return fmt.Errorf("student: %q is not a usable student ID (letters, digits, '_' and '-', at most 64, starting with a letter or digit)", sid)
+		}
+		if !filepath.IsLocal(sid) { // on Windows, a device name: CON, NUL, COM1…
+			return fmt.Errorf("student: %q names a device on this system and cannot name the ID's directory", sid)
+		}
 	}
 	return nil
 }
@@ -530,8 +541,7 @@ type progress struct {
 }
 
 func newProgress(sid string, size int64, report bool) *progress {
-	fi, err := os.Stderr.Stat()
-	return &progress{sid: sid, size: size, on: report && err == nil && fi.Mode()&os.ModeCharDevice != 0}
+	return &progress{sid: sid, size: size, on: report && isTerminal(os.Stderr)}
 }
 
 func (p *progress) update(sent int64) {

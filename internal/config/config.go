@@ -297,7 +297,28 @@ func decode(data []byte, path string) (*Config, error) {
 	}
 	cfg.Path = path
 	cfg.resolvePaths(filepath.Dir(path))
+	if cfg.Student.DataDir == "" {
+		// "" asks for the per-user directory; if the system names none, it
+		// stays "" and Validate says so.
+		cfg.Student.DataDir, _ = UserDataDir()
+	}
 	return cfg, nil
+}
+
+// UserDataDir is the student's data directory when student.data_dir is "":
+// pkiboard/student in the user's own configuration directory (os.UserConfigDir),
+// the place each OS gives a program's per-user files — on Linux
+// $XDG_CONFIG_HOME or ~/.config, on macOS ~/Library/Application Support, on
+// Windows %AppData%. It holds the student's private keys: the student role
+// creates it with mode 0700 and the keys with 0600; on Windows, where mode
+// bits are not access control, it inherits the ACL of the user's profile,
+// which only the user, SYSTEM and Administrators may read.
+func UserDataDir() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "pkiboard", "student"), nil
 }
 
 // resolvePaths makes every relative path in the configuration relative to dir.

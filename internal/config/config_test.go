@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -392,5 +393,43 @@ func TestValidateTypedValues(t *testing.T) {
 		if err := c.Validate(); err != nil {
 			t.Errorf("Validate of %+v: %v", c.Board.HTTP, err)
 		}
+	}
+}
+
+// TestStudentDataDirEmptyIsUserDir checks that student.data_dir = "" puts the
+// student's keys in the user's own directory, which each OS names (here
+// through $XDG_CONFIG_HOME and $HOME, as on Linux), and that a system that
+// names none is told to set one.
+func TestStudentDataDirEmptyIsUserDir(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the environment that names the user's directory is Linux's here")
+	}
+	home := t.TempDir()
+	tests := []struct {
+		name, xdg, home string
+		want, wantErr   string
+	}{
+		{"XDG_CONFIG_HOME", filepath.Join(home, "xdg"), home, filepath.Join(home, "xdg", "pkiboard", "student"), ""},
+		{"HOME alone", "", home, filepath.Join(home, ".config", "pkiboard", "student"), ""},
+		{"neither", "", "", "", `student.data_dir: "" means the user's own directory, which this system does not name`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("XDG_CONFIG_HOME", tt.xdg)
+			t.Setenv("HOME", tt.home)
+			cfg, err := Parse([]byte("[student]\ndata_dir = \"\"\n"), filepath.Join(t.TempDir(), "student.toml"))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Student.DataDir != tt.want {
+				t.Errorf("student.data_dir: got %q want %q", cfg.Student.DataDir, tt.want)
+			}
+		})
 	}
 }

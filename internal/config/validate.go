@@ -82,7 +82,10 @@ func (c *Config) Validate() error {
 	s := &c.Student
 	v.dialAddr("student.ca_addr", s.CAAddr)
 	v.dialAddr("student.board_addr", s.BoardAddr)
-	v.nonEmpty("student.data_dir", s.DataDir)
+	if s.DataDir == "" {
+		_, err := UserDataDir()
+		v.add("student.data_dir", "\"\" means the user's own directory, which this system does not name (%v): set a directory", err)
+	}
 	v.nonEmpty("student.board_name", s.BoardName)
 	v.fingerprint("student.root_fingerprint", s.RootFingerprint)
 	v.oneOf("student.key_algorithm", s.KeyAlgorithm, keys.Algorithms)

@@ -247,6 +247,13 @@ func ReadPrivateKey(path string, passphrase []byte) (crypto.Signer, error) {
 
 // WritePrivateKey writes key to path as (optionally encrypted) PKCS#8 PEM,
 // atomically and with mode 0600.
+//
+// On Windows mode bits are not access control: os.Chmod only sets or clears
+// the read-only attribute, so 0600 there means "writable", and the file is
+// as private as its directory's ACL, which it inherits. The student keeps its
+// keys under the user's profile (student.data_dir = "" is %AppData%), which
+// only the user, SYSTEM and Administrators may open. Nothing in pkiboard
+// refuses a key for its mode bits, on any system.
 func WritePrivateKey(path string, key crypto.Signer, passphrase []byte) error {
 	data, err := MarshalPrivatePEM(key, passphrase)
 	if err != nil {
