@@ -33,7 +33,7 @@ token), never from the command line; it never leaves this machine: the request
 is signed with a key derived from it. With --board, enrolls the board's
 certificate with a one-time board token (pkiboard token --board), checking the
 root against board.root_fingerprint.`,
-			Flags: append(commonFlags(),
+			Flags: append(studentFlags(false),
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID` (or, with --board, the board's name)"},
 				&cli.StringFlag{Name: "out", Required: true, Usage: "write the files into `DIR`"},
 				&cli.StringFlag{Name: "key", Usage: "certify this private key `FILE` (PEM) instead of generating one"},
@@ -69,7 +69,7 @@ root against board.root_fingerprint.`,
 			Name:     "certs",
 			Category: "CA operator",
 			Usage:    "list the certificates the CA issued (serial, SID, expiry, status)",
-			Flags: append(commonFlags(),
+			Flags: append(caFlags(),
 				onceFlag("sid", "only certificates for `SID`"),
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 			),
@@ -90,7 +90,7 @@ root against board.root_fingerprint.`,
 affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn or
 aACompromise (kebab-case works too, e.g. key-compromise). certificateHold is not
 supported: a revocation here is final.`,
-			Flags: append(commonFlags(),
+			Flags: append(caFlags(),
 				&cli.StringFlag{Name: "serial", Usage: "the certificate's serial number in `HEX`"},
 				onceFlag("sid", "revoke every valid certificate of `SID`"),
 				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`"},
@@ -101,7 +101,7 @@ supported: a revocation here is final.`,
 					return err
 				}
 				if c.IsSet("serial") == c.IsSet("sid") {
-					return usagef("give --serial or --sid, one of them")
+					return commandUsagef(c, "give --serial HEX or --sid SID, one of them")
 				}
 				return roles.Revoke(c.Context, cfg, roles.RevokeArgs{
 					Serial: c.String("serial"), SID: c.String("sid"), Reason: c.String("reason"),
@@ -130,7 +130,7 @@ email, token, expires; mode 0600; default tokens.csv). The file holds secrets: s
 each token only to its student, from this machine, then delete the file.
 
 With --cancel, cancels the unused tokens of --sid: the CA refuses them from then on.`,
-			Flags: append(commonFlags(),
+			Flags: append(caFlags(),
 				onceFlag("sid", "the student `ID` the token is for"),
 				&cli.BoolFlag{Name: "board", Usage: "a one-time token for one board's first enrollment"},
 				&cli.BoolFlag{Name: "roster", Usage: "one token per student of ca.roster_file, written to --out"},
@@ -145,15 +145,15 @@ With --cancel, cancels the unused tokens of --sid: the CA refuses them from then
 					return err
 				}
 				if n := countSet(c, "sid", "board", "roster"); n != 1 {
-					return usagef("give one of --sid SID, --board and --roster")
+					return commandUsagef(c, "give one of --sid SID, --board and --roster")
 				}
 				if (c.IsSet("out") || c.IsSet("renew")) && !c.Bool("roster") {
-					return usagef("--out and --renew go with --roster")
+					return commandUsagef(c, "--out and --renew go with --roster")
 				}
 				switch {
 				case c.Bool("cancel"):
 					if !c.IsSet("sid") || c.IsSet("ttl") {
-						return usagef("--cancel takes --sid SID only")
+						return commandUsagef(c, "--cancel takes --sid SID only")
 					}
 					return roles.CancelTokens(c.Context, cfg, c.String("sid"), os.Stdout)
 				case c.Bool("roster"):
@@ -175,7 +175,7 @@ too) with their SID, profile, creation and expiry, and state: unused, used (and 
 serial of the certificate it was spent on), expired or cancelled. The CA never
 stored the secrets, so none is shown. Reads ca.db directly, read-only, whether or
 not the CA runs.`,
-			Flags: append(commonFlags(),
+			Flags: append(caFlags(),
 				onceFlag("sid", "only the tokens of this student `ID`"),
 				&cli.BoolFlag{Name: "all", Usage: "list used, expired and cancelled tokens too"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
@@ -192,7 +192,7 @@ not the CA runs.`,
 			Name:     "crl",
 			Category: "CA operator",
 			Usage:    "print the CA's current certificate revocation list",
-			Flags: append(commonFlags(),
+			Flags: append(caFlags(),
 				&cli.BoolFlag{Name: "pem", Usage: "print the CRL itself (PEM) instead of a summary"},
 			),
 			Action: func(c *cli.Context) error {
@@ -228,7 +228,7 @@ root is only one the operator names: --root FILE, or a fingerprint (--root-finge
 else board.root_fingerprint) that board.root_file or the board's saved root.pem must
 have, or board.root_file. Exits non-zero if the evidence does not hold, or if the
 certificate was revoked before the submission.`,
-			Flags: append(commonFlags(),
+			Flags: append(boardFlags(),
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 				&cli.StringFlag{Name: "assignment", Usage: "list the submissions to assignment `A`"},
 				&cli.StringFlag{Name: "sid", Usage: "--assignment: only those of `SID`"},
@@ -264,7 +264,7 @@ certificate was revoked before the submission.`,
 				}
 				for _, f := range []string{"sid", "all-versions", "late", "csv"} {
 					if c.IsSet(f) {
-						return usagef("--%s goes with --assignment A", f)
+						return commandUsagef(c, "--%s goes with --assignment A", f)
 					}
 				}
 				return roles.ListSubmissions(c.Context, cfg, c.Bool("json"), os.Stdout)
@@ -281,7 +281,7 @@ on time, late or missing, by the version of hers that counts (her latest, or the
 one staff marked with pkiboard activate), with her extension if she has one; then
 those who submitted without being on the roster; then the counts. Run it as the
 board's user.`,
-			Flags: append(commonFlags(),
+			Flags: append(boardFlags(),
 				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 				&cli.BoolFlag{Name: "csv", Usage: "print CSV instead of a table"},
@@ -309,7 +309,7 @@ replaces the first. It applies from her next session: terms already announced
 stay. The grant is written to the board's append-only audit table under your
 OS user's name, or --as NAME. Goes through the running board's operator socket,
 or opens board.db itself when the board is stopped; run it as the board's user.`,
-			Flags: append(commonFlags(),
+			Flags: append(boardFlags(),
 				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student's `SID`"},
 				&cli.StringFlag{Name: "until", Required: true, Usage: "her new due `TIME`, RFC 3339 with a zone"},
@@ -335,7 +335,7 @@ or opens board.db itself when the board is stopped; run it as the board's user.`
 			Description: `By default her latest submission counts. This marks version V instead, until
 she submits again (her newer version then counts). Written to the board's
 append-only audit table under your OS user's name, or --as NAME.`,
-			Flags: append(commonFlags(),
+			Flags: append(boardFlags(),
 				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student's `SID`"},
 				&cli.IntFlag{Name: "version", Required: true, Usage: "the `VERSION` that counts (1, 2, …)"},
@@ -367,7 +367,7 @@ name, size, sha256, received, due, late_ms, extension_until, and whether her
 statement verified (against --root, else board.root_file, else the board's saved
 root.pem; "signature only" without one). Every file is written durably. DIR must
 not exist or be empty. Reads board.db read-only; run it as the board's user.`,
-			Flags: append(commonFlags(),
+			Flags: append(boardFlags(),
 				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
 				&cli.StringFlag{Name: "out", Required: true, Usage: "write into `DIR` (new or empty)"},
 				&cli.StringFlag{Name: "root", Usage: "verify the statements against the root certificate in `FILE`"},
@@ -399,7 +399,7 @@ board token never. A private key in the archive is said loudly on stderr. Prints
 what it wrote: each file, its size, and the database's rows per table. Run it as
 the daemon's user. Restore: mkdir -m 700 DIR && tar -C DIR -xf FILE, set data_dir
 to DIR, and start the daemon.`,
-			Flags: append(commonFlags(),
+			Flags: append(daemonFlags(),
 				&cli.StringFlag{Name: "role", Required: true, Usage: "back up `ROLE` ca or board"},
 				&cli.StringFlag{Name: "out", Required: true, Usage: "write the archive to `FILE` (it must not exist)"},
 				&cli.BoolFlag{Name: "include-root-key", Usage: "ca: put the root's private key in the archive"},
@@ -408,7 +408,7 @@ to DIR, and start the daemon.`,
 			Action: func(c *cli.Context) error {
 				role := c.String("role")
 				if role != "ca" && role != "board" {
-					return usagef("backup: give --role ca or --role board")
+					return commandUsagef(c, "give --role ca or --role board")
 				}
 				cfg, err := loadConfig(c, role)
 				if err != nil {
@@ -436,7 +436,7 @@ is done in the session under NAME. The link works once, within 10 minutes; the
 daemon keeps only its SHA-256. Open it in a browser on this machine, or through an
 SSH tunnel (ssh -L 8003:127.0.0.1:8003 board.example); the page it shows has a
 button that logs in. It fails when that daemon is not running or serves no console.`,
-			Flags: append(commonFlags(),
+			Flags: append(daemonFlags(),
 				&cli.StringFlag{Name: "role", Usage: "the daemon to ask: `ROLE` ca or board (default: the config's role)"},
 				&cli.StringFlag{Name: "as", Required: true, Usage: "the staff member's `NAME`, as the audit will say it"},
 			),
@@ -447,7 +447,7 @@ button that logs in. It fails when that daemon is not running or serves no conso
 					return err
 				}
 				if cfg.Role != "ca" && cfg.Role != "board" {
-					return usagef("console-link: give --role ca or --role board")
+					return commandUsagef(c, "give --role ca or --role board")
 				}
 				return roles.RequestConsoleLink(c.Context, cfg, cfg.Role, c.String("as"), os.Stdout)
 			},
@@ -462,7 +462,7 @@ goroutines, the heap in use after a garbage collection, its resident memory and 
 file descriptors, the connections it serves now (and max_conns), and how many it has
 accepted and refused busy since it started. The daemon is the one --role names, or
 the config's role. It fails when that daemon is not running.`,
-			Flags: append(commonFlags(),
+			Flags: append(daemonFlags(),
 				&cli.StringFlag{Name: "role", Usage: "the daemon to ask: `ROLE` ca or board (default: the config's role)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 			),
@@ -473,7 +473,7 @@ the config's role. It fails when that daemon is not running.`,
 					return err
 				}
 				if cfg.Role != "ca" && cfg.Role != "board" {
-					return usagef("stats: give --role ca or --role board")
+					return commandUsagef(c, "give --role ca or --role board")
 				}
 				return roles.DaemonStats(c.Context, cfg, cfg.Role, c.Bool("json"), os.Stdout)
 			},
@@ -492,7 +492,7 @@ for SID, not dated after this machine's clock) and written as its receipt file,
 saves them): a receipt file deleted or lost is recovered byte for byte. A file
 already there with other content is kept and the receipt written beside it. Exits
 non-zero if any receipt the board sent is not evidence.`,
-			Flags: append(commonFlags(),
+			Flags: append(studentFlags(true),
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID`"},
 				&cli.StringFlag{Name: "assignment", Usage: "only the submissions to assignment `ID`"},
 				&cli.StringFlag{Name: "out", Usage: "write the receipt files into `DIR` (default student.data_dir/SID/receipts)"},
@@ -522,7 +522,7 @@ and lists the assignments open now or opening later, and those locked that hold 
 submission of SID's, by due time: their times as they apply to SID (an extension's
 included), the files each accepts, how many times SID submitted to it and which
 version counts. A board without assignments lists the lab's, "lab".`,
-			Flags: append(commonFlags(),
+			Flags: append(studentFlags(true),
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID`"},
 			),
 			Action: func(c *cli.Context) error {
@@ -543,6 +543,7 @@ version counts. A board without assignments lists the lab's, "lab".`,
 			Category:  "student",
 			Usage:     "check a receipt offline against the root certificate",
 			UsageText: "pkiboard verify-receipt [--root FILE | --root-fingerprint HEX] [--crl FILE] [--content FILE] [--board-name NAME] RECEIPT",
+			ArgsUsage: "RECEIPT",
 			Description: `Checks the board's signature on RECEIPT and that the board's certificate, the one
 the receipt names, was signed by the root and valid when the receipt was made. The
 root is only one you name: --root FILE, or a fingerprint (--root-fingerprint, else
@@ -561,7 +562,7 @@ by the board certificate's revocation) and exits non-zero unless valid. With
 			},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
-					return usagef("give one receipt file (pkiboard verify-receipt --help)")
+					return commandUsagef(c, "give one receipt file")
 				}
 				fp, err := fingerprintFlag(c)
 				if err != nil {
@@ -572,7 +573,11 @@ by the board certificate's revocation) and exits non-zero unless valid. With
 					CRL: c.String("crl"), Content: c.String("content"), BoardName: c.String("board-name"),
 				}
 				// The config is optional here: a verifier need not run pkiboard.
-				if path := c.String("config"); c.IsSet("config") || fileExists(path) {
+				path, given := lookupFlag(c, "config")
+				if !given {
+					path = c.String("config")
+				}
+				if given || fileExists(path) {
 					cfg, err := config.Load(path)
 					if err != nil {
 						return usageError{err}
@@ -589,7 +594,7 @@ by the board certificate's revocation) and exits non-zero unless valid. With
 func formatFlag(c *cli.Context) (string, error) {
 	switch {
 	case c.Bool("json") && c.Bool("csv"):
-		return "", usagef("give --json or --csv, not both")
+		return "", commandUsagef(c, "give --json or --csv, not both")
 	case c.Bool("json"):
 		return roles.FormatJSON, nil
 	case c.Bool("csv"):
@@ -606,7 +611,7 @@ func fingerprintFlag(c *cli.Context) ([]byte, error) {
 	}
 	var fp config.Fingerprint
 	if err := fp.UnmarshalText([]byte(s)); err != nil {
-		return nil, usagef("--root-fingerprint: %w", err)
+		return nil, commandUsagef(c, "--root-fingerprint: %w", err)
 	}
 	return fp, nil
 }

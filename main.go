@@ -66,11 +66,6 @@ func run() int {
 	return 0
 }
 
-// usageError marks a mistake in how pkiboard was invoked (exit status 2).
-type usageError struct{ error }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
-
 func newApp() *cli.App {
 	return &cli.App{
 		Name:    "pkiboard",
@@ -95,7 +90,7 @@ pkiboard COMMAND [options]   (operator commands below; pkiboard COMMAND --help)`
 
 The role may also come from the config file's top-level "role" key; --role wins.
 Settings come from --config (default config.toml); the flags below override them.`,
-		Flags: append(commonFlags(),
+		Flags: append(roleFlags(),
 			&cli.StringFlag{Name: "role", Usage: "run as `ROLE`: ca, board, student or adversary"},
 			&cli.StringFlag{Name: "ids", Usage: "student: comma-separated student `IDS` to enroll and submit for"},
 			&cli.StringFlag{Name: "message", Usage: "student: submit `TEXT` instead of the default ten lines"},
@@ -109,27 +104,80 @@ Settings come from --config (default config.toml); the flags below override them
 			&cli.StringFlag{Name: "status", Usage: "adversary: impersonate-board staples the board status in `FILE` (e.g. a stolen status.bin) instead of one it signs itself"},
 		),
 		HideHelpCommand: true,
-		Commands:        operatorCommands(),
+		Commands:        checkCommands(operatorCommands()),
 		Action:          runRole,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err}
-		},
+		OnUsageError:    onUsageError,
 	}
 }
 
-// commonFlags are the flags every command accepts: where the config is, and the
-// overrides of its keys.
-func commonFlags() []cli.Flag {
+// roleFlags are the flags of the roles (pkiboard --role=…): where the
+// config is, and the overrides of its keys. Each operator command takes only
+// the ones it uses (caFlags, boardFlags, daemonFlags, studentFlags).
+func roleFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "config", Value: "config.toml", Usage: "read settings from `FILE`"},
+		configFlag(),
 		&cli.StringFlag{Name: "listen", Usage: "ca/board: listen on `ADDR` (host:port)"},
 		&cli.StringFlag{Name: "data-dir", Usage: "keep this role's state in `DIR`"},
 		&cli.StringFlag{Name: "ca-addr", Usage: "board/student: the CA is at `ADDR` (host:port)"},
 		&cli.StringFlag{Name: "board-addr", Usage: "student: the board is at `ADDR` (host:port)"},
-		&cli.StringFlag{Name: "log-level", Usage: "log at `LEVEL`: debug, info, warn or error"},
-		&cli.StringFlag{Name: "log-format", Usage: "log as `FORMAT`: console or json"},
+		logLevelFlag(),
+		logFormatFlag(),
 		&cli.StringFlag{Name: "log-file", Usage: "ca/board: also append the log to `FILE` (mode 0600)"},
 	}
+}
+
+func configFlag() cli.Flag {
+	return &cli.StringFlag{Name: "config", Value: "config.toml", Usage: "read settings from `FILE`"}
+}
+
+func logLevelFlag() cli.Flag {
+	return &cli.StringFlag{Name: "log-level", Usage: "log at `LEVEL`: debug, info, warn or error (default log.level)"}
+}
+
+func logFormatFlag() cli.Flag {
+	return &cli.StringFlag{Name: "log-format", Usage: "log as `FORMAT`: console or json (default log.format)"}
+}
+
+// caFlags are the flags of the CA operator commands, which read or change
+// the CA's data directory (or ask the CA running on it).
+func caFlags() []cli.Flag {
+	return []cli.Flag{
+		configFlag(),
+		&cli.StringFlag{Name: "data-dir", Usage: "the CA's data directory `DIR` (default ca.data_dir)"},
+	}
+}
+
+// boardFlags are the flags of the board operator commands, which read or
+// change the board's data directory (or ask the board running on it).
+func boardFlags() []cli.Flag {
+	return []cli.Flag{
+		configFlag(),
+		&cli.StringFlag{Name: "data-dir", Usage: "the board's data directory `DIR` (default board.data_dir)"},
+	}
+}
+
+// daemonFlags are the flags of the commands for either daemon, chosen with
+// --role.
+func daemonFlags() []cli.Flag {
+	return []cli.Flag{
+		configFlag(),
+		&cli.StringFlag{Name: "data-dir", Usage: "the daemon's data directory `DIR` (default ca.data_dir or board.data_dir)"},
+	}
+}
+
+// studentFlags are the flags of the student's commands, which talk to the
+// CA (and, with board set, to the board) and log what they do.
+func studentFlags(board bool) []cli.Flag {
+	flags := []cli.Flag{
+		configFlag(),
+		&cli.StringFlag{Name: "ca-addr", Usage: "the CA is at `ADDR`, host:port (default student.ca_addr)"},
+	}
+	if board {
+		flags = append(flags,
+			&cli.StringFlag{Name: "board-addr", Usage: "the board is at `ADDR`, host:port (default student.board_addr)"},
+			&cli.StringFlag{Name: "data-dir", Usage: "the student's keys, certificates and receipts are in `DIR` (default student.data_dir)"})
+	}
+	return append(flags, logLevelFlag(), logFormatFlag())
 }
 
 // loadConfig reads the config file and applies the flag overrides for role.
@@ -141,6 +189,9 @@ func loadConfig(c *cli.Context, role string) (*config.Config, error) {
 	}
 	if role == "" {
 		role = cfg.Role
+	} else if !slices.Contains(config.Roles, role) {
+		// Said here, not by Validate: the mistake is on the command line.
+		return nil, usagef("--role %q is not one of %s", role, strings.Join(config.Roles, ", "))
 	}
 	overridden := false
 	set := func(flag string, dst ...*string) {

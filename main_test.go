@@ -140,7 +140,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{"bad override", []string{"--config", path, "--role=ca", "--listen", "nowhere"}, `ca.listen: "nowhere" is not host:port`},
-		{"bad role", []string{"--config", path, "--role=king"}, `role: "king" is not one of`},
+		{"bad role flag, named as the flag", []string{"--config", path, "--role=king"}, `--role "king" is not one of`},
 		{"missing config", []string{"--config", path + ".missing", "--role=ca"}, "does not exist"},
 		{"listen for student", []string{"--config", path, "--role=student", "--listen", "127.0.0.1:1"}, "--listen does not apply"},
 	}
