@@ -32,15 +32,18 @@ PKIBOARD_TOKEN environment variable or --token-file (a file holding the bare
 token), never from the command line; it never leaves this machine: the request
 is signed with a key derived from it. With --board, enrolls the board's
 certificate with a one-time board token (pkiboard token --board), checking the
-root against board.root_fingerprint.`,
-			Flags: append(studentFlags(false),
+root against board.root_fingerprint.
+
+Example:
+   PKIBOARD_TOKEN=... pkiboard enroll --sid 1155000001 --out keys/1155000001`,
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID` (or, with --board, the board's name)"},
 				&cli.StringFlag{Name: "out", Required: true, Usage: "write the files into `DIR`"},
 				&cli.StringFlag{Name: "key", Usage: "certify this private key `FILE` (PEM) instead of generating one"},
 				&cli.StringFlag{Name: "csr", Usage: "send this CSR `FILE` (PEM or DER) instead of making one"},
 				&cli.StringFlag{Name: "token-file", Usage: "read the enrollment token from `FILE` (the bare token)"},
 				&cli.BoolFlag{Name: "board", Usage: "enroll the board's certificate (needs a one-time board token)"},
-			),
+			}, studentFlags(false)...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "student")
 				if err != nil {
@@ -66,13 +69,23 @@ root against board.root_fingerprint.`,
 			},
 		},
 		{
-			Name:     "certs",
-			Category: "CA operator",
-			Usage:    "list the certificates the CA issued (serial, SID, expiry, status)",
-			Flags: append(caFlags(),
+			Name:      "certs",
+			Category:  "CA operator",
+			Usage:     "list the certificates the CA issued (serial, SID, expiry, status)",
+			UsageText: "pkiboard certs [--sid SID] [--json]",
+			Description: `Lists the certificates the CA issued, students' and boards': each one's serial
+(the one pkiboard revoke --serial takes), its SID (a board's: its name), its
+profile (student or board), when it expires, and its status: valid, expired, or
+revoked with the time and the reason. Reads ca.db in ca.data_dir directly,
+read-only, whether or not the CA runs; needs neither the CA nor its root key.
+Run it as the CA's user.
+
+Example:
+   pkiboard certs --sid 1155000001`,
+			Flags: append([]cli.Flag{
 				onceFlag("sid", "only certificates for `SID`"),
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
-			),
+			}, caFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
 				if err != nil {
@@ -89,12 +102,15 @@ root against board.root_fingerprint.`,
 			Description: `REASON is an RFC 5280 reason: unspecified, keyCompromise, cACompromise,
 affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn or
 aACompromise (kebab-case works too, e.g. key-compromise). certificateHold is not
-supported: a revocation here is final.`,
-			Flags: append(caFlags(),
+supported: a revocation here is final.
+
+Example:
+   pkiboard revoke --sid 1155000001 --reason keyCompromise`,
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "serial", Usage: "the certificate's serial number in `HEX`"},
 				onceFlag("sid", "revoke every valid certificate of `SID`"),
 				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`"},
-			),
+			}, caFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
 				if err != nil {
@@ -129,16 +145,19 @@ older unused ones), and writes them to a new CSV file for a mail merge (sid, nam
 email, token, expires; mode 0600; default tokens.csv). The file holds secrets: send
 each token only to its student, from this machine, then delete the file.
 
-With --cancel, cancels the unused tokens of --sid: the CA refuses them from then on.`,
-			Flags: append(caFlags(),
+With --cancel, cancels the unused tokens of --sid: the CA refuses them from then on.
+
+Example:
+   pkiboard token --sid 1155000001 --ttl 72h`,
+			Flags: append([]cli.Flag{
 				onceFlag("sid", "the student `ID` the token is for"),
 				&cli.BoolFlag{Name: "board", Usage: "a one-time token for one board's first enrollment"},
 				&cli.BoolFlag{Name: "roster", Usage: "one token per student of ca.roster_file, written to --out"},
 				&cli.StringFlag{Name: "out", Value: "tokens.csv", Usage: "--roster: write the tokens to this new CSV `FILE` (mode 0600)"},
 				&cli.BoolFlag{Name: "renew", Usage: "--roster: a token for every student, cancelling the older unused ones"},
 				&cli.BoolFlag{Name: "cancel", Usage: "cancel the unused tokens of --sid"},
-				&cli.StringFlag{Name: "ttl", Usage: "validity as a Go `DURATION` (default ca.token_ttl)"},
-			),
+				&cli.StringFlag{Name: "ttl", Usage: "the token is valid for `DURATION`, e.g. 72h", DefaultText: "ca.token_ttl in the config"},
+			}, caFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
 				if err != nil {
@@ -174,12 +193,15 @@ With --cancel, cancels the unused tokens of --sid: the CA refuses them from then
 too) with their SID, profile, creation and expiry, and state: unused, used (and the
 serial of the certificate it was spent on), expired or cancelled. The CA never
 stored the secrets, so none is shown. Reads ca.db directly, read-only, whether or
-not the CA runs.`,
-			Flags: append(caFlags(),
+not the CA runs.
+
+Example:
+   pkiboard tokens --all`,
+			Flags: append([]cli.Flag{
 				onceFlag("sid", "only the tokens of this student `ID`"),
 				&cli.BoolFlag{Name: "all", Usage: "list used, expired and cancelled tokens too"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
-			),
+			}, caFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
 				if err != nil {
@@ -189,12 +211,22 @@ not the CA runs.`,
 			},
 		},
 		{
-			Name:     "crl",
-			Category: "CA operator",
-			Usage:    "print the CA's current certificate revocation list",
-			Flags: append(caFlags(),
+			Name:      "crl",
+			Category:  "CA operator",
+			Usage:     "print the CA's current certificate revocation list",
+			UsageText: "pkiboard crl [--pem]",
+			Description: `Prints the CRL the CA publishes, crl.pem in ca.data_dir, after checking its
+signature against the CA's root.pem: its number, when it was issued and when the
+next one is due, and each revoked serial with the time and the reason; with --pem,
+the CRL itself, for a board or a verifier (pkiboard verify-receipt --crl). Warns
+when the CA's store holds a revocation the file does not list yet. Reads the files
+directly, whether or not the CA runs; needs neither the CA nor its root key.
+
+Example:
+   pkiboard crl --pem > crl.pem`,
+			Flags: append([]cli.Flag{
 				&cli.BoolFlag{Name: "pem", Usage: "print the CRL itself (PEM) instead of a summary"},
-			),
+			}, caFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
 				if err != nil {
@@ -204,10 +236,12 @@ not the CA runs.`,
 			},
 		},
 		{
-			Name:      "submissions",
-			Category:  "board operator",
-			Usage:     "list the submissions the board holds, or verify one's evidence",
-			UsageText: "pkiboard submissions [--json] | pkiboard submissions --assignment A [--sid SID] [--all-versions] [--late] [--json | --csv] | pkiboard submissions --verify ID [--root FILE | --root-fingerprint HEX]",
+			Name:     "submissions",
+			Category: "board operator",
+			Usage:    "list the submissions the board holds, or verify one's evidence",
+			UsageText: `pkiboard submissions [--json]
+pkiboard submissions --assignment ID [--sid SID] [--all-versions] [--late] [--json | --csv]
+pkiboard submissions --verify ID [--root FILE | --root-fingerprint HEX]`,
 			Description: `Reads the board's database (board.db in board.data_dir) directly, read-only,
 whether or not the board runs; run it as the board's user (sudo -u USER ...): it
 refuses to read the database as another user, since SQLite may leave files that
@@ -227,10 +261,13 @@ CRL revokes the student's certificate now, and since when. The
 root is only one the operator names: --root FILE, or a fingerprint (--root-fingerprint,
 else board.root_fingerprint) that board.root_file or the board's saved root.pem must
 have, or board.root_file. Exits non-zero if the evidence does not hold, or if the
-certificate was revoked before the submission.`,
-			Flags: append(boardFlags(),
+certificate was revoked before the submission.
+
+Example:
+   pkiboard submissions --assignment lab --late`,
+			Flags: append([]cli.Flag{
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
-				&cli.StringFlag{Name: "assignment", Usage: "list the submissions to assignment `A`"},
+				&cli.StringFlag{Name: "assignment", Usage: "list the submissions to assignment `ID`"},
 				&cli.StringFlag{Name: "sid", Usage: "--assignment: only those of `SID`"},
 				&cli.BoolFlag{Name: "all-versions", Usage: "--assignment: every version, not only the one that counts"},
 				&cli.BoolFlag{Name: "late", Usage: "--assignment: only the late ones"},
@@ -238,7 +275,7 @@ certificate was revoked before the submission.`,
 				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID`"},
 				&cli.StringFlag{Name: "root", Usage: "--verify: trust the root certificate in `FILE`"},
 				&cli.StringFlag{Name: "root-fingerprint", Usage: "--verify: trust the root with this SHA-256 fingerprint `HEX`"},
-			),
+			}, boardFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "board")
 				if err != nil {
@@ -264,7 +301,7 @@ certificate was revoked before the submission.`,
 				}
 				for _, f := range []string{"sid", "all-versions", "late", "csv"} {
 					if c.IsSet(f) {
-						return commandUsagef(c, "--%s goes with --assignment A", f)
+						return commandUsagef(c, "--%s goes with --assignment ID", f)
 					}
 				}
 				return roles.ListSubmissions(c.Context, cfg, c.Bool("json"), os.Stdout)
@@ -274,18 +311,21 @@ certificate was revoked before the submission.`,
 			Name:      "progress",
 			Category:  "board operator",
 			Usage:     "show the roster against who submitted to an assignment: on time, late, missing",
-			UsageText: "pkiboard progress --assignment A [--json | --csv]",
+			UsageText: "pkiboard progress --assignment ID [--json | --csv]",
 			Description: `Reads the roster (board.roster_file: CSV sid[,name[,email]]) and the board's
 database, read-only, whether or not the board runs. Each student on the roster is
 on time, late or missing, by the version of hers that counts (her latest, or the
 one staff marked with pkiboard activate), with her extension if she has one; then
 those who submitted without being on the roster; then the counts. Run it as the
-board's user.`,
-			Flags: append(boardFlags(),
+board's user.
+
+Example:
+   pkiboard progress --assignment lab --csv > lab-progress.csv`,
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 				&cli.BoolFlag{Name: "csv", Usage: "print CSV instead of a table"},
-			),
+			}, boardFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "board")
 				if err != nil {
@@ -302,20 +342,23 @@ board's user.`,
 			Name:      "extend",
 			Category:  "board operator",
 			Usage:     "grant a student an extension of an assignment (audited)",
-			UsageText: "pkiboard extend --assignment A --sid SID --until TIME --reason TEXT [--as NAME]",
+			UsageText: "pkiboard extend --assignment ID --sid SID --until TIME --reason TEXT [--as NAME]",
 			Description: `Her due time becomes TIME (RFC 3339 with a zone, e.g. 2026-11-29T23:59:00+08:00),
 and her lock time the later of the assignment's and TIME. A second extension
 replaces the first. It applies from her next session: terms already announced
 stay. The grant is written to the board's append-only audit table under your
 OS user's name, or --as NAME. Goes through the running board's operator socket,
-or opens board.db itself when the board is stopped; run it as the board's user.`,
-			Flags: append(boardFlags(),
+or opens board.db itself when the board is stopped; run it as the board's user.
+
+Example:
+   pkiboard extend --assignment lab --sid 1155000001 --until 2026-12-06T23:59:00+08:00 --reason "medical certificate"`,
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student's `SID`"},
 				&cli.StringFlag{Name: "until", Required: true, Usage: "her new due `TIME`, RFC 3339 with a zone"},
-				&cli.StringFlag{Name: "reason", Required: true, Usage: "why, for the audit (`TEXT`)"},
-				&cli.StringFlag{Name: "as", Usage: "the staff member's `NAME` for the audit (default: the OS user)"},
-			),
+				&cli.StringFlag{Name: "reason", Required: true, Usage: "why, in `TEXT`, for the audit"},
+				&cli.StringFlag{Name: "as", Usage: "the staff member's `NAME` for the audit", DefaultText: "your OS user name"},
+			}, boardFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "board")
 				if err != nil {
@@ -331,16 +374,19 @@ or opens board.db itself when the board is stopped; run it as the board's user.`
 			Name:      "activate",
 			Category:  "board operator",
 			Usage:     "mark which of a student's versions of an assignment counts (audited)",
-			UsageText: "pkiboard activate --assignment A --sid SID --version V [--as NAME]",
+			UsageText: "pkiboard activate --assignment ID --sid SID --version V [--as NAME]",
 			Description: `By default her latest submission counts. This marks version V instead, until
 she submits again (her newer version then counts). Written to the board's
-append-only audit table under your OS user's name, or --as NAME.`,
-			Flags: append(boardFlags(),
+append-only audit table under your OS user's name, or --as NAME.
+
+Example:
+   pkiboard activate --assignment lab --sid 1155000001 --version 2`,
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student's `SID`"},
 				&cli.IntFlag{Name: "version", Required: true, Usage: "the `VERSION` that counts (1, 2, …)"},
-				&cli.StringFlag{Name: "as", Usage: "the staff member's `NAME` for the audit (default: the OS user)"},
-			),
+				&cli.StringFlag{Name: "as", Usage: "the staff member's `NAME` for the audit", DefaultText: "your OS user name"},
+			}, boardFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "board")
 				if err != nil {
@@ -355,7 +401,7 @@ append-only audit table under your OS user's name, or --as NAME.`,
 			Name:      "export",
 			Category:  "board operator",
 			Usage:     "write the version that counts of each student's submission to an assignment, with its evidence, into a new directory",
-			UsageText: "pkiboard export --assignment A --out DIR [--root FILE]",
+			UsageText: "pkiboard export --assignment ID --out DIR [--root FILE]",
 			Description: `Writes one folder per student (her SID, or when the SID is not a safe file name,
 its safe form and 8 hex digits of its SHA-256), holding the version of hers that
 counts under its stored safe name, its receipt file (receipt.json, exactly as
@@ -366,12 +412,15 @@ name, email (from board.roster_file), folder, version, original name, stored
 name, size, sha256, received, due, late_ms, extension_until, and whether her
 statement verified (against --root, else board.root_file, else the board's saved
 root.pem; "signature only" without one). Every file is written durably. DIR must
-not exist or be empty. Reads board.db read-only; run it as the board's user.`,
-			Flags: append(boardFlags(),
+not exist or be empty. Reads board.db read-only; run it as the board's user.
+
+Example:
+   pkiboard export --assignment lab --out lab-export`,
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "assignment", Required: true, Usage: "the assignment's `ID`"},
 				&cli.StringFlag{Name: "out", Required: true, Usage: "write into `DIR` (new or empty)"},
 				&cli.StringFlag{Name: "root", Usage: "verify the statements against the root certificate in `FILE`"},
-			),
+			}, boardFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "board")
 				if err != nil {
@@ -398,13 +447,16 @@ crl.pem; the root's private root-key.pem only with --include-root-key; the one-t
 board token never. A private key in the archive is said loudly on stderr. Prints
 what it wrote: each file, its size, and the database's rows per table. Run it as
 the daemon's user. Restore: mkdir -m 700 DIR && tar -C DIR -xf FILE, set data_dir
-to DIR, and start the daemon.`,
-			Flags: append(daemonFlags(),
-				&cli.StringFlag{Name: "role", Required: true, Usage: "back up `ROLE` ca or board"},
+to DIR, and start the daemon.
+
+Example:
+   pkiboard backup --role board --out board-2026-11-29.tar`,
+			Flags: append([]cli.Flag{
+				&cli.StringFlag{Name: "role", Required: true, Usage: "back up the daemon `ROLE`: ca or board"},
 				&cli.StringFlag{Name: "out", Required: true, Usage: "write the archive to `FILE` (it must not exist)"},
 				&cli.BoolFlag{Name: "include-root-key", Usage: "ca: put the root's private key in the archive"},
 				&cli.BoolFlag{Name: "include-key", Usage: "board: put the board's private key in the archive"},
-			),
+			}, daemonFlags()...),
 			Action: func(c *cli.Context) error {
 				role := c.String("role")
 				if role != "ca" && role != "board" {
@@ -435,11 +487,14 @@ staff console (on its http_listen), bound to NAME: the console's audit records w
 is done in the session under NAME. The link works once, within 10 minutes; the
 daemon keeps only its SHA-256. Open it in a browser on this machine, or through an
 SSH tunnel (ssh -L 8003:127.0.0.1:8003 board.example); the page it shows has a
-button that logs in. It fails when that daemon is not running or serves no console.`,
-			Flags: append(daemonFlags(),
-				&cli.StringFlag{Name: "role", Usage: "the daemon to ask: `ROLE` ca or board (default: the config's role)"},
+button that logs in. It fails when that daemon is not running or serves no console.
+
+Example:
+   pkiboard console-link --role board --as alice`,
+			Flags: append([]cli.Flag{
+				&cli.StringFlag{Name: "role", Usage: "ask the daemon `ROLE`: ca or board", DefaultText: "role in the config"},
 				&cli.StringFlag{Name: "as", Required: true, Usage: "the staff member's `NAME`, as the audit will say it"},
-			),
+			}, daemonFlags()...),
 			Action: func(c *cli.Context) error {
 				role, _ := lookupFlag(c, "role")
 				cfg, err := loadConfig(c, role)
@@ -461,11 +516,14 @@ button that logs in. It fails when that daemon is not running or serves no conso
 goroutines, the heap in use after a garbage collection, its resident memory and open
 file descriptors, the connections it serves now (and max_conns), and how many it has
 accepted and refused busy since it started. The daemon is the one --role names, or
-the config's role. It fails when that daemon is not running.`,
-			Flags: append(daemonFlags(),
-				&cli.StringFlag{Name: "role", Usage: "the daemon to ask: `ROLE` ca or board (default: the config's role)"},
+the config's role. It fails when that daemon is not running.
+
+Example:
+   pkiboard stats --role board`,
+			Flags: append([]cli.Flag{
+				&cli.StringFlag{Name: "role", Usage: "ask the daemon `ROLE`: ca or board", DefaultText: "role in the config"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
-			),
+			}, daemonFlags()...),
 			Action: func(c *cli.Context) error {
 				role, _ := lookupFlag(c, "role")
 				cfg, err := loadConfig(c, role)
@@ -491,12 +549,15 @@ for SID, not dated after this machine's clock) and written as its receipt file,
 <id>.json, into DIR (default: student.data_dir/SID/receipts, where the student role
 saves them): a receipt file deleted or lost is recovered byte for byte. A file
 already there with other content is kept and the receipt written beside it. Exits
-non-zero if any receipt the board sent is not evidence.`,
-			Flags: append(studentFlags(true),
+non-zero if any receipt the board sent is not evidence.
+
+Example:
+   pkiboard history --sid 1155000001 --assignment lab`,
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID`"},
 				&cli.StringFlag{Name: "assignment", Usage: "only the submissions to assignment `ID`"},
-				&cli.StringFlag{Name: "out", Usage: "write the receipt files into `DIR` (default student.data_dir/SID/receipts)"},
-			),
+				&cli.StringFlag{Name: "out", Usage: "write the receipt files into `DIR`", DefaultText: "student.data_dir/SID/receipts"},
+			}, studentFlags(true)...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "student")
 				if err != nil {
@@ -521,10 +582,13 @@ non-zero if any receipt the board sent is not evidence.`,
 and lists the assignments open now or opening later, and those locked that hold a
 submission of SID's, by due time: their times as they apply to SID (an extension's
 included), the files each accepts, how many times SID submitted to it and which
-version counts. A board without assignments lists the lab's, "lab".`,
-			Flags: append(studentFlags(true),
+version counts. A board without assignments lists the lab's, "lab".
+
+Example:
+   pkiboard assignments --sid 1155000001`,
+			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID`"},
-			),
+			}, studentFlags(true)...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "student")
 				if err != nil {
@@ -551,7 +615,10 @@ student.root_fingerprint of the config) that a root.pem beside the receipt or in
 student.data_dir must have; a root found beside the receipt is never trusted on its
 own. With --crl, also applies the receipt-validity policy (valid, suspect or invalid,
 by the board certificate's revocation) and exits non-zero unless valid. With
---content, also checks that FILE is what the receipt acknowledges.`,
+--content, also checks that FILE is what the receipt acknowledges.
+
+Example:
+   pkiboard verify-receipt --root root.pem --content report.pdf 000003.json`,
 			Flags: []cli.Flag{
 				&cli.StringFlag{Name: "config", Value: "config.toml", Usage: "read student.root_fingerprint and student.data_dir from `FILE`, if it exists"},
 				&cli.StringFlag{Name: "root", Usage: "trust the root certificate in `FILE`"},

@@ -73,7 +73,7 @@ func newApp() *cli.App {
 		Version: version,
 		UsageText: `pkiboard [--config FILE] --role=ca
 pkiboard [--config FILE] --role=board
-pkiboard [--config FILE] --role=student --ids SID1,SID2,SID3 [--message TEXT | --report FILE] [--parallel N]
+pkiboard [--config FILE] --role=student --ids SID1,SID2,SID3 [--assignment ID] [--message TEXT | --report FILE] [--parallel N]
 pkiboard [--config FILE] --role=adversary --listen ADDR --upstream ADDR --attack NAME [--cert FILE --key FILE [--status FILE]]
 pkiboard COMMAND [options]   (operator commands below; pkiboard COMMAND --help)`,
 		Description: `One executable, three roles, and the adversary:
@@ -89,14 +89,22 @@ pkiboard COMMAND [options]   (operator commands below; pkiboard COMMAND --help)`
 ` + indent(adversary.Describe(), "                      ") + `
 
 The role may also come from the config file's top-level "role" key; --role wins.
-Settings come from --config (default config.toml); the flags below override them.`,
+Settings come from --config (default config.toml); the flags below override them.
+Each operator command has its own flags: pkiboard COMMAND --help.
+
+Examples:
+   pkiboard --role=ca                       the CA, with the settings in ./config.toml
+   pkiboard --config board.toml --role=board
+   pkiboard --role=student --ids 1155000001 --report report.pdf
+   pkiboard certs --help`,
+		CustomAppHelpTemplate: strings.Replace(cli.AppHelpTemplate, "GLOBAL OPTIONS:", "OPTIONS OF THE ROLES:", 2),
 		Flags: append(roleFlags(),
 			&cli.StringFlag{Name: "role", Usage: "run as `ROLE`: ca, board, student or adversary"},
 			&cli.StringFlag{Name: "ids", Usage: "student: comma-separated student `IDS` to enroll and submit for"},
 			&cli.StringFlag{Name: "message", Usage: "student: submit `TEXT` instead of the default ten lines"},
 			&cli.StringFlag{Name: "report", Usage: "student: submit the contents of `FILE` (any size; resumable)"},
-			&cli.StringFlag{Name: "assignment", Usage: "student: submit to assignment `ID` (default student.assignment, \"lab\")"},
-			&cli.IntFlag{Name: "parallel", Usage: "student: process `N` IDs at once", DefaultText: "student.parallel from the config"},
+			&cli.StringFlag{Name: "assignment", Usage: "student: submit to assignment `ID`", DefaultText: "student.assignment in the config"},
+			&cli.IntFlag{Name: "parallel", Usage: "student: process `N` IDs at once", DefaultText: "student.parallel in the config"},
 			&cli.StringFlag{Name: "upstream", Usage: "adversary: relay to the board at `ADDR` (host:port)"},
 			&cli.StringFlag{Name: "attack", Usage: "adversary: run attack `NAME` (see above)"},
 			&cli.StringFlag{Name: "cert", Usage: "adversary: its own certificate `FILE` (PEM), e.g. from `pkiboard enroll --sid mallory`"},
@@ -131,11 +139,11 @@ func configFlag() cli.Flag {
 }
 
 func logLevelFlag() cli.Flag {
-	return &cli.StringFlag{Name: "log-level", Usage: "log at `LEVEL`: debug, info, warn or error (default log.level)"}
+	return &cli.StringFlag{Name: "log-level", Usage: "log at `LEVEL`: debug, info, warn or error", DefaultText: "log.level in the config"}
 }
 
 func logFormatFlag() cli.Flag {
-	return &cli.StringFlag{Name: "log-format", Usage: "log as `FORMAT`: console or json (default log.format)"}
+	return &cli.StringFlag{Name: "log-format", Usage: "log as `FORMAT`: console or json", DefaultText: "log.format in the config"}
 }
 
 // caFlags are the flags of the CA operator commands, which read or change
@@ -143,7 +151,7 @@ func logFormatFlag() cli.Flag {
 func caFlags() []cli.Flag {
 	return []cli.Flag{
 		configFlag(),
-		&cli.StringFlag{Name: "data-dir", Usage: "the CA's data directory `DIR` (default ca.data_dir)"},
+		&cli.StringFlag{Name: "data-dir", Usage: "the CA's data directory `DIR`", DefaultText: "ca.data_dir in the config"},
 	}
 }
 
@@ -152,7 +160,7 @@ func caFlags() []cli.Flag {
 func boardFlags() []cli.Flag {
 	return []cli.Flag{
 		configFlag(),
-		&cli.StringFlag{Name: "data-dir", Usage: "the board's data directory `DIR` (default board.data_dir)"},
+		&cli.StringFlag{Name: "data-dir", Usage: "the board's data directory `DIR`", DefaultText: "board.data_dir in the config"},
 	}
 }
 
@@ -161,7 +169,7 @@ func boardFlags() []cli.Flag {
 func daemonFlags() []cli.Flag {
 	return []cli.Flag{
 		configFlag(),
-		&cli.StringFlag{Name: "data-dir", Usage: "the daemon's data directory `DIR` (default ca.data_dir or board.data_dir)"},
+		&cli.StringFlag{Name: "data-dir", Usage: "the daemon's data directory `DIR`", DefaultText: "ca.data_dir or board.data_dir in the config"},
 	}
 }
 
@@ -170,12 +178,12 @@ func daemonFlags() []cli.Flag {
 func studentFlags(board bool) []cli.Flag {
 	flags := []cli.Flag{
 		configFlag(),
-		&cli.StringFlag{Name: "ca-addr", Usage: "the CA is at `ADDR`, host:port (default student.ca_addr)"},
+		&cli.StringFlag{Name: "ca-addr", Usage: "the CA is at `ADDR` (host:port)", DefaultText: "student.ca_addr in the config"},
 	}
 	if board {
 		flags = append(flags,
-			&cli.StringFlag{Name: "board-addr", Usage: "the board is at `ADDR`, host:port (default student.board_addr)"},
-			&cli.StringFlag{Name: "data-dir", Usage: "the student's keys, certificates and receipts are in `DIR` (default student.data_dir)"})
+			&cli.StringFlag{Name: "board-addr", Usage: "the board is at `ADDR` (host:port)", DefaultText: "student.board_addr in the config"},
+			&cli.StringFlag{Name: "data-dir", Usage: "the student's keys, certificates and receipts are in `DIR`", DefaultText: "student.data_dir in the config"})
 	}
 	return append(flags, logLevelFlag(), logFormatFlag())
 }

@@ -50,7 +50,7 @@ func onUsageError(c *cli.Context, err error, isSubcommand bool) error {
 //   - every flag-parsing error is a usage error (onUsageError).
 func checkCommands(cmds []*cli.Command) []*cli.Command {
 	for _, cmd := range cmds {
-		required := takeRequired(cmd.Flags)
+		required := prepareFlags(cmd.Flags)
 		cmd.HideHelpCommand = true
 		cmd.OnUsageError = onUsageError
 		cmd.Before = func(c *cli.Context) error {
@@ -98,13 +98,16 @@ func takesFlag(cmd *cli.Command, name string) bool {
 	return false
 }
 
-// takeRequired returns the names of the flags marked Required, and unmarks
+// prepareFlags returns the names of the flags marked Required, and unmarks
 // them (saying "required" in their usage instead), so that checkCommandLine
-// checks them rather than urfave/cli.
-func takeRequired(flags []cli.Flag) []string {
+// checks them rather than urfave/cli. It also keeps a switch's help from
+// saying "(default: false)".
+func prepareFlags(flags []cli.Flag) []string {
 	var names []string
 	for _, f := range flags {
 		switch f := f.(type) {
+		case *cli.BoolFlag:
+			f.DisableDefaultText = true
 		case *cli.StringFlag:
 			if f.Required {
 				f.Required, f.Usage = false, f.Usage+" (required)"
@@ -117,7 +120,7 @@ func takeRequired(flags []cli.Flag) []string {
 			}
 		default:
 			if r, ok := f.(cli.RequiredFlag); ok && r.IsRequired() {
-				panic(fmt.Sprintf("takeRequired: required %T --%s is not handled", f, f.Names()[0]))
+				panic(fmt.Sprintf("prepareFlags: required %T --%s is not handled", f, f.Names()[0]))
 			}
 		}
 	}
