@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/roles"
 )
@@ -118,6 +119,14 @@ Example:
 				}
 				if c.IsSet("serial") == c.IsSet("sid") {
 					return commandUsagef(c, "give --serial HEX or --sid SID, one of them")
+				}
+				if c.IsSet("serial") {
+					if _, err := roles.ParseSerial(c.String("serial")); err != nil {
+						return commandUsagef(c, "--serial: %w", err)
+					}
+				}
+				if _, err := ca.ParseReason(c.String("reason")); err != nil {
+					return commandUsagef(c, "--reason: %w", err)
 				}
 				return roles.Revoke(c.Context, cfg, roles.RevokeArgs{
 					Serial: c.String("serial"), SID: c.String("sid"), Reason: c.String("reason"),
@@ -364,6 +373,9 @@ Example:
 				if err != nil {
 					return err
 				}
+				if _, err := roles.ParseUntil(c.String("until")); err != nil {
+					return commandUsagef(c, "%w", err)
+				}
 				return roles.Extend(c.Context, cfg, roles.ExtendArgs{
 					Assignment: c.String("assignment"), SID: c.String("sid"), Until: c.String("until"),
 					Reason: c.String("reason"), As: c.String("as"),
@@ -391,6 +403,9 @@ Example:
 				cfg, err := loadConfig(c, "board")
 				if err != nil {
 					return err
+				}
+				if c.Int("version") < 1 {
+					return commandUsagef(c, "--version %d: versions are numbered from 1", c.Int("version"))
 				}
 				return roles.Activate(c.Context, cfg, roles.ActivateArgs{
 					Assignment: c.String("assignment"), SID: c.String("sid"), Version: c.Int("version"), As: c.String("as"),

@@ -91,9 +91,9 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			var res ca.Revocation
 			switch {
 			case args.Serial != "" && args.SID == "":
-				serial, ok := new(big.Int).SetString(strings.TrimPrefix(strings.ReplaceAll(args.Serial, ":", ""), "0x"), 16)
-				if !ok {
-					return nil, fmt.Errorf("%q is not a hexadecimal serial number", args.Serial)
+				serial, err := ParseSerial(args.Serial)
+				if err != nil {
+					return nil, err
 				}
 				res, err = auth.Revoke(ctx, serial, reason)
 			case args.SID != "" && args.Serial == "":
@@ -156,6 +156,16 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			return CancelTokensResult{Cancelled: n}, nil
 		},
 	}
+}
+
+// ParseSerial reads a certificate's serial number as an operator writes it
+// (revoke --serial): hexadecimal, with or without colons and a 0x prefix.
+func ParseSerial(s string) (*big.Int, error) {
+	serial, ok := new(big.Int).SetString(strings.TrimPrefix(strings.ReplaceAll(s, ":", ""), "0x"), 16)
+	if !ok || serial.Sign() <= 0 {
+		return nil, fmt.Errorf("%q is not a hexadecimal serial number: copy it from pkiboard certs", s)
+	}
+	return serial, nil
 }
 
 // parseTTL reads --ttl: "" is zero, the CA's token_ttl.

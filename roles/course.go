@@ -124,9 +124,9 @@ func boardOps(b *config.BoardConfig, st *board.Store) map[string]adminOp {
 			if err != nil {
 				return nil, err
 			}
-			until, err := time.Parse(time.RFC3339Nano, args.Until)
+			until, err := ParseUntil(args.Until)
 			if err != nil {
-				return nil, fmt.Errorf("--until %q is not RFC 3339 with a zone: write it like 2026-11-29T23:59:00+08:00", args.Until)
+				return nil, err
 			}
 			if !a.Opens.IsZero() && !until.After(a.Opens) {
 				return nil, fmt.Errorf("--until %s is not after assignment %s opens (%s): give a later time", args.Until, a.ID, a.Opens.Format(time.RFC3339))
@@ -166,6 +166,15 @@ func callBoard(ctx context.Context, cfg *config.Config, command string, args, ou
 		}
 		return boardOps(b, st), st.Close, nil
 	})
+}
+
+// ParseUntil reads extend --until: a time in RFC 3339, with its zone.
+func ParseUntil(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("--until %q is not RFC 3339 with a zone: write it like 2026-11-29T23:59:00+08:00", s)
+	}
+	return t, nil
 }
 
 // Extend grants a student an extension of an assignment (`pkiboard extend`),

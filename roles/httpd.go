@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -99,7 +98,7 @@ func RequestConsoleLink(ctx context.Context, cfg *config.Config, role, name stri
 	}
 	var link ConsoleLink
 	err := callAdmin(ctx, dir, "console-link", ConsoleLinkArgs{Name: name}, &link, func() (map[string]adminOp, func() error, error) {
-		return nil, nil, fmt.Errorf("no %s is running: nothing answers on %s", role, filepath.Join(dir, adminSocketName))
+		return nil, nil, notRunning(role, dir)
 	})
 	if err != nil {
 		if listen == "" {

@@ -175,7 +175,7 @@ func DaemonStats(ctx context.Context, cfg *config.Config, role string, asJSON bo
 	}
 	var st Stats
 	err := callAdmin(ctx, dir, "stats", struct{}{}, &st, func() (map[string]adminOp, func() error, error) {
-		return nil, nil, fmt.Errorf("no %s is running: nothing answers on %s", role, filepath.Join(dir, adminSocketName))
+		return nil, nil, notRunning(role, dir)
 	})
 	if err != nil {
 		return fmt.Errorf("stats: %w", err)
@@ -213,3 +213,10 @@ func DaemonStats(ctx context.Context, cfg *config.Config, role string, asJSON bo
 }
 
 func mib(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// notRunning is the error of a command that needs the daemon role running
+// on its data directory dir, when nothing answers on its operator socket.
+func notRunning(role, dir string) error {
+	return fmt.Errorf("no %s is running: nothing answers on %s; start it (pkiboard --role=%s), or give the data directory of the running one (%s.data_dir or --data-dir)",
+		role, filepath.Join(dir, adminSocketName), role, role)
+}
