@@ -201,29 +201,30 @@ func loadConfig(c *cli.Context, role string) (*config.Config, error) {
 		// Said here, not by Validate: the mistake is on the command line.
 		return nil, usagef("--role %q is not one of %s", role, strings.Join(config.Roles, ", "))
 	}
-	overridden := false
-	set := func(flag string, dst ...*string) {
+	// fromFlag maps each config key a flag replaced to the flag, so that a
+	// bad value is blamed on what gave it.
+	fromFlag := map[string]string{}
+	set := func(flag, key string, dst *string) {
 		if v, ok := lookupFlag(c, flag); ok {
-			overridden = true
-			for _, d := range dst {
-				*d = v
-			}
+			fromFlag[key] = flag
+			*dst = v
 		}
 	}
-	set("log-level", &cfg.Log.Level)
-	set("log-format", &cfg.Log.Format)
-	set("log-file", &cfg.Log.File)
-	set("ca-addr", &cfg.Board.CAAddr, &cfg.Student.CAAddr)
-	set("board-addr", &cfg.Student.BoardAddr)
+	set("log-level", "log.level", &cfg.Log.Level)
+	set("log-format", "log.format", &cfg.Log.Format)
+	set("log-file", "log.file", &cfg.Log.File)
+	set("ca-addr", "board.ca_addr", &cfg.Board.CAAddr)
+	set("ca-addr", "student.ca_addr", &cfg.Student.CAAddr)
+	set("board-addr", "student.board_addr", &cfg.Student.BoardAddr)
 	switch role {
 	case "ca":
-		set("listen", &cfg.CA.Listen)
-		set("data-dir", &cfg.CA.DataDir)
+		set("listen", "ca.listen", &cfg.CA.Listen)
+		set("data-dir", "ca.data_dir", &cfg.CA.DataDir)
 	case "board":
-		set("listen", &cfg.Board.Listen)
-		set("data-dir", &cfg.Board.DataDir)
+		set("listen", "board.listen", &cfg.Board.Listen)
+		set("data-dir", "board.data_dir", &cfg.Board.DataDir)
 	case "student":
-		set("data-dir", &cfg.Student.DataDir)
+		set("data-dir", "student.data_dir", &cfg.Student.DataDir)
 		if _, ok := lookupFlag(c, "listen"); ok {
 			return nil, usagef("--listen does not apply to the student role")
 		}
@@ -234,17 +235,36 @@ func loadConfig(c *cli.Context, role string) (*config.Config, error) {
 		}
 	}
 	if c.IsSet("parallel") {
-		overridden = true
+		fromFlag["student.parallel"] = "parallel"
 		cfg.Student.Parallel = c.Int("parallel")
 	}
 	cfg.Role = role
 	if err := cfg.Validate(); err != nil {
-		if overridden {
-			return nil, usagef("config %s with the command-line flags: %w", cfg.Path, err)
+		var problems config.Problems
+		if errors.As(err, &problems) {
+			return nil, usageError{blame(cfg.Path, problems, fromFlag)}
 		}
 		return nil, usagef("config %s: %w", cfg.Path, err)
 	}
 	return cfg, nil
+}
+
+// blame says each problem of a configuration as the mistake of what gave the
+// bad value: a flag (fromFlag maps keys to the flags that set them), or else
+// the config file at path.
+func blame(path string, problems config.Problems, fromFlag map[string]string) error {
+	var inFlags, inFile []string
+	for _, p := range problems {
+		if flag, ok := fromFlag[p.Key]; ok {
+			inFlags = append(inFlags, fmt.Sprintf("--%s: %s (it sets %s)", flag, p.Text, p.Key))
+		} else {
+			inFile = append(inFile, p.String())
+		}
+	}
+	if len(inFile) > 0 {
+		inFlags = append(inFlags, fmt.Sprintf("config %s: %s", path, strings.Join(inFile, "; ")))
+	}
+	return errors.New(strings.Join(inFlags, "; "))
 }
 
 // lookupFlag returns the value of a string flag given on the command line at

@@ -107,7 +107,7 @@ func TestFlagsOverrideConfig(t *testing.T) {
 
 // TestFlagReplacesBadFileValue checks that the config is validated once,
 // after the flags: a flag that replaces a bad value in the file mends it, and
-// an error says whether flags took part.
+// an error blames the file for its own values and a flag for the flag's.
 func TestFlagReplacesBadFileValue(t *testing.T) {
 	path := writeConfig(t, "[ca]\nlisten = \"nowhere\"\n")
 	cfg, err := runLoad(t, "--config", path, "--role=ca", "--listen", "127.0.0.1:0")
@@ -120,7 +120,9 @@ func TestFlagReplacesBadFileValue(t *testing.T) {
 		want string
 	}{
 		{"no flag", nil, "config " + path + `: ca.listen: "nowhere"`},
-		{"a flag that does not mend it", []string{"--log-level", "debug"}, "config " + path + ` with the command-line flags: ca.listen: "nowhere"`},
+		{"a flag that does not mend it", []string{"--log-level", "debug"}, "config " + path + `: ca.listen: "nowhere"`},
+		{"a bad flag and a bad file", []string{"--log-level", "loud"},
+			`--log-level: "loud" is not one of debug, info, warn, error (it sets log.level); config ` + path + `: ca.listen: "nowhere"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -139,7 +141,7 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"bad override", []string{"--config", path, "--role=ca", "--listen", "nowhere"}, `ca.listen: "nowhere" is not host:port`},
+		{"bad override, named as the flag", []string{"--config", path, "--role=ca", "--listen", "nowhere"}, `--listen: "nowhere" is not host:port`},
 		{"bad role flag, named as the flag", []string{"--config", path, "--role=king"}, `--role "king" is not one of`},
 		{"missing config", []string{"--config", path + ".missing", "--role=ca"}, "does not exist"},
 		{"listen for student", []string{"--config", path, "--role=student", "--listen", "127.0.0.1:1"}, "--listen does not apply"},

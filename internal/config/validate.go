@@ -2,7 +2,6 @@ package config
 
 import (
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -13,7 +12,8 @@ import (
 	"pkiboard/internal/web"
 )
 
-// Validate checks every value and returns all problems found, each naming its key.
+// Validate checks every value and returns all problems found, each naming its
+// key (a Problems).
 func (c *Config) Validate() error {
 	v := &validator{}
 	if c.Role != "" {
@@ -114,17 +114,38 @@ func (c *Config) Validate() error {
 // (session.MaxRecord: a type byte, 64 KiB of data, a 32-byte tag).
 const MinBoardFrame = 1 + 64<<10 + 32
 
-type validator struct{ problems []string }
+// Problem is one bad value Validate found: the key that holds it, and what
+// is wrong with it.
+type Problem struct {
+	Key  string // e.g. "ca.listen"
+	Text string // e.g. `"nowhere" is not host:port`
+}
+
+func (p Problem) String() string { return p.Key + ": " + p.Text }
+
+// Problems is the error Validate returns: every bad value, in the order
+// the keys are checked.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	texts := make([]string, len(ps))
+	for i, p := range ps {
+		texts[i] = p.String()
+	}
+	return strings.Join(texts, "; ")
+}
+
+type validator struct{ problems Problems }
 
 func (v *validator) add(key, format string, args ...any) {
-	v.problems = append(v.problems, key+": "+fmt.Sprintf(format, args...))
+	v.problems = append(v.problems, Problem{Key: key, Text: fmt.Sprintf(format, args...)})
 }
 
 func (v *validator) err() error {
 	if len(v.problems) == 0 {
 		return nil
 	}
-	return errors.New(strings.Join(v.problems, "; "))
+	return v.problems
 }
 
 func (v *validator) nonEmpty(key, val string) {
