@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -36,7 +39,8 @@ type EnrollOptions struct {
 // token. A key.pem already in the directory is certified again (an earlier
 // attempt's answer may have been lost: the CA answers it again).
 func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts EnrollOptions, out io.Writer) error {
-	client := ca.Client{Addr: cfg.Student.CAAddr}
+	p := studentCA(cfg.Student.CAAddr, ca.DefaultTimeout)
+	p.tkey = "the enrollment's bound"
 	o := ca.EnrollOptions{
 		SID:          opts.SID,
 		Token:        opts.Token,
@@ -50,8 +54,18 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		o.Profile = wire.ProfileBoard
 		o.KeyAlgorithm = cfg.Board.KeyAlgorithm
 		o.RootFingerprint = cfg.Board.RootFingerprint
-		client.Addr = cfg.Board.CAAddr
+		p.addr, p.key = cfg.Board.CAAddr, "board.ca_addr"
 		setting = "board.root_fingerprint"
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		p.timeout = time.Until(dl)
+	}
+	client := ca.Client{
+		Addr: p.addr,
+		Dial: func(ctx context.Context) (net.Conn, error) { return p.dial(ctx, log, logging.SID(opts.SID)) },
+		Sent: func() {
+			logging.Step(log, 1, "certificate signing request sent to the CA", logging.SID(opts.SID), zap.String("ca", p.addr))
+		},
 	}
 	if opts.KeyFile != "" {
 		key, err := keys.ReadPrivateKey(opts.KeyFile, nil)
@@ -67,9 +81,12 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		}
 		o.CSR = csr
 	}
-	logging.Step(log, 1, "certificate signing request sent to the CA", logging.SID(opts.SID), zap.String("ca", client.Addr))
 	res, err := client.Enroll(ctx, o)
 	if err != nil {
+		var reach *ReachError
+		if err := p.reachError(err); errors.As(err, &reach) {
+			return fmt.Errorf("enroll %s: %w", opts.SID, reach)
+		}
 		return err
 	}
 	if res.FirstUse {

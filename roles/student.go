@@ -124,12 +124,17 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 	return nil
 }
 
-// studentMessage turns an error into the sentence a student reads: the peer's
-// own sentence when the CA or the board refused.
+// studentMessage turns an error into the sentence a student reads: what to
+// check when the CA or the board is not where the config says, the peer's own
+// sentence when it refused.
 func studentMessage(err error) string {
 	var cannot *ca.CannotRenewError
 	if errors.As(err, &cannot) {
 		return cannot.Error()
+	}
+	var reach *ReachError
+	if errors.As(err, &reach) {
+		return reach.Error()
 	}
 	var peer *wire.Error
 	if errors.As(err, &peer) {
@@ -361,10 +366,10 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 // ctx closes it; done closes it and must be called once the session is
 // over.
 func (st *student) session(ctx, setupCtx context.Context, sid string, id *studentID) (sc *session.Conn, done func(), err error) {
-	var d net.Dialer
-	nc, err := d.DialContext(setupCtx, "tcp", st.cfg.BoardAddr)
+	bp := studentBoard(st.cfg.BoardAddr, st.cfg.Timeout.D())
+	nc, err := bp.dial(setupCtx, st.log, logging.SID(sid))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
+		return nil, nil, err
 	}
 	timeout := st.cfg.Timeout.D()
 	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: timeout, WriteTimeout: timeout})
@@ -394,7 +399,7 @@ func (st *student) session(ctx, setupCtx context.Context, sid string, id *studen
 			logging.Step(st.log, 5, "board not accepted; session refused", logging.SID(sid),
 				zap.Stringer("code", refusal.Code), zap.String("reason", refusal.Text))
 		}
-		return nil, nil, err
+		return nil, nil, bp.reachError(err)
 	}
 	status := sc.BoardStatus()
 	logging.Step(st.log, 5, "board verified; session key recovered", logging.SID(sid),
@@ -447,11 +452,11 @@ func (st *student) root(ctx context.Context, sid string) (*x509.Certificate, err
 	var firstUse bool
 	err := retryBusy(ctx, st.log, sid, "the CA", func() error {
 		var err error
-		root, firstUse, err = st.trustAnchor.Resolve(ctx, ca.Client{Addr: st.cfg.CAAddr})
+		root, firstUse, err = st.trustAnchor.Resolve(ctx, st.caClient(sid))
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("the CA's root certificate: %w", err)
+		return nil, fmt.Errorf("the CA's root certificate: %w", st.caPeer().reachError(err))
 	}
 	if firstUse {
 		warnFirstUse(st.log, root, st.trustAnchor.Saved)
@@ -473,7 +478,7 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		Name:         sid,
 		Profile:      wire.ProfileStudent,
 		Root:         root,
-		Client:       ca.Client{Addr: st.cfg.CAAddr},
+		Client:       st.caClient(sid),
 		KeyAlgorithm: st.cfg.KeyAlgorithm,
 		Token:        func() (string, error) { return st.tokens[sid], nil },
 		Retry: func(attempt func() error) error {
@@ -485,12 +490,9 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		OnRenewFailed: func(err error) {
 			st.log.Warn("could not renew the certificate; using it while it is valid", logging.SID(sid), zap.Error(err))
 		},
-		OnRequest: func() {
-			logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", st.cfg.CAAddr))
-		},
 	})
 	if err != nil {
-		return nil, err
+		return nil, st.caPeer().reachError(err)
 	}
 	cert := id.Certificate
 	switch {
@@ -505,6 +507,23 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
 	}
 	return &studentID{key: id.Key, cert: cert, root: id.Root}, nil
+}
+
+// caPeer is the CA as the student looks for it.
+func (st *student) caPeer() peer { return studentCA(st.cfg.CAAddr, st.cfg.Timeout.D()) }
+
+// caClient is the student's client of the CA for sid: its connections say
+// what they wait for and what they found, and STEP 1 is logged once a
+// request has been sent.
+func (st *student) caClient(sid string) ca.Client {
+	p := st.caPeer()
+	return ca.Client{
+		Addr: p.addr,
+		Dial: func(ctx context.Context) (net.Conn, error) { return p.dial(ctx, st.log, logging.SID(sid)) },
+		Sent: func() {
+			logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", p.addr))
+		},
+	}
 }
 
 // lockedWriter serializes the lines of concurrent IDs.
