@@ -171,30 +171,14 @@ func prepareContent(opts StudentOptions, assignment string) (*content, error) {
 	return &content{original: original, name: wire.SafeName(original, "report"), report: f, size: size, sum: sum}, nil
 }
 
-// loadTokens reads the token file ("SID TOKEN" per line) and, for a single ID,
+// loadTokens reads the token file (see readTokenFile) and, for a single ID,
 // the PKIBOARD_TOKEN environment variable.
 func loadTokens(path string, ids []string) (map[string]string, error) {
 	tokens := map[string]string{}
 	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("student.token_file: %w", err)
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for n := 1; sc.Scan(); n++ {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			sid, tok, ok := strings.Cut(line, " ")
-			if !ok {
-				return nil, fmt.Errorf("%s:%d: want \"SID TOKEN\"", path, n)
-			}
-			tokens[sid] = strings.TrimSpace(tok)
-		}
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("student.token_file: %w", err)
+		var err error
+		if tokens, err = readTokenFile(path, "student.token_file", ids); err != nil {
+			return nil, err
 		}
 	}
 	if env := strings.TrimSpace(os.Getenv("PKIBOARD_TOKEN")); env != "" {
@@ -204,6 +188,67 @@ func loadTokens(path string, ids []string) (map[string]string, error) {
 		tokens[ids[0]] = env
 	}
 	return tokens, nil
+}
+
+// TokenFileFormat says, for help texts, what a token file holds.
+const TokenFileFormat = `one "SID TOKEN" line per student (blank lines and lines starting with # are skipped), or, where one SID is meant, the bare token alone`
+
+// readTokenFile reads a token file, the one format of student.token_file and
+// `pkiboard enroll --token-file` (TokenFileFormat): "SID TOKEN" lines, or a
+// bare token when ids holds one SID. setting names the file in errors.
+func readTokenFile(path, setting string, ids []string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", setting, err)
+	}
+	defer f.Close()
+	tokens := map[string]string{}
+	var bare string
+	lines := 0
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		lines++
+		fields := strings.Fields(line)
+		switch len(fields) {
+		case 1:
+			bare = fields[0]
+		case 2:
+			tokens[fields[0]] = fields[1]
+		default:
+			return nil, fmt.Errorf("%s %s:%d: want \"SID TOKEN\" or a bare token", setting, path, n)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", setting, err)
+	}
+	if bare != "" {
+		switch {
+		case lines > 1:
+			return nil, fmt.Errorf("%s %s: a bare token must be alone in its file; for several students write \"SID TOKEN\" lines", setting, path)
+		case len(ids) != 1:
+			return nil, fmt.Errorf("%s %s holds a bare token, for one SID, but %d IDs are asked for: write \"SID TOKEN\" lines", setting, path, len(ids))
+		}
+		tokens[ids[0]] = bare
+	}
+	return tokens, nil
+}
+
+// TokenFor returns sid's enrollment token from the token file at path (see
+// readTokenFile), for `pkiboard enroll --token-file`.
+func TokenFor(path, sid string) (string, error) {
+	tokens, err := readTokenFile(path, "--token-file", []string{sid})
+	if err != nil {
+		return "", err
+	}
+	tok, ok := tokens[sid]
+	if !ok {
+		return "", fmt.Errorf("--token-file %s has no line for %s", path, sid)
+	}
+	return tok, nil
 }
 
 // student runs the student's steps for each ID.
