@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/roles"
 )
@@ -94,7 +95,7 @@ supported: a revocation here is final.`,
 			Flags: append(commonFlags(),
 				&cli.StringFlag{Name: "serial", Usage: "the certificate's serial number in `HEX`"},
 				onceFlag("sid", "revoke every valid certificate of `SID`"),
-				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`"},
+				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`: " + strings.Join(ca.AcceptedReasons(), ", ")},
 			),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
@@ -236,7 +237,7 @@ certificate was revoked before the submission.`,
 				&cli.BoolFlag{Name: "all-versions", Usage: "--assignment: every version, not only the one that counts"},
 				&cli.BoolFlag{Name: "late", Usage: "--assignment: only the late ones"},
 				&cli.BoolFlag{Name: "csv", Usage: "--assignment: print CSV instead of a table"},
-				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID`"},
+				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID` (3 and 000003 are one)"},
 				&cli.StringFlag{Name: "root", Usage: "--verify: trust the root certificate in `FILE`"},
 				&cli.StringFlag{Name: "root-fingerprint", Usage: "--verify: trust the root with this SHA-256 fingerprint `HEX`"},
 			),
