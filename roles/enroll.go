@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 
 	"pkiboard/ca"
 	"pkiboard/internal/config"
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
 	"pkiboard/wire"
@@ -98,7 +100,56 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		zap.Time("not_after", res.Certificate.NotAfter),
 		zap.String("dir", opts.OutDir))
 	fmt.Fprintf(out, "%s sign finished\n", opts.SID)
+	if opts.KeyFile != "" {
+		if err := placeKey(opts.KeyFile, filepath.Join(opts.OutDir, ca.KeyFile)); err != nil {
+			return fmt.Errorf("enroll %s: the certificate is in %s, but its key could not be put beside it: %w", opts.SID, opts.OutDir, err)
+		}
+	} else if opts.CSRFile != "" && res.KeyPath == "" {
+		fmt.Fprintf(out, "%s: the key of %s stays where you made it; copy it to %s (mode 0600) for pkiboard to use this certificate\n",
+			opts.SID, opts.CSRFile, filepath.Join(opts.OutDir, ca.KeyFile))
+	}
+	if !opts.Board {
+		if want := filepath.Join(cfg.Student.DataDir, opts.SID); !sameDir(want, opts.OutDir) {
+			fmt.Fprintf(out, "%s: the student role (--role=student, history, assignments) looks for this identity in %s (student.data_dir/SID); enroll with --out %s, or copy key.pem, cert.pem and root.pem there\n",
+				opts.SID, want, want)
+		}
+	}
 	return nil
+}
+
+// placeKey copies the private key file from to to (mode 0600), where the
+// student role looks for it beside its certificate, unless to holds it
+// already.
+func placeKey(from, to string) error {
+	if sameFile(from, to) {
+		return nil
+	}
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	defer clear(data)
+	return durable.WriteFile(to, data, 0o600)
+}
+
+// sameFile reports whether a and b name one existing file.
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
+}
+
+// sameDir reports whether a and b name one directory (b exists; a may not).
+func sameDir(a, b string) bool {
+	if sameFile(a, b) {
+		return true
+	}
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == bb
 }
 
 // warnFirstUse says loudly that root, saved as saved, was accepted with

@@ -3,9 +3,16 @@ package roles
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -188,5 +195,56 @@ func TestStudentNetworkMistakes(t *testing.T) {
 				t.Errorf("a STEP 1 line (request sent): got %v, want %v: %s", got, tt.sent, messages(logs))
 			}
 		})
+	}
+}
+
+// TestOwnKeyEnrollmentServesTheStudentRole: `enroll --key FILE --out DIR`
+// puts the key beside the certificate, so that the student role, looking in
+// student.data_dir/SID, reuses that identity; enrolled elsewhere, it says
+// where the student role looks.
+func TestOwnKeyEnrollmentServesTheStudentRole(t *testing.T) {
+	caAddr := serveCA(t)
+	for _, intoDataDir := range []bool{true, false} {
+		cfg := config.Default()
+		cfg.Student.DataDir = t.TempDir()
+		cfg.Student.CAAddr = caAddr
+		const sid = "1155000001"
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyFile := filepath.Join(t.TempDir(), "my.key")
+		if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		dir := filepath.Join(cfg.Student.DataDir, sid)
+		if !intoDataDir {
+			dir = t.TempDir()
+		}
+		var out bytes.Buffer
+		if err := Enroll(t.Context(), cfg, zap.NewNop(), EnrollOptions{SID: sid, KeyFile: keyFile, OutDir: dir}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out.String(), "looks for this identity in "+filepath.Join(cfg.Student.DataDir, sid)); got == intoDataDir {
+			t.Errorf("into student.data_dir %v: a line saying where the student role looks: %v; output %q", intoDataDir, got, out.String())
+		}
+		if !intoDataDir {
+			continue
+		}
+		st, err := newStudentFor(cfg, zap.NewNop(), sid, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := st.identity(t.Context(), sid, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pub, ok := id.cert.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
+			t.Errorf("the student role used another key than the one enrolled with --key")
+		}
 	}
 }

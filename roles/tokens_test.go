@@ -189,3 +189,18 @@ func TestTokenFileFormats(t *testing.T) {
 		})
 	}
 }
+
+// TestReadOnlyCommandsNeedNoPassphrase: certs and crl, run with the CA
+// stopped, read its data directory without the root key, so without its
+// passphrase (key_passphrase_env names a variable that is not set).
+func TestReadOnlyCommandsNeedNoPassphrase(t *testing.T) {
+	cfg := tokenConfig(t)
+	os.Unsetenv(cfg.CA.KeyPassphraseEnv) // t.Setenv restores it
+	var out bytes.Buffer
+	if err := ListCertificates(t.Context(), cfg, "", false, &out); err != nil {
+		t.Errorf("certs: %v", err)
+	}
+	if err := PrintCRL(t.Context(), cfg, false, &out); err != nil {
+		t.Errorf("crl: %v", err)
+	}
+}
