@@ -100,19 +100,24 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		zap.Time("not_after", res.Certificate.NotAfter),
 		zap.String("dir", opts.OutDir))
 	fmt.Fprintf(out, "%s sign finished\n", opts.SID)
-	if opts.KeyFile != "" {
+	if opts.Board {
+		return nil
+	}
+	// The student role looks for the identity in student.data_dir/SID: a
+	// key given with --key is put there beside its certificate; elsewhere
+	// the key stays where it is, and the log says where the role looks.
+	want := filepath.Join(cfg.Student.DataDir, opts.SID)
+	switch {
+	case !sameDir(want, opts.OutDir):
+		log.Info("the student role (--role=student, history, assignments) looks for this identity elsewhere: enroll with --out there, or copy key.pem, cert.pem and root.pem there",
+			logging.SID(opts.SID), zap.String("student_dir", want), zap.String("dir", opts.OutDir))
+	case opts.KeyFile != "":
 		if err := placeKey(opts.KeyFile, filepath.Join(opts.OutDir, ca.KeyFile)); err != nil {
 			return fmt.Errorf("enroll %s: the certificate is in %s, but its key could not be put beside it: %w", opts.SID, opts.OutDir, err)
 		}
-	} else if opts.CSRFile != "" && res.KeyPath == "" {
-		fmt.Fprintf(out, "%s: the key of %s stays where you made it; copy it to %s (mode 0600) for pkiboard to use this certificate\n",
-			opts.SID, opts.CSRFile, filepath.Join(opts.OutDir, ca.KeyFile))
-	}
-	if !opts.Board {
-		if want := filepath.Join(cfg.Student.DataDir, opts.SID); !sameDir(want, opts.OutDir) {
-			fmt.Fprintf(out, "%s: the student role (--role=student, history, assignments) looks for this identity in %s (student.data_dir/SID); enroll with --out %s, or copy key.pem, cert.pem and root.pem there\n",
-				opts.SID, want, want)
-		}
+	case res.KeyPath == "":
+		log.Warn("the key of the --csr stays where it was made: copy it beside the certificate as key.pem (mode 0600) for the student role to use it",
+			logging.SID(opts.SID), zap.String("csr", opts.CSRFile), zap.String("key", filepath.Join(opts.OutDir, ca.KeyFile)))
 	}
 	return nil
 }

@@ -226,11 +226,18 @@ func TestOwnKeyEnrollmentServesTheStudentRole(t *testing.T) {
 			dir = t.TempDir()
 		}
 		var out bytes.Buffer
-		if err := Enroll(t.Context(), cfg, zap.NewNop(), EnrollOptions{SID: sid, KeyFile: keyFile, OutDir: dir}, &out); err != nil {
+		core, logs := observer.New(zapcore.InfoLevel)
+		if err := Enroll(t.Context(), cfg, zap.New(core), EnrollOptions{SID: sid, KeyFile: keyFile, OutDir: dir}, &out); err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.Contains(out.String(), "looks for this identity in "+filepath.Join(cfg.Student.DataDir, sid)); got == intoDataDir {
-			t.Errorf("into student.data_dir %v: a line saying where the student role looks: %v; output %q", intoDataDir, got, out.String())
+		if out.String() != sid+" sign finished\n" {
+			t.Errorf("stdout: got %q, want the course's line alone", out.String())
+		}
+		if got := logs.FilterMessageSnippet("looks for this identity elsewhere").Len() > 0; got == intoDataDir {
+			t.Errorf("into student.data_dir %v: a line saying where the student role looks: %v; log %s", intoDataDir, got, messages(logs))
+		}
+		if _, err := os.Stat(filepath.Join(dir, ca.KeyFile)); (err == nil) != intoDataDir {
+			t.Errorf("into student.data_dir %v: key.pem beside the certificate: %v", intoDataDir, err)
 		}
 		if !intoDataDir {
 			continue
