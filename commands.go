@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"pkiboard/ca"
 	"pkiboard/internal/config"
 	"pkiboard/roles"
 )
@@ -28,8 +29,9 @@ interrupted attempt left in DIR), sends a CSR (or the --csr made by 'openssl req
 with CN=SID) to the CA at student.ca_addr, and writes the certificate into DIR.
 key.pem (mode 0600) is written before the request, and only when the key was
 generated here. A token for a CA with policy = "token" comes from the
-PKIBOARD_TOKEN environment variable or --token-file (a file holding the bare
-token), never from the command line; it never leaves this machine: the request
+PKIBOARD_TOKEN environment variable or --token-file (the format of
+student.token_file: "SID TOKEN" lines, or the bare token alone), never from the
+command line; it never leaves this machine: the request
 is signed with a key derived from it. With --board, enrolls the board's
 certificate with a one-time board token (pkiboard token --board), checking the
 root against board.root_fingerprint.`,
@@ -38,7 +40,7 @@ root against board.root_fingerprint.`,
 				&cli.StringFlag{Name: "out", Required: true, Usage: "write the files into `DIR`"},
 				&cli.StringFlag{Name: "key", Usage: "certify this private key `FILE` (PEM) instead of generating one"},
 				&cli.StringFlag{Name: "csr", Usage: "send this CSR `FILE` (PEM or DER) instead of making one"},
-				&cli.StringFlag{Name: "token-file", Usage: "read the enrollment token from `FILE` (the bare token)"},
+				&cli.StringFlag{Name: "token-file", Usage: "read the enrollment token from `FILE`: a \"SID TOKEN\" line, or the bare token alone"},
 				&cli.BoolFlag{Name: "board", Usage: "enroll the board's certificate (needs a one-time board token)"},
 			),
 			Action: func(c *cli.Context) error {
@@ -93,7 +95,7 @@ supported: a revocation here is final.`,
 			Flags: append(commonFlags(),
 				&cli.StringFlag{Name: "serial", Usage: "the certificate's serial number in `HEX`"},
 				onceFlag("sid", "revoke every valid certificate of `SID`"),
-				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`"},
+				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`: " + strings.Join(ca.AcceptedReasons(), ", ")},
 			),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
@@ -137,7 +139,7 @@ With --cancel, cancels the unused tokens of --sid: the CA refuses them from then
 				&cli.StringFlag{Name: "out", Value: "tokens.csv", Usage: "--roster: write the tokens to this new CSV `FILE` (mode 0600)"},
 				&cli.BoolFlag{Name: "renew", Usage: "--roster: a token for every student, cancelling the older unused ones"},
 				&cli.BoolFlag{Name: "cancel", Usage: "cancel the unused tokens of --sid"},
-				&cli.StringFlag{Name: "ttl", Usage: "validity as a Go `DURATION` (default ca.token_ttl)"},
+				&cli.StringFlag{Name: "ttl", Usage: "validity as a `DURATION`: 72h, 3d (days), 2w (weeks) (default ca.token_ttl)"},
 			),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
@@ -235,7 +237,7 @@ certificate was revoked before the submission.`,
 				&cli.BoolFlag{Name: "all-versions", Usage: "--assignment: every version, not only the one that counts"},
 				&cli.BoolFlag{Name: "late", Usage: "--assignment: only the late ones"},
 				&cli.BoolFlag{Name: "csv", Usage: "--assignment: print CSV instead of a table"},
-				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID`"},
+				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID` (3 and 000003 are one)"},
 				&cli.StringFlag{Name: "root", Usage: "--verify: trust the root certificate in `FILE`"},
 				&cli.StringFlag{Name: "root-fingerprint", Usage: "--verify: trust the root with this SHA-256 fingerprint `HEX`"},
 			),
@@ -621,11 +623,11 @@ func fileExists(path string) bool {
 // PKIBOARD_TOKEN environment variable ("" when neither is given).
 func readToken(c *cli.Context) (string, error) {
 	if f := c.String("token-file"); f != "" {
-		data, err := os.ReadFile(f)
+		tok, err := roles.TokenFor(f, c.String("sid"))
 		if err != nil {
-			return "", usagef("--token-file: %w", err)
+			return "", usageError{err}
 		}
-		return strings.TrimSpace(string(data)), nil
+		return tok, nil
 	}
 	return strings.TrimSpace(os.Getenv("PKIBOARD_TOKEN")), nil
 }

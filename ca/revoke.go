@@ -86,11 +86,19 @@ func ParseReason(s string) (int, error) {
 			return code, nil
 		}
 	}
+	return 0, fmt.Errorf("ca: %q is not a revocation reason; use one of %s", s, strings.Join(AcceptedReasons(), ", "))
+}
+
+// AcceptedReasons returns the names of the reasons a revocation may give:
+// RFC 5280's, without the ones checkRevocationReason refuses.
+func AcceptedReasons() []string {
 	var names []string
 	for _, code := range slices.Sorted(maps.Keys(reasonNames)) {
-		names = append(names, reasonNames[code])
+		if checkRevocationReason(code) == nil {
+			names = append(names, reasonNames[code])
+		}
 	}
-	return 0, fmt.Errorf("ca: %q is not a revocation reason; use one of %s", s, strings.Join(names, ", "))
+	return names
 }
 
 // checkRevocationReason refuses the reasons pkiboard cannot honour:

@@ -359,3 +359,23 @@ func TestCertView(t *testing.T) {
 		t.Errorf("after notAfter: status %q want expired", got)
 	}
 }
+
+// TestParseReasonListsOnlyAcceptedReasons: the list an unknown reason is
+// answered with holds no reason a revocation then refuses.
+func TestParseReasonListsOnlyAcceptedReasons(t *testing.T) {
+	_, err := ParseReason("no-such-reason")
+	if err == nil {
+		t.Fatal("an unknown reason was accepted")
+	}
+	for _, refused := range []string{"certificateHold", "removeFromCRL"} {
+		if strings.Contains(err.Error(), refused) {
+			t.Errorf("got %q, which offers %s, a reason revoke refuses", err, refused)
+		}
+	}
+	for _, name := range AcceptedReasons() {
+		code, err := ParseReason(name)
+		if err != nil || checkRevocationReason(code) != nil {
+			t.Errorf("%s: listed as accepted but ParseReason gives %v, check gives %v", name, err, checkRevocationReason(code))
+		}
+	}
+}

@@ -163,9 +163,9 @@ func parseTTL(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
-	ttl, err := time.ParseDuration(s)
+	ttl, err := config.ParseDuration(s)
 	if err != nil || ttl <= 0 {
-		return 0, fmt.Errorf("--ttl %q is not a positive duration; give one such as 72h", s)
+		return 0, fmt.Errorf("--ttl %q is not a positive duration; give one such as 72h, 3d or 2w", s)
 	}
 	return ttl, nil
 }
