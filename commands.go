@@ -29,8 +29,9 @@ interrupted attempt left in DIR), sends a CSR (or the --csr made by 'openssl req
 with CN=SID) to the CA at student.ca_addr, and writes the certificate into DIR.
 key.pem (mode 0600) is written before the request, and only when the key was
 generated here. A token for a CA with policy = "token" comes from the
-PKIBOARD_TOKEN environment variable or --token-file (a file holding the bare
-token), never from the command line; it never leaves this machine: the request
+PKIBOARD_TOKEN environment variable or --token-file (the format of
+student.token_file: "SID TOKEN" lines, or the bare token alone), never from the
+command line; it never leaves this machine: the request
 is signed with a key derived from it. With --board, enrolls the board's
 certificate with a one-time board token (pkiboard token --board), checking the
 root against board.root_fingerprint.
@@ -42,7 +43,7 @@ Example:
 				&cli.StringFlag{Name: "out", Required: true, Usage: "write the files into `DIR`"},
 				&cli.StringFlag{Name: "key", Usage: "certify this private key `FILE` (PEM) instead of generating one"},
 				&cli.StringFlag{Name: "csr", Usage: "send this CSR `FILE` (PEM or DER) instead of making one"},
-				&cli.StringFlag{Name: "token-file", Usage: "read the enrollment token from `FILE` (the bare token)"},
+				&cli.StringFlag{Name: "token-file", Usage: "read the enrollment token from `FILE`: a \"SID TOKEN\" line, or the bare token alone"},
 				&cli.BoolFlag{Name: "board", Usage: "enroll the board's certificate (needs a one-time board token)"},
 			}, studentFlags(false)...),
 			Action: func(c *cli.Context) error {
@@ -100,17 +101,21 @@ Example:
 			Category:  "CA operator",
 			Usage:     "revoke a certificate by serial, or every certificate of a SID, and update the CRL",
 			UsageText: "pkiboard revoke (--serial HEX | --sid SID) [--reason REASON]",
-			Description: `REASON is an RFC 5280 reason: unspecified, keyCompromise, cACompromise,
-affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn or
-aACompromise (kebab-case works too, e.g. key-compromise). certificateHold is not
-supported: a revocation here is final.
+			Description: `Revokes the certificate with serial HEX (as pkiboard certs lists it), or every
+valid certificate of SID, for REASON, and has the CA issue a new CRL at once: the
+boards watching the CA install it before the command returns (it says how many
+did), the others within their board.crl_refresh. Goes through the running CA's
+operator socket, or, when the CA is stopped, opens ca.data_dir itself (the CRL is
+signed with the root key, so an encrypted root key's passphrase is needed then).
+REASON is an RFC 5280 reason, in any case, kebab-case too (key-compromise);
+certificateHold is not offered: a revocation here is final.
 
 Example:
    pkiboard revoke --sid 1155000001 --reason keyCompromise`,
 			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "serial", Usage: "the certificate's serial number in `HEX`"},
 				onceFlag("sid", "revoke every valid certificate of `SID`"),
-				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`"},
+				&cli.StringFlag{Name: "reason", Value: "unspecified", Usage: "the RFC 5280 `REASON`: " + strings.Join(ca.AcceptedReasons(), ", ")},
 			}, caFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
@@ -125,7 +130,7 @@ Example:
 						return commandUsagef(c, "--serial: %w", err)
 					}
 				}
-				if _, err := ca.ParseReason(c.String("reason")); err != nil {
+				if _, err := ca.ParseAcceptedReason(c.String("reason")); err != nil {
 					return commandUsagef(c, "--reason: %w", err)
 				}
 				return roles.Revoke(c.Context, cfg, roles.RevokeArgs{
@@ -165,12 +170,15 @@ Example:
 				&cli.StringFlag{Name: "out", Value: "tokens.csv", Usage: "--roster: write the tokens to this new CSV `FILE` (mode 0600)"},
 				&cli.BoolFlag{Name: "renew", Usage: "--roster: a token for every student, cancelling the older unused ones"},
 				&cli.BoolFlag{Name: "cancel", Usage: "cancel the unused tokens of --sid"},
-				&cli.StringFlag{Name: "ttl", Usage: "the token is valid for `DURATION`, e.g. 72h", DefaultText: "ca.token_ttl in the config"},
+				&cli.StringFlag{Name: "ttl", Usage: "the token is valid for `DURATION`: 72h, 3d (days) or 2w (weeks)", DefaultText: "ca.token_ttl in the config"},
 			}, caFlags()...),
 			Action: func(c *cli.Context) error {
 				cfg, err := loadConfig(c, "ca")
 				if err != nil {
 					return err
+				}
+				if _, err := roles.ParseTTL(c.String("ttl")); err != nil {
+					return commandUsagef(c, "%w", err)
 				}
 				if n := countSet(c, "sid", "board", "roster"); n != 1 {
 					return commandUsagef(c, "give one of --sid SID, --board and --roster")
@@ -281,7 +289,7 @@ Example:
 				&cli.BoolFlag{Name: "all-versions", Usage: "--assignment: every version, not only the one that counts"},
 				&cli.BoolFlag{Name: "late", Usage: "--assignment: only the late ones"},
 				&cli.BoolFlag{Name: "csv", Usage: "--assignment: print CSV instead of a table"},
-				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID`"},
+				&cli.StringFlag{Name: "verify", Usage: "verify the evidence of submission `ID` (3 and 000003 are one)"},
 				&cli.StringFlag{Name: "root", Usage: "--verify: trust the root certificate in `FILE`"},
 				&cli.StringFlag{Name: "root-fingerprint", Usage: "--verify: trust the root with this SHA-256 fingerprint `HEX`"},
 			}, boardFlags()...),
@@ -708,11 +716,11 @@ func fileExists(path string) bool {
 // PKIBOARD_TOKEN environment variable ("" when neither is given).
 func readToken(c *cli.Context) (string, error) {
 	if f := c.String("token-file"); f != "" {
-		data, err := os.ReadFile(f)
+		tok, err := roles.TokenFor(f, c.String("sid"))
 		if err != nil {
-			return "", usagef("--token-file: %w", err)
+			return "", usageError{err}
 		}
-		return strings.TrimSpace(string(data)), nil
+		return tok, nil
 	}
 	return strings.TrimSpace(os.Getenv("PKIBOARD_TOKEN")), nil
 }

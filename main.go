@@ -174,18 +174,19 @@ func daemonFlags() []cli.Flag {
 }
 
 // studentFlags are the flags of the student's commands, which talk to the
-// CA (and, with board set, to the board) and log what they do.
+// CA (and, with board set, to the board), keep the student's files in
+// student.data_dir, and log what they do.
 func studentFlags(board bool) []cli.Flag {
 	flags := []cli.Flag{
 		configFlag(),
 		&cli.StringFlag{Name: "ca-addr", Usage: "the CA is at `ADDR` (host:port)", DefaultText: "student.ca_addr in the config"},
 	}
 	if board {
-		flags = append(flags,
-			&cli.StringFlag{Name: "board-addr", Usage: "the board is at `ADDR` (host:port)", DefaultText: "student.board_addr in the config"},
-			&cli.StringFlag{Name: "data-dir", Usage: "the student's keys, certificates and receipts are in `DIR`", DefaultText: "student.data_dir in the config"})
+		flags = append(flags, &cli.StringFlag{Name: "board-addr", Usage: "the board is at `ADDR` (host:port)", DefaultText: "student.board_addr in the config"})
 	}
-	return append(flags, logLevelFlag(), logFormatFlag())
+	return append(flags,
+		&cli.StringFlag{Name: "data-dir", Usage: "the student role keeps each SID's key, certificate and receipts in `DIR`/SID", DefaultText: "student.data_dir in the config"},
+		logLevelFlag(), logFormatFlag())
 }
 
 // loadConfig reads the config file and applies the flag overrides for role.

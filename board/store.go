@@ -634,6 +634,16 @@ func (s *Store) Get(id string) (*Record, error) {
 // six decimal digits.
 func recordID(seq uint64) string { return fmt.Sprintf("%06d", seq) }
 
+// CanonicalID returns the receipt id that id names as a person may type it:
+// "3" and "000003" are both "000003". Anything else is returned unchanged
+// (and found by no Get).
+func CanonicalID(id string) string {
+	if seq, err := strconv.ParseUint(id, 10, 63); err == nil {
+		return recordID(seq)
+	}
+	return id
+}
+
 // ContentPath returns where a stored submission's content is.
 func (s *Store) ContentPath(r *Record) string {
 	return filepath.Join(s.dir, ContentDir, filepath.Base(r.File))

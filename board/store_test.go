@@ -276,3 +276,12 @@ func TestCommitFailureDiscards(t *testing.T) {
 		t.Errorf("got %q in the partial directory after a failed commit, want nothing", got)
 	}
 }
+
+// TestCanonicalID: an id as a person types it names the stored one.
+func TestCanonicalID(t *testing.T) {
+	for in, want := range map[string]string{"3": "000003", "000003": "000003", "0003": "000003", "1234567": "1234567", "x3": "x3", "": ""} {
+		if got := CanonicalID(in); got != want {
+			t.Errorf("CanonicalID(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

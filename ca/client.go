@@ -49,6 +49,15 @@ const DefaultTimeout = 30 * time.Second
 // trusted on first use to the caller, who must say so.
 type Client struct {
 	Addr string // the CA's host:port
+
+	// Dial, when set, connects to the CA instead of a plain TCP dial to
+	// Addr: the student's wraps the connection to say what it waits for and
+	// what it found there.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Sent, when set, is called each time an EnrollRequest has been written
+	// to the CA — not before, so that a line it logs never claims a request
+	// that was not sent.
+	Sent func()
 }
 
 // exchange runs f over a new connection to the CA. The whole exchange, the
@@ -60,8 +69,14 @@ func (c Client) exchange(ctx context.Context, f func(*wire.Conn) error) error {
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", c.Addr)
+	var nc net.Conn
+	var err error
+	if c.Dial != nil {
+		nc, err = c.Dial(ctx)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", c.Addr)
+	}
 	if err != nil {
 		return fmt.Errorf("connect to the CA at %s: %w", c.Addr, err)
 	}
@@ -288,6 +303,9 @@ func (c Client) Request(ctx context.Context, e Enroll) (*x509.Certificate, error
 	err = c.exchange(ctx, func(wc *wire.Conn) error {
 		if err := wc.WriteMessage(m); err != nil {
 			return fmt.Errorf("send request: %w", err)
+		}
+		if c.Sent != nil {
+			c.Sent()
 		}
 		var err error
 		acc, err = wire.Expect[*wire.EnrollAccepted](wc.ReadMessage())

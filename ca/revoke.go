@@ -86,11 +86,29 @@ func ParseReason(s string) (int, error) {
 			return code, nil
 		}
 	}
+	return 0, fmt.Errorf("ca: %q is not a revocation reason; use one of %s", s, strings.Join(AcceptedReasons(), ", "))
+}
+
+// ParseAcceptedReason is ParseReason for a revocation to be made here: it
+// also refuses the reasons pkiboard does not honour (see AcceptedReasons).
+func ParseAcceptedReason(s string) (int, error) {
+	code, err := ParseReason(s)
+	if err != nil {
+		return 0, err
+	}
+	return code, checkRevocationReason(code)
+}
+
+// AcceptedReasons returns the names of the reasons a revocation may give:
+// RFC 5280's, without the ones checkRevocationReason refuses.
+func AcceptedReasons() []string {
 	var names []string
 	for _, code := range slices.Sorted(maps.Keys(reasonNames)) {
-		names = append(names, reasonNames[code])
+		if checkRevocationReason(code) == nil {
+			names = append(names, reasonNames[code])
+		}
 	}
-	return 0, fmt.Errorf("ca: %q is not a revocation reason; use one of %s", s, strings.Join(names, ", "))
+	return names
 }
 
 // checkRevocationReason refuses the reasons pkiboard cannot honour:

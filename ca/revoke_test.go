@@ -359,3 +359,46 @@ func TestCertView(t *testing.T) {
 		t.Errorf("after notAfter: status %q want expired", got)
 	}
 }
+
+// TestParseReasonListsOnlyAcceptedReasons: the list an unknown reason is
+// answered with holds no reason a revocation then refuses.
+func TestParseReasonListsOnlyAcceptedReasons(t *testing.T) {
+	_, err := ParseReason("no-such-reason")
+	if err == nil {
+		t.Fatal("an unknown reason was accepted")
+	}
+	for _, refused := range []string{"certificateHold", "removeFromCRL"} {
+		if strings.Contains(err.Error(), refused) {
+			t.Errorf("got %q, which offers %s, a reason revoke refuses", err, refused)
+		}
+	}
+	for _, name := range AcceptedReasons() {
+		code, err := ParseReason(name)
+		if err != nil || checkRevocationReason(code) != nil {
+			t.Errorf("%s: listed as accepted but ParseReason gives %v, check gives %v", name, err, checkRevocationReason(code))
+		}
+	}
+}
+
+// TestParseAcceptedReason: what revoke --reason checks before any work
+// refuses the reasons a revocation would refuse, and takes the others.
+func TestParseAcceptedReason(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"keyCompromise", ReasonKeyCompromise, true},
+		{"superseded", 4, true},
+		{"certificateHold", 0, false},
+		{"remove-from-crl", 0, false},
+		{"6", 0, false},
+		{"bored", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseAcceptedReason(tt.in)
+		if (err == nil) != tt.ok || tt.ok && got != tt.want {
+			t.Errorf("ParseAcceptedReason(%q): got %d, %v want %d ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -330,7 +331,9 @@ func TestDiskFullMidUpload(t *testing.T) {
 // keeps serving with the CRL it holds and says it cannot refresh it; a board
 // restarted meanwhile starts from its saved certificate and CRL; once that CRL
 // expires it refuses sessions (crl_stale = "fail"); when the CA is back, the
-// next refresh brings a fresh CRL and sessions are accepted again. A board
+// next refresh brings a fresh CRL and sessions are accepted again; the board's
+// /readyz is 503 naming the crl check while the CRL is expired, and 200 after the
+// refresh. A board
 // that has no certificate yet cannot start without the CA, and says so.
 func TestCAUnreachableFromBoard(t *testing.T) {
 	in := newInstall(t, map[string]string{"ca": `crl_validity = "8s"`, "board": `crl_refresh = "1s"`})
@@ -387,10 +390,18 @@ func TestCAUnreachableFromBoard(t *testing.T) {
 	// The board logs why before it answers; the line may still be on its
 	// way through the pipe when the student has exited.
 	waitLog(s.board, "session refused: no current CRL", 1)
+	// Its /readyz says so too, naming the check (issue 15).
+	readyz := "http://" + httpAddr(t, s.board) + "/readyz"
+	if code, body := httpGet(t, http.DefaultClient, readyz); code != http.StatusServiceUnavailable || !strings.Contains(body, `"crl"`) {
+		t.Errorf("/readyz with the board's CRL expired: %d %s; want 503 naming the crl check", code, body)
+	}
 
 	installed := s.board.Logged("CRL installed")
 	s.ca = in.start("ca", "--listen", caAddr)
 	waitLog(s.board, "CRL installed", installed+1)
+	if code, body := httpGet(t, http.DefaultClient, readyz); code != http.StatusOK {
+		t.Errorf("/readyz once a fresh CRL is installed: %d %s; want 200", code, body)
+	}
 	if r := submit("the CA is back"); r.code != 0 {
 		t.Errorf("student once the CA is back: %s", r.stderr)
 	}

@@ -109,7 +109,7 @@ func VerifySubmission(_ context.Context, cfg *config.Config, o VerifySubmissionO
 	if err != nil {
 		return fmt.Errorf("submissions --verify %s: %w", o.ID, err)
 	}
-	rec, err := st.Get(o.ID)
+	rec, err := st.Get(board.CanonicalID(o.ID))
 	if err != nil {
 		st.Close()
 		return fmt.Errorf("submissions --verify %s: %w", o.ID, err)

@@ -115,7 +115,7 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			if err := json.Unmarshal(raw, &args); err != nil {
 				return nil, err
 			}
-			ttl, err := parseTTL(args.TTL)
+			ttl, err := ParseTTL(args.TTL)
 			if err != nil {
 				return nil, err
 			}
@@ -138,7 +138,7 @@ func caOps(auth *ca.Authority) map[string]adminOp {
 			if err := json.Unmarshal(raw, &args); err != nil {
 				return nil, err
 			}
-			ttl, err := parseTTL(args.TTL)
+			ttl, err := ParseTTL(args.TTL)
 			if err != nil {
 				return nil, err
 			}
@@ -168,14 +168,14 @@ func ParseSerial(s string) (*big.Int, error) {
 	return serial, nil
 }
 
-// parseTTL reads --ttl: "" is zero, the CA's token_ttl.
-func parseTTL(s string) (time.Duration, error) {
+// ParseTTL reads token --ttl: "" is zero, the CA's token_ttl.
+func ParseTTL(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
-	ttl, err := time.ParseDuration(s)
+	ttl, err := config.ParseDuration(s)
 	if err != nil || ttl <= 0 {
-		return 0, fmt.Errorf("--ttl %q is not a positive duration; give one such as 72h", s)
+		return 0, fmt.Errorf("--ttl %q is not a positive duration; give one such as 72h, 3d or 2w", s)
 	}
 	return ttl, nil
 }

@@ -4,15 +4,20 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"pkiboard/ca"
 	"pkiboard/internal/config"
+	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/internal/logging"
 	"pkiboard/wire"
@@ -36,7 +41,8 @@ type EnrollOptions struct {
 // token. A key.pem already in the directory is certified again (an earlier
 // attempt's answer may have been lost: the CA answers it again).
 func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts EnrollOptions, out io.Writer) error {
-	client := ca.Client{Addr: cfg.Student.CAAddr}
+	p := studentCA(cfg.Student.CAAddr, ca.DefaultTimeout)
+	p.tkey = "the enrollment's bound"
 	o := ca.EnrollOptions{
 		SID:          opts.SID,
 		Token:        opts.Token,
@@ -50,8 +56,18 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		o.Profile = wire.ProfileBoard
 		o.KeyAlgorithm = cfg.Board.KeyAlgorithm
 		o.RootFingerprint = cfg.Board.RootFingerprint
-		client.Addr = cfg.Board.CAAddr
+		p.addr, p.key = cfg.Board.CAAddr, "board.ca_addr"
 		setting = "board.root_fingerprint"
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		p.timeout = time.Until(dl)
+	}
+	client := ca.Client{
+		Addr: p.addr,
+		Dial: func(ctx context.Context) (net.Conn, error) { return p.dial(ctx, log, logging.SID(opts.SID)) },
+		Sent: func() {
+			logging.Step(log, 1, "certificate signing request sent to the CA", logging.SID(opts.SID), zap.String("ca", p.addr))
+		},
 	}
 	if opts.KeyFile != "" {
 		key, err := keys.ReadPrivateKey(opts.KeyFile, nil)
@@ -67,9 +83,12 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		}
 		o.CSR = csr
 	}
-	logging.Step(log, 1, "certificate signing request sent to the CA", logging.SID(opts.SID), zap.String("ca", client.Addr))
 	res, err := client.Enroll(ctx, o)
 	if err != nil {
+		var reach *ReachError
+		if err := p.reachError(err); errors.As(err, &reach) {
+			return fmt.Errorf("enroll %s: %w", opts.SID, reach)
+		}
 		return err
 	}
 	if res.FirstUse {
@@ -81,7 +100,61 @@ func Enroll(ctx context.Context, cfg *config.Config, log *zap.Logger, opts Enrol
 		zap.Time("not_after", res.Certificate.NotAfter),
 		zap.String("dir", opts.OutDir))
 	fmt.Fprintf(out, "%s sign finished\n", opts.SID)
+	if opts.Board {
+		return nil
+	}
+	// The student role looks for the identity in student.data_dir/SID: a
+	// key given with --key is put there beside its certificate; elsewhere
+	// the key stays where it is, and the log says where the role looks.
+	want := filepath.Join(cfg.Student.DataDir, opts.SID)
+	switch {
+	case !sameDir(want, opts.OutDir):
+		log.Info("the student role (--role=student, history, assignments) looks for this identity elsewhere: enroll with --out there, or copy key.pem, cert.pem and root.pem there",
+			logging.SID(opts.SID), zap.String("student_dir", want), zap.String("dir", opts.OutDir))
+	case opts.KeyFile != "":
+		if err := placeKey(opts.KeyFile, filepath.Join(opts.OutDir, ca.KeyFile)); err != nil {
+			return fmt.Errorf("enroll %s: the certificate is in %s, but its key could not be put beside it: %w", opts.SID, opts.OutDir, err)
+		}
+	case res.KeyPath == "":
+		log.Warn("the key of the --csr stays where it was made: copy it beside the certificate as key.pem (mode 0600) for the student role to use it",
+			logging.SID(opts.SID), zap.String("csr", opts.CSRFile), zap.String("key", filepath.Join(opts.OutDir, ca.KeyFile)))
+	}
 	return nil
+}
+
+// placeKey copies the private key file from to to (mode 0600), where the
+// student role looks for it beside its certificate, unless to holds it
+// already.
+func placeKey(from, to string) error {
+	if sameFile(from, to) {
+		return nil
+	}
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	defer clear(data)
+	return durable.WriteFile(to, data, 0o600)
+}
+
+// sameFile reports whether a and b name one existing file.
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
+}
+
+// sameDir reports whether a and b name one directory (b exists; a may not).
+func sameDir(a, b string) bool {
+	if sameFile(a, b) {
+		return true
+	}
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == bb
 }
 
 // warnFirstUse says loudly that root, saved as saved, was accepted with

@@ -135,12 +135,17 @@ func usableSIDs(ids []string) error {
 	return nil
 }
 
-// studentMessage turns an error into the sentence a student reads: the peer's
-// own sentence when the CA or the board refused.
+// studentMessage turns an error into the sentence a student reads: what to
+// check when the CA or the board is not where the config says, the peer's own
+// sentence when it refused.
 func studentMessage(err error) string {
 	var cannot *ca.CannotRenewError
 	if errors.As(err, &cannot) {
 		return cannot.Error()
+	}
+	var reach *ReachError
+	if errors.As(err, &reach) {
+		return reach.Error()
 	}
 	var peer *wire.Error
 	if errors.As(err, &peer) {
@@ -177,30 +182,14 @@ func prepareContent(opts StudentOptions, assignment string) (*content, error) {
 	return &content{original: original, name: wire.SafeName(original, "report"), report: f, size: size, sum: sum}, nil
 }
 
-// loadTokens reads the token file ("SID TOKEN" per line) and, for a single ID,
+// loadTokens reads the token file (see readTokenFile) and, for a single ID,
 // the PKIBOARD_TOKEN environment variable.
 func loadTokens(path string, ids []string) (map[string]string, error) {
 	tokens := map[string]string{}
 	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("student.token_file: %w", err)
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for n := 1; sc.Scan(); n++ {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			sid, tok, ok := strings.Cut(line, " ")
-			if !ok {
-				return nil, fmt.Errorf("%s:%d: want \"SID TOKEN\"", path, n)
-			}
-			tokens[sid] = strings.TrimSpace(tok)
-		}
-		if err := sc.Err(); err != nil {
-			return nil, fmt.Errorf("student.token_file: %w", err)
+		var err error
+		if tokens, err = readTokenFile(path, "student.token_file", ids); err != nil {
+			return nil, err
 		}
 	}
 	if env := strings.TrimSpace(os.Getenv("PKIBOARD_TOKEN")); env != "" {
@@ -210,6 +199,67 @@ func loadTokens(path string, ids []string) (map[string]string, error) {
 		tokens[ids[0]] = env
 	}
 	return tokens, nil
+}
+
+// TokenFileFormat says, for help texts, what a token file holds.
+const TokenFileFormat = `one "SID TOKEN" line per student (blank lines and lines starting with # are skipped), or, where one SID is meant, the bare token alone`
+
+// readTokenFile reads a token file, the one format of student.token_file and
+// `pkiboard enroll --token-file` (TokenFileFormat): "SID TOKEN" lines, or a
+// bare token when ids holds one SID. setting names the file in errors.
+func readTokenFile(path, setting string, ids []string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", setting, err)
+	}
+	defer f.Close()
+	tokens := map[string]string{}
+	var bare string
+	lines := 0
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		lines++
+		fields := strings.Fields(line)
+		switch len(fields) {
+		case 1:
+			bare = fields[0]
+		case 2:
+			tokens[fields[0]] = fields[1]
+		default:
+			return nil, fmt.Errorf("%s %s:%d: want \"SID TOKEN\" or a bare token", setting, path, n)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", setting, err)
+	}
+	if bare != "" {
+		switch {
+		case lines > 1:
+			return nil, fmt.Errorf("%s %s: a bare token must be alone in its file; for several students write \"SID TOKEN\" lines", setting, path)
+		case len(ids) != 1:
+			return nil, fmt.Errorf("%s %s holds a bare token, for one SID, but %d IDs are asked for: write \"SID TOKEN\" lines", setting, path, len(ids))
+		}
+		tokens[ids[0]] = bare
+	}
+	return tokens, nil
+}
+
+// TokenFor returns sid's enrollment token from the token file at path (see
+// readTokenFile), for `pkiboard enroll --token-file`.
+func TokenFor(path, sid string) (string, error) {
+	tokens, err := readTokenFile(path, "--token-file", []string{sid})
+	if err != nil {
+		return "", err
+	}
+	tok, ok := tokens[sid]
+	if !ok {
+		return "", fmt.Errorf("--token-file %s has no line for %s", path, sid)
+	}
+	return tok, nil
 }
 
 // student runs the student's steps for each ID.
@@ -372,10 +422,10 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 // ctx closes it; done closes it and must be called once the session is
 // over.
 func (st *student) session(ctx, setupCtx context.Context, sid string, id *studentID) (sc *session.Conn, done func(), err error) {
-	var d net.Dialer
-	nc, err := d.DialContext(setupCtx, "tcp", st.cfg.BoardAddr)
+	bp := studentBoard(st.cfg.BoardAddr, st.cfg.Timeout.D())
+	nc, err := bp.dial(setupCtx, st.log, logging.SID(sid))
 	if err != nil {
-		return nil, nil, fmt.Errorf("connect to the board at %s: %w", st.cfg.BoardAddr, err)
+		return nil, nil, err
 	}
 	timeout := st.cfg.Timeout.D()
 	wc := wire.NewConn(nc, wire.Options{MaxFrame: session.MaxRecord, ReadTimeout: timeout, WriteTimeout: timeout})
@@ -405,7 +455,7 @@ func (st *student) session(ctx, setupCtx context.Context, sid string, id *studen
 			logging.Step(st.log, 5, "board not accepted; session refused", logging.SID(sid),
 				zap.Stringer("code", refusal.Code), zap.String("reason", refusal.Text))
 		}
-		return nil, nil, err
+		return nil, nil, bp.reachError(err)
 	}
 	status := sc.BoardStatus()
 	logging.Step(st.log, 5, "board verified; session key recovered", logging.SID(sid),
@@ -458,11 +508,11 @@ func (st *student) root(ctx context.Context, sid string) (*x509.Certificate, err
 	var firstUse bool
 	err := retryBusy(ctx, st.log, sid, "the CA", func() error {
 		var err error
-		root, firstUse, err = st.trustAnchor.Resolve(ctx, ca.Client{Addr: st.cfg.CAAddr})
+		root, firstUse, err = st.trustAnchor.Resolve(ctx, st.caClient(sid))
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("the CA's root certificate: %w", err)
+		return nil, fmt.Errorf("the CA's root certificate: %w", st.caPeer().reachError(err))
 	}
 	if firstUse {
 		warnFirstUse(st.log, root, st.trustAnchor.Saved)
@@ -484,7 +534,7 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		Name:         sid,
 		Profile:      wire.ProfileStudent,
 		Root:         root,
-		Client:       ca.Client{Addr: st.cfg.CAAddr},
+		Client:       st.caClient(sid),
 		KeyAlgorithm: st.cfg.KeyAlgorithm,
 		Token:        func() (string, error) { return st.tokens[sid], nil },
 		Retry: func(attempt func() error) error {
@@ -496,12 +546,9 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		OnRenewFailed: func(err error) {
 			st.log.Warn("could not renew the certificate; using it while it is valid", logging.SID(sid), zap.Error(err))
 		},
-		OnRequest: func() {
-			logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", st.cfg.CAAddr))
-		},
 	})
 	if err != nil {
-		return nil, err
+		return nil, st.caPeer().reachError(err)
 	}
 	cert := id.Certificate
 	switch {
@@ -516,6 +563,23 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
 	}
 	return &studentID{key: id.Key, cert: cert, root: id.Root}, nil
+}
+
+// caPeer is the CA as the student looks for it.
+func (st *student) caPeer() peer { return studentCA(st.cfg.CAAddr, st.cfg.Timeout.D()) }
+
+// caClient is the student's client of the CA for sid: its connections say
+// what they wait for and what they found, and STEP 1 is logged once a
+// request has been sent.
+func (st *student) caClient(sid string) ca.Client {
+	p := st.caPeer()
+	return ca.Client{
+		Addr: p.addr,
+		Dial: func(ctx context.Context) (net.Conn, error) { return p.dial(ctx, st.log, logging.SID(sid)) },
+		Sent: func() {
+			logging.Step(st.log, 1, "key pair ready; certificate signing request sent to the CA", logging.SID(sid), zap.String("ca", p.addr))
+		},
+	}
 }
 
 // lockedWriter serializes the lines of concurrent IDs.

@@ -139,3 +139,68 @@ func TestCancelAndListTokens(t *testing.T) {
 		t.Errorf("tokens --json: got %s, want []", out.String())
 	}
 }
+
+// TestTokenFileFormats: student.token_file and enroll --token-file read one
+// format — "SID TOKEN" lines, or a bare token where one SID is meant.
+func TestTokenFileFormats(t *testing.T) {
+	tests := []struct {
+		name, file string
+		ids        []string
+		want       map[string]string
+		err        string
+	}{
+		{name: "lines", file: "# tokens\n1155000001 tokA\n\n1155000002  tokB\n", ids: []string{"1155000001", "1155000002"},
+			want: map[string]string{"1155000001": "tokA", "1155000002": "tokB"}},
+		{name: "bare", file: "tokA\n", ids: []string{"1155000001"}, want: map[string]string{"1155000001": "tokA"}},
+		{name: "bare for two", file: "tokA\n", ids: []string{"1155000001", "1155000002"}, err: "holds a bare token, for one SID, but 2 IDs"},
+		{name: "bare among lines", file: "tokA\n1155000002 tokB\n", ids: []string{"1155000001"}, err: "a bare token must be alone"},
+		{name: "three fields", file: "1155000001 tokA extra\n", ids: []string{"1155000001"}, err: ":1: want \"SID TOKEN\" or a bare token"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "tokens")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := readTokenFile(path, "student.token_file", tt.ids)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("got %v, want an error saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v want %v", got, tt.want)
+			}
+			for sid, tok := range tt.want {
+				if got[sid] != tok {
+					t.Errorf("%s: got %q want %q", sid, got[sid], tok)
+				}
+			}
+			if len(tt.ids) == 1 {
+				tok, err := TokenFor(path, tt.ids[0])
+				if err != nil || tok != tt.want[tt.ids[0]] {
+					t.Errorf("TokenFor: got %q, %v; want %q", tok, err, tt.want[tt.ids[0]])
+				}
+			}
+		})
+	}
+}
+
+// TestReadOnlyCommandsNeedNoPassphrase: certs and crl, run with the CA
+// stopped, read its data directory without the root key, so without its
+// passphrase (key_passphrase_env names a variable that is not set).
+func TestReadOnlyCommandsNeedNoPassphrase(t *testing.T) {
+	cfg := tokenConfig(t)
+	os.Unsetenv(cfg.CA.KeyPassphraseEnv) // t.Setenv restores it
+	var out bytes.Buffer
+	if err := ListCertificates(t.Context(), cfg, "", false, &out); err != nil {
+		t.Errorf("certs: %v", err)
+	}
+	if err := PrintCRL(t.Context(), cfg, false, &out); err != nil {
+		t.Errorf("crl: %v", err)
+	}
+}

@@ -187,8 +187,6 @@ func Default() *Config {
 			DataDir:        "data/ca",
 			HTTP:           HTTP{HTTPListen: "127.0.0.1:8013"},
 			CommonName:     "CUHK Course Root CA",
-			Organization:   "The Chinese University of Hong Kong",
-			Country:        "HK",
 			KeyAlgorithm:   "ecdsa-p256",
 			RootValidity:   Duration(10 * 365 * 24 * time.Hour),
 			CertValidity:   Duration(180 * 24 * time.Hour),

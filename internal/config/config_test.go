@@ -433,3 +433,30 @@ func TestStudentDataDirEmptyIsUserDir(t *testing.T) {
 		})
 	}
 }
+
+// TestParseDuration: Go's units, and days and weeks as people write them.
+func TestParseDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"90s", 90 * time.Second, true},
+		{"72h", 72 * time.Hour, true},
+		{"3d", 72 * time.Hour, true},
+		{"2w", 14 * 24 * time.Hour, true},
+		{"1d12h", 36 * time.Hour, true},
+		{"1.5d", 36 * time.Hour, true},
+		{"1w1d", 8 * 24 * time.Hour, true},
+		{"3", 0, false},
+		{"d", 0, false},
+		{"3days", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseDuration(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}

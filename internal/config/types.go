@@ -13,14 +13,48 @@ import (
 )
 
 // Duration is a time.Duration written in the file as a Go duration string
-// ("90s", "72h"). A bare integer is refused rather than read as nanoseconds.
+// ("90s", "72h"), with days and weeks as people write them ("3d", "2w",
+// "1d12h"; see ParseDuration). A bare integer is refused rather than read as
+// nanoseconds.
 type Duration time.Duration
 
-// UnmarshalText parses a duration string.
-func (d *Duration) UnmarshalText(text []byte) error {
-	v, err := time.ParseDuration(string(text))
+// dayUnits matches a number of days or weeks inside a duration string.
+var dayUnits = regexp.MustCompile(`([0-9]+(?:\.[0-9]*)?|\.[0-9]+)([dw])`)
+
+// ParseDuration parses a duration as time.ParseDuration does, and also days
+// ("d", 24 hours) and weeks ("w", 7 days): "3d", "2w", "1d12h", "1.5d". It is
+// the one parser of every duration pkiboard reads, in the config and in
+// flags (--ttl).
+func ParseDuration(s string) (time.Duration, error) {
+	var bad error
+	hours := dayUnits.ReplaceAllStringFunc(s, func(m string) string {
+		sub := dayUnits.FindStringSubmatch(m)
+		n, err := strconv.ParseFloat(sub[1], 64)
+		if err != nil {
+			bad = err
+			return m
+		}
+		per := 24.0
+		if sub[2] == "w" {
+			per = 7 * 24
+		}
+		return strconv.FormatFloat(n*per, 'f', -1, 64) + "h"
+	})
+	if bad != nil {
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	d, err := time.ParseDuration(hours)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration (write it like \"30s\", \"15m\" or \"72h\")", text)
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	return d, nil
+}
+
+// UnmarshalText parses a duration string (see ParseDuration).
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (write it like \"30s\", \"15m\", \"72h\" or \"3d\")", text)
 	}
 	*d = Duration(v)
 	return nil
