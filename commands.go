@@ -145,8 +145,9 @@ Example:
 			UsageText: `pkiboard token (--sid SID | --board) [--ttl DURATION]
 pkiboard token --roster [--out FILE.csv] [--renew] [--ttl DURATION]
 pkiboard token --cancel --sid SID`,
-			Description: `Prints the token once; the CA keeps only a public key derived from it, so a
-copy of the CA's store enrolls nobody. The token works once, until it expires
+			Description: `Makes a one-time enrollment token for student SID (or for a board) and prints
+it, once: the CA keeps only a public key derived from it, so a copy of the CA's
+store enrolls nobody. The token works once, until it expires
 (default ca.token_ttl). Give it to the student, who enrolls with PKIBOARD_TOKEN=...
 or a token file. A new token for a SID cancels her older unused one. With --board,
 the token lets one board enroll its certificate once (board.enroll_token_file); the
@@ -162,7 +163,7 @@ each token only to its student, from this machine, then delete the file.
 With --cancel, cancels the unused tokens of --sid: the CA refuses them from then on.
 
 Example:
-   pkiboard token --sid 1155000001 --ttl 72h`,
+   pkiboard token --sid 1155000001 --ttl 3d`,
 			Flags: append([]cli.Flag{
 				onceFlag("sid", "the student `ID` the token is for"),
 				&cli.BoolFlag{Name: "board", Usage: "a one-time token for one board's first enrollment"},
@@ -395,8 +396,9 @@ Example:
 			Category:  "board operator",
 			Usage:     "mark which of a student's versions of an assignment counts (audited)",
 			UsageText: "pkiboard activate --assignment ID --sid SID --version V [--as NAME]",
-			Description: `By default her latest submission counts. This marks version V instead, until
-she submits again (her newer version then counts). Written to the board's
+			Description: `Marks which of student SID's versions of assignment ID counts. By default her
+latest submission counts; this marks version V instead, until she submits again
+(her newer version then counts). Written to the board's
 append-only audit table under your OS user's name, or --as NAME.
 
 Example:
@@ -425,8 +427,9 @@ Example:
 			Category:  "board operator",
 			Usage:     "write the version that counts of each student's submission to an assignment, with its evidence, into a new directory",
 			UsageText: "pkiboard export --assignment ID --out DIR [--root FILE]",
-			Description: `Writes one folder per student (her SID, or when the SID is not a safe file name,
-its safe form and 8 hex digits of its SHA-256), holding the version of hers that
+			Description: `Writes into DIR one folder per student who submitted to assignment ID (named by
+her SID, or when the SID is not a safe file name, by its safe form and 8 hex
+digits of its SHA-256), holding the version of hers that
 counts under its stored safe name, its receipt file (receipt.json, exactly as
 the student's: pkiboard verify-receipt --root root.pem checks it offline), her
 certificate (certificate.pem) and the statement she signed with its signature
