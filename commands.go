@@ -429,11 +429,11 @@ Example:
 			UsageText: "pkiboard export --assignment ID --out DIR [--root FILE]",
 			Description: `Writes into DIR one folder per student who submitted to assignment ID (named by
 her SID, or when the SID is not a safe file name, by its safe form and 8 hex
-digits of its SHA-256), holding the version of hers that
-counts under its stored safe name, its receipt file (receipt.json, exactly as
-the student's: pkiboard verify-receipt --root root.pem checks it offline), her
-certificate (certificate.pem) and the statement she signed with its signature
-(statement.bin, statement.sig); and manifest.csv, one line per student: sid,
+digits of its SHA-256), holding the version of hers that counts under its stored
+safe name, its receipt file (receipt.json, exactly as the student's: pkiboard
+verify-receipt --root root.pem checks it offline), her certificate
+(certificate.pem) and the statement she signed with its signature (statement.bin,
+statement.sig); and manifest.csv, one line per student: sid,
 name, email (from board.roster_file), folder, version, original name, stored
 name, size, sha256, received, due, late_ms, extension_until, and whether her
 statement verified (against --root, else board.root_file, else the board's saved
