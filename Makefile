@@ -14,16 +14,19 @@ help: ## list the targets
 build: ## build bin/pkiboard
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
-deps: ## install what the tests need and the machine may lack (openssl, sqlite3), with apt-get
+deps: ## install what the tests need and the machine may lack (openssl, sqlite3, tmux), with apt-get
 	@command -v openssl >/dev/null 2>&1 || { \
 		echo "make: installing openssl (the tests check interop with the real binary)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
 	@command -v sqlite3 >/dev/null 2>&1 || { \
 		echo "make: installing sqlite3 (the tests read a live store with the real shell)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq sqlite3; }
+	@command -v tmux >/dev/null 2>&1 || { \
+		echo "make: installing tmux (the tests draw the student's progress bars in a real terminal)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; }
 
 test: deps lint ## the full suite: gofmt, go vet, go test -race ./... (unit, fuzz seeds, end-to-end)
-	PKIBOARD_REQUIRE_OPENSSL=1 PKIBOARD_REQUIRE_SQLITE3=1 PKIBOARD_REQUIRE_MOUNT=1 $(GO) test -race -timeout 40m ./...
+	PKIBOARD_REQUIRE_OPENSSL=1 PKIBOARD_REQUIRE_SQLITE3=1 PKIBOARD_REQUIRE_TMUX=1 PKIBOARD_REQUIRE_MOUNT=1 $(GO) test -race -timeout 40m ./...
 	@# allocation counts of pooled paths are only meaningful without the race detector
 	$(GO) test -count=1 -run 'NoAllocs' ./wire ./session
 

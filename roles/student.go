@@ -91,26 +91,46 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 	if err != nil {
 		return fmt.Errorf("student: %w", err)
 	}
-	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens, assignment: assignment,
+	var bars *uploadBars
+	if c.report != nil {
+		bars = opts.Screen.bars()
+	}
+	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Screen.writerTo(opts.Out)}, content: c, tokens: tokens, assignment: assignment,
 		suites: s.Suites.IDs(), trustAnchor: &ca.Anchor{Fingerprint: s.RootFingerprint, Saved: filepath.Join(s.DataDir, ca.RootFile)},
-		seen: newCRLSeen(s.DataDir)}
+		seen: newCRLSeen(s.DataDir), bars: bars}
 
 	errs := make([]error, len(opts.IDs))
 	slots := make(chan struct{}, s.Parallel)
 	var wg sync.WaitGroup
 	for i, sid := range opts.IDs {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err() // interrupted before its turn
+			continue
+		}
 		wg.Add(1)
-		slots <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
 			if err := st.run(ctx, sid); err != nil {
 				errs[i] = err
-				log.Error("submission failed", logging.SID(sid), zap.Error(err))
+				if ctx.Err() == nil {
+					log.Error("submission failed", logging.SID(sid), zap.Error(err))
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	bars.wait()
+
+	if ctx.Err() != nil {
+		intr := &InterruptedError{Command: ShellQuote(opts.Command)}
+		for i, sid := range opts.IDs {
+			intr.Lines = append(intr.Lines, interruptedLine(sid, errs[i]))
+		}
+		return fmt.Errorf("student: %w", intr)
+	}
 
 	var failed []string
 	for i, err := range errs {
@@ -260,8 +280,9 @@ type student struct {
 	assignment  string // the assignment submitted to
 	tokens      map[string]string
 	suites      []uint16
-	trustAnchor *ca.Anchor // student.root_fingerprint, or else the root pinned in student.data_dir on first use
-	seen        *crlSeen   // the highest CRL number seen in a board status, per root
+	trustAnchor *ca.Anchor  // student.root_fingerprint, or else the root pinned in student.data_dir on first use
+	seen        *crlSeen    // the highest CRL number seen in a board status, per root
+	bars        *uploadBars // nil: no progress bars
 
 	rootMu  sync.Mutex
 	trusted *x509.Certificate // the root, once settled; see root
@@ -374,8 +395,10 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 	}
 	defer done()
 	body, size, sum := st.content.forSID(sid)
-	bar := newProgress(sid, size, st.content.report != nil)
-	var resumed int64
+	var (
+		resumed, sent int64
+		up            *upload
+	)
 	assignment := st.assignment
 	if assignment == "" {
 		assignment = board.LabAssignment
@@ -390,19 +413,29 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 			st.out.printf("%s %s\n", sid, termsStatement(t))
 			return nil
 		},
-		Progress: bar.update,
+		Progress: func(n int64) {
+			sent = n
+			up.sent(n)
+		},
 		OnResume: func(off int64) {
-			resumed = off
+			resumed, sent = off, off
 			if off > 0 {
-				st.log.Info("resumed an interrupted upload", logging.SID(sid), zap.Int64("offset", off), zap.Int64("size", size))
-				st.out.printf("%s resumed upload at byte %d of %d\n", sid, off, size)
+				st.log.Info("resuming an interrupted upload", logging.SID(sid), zap.Int64("offset", off), zap.Int64("size", size))
+				st.out.printf("%s resuming at byte %d of %d (%s of %s already on the board)\n", sid, off, size, mib(uint64(off)), mib(uint64(size)))
+			}
+			if st.content.report != nil {
+				up = st.bars.start(sid, off, size)
 			}
 		},
 	})
-	bar.done()
 	if err != nil {
+		up.stop()
+		if ctx.Err() != nil && st.content.report != nil && resumed <= sent && sent < size {
+			return nil, &UploadInterruptedError{SID: sid, Name: original, Sent: sent, Size: size}
+		}
 		return nil, err
 	}
+	up.stop() // complete: stays as it is
 	return &submitted{receipt: receipt, board: sc.PeerCertificate(), resumed: resumed}, nil
 }
 
@@ -581,37 +614,4 @@ func (l *lockedWriter) printf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.w, format, args...)
-}
-
-// progress draws an upload's progress on a terminal (stderr), at most a few
-// times a second; elsewhere it draws nothing.
-type progress struct {
-	sid   string
-	size  int64
-	on    bool
-	last  time.Time
-	drawn bool
-}
-
-func newProgress(sid string, size int64, report bool) *progress {
-	fi, err := os.Stderr.Stat()
-	return &progress{sid: sid, size: size, on: report && err == nil && fi.Mode()&os.ModeCharDevice != 0}
-}
-
-func (p *progress) update(sent int64) {
-	if !p.on || time.Since(p.last) < 200*time.Millisecond && sent < p.size {
-		return
-	}
-	p.last, p.drawn = time.Now(), true
-	pct := 100.0
-	if p.size > 0 {
-		pct = float64(sent) * 100 / float64(p.size)
-	}
-	fmt.Fprintf(os.Stderr, "\r%s: %5.1f%%  %.1f of %.1f MiB", p.sid, pct, float64(sent)/(1<<20), float64(p.size)/(1<<20))
-}
-
-func (p *progress) done() {
-	if p.drawn {
-		fmt.Fprintln(os.Stderr)
-	}
 }
