@@ -152,6 +152,10 @@ func studentMessage(err error) string {
 	if errors.As(err, &cannot) {
 		return cannot.Error()
 	}
+	var token *NeedsTokenError
+	if errors.As(err, &token) {
+		return token.Error()
+	}
 	var reach *ReachError
 	if errors.As(err, &reach) {
 		return reach.Error()
@@ -310,11 +314,22 @@ func (st *student) run(ctx context.Context, sid string) error {
 
 	// A board at max_conns answers busy: try again shortly, as it asks.
 	var sub *submitted
-	err = retryBusy(setupCtx, st.log, sid, "the board", func() error {
-		var err error
-		sub, err = st.submit(ctx, setupCtx, sid, id)
-		return err
-	})
+	submit := func() error {
+		return retryBusy(setupCtx, st.log, sid, "the board", func() error {
+			var err error
+			sub, err = st.submit(ctx, setupCtx, sid, id)
+			return err
+		})
+	}
+	err = submit()
+	if refused := certRefused(err); refused != nil {
+		// The board will not take this certificate again: enroll anew,
+		// with a new key, and try the session once more.
+		if id, err = st.reenroll(setupCtx, sid, dir, id, refused); err != nil {
+			return err
+		}
+		err = submit()
+	}
 	if err != nil {
 		return err
 	}
@@ -585,6 +600,50 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 			zap.String("serial", keys.SerialHex(cert.SerialNumber)), zap.Time("not_after", cert.NotAfter))
 	}
 	return &studentID{key: id.Key, cert: cert, root: id.Root}, nil
+}
+
+// certRefused returns the board's refusal in err when it refused the
+// student's certificate for good (cert-revoked, cert-expired), nil otherwise.
+func certRefused(err error) *wire.Error {
+	var peer *wire.Error
+	if errors.As(err, &peer) && (peer.Code == wire.CodeCertRevoked || peer.Code == wire.CodeCertExpired) {
+		return peer
+	}
+	return nil
+}
+
+// reenroll answers the board's refusal of id's certificate: it moves key.pem
+// and cert.pem aside in dir (their key is never certified again) and, with
+// sid's token, enrolls a new key pair; without one it says how to get one.
+func (st *student) reenroll(ctx context.Context, sid, dir string, id *studentID, refused *wire.Error) (*studentID, error) {
+	suffix := fmt.Sprintf(".%s-%s", refused.Code, keys.SerialHex(id.cert.SerialNumber))
+	for _, name := range []string{ca.KeyFile, ca.CertFile} {
+		path := filepath.Join(dir, name)
+		if err := os.Rename(path, path+suffix); err != nil {
+			return nil, fmt.Errorf("the board refused the certificate (%s), and moving %s aside failed: %w", refused.Code, path, err)
+		}
+	}
+	st.log.Warn("the board refused the certificate; its key and certificate are moved aside and never used again",
+		logging.SID(sid), zap.Stringer("code", refused.Code), zap.String("reason", refused.Text),
+		zap.String("serial", keys.SerialHex(id.cert.SerialNumber)), zap.String("moved_to", filepath.Join(dir, "*"+suffix)))
+	if st.tokens[sid] == "" {
+		return nil, &NeedsTokenError{SID: sid, Refused: refused}
+	}
+	st.out.printf("%s the board refused the certificate (%s); enrolling again with a new key pair and the token given\n", sid, refused.Code)
+	return st.identity(ctx, sid, dir)
+}
+
+// NeedsTokenError is a submission's error when the board refused the
+// student's certificate for good and no token was given to enroll again.
+type NeedsTokenError struct {
+	SID     string
+	Refused *wire.Error // cert-revoked or cert-expired
+}
+
+func (e *NeedsTokenError) Error() string {
+	return fmt.Sprintf("the board refused your certificate (%s: %s); its key and certificate are moved aside, and enrolling again with a new key pair needs a new token: "+
+		"ask the course staff for a new token: `pkiboard token --sid %s` on the CA machine; then rerun with PKIBOARD_TOKEN=… or a `%s TOKEN` line in student.token_file",
+		e.Refused.Code, e.Refused.Text, e.SID, e.SID)
 }
 
 // caPeer is the CA as the student looks for it.
