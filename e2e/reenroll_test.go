@@ -37,7 +37,7 @@ func TestRevokedStudentEnrollsAgain(t *testing.T) {
 			"1155000001 submitted: receipt",
 		}},
 		{"without a token", "1155000002", false, 1, []string{
-			"the board refused your certificate (cert-revoked",
+			"1155000002: refused (cert-revoked): ",
 			"ask the course staff for a new token: `pkiboard token --sid 1155000002` on the CA machine; then rerun with PKIBOARD_TOKEN=… or a `1155000002 TOKEN` line in student.token_file",
 		}},
 	} {

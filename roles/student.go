@@ -641,7 +641,7 @@ type NeedsTokenError struct {
 }
 
 func (e *NeedsTokenError) Error() string {
-	return fmt.Sprintf("the board refused your certificate (%s: %s); its key and certificate are moved aside, and enrolling again with a new key pair needs a new token: "+
+	return fmt.Sprintf("refused (%s): %s; its key and certificate are moved aside, and enrolling again with a new key pair needs a new token: "+
 		"ask the course staff for a new token: `pkiboard token --sid %s` on the CA machine; then rerun with PKIBOARD_TOKEN=… or a `%s TOKEN` line in student.token_file",
 		e.Refused.Code, e.Refused.Text, e.SID, e.SID)
 }
