@@ -14,7 +14,7 @@ help: ## list the targets
 build: ## build bin/pkiboard
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
-deps: ## install what the tests need and the machine may lack (openssl, sqlite3, chromium, systemd, promtool), with apt-get
+deps: ## install what the tests need and the machine may lack (openssl, sqlite3, chromium, systemd, promtool, tmux), with apt-get
 	@command -v openssl >/dev/null 2>&1 || { \
 		echo "make: installing openssl (the tests check interop with the real binary)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
@@ -30,9 +30,12 @@ deps: ## install what the tests need and the machine may lack (openssl, sqlite3,
 	@command -v promtool >/dev/null 2>&1 || { \
 		echo "make: installing prometheus (the tests check deploy/prometheus with promtool)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	@command -v tmux >/dev/null 2>&1 || { \
+		echo "make: installing tmux (the tests draw the student's progress bars in a real terminal)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux; }
 
 test: deps lint cross ## the full suite: gofmt, go vet, the cross-builds, go test -race ./... (unit, fuzz seeds, end-to-end)
-	PKIBOARD_REQUIRE_OPENSSL=1 PKIBOARD_REQUIRE_SQLITE3=1 PKIBOARD_REQUIRE_MOUNT=1 PKIBOARD_REQUIRE_CHROMIUM=1 PKIBOARD_REQUIRE_SYSTEMD=1 PKIBOARD_REQUIRE_PROMTOOL=1 $(GO) test -race -timeout 40m ./...
+	PKIBOARD_REQUIRE_OPENSSL=1 PKIBOARD_REQUIRE_SQLITE3=1 PKIBOARD_REQUIRE_MOUNT=1 PKIBOARD_REQUIRE_CHROMIUM=1 PKIBOARD_REQUIRE_SYSTEMD=1 PKIBOARD_REQUIRE_PROMTOOL=1 PKIBOARD_REQUIRE_TMUX=1 $(GO) test -race -timeout 40m ./...
 	@# allocation counts of pooled paths are only meaningful without the race detector
 	$(GO) test -count=1 -run 'NoAllocs' ./wire ./session
 

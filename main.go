@@ -61,6 +61,9 @@ func run() int {
 		if errors.As(err, &uerr) {
 			return 2
 		}
+		if intr := (*roles.InterruptedError)(nil); errors.As(err, &intr) {
+			return 130 // as a shell reports a command ended by Ctrl-C
+		}
 		return 1
 	}
 	return 0
@@ -346,10 +349,19 @@ func runRole(c *cli.Context) error {
 	var (
 		log     *zap.Logger
 		closeFn = func() {}
+		screen  = roles.NewScreen(os.Stderr) // the student's: its log and its progress bars
 	)
-	if cfg.Role == "ca" || cfg.Role == "board" {
+	switch cfg.Role {
+	case "ca", "board":
 		log, closeFn, err = newDaemonLogger(cfg, cfg.Role)
-	} else {
+	case "student":
+		log, err = logging.New(cfg.Log.Level, cfg.Log.Format, screen)
+		if err != nil {
+			err = usageError{err}
+		} else {
+			log = log.Named(cfg.Role)
+		}
+	default:
 		log, err = newLogger(cfg, cfg.Role)
 	}
 	if err != nil {
@@ -374,6 +386,7 @@ func runRole(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		opts.Screen, opts.Command = screen, os.Args
 		return roles.RunStudent(c.Context, cfg, log, opts)
 	}
 }

@@ -407,7 +407,7 @@ func (s *system) waitCheckpoint(sid string, min int64, student *daemon) {
 	}
 }
 
-var resumedLine = regexp.MustCompile(`resumed upload at byte (\d+) of (\d+)`)
+var resumedLine = regexp.MustCompile(`resuming at byte (\d+) of (\d+)`)
 
 func TestLargeReportSurvivesKilledStudentAndBoard(t *testing.T) {
 	if testing.Short() {

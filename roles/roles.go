@@ -20,4 +20,10 @@ type StudentOptions struct {
 	// Assignment is the assignment to submit to; student.assignment if "".
 	Assignment string
 	Out        io.Writer // where the course's required lines are printed
+	// Screen, if set, is standard error, where the log goes: on a terminal,
+	// a report's uploads draw their progress bars there.
+	Screen *Screen
+	// Command is the command line that started the run (os.Args), which an
+	// interrupted run says to run again.
+	Command []string
 }

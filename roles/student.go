@@ -89,26 +89,46 @@ func RunStudent(ctx context.Context, cfg *config.Config, log *zap.Logger, opts S
 	if err != nil {
 		return fmt.Errorf("student: %w", err)
 	}
-	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Out}, content: c, tokens: tokens, assignment: assignment,
+	var bars *uploadBars
+	if c.report != nil {
+		bars = opts.Screen.bars()
+	}
+	st := &student{cfg: s, log: log, out: &lockedWriter{w: opts.Screen.writerTo(opts.Out)}, content: c, tokens: tokens, assignment: assignment,
 		suites: s.Suites.IDs(), trustAnchor: &ca.Anchor{Fingerprint: s.RootFingerprint, Saved: filepath.Join(s.DataDir, ca.RootFile)},
-		seen: newCRLSeen(s.DataDir)}
+		seen: newCRLSeen(s.DataDir), bars: bars}
 
 	errs := make([]error, len(opts.IDs))
 	slots := make(chan struct{}, s.Parallel)
 	var wg sync.WaitGroup
 	for i, sid := range opts.IDs {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = ctx.Err() // interrupted before its turn
+			continue
+		}
 		wg.Add(1)
-		slots <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-slots }()
 			if err := st.run(ctx, sid); err != nil {
 				errs[i] = err
-				log.Error("submission failed", logging.SID(sid), zap.Error(err))
+				if ctx.Err() == nil {
+					log.Error("submission failed", logging.SID(sid), zap.Error(err))
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	bars.wait()
+
+	if ctx.Err() != nil {
+		intr := &InterruptedError{Command: ShellQuote(opts.Command)}
+		for i, sid := range opts.IDs {
+			intr.Lines = append(intr.Lines, interruptedLine(sid, errs[i]))
+		}
+		return fmt.Errorf("student: %w", intr)
+	}
 
 	var failed []string
 	for i, err := range errs {
@@ -142,6 +162,10 @@ func studentMessage(err error) string {
 	var cannot *ca.CannotRenewError
 	if errors.As(err, &cannot) {
 		return cannot.Error()
+	}
+	var token *NeedsTokenError
+	if errors.As(err, &token) {
+		return token.Error()
 	}
 	var reach *ReachError
 	if errors.As(err, &reach) {
@@ -271,8 +295,9 @@ type student struct {
 	assignment  string // the assignment submitted to
 	tokens      map[string]string
 	suites      []uint16
-	trustAnchor *ca.Anchor // student.root_fingerprint, or else the root pinned in student.data_dir on first use
-	seen        *crlSeen   // the highest CRL number seen in a board status, per root
+	trustAnchor *ca.Anchor  // student.root_fingerprint, or else the root pinned in student.data_dir on first use
+	seen        *crlSeen    // the highest CRL number seen in a board status, per root
+	bars        *uploadBars // nil: no progress bars
 
 	rootMu  sync.Mutex
 	trusted *x509.Certificate // the root, once settled; see root
@@ -300,11 +325,22 @@ func (st *student) run(ctx context.Context, sid string) error {
 
 	// A board at max_conns answers busy: try again shortly, as it asks.
 	var sub *submitted
-	err = retryBusy(setupCtx, st.log, sid, "the board", func() error {
-		var err error
-		sub, err = st.submit(ctx, setupCtx, sid, id)
-		return err
-	})
+	submit := func() error {
+		return retryBusy(setupCtx, st.log, sid, "the board", func() error {
+			var err error
+			sub, err = st.submit(ctx, setupCtx, sid, id)
+			return err
+		})
+	}
+	err = submit()
+	if refused := certRefused(err); refused != nil {
+		// The board will not take this certificate again: enroll anew,
+		// with a new key, and try the session once more.
+		if id, err = st.reenroll(setupCtx, sid, dir, id, refused); err != nil {
+			return err
+		}
+		err = submit()
+	}
 	if err != nil {
 		return err
 	}
@@ -385,8 +421,10 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 	}
 	defer done()
 	body, size, sum := st.content.forSID(sid)
-	bar := newProgress(sid, size, st.content.report != nil)
-	var resumed int64
+	var (
+		resumed, sent int64
+		up            *upload
+	)
 	assignment := st.assignment
 	if assignment == "" {
 		assignment = board.LabAssignment
@@ -401,19 +439,29 @@ func (st *student) submit(ctx, setupCtx context.Context, sid string, id *student
 			st.out.printf("%s %s\n", sid, termsStatement(t))
 			return nil
 		},
-		Progress: bar.update,
+		Progress: func(n int64) {
+			sent = n
+			up.sent(n)
+		},
 		OnResume: func(off int64) {
-			resumed = off
+			resumed, sent = off, off
 			if off > 0 {
-				st.log.Info("resumed an interrupted upload", logging.SID(sid), zap.Int64("offset", off), zap.Int64("size", size))
-				st.out.printf("%s resumed upload at byte %d of %d\n", sid, off, size)
+				st.log.Info("resuming an interrupted upload", logging.SID(sid), zap.Int64("offset", off), zap.Int64("size", size))
+				st.out.printf("%s resuming at byte %d of %d (%s of %s already on the board)\n", sid, off, size, mib(uint64(off)), mib(uint64(size)))
+			}
+			if st.content.report != nil {
+				up = st.bars.start(sid, off, size)
 			}
 		},
 	})
-	bar.done()
 	if err != nil {
+		up.stop()
+		if ctx.Err() != nil && st.content.report != nil && resumed <= sent && sent < size {
+			return nil, &UploadInterruptedError{SID: sid, Name: original, Sent: sent, Size: size}
+		}
 		return nil, err
 	}
+	up.stop() // complete: stays as it is
 	return &submitted{receipt: receipt, board: sc.PeerCertificate(), resumed: resumed}, nil
 }
 
@@ -565,6 +613,50 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 	return &studentID{key: id.Key, cert: cert, root: id.Root}, nil
 }
 
+// certRefused returns the board's refusal in err when it refused the
+// student's certificate for good (cert-revoked, cert-expired), nil otherwise.
+func certRefused(err error) *wire.Error {
+	var peer *wire.Error
+	if errors.As(err, &peer) && (peer.Code == wire.CodeCertRevoked || peer.Code == wire.CodeCertExpired) {
+		return peer
+	}
+	return nil
+}
+
+// reenroll answers the board's refusal of id's certificate: it moves key.pem
+// and cert.pem aside in dir (their key is never certified again) and, with
+// sid's token, enrolls a new key pair; without one it says how to get one.
+func (st *student) reenroll(ctx context.Context, sid, dir string, id *studentID, refused *wire.Error) (*studentID, error) {
+	suffix := fmt.Sprintf(".%s-%s", refused.Code, keys.SerialHex(id.cert.SerialNumber))
+	for _, name := range []string{ca.KeyFile, ca.CertFile} {
+		path := filepath.Join(dir, name)
+		if err := os.Rename(path, path+suffix); err != nil {
+			return nil, fmt.Errorf("the board refused the certificate (%s), and moving %s aside failed: %w", refused.Code, path, err)
+		}
+	}
+	st.log.Warn("the board refused the certificate; its key and certificate are moved aside and never used again",
+		logging.SID(sid), zap.Stringer("code", refused.Code), zap.String("reason", refused.Text),
+		zap.String("serial", keys.SerialHex(id.cert.SerialNumber)), zap.String("moved_to", filepath.Join(dir, "*"+suffix)))
+	if st.tokens[sid] == "" {
+		return nil, &NeedsTokenError{SID: sid, Refused: refused}
+	}
+	st.out.printf("%s the board refused the certificate (%s); enrolling again with a new key pair and the token given\n", sid, refused.Code)
+	return st.identity(ctx, sid, dir)
+}
+
+// NeedsTokenError is a submission's error when the board refused the
+// student's certificate for good and no token was given to enroll again.
+type NeedsTokenError struct {
+	SID     string
+	Refused *wire.Error // cert-revoked or cert-expired
+}
+
+func (e *NeedsTokenError) Error() string {
+	return fmt.Sprintf("refused (%s): %s; its key and certificate are moved aside, and enrolling again with a new key pair needs a new token: "+
+		"ask the course staff for a new token: `pkiboard token --sid %s` on the CA machine; then rerun with PKIBOARD_TOKEN=… or a `%s TOKEN` line in student.token_file",
+		e.Refused.Code, e.Refused.Text, e.SID, e.SID)
+}
+
 // caPeer is the CA as the student looks for it.
 func (st *student) caPeer() peer { return studentCA(st.cfg.CAAddr, st.cfg.Timeout.D()) }
 
@@ -592,36 +684,4 @@ func (l *lockedWriter) printf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.w, format, args...)
-}
-
-// progress draws an upload's progress on a terminal (stderr), at most a few
-// times a second; elsewhere it draws nothing.
-type progress struct {
-	sid   string
-	size  int64
-	on    bool
-	last  time.Time
-	drawn bool
-}
-
-func newProgress(sid string, size int64, report bool) *progress {
-	return &progress{sid: sid, size: size, on: report && isTerminal(os.Stderr)}
-}
-
-func (p *progress) update(sent int64) {
-	if !p.on || time.Since(p.last) < 200*time.Millisecond && sent < p.size {
-		return
-	}
-	p.last, p.drawn = time.Now(), true
-	pct := 100.0
-	if p.size > 0 {
-		pct = float64(sent) * 100 / float64(p.size)
-	}
-	fmt.Fprintf(os.Stderr, "\r%s: %5.1f%%  %.1f of %.1f MiB", p.sid, pct, float64(sent)/(1<<20), float64(p.size)/(1<<20))
-}
-
-func (p *progress) done() {
-	if p.drawn {
-		fmt.Fprintln(os.Stderr)
-	}
 }

@@ -22,8 +22,9 @@ type SubmitOptions struct {
 	// the file's bytes sent so far, the resumed prefix included.
 	Progress func(sent int64)
 
-	// OnResume, if set, is called once the file's bytes are sent, with the
-	// offset the transfer resumed from (0 for a fresh upload).
+	// OnResume, if set, is called once the board has answered the offset
+	// the transfer resumes from (0 for a fresh upload), before any of the
+	// content is sent.
 	OnResume func(offset int64)
 }
 
@@ -86,16 +87,14 @@ func (c *Conn) Submit(req *wire.SubmitRequest, content io.ReaderAt, opt SubmitOp
 	if err != nil {
 		return nil, terms, err
 	}
-	resumed, err := wire.SendFile(c, req.Name, content, int64(req.Size), req.SHA256, wire.SendOptions{
+	_, err = wire.SendFile(c, req.Name, content, int64(req.Size), req.SHA256, wire.SendOptions{
 		ChunkSize: wire.MaxDataChunk,
 		Progress:  opt.Progress,
+		OnOffset:  opt.OnResume,
 		SkipAck:   true,
 	})
 	if err != nil {
 		return nil, terms, fmt.Errorf("session: sending %q: %w", req.Name, err)
-	}
-	if opt.OnResume != nil {
-		opt.OnResume(resumed)
 	}
 	sig, err := keys.Sign(c.key, c.rand, statement)
 	if err != nil {

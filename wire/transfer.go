@@ -214,6 +214,10 @@ type SendOptions struct {
 	// the file's bytes sent so far, the resumed prefix included.
 	Progress func(sent int64)
 
+	// OnOffset, if set, is called once with the offset the receiver
+	// answered (0 for a fresh transfer), before any Data message is sent.
+	OnOffset func(offset int64)
+
 	// SkipAck makes SendFile return after the last Data message instead of
 	// waiting for FileAck, for exchanges where another message takes FileAck's
 	// place (the board's receipt): the caller then reads that message, or the
@@ -260,6 +264,9 @@ func SendFile(rw MessageReadWriter, name string, f io.ReaderAt, size int64, sum 
 		return 0, err
 	}
 	off := int64(fo.Offset)
+	if opt.OnOffset != nil {
+		opt.OnOffset(off)
+	}
 
 	buf := make([]byte, min(int64(chunk), size-off))
 	d := new(Data)

@@ -446,3 +446,36 @@ func TestHashFile(t *testing.T) {
 		t.Fatalf("got %x, %d, %v; want %x, %d", sum, size, err, f.sum, f.size())
 	}
 }
+
+// TestSendOnOffset checks that the sender is told the receiver's offset once,
+// before any Data is sent, so that a student can say "resuming at byte N"
+// before her progress bar starts.
+func TestSendOnOffset(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		offset uint64
+		want   string
+	}{
+		{"fresh", 0, "offset 0, sent 300, sent 600, sent 900, sent 1000"},
+		{"resumed", 400, "offset 400, sent 700, sent 1000"},
+		{"resumed to the end", 1000, "offset 1000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newTestFile("report.pdf", 1000)
+			q := &msgQueue{in: []Message{&FileOffset{Offset: tc.offset}}}
+			var events []string
+			_, err := SendFile(q, f.name, bytes.NewReader(f.data), f.size(), f.sum, SendOptions{
+				ChunkSize: 300,
+				SkipAck:   true,
+				OnOffset:  func(off int64) { events = append(events, fmt.Sprintf("offset %d", off)) },
+				Progress:  func(n int64) { events = append(events, fmt.Sprintf("sent %d", n)) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(events, ", "); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
