@@ -389,14 +389,12 @@ func isSQLite(path string) bool {
 // TestBackupUnderLoadRestoresCA backs the CA up while students enroll,
 // restores the archive into a fresh directory, and starts a CA on it: every
 // certificate a student received before the backup began is there, for its
-// SID (pkiboard certs --json), and the restored CA issues on. It runs once
-// the CA's store is on SQLite (ca.db); with the bbolt store, which pkiboard
-// backup cannot copy, it is skipped.
+// SID (pkiboard certs --json), and the restored CA issues on.
 func TestBackupUnderLoadRestoresCA(t *testing.T) {
 	in := newInstall(t, nil)
 	caD := in.start("ca")
 	if !isSQLite(in.path("data", "ca", ca.DBFile)) {
-		t.Skip("ca.db is not an SQLite database in this build: the CA half runs once the CA's store is on SQLite")
+		t.Fatal("ca.db is not an SQLite database")
 	}
 	root, err := keys.ReadCertificate(in.path("data", "ca", ca.RootCertFile))
 	if err != nil {
