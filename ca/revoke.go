@@ -274,20 +274,6 @@ func (a *Authority) revokeLocked(reason int, pick func(*sql.Tx, time.Time) ([]st
 	return res, watching, nil
 }
 
-// crlAfterRevocation issues and pushes a new CRL after revocations that the caller
-// committed to the store itself, as a renewal does when it supersedes the
-// renewed certificate in the transaction that stores the new one. It does
-// not wait for the boards. If the CRL cannot be issued, the CA serves none
-// older than its store for long: Run and CRLPEM try again.
-func (a *Authority) crlAfterRevocation() {
-	a.crlMu.Lock()
-	defer a.crlMu.Unlock()
-	a.crlDirty = true
-	if err := a.issueCRL(a.now()); err != nil {
-		a.log.Error("a revocation is stored but its CRL could not be issued; retrying", zap.Error(err))
-	}
-}
-
 // nextCRL takes the next CRL number and lists the revocations the CRL
 // issued now must carry.
 func nextCRL(tx *sql.Tx, now time.Time) (*big.Int, []x509.RevocationListEntry, error) {

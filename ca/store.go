@@ -135,14 +135,6 @@ const sqlTimeLayout = "2006-01-02T15:04:05Z"
 // sqlTime returns t as ca.db stores it.
 func sqlTime(t time.Time) string { return t.UTC().Format(sqlTimeLayout) }
 
-// nullTime returns t as ca.db stores it, or NULL for the zero time.
-func nullTime(t time.Time) sql.NullString {
-	if t.IsZero() {
-		return sql.NullString{}
-	}
-	return sql.NullString{String: sqlTime(t), Valid: true}
-}
-
 // nullString returns s, or NULL for "".
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
