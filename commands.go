@@ -522,13 +522,9 @@ Example:
 				&cli.StringFlag{Name: "as", Required: true, Usage: "the staff member's `NAME`, as the audit will say it"},
 			}, daemonFlags()...),
 			Action: func(c *cli.Context) error {
-				role, _ := lookupFlag(c, "role")
-				cfg, err := loadConfig(c, role)
+				cfg, err := daemonConfig(c)
 				if err != nil {
 					return err
-				}
-				if cfg.Role != "ca" && cfg.Role != "board" {
-					return commandUsagef(c, "give --role ca or --role board")
 				}
 				return roles.RequestConsoleLink(c.Context, cfg, cfg.Role, c.String("as"), os.Stdout)
 			},
@@ -551,13 +547,9 @@ Example:
 				&cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"},
 			}, daemonFlags()...),
 			Action: func(c *cli.Context) error {
-				role, _ := lookupFlag(c, "role")
-				cfg, err := loadConfig(c, role)
+				cfg, err := daemonConfig(c)
 				if err != nil {
 					return err
-				}
-				if cfg.Role != "ca" && cfg.Role != "board" {
-					return commandUsagef(c, "give --role ca or --role board")
 				}
 				return roles.DaemonStats(c.Context, cfg, cfg.Role, c.Bool("json"), os.Stdout)
 			},
@@ -763,4 +755,19 @@ func (o *onceValue) String() string { return o.val }
 // it with c.String(name).
 func onceFlag(name, usage string) *cli.GenericFlag {
 	return &cli.GenericFlag{Name: name, Usage: usage, Value: &onceValue{}}
+}
+
+// daemonConfig loads the config of the daemon a command asks over its
+// operator socket: the one --role names, or the config's role, which must be
+// ca or board.
+func daemonConfig(c *cli.Context) (*config.Config, error) {
+	role, _ := lookupFlag(c, "role")
+	cfg, err := loadConfig(c, role)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Role != "ca" && cfg.Role != "board" {
+		return nil, commandUsagef(c, "give --role ca or --role board")
+	}
+	return cfg, nil
 }
