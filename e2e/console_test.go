@@ -66,8 +66,6 @@ func TestConsoleInABrowser(t *testing.T) {
 	chrome := chromium(t)
 	now := time.Now().UTC().Truncate(time.Second)
 	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
-	// The test configs put each daemon's http_listen on an ephemeral port.
-	in := newInstall(t, map[string]string{"board": "assignments_file = \"assignments.toml\"\nroster_file = \"roster.csv\""})
 	assignments := fmt.Sprintf(`
 [[assignment]]
 id = "hw-open"
@@ -89,15 +87,9 @@ accept = ["*.txt"]
 	for i := 1; i <= 6; i++ {
 		roster += fmt.Sprintf("s%02d,Student %d,s%02d@example.edu\n", i, i, i)
 	}
-	for name, text := range map[string]string{"assignments.toml": assignments, "roster.csv": roster,
-		"report.txt": "my report\n", "report2.txt": "my better report\n"} {
-		if err := os.WriteFile(in.path(name), []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := &system{install: in}
-	s.ca = in.start("ca")
-	s.board = in.start("board", "--ca-addr", s.ca.Addr)
+	// The test configs put each daemon's http_listen on an ephemeral port.
+	in, s := startCourse(t, map[string]string{"assignments.toml": assignments, "roster.csv": roster,
+		"report.txt": "my report\n", "report2.txt": "my better report\n"})
 	submit := func(assignment, report string, ids ...string) result {
 		t.Helper()
 		return s.student(nil, "--ids", strings.Join(ids, ","), "--assignment", assignment, "--report", in.path(report))

@@ -21,6 +21,24 @@ func courseSIDs() []string {
 	return sids
 }
 
+// startCourse makes an installation whose board serves a course — its
+// assignments file (assignments.toml) and roster (roster.csv) among files,
+// which also holds the reports the students submit, each written into the
+// installation — and starts its CA and its board.
+func startCourse(t *testing.T, files map[string]string) (*install, *system) {
+	t.Helper()
+	in := newInstall(t, map[string]string{"board": "assignments_file = \"assignments.toml\"\nroster_file = \"roster.csv\""})
+	for name, text := range files {
+		if err := os.WriteFile(in.path(name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &system{install: in}
+	s.ca = in.start("ca")
+	s.board = in.start("board", "--ca-addr", s.ca.Addr)
+	return in, s
+}
+
 // progressJSON is what `pkiboard progress --json` prints.
 type progressJSON struct {
 	Counts struct {
@@ -50,9 +68,6 @@ type progressJSON struct {
 func TestCourse(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
-	in := newInstall(t, map[string]string{
-		"board": "assignments_file = \"assignments.toml\"\nroster_file = \"roster.csv\"",
-	})
 	assignments := fmt.Sprintf(`
 [[assignment]]
 id = "hw-open"
@@ -79,25 +94,13 @@ lock = %q
 `, at(-time.Hour), at(time.Hour), at(2*time.Hour),
 		at(-3*time.Hour), at(-time.Hour), at(time.Hour),
 		at(-3*time.Hour), at(-2*time.Hour), at(-time.Hour))
-	if err := os.WriteFile(in.path("assignments.toml"), []byte(assignments), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	sids := courseSIDs()
 	roster := "sid,name,email\n"
 	for _, sid := range sids {
 		roster += fmt.Sprintf("%s,Student %s,%s@example.edu\n", sid, sid, sid)
 	}
-	if err := os.WriteFile(in.path("roster.csv"), []byte(roster), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for name, text := range map[string]string{"report.txt": "my report\n", "report2.txt": "my better report\n", "report.pdf": "%PDF-1.7\n"} {
-		if err := os.WriteFile(in.path(name), []byte(text), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := &system{install: in}
-	s.ca = in.start("ca")
-	s.board = in.start("board", "--ca-addr", s.ca.Addr)
+	in, s := startCourse(t, map[string]string{"assignments.toml": assignments, "roster.csv": roster,
+		"report.txt": "my report\n", "report2.txt": "my better report\n", "report.pdf": "%PDF-1.7\n"})
 	root := s.path("data", "ca", "root.pem")
 
 	submit := func(assignment, report string, ids []string) result {
