@@ -66,7 +66,15 @@ cross: ## vet the packages of the binary and build it for every RELEASE_TARGETS:
 BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 TOOLS    := $(CURDIR)/.tools
 
-bench: build deps ## measure against the baselines, print the table of ratios (also in cmd/bench/results.txt)
+# The ca row's peer: step-ca, built once from the Go module proxy with cgo off
+# into .tools/ (not a dependency of the module: go.mod does not change).
+STEPCA := github.com/smallstep/certificates/cmd/step-ca@v0.30.2
+
+$(TOOLS)/step-ca:
+	@echo "make: building step-ca (the ca row's peer) into .tools/, once"
+	CGO_ENABLED=0 GOBIN=$(TOOLS) $(GO) install $(STEPCA)
+
+bench: build deps $(TOOLS)/step-ca ## measure against the baselines, print the table of ratios (also in cmd/bench/results.txt)
 	@test -x $(TOOLS)/benchstat || { echo "make: installing benchstat"; GOBIN=$(TOOLS) $(GO) install $(BENCHSTAT); }
 	$(GO) build -o $(TOOLS)/pkibench ./cmd/bench
 	PATH="$(TOOLS):$$PATH" $(TOOLS)/pkibench -bin $(BIN) $(BENCHFLAGS)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,25 +26,28 @@ import (
 const caClients = 16
 
 // caIssuance measures durable issuance by the real CA process, 16 concurrent
-// clients with pre-made CSRs over loopback, against an in-process loop that
-// does the same CSR check and x509.CreateCertificate on the same cores, with no
-// I/O at all: under policy "open", and under policy "token" with a one-time
-// token per enrollment (made before each window, never inside it). Each run
-// measures both CAs and the baseline, one after another, so that all three
-// see the same machine.
+// clients with pre-made CSRs over loopback: under policy "token", with a
+// one-time token per enrollment (made before each window, never inside it),
+// against step-ca (stepca.go) with a one-time token per certificate and the
+// same clients; and under policy "open". The limit rows set both against an
+// in-process loop that does the same CSR check and x509.CreateCertificate on
+// the same cores with no I/O at all. Each run measures every one of them, one
+// after another, so that all see the same machine; pkiboard's token CA and
+// step-ca swap places from run to run.
 func (r *runner) caIssuance() []row {
 	csrs := make([][]byte, caClients)
-	sids := make([]string, caClients)
+	clientKeys := make([]*ecdsa.PrivateKey, caClients)
 	for i := range csrs {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		clientKeys[i] = newP256()
+		var err error
+		csrs[i], err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: fmt.Sprintf("bench-%02d", i)}}, clientKeys[i])
 		if err != nil {
 			fatalf("%v", err)
 		}
-		sids[i] = fmt.Sprintf("bench-%02d", i)
-		csrs[i], err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: sids[i]}}, key)
-		if err != nil {
-			fatalf("%v", err)
-		}
+	}
+	stepBin, err := exec.LookPath(*stepCAFlag)
+	if err != nil {
+		fatalf("the ca row's peer: %v (make bench builds step-ca into .tools/)", err)
 	}
 	in := newInstall(nil)
 	defer in.remove()
@@ -53,7 +57,11 @@ func (r *runner) caIssuance() []row {
 	defer tin.remove()
 	tca := tin.start(r.bin, "ca")
 	defer tca.stop()
-	supply := newTokenSupply(tin.path("data/ca/admin.sock"), sids)
+	supply := newTokenClients(clientKeys, pkiboardTokens(tin.path("data/ca/admin.sock")))
+	step := startStepCA(stepBin)
+	defer step.stop()
+	stepSupply := newTokenClients(clientKeys, step.ticket)
+	logf("ca: peer %s (%s), database badgerv2, a JWK provisioner", step.version, stepBin)
 
 	root, err := keys.ReadCertificate(in.path("data/ca/root.pem"))
 	if err != nil {
@@ -65,30 +73,54 @@ func (r *runner) caIssuance() []row {
 		fatalf("%v", err)
 	}
 	tfp := keys.Fingerprint(troot)
-	var ours, tok, base []float64
-	var cpu, ownCPU, tcpu, townCPU []float64
-	mostSpent, made := 0, 0
+	var ours, tok, peer, base []float64
+	var cpu, ownCPU, tcpu, townCPU, pcpu, pownCPU []float64
+	mostSpent, stepMost, made, stepMade := 0, 0, 0, 0
 	for i := range r.count {
 		m := meterCPU(ca.cmd.Process.Pid)
-		ours = append(ours, enrollLoad(ca.addr, fp, csrs))
+		ours = append(ours, enrollLoad(ca.addr, fp, csrs, true))
 		c, o := m.perOp(ours[i])
 		cpu, ownCPU = append(cpu, c), append(ownCPU, o)
 
-		n, took := supply.fill(tokenNeed(ours[i], caClients, mostSpent))
-		made += n
-		m = meterCPU(tca.cmd.Process.Pid)
-		rate, most := tokenEnrollLoad(tca.addr, tfp, csrs, supply)
-		tok, mostSpent = append(tok, rate), max(mostSpent, most)
-		c, o = m.perOp(rate)
-		tcpu, townCPU = append(tcpu, c), append(townCPU, o)
+		ourTokens := func() {
+			n, took := supply.fill(tokenNeed(ours[i], caClients, mostSpent))
+			made += n
+			m := meterCPU(tca.cmd.Process.Pid)
+			rate, most := tokenEnrollLoad(tca.addr, tfp, supply)
+			tok, mostSpent = append(tok, rate), max(mostSpent, most)
+			c, o := m.perOp(rate)
+			tcpu, townCPU = append(tcpu, c), append(townCPU, o)
+			logf("ca run %d: with tokens %.0f/s (CA %.0f µs, clients %.0f µs; %d tokens made before the window in %.1fs)",
+				i+1, rate, c, o, n, took.Seconds())
+		}
+		stepCA := func() {
+			n, took := stepSupply.fill(tokenNeed(ours[i]/2, caClients, stepMost))
+			stepMade += n
+			m := meterCPU(step.cmd.Process.Pid)
+			rate, most := stepEnrollLoad(step, stepSupply)
+			peer, stepMost = append(peer, rate), max(stepMost, most)
+			c, o := m.perOp(rate)
+			pcpu, pownCPU = append(pcpu, c), append(pownCPU, o)
+			logf("ca run %d: step-ca %.0f/s (step-ca %.0f µs, clients %.0f µs; %d tokens made before the window in %.1fs)",
+				i+1, rate, c, o, n, took.Seconds())
+		}
+		if i%2 == 0 {
+			ourTokens()
+			stepCA()
+		} else {
+			stepCA()
+			ourTokens()
+		}
 
 		base = append(base, issueInMemory(csrs))
-		logf("ca run %d: %.0f enrollments/s durable over TCP (CPU per enrollment: CA %.0f µs, clients %.0f µs); "+
-			"with tokens %.0f/s (CA %.0f µs, clients %.0f µs; %d tokens made before the window in %.1fs); %.0f issuances/s in memory",
-			i+1, ours[i], cpu[i], ownCPU[i], tok[i], tcpu[i], townCPU[i], n, took.Seconds(), base[i])
+		logf("ca run %d: %.0f enrollments/s durable over TCP, policy open (CPU per enrollment: CA %.0f µs, clients %.0f µs); "+
+			"with tokens %.0f/s, step-ca %.0f/s (%.2f×); %.0f issuances/s in memory",
+			i+1, ours[i], cpu[i], ownCPU[i], tok[i], peer[i], tok[i]/peer[i], base[i])
 	}
-	r.raw("CA issuance, enrollments/s (ours): %v\nwith one-time tokens, enrollments/s: %v\nin-memory CSR check + CreateCertificate, /s: %v", ours, tok, base)
-	r.raw("CPU per enrollment, µs: CA %v, clients %v; with tokens: CA %v, clients %v; %d tokens made in all", cpu, ownCPU, tcpu, townCPU, made)
+	r.raw("CA issuance, policy open, enrollments/s: %v\nwith one-time tokens, enrollments/s: %v\n%s with one-time tokens, certificates/s: %v\nin-memory CSR check + CreateCertificate, /s: %v",
+		ours, tok, step.version, peer, base)
+	r.raw("CPU per enrollment, µs: CA %v, clients %v; with tokens: CA %v, clients %v; step-ca %v, its clients %v; tokens made in all: %d ours, %d step-ca's",
+		cpu, ownCPU, tcpu, townCPU, pcpu, pownCPU, made, stepMade)
 
 	// The floor: the same exchange with nothing behind it, and the ceiling it
 	// implies with the baseline's cryptography added (per-enrollment costs add).
@@ -96,39 +128,46 @@ func (r *runner) caIssuance() []row {
 	ceiling := 1 / (1/median(floor) + 1/median(base))
 	logf("ca: null CA %.0f exchanges/s; with the baseline's cryptography added, at most %.0f/s = %.2f× the baseline", median(floor), ceiling, ceiling/median(base))
 	r.raw("null CA exchanges/s: %v; implied ceiling %.0f/s", floor, ceiling)
+	limit := "limit: in-process CSR check + x509.CreateCertificate, no I/O, all cores"
 	return []row{
 		{
-			name:     fmt.Sprintf("CA issuance, durable, %d concurrent clients, pre-made CSRs", caClients),
-			baseline: "in-process CSR check + x509.CreateCertificate, no I/O, all cores",
-			unit:     "certs/s", ours: ours, base: base, target: 0.7,
+			name:     fmt.Sprintf("CA issuance with one-time tokens, durable, %d concurrent clients, pre-made CSRs, a token made before the window for each enrollment, vs %s", caClients, step.version),
+			baseline: fmt.Sprintf("%s: badgerv2 database, a JWK provisioner's one-time token (ES256 JWT) per certificate, the same %d clients on HTTPS keep-alive", step.version, caClients),
+			unit:     "certs/s", ours: tok, base: peer, target: 2.0,
 		},
 		{
-			name:     "  CPU per enrollment: the CA process",
+			name:     "  CPU per certificate with tokens: the CA process",
+			baseline: fmt.Sprintf("%s: %.0f µs (range %.0f–%.0f); the clients (this program): ours %.0f µs, step-ca's %.0f µs", step.version, median(pcpu), slices.Min(pcpu), slices.Max(pcpu), median(townCPU), median(pownCPU)),
+			unit:     "µs", ours: tcpu, note: "diagnostic",
+		},
+		{
+			name:     fmt.Sprintf("  the same, with tokens: against the %s", limit[len("limit: "):]),
+			baseline: limit,
+			unit:     "certs/s", ours: tok, base: base,
+		},
+		{
+			name:     fmt.Sprintf("CA issuance, policy open, durable, %d concurrent clients, pre-made CSRs", caClients),
+			baseline: limit,
+			unit:     "certs/s", ours: ours, base: base,
+		},
+		{
+			name:     "  CPU per enrollment, policy open: the CA process",
 			baseline: fmt.Sprintf("the %d clients (this program): %.0f µs", caClients, median(ownCPU)),
 			unit:     "µs", ours: cpu, note: "diagnostic",
 		},
 		{
 			name:     "  the same exchange with no CSR check, signing or storage (null CA)",
-			baseline: fmt.Sprintf("floor of the wire exchange; with the baseline's crypto added: ≤ %.0f/s = %.2f× the baseline", ceiling, ceiling/median(base)),
+			baseline: fmt.Sprintf("floor of the wire exchange; with the limit's crypto added: ≤ %.0f/s = %.2f× the limit", ceiling, ceiling/median(base)),
 			unit:     "exchanges/s", ours: floor, note: "diagnostic",
-		},
-		{
-			name:     fmt.Sprintf("CA issuance with one-time tokens, durable, %d concurrent clients, pre-made CSRs, a token made before the window for each enrollment", caClients),
-			baseline: "in-process CSR check + x509.CreateCertificate, no I/O, all cores",
-			unit:     "certs/s", ours: tok, base: base,
-		},
-		{
-			name:     "  CPU per enrollment with tokens: the CA process",
-			baseline: fmt.Sprintf("the %d clients (this program, signing each binding): %.0f µs", caClients, median(townCPU)),
-			unit:     "µs", ours: tcpu, note: "diagnostic",
 		},
 	}
 }
 
 // enrollLoad runs caClients connections, each enrolling its CSR again and again
 // for one window, and returns certificates issued per second. Each request
-// names the root whose fingerprint is fp.
-func enrollLoad(addr string, fp [32]byte, csrs [][]byte) float64 {
+// names the root whose fingerprint is fp. With check, each answer is checked
+// as a client checks it (checkIssued); the null CA's answers are not.
+func enrollLoad(addr string, fp [32]byte, csrs [][]byte, check bool) float64 {
 	return throughput(len(csrs), func(i int) (func() error, func()) {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -136,8 +175,12 @@ func enrollLoad(addr string, fp [32]byte, csrs [][]byte) float64 {
 		}
 		wc := wire.NewConn(c, wire.Options{})
 		req := &wire.EnrollRequest{Version: wire.ProtocolVersion, Profile: wire.ProfileStudent, SID: fmt.Sprintf("bench-%02d", i), CSR: csrs[i], Root: fp}
+		var spki []byte
+		if check {
+			spki = mustParseCSR(csrs[i]).RawSubjectPublicKeyInfo
+		}
 		return func() error {
-			if err := enrollOnce(wc, req); err != nil {
+			if err := enrollOnce(wc, req, spki); err != nil {
 				return fmt.Errorf("enroll: %w", err)
 			}
 			return nil
@@ -146,13 +189,25 @@ func enrollLoad(addr string, fp [32]byte, csrs [][]byte) float64 {
 }
 
 // enrollOnce sends one request and takes the answer, which carries the
-// certificate.
-func enrollOnce(wc *wire.Conn, req *wire.EnrollRequest) error {
+// certificate; unless spki is nil, it checks that certificate as a client
+// does (checkIssued).
+func enrollOnce(wc *wire.Conn, req *wire.EnrollRequest, spki []byte) error {
 	if err := wc.WriteMessage(req); err != nil {
 		return err
 	}
-	_, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage())
-	return err
+	acc, err := wire.Expect[*wire.EnrollAccepted](wc.ReadMessage())
+	if err != nil || spki == nil {
+		return err
+	}
+	return checkIssued(acc.Certificate, spki)
+}
+
+func mustParseCSR(der []byte) *x509.CertificateRequest {
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	return csr
 }
 
 // issueInMemory is the baseline: on GOMAXPROCS goroutines, parse and check each
@@ -224,7 +279,7 @@ func (r *runner) nullCAFloor(certDER []byte, fp [32]byte, csrs [][]byte) []float
 	addr := strings.TrimSpace(line)
 	var res []float64
 	for range r.count {
-		res = append(res, enrollLoad(addr, fp, csrs))
+		res = append(res, enrollLoad(addr, fp, csrs, false))
 	}
 	return res
 }

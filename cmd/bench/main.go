@@ -38,6 +38,7 @@ var (
 	boardAlgs   = flag.String("board-algs", "ecdsa-p256,rsa-2048", "key algorithms of the board row")
 	selfProf    = flag.String("selfprofile", "", "write a CPU profile of this program (the load generators) to `FILE`")
 	profileFlag = flag.String("profile", "", "write a CPU profile of every daemon into `DIR` (PKIBOARD_CPUPROFILE)")
+	stepCAFlag  = flag.String("stepca", "step-ca", "the step-ca binary of the ca row's peer (make bench builds it into .tools/)")
 )
 
 func main() {
