@@ -132,6 +132,10 @@ type Options struct {
 	// BusyTimeout is how long a connection waits for another process's lock
 	// (DefaultBusyTimeout if 0).
 	BusyTimeout time.Duration
+	// Prepared are the statements the functions given to View and Update
+	// run most, by their exact text: each is prepared once per connection,
+	// and Exec, QueryRow and Query run it prepared (prepared.go).
+	Prepared []string
 }
 
 func (o Options) withDefaults() Options {
@@ -155,7 +159,11 @@ type DB struct {
 
 	writer  *sql.DB // one connection; only the committer uses it
 	readers *sql.DB
-	lock    *os.File // the lock file, held until Close; nil when read-only
+	// The statements of Options.Prepared, prepared on the writer (with the
+	// savepoints) and on the readers; nil when there is no such pool.
+	writerStmts, readerStmts *statements
+	unprepared               atomic.Int64
+	lock                     *os.File // the lock file, held until Close; nil when read-only
 
 	mu      sync.RWMutex // guards closed against sends on reqs
 	closed  bool
@@ -357,6 +365,8 @@ func openWriter(path string, o Options, lock *os.File) (_ *DB, err error) {
 		stopped:  make(chan struct{}),
 		maxBatch: o.MaxBatch,
 	}
+	db.writerStmts = prepareAll(writer, &db.unprepared, savepointSQL, o.Prepared)
+	db.readerStmts = prepareAll(readers, &db.unprepared, o.Prepared)
 	go db.commitLoop()
 	return db, nil
 }
@@ -391,7 +401,9 @@ func openReadOnly(path string, o Options) (_ *DB, err error) {
 		return nil, fmt.Errorf("%w: %s is at schema version %d and this pkiboard expects %d; start the daemon of this version once, which brings it up to date, then try again",
 			ErrTooOld, path, version, len(o.Migrations))
 	}
-	return &DB{path: path, readOnly: true, version: version, readers: readers, stopped: make(chan struct{})}, nil
+	db := &DB{path: path, readOnly: true, version: version, readers: readers, stopped: make(chan struct{})}
+	db.readerStmts = prepareAll(readers, &db.unprepared, o.Prepared)
+	return db, nil
 }
 
 // openReaders opens the pool of reader connections.
@@ -427,6 +439,7 @@ func (db *DB) View(fn func(tx *sql.Tx) error) error {
 		return classify(db.path, "begin a read", err)
 	}
 	defer tx.Rollback()
+	defer track(tx, db.readerStmts)()
 	return fn(tx)
 }
 
@@ -520,6 +533,7 @@ func (db *DB) commit(batch []*request) {
 		db.observe(start, len(batch), err)
 		return
 	}
+	defer track(tx, db.writerStmts)()
 	if len(batch) == 1 {
 		// Alone, a function needs no savepoint: the transaction is its own.
 		r := batch[0]
@@ -590,16 +604,16 @@ func (db *DB) commit(batch []*request) {
 // if it fails. broken is set if the savepoint itself could not be made,
 // rolled back or released: then the whole transaction is lost.
 func runInSavepoint(tx *sql.Tx, fn func(*sql.Tx) error) (out outcome, broken error) {
-	if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+	if _, err := Exec(tx, "SAVEPOINT w"); err != nil {
 		return outcome{}, err
 	}
 	out = call(tx, fn)
 	if out.err != nil || out.panicked {
-		if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
+		if _, err := Exec(tx, "ROLLBACK TO w"); err != nil {
 			return out, err
 		}
 	}
-	if _, err := tx.Exec("RELEASE w"); err != nil {
+	if _, err := Exec(tx, "RELEASE w"); err != nil {
 		return out, err
 	}
 	return out, nil
@@ -630,6 +644,10 @@ type Stats struct {
 	// CommitTime is the time spent from BEGIN to the return of COMMIT
 	// (functions included), summed over the transactions.
 	CommitTime time.Duration
+	// Unprepared is the number of statements Exec, QueryRow and Query ran
+	// from their text, in View's and Update's transactions, because
+	// Options.Prepared did not name them.
+	Unprepared int64
 }
 
 // Stats returns the counters of the group committer so far.
@@ -640,6 +658,7 @@ func (db *DB) Stats() Stats {
 		Failed:       db.failed.Load(),
 		LargestBatch: db.largest.Load(),
 		CommitTime:   time.Duration(db.commitTime.Load()),
+		Unprepared:   db.unprepared.Load(),
 	}
 }
 
@@ -662,9 +681,12 @@ func (db *DB) Close() error {
 	}
 	db.mu.Unlock()
 	if db.readOnly {
+		db.readerStmts.close()
 		return db.readers.Close()
 	}
 	<-db.stopped
+	db.readerStmts.close()
+	db.writerStmts.close()
 	err := db.readers.Close()
 	if werr := db.writer.Close(); err == nil {
 		err = werr
