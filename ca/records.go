@@ -152,7 +152,7 @@ func scanCert(row interface{ Scan(...any) error }) (certRecord, error) {
 // getCert returns the row of the certificate with the serial serialHex, and
 // whether there is one.
 func getCert(tx *sql.Tx, serialHex string) (certRecord, bool, error) {
-	r, err := scanCert(tx.QueryRow(`SELECT `+certColumns+` FROM certificates WHERE serial = ?`, serialHex))
+	r, err := scanCert(sqlstore.QueryRow(tx, getCertSQL, serialHex))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, false, nil
 	}
@@ -167,13 +167,13 @@ func getCert(tx *sql.Tx, serialHex string) (certRecord, bool, error) {
 // holds more than bound rows (MaxStoredRefusals; tests lower it).
 func putRefusal(tx *sql.Tx, d decisionRecord, bound int) error {
 	var seq int64
-	err := tx.QueryRow(`INSERT INTO refusals (time, sid, peer, profile, code, reason) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
+	err := sqlstore.QueryRow(tx, putRefusalSQL,
 		sqlTime(d.Time), d.SID, nullString(d.Peer), d.Profile, d.Code, d.Reason).Scan(&seq)
 	if err != nil {
 		return fmt.Errorf("ca: store refusal: %w", err)
 	}
 	if seq > int64(bound) {
-		if _, err := tx.Exec(`DELETE FROM refusals WHERE seq <= ?`, seq-int64(bound)); err != nil {
+		if _, err := sqlstore.Exec(tx, trimRefusalsSQL, seq-int64(bound)); err != nil {
 			return fmt.Errorf("ca: trim the refusals: %w", err)
 		}
 	}
@@ -335,10 +335,7 @@ func authName(auth uint8) string {
 // was issued); errSerialTaken if a certificate with its serial exists.
 func insertCert(tx *sql.Tx, cert *x509.Certificate, req Request, renews string, now time.Time) error {
 	spki := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	res, err := tx.Exec(`INSERT INTO certificates
-		(serial, sid, profile, subject, not_before, not_after, status, auth, peer, renews, spki_sha256, der, issued)
-		VALUES (?, ?, ?, ?, ?, ?, 'valid', ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (serial) DO NOTHING`,
+	res, err := sqlstore.Exec(tx, insertCertSQL,
 		keys.SerialHex(cert.SerialNumber), req.SID, req.Profile, cert.Subject.String(),
 		sqlTime(cert.NotBefore), sqlTime(cert.NotAfter), authName(req.Auth), nullString(req.Peer), nullString(renews),
 		spki[:], cert.Raw, sqlTime(now))

@@ -125,6 +125,22 @@ func (a *Authority) Audit(actor, action, detail string) error {
 	})
 }
 
+// The statements of an enrollment, prepared once (sqlstore.Options.Prepared):
+// compiling their text anew each time cost a sixth of the CA's CPU under load.
+const (
+	getTokenSQL   = `SELECT sid, profile, created, expires, used_at, serial, cancelled FROM tokens WHERE public_key = ?`
+	spendTokenSQL = `UPDATE tokens SET used_at = ?, serial = ? WHERE public_key = ? AND used_at IS NULL`
+	getCertSQL    = `SELECT ` + certColumns + ` FROM certificates WHERE serial = ?`
+	insertCertSQL = `INSERT INTO certificates
+		(serial, sid, profile, subject, not_before, not_after, status, auth, peer, renews, spki_sha256, der, issued)
+		VALUES (?, ?, ?, ?, ?, ?, 'valid', ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (serial) DO NOTHING`
+	putRefusalSQL   = `INSERT INTO refusals (time, sid, peer, profile, code, reason) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`
+	trimRefusalsSQL = `DELETE FROM refusals WHERE seq <= ?`
+)
+
+var preparedSQL = []string{getTokenSQL, spendTokenSQL, getCertSQL, insertCertSQL, putRefusalSQL, trimRefusalsSQL}
+
 // DB returns the CA's database, for the daemon's commit metrics
 // (sqlstore.DB.Observe) and readiness (sqlstore.DB.CheckWritable).
 func (a *Authority) DB() *sqlstore.DB { return a.db }
@@ -177,7 +193,7 @@ func openStore(dir string, readOnly bool) (*sqlstore.DB, error) {
 	if err := refuseOlderStore(path); err != nil {
 		return nil, err
 	}
-	db, err := sqlstore.Open(path, sqlstore.Options{Migrations: migrations, ReadOnly: readOnly})
+	db, err := sqlstore.Open(path, sqlstore.Options{Migrations: migrations, ReadOnly: readOnly, Prepared: preparedSQL})
 	switch {
 	case errors.Is(err, sqlstore.ErrNotDatabase):
 		return nil, fmt.Errorf("ca: %w (if it is the store of an older pkiboard, start a new CA in an empty data directory instead)", err)

@@ -397,7 +397,7 @@ func lookupToken(tx *sql.Tx, pub []byte, sid string, profile uint8, now time.Tim
 // spendToken marks a checked, unused token used by the certificate serial,
 // which the transaction has stored.
 func spendToken(tx *sql.Tx, pub []byte, now time.Time, serial string) error {
-	res, err := tx.Exec(`UPDATE tokens SET used_at = ?, serial = ? WHERE public_key = ? AND used_at IS NULL`, sqlTime(now), serial, pub)
+	res, err := sqlstore.Exec(tx, spendTokenSQL, sqlTime(now), serial, pub)
 	if err != nil {
 		return fmt.Errorf("ca: spend token: %w", err)
 	}
@@ -425,7 +425,7 @@ type tokenRecord struct {
 // getToken returns the row of the token whose public key is pub, and whether
 // there is one.
 func getToken(tx *sql.Tx, pub []byte) (tokenRecord, bool, error) {
-	rec, err := scanToken(tx.QueryRow(`SELECT sid, profile, created, expires, used_at, serial, cancelled FROM tokens WHERE public_key = ?`, pub))
+	rec, err := scanToken(sqlstore.QueryRow(tx, getTokenSQL, pub))
 	if errors.Is(err, sql.ErrNoRows) {
 		return rec, false, nil
 	}
