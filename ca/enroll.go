@@ -226,7 +226,11 @@ func (a *Authority) check(req Request, now time.Time) (*checked, *wire.Refusal, 
 	c.csr = csr
 
 	// 8. Spending: a token unused, a certificate not yet renewed — or
-	// spent on this very key, which is then answered again.
+	// spent on this very key, which is then answered again. An unused
+	// token (step 6 read it) and no authorization need no read.
+	if req.Auth == wire.AuthNone || (req.Auth == wire.AuthToken && tok.UsedAt.IsZero()) {
+		return c, nil, nil
+	}
 	var refusal *wire.Refusal
 	err = a.db.View(func(tx *sql.Tx) error {
 		var err error
