@@ -37,8 +37,9 @@
 // keystream bytes into the data at once. openssl's x86-64 code stores the
 // swap first and loads the next entry after it, letting store-to-load
 // forwarding deliver it: fewer instructions, but on the Intel Xeon this was
-// tuned on the load then waits for the store's address, and that order ran
-// at about half the speed. variants_test.go keeps the candidates, tested
+// tuned on that order ran at about half the speed, as if each load waited
+// for the address of the store before it (the machine had no performance
+// counters to confirm it). variants_test.go keeps the candidates, tested
 // against every vector, for measuring them on other CPUs.
 package rc4
 
