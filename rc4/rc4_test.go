@@ -3,6 +3,7 @@ package rc4
 import (
 	"bufio"
 	"bytes"
+
 	// crypto/rc4 is the reference implementation these tests compare
 	// against. (Only its Reset method is marked deprecated; it is not used.)
 	stdrc4 "crypto/rc4"
