@@ -66,7 +66,7 @@ cross: ## vet the packages of the binary and build it for every RELEASE_TARGETS:
 BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 TOOLS    := $(CURDIR)/.tools
 
-bench: build deps ## measure against the baselines, print the table of ratios (also in cmd/bench/results.txt)
+bench: build deps ## measure against the baselines, print the table of ratios (also in bench/results.txt)
 	@test -x $(TOOLS)/benchstat || { echo "make: installing benchstat"; GOBIN=$(TOOLS) $(GO) install $(BENCHSTAT); }
 	$(GO) build -o $(TOOLS)/pkibench ./cmd/bench
 	PATH="$(TOOLS):$$PATH" $(TOOLS)/pkibench -bin $(BIN) $(BENCHFLAGS)
