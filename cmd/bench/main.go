@@ -31,7 +31,7 @@ var (
 	binFlag     = flag.String("bin", "bin/pkiboard", "the pkiboard binary to measure")
 	outFlag     = flag.String("out", "bench/results.txt", "where to write the results")
 	countFlag   = flag.Int("count", 6, "runs per measurement (at least 5)")
-	onlyFlag    = flag.String("only", "", "comma-separated rows to run (rc4,framing,ca,board,upload,students,revocation); empty for all")
+	onlyFlag    = flag.String("only", "", "comma-separated rows to run (rc4,framing,ca,board,upload,students,revocation,curve); empty for all")
 	uploadMiB   = flag.Int("upload-mib", 1024, "size of the upload row's report, MiB")
 	idsFlag     = flag.Int("ids", 1000, "IDs in the students row")
 	windowFlag  = flag.Duration("window", 3*time.Second, "how long each throughput run lasts")
@@ -85,6 +85,7 @@ func main() {
 		{"upload", r.upload},
 		{"students", r.students},
 		{"revocation", r.revocation},
+		{"curve", r.curve},
 	}
 	var table []row
 	for _, rw := range rows {

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"pkiboard/ca"
+	"pkiboard/internal/keys"
+	"pkiboard/wire"
+)
+
+// caStored is how many certificates the CA's store holds before the second
+// half of the CA curve.
+const caStored = 1000000
+
+// curveCA measures CA issuance with one-time tokens (16 clients, each
+// enrollment a student of its own with one token, made before the window;
+// see sidTokens) and the CA's start time with an empty store and with 1,000,000
+// certificates in it. The million are synthetic rows of ca.db's certificates
+// table, inserted through its own schema (every CHECK applies) in
+// transactions of 50,000 while the CA is stopped: each with its own random
+// serial, SID, SPKI hash and times, and the same DER (the CA's root
+// certificate: the CA does not parse stored certificates at start, and
+// signing a million would take minutes).
+func (r *runner) curveCA() []row {
+	sections := map[string]string{"ca": curveLimits + "\npolicy = \"token\"", "board": curveLimits}
+	empty, full := newInstallWith(sections), newInstallWith(sections)
+	defer empty.remove()
+	defer full.remove()
+	// The first start makes each CA's root and ca.db.
+	empty.start(r.bin, "ca").stop()
+	full.start(r.bin, "ca").stop()
+	root, err := keys.ReadCertificate(full.path("data/ca/root.pem"))
+	if err != nil {
+		fatalf("%v", err)
+	}
+	start := time.Now()
+	populateCA(full.path("data/ca/ca.db"), root.Raw, caStored)
+	populate := time.Since(start)
+	logf("curve: %d certificates inserted into ca.db in %.1fs", caStored, populate.Seconds())
+
+	type side struct {
+		in     *install
+		d      *daemon
+		start  float64
+		fp     [32]byte
+		supply *curveSupply
+		rate   []float64
+		cpu    []float64
+		most   int
+	}
+	sides := []*side{{in: empty}, {in: full}}
+	for _, s := range sides {
+		// Its start time: the median of three starts (from exec to
+		// listening), stopped in between.
+		var starts []float64
+		for k := range 3 {
+			t := time.Now()
+			s.d = s.in.start(r.bin, "ca")
+			starts = append(starts, float64(time.Since(t).Microseconds())/1000)
+			if k < 2 {
+				s.d.stop()
+			}
+		}
+		s.start = median(starts)
+		r.raw("curve CA start ms, %s: %v", s.in.dir, starts)
+		defer s.d.stop()
+		rc, err := keys.ReadCertificate(s.in.path("data/ca/root.pem"))
+		if err != nil {
+			fatalf("%v", err)
+		}
+		s.fp = keys.Fingerprint(rc)
+		s.supply = newCurveSupply(s.in.path("data/ca/admin.sock"), "t", caClients)
+	}
+	logf("curve: CA start %.0f ms empty, %.0f ms with %d certificates", sides[0].start, sides[1].start, caStored)
+	for run := range r.count {
+		for _, s := range sides {
+			guess := 2000.0 // certs/s, until measured
+			if len(s.rate) > 0 {
+				guess = s.rate[len(s.rate)-1]
+			}
+			s.supply.fill(tokenNeed(guess, caClients, s.most))
+			m := meterCPU(s.d.cmd.Process.Pid)
+			rate, most := s.supply.load(s.d.addr, s.fp)
+			c, _ := m.perOp(rate)
+			s.rate, s.cpu, s.most = append(s.rate, rate), append(s.cpu, c), max(s.most, most)
+		}
+		logf("curve CA run %d: %.0f certs/s empty (CA %.0f µs each), %.0f certs/s with %d stored (CA %.0f µs each)",
+			run+1, sides[0].rate[run], sides[0].cpu[run], sides[1].rate[run], caStored, sides[1].cpu[run])
+	}
+	r.raw("curve CA: %d certificates populated in %.1fs; start ms empty %.0f, full %.0f", caStored, populate.Seconds(), sides[0].start, sides[1].start)
+	r.raw("curve CA with tokens, certs/s: empty %v, %d stored %v; CA CPU µs: empty %v, stored %v", sides[0].rate, caStored, sides[1].rate, sides[0].cpu, sides[1].cpu)
+	var tbl strings.Builder
+	fmt.Fprintf(&tbl, "cost curve, CA issuance with one-time tokens, %d clients (medians of %d runs, alternating):\n", caClients, r.count)
+	fmt.Fprintf(&tbl, "| certificates stored | certs/s | CA CPU µs/cert | CA start ms |\n|---|---|---|---|\n")
+	for i, s := range sides {
+		fmt.Fprintf(&tbl, "| %d | %s | %s | %s |\n", []int{0, caStored}[i], num(median(s.rate)), num(median(s.cpu)), num(s.start))
+	}
+	r.raw("%s", tbl.String())
+	logf("%s", tbl.String())
+	return []row{{
+		name:     fmt.Sprintf("curve: CA issuance with tokens, %d certificates stored", caStored),
+		baseline: fmt.Sprintf("the same CA build, empty store (start %.0f ms; with them %.0f ms)", sides[0].start, sides[1].start),
+		unit:     "certs/s", ours: sides[1].rate, base: sides[0].rate,
+	}}
+}
+
+// populateCA inserts n synthetic certificates into the certificates table
+// of the CA database at path.
+func populateCA(path string, der []byte, n int) {
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		fatalf("curve: %v", err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec("PRAGMA synchronous = OFF"); err != nil {
+		fatalf("curve: %v", err)
+	}
+	const layout = "2006-01-02T15:04:05Z"
+	now := time.Now().UTC()
+	notBefore, notAfter := now.Add(-time.Hour).Format(layout), now.Add(180*24*time.Hour).Format(layout)
+	// Random serials, inserted in order: the primary key's B-tree then grows
+	// at its end, as fast as SQLite inserts.
+	serials := make([]string, n)
+	rnd := make([]byte, 48)
+	for i := range serials {
+		rand.Read(rnd[:16])
+		rnd[0] = rnd[0]&0x7f | 0x40 // positive, no leading zero byte
+		serials[i] = hex.EncodeToString(rnd[:16])
+	}
+	slices.Sort(serials)
+	var tx *sql.Tx
+	var ins *sql.Stmt
+	for i := range n {
+		if i%50000 == 0 {
+			if tx != nil {
+				if err := tx.Commit(); err != nil {
+					fatalf("curve: populate ca.db: %v", err)
+				}
+			}
+			if tx, err = db.Begin(); err != nil {
+				fatalf("curve: %v", err)
+			}
+			if ins, err = tx.Prepare(`INSERT INTO certificates
+				(serial, sid, profile, subject, not_before, not_after, status, auth, peer, renews, spki_sha256, der, issued)
+				VALUES (?, ?, 1, ?, ?, ?, 'valid', 'token', NULL, NULL, ?, ?, ?)`); err != nil {
+				fatalf("curve: %v", err)
+			}
+		}
+		rand.Read(rnd)
+		sid := fmt.Sprintf("p%07d", i)
+		if _, err := ins.Exec(serials[i], sid, "CN="+sid, notBefore, notAfter, rnd[16:48], der, notBefore); err != nil {
+			fatalf("curve: populate ca.db: %v", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		fatalf("curve: populate ca.db: %v", err)
+	}
+	// Into the database file, as a daemon's own checkpoints leave it.
+	if _, err := db.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		fatalf("curve: populate ca.db: %v", err)
+	}
+}
+
+// sidTokens are the enrollments a client of the CA curve holds, made before
+// a window: one SID each, with its one-time token's key and a CSR for it. A
+// student's new token cancels her older live ones (ca.insertToken), so each
+// enrollment of the load is a student of its own, as in a course.
+type sidTokens struct {
+	sids []string
+	keys []ed25519.PrivateKey
+	csrs [][]byte
+}
+
+// curveSupply holds the enrollments of each client of one CA.
+type curveSupply struct {
+	socket  string
+	prefix  string
+	clients []*sidTokens
+	keys    []*ecdsa.PrivateKey // each client's CSR key
+	made    int
+}
+
+func newCurveSupply(socket, prefix string, clients int) *curveSupply {
+	s := &curveSupply{socket: socket, prefix: prefix}
+	for range clients {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		s.keys = append(s.keys, key)
+		s.clients = append(s.clients, &sidTokens{})
+	}
+	return s
+}
+
+// fill makes enrollments until each client holds need, each client's in a
+// goroutine of its own: a token through the operator socket and a CSR.
+func (s *curveSupply) fill(need int) {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for c, t := range s.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for len(t.sids) < need {
+				mu.Lock()
+				s.made++
+				sid := fmt.Sprintf("%s%02d-%07d", s.prefix, c, s.made)
+				mu.Unlock()
+				token, err := makeToken(s.socket, sid)
+				if err != nil {
+					fatalf("make a token for %s: %v", sid, err)
+				}
+				key, err := ca.TokenKey(token)
+				if err != nil {
+					fatalf("token for %s: %v", sid, err)
+				}
+				csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: sid}}, s.keys[c])
+				if err != nil {
+					fatalf("%v", err)
+				}
+				t.sids, t.keys, t.csrs = append(t.sids, sid), append(t.keys, key), append(t.csrs, csr)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// load enrolls for one window, each client spending its enrollments in
+// turn, and returns certificates per second and the most one client spent.
+func (s *curveSupply) load(addr string, fp [32]byte) (rate float64, most int) {
+	spent := make([]int, len(s.clients))
+	rate = throughput(len(s.clients), func(i int) (func() error, func()) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			fatalf("dial CA: %v", err)
+		}
+		wc := wire.NewConn(c, wire.Options{})
+		t := s.clients[i]
+		return func() error {
+			k := spent[i]
+			if k == len(t.sids) {
+				return fmt.Errorf("client %d spent all its %d tokens within the window", i, k)
+			}
+			sid, key, csr := t.sids[k], t.keys[k], t.csrs[k]
+			binding := wire.EnrollBinding(wire.AuthToken, wire.ProfileStudent, sid, fp, csr)
+			req := &wire.EnrollRequest{
+				Version: wire.ProtocolVersion, Profile: wire.ProfileStudent, SID: sid, CSR: csr, Root: fp,
+				Auth: wire.AuthToken, TokenKey: key.Public().(ed25519.PublicKey), Signature: ed25519.Sign(key, binding),
+			}
+			if err := enrollOnce(wc, req); err != nil {
+				return fmt.Errorf("enroll %s with a token: %w", sid, err)
+			}
+			spent[i]++
+			return nil
+		}, func() { c.Close() }
+	})
+	for i, n := range spent {
+		t := s.clients[i]
+		t.sids, t.keys, t.csrs = t.sids[n:], t.keys[n:], t.csrs[n:]
+		most = max(most, n)
+	}
+	return rate, most
+}
