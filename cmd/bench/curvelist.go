@@ -53,7 +53,7 @@ func (r *runner) curveListing() []row {
 	board.stop()
 
 	start := time.Now()
-	n := populateBoard(in.path("data/board/board.db"))
+	n := populateBoard(in.path("data/board/board.db"), listingStudents, listingVersions)
 	populate := time.Since(start)
 	logf("curve: %d submissions copied into board.db in %.1fs", n, populate.Seconds())
 	start = time.Now()
@@ -113,9 +113,9 @@ func (r *runner) curveListing() []row {
 	}
 }
 
-// populateBoard adds listingStudents × listingVersions copies of the row of
-// seq 1 to the board database at path, and returns how many.
-func populateBoard(path string) int {
+// populateBoard adds students × versions copies of the row of seq 1 to the
+// board database at path (the board stopped), and returns how many.
+func populateBoard(path string, students, versions int) int {
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		fatalf("curve: %v", err)
@@ -136,8 +136,8 @@ func populateBoard(path string) int {
 	n := 0
 	var tx *sql.Tx
 	var ins *sql.Stmt
-	for v := 1; v <= listingVersions; v++ {
-		for st := range listingStudents {
+	for v := 1; v <= versions; v++ {
+		for st := range students {
 			if n%10000 == 0 {
 				if tx != nil {
 					if err := tx.Commit(); err != nil {
