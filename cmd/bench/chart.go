@@ -64,6 +64,8 @@ func curvePlot(title, ylabel string, pts []curvePoint) *plot.Plot {
 	p.Y.Min = 0
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(8)
 	return p
 }
 

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -49,7 +50,7 @@ func (r *runner) curveCA() []row {
 	start := time.Now()
 	populateCA(full.path("data/ca/ca.db"), root.Raw, caStored)
 	populate := time.Since(start)
-	logf("curve: %d certificates inserted into ca.db in %.1fs", caStored, populate.Seconds())
+	logf("curve: %d certificates inserted into ca.db in %.1fs (%d MiB)", caStored, populate.Seconds(), fileSize(full.path("data/ca/ca.db"))>>20)
 
 	type side struct {
 		in     *install
@@ -100,7 +101,8 @@ func (r *runner) curveCA() []row {
 		logf("curve CA run %d: %.0f certs/s empty (CA %.0f µs each), %.0f certs/s with %d stored (CA %.0f µs each)",
 			run+1, sides[0].rate[run], sides[0].cpu[run], sides[1].rate[run], caStored, sides[1].cpu[run])
 	}
-	r.raw("curve CA: %d certificates populated in %.1fs; start ms empty %.0f, full %.0f", caStored, populate.Seconds(), sides[0].start, sides[1].start)
+	r.raw("curve CA: %d certificates populated in %.1fs, ca.db %d MiB; start ms empty %.0f, full %.0f",
+		caStored, populate.Seconds(), fileSize(full.path("data/ca/ca.db"))>>20, sides[0].start, sides[1].start)
 	r.raw("curve CA with tokens, certs/s: empty %v, %d stored %v; CA CPU µs: empty %v, stored %v", sides[0].rate, caStored, sides[1].rate, sides[0].cpu, sides[1].cpu)
 	var tbl strings.Builder
 	fmt.Fprintf(&tbl, "cost curve, CA issuance with one-time tokens, %d clients (medians of %d runs, alternating):\n", caClients, r.count)
@@ -275,4 +277,13 @@ func (s *curveSupply) load(addr string, fp [32]byte) (rate float64, most int) {
 		most = max(most, n)
 	}
 	return rate, most
+}
+
+// fileSize is the size of the file at path, or -1.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
 }

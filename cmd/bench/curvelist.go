@@ -55,7 +55,7 @@ func (r *runner) curveListing() []row {
 	start := time.Now()
 	n := populateBoard(in.path("data/board/board.db"), listingStudents, listingVersions)
 	populate := time.Since(start)
-	logf("curve: %d submissions copied into board.db in %.1fs", n, populate.Seconds())
+	logf("curve: %d submissions copied into board.db in %.1fs (%d MiB)", n, populate.Seconds(), fileSize(in.path("data/board/board.db"))>>20)
 	start = time.Now()
 	board = in.start(r.bin, "board", "--ca-addr", ca.addr)
 	boardStart := time.Since(start)
@@ -93,7 +93,8 @@ func (r *runner) curveListing() []row {
 	}
 	logf("curve: the console's assignment page: %.0f ms, board peak RSS +%.1f MiB, %d KiB of HTML", median(pageWall), median(pageRSS), size>>10)
 
-	r.raw("curve listing: %d submissions (1 real, the rest copies) populated in %.1fs; board start %.2fs", n+1, populate.Seconds(), boardStart.Seconds())
+	r.raw("curve listing: %d submissions (1 real, the rest copies) populated in %.1fs, board.db %d MiB; board start %.2fs",
+		n+1, populate.Seconds(), fileSize(in.path("data/board/board.db"))>>20, boardStart.Seconds())
 	r.raw("curve listing: submissions --assignment lab ms %v, peak RSS MiB %v, %d lines", cmdWall, cmdRSS, lines)
 	r.raw("curve listing: console assignment page ms %v, board peak RSS growth MiB %v, %d bytes", pageWall, pageRSS, size)
 	var tbl strings.Builder
