@@ -74,7 +74,7 @@ $(TOOLS)/step-ca:
 	@echo "make: building step-ca (the ca row's peer) into .tools/, once"
 	CGO_ENABLED=0 GOBIN=$(TOOLS) $(GO) install $(STEPCA)
 
-bench: build deps $(TOOLS)/step-ca ## measure against the baselines, print the table of ratios (also in cmd/bench/results.txt)
+bench: build deps $(TOOLS)/step-ca ## measure against the baselines, print the table of ratios (also in bench/results.txt)
 	@test -x $(TOOLS)/benchstat || { echo "make: installing benchstat"; GOBIN=$(TOOLS) $(GO) install $(BENCHSTAT); }
 	$(GO) build -o $(TOOLS)/pkibench ./cmd/bench
 	PATH="$(TOOLS):$$PATH" $(TOOLS)/pkibench -bin $(BIN) $(BENCHFLAGS)

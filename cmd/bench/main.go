@@ -1,7 +1,7 @@
 // Command bench is what `make bench` runs: it measures pkiboard against the
 // strongest baseline for each claim, in the same run on the same machine, and
 // prints one table of ratios (and writes it, with the machine's description and
-// every raw figure, to cmd/bench/results.txt).
+// every raw figure, to bench/results.txt).
 //
 // Each row is a ratio, never an absolute time: the machines this runs on are
 // shared and noisy, but both sides of a ratio see the same noise. Every figure
@@ -29,9 +29,9 @@ import (
 
 var (
 	binFlag     = flag.String("bin", "bin/pkiboard", "the pkiboard binary to measure")
-	outFlag     = flag.String("out", "cmd/bench/results.txt", "where to write the results")
+	outFlag     = flag.String("out", "bench/results.txt", "where to write the results")
 	countFlag   = flag.Int("count", 6, "runs per measurement (at least 5)")
-	onlyFlag    = flag.String("only", "", "comma-separated rows to run (rc4,framing,ca,board,upload,students,revocation); empty for all")
+	onlyFlag    = flag.String("only", "", "comma-separated rows to run (rc4,framing,ca,board,upload,students,revocation,curve); empty for all")
 	uploadMiB   = flag.Int("upload-mib", 1024, "size of the upload row's report, MiB")
 	idsFlag     = flag.Int("ids", 1000, "IDs in the students row")
 	windowFlag  = flag.Duration("window", 3*time.Second, "how long each throughput run lasts")
@@ -86,6 +86,7 @@ func main() {
 		{"upload", r.upload},
 		{"students", r.students},
 		{"revocation", r.revocation},
+		{"curve", r.curve},
 	}
 	var table []row
 	for _, rw := range rows {

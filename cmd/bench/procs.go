@@ -29,16 +29,22 @@ const loadLimits = "source_burst = 1024\nsource_rate = 1024"
 // newInstall writes a config with the daemons on ephemeral loopback ports;
 // extra adds keys to sections.
 func newInstall(extra map[string]string) *install {
-	dir, err := os.MkdirTemp("", "pkibench")
-	if err != nil {
-		fatalf("%v", err)
-	}
 	sections := map[string]string{"ca": loadLimits, "board": loadLimits}
 	for k, v := range extra {
 		if sections[k] != "" {
 			v = sections[k] + "\n" + v
 		}
 		sections[k] = v
+	}
+	return newInstallWith(sections)
+}
+
+// newInstallWith is newInstall with sections as they are, without
+// loadLimits: for a group that sets the limits itself.
+func newInstallWith(sections map[string]string) *install {
+	dir, err := os.MkdirTemp("", "pkibench")
+	if err != nil {
+		fatalf("%v", err)
 	}
 	cfg := filepath.Join(dir, "pkiboard.toml")
 	if err := os.WriteFile(cfg, []byte(proc.Config("info", sections)), 0o600); err != nil {
