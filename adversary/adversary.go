@@ -53,7 +53,7 @@ var attacks = []attackInfo{
 	{SwapCert, "replace the student's certificate in the ClientHello with the adversary's own valid one (--cert)", true},
 	{SwapCertAndSID, "as swap-cert, and claim the adversary's SID too", true},
 	{ImpersonateBoard, "answer the student itself, as the board: with a self-signed certificate, or with --cert (and --status, a board status to staple)", false},
-	{Downgrade, "strip aes-256-ctr-hmac-sha256 from the student's offer, leaving rc4-hmac-sha256", false},
+	{Downgrade, "strip aes-256-gcm and aes-256-ctr-hmac-sha256 from the student's offer, leaving rc4-hmac-sha256", false},
 	{StealSessionKey, "relay everything, then try to recover the record keys from what was relayed", false},
 }
 

@@ -458,10 +458,10 @@ func TestSwapCertAndSID(t *testing.T) {
 // hello covers it, so the board refuses the changed hello before it chooses
 // a suite.
 func TestDowngrade(t *testing.T) {
-	both := []uint16{session.SuiteAES256CTRHMACSHA256, session.SuiteRC4HMACSHA256}
-	o := run(t, scenario{attack: Downgrade, allowRC4: true, suites: both})
+	all := []uint16{session.SuiteAES256GCM, session.SuiteAES256CTRHMACSHA256, session.SuiteRC4HMACSHA256}
+	o := run(t, scenario{attack: Downgrade, allowRC4: true, suites: all})
 	o.wantRefused(t, "board", wire.CodeBadHelloSignature)
-	o.wantAction(t, "stripped aes-256-ctr-hmac-sha256")
+	o.wantAction(t, "stripped the AES suites from the student's offer [aes-256-gcm,aes-256-ctr-hmac-sha256,rc4-hmac-sha256], leaving [rc4-hmac-sha256]")
 	if o.rep.BoardRefusal != wire.CodeBadHelloSignature {
 		t.Errorf("the adversary saw board refusal %v, want bad-hello-signature in the clear", o.rep.BoardRefusal)
 	}

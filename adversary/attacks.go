@@ -7,7 +7,6 @@ import (
 	"go.uber.org/zap"
 
 	"pkiboard/internal/keys"
-	"pkiboard/session"
 	"pkiboard/wire"
 )
 
@@ -57,7 +56,7 @@ func tamper() func(*conn, *Frame) [][]byte {
 			return keep(f)
 		}
 		done = true
-		n := len(f.Payload) - 1 - tagSize
+		n := len(f.Payload) - 1 - s.tagSize()
 		at := tamperByte
 		if n <= at {
 			at = n / 2
@@ -88,7 +87,7 @@ func truncate() relayAttack {
 			}
 			if held != nil {
 				s.act("dropped record %d (Data, %d bytes of ciphertext), the student's last Data record; forwarded record %d (%v) in its place",
-					held.Record, len(held.Payload)-1-tagSize, f.Record, f.recordType())
+					held.Record, len(held.Payload)-1-s.tagSize(), f.Record, f.recordType())
 				held = nil
 			}
 			return keep(f)
@@ -132,21 +131,23 @@ func reorder() relayAttack {
 	}
 }
 
-// downgrade strips aes-256-ctr-hmac-sha256 from the ClientHello's offer, so
-// that a board that allows RC4 would pick it. The student's signature stays
+// downgrade strips aes-256-gcm and aes-256-ctr-hmac-sha256 from the
+// ClientHello's offer, so that a board that allows RC4 would pick it. The student's signature stays
 // as it was: the adversary cannot sign as the student.
 func downgrade(s *conn, f *Frame) [][]byte {
 	if f.Dir != ToBoard || f.Index != 0 || s.nb.hello == nil {
 		return keep(f)
 	}
 	ch := *s.nb.hello
-	ch.Suites = slices.DeleteFunc(slices.Clone(ch.Suites), func(id uint16) bool { return id == suiteAES256CTRHMACSHA256 })
+	ch.Suites = slices.DeleteFunc(slices.Clone(ch.Suites), func(id uint16) bool {
+		return id == suiteAES256GCM || id == suiteAES256CTRHMACSHA256
+	})
 	if len(ch.Suites) == 0 {
-		s.say("the student offers only " + session.SuiteName(suiteAES256CTRHMACSHA256) + ": there is nothing to downgrade to; relayed the hello unchanged")
+		s.say("the student offers only AES suites: there is nothing to downgrade to; relayed the hello unchanged")
 		return keep(f)
 	}
-	return s.forwardHello(f, &ch, "stripped %s from the student's offer [%s], leaving [%s]",
-		session.SuiteName(suiteAES256CTRHMACSHA256), suiteNames(s.nb.hello.Suites), suiteNames(ch.Suites))
+	return s.forwardHello(f, &ch, "stripped the AES suites from the student's offer [%s], leaving [%s]",
+		suiteNames(s.nb.hello.Suites), suiteNames(ch.Suites))
 }
 
 // swapCert replaces the student's certificate in the ClientHello with the

@@ -137,7 +137,7 @@ func (s *conn) serverHelloFor(ch *wire.ClientHello, chPayload []byte) (sh *wire.
 	}
 	sh = &wire.ServerHello{Version: wire.ProtocolVersion, Suite: suiteAES256CTRHMACSHA256, KeyTransport: kt}
 	for _, id := range ch.Suites {
-		if id == suiteAES256CTRHMACSHA256 || id == suiteRC4HMACSHA256 {
+		if id == suiteAES256GCM || id == suiteAES256CTRHMACSHA256 || id == suiteRC4HMACSHA256 {
 			sh.Suite = id
 			break
 		}

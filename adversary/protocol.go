@@ -47,11 +47,13 @@ const (
 const (
 	suiteAES256CTRHMACSHA256 uint16 = 0x0001
 	suiteRC4HMACSHA256       uint16 = 0x0002
+	suiteAES256GCM           uint16 = 0x0003
 )
 
 // Sizes of PROTOCOL.md §5.
 const (
 	tagSize       = 32 // HMAC-SHA256 tag of a record
+	gcmTagSize    = 16 // the tag of an aes-256-gcm record
 	sessionKeyLen = 32
 	pqSecretLen   = 32
 	rc4Discard    = 1536 // RFC 4345
@@ -294,6 +296,14 @@ func tagVerifies(macKey []byte, seq uint64, rec []byte) bool {
 	return hmac.Equal(recordTag(hmac.New(sha256.New, macKey), seq, rec[0], rec[1:n]), rec[n:])
 }
 
+// tagSizeOf is the size of a record's tag under suite: GCM's, or HMAC-SHA256's.
+func tagSizeOf(suite uint16) int {
+	if suite == suiteAES256GCM {
+		return gcmTagSize
+	}
+	return tagSize
+}
+
 // recordCodec opens or seals one direction's records in order, as the two
 // ends do. The adversary has one only when it holds the keys: when it plays
 // the board itself.
@@ -301,11 +311,22 @@ type recordCodec struct {
 	seq    uint64
 	mac    hash.Hash
 	stream cipher.Stream
+	aead   cipher.AEAD // aes-256-gcm, instead of mac and stream
+	iv     []byte      // aes-256-gcm: the first 12 bytes of the direction's iv
 }
 
 func newRecordCodec(suite uint16, k trafficKeys) (*recordCodec, error) {
 	c := &recordCodec{mac: hmac.New(sha256.New, k.mac)}
 	switch suite {
+	case suiteAES256GCM:
+		block, err := aes.NewCipher(k.key)
+		if err != nil {
+			return nil, err
+		}
+		if c.aead, err = cipher.NewGCM(block); err != nil {
+			return nil, err
+		}
+		c.iv = k.iv[:12]
 	case suiteAES256CTRHMACSHA256:
 		block, err := aes.NewCipher(k.key)
 		if err != nil {
@@ -327,8 +348,32 @@ func newRecordCodec(suite uint16, k trafficKeys) (*recordCodec, error) {
 // errTag is returned for a record whose tag does not verify.
 var errTag = errors.New("the record's tag does not verify")
 
+// gcmNonceAAD returns the nonce (iv XOR seq) and associated data (typ || n)
+// of the aes-256-gcm record seq (PROTOCOL.md §5.3).
+func (c *recordCodec) gcmNonceAAD(typ byte, n int) (nonce, aad []byte) {
+	nonce = append([]byte(nil), c.iv...)
+	var seq [8]byte
+	binary.BigEndian.PutUint64(seq[:], c.seq)
+	for i, b := range seq {
+		nonce[4+i] ^= b
+	}
+	return nonce, binary.BigEndian.AppendUint32([]byte{typ}, uint32(n))
+}
+
 // open checks rec's tag and returns its message (type byte, then plaintext).
 func (c *recordCodec) open(rec []byte) ([]byte, error) {
+	if c.aead != nil {
+		if len(rec) < 1+gcmTagSize {
+			return nil, errTag
+		}
+		nonce, aad := c.gcmNonceAAD(rec[0], len(rec)-1-gcmTagSize)
+		body, err := c.aead.Open(nil, nonce, rec[1:], aad)
+		if err != nil {
+			return nil, errTag
+		}
+		c.seq++
+		return append([]byte{rec[0]}, body...), nil
+	}
 	if len(rec) < 1+tagSize {
 		return nil, errTag
 	}
@@ -344,6 +389,11 @@ func (c *recordCodec) open(rec []byte) ([]byte, error) {
 
 // seal makes a record of msg (type byte, then body).
 func (c *recordCodec) seal(msg []byte) []byte {
+	if c.aead != nil {
+		nonce, aad := c.gcmNonceAAD(msg[0], len(msg)-1)
+		c.seq++
+		return c.aead.Seal([]byte{msg[0]}, nonce, msg[1:], aad)
+	}
 	rec := append([]byte(nil), msg...)
 	c.stream.XORKeyStream(rec[1:], rec[1:])
 	tag := recordTag(c.mac, c.seq, rec[0], rec[1:])

@@ -258,6 +258,7 @@ func (s *conn) sawServerHello(p []byte) {
 // sawRecord notes a record: its clear type byte and its size are all the
 // adversary can read of it.
 func (s *conn) sawRecord(f *Frame) {
+	tagSize := s.tagSize()
 	if len(f.Payload) < 1+tagSize {
 		s.say("a frame too short to be a record", zap.String("from", senderOf(f.Dir)), zap.Int("bytes", len(f.Payload)))
 		return
@@ -326,4 +327,13 @@ func suiteNames(ids []uint16) string {
 		names[i] = session.SuiteName(id)
 	}
 	return strings.Join(names, ",")
+}
+
+// tagSize is the size of a record's tag under the suite the ServerHello
+// chose (HMAC-SHA256's before one was seen).
+func (s *conn) tagSize() int {
+	if s.nb.serverHello == nil {
+		return tagSize
+	}
+	return tagSizeOf(s.nb.serverHello.Suite)
 }

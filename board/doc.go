@@ -46,7 +46,7 @@
 //	  name                TEXT                 -- the file's name, as the student sent it
 //	  size                INTEGER              -- its size in bytes
 //	  sha256              TEXT                 -- its SHA-256, lowercase hex
-//	  suite               TEXT                 -- the session's suite: 'aes-256-ctr-hmac-sha256' or 'rc4-hmac-sha256'
+//	  suite               TEXT                 -- the session's suite: 'aes-256-gcm', 'aes-256-ctr-hmac-sha256' or 'rc4-hmac-sha256'
 //	  received            TEXT                 -- the receipt's time, '2026-11-29T10:14:01.123Z' (RFC 3339, UTC, ms)
 //	  peer                TEXT                 -- the student's address and port, or NULL
 //	  resumed             INTEGER              -- the offset an interrupted upload resumed from (0: none)

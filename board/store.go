@@ -44,7 +44,49 @@ var migrations = []sqlstore.Migration{
 	{Name: "assignments, versions and lateness (protocol version 3)", SQL: schemaV2},
 	{Name: "the course's extensions, active versions and audit", SQL: schemaCourse},
 	{Name: "the audit takes the console's actions", SQL: schemaConsoleAudit},
+	{Name: "the suite aes-256-gcm (protocol version 4)", SQL: schemaSuiteGCM},
 }
+
+// schemaSuiteGCM is migration 5, for protocol version 4: a submission's
+// suite may be aes-256-gcm. SQLite cannot change a CHECK constraint in
+// place, so the table is rebuilt with the columns of migrations 1 and 2, in
+// their order, and its indexes made again.
+const schemaSuiteGCM = `
+CREATE TABLE submissions_v5 (
+	seq                 INTEGER PRIMARY KEY CHECK (seq > 0),
+	id                  TEXT    NOT NULL UNIQUE CHECK (id = printf('%06d', seq)),
+	sid                 TEXT    NOT NULL CHECK (length(CAST(sid AS BLOB)) BETWEEN 1 AND 255),
+	serial              TEXT    NOT NULL CHECK (length(serial) BETWEEN 2 AND 40 AND length(serial) % 2 = 0 AND serial NOT GLOB '*[^0-9a-f]*'),
+	name                TEXT    NOT NULL CHECK (length(CAST(name AS BLOB)) BETWEEN 1 AND 255),
+	size                INTEGER NOT NULL CHECK (size >= 0),
+	sha256              TEXT    NOT NULL CHECK (length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*'),
+	suite               TEXT    NOT NULL CHECK (suite IN ('aes-256-gcm', 'aes-256-ctr-hmac-sha256', 'rc4-hmac-sha256')),
+	received            TEXT    NOT NULL CHECK (received GLOB '[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-6][0-9].[0-9][0-9][0-9]Z'),
+	peer                TEXT,
+	resumed             INTEGER NOT NULL DEFAULT 0 CHECK (resumed BETWEEN 0 AND size),
+	file                TEXT    NOT NULL UNIQUE CHECK (file = id || '.dat'),
+	student_certificate BLOB    NOT NULL CHECK (length(student_certificate) > 0),
+	transcript          BLOB    NOT NULL CHECK (length(transcript) = 32),
+	statement           BLOB    NOT NULL CHECK (length(statement) > 0),
+	signature           BLOB    NOT NULL CHECK (length(signature) > 0),
+	board_certificate   BLOB    NOT NULL CHECK (length(board_certificate) > 0),
+	receipt             BLOB    NOT NULL CHECK (length(receipt) > 0),
+	assignment          TEXT    NOT NULL DEFAULT 'lab' CHECK (length(CAST(assignment AS BLOB)) BETWEEN 1 AND 64),
+	original            TEXT    NOT NULL DEFAULT '' CHECK (length(CAST(original AS BLOB)) <= 1024),
+	version             INTEGER NOT NULL DEFAULT 0 CHECK (version BETWEEN 0 AND 4294967295),
+	due                 INTEGER NOT NULL DEFAULT 0 CHECK (due >= 0),
+	lock                INTEGER NOT NULL DEFAULT 0 CHECK (lock >= 0),
+	late_ms             INTEGER NOT NULL DEFAULT 0 CHECK (late_ms >= 0),
+	extended            INTEGER NOT NULL DEFAULT 0 CHECK (extended IN (0, 1)),
+	terms               BLOB,
+	receipt_version     INTEGER NOT NULL DEFAULT 2 CHECK (receipt_version IN (2, 3))
+) STRICT;
+INSERT INTO submissions_v5 SELECT * FROM submissions;
+DROP TABLE submissions;
+ALTER TABLE submissions_v5 RENAME TO submissions;
+CREATE INDEX submissions_sid ON submissions (sid, received);
+CREATE UNIQUE INDEX submissions_version ON submissions (assignment, sid, version);
+`
 
 // schemaV1 is migration 1: the submissions table. It is a STRICT table, so
 // that SQLite refuses a value of the wrong type as it refuses one the CHECK

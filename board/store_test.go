@@ -61,7 +61,7 @@ func submission(t *testing.T, sid string, in *wire.Received) *session.Submission
 		TermsBody:      body,
 		Received:       time.Now().UTC().Truncate(time.Millisecond),
 		SID:            sid,
-		Suite:          session.SuiteAES256CTRHMACSHA256,
+		Suite:          session.SuiteAES256GCM, // the default suite, which migration 5 admits
 		Chain:          []*x509.Certificate{cert},
 		Board:          testBoard(t).cert,
 		TranscriptHash: sha256.Sum256([]byte("transcript of " + sid)),

@@ -126,6 +126,22 @@ func (a *Anchor) Resolve(ctx context.Context, c Client) (root *x509.Certificate,
 	return root, firstUse, nil
 }
 
+// Settle is Resolve for a client about to enroll, which need not hold the
+// root when it has a pin: it returns Load's root when there is one; else,
+// with a Fingerprint and no File, no root and the pin, which the request
+// names and the CA's answer must match (PROTOCOL.md §4.1: one round trip);
+// else Resolve's root, fetched from the CA.
+func (a *Anchor) Settle(ctx context.Context, c Client) (root *x509.Certificate, pin []byte, firstUse bool, err error) {
+	if root, err = a.Load(); err != nil || root != nil {
+		return root, nil, false, err
+	}
+	if len(a.Fingerprint) > 0 && a.File == "" {
+		return nil, a.Fingerprint, false, nil
+	}
+	root, firstUse, err = a.Resolve(ctx, c)
+	return root, nil, firstUse, err
+}
+
 // Save writes root to Saved (nothing when Saved is "").
 func (a *Anchor) Save(root *x509.Certificate) error {
 	if a.Saved == "" {

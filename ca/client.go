@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -114,9 +115,11 @@ type EnrollOptions struct {
 
 	// The root is settled before anything is sent: Root when set (checked
 	// against RootFingerprint if that is set too); else the root in
-	// OutDir/root.pem, or the CA's, fetched and checked against
-	// RootFingerprint — or, with neither, trusted on first use
-	// (Enrollment.FirstUse) — and saved there.
+	// OutDir/root.pem; else, with RootFingerprint, none is fetched: the
+	// request names the pin and the root in the CA's answer must have it
+	// (one round trip, PROTOCOL.md §4.1); with neither, the CA's root is
+	// fetched and trusted on first use (Enrollment.FirstUse). The root is
+	// saved in OutDir/root.pem before the certificate.
 	Root            *x509.Certificate
 	RootFingerprint []byte
 }
@@ -168,6 +171,7 @@ func (c Client) enroll(ctx context.Context, o *EnrollOptions) (*Enrollment, erro
 		RootPath: filepath.Join(o.OutDir, RootFile),
 	}
 	root := o.Root
+	var pin []byte
 	if root != nil {
 		if len(o.RootFingerprint) > 0 && !keys.MatchesFingerprint(root, o.RootFingerprint) {
 			return nil, fmt.Errorf("the root certificate has fingerprint %s, not the configured one", keys.FingerprintHex(root))
@@ -175,7 +179,7 @@ func (c Client) enroll(ctx context.Context, o *EnrollOptions) (*Enrollment, erro
 	} else {
 		anchor := &Anchor{Fingerprint: o.RootFingerprint, Saved: res.RootPath}
 		var err error
-		if root, res.FirstUse, err = anchor.Resolve(ctx, c); err != nil {
+		if root, pin, res.FirstUse, err = anchor.Settle(ctx, c); err != nil {
 			return nil, err
 		}
 	}
@@ -183,18 +187,18 @@ func (c Client) enroll(ctx context.Context, o *EnrollOptions) (*Enrollment, erro
 	if err != nil {
 		return nil, err
 	}
-	cert, err := c.Request(ctx, Enroll{SID: o.SID, Profile: o.Profile, CSR: csr, Public: pub, Root: root, Auth: auth})
+	acc, err := c.Request(ctx, Enroll{SID: o.SID, Profile: o.Profile, CSR: csr, Public: pub, Root: root, Pin: pin, Auth: auth})
 	if err != nil {
 		return nil, err
 	}
 	// Root first: a cert.pem in place always has its root beside it.
-	if err := writeRoot(res.RootPath, root); err != nil {
+	if err := writeRoot(res.RootPath, acc.Root); err != nil {
 		return nil, err
 	}
-	if err := durable.WriteFile(res.CertPath, keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
+	if err := durable.WriteFile(res.CertPath, keys.EncodeCertificatePEM(acc.Certificate.Raw), 0o644); err != nil {
 		return nil, err
 	}
-	res.Certificate, res.Root = cert, root
+	res.Certificate, res.Root = acc.Certificate, acc.Root
 	return res, nil
 }
 
@@ -283,18 +287,31 @@ type Enroll struct {
 	CSR     []byte           // DER, CN=SID
 	Public  crypto.PublicKey // the CSR's public key, which the certificate must carry
 	// Root is the root the client trusts, settled before the request: the
-	// request names it, and the certificate must chain to it.
+	// request names it, the answer's root must be it, and the certificate
+	// must chain to it.
 	Root *x509.Certificate
+	// Pin, when Root is nil, is the fingerprint of the root the client
+	// trusts but does not hold (a configured root_fingerprint): the request
+	// names it, and the root the CA answers with must have it (PROTOCOL.md
+	// §4.1).
+	Pin  []byte
 	Auth Authorization
 }
 
+// Accepted is the CA's answer to an enrollment, checked: the certificate,
+// and the root it chains to — the request's Root, or the CA's root that has
+// the request's Pin.
+type Accepted struct {
+	Certificate *x509.Certificate
+	Root        *x509.Certificate
+}
+
 // Request sends one EnrollRequest, signed as e.Auth says, and returns the
-// certificate of the CA's answer once it has checked it (see
-// CheckAccepted). It writes nothing. A refusal by the CA comes back as a
+// CA's answer once it has checked it (see CheckAccepted). It writes nothing. A refusal by the CA comes back as a
 // *wire.Error carrying the CA's code and sentence. (The answer to a request
 // the CA had already served for the same key is the same certificate: the
 // client cannot tell it from a new one, and need not.)
-func (c Client) Request(ctx context.Context, e Enroll) (*x509.Certificate, error) {
+func (c Client) Request(ctx context.Context, e Enroll) (*Accepted, error) {
 	m, err := e.message()
 	if err != nil {
 		return nil, err
@@ -319,12 +336,16 @@ func (c Client) Request(ctx context.Context, e Enroll) (*x509.Certificate, error
 
 // message returns the EnrollRequest of e, signed as e.Auth says.
 func (e Enroll) message() (*wire.EnrollRequest, error) {
-	if e.Root == nil {
-		return nil, errors.New("no root: a client settles the root it trusts before it sends a request")
-	}
 	m := &wire.EnrollRequest{
-		Version: wire.ProtocolVersion, Profile: e.Profile, SID: e.SID, CSR: e.CSR,
-		Root: keys.Fingerprint(e.Root), Auth: e.Auth.kind(),
+		Version: wire.ProtocolVersion, Profile: e.Profile, SID: e.SID, CSR: e.CSR, Auth: e.Auth.kind(),
+	}
+	switch {
+	case e.Root != nil:
+		m.Root = keys.Fingerprint(e.Root)
+	case len(e.Pin) == len(m.Root):
+		m.Root = [len(m.Root)]byte(e.Pin)
+	default:
+		return nil, errors.New("no root: a client settles the root it trusts, or pins its fingerprint, before it sends a request")
 	}
 	binding := wire.EnrollBinding(m.Auth, m.Profile, m.SID, m.Root, m.CSR)
 	switch m.Auth {
@@ -342,11 +363,16 @@ func (e Enroll) message() (*wire.EnrollRequest, error) {
 }
 
 // CheckAccepted checks the CA's answer before anything of it is used
-// (PROTOCOL.md §4.2): the certificate parses, has the serial and notAfter
-// announced, certifies e.Public with CN = e.SID and the profile's extended
-// key usage (listed, not implied by its absence), is no CA, and chains to
-// e.Root.
-func CheckAccepted(m *wire.EnrollAccepted, e Enroll) (*x509.Certificate, error) {
+// (PROTOCOL.md §4.2): first the root — the bytes of e.Root, or a certificate
+// whose SHA-256 is e.Pin —, then the certificate: it parses, has the serial
+// and notAfter announced, certifies e.Public with CN = e.SID and the
+// profile's extended key usage (listed, not implied by its absence), is no
+// CA, and chains to that root.
+func CheckAccepted(m *wire.EnrollAccepted, e Enroll) (*Accepted, error) {
+	root, err := checkRoot(m.Root, e)
+	if err != nil {
+		return nil, err
+	}
 	cert, err := x509.ParseCertificate(m.Certificate)
 	if err != nil {
 		return nil, fmt.Errorf("the CA's certificate does not parse: %w", err)
@@ -365,11 +391,32 @@ func CheckAccepted(m *wire.EnrollAccepted, e Enroll) (*x509.Certificate, error) 
 		return nil, fmt.Errorf("the CA's certificate does not list the %s profile's extended key usage, or is a CA", profileName(e.Profile))
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(e.Root)
+	pool.AddCert(root)
 	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
-		return nil, fmt.Errorf("the CA's certificate does not verify against the root %s: %w", keys.FingerprintHex(e.Root), err)
+		return nil, fmt.Errorf("the CA's certificate does not verify against the root %s: %w", keys.FingerprintHex(root), err)
 	}
-	return cert, nil
+	return &Accepted{Certificate: cert, Root: root}, nil
+}
+
+// checkRoot checks the root of the CA's answer against the one the request
+// named: the same bytes as e.Root, or, without e.Root, a certificate whose
+// SHA-256 is e.Pin. An answer whose root fails is refused whole.
+func checkRoot(der []byte, e Enroll) (*x509.Certificate, error) {
+	sum := sha256.Sum256(der)
+	if e.Root != nil {
+		if !bytes.Equal(der, e.Root.Raw) {
+			return nil, fmt.Errorf("the CA answered with the root %x, not the one the request named (%s); refusing its answer", sum, keys.FingerprintHex(e.Root))
+		}
+		return e.Root, nil
+	}
+	if !bytes.Equal(sum[:], e.Pin) {
+		return nil, fmt.Errorf("the CA answered with the root %x, not the pinned %x; refusing its answer", sum, e.Pin)
+	}
+	root, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("the CA's root certificate does not parse: %w", err)
+	}
+	return root, nil
 }
 
 // profileName names a profile in messages.

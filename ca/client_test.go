@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -60,7 +62,7 @@ func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds, crl
 	rootPEM := pemOf(root)
 	// An EnrollAccepted for c, as the CA sends it; change may alter it.
 	accepted := func(c *x509.Certificate, change func(*wire.EnrollAccepted)) []byte {
-		m := &wire.EnrollAccepted{Serial: c.SerialNumber.Bytes(), NotAfter: uint64(c.NotAfter.Unix()), Certificate: c.Raw}
+		m := &wire.EnrollAccepted{Serial: c.SerialNumber.Bytes(), NotAfter: uint64(c.NotAfter.Unix()), Certificate: c.Raw, Root: root.Raw}
 		if change != nil {
 			change(m)
 		}
@@ -98,6 +100,9 @@ func makeFixtures(tb testing.TB) (root, cert *x509.Certificate, enrollSeeds, crl
 		"pem-not-der":        accepted(cert, func(m *wire.EnrollAccepted) { m.Certificate = pemOf(cert) }),
 		"trailing-garbage":   accepted(cert, func(m *wire.EnrollAccepted) { m.Certificate = append(bytes.Clone(cert.Raw), 0) }),
 		"truncated-cert-der": accepted(cert, func(m *wire.EnrollAccepted) { m.Certificate = cert.Raw[:len(cert.Raw)/2] }),
+		"root-substituted":   accepted(cert, func(m *wire.EnrollAccepted) { m.Root = otherRoot.Raw }),
+		"root-truncated":     accepted(cert, func(m *wire.EnrollAccepted) { m.Root = root.Raw[:len(root.Raw)-1] }),
+		"root-is-the-leaf":   accepted(cert, func(m *wire.EnrollAccepted) { m.Root = cert.Raw }),
 		"an-error":           errorPayload,
 		"empty":              {},
 	}
@@ -217,13 +222,28 @@ func loadFixtures(tb testing.TB) (root, cert *x509.Certificate) {
 
 // checkEnrollResponse decodes the CA's answer as the client does and runs
 // the client's check of it (CheckAccepted), for the fixture student's key
-// and SID under the fixture root.
+// and SID under the fixture root: once as a client that holds the root, once
+// as one that holds only its pinned fingerprint. The two must agree.
 func checkEnrollResponse(root, cert *x509.Certificate, payload []byte) (*x509.Certificate, error) {
 	m, err := wire.Expect[*wire.EnrollAccepted](wire.Unmarshal(payload))
 	if err != nil {
 		return nil, err
 	}
-	return CheckAccepted(m, Enroll{SID: testSID, Profile: wire.ProfileStudent, Public: cert.PublicKey, Root: root})
+	e := Enroll{SID: testSID, Profile: wire.ProfileStudent, Public: cert.PublicKey, Root: root}
+	held, err := CheckAccepted(m, e)
+	fp := keys.Fingerprint(root)
+	e.Root, e.Pin = nil, fp[:]
+	pinned, pinErr := CheckAccepted(m, e)
+	if (err == nil) != (pinErr == nil) {
+		return nil, fmt.Errorf("a client holding the root got %v, a client with the pin %v", err, pinErr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !pinned.Root.Equal(root) || !pinned.Certificate.Equal(held.Certificate) {
+		return nil, errors.New("the pinned client accepted another root or certificate")
+	}
+	return held.Certificate, nil
 }
 
 // TestParseCRLPEMRequiresNumber is the regression test of a finding: a CRL

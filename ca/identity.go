@@ -42,8 +42,13 @@ type IdentityOptions struct {
 
 	// Root is the root the holder trusts, settled (by an Anchor) before
 	// anything is sent: the certificate must chain to it, and every request
-	// names it. Required.
+	// names it. Either Root or Pin is required.
 	Root *x509.Certificate
+	// Pin, when Root is nil, is the fingerprint of the root the holder
+	// trusts but was not given (Anchor.Settle): the root saved in Dir is
+	// used if it has it; else an enrollment names the pin and takes the
+	// CA's root from the answer once it has the pin (PROTOCOL.md §4.1).
+	Pin []byte
 
 	Client       Client
 	KeyAlgorithm string // of a new key
@@ -102,8 +107,8 @@ type Identity struct {
 // Every request names o.Root. A refusal by the CA comes back as a
 // *wire.Error carrying its code and sentence.
 func ReuseOrEnroll(ctx context.Context, o IdentityOptions) (*Identity, error) {
-	if o.Root == nil {
-		return nil, errors.New("ca: ReuseOrEnroll needs the root the holder trusts")
+	if o.Root == nil && len(o.Pin) == 0 {
+		return nil, errors.New("ca: ReuseOrEnroll needs the root the holder trusts, or its fingerprint")
 	}
 	if o.Profile == 0 {
 		o.Profile = wire.ProfileStudent
@@ -111,6 +116,11 @@ func ReuseOrEnroll(ctx context.Context, o IdentityOptions) (*Identity, error) {
 	h := holder{o: &o}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, err
+	}
+	if o.Root == nil {
+		if saved, err := keys.ReadCertificate(h.path(RootFile)); err == nil && keys.MatchesFingerprint(saved, o.Pin) {
+			o.Root = saved
+		}
 	}
 	key, _ := keys.ReadPrivateKey(h.path(KeyFile), nil)      // missing or unreadable: none
 	next, _ := keys.ReadPrivateKey(h.path(NextKeyFile), nil) // a renewal under way
@@ -127,6 +137,8 @@ func ReuseOrEnroll(ctx context.Context, o IdentityOptions) (*Identity, error) {
 	var why error // why the saved certificate is not reused as it is
 	switch {
 	case key == nil || cert == nil:
+	case o.Root == nil:
+		why = fmt.Errorf("no root with the pinned fingerprint is saved beside it in %s", o.Dir)
 	default:
 		now := h.now()
 		why = usable(cert, key, o.Root, o.Name, usageOf(o.Profile), now)
@@ -217,16 +229,16 @@ func (h holder) now() time.Time {
 	return time.Now()
 }
 
-// send runs one request through Retry and writes its certificate, after the
-// root, into cert.pem.
-func (h holder) send(ctx context.Context, e Enroll) (*x509.Certificate, error) {
+// send runs one request through Retry and writes the root of its answer
+// into root.pem and then its certificate into cert.pem.
+func (h holder) send(ctx context.Context, e Enroll) (*Accepted, error) {
 	if h.o.OnRequest != nil {
 		h.o.OnRequest()
 	}
-	var cert *x509.Certificate
+	var acc *Accepted
 	attempt := func() error {
 		var err error
-		cert, err = h.o.Client.Request(ctx, e)
+		acc, err = h.o.Client.Request(ctx, e)
 		return err
 	}
 	var err error
@@ -238,13 +250,13 @@ func (h holder) send(ctx context.Context, e Enroll) (*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeRoot(h.path(RootFile), e.Root); err != nil {
+	if err := writeRoot(h.path(RootFile), acc.Root); err != nil {
 		return nil, err
 	}
-	if err := durable.WriteFile(h.path(CertFile), keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
+	if err := durable.WriteFile(h.path(CertFile), keys.EncodeCertificatePEM(acc.Certificate.Raw), 0o644); err != nil {
 		return nil, err
 	}
-	return cert, nil
+	return acc, nil
 }
 
 // renew renews cert, whose key is key, for next — or for a new key saved as
@@ -271,7 +283,7 @@ func (h holder) renew(ctx context.Context, key crypto.Signer, cert *x509.Certifi
 	if err := h.promote(); err != nil {
 		return nil, err
 	}
-	return &Identity{Key: next, Certificate: renewed, Root: h.o.Root, Renewed: true}, nil
+	return &Identity{Key: next, Certificate: renewed.Certificate, Root: h.o.Root, Renewed: true}, nil
 }
 
 // promote renames next-key.pem over key.pem, durably.
@@ -309,11 +321,11 @@ func (h holder) enroll(ctx context.Context, key crypto.Signer) (*Identity, error
 	if err != nil {
 		return nil, err
 	}
-	cert, err := h.send(ctx, Enroll{SID: h.o.Name, Profile: h.o.Profile, CSR: csr, Public: key.Public(), Root: h.o.Root, Auth: auth})
+	acc, err := h.send(ctx, Enroll{SID: h.o.Name, Profile: h.o.Profile, CSR: csr, Public: key.Public(), Root: h.o.Root, Pin: h.o.Pin, Auth: auth})
 	if err != nil {
 		return nil, err
 	}
-	return &Identity{Key: key, Certificate: cert, Root: h.o.Root}, nil
+	return &Identity{Key: key, Certificate: acc.Certificate, Root: acc.Root}, nil
 }
 
 // usable reports why cert (with key) cannot serve as the identity named name

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"database/sql"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -210,8 +211,9 @@ func TestStolenStoreEnrollsNobody(t *testing.T) {
 	}
 }
 
-// TestWrongPinSpendsNothing: a client with a wrong pinned fingerprint fails
-// before it sends its request, and the token stays unused at the CA.
+// TestWrongPinSpendsNothing: a client with a wrong pinned fingerprint names
+// it in its request (PROTOCOL.md §4.1), the CA refuses wrong-root before
+// anything is spent, and the token stays unused.
 func TestWrongPinSpendsNothing(t *testing.T) {
 	s := newServerCA(t, nil)
 	s.Authority.o.Policy = PolicyToken
@@ -219,11 +221,14 @@ func TestWrongPinSpendsNothing(t *testing.T) {
 	dir := t.TempDir()
 	wrong := bytes.Repeat([]byte{0xab}, 32)
 	_, err := s.client.Enroll(t.Context(), EnrollOptions{SID: testSID, Token: tok, OutDir: dir, RootFingerprint: wrong, KeyAlgorithm: "ecdsa-p256"})
-	if err == nil || !strings.Contains(err.Error(), "fingerprint") {
-		t.Fatalf("got %v, want a refusal of the root", err)
+	var peer *wire.Error
+	if !errors.As(err, &peer) || peer.Code != wire.CodeWrongRoot {
+		t.Fatalf("got %v, want the CA's wrong-root", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, KeyFile)); !os.IsNotExist(err) {
-		t.Errorf("a key was made before the root was settled: %v", err)
+	for _, name := range []string{CertFile, RootFile} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s was written after a refusal: %v", name, err)
+		}
 	}
 	rec := tokenRecordOf(t, s.testCA, tok)
 	if !rec.UsedAt.IsZero() {

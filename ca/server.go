@@ -185,9 +185,9 @@ func (s *Server) readFailed(wc *wire.Conn, log *zap.Logger, peer string, err err
 }
 
 // enroll runs one enrollment: the authority decides and records; on success
-// the client gets EnrollAccepted with the certificate, in one round trip. It
-// returns the authority's refusal, after which the connection stays usable,
-// or an error that ends it (the CA's failure, or a write that failed).
+// the client gets EnrollAccepted with the certificate and the root, in one
+// round trip. It returns the authority's refusal, after which the connection
+// stays usable, or an error that ends it (the CA's failure, or a write that failed).
 func (s *Server) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollRequest, peer string) (*wire.Refusal, error) {
 	req := Request{
 		Profile:     m.Profile,
@@ -227,6 +227,7 @@ func (s *Server) enroll(ctx context.Context, wc *wire.Conn, m *wire.EnrollReques
 		Serial:      cert.SerialNumber.Bytes(),
 		NotAfter:    uint64(cert.NotAfter.Unix()),
 		Certificate: cert.Raw,
+		Root:        s.Authority.Root().Raw, // the root the request named (checked at step 5)
 	})
 }
 

@@ -254,18 +254,18 @@ func TestServerRefusesOtherVersions(t *testing.T) {
 	v1Enroll := []byte{byte(wire.TypeEnrollRequest), 1, 10}
 	v1Enroll = append(v1Enroll, testSID...)
 	v1Enroll = append(v1Enroll, 0, 1, 0x30, 0)
-	v4Fetch := []byte{byte(wire.TypeFetch), 0, 4, 8}
-	v4Fetch = append(v4Fetch, "root.pem"...)
+	v3Fetch := []byte{byte(wire.TypeFetch), 0, 3, 8}
+	v3Fetch = append(v3Fetch, "root.pem"...)
 	v1Fetch := append([]byte{byte(wire.TypeFetch), 8}, "root.pem"...)
-	v4Watch := []byte{byte(wire.TypeWatchRequest), 0, 4, 0, 0}
+	v3Watch := []byte{byte(wire.TypeWatchRequest), 0, 3, 0, 0}
 	for _, tc := range []struct {
 		name    string
 		payload []byte
 	}{
 		{"version 1 EnrollRequest", v1Enroll},
 		{"version 1 Fetch", v1Fetch},
-		{"version 4 Fetch", v4Fetch},
-		{"version 4 WatchRequest", v4Watch},
+		{"version 3 Fetch", v3Fetch},
+		{"version 3 WatchRequest", v3Watch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := s.AnonymousRefusals()[wire.CodeBadVersion]

@@ -188,7 +188,7 @@ func checkEnrollmentSteps(v vecEnrollment, e enrollmentFile, root *x509.Certific
 
 	// EnrollRequest: 0x10, version u16, profile u8, sid string8, csr bytes16,
 	// root fixed[32], auth u8, token_key bytes8, certificate bytes16, signature bytes16.
-	body := binary.BigEndian.AppendUint16([]byte{0x10}, 3)
+	body := binary.BigEndian.AppendUint16([]byte{0x10}, 4)
 	body = append(body, v.Profile, byte(len(v.SID)))
 	body = append(body, v.SID...)
 	body = binary.BigEndian.AppendUint16(body, uint16(len(v.CSR)))
@@ -203,11 +203,14 @@ func checkEnrollmentSteps(v vecEnrollment, e enrollmentFile, root *x509.Certific
 		return errors.New("request_frame is not the EnrollRequest of these fields")
 	}
 
-	// EnrollAccepted: 0x11, serial bytes8, not_after u64, certificate bytes16.
+	// EnrollAccepted: 0x11, serial bytes8, not_after u64, certificate bytes16,
+	// root bytes16.
 	acc := append([]byte{0x11, byte(len(v.Serial))}, v.Serial...)
 	acc = binary.BigEndian.AppendUint64(acc, v.NotAfter)
 	acc = binary.BigEndian.AppendUint16(acc, uint16(len(v.Certificate)))
 	acc = append(acc, v.Certificate...)
+	acc = binary.BigEndian.AppendUint16(acc, uint16(len(root.Raw)))
+	acc = append(acc, root.Raw...)
 	if !bytes.Equal(v.AcceptedFrame, frameBytes(acc)) {
 		return errors.New("accepted_frame is not the EnrollAccepted of these fields")
 	}

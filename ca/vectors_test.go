@@ -314,9 +314,11 @@ func (s *vecCAState) enroll(t *testing.T, e Enroll, sent []byte) (v vecEnrollmen
 	if err != nil {
 		t.Fatalf("the CA refused the request of %s: %v", e.SID, err)
 	}
-	if cert, err = CheckAccepted(acc, e); err != nil {
+	checked, err := CheckAccepted(acc, e)
+	if err != nil {
 		t.Fatalf("the client refuses the CA's answer to %s: %v", e.SID, err)
 	}
+	cert = checked.Certificate
 	csrSum := sha256.Sum256(e.CSR)
 	v = vecEnrollment{
 		Time: s.clock.Now().Format(time.RFC3339), SID: e.SID, Profile: e.Profile, Auth: m.Auth,

@@ -520,7 +520,9 @@ func TestEnrollChecksTheRoot(t *testing.T) {
 		wantErr     string
 	}{
 		{"matching fingerprint", keys.FingerprintHex(root), "", ""},
-		{"wrong fingerprint", keys.FingerprintHex(otherRoot), "", "not the configured one"},
+		// A pinned client fetches nothing (PROTOCOL.md §4.1): its request
+		// names the pin, and the CA refuses it before anything is spent.
+		{"wrong fingerprint", keys.FingerprintHex(otherRoot), "", "wrong-root"},
 		{"no fingerprint, first use", "", "", ""},
 		// The client trusts the root it saved: its request names it, and the
 		// CA refuses it before anything is spent.

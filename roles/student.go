@@ -542,38 +542,58 @@ func retryBusy(ctx context.Context, log *zap.Logger, sid, daemon string, attempt
 
 // root settles the root the student trusts, once for all IDs and before any
 // request is sent (PROTOCOL.md §4.1): the root saved in student.data_dir
-// (checked against student.root_fingerprint), else the CA's, fetched and
-// checked against the fingerprint — or, with none configured, trusted on
-// first use, which is said loudly — and saved. A wrong fingerprint fails
-// here, before any token is spent.
-func (st *student) root(ctx context.Context, sid string) (*x509.Certificate, error) {
+// (checked against student.root_fingerprint); else, with a fingerprint, no
+// root but the pin, which the enrollment names and the CA's answer must
+// match (adopt keeps the root it brings); else the CA's, fetched and trusted
+// on first use, which is said loudly, and saved.
+func (st *student) root(ctx context.Context, sid string) (*x509.Certificate, []byte, error) {
 	st.rootMu.Lock()
 	defer st.rootMu.Unlock()
 	if st.trusted != nil {
-		return st.trusted, nil
+		return st.trusted, nil, nil
 	}
 	var root *x509.Certificate
+	var pin []byte
 	var firstUse bool
 	err := retryBusy(ctx, st.log, sid, "the CA", func() error {
 		var err error
-		root, firstUse, err = st.trustAnchor.Resolve(ctx, st.caClient(sid))
+		root, pin, firstUse, err = st.trustAnchor.Settle(ctx, st.caClient(sid))
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("the CA's root certificate: %w", st.caPeer().reachError(err))
+		return nil, nil, fmt.Errorf("the CA's root certificate: %w", st.caPeer().reachError(err))
+	}
+	if root == nil {
+		return nil, pin, nil
 	}
 	if firstUse {
 		warnFirstUse(st.log, root, st.trustAnchor.Saved)
 	}
 	st.trusted = root
-	return root, nil
+	return root, nil, nil
+}
+
+// adopt keeps root, which an enrollment under the pinned fingerprint
+// brought and checked, as the root of every ID, and saves it in
+// student.data_dir.
+func (st *student) adopt(root *x509.Certificate) error {
+	st.rootMu.Lock()
+	defer st.rootMu.Unlock()
+	if st.trusted != nil {
+		return nil
+	}
+	if err := st.trustAnchor.Save(root); err != nil {
+		return err
+	}
+	st.trusted = root
+	return nil
 }
 
 // identity returns sid's key and certificate: reused from dir while valid and
 // less than two thirds into its life, renewed by its key after that, and
 // otherwise enrolled anew with sid's token.
 func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, error) {
-	root, err := st.root(ctx, sid)
+	root, pin, err := st.root(ctx, sid)
 	if err != nil {
 		return nil, err
 	}
@@ -582,6 +602,7 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 		Name:         sid,
 		Profile:      wire.ProfileStudent,
 		Root:         root,
+		Pin:          pin,
 		Client:       st.caClient(sid),
 		KeyAlgorithm: st.cfg.KeyAlgorithm,
 		Token:        func() (string, error) { return st.tokens[sid], nil },
@@ -597,6 +618,11 @@ func (st *student) identity(ctx context.Context, sid, dir string) (*studentID, e
 	})
 	if err != nil {
 		return nil, st.caPeer().reachError(err)
+	}
+	if root == nil {
+		if err := st.adopt(id.Root); err != nil {
+			return nil, err
+		}
 	}
 	cert := id.Certificate
 	switch {

@@ -127,7 +127,7 @@ type ClientConfig struct {
 	MinCRLNumber uint64
 
 	// Suites are the cipher suites offered, in order of preference; if empty,
-	// aes-256-ctr-hmac-sha256 alone.
+	// aes-256-gcm alone.
 	Suites []uint16
 
 	// Now returns the current time for the hello and the certificate and
@@ -269,7 +269,7 @@ func (cfg *ClientConfig) settings() (*clientSettings, error) {
 	}
 	s := &clientSettings{ClientConfig: cfg, hooks: newHooks(cfg.Now, cfg.Rand), suites: cfg.Suites}
 	if len(s.suites) == 0 {
-		s.suites = []uint16{SuiteAES256CTRHMACSHA256}
+		s.suites = []uint16{SuiteAES256GCM}
 	}
 	for _, id := range s.suites {
 		if suiteByID(id) == nil {

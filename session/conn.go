@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"errors"
@@ -14,8 +15,9 @@ import (
 )
 
 // Conn is an established session: it reads and writes messages as records
-// (PROTOCOL.md §5.3), encrypted with the suite's cipher and authenticated with
-// HMAC-SHA256 over an implicit sequence number. It implements
+// (PROTOCOL.md §5.3), sealed with the suite's AEAD, or encrypted with its
+// stream cipher and authenticated with HMAC-SHA256, over an implicit sequence
+// number. It implements
 // wire.MessageReadWriter, so that wire.SendFile and wire.Receiver run over it.
 //
 // A Conn may be used by one goroutine reading and another writing at the same
@@ -132,17 +134,21 @@ func (c *Conn) readRecord() (wire.Message, error) {
 	if err != nil {
 		return nil, err
 	}
+	var asSent []byte // the frame as it came, should it be a plaintext Error
+	if c.acceptPlainError && c.in.seq == 0 && len(p) <= maxPlainError {
+		asSent = bytes.Clone(p) // an AEAD that fails may overwrite p
+	}
 	plain, err := c.in.openInPlace(p)
 	if err != nil {
 		if err != errRecordMAC {
 			return nil, err
 		}
-		if c.acceptPlainError && c.in.seq == 0 {
+		if asSent != nil {
 			// The student refused the board in step 5 and, having no keys,
 			// said so in plaintext. This Error is not authenticated: anyone
 			// on the path could have sent it, as anyone can end the
 			// connection. It is only reported, never acted on beyond that.
-			if m, uerr := wire.Unmarshal(p); uerr == nil {
+			if m, uerr := wire.Unmarshal(asSent); uerr == nil {
 				if e, ok := m.(*wire.Error); ok {
 					return e, nil
 				}
@@ -174,6 +180,9 @@ func (c *Conn) readRecord() (wire.Message, error) {
 	}
 	return m, nil
 }
+
+// maxPlainError is the largest Error payload: type, code u16, text string16.
+const maxPlainError = 1 + 2 + 2 + wire.MaxErrorText
 
 // peerName names the other side for messages.
 func (c *Conn) peerName() string {
@@ -211,7 +220,7 @@ func (c *Conn) writeLocked(m wire.Message) error {
 		out.err = errSeqExhausted
 		return out.err
 	}
-	var rec []byte
+	var rec, body []byte
 	if d, ok := m.(*wire.Data); ok {
 		n := len(d.Bytes)
 		if n == 0 || n > wire.MaxDataChunk {
@@ -220,18 +229,16 @@ func (c *Conn) writeLocked(m wire.Message) error {
 		if cap(out.buf) < 1+n+TagSize {
 			out.buf = make([]byte, 0, MaxRecord) // once, on the first Data record
 		}
-		rec = out.buf[:1+n]
-		rec[0] = byte(wire.TypeData)
 		// Encrypt while copying: the plaintext never enters the buffer.
-		out.stream.XORKeyStream(rec[1:], d.Bytes)
+		rec, body = append(out.buf[:0], byte(wire.TypeData)), d.Bytes
 	} else {
 		var err error
 		if rec, err = wire.AppendMessage(out.buf[:0], m); err != nil {
 			return err
 		}
-		out.stream.XORKeyStream(rec[1:], rec[1:])
+		rec, body = rec[:1], rec[1:] // encrypted in place
 	}
-	rec, err := out.sealEncrypted(rec)
+	rec, err := out.seal(rec, body)
 	if err != nil {
 		out.err = err
 		return err

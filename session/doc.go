@@ -3,7 +3,8 @@
 // certificate, the cheap checks first, and sends a session key with its
 // certificate and stapled status (steps 3 and 4), and the student checks the
 // board and its status and recovers the keys (step 5), the key schedule, the
-// encrypt-then-MAC record layer, and the submission exchanged over it (step
+// record layer (AES-256-GCM, or encrypt-then-MAC with a stream cipher and
+// HMAC-SHA256), and the submission exchanged over it (step
 // 6): the file transfer, the student's signed SubmitEnd and the board's signed
 // Receipt, which names the board's certificate.
 //

@@ -2,6 +2,8 @@ package session
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/hpke"
 	"crypto/sha256"
@@ -168,6 +170,21 @@ func clientHandshakeSeeds(tb testing.TB) map[string][]any {
 }
 
 func openRecordSeeds(tb testing.TB) map[string][]any {
+	return recordSeeds(tb, SuiteAES256CTRHMACSHA256)
+}
+
+// openGCMRecordSeeds are FuzzOpenGCMRecord's seeds: the same messages,
+// sealed with aes-256-gcm.
+func openGCMRecordSeeds(tb testing.TB) map[string][]any {
+	seeds := recordSeeds(tb, SuiteAES256GCM)
+	seeds["tag-only"] = []any{make([]byte, 1+gcmTagSize), false}
+	seeds["short-of-tag"] = []any{make([]byte, gcmTagSize), false}
+	return seeds
+}
+
+// recordSeeds are the seeds of a record decoder: messages, sealed with suite
+// and as plaintext, and frames too short to be records.
+func recordSeeds(tb testing.TB, suite uint16) map[string][]any {
 	msgs := map[string][]byte{
 		"fileheader": mustMarshal(tb, &wire.FileHeader{Name: "message.txt", Size: 290, SHA256: sha256.Sum256(lab(testSID))}),
 		"data":       append([]byte{byte(wire.TypeData)}, lab(testSID)...),
@@ -187,7 +204,7 @@ func openRecordSeeds(tb testing.TB) map[string][]any {
 		"empty-data": {[]byte{byte(wire.TypeData)}, true},
 	}
 	for name, m := range msgs {
-		send, _ := recordPair(tb, SuiteAES256CTRHMACSHA256)
+		send, _ := recordPair(tb, suite)
 		seeds["sealed-"+name] = []any{seal(tb, send, m), false}
 		seeds["plain-"+name] = []any{m, true}
 	}
@@ -373,6 +390,84 @@ func sortedSeeds(seeds map[string][]any) [][]any {
 	return out
 }
 
+// FuzzOpenGCMRecord is FuzzOpenRecord for aes-256-gcm: with seal false the
+// input is a frame as received, and unless GCM (crypto/cipher, checked here
+// independently) opens it, the decoder must return no message and refuse it
+// with bad-record-mac; with seal true the decoder must return the message
+// sealed, or refuse it with malformed, unknown-message or
+// unexpected-message — never bad-record-mac.
+func FuzzOpenGCMRecord(f *testing.F) {
+	for _, seed := range sortedSeeds(openGCMRecordSeeds(f)) {
+		f.Add(seed[0].([]byte), seed[1].(bool))
+	}
+	var key [keyLen]byte
+	var iv [gcmNonceSize]byte
+	for i := range key {
+		key[i] = byte(i) // as recordPair
+	}
+	for i := range iv {
+		iv[i] = byte(0x40 + i)
+	}
+	block, err := aes.NewCipher(key[:])
+	if err != nil {
+		f.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, input []byte, sealIt bool) {
+		send, recv := recordPair(t, SuiteAES256GCM)
+		rec := input
+		if sealIt {
+			if len(input) == 0 || len(input) > 1+wire.MaxDataChunk {
+				return
+			}
+			rec = seal(t, send, input)
+		}
+
+		// The decoder alone, against GCM opened here at seq 0.
+		tagOK := false
+		if len(rec) >= 1+gcmTagSize {
+			aad := binary.BigEndian.AppendUint32([]byte{rec[0]}, uint32(len(rec)-1-gcmTagSize))
+			_, err := gcm.Open(nil, iv[:], rec[1:], aad)
+			tagOK = err == nil
+		}
+		plain, err := recv.openInPlace(bytes.Clone(rec))
+		switch {
+		case tagOK && (err != nil || len(plain) != len(rec)-gcmTagSize):
+			t.Fatalf("a record with a valid tag: %v", err)
+		case !tagOK && (err == nil || plain != nil):
+			t.Fatalf("a record with an invalid tag was opened")
+		case !tagOK && recv.seq != 0:
+			t.Fatalf("a record with an invalid tag moved the sequence number")
+		case sealIt && !bytes.Equal(plain, input):
+			t.Fatalf("opened %x, sealed %x", plain, input)
+		}
+
+		// The whole read path of a Conn, on the board's side, which also
+		// takes a plaintext Error as the first frame.
+		_, recv2 := recordPair(t, SuiteAES256GCM)
+		s2cSend, _ := recordPair(t, SuiteAES256GCM)
+		m := newMemConn(frame(rec))
+		c := &Conn{conn: wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), in: recv2, out: s2cSend, acceptPlainError: true}
+		msg, err := c.ReadMessage()
+		code, _, _ := codeOf(err)
+		switch {
+		case !tagOK && err == nil:
+			if e, ok := msg.(*wire.Error); !ok || !bytes.Equal(mustMarshal(t, e), rec) {
+				t.Fatalf("a record with an invalid tag gave %v", msg)
+			}
+		case !tagOK && code != wire.CodeBadRecordMAC:
+			t.Fatalf("a record with an invalid tag gave %v, want bad-record-mac", err)
+		case tagOK && err != nil && code != wire.CodeMalformed && code != wire.CodeUnknownMessage && code != wire.CodeUnexpectedMessage:
+			t.Fatalf("a record with a valid tag gave %v", err)
+		case err != nil && msg != nil:
+			t.Fatalf("got both a message and %v", err)
+		}
+	})
+}
+
 // TestFuzzCorpus writes (with -update) or checks the committed seed corpora.
 // The handshake seeds hold signatures and encryptions made with fresh
 // randomness, so they are not compared byte for byte: instead the committed
@@ -383,6 +478,7 @@ func TestFuzzCorpus(t *testing.T) {
 		"FuzzServerHandshake": serverHandshakeSeeds(t),
 		"FuzzClientHandshake": clientHandshakeSeeds(t),
 		"FuzzOpenRecord":      openRecordSeeds(t),
+		"FuzzOpenGCMRecord":   openGCMRecordSeeds(t),
 	}
 	const how = "run go test ./session -run TestFuzzCorpus -update"
 	for target, seeds := range targets {
@@ -391,7 +487,7 @@ func TestFuzzCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		fuzzseed.Check(t, target, seeds, target == "FuzzOpenRecord", how)
+		fuzzseed.Check(t, target, seeds, target == "FuzzOpenRecord" || target == "FuzzOpenGCMRecord", how)
 		path := filepath.Join(fuzzseed.Dir(target), "valid")
 		got, err := fuzzseed.Read(path)
 		if err != nil {

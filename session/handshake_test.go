@@ -269,7 +269,7 @@ func TestBoardRefuses(t *testing.T) {
 		{"unknown suites only", withHello(func(ch *wire.ClientHello) { ch.Suites = []uint16{0x1234} }), wire.CodeSuiteNotAllowed, "0x1234"},
 		{"version 1", withHello(func(ch *wire.ClientHello) { ch.Version = 1 }), wire.CodeBadVersion, "version 1"},
 		{"version 2", withHello(func(ch *wire.ClientHello) { ch.Version = 2 }), wire.CodeBadVersion, "version 2"},
-		{"version 4", withHello(func(ch *wire.ClientHello) { ch.Version = 4 }), wire.CodeBadVersion, "version 4"},
+		{"version 3", withHello(func(ch *wire.ClientHello) { ch.Version = 3 }), wire.CodeBadVersion, "version 3"},
 		{"hello an hour old", withHello(func(ch *wire.ClientHello) { ch.Time -= 60 * minute }), wire.CodeStaleHello, "the board's time is"},
 		{"hello six minutes ahead", withHello(func(ch *wire.ClientHello) { ch.Time += 6 * minute }), wire.CodeStaleHello, "check your computer's clock"},
 		{"hello at the end of time", withHello(func(ch *wire.ClientHello) { ch.Time = 1<<64 - 1 }), wire.CodeStaleHello, "the board's time is"},
@@ -360,9 +360,9 @@ func TestHandshakeErrorAtStep4(t *testing.T) {
 	if he == nil || he.Student == nil {
 		return
 	}
-	if he.Student.Subject.CommonName != testSID || he.Suite != SuiteAES256CTRHMACSHA256 {
+	if he.Student.Subject.CommonName != testSID || he.Suite != SuiteAES256GCM {
 		t.Errorf("step 4 failed with the certificate of %q and suite %s, want %q and %s",
-			he.Student.Subject.CommonName, SuiteName(he.Suite), testSID, SuiteName(SuiteAES256CTRHMACSHA256))
+			he.Student.Subject.CommonName, SuiteName(he.Suite), testSID, SuiteName(SuiteAES256GCM))
 	}
 }
 

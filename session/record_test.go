@@ -301,8 +301,7 @@ func recordPair(t testing.TB, suite uint16) (send, recv *halfConn) {
 func seal(t testing.TB, h *halfConn, msg []byte) []byte {
 	t.Helper()
 	rec := append(h.buf[:0], msg...)
-	h.stream.XORKeyStream(rec[1:], rec[1:])
-	rec, err := h.sealEncrypted(rec)
+	rec, err := h.seal(rec[:1], rec[1:])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,13 +309,13 @@ func seal(t testing.TB, h *halfConn, msg []byte) []byte {
 }
 
 func TestRecordRoundTrip(t *testing.T) {
-	for _, suite := range []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
+	for _, suite := range []uint16{SuiteAES256GCM, SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
 		t.Run(SuiteName(suite), func(t *testing.T) {
 			send, recv := recordPair(t, suite)
 			for i, n := range []int{0, 1, 15, 16, 17, 1000, wire.MaxDataChunk} {
 				msg := append([]byte{byte(wire.TypeData)}, randomContent(n)...)
 				rec := seal(t, send, msg)
-				if len(rec) != len(msg)+TagSize {
+				if len(rec) != len(msg)+send.overhead() {
 					t.Fatalf("record of %d bytes for a message of %d", len(rec), len(msg))
 				}
 				if n >= 16 && bytes.Equal(rec[1:17], msg[1:17]) {
@@ -368,7 +367,7 @@ func TestSequenceExhausted(t *testing.T) {
 	if _, err := recv.openInPlace(rec); err != nil {
 		t.Fatalf("the last record: %v", err)
 	}
-	if _, err := send.sealEncrypted([]byte{byte(wire.TypeFileAck)}); err != errSeqExhausted {
+	if _, err := send.seal([]byte{byte(wire.TypeFileAck)}, nil); err != errSeqExhausted {
 		t.Errorf("sealing after the last sequence number: got %v, want errSeqExhausted", err)
 	}
 	if _, err := recv.openInPlace(rec); err != errSeqExhausted {
@@ -491,7 +490,7 @@ func TestWriteAfterError(t *testing.T) {
 // TestRecordNoAllocs checks the hot path: a full Data record written and read
 // through Conn allocates nothing.
 func TestRecordNoAllocs(t *testing.T) {
-	for _, suite := range []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
+	for _, suite := range []uint16{SuiteAES256GCM, SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256} {
 		var pipe bytes.Buffer
 		mc := &loopConn{buf: &pipe}
 		c2sSend, c2sRecv := recordPair(t, suite)

@@ -19,6 +19,11 @@ const (
 	// dropped (RFC 4345), then HMAC-SHA256 over the ciphertext. RC4 is
 	// broken; the board chooses this suite only with ServerConfig.AllowRC4.
 	SuiteRC4HMACSHA256 uint16 = 0x0002
+
+	// SuiteAES256GCM is AES-256-GCM, an AEAD: each record sealed on its own
+	// with a nonce made from the sequence number (PROTOCOL.md §5.3). The
+	// default: first in preference, always allowed.
+	SuiteAES256GCM uint16 = 0x0003
 )
 
 // cipherSuite is one row of the suite table.
@@ -31,15 +36,31 @@ type cipherSuite struct {
 	allowedByDefault bool
 
 	// cipher returns the stream cipher of one direction's records from its
-	// cipher key and IV (PROTOCOL.md §5.2).
+	// cipher key and IV (PROTOCOL.md §5.2), for a suite that MACs with
+	// HMAC-SHA256; nil for an AEAD suite.
 	cipher func(key, iv []byte) (cipher.Stream, error)
+
+	// aead returns the AEAD of one direction's records from its key, for an
+	// AEAD suite; nil for a stream suite.
+	aead func(key []byte) (cipher.AEAD, error)
 }
 
 // cipherSuites are the suites this package implements, in the order a student
 // that offers every one prefers them.
 var cipherSuites = []*cipherSuite{
-	{SuiteAES256CTRHMACSHA256, "aes-256-ctr-hmac-sha256", true, cipherAES256CTR},
-	{SuiteRC4HMACSHA256, "rc4-hmac-sha256", false, cipherRC4},
+	{SuiteAES256GCM, "aes-256-gcm", true, nil, aeadAES256GCM},
+	{SuiteAES256CTRHMACSHA256, "aes-256-ctr-hmac-sha256", true, cipherAES256CTR, nil},
+	{SuiteRC4HMACSHA256, "rc4-hmac-sha256", false, cipherRC4, nil},
+}
+
+// aeadAES256GCM is AES-256-GCM keyed with key, with the standard 12-byte
+// nonce and 16-byte tag.
+func aeadAES256GCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 // cipherAES256CTR is AES-256-CTR keyed with key, starting from the counter
@@ -84,7 +105,7 @@ func Suites() []uint16 {
 }
 
 // SuiteName returns the name of a cipher suite as PROTOCOL.md §5.1 lists it,
-// such as "aes-256-ctr-hmac-sha256", or "0x0003" for an unknown id.
+// such as "aes-256-gcm", or "0x0004" for an unknown id.
 func SuiteName(id uint16) string {
 	if s := suiteByID(id); s != nil {
 		return s.name

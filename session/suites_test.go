@@ -13,6 +13,7 @@ func TestSuiteTable(t *testing.T) {
 		name             string
 		allowedByDefault bool
 	}{
+		{0x0003, "aes-256-gcm", true},
 		{0x0001, "aes-256-ctr-hmac-sha256", true},
 		{0x0002, "rc4-hmac-sha256", false},
 	}
@@ -38,11 +39,11 @@ func TestSuiteTable(t *testing.T) {
 	if got := Suites(); !slices.Equal(got, ids) {
 		t.Errorf("Suites(): got %v want %v", got, ids)
 	}
-	if got, want := []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, ids; !slices.Equal(got, want) {
+	if got, want := []uint16{SuiteAES256GCM, SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, ids; !slices.Equal(got, want) {
 		t.Errorf("suite constants: got %v want %v", got, want)
 	}
-	if got, want := SuiteName(0x0003), "0x0003"; got != want {
-		t.Errorf("SuiteName(0x0003): got %q want %q", got, want)
+	if got, want := SuiteName(0x0004), "0x0004"; got != want {
+		t.Errorf("SuiteName(0x0004): got %q want %q", got, want)
 	}
 	if _, ok := SuiteByName("0x0001"); ok {
 		t.Error(`SuiteByName("0x0001"): got ok, want an unknown name`)

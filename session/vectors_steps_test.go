@@ -108,7 +108,7 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 	// ClientHello: 0x20, version u16, sid string8, certificate bytes16,
 	// random fixed[32], time u64, suites list8<u16>, kem u16, kem_public
 	// bytes16 — the signed prefix p — then signature bytes16.
-	hello := binary.BigEndian.AppendUint16([]byte{0x20}, 3)
+	hello := binary.BigEndian.AppendUint16([]byte{0x20}, 4)
 	hello = appendString8(hello, in.SID)
 	hello = appendBytes16(hello, st.Certificate)
 	hello = append(hello, in.ClientRandom...)
@@ -134,7 +134,7 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 	// transport of the student's key.
 	suite := uint16(0)
 	for _, id := range in.SuitesOffered {
-		if id == 0x0001 || id == 0x0002 && in.AllowRC4 {
+		if id == 0x0003 || id == 0x0001 || id == 0x0002 && in.AllowRC4 {
 			suite = id
 			break
 		}
@@ -216,7 +216,7 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 	// ServerHello: 0x21, version u16, random fixed[32], suite u16,
 	// key_transport u8, encrypted_key, kem_ciphertext, certificate and status
 	// bytes16.
-	server := binary.BigEndian.AppendUint16([]byte{0x21}, 3)
+	server := binary.BigEndian.AppendUint16([]byte{0x21}, 4)
 	server = append(server, in.BoardRandom...)
 	server = binary.BigEndian.AppendUint16(server, hv.Suite)
 	server = append(server, hv.KeyTransport)
@@ -272,6 +272,9 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 	if len(v.Records) != len(want) {
 		return errors.Join(append(errs, fmt.Errorf("%d records, want %d", len(v.Records), len(want)))...)
 	}
+	if hv.Suite == 0x0003 {
+		return errors.Join(append(errs, stepGCMRecords(v.Records, want, keys))...)
+	}
 	streams := map[string]cipher.Stream{}
 	seqs, offsets := map[string]uint64{}, map[string]uint64{}
 	for _, dir := range []string{"c2s", "s2c"} {
@@ -282,8 +285,9 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 	for i, w := range want {
 		rec := v.Records[i]
 		name := fmt.Sprintf("records[%d]", i)
-		if rec.Direction != w.dir || rec.Type != w.typ || rec.Seq != seqs[w.dir] || rec.KeystreamOffset != offsets[w.dir] {
-			fail("%s: %s seq %d type 0x%02x at offset %d; want %s seq %d type 0x%02x at %d",
+		if rec.Direction != w.dir || rec.Type != w.typ || rec.Seq != seqs[w.dir] || rec.KeystreamOffset == nil || *rec.KeystreamOffset != offsets[w.dir] ||
+			rec.Nonce != nil || rec.AAD != nil {
+			fail("%s: %s seq %d type 0x%02x at offset %v; want %s seq %d type 0x%02x at %d, and no nonce or aad",
 				name, rec.Direction, rec.Seq, rec.Type, rec.KeystreamOffset, w.dir, seqs[w.dir], w.typ, offsets[w.dir])
 		}
 		same(name+".plaintext", rec.Plaintext, w.body)
@@ -302,6 +306,52 @@ func checkSessionSteps(pkiData, statusData, data []byte) error {
 		offsets[w.dir] += uint64(len(ct))
 	}
 
+	return errors.Join(errs...)
+}
+
+// stepGCMRecords checks the records of aes-256-gcm (PROTOCOL.md §5.3):
+// nonce = iv[:12] XOR seq, aad = type || n, and AES-256-GCM's sealing of
+// each body with the direction's key.
+func stepGCMRecords(recs []vecRecord, want []stepRecord, keys map[string][]byte) error {
+	var errs []error
+	seqs := map[string]uint64{}
+	for i, w := range want {
+		rec := recs[i]
+		name := fmt.Sprintf("records[%d]", i)
+		seq := seqs[w.dir]
+		if rec.Direction != w.dir || rec.Type != w.typ || rec.Seq != seq || rec.KeystreamOffset != nil {
+			errs = append(errs, fmt.Errorf("%s: %s seq %d type 0x%02x; want %s seq %d type 0x%02x and no keystream offset",
+				name, rec.Direction, rec.Seq, rec.Type, w.dir, seq, w.typ))
+		}
+		nonce := bytes.Clone(keys[w.dir+"_iv"][:12])
+		for j := range 8 {
+			nonce[4+j] ^= byte(seq >> (56 - 8*j))
+		}
+		aad := binary.BigEndian.AppendUint32([]byte{w.typ}, uint32(len(w.body)))
+		block, err := aes.NewCipher(keys[w.dir+"_key"])
+		if err != nil {
+			return err
+		}
+		gcm, err := cipher.NewGCM(block)
+		if err != nil {
+			return err
+		}
+		sealed := gcm.Seal(nil, nonce, w.body, aad)
+		ct, tag := sealed[:len(w.body)], sealed[len(w.body):]
+		for _, c := range []struct {
+			field     string
+			got, want []byte
+		}{
+			{"nonce", rec.Nonce, nonce}, {"aad", rec.AAD, aad}, {"plaintext", rec.Plaintext, w.body},
+			{"ciphertext", rec.Ciphertext, ct}, {"tag", rec.Tag, tag},
+			{"frame", rec.Frame, stepFrame(append([]byte{w.typ}, sealed...))},
+		} {
+			if !bytes.Equal(c.got, c.want) {
+				errs = append(errs, fmt.Errorf("%s.%s is not as PROTOCOL.md §5.3 makes it", name, c.field))
+			}
+		}
+		seqs[w.dir]++
+	}
 	return errors.Join(errs...)
 }
 

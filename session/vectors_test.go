@@ -71,6 +71,9 @@ var sessionSpecs = []sessionSpec{
 	{"p384-aes", "p384", []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false, false},
 	{"p384-rc4", "p384", []uint16{SuiteRC4HMACSHA256, SuiteAES256CTRHMACSHA256}, true, false},
 	{"p256-history", "p256", []uint16{SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false, true},
+	{"rsa2048-gcm", "rsa2048", []uint16{SuiteAES256GCM, SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false, false},
+	{"p256-gcm", "p256", []uint16{SuiteAES256GCM, SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false, false},
+	{"p384-gcm", "p384", []uint16{SuiteAES256GCM, SuiteAES256CTRHMACSHA256, SuiteRC4HMACSHA256}, false, false},
 }
 
 // vecHistorySubmission is the submission vector whose receipt the history
@@ -266,8 +269,10 @@ type vecRecord struct {
 	Direction       string      `json:"direction"` // "c2s" or "s2c"
 	Seq             uint64      `json:"seq"`
 	Type            uint8       `json:"type"`
-	KeystreamOffset uint64      `json:"keystream_offset"` // where its body starts in its direction's keystream
-	Plaintext       vectors.Hex `json:"plaintext"`        // the message's body
+	KeystreamOffset *uint64     `json:"keystream_offset,omitempty"` // stream suites: where its body starts in its direction's keystream
+	Nonce           vectors.Hex `json:"nonce,omitempty"`            // aes-256-gcm: iv[:12] XOR seq
+	AAD             vectors.Hex `json:"aad,omitempty"`              // aes-256-gcm: type || n
+	Plaintext       vectors.Hex `json:"plaintext"`                  // the message's body
 	Ciphertext      vectors.Hex `json:"ciphertext"`
 	Tag             vectors.Hex `json:"tag"`
 	Frame           vectors.Hex `json:"frame"`
@@ -800,9 +805,16 @@ func (v *sessionFile) records(order string, c2s, s2c [][]byte) error {
 			if err != nil {
 				return nil, fmt.Errorf("%s record %d: %w", dir, seq, err)
 			}
-			n := len(p) - TagSize
-			out = append(out, vecRecord{Direction: dir, Seq: uint64(seq), Type: p[0], KeystreamOffset: offset,
-				Plaintext: plain[1:], Ciphertext: p[1:n], Tag: p[n:], Frame: frame(p)})
+			n := len(p) - h.overhead()
+			rec := vecRecord{Direction: dir, Seq: uint64(seq), Type: p[0],
+				Plaintext: plain[1:], Ciphertext: p[1:n], Tag: p[n:], Frame: frame(p)}
+			if h.aead != nil {
+				rec.Nonce, rec.AAD = bytes.Clone(h.nonce[:]), bytes.Clone(h.aad[:])
+			} else {
+				off := offset
+				rec.KeystreamOffset = &off
+			}
+			out = append(out, rec)
 			offset += uint64(n - 1)
 		}
 		return out, nil
@@ -1124,7 +1136,7 @@ func TestVectorsSessionEveryValueCounts(t *testing.T) {
 				// The description changes no byte, nor does whether the board
 				// allows RC4 when the student prefers AES.
 				unexamined := m.Path == "description" ||
-					m.Path == "inputs.board_allows_rc4" && c.Inputs.SuitesOffered[0] == SuiteAES256CTRHMACSHA256
+					m.Path == "inputs.board_allows_rc4" && c.Inputs.SuitesOffered[0] != SuiteRC4HMACSHA256
 				if checkSessionSteps(pki, status, m.Data) == nil && !unexamined {
 					t.Errorf("the step check passes a change of %s", m.Path)
 				}

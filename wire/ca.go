@@ -136,31 +136,35 @@ func EnrollBinding(auth, profile uint8, sid string, root [RootFingerprintLen]byt
 }
 
 // EnrollAccepted answers an EnrollRequest with the certificate the CA issued
-// (type 0x11).
+// and the CA's root certificate (type 0x11).
 type EnrollAccepted struct {
 	Serial      []byte // bytes8, big-endian, 1..MaxSerialLen bytes
 	NotAfter    uint64 // seconds since the Unix epoch
 	Certificate []byte // bytes16, DER, 1..MaxCertLen bytes
+	Root        []byte // bytes16, DER, 1..MaxCertLen bytes: the root the request named
 }
 
 // Type returns TypeEnrollAccepted.
 func (*EnrollAccepted) Type() Type { return TypeEnrollAccepted }
 
-// MarshalBody encodes the serial, notAfter and the certificate.
+// MarshalBody encodes the serial, notAfter, the certificate and the root.
 func (m *EnrollAccepted) MarshalBody(b *Builder) {
 	b.Bytes8(m.Serial)
 	b.U64(m.NotAfter)
 	b.Bytes16(m.Certificate)
+	b.Bytes16(m.Root)
 }
 
-// UnmarshalBody decodes the serial, notAfter and the certificate and checks
-// their lengths.
+// UnmarshalBody decodes the serial, notAfter, the certificate and the root
+// and checks their lengths.
 func (m *EnrollAccepted) UnmarshalBody(p *Parser) {
 	m.Serial = p.Bytes8()
 	checkLen(p, "serial", len(m.Serial), 1, MaxSerialLen)
 	m.NotAfter = p.U64()
 	m.Certificate = p.Bytes16()
 	checkLen(p, "certificate", len(m.Certificate), 1, MaxCertLen)
+	m.Root = p.Bytes16()
+	checkLen(p, "root", len(m.Root), 1, MaxCertLen)
 }
 
 // Fetch asks the CA for a public file (type 0x12): "root.pem" or "crl.pem".

@@ -104,12 +104,14 @@ func TestEnrollAcceptedLimits(t *testing.T) {
 		m    *EnrollAccepted
 		text string // "" when it decodes
 	}{
-		{"ok", &EnrollAccepted{Serial: []byte{1}, Certificate: []byte{2}}, ""},
-		{"longest", &EnrollAccepted{Serial: make([]byte, MaxSerialLen), Certificate: make([]byte, MaxCertLen)}, ""},
-		{"no serial", &EnrollAccepted{Certificate: []byte{2}}, "serial of 0 bytes"},
-		{"long serial", &EnrollAccepted{Serial: make([]byte, MaxSerialLen+1), Certificate: []byte{2}}, "serial of 21 bytes"},
-		{"no certificate", &EnrollAccepted{Serial: []byte{1}}, "certificate of 0 bytes"},
-		{"long certificate", &EnrollAccepted{Serial: []byte{1}, Certificate: make([]byte, MaxCertLen+1)}, "certificate of 8193 bytes"},
+		{"ok", &EnrollAccepted{Serial: []byte{1}, Certificate: []byte{2}, Root: []byte{3}}, ""},
+		{"longest", &EnrollAccepted{Serial: make([]byte, MaxSerialLen), Certificate: make([]byte, MaxCertLen), Root: make([]byte, MaxCertLen)}, ""},
+		{"no serial", &EnrollAccepted{Certificate: []byte{2}, Root: []byte{3}}, "serial of 0 bytes"},
+		{"long serial", &EnrollAccepted{Serial: make([]byte, MaxSerialLen+1), Certificate: []byte{2}, Root: []byte{3}}, "serial of 21 bytes"},
+		{"no certificate", &EnrollAccepted{Serial: []byte{1}, Root: []byte{3}}, "certificate of 0 bytes"},
+		{"long certificate", &EnrollAccepted{Serial: []byte{1}, Certificate: make([]byte, MaxCertLen+1), Root: []byte{3}}, "certificate of 8193 bytes"},
+		{"no root", &EnrollAccepted{Serial: []byte{1}, Certificate: []byte{2}}, "root of 0 bytes"},
+		{"long root", &EnrollAccepted{Serial: []byte{1}, Certificate: []byte{2}, Root: make([]byte, MaxCertLen+1)}, "root of 8193 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Unmarshal(mustMarshal(tc.m))

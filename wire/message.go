@@ -5,7 +5,7 @@ import "fmt"
 // ProtocolVersion is the version of PROTOCOL.md this package speaks: the
 // first body field of every message a client sends first on a connection, and
 // of the board's ServerHello (PROTOCOL.md §0).
-const ProtocolVersion = 3
+const ProtocolVersion = 4
 
 // A Type is a message's type byte, the first byte of a frame's payload
 // (PROTOCOL.md §2).

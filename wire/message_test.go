@@ -27,7 +27,7 @@ func sampleMessages() []Message {
 			Root: [RootFingerprintLen]byte{0xaa, 0xbb}, Auth: AuthToken,
 			TokenKey: bytes.Repeat([]byte{0x11}, TokenKeyLen), Signature: bytes.Repeat([]byte{0x22}, TokenSignatureLen),
 		},
-		&EnrollAccepted{Serial: []byte{0x7f, 1, 2, 3}, NotAfter: 1800000000, Certificate: []byte("certificate der")},
+		&EnrollAccepted{Serial: []byte{0x7f, 1, 2, 3}, NotAfter: 1800000000, Certificate: []byte("certificate der"), Root: []byte("root der")},
 		&Fetch{Version: ProtocolVersion, Name: "crl.pem"},
 		&WatchRequest{Version: ProtocolVersion, Certificate: []byte("board der")},
 		&WatchChallenge{Nonce: [NonceLen]byte{9, 8, 7}},

@@ -220,7 +220,7 @@ func Default() *Config {
 			DataDir:      "data/student",
 			BoardName:    "blackboard",
 			KeyAlgorithm: "ecdsa-p256",
-			Suites:       Suites{Suite(session.SuiteAES256CTRHMACSHA256)},
+			Suites:       Suites{Suite(session.SuiteAES256GCM)},
 			Parallel:     1,
 			Assignment:   "lab",
 			Timeout:      Duration(60 * time.Second),

@@ -328,7 +328,7 @@ func TestSuitesText(t *testing.T) {
 			t.Errorf("Suite(%q): got 0x%04x, %v; want 0x%04x, ok=%v", tt.in, uint16(s), err, tt.want, tt.ok)
 		}
 		if !tt.ok {
-			want := fmt.Sprintf("%q is not one of aes-256-ctr-hmac-sha256, rc4-hmac-sha256", tt.in)
+			want := fmt.Sprintf("%q is not one of aes-256-gcm, aes-256-ctr-hmac-sha256, rc4-hmac-sha256", tt.in)
 			if err == nil || err.Error() != want {
 				t.Errorf("Suite(%q): got error %v want %q", tt.in, err, want)
 			}
@@ -354,8 +354,8 @@ func TestValidateTypedValues(t *testing.T) {
 	}{
 		{"zero pattern", func(c *Config) { c.CA.SIDPattern = Pattern{} }, `ca.sid_pattern: "" is not a valid regular expression`},
 		{"short fingerprint", func(c *Config) { c.Board.RootFingerprint = Fingerprint{0xab} }, `board.root_fingerprint: "ab" is not a SHA-256 fingerprint`},
-		{"no suites", func(c *Config) { c.Student.Suites = nil }, "student.suites: must name at least one of aes-256-ctr-hmac-sha256, rc4-hmac-sha256"},
-		{"unknown suite", func(c *Config) { c.Student.Suites = Suites{3} }, `student.suites: "0x0003" is not one of aes-256-ctr-hmac-sha256, rc4-hmac-sha256`},
+		{"no suites", func(c *Config) { c.Student.Suites = nil }, "student.suites: must name at least one of aes-256-gcm, aes-256-ctr-hmac-sha256, rc4-hmac-sha256"},
+		{"unknown suite", func(c *Config) { c.Student.Suites = Suites{4} }, `student.suites: "0x0004" is not one of aes-256-gcm, aes-256-ctr-hmac-sha256, rc4-hmac-sha256`},
 		{"suite twice", func(c *Config) { c.Student.Suites = Suites{2, 2} }, `student.suites: "rc4-hmac-sha256" is listed twice`},
 		{"no unproven connections", func(c *Config) { c.CA.MaxUnproven = 0 }, "ca.max_unproven: 0 is outside 1..max_conns (1024)"},
 		{"more unproven than connections", func(c *Config) { c.Board.MaxUnproven = 2000 }, "board.max_unproven: 2000 is outside 1..max_conns (1024)"},

@@ -206,8 +206,8 @@ func (p Pattern) String() string {
 func (p Pattern) Regexp() *regexp.Regexp { return p.re }
 
 // Suite is a session cipher suite id, written in the file by its name in
-// package session's suite table: "aes-256-ctr-hmac-sha256" or
-// "rc4-hmac-sha256".
+// package session's suite table: "aes-256-gcm", "aes-256-ctr-hmac-sha256"
+// or "rc4-hmac-sha256".
 type Suite uint16
 
 // UnmarshalText looks the name up in session's suite table.
