@@ -167,6 +167,7 @@ type Store struct {
 	dir     string
 	db      *sqlstore.DB
 	content *dirSyncer       // the submissions directory's entries; nil when read-only
+	insert  *sql.Stmt        // insertSQL, compiled once on the writer; nil when read-only
 	now     func() time.Time // the clock of Record.Received
 	// last is the seq of the last id handed out: the next Commit takes the
 	// one after. Only the process that holds the database's lock assigns
@@ -217,6 +218,10 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("board: %w", err)
 	}
 	s.last.Store(uint64(last))
+	if s.insert, err = db.Prepare(insertSQL); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("board: %w", err)
+	}
 	s.content = newDirSyncer(filepath.Join(dir, ContentDir), nil)
 	return s, nil
 }
@@ -259,6 +264,9 @@ func refuseBolt(path string) error {
 func (s *Store) Close() error {
 	if s.content != nil {
 		s.content.close()
+	}
+	if s.insert != nil {
+		s.insert.Close()
 	}
 	return s.db.Close()
 }
@@ -407,9 +415,7 @@ func (s *Store) Commit(sub *session.Submission, peer string, sign func(*wire.Rec
 		return fail(dst, "board: store content of %s: %w", rec.SID, err)
 	}
 	err = s.db.Update(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO submissions (seq, `+columns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			rec.seq(), rec.ID, rec.SID, hex.EncodeToString(rec.Serial), rec.Name, rec.Size,
+		_, err := tx.Stmt(s.insert).Exec(rec.seq(), rec.ID, rec.SID, hex.EncodeToString(rec.Serial), rec.Name, rec.Size,
 			hex.EncodeToString(rec.SHA256[:]), rec.Suite, rec.Received.Format(receivedLayout),
 			nullString(rec.Peer), rec.Resumed, rec.File, rec.StudentCertificate, rec.Transcript[:],
 			rec.Statement, rec.Signature, rec.BoardCertificate, rec.Receipt,
@@ -484,6 +490,10 @@ func (s *Store) tally(key, assignment, sid string) (tally, error) {
 	s.tallies.put(key, t)
 	return t, nil
 }
+
+// insertSQL adds a row to the submissions table (Commit's statement).
+const insertSQL = `INSERT INTO submissions (seq, ` + columns + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // keyedMutex is a set of mutexes by key, each held only while in use.
 type keyedMutex struct {

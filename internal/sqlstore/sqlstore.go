@@ -458,6 +458,21 @@ func (db *DB) Update(fn func(tx *sql.Tx) error) error {
 	return out.err
 }
 
+// Prepare compiles query once on the writer's connection, for the functions
+// of Update to run through tx.Stmt: a statement every commit runs is then
+// compiled once, not in each transaction. The caller closes the statement
+// before Close. A read-only database has no writer: ErrReadOnly.
+func (db *DB) Prepare(query string) (*sql.Stmt, error) {
+	if db.readOnly {
+		return nil, ErrReadOnly
+	}
+	st, err := db.writer.Prepare(query)
+	if err != nil {
+		return nil, classify(db.path, "prepare", err)
+	}
+	return st, nil
+}
+
 // commitLoop takes the queued writers, as many as are waiting up to the
 // bound, and commits them together. It returns when reqs is closed and
 // drained.

@@ -414,3 +414,59 @@ func isClosed(db *DB) bool {
 	defer db.mu.RUnlock()
 	return db.closed
 }
+
+// TestPreparedStatementInUpdates checks a statement prepared once on the
+// writer and run through tx.Stmt in Update's functions: alone, in a shared
+// batch, and in a savepoint that fails (the others of its batch commit);
+// and that a read-only database refuses to prepare.
+func TestPreparedStatementInUpdates(t *testing.T) {
+	path := tempPath(t)
+	db := openT(t, path, Options{})
+	st, err := db.Prepare(`INSERT INTO items (k, v) VALUES (?, ?)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	putStmt := func(k string) func(*sql.Tx) error {
+		return func(tx *sql.Tx) error {
+			_, err := tx.Stmt(st).Exec(k, []byte("value of "+k))
+			return err
+		}
+	}
+	if err := db.Update(putStmt("alone")); err != nil {
+		t.Fatal(err)
+	}
+	release, first := blockCommitter(t, db)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for _, k := range []string{"b1", "b2", "alone", "b3"} { // "alone" again: UNIQUE fails
+		wg.Go(func() { errs <- db.Update(putStmt(k)) })
+	}
+	waitQueued(t, db, 4)
+	release()
+	wg.Wait()
+	close(errs)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("got %d failed writes, want 1 (the duplicate)", failed)
+	}
+	if got, want := keys(t, db), []string{"alone", "b1", "b2", "b3", "blocker"}; !slices.Equal(got, want) {
+		t.Errorf("items: got %q want %q", got, want)
+	}
+	ro, err := Open(path, Options{Migrations: testMigrations, ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, err := ro.Prepare(`SELECT 1`); !errors.Is(err, ErrReadOnly) {
+		t.Errorf("Prepare on a read-only database: got %v, want ErrReadOnly", err)
+	}
+}
