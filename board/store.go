@@ -221,6 +221,9 @@ type Store struct {
 	// versions serializes the commits of one student to one assignment,
 	// which number her versions; others run concurrently.
 	versions keyedMutex
+	// tallies holds, per (assignment, SID), what Commit needs to number
+	// the next version, exact while that pair's lock in versions is held.
+	tallies tallyCache
 	// admit, if set, checks under that lock that one more submission fits
 	// the assignment's versions and quota (Course.Admit).
 	admit atomic.Pointer[func(assignment string, versions int, stored, size int64) error]
@@ -243,7 +246,7 @@ func Open(dir string) (*Store, error) {
 	if err := refuseBolt(path); err != nil {
 		return nil, err
 	}
-	db, err := sqlstore.Open(path, sqlstore.Options{Migrations: migrations})
+	db, err := sqlstore.Open(path, sqlstore.Options{Migrations: migrations, Prepared: []string{insertSQL}})
 	if err != nil {
 		return nil, fmt.Errorf("board: %w", err)
 	}
@@ -403,16 +406,14 @@ func (s *Store) Commit(sub *session.Submission, peer string, sign func(*wire.Rec
 		return fail("", "board: the submission of %s carries no request or terms", sub.SID)
 	}
 	rec := newRecord(sub, peer)
-	unlock := s.versions.lock(rec.Assignment + "\x00" + rec.SID)
+	key := rec.Assignment + "\x00" + rec.SID
+	unlock := s.versions.lock(key)
 	defer unlock()
-	var last, count, stored int64
-	err := s.db.View(func(tx *sql.Tx) error {
-		return tx.QueryRow("SELECT coalesce(max(version), 0), count(*), coalesce(sum(size), 0) FROM submissions WHERE assignment = ? AND sid = ?",
-			rec.Assignment, rec.SID).Scan(&last, &count, &stored)
-	})
+	t, err := s.tally(key, rec.Assignment, rec.SID)
 	if err != nil {
 		return fail("", "board: number the submission of %s: %w", rec.SID, err)
 	}
+	last, count, stored := t.last, t.count, t.stored
 	if admit := s.admit.Load(); admit != nil {
 		if err := (*admit)(rec.Assignment, int(count), stored, rec.Size); err != nil {
 			return fail("", "board: the submission of %s to %q: %w", rec.SID, rec.Assignment, err)
@@ -448,9 +449,7 @@ func (s *Store) Commit(sub *session.Submission, peer string, sign func(*wire.Rec
 		return fail(dst, "board: store content of %s: %w", rec.SID, err)
 	}
 	err = s.db.Update(func(tx *sql.Tx) error {
-		_, err := tx.Exec(`INSERT INTO submissions (seq, `+columns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			rec.seq(), rec.ID, rec.SID, hex.EncodeToString(rec.Serial), rec.Name, rec.Size,
+		_, err := sqlstore.Exec(tx, insertSQL, rec.seq(), rec.ID, rec.SID, hex.EncodeToString(rec.Serial), rec.Name, rec.Size,
 			hex.EncodeToString(rec.SHA256[:]), rec.Suite, rec.Received.Format(receivedLayout),
 			nullString(rec.Peer), rec.Resumed, rec.File, rec.StudentCertificate, rec.Transcript[:],
 			rec.Statement, rec.Signature, rec.BoardCertificate, rec.Receipt,
@@ -459,10 +458,76 @@ func (s *Store) Commit(sub *session.Submission, peer string, sign func(*wire.Rec
 		return err
 	})
 	if err != nil {
+		// The row may or may not be stored: the next commit asks the database.
+		s.tallies.forget(key)
 		return fail(dst, "board: index submission of %s: %w", rec.SID, err)
 	}
+	s.tallies.put(key, tally{last: int64(rec.Version), count: count + 1, stored: stored + rec.Size})
 	return &rec, nil
 }
+
+// tally is what one student has stored to one assignment: how many
+// submissions, the highest version among them, and their bytes.
+type tally struct{ count, last, stored int64 }
+
+// maxTallies bounds tallyCache; when it is full it starts afresh.
+const maxTallies = 1 << 16
+
+// tallyCache remembers the tally of each (assignment, SID) pair that Commit
+// has read or written, so that a student's next commit numbers her version
+// without reading her earlier rows (a scan that grows with her versions).
+// Only Commit adds rows, under the pair's lock in versions, and it updates
+// the pair's entry under the same lock, so an entry is exact whenever that
+// lock is held; a commit whose outcome is unknown removes the entry.
+type tallyCache struct {
+	sync.Mutex
+	m map[string]tally
+}
+
+func (c *tallyCache) get(key string) (tally, bool) {
+	c.Lock()
+	defer c.Unlock()
+	t, ok := c.m[key]
+	return t, ok
+}
+
+func (c *tallyCache) put(key string, t tally) {
+	c.Lock()
+	defer c.Unlock()
+	if c.m == nil || len(c.m) >= maxTallies {
+		c.m = make(map[string]tally)
+	}
+	c.m[key] = t
+}
+
+func (c *tallyCache) forget(key string) {
+	c.Lock()
+	defer c.Unlock()
+	delete(c.m, key)
+}
+
+// tally returns the tally of sid's submissions to assignment, from
+// s.tallies or else the database. The caller holds the pair's lock in
+// s.versions.
+func (s *Store) tally(key, assignment, sid string) (tally, error) {
+	if t, ok := s.tallies.get(key); ok {
+		return t, nil
+	}
+	var t tally
+	err := s.db.View(func(tx *sql.Tx) error {
+		return tx.QueryRow("SELECT coalesce(max(version), 0), count(*), coalesce(sum(size), 0) FROM submissions WHERE assignment = ? AND sid = ?",
+			assignment, sid).Scan(&t.last, &t.count, &t.stored)
+	})
+	if err != nil {
+		return tally{}, err
+	}
+	s.tallies.put(key, t)
+	return t, nil
+}
+
+// insertSQL adds a row to the submissions table (Commit's statement).
+const insertSQL = `INSERT INTO submissions (seq, ` + columns + `)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // keyedMutex is a set of mutexes by key, each held only while in use.
 type keyedMutex struct {

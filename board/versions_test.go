@@ -245,3 +245,60 @@ func TestMigrationOfVersion1Rows(t *testing.T) {
 		t.Errorf("the first submission after the migration: version %d, receipt version %d; want 4, 3", rec.Version, rec.ReceiptVersion)
 	}
 }
+
+// TestCommitTallies checks the tally Commit keeps per (assignment, SID): after
+// each commit it is held and equals what the database says; a refused commit
+// leaves it as it was; a commit whose row could not be indexed drops it, and
+// the next commit reads the database again and numbers on without a gap.
+func TestCommitTallies(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const sid, assignment = "1155000001", "hw1"
+	key := assignment + "\x00" + sid
+	steps := []struct {
+		name        string
+		before      func()
+		wantErr     bool
+		wantHeld    bool
+		wantVersion uint32
+	}{
+		{name: "first", wantHeld: true, wantVersion: 1},
+		{name: "second", wantHeld: true, wantVersion: 2},
+		{name: "the index refuses the row", before: func() { s.last.Store(0) }, wantErr: true},
+		{name: "after the failure", before: func() { s.last.Store(10) }, wantHeld: true, wantVersion: 3},
+		{name: "refused by the course", before: func() {
+			refuse := func(string, int, int64, int64) error { return fmt.Errorf("no more versions") }
+			s.admit.Store(&refuse)
+		}, wantErr: true, wantHeld: true},
+		{name: "admitted again", before: func() { s.admit.Store(nil) }, wantHeld: true, wantVersion: 4},
+	}
+	for _, st := range steps {
+		if st.before != nil {
+			st.before()
+		}
+		rec, err := commitTo(t, s, sid, assignment, "submission "+st.name)
+		if (err != nil) != st.wantErr {
+			t.Fatalf("%s: Commit error %v, want error %v", st.name, err, st.wantErr)
+		}
+		if err == nil && rec.Version != st.wantVersion {
+			t.Errorf("%s: version %d, want %d", st.name, rec.Version, st.wantVersion)
+		}
+		held, ok := s.tallies.get(key)
+		if ok != st.wantHeld {
+			t.Fatalf("%s: tally held %v, want %v", st.name, ok, st.wantHeld)
+		}
+		if !ok {
+			continue
+		}
+		count, latest, bytes, err := s.Usage(sid, assignment)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (tally{count: int64(count), last: int64(latest), stored: bytes}); held != want {
+			t.Errorf("%s: tally %+v, the database says %+v", st.name, held, want)
+		}
+	}
+}

@@ -278,7 +278,7 @@ func (hs *clientHandshake) recoverKeys() error {
 		return wire.Refusef(wire.CodeBadKeyShare,
 			"the board's X-Wing ciphertext has %d bytes, not %d; tell the course staff", len(sh.KEMCiphertext), xwingCiphertextLen)
 	}
-	key, err := openSessionKey(hs.cfg.rand, hs.cfg.Key, hs.cfg.kt, hs.helloHash, sh.EncryptedKey)
+	key, err := openSessionKey(hs.cfg.rand, hs.cfg.Key, hs.cfg.ecdhKey, hs.cfg.kt, hs.helloHash, sh.EncryptedKey)
 	if err != nil {
 		if !hs.cfg.testHookIgnoreKeyTransport {
 			return wire.Refusef(wire.CodeKeyTransportFailed,

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"pkiboard/internal/keys"
@@ -149,6 +150,37 @@ type ClientConfig struct {
 	testHookClientHello        func(*wire.ClientHello)
 	testHookSignedHello        func(*wire.ClientHello)
 	testHookIgnoreKeyTransport bool
+
+	// dh remembers Key as crypto/ecdh wants it for the HPKE key transport:
+	// making it computes the public point again (a scalar multiplication),
+	// which a student that keeps her ClientConfig across sessions need not
+	// pay in each one.
+	dh atomic.Pointer[dhMemo]
+}
+
+// dhMemo is an ECDSA key (src) and the same key as an ECDH key.
+type dhMemo struct {
+	src crypto.Signer
+	key *ecdh.PrivateKey
+}
+
+// ecdhKey returns cfg.Key as an ECDH key, converted once per Key: the memo
+// holds the key it was made from, so a Key replaced in the config is
+// converted afresh. The memo lives as long as the config, as Key does.
+func (cfg *ClientConfig) ecdhKey() (*ecdh.PrivateKey, error) {
+	if m := cfg.dh.Load(); m != nil && m.src == cfg.Key {
+		return m.key, nil
+	}
+	d, ok := cfg.Key.(ecdhKey)
+	if !ok {
+		return nil, errors.New("the ECDSA key has no ECDH method")
+	}
+	k, err := d.ECDH()
+	if err != nil {
+		return nil, err
+	}
+	cfg.dh.Store(&dhMemo{src: cfg.Key, key: k})
+	return k, nil
 }
 
 // keyTransportFor returns the key transport for a certificate key

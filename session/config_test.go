@@ -61,3 +61,48 @@ func TestKeyTransportFor(t *testing.T) {
 		})
 	}
 }
+
+// TestClientConfigECDHKey checks that the config converts its Key to an ECDH
+// key once and again whenever Key is replaced, never handing out the ECDH key
+// of a Key it no longer has.
+func TestClientConfigECDHKey(t *testing.T) {
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	first, second := newKey(), newKey()
+	cfg := &ClientConfig{Key: first}
+	steps := []struct {
+		name string
+		key  *ecdsa.PrivateKey // set as cfg.Key before the step
+		same bool              // the ECDH key is the one of the step before
+	}{
+		{"first conversion", first, false},
+		{"same key, remembered", first, true},
+		{"key replaced", second, false},
+		{"replaced key, remembered", second, true},
+		{"first key back", first, false},
+	}
+	var last *ecdh.PrivateKey
+	for _, st := range steps {
+		cfg.Key = st.key
+		got, err := cfg.ecdhKey()
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		want, err := st.key.ECDH()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.Equal(want) {
+			t.Errorf("%s: the ECDH key is not the one of Key", st.name)
+		}
+		if (got == last) != st.same {
+			t.Errorf("%s: same ECDH key as before = %v, want %v", st.name, got == last, st.same)
+		}
+		last = got
+	}
+}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/hkdf"
 	"crypto/hpke"
@@ -66,7 +67,7 @@ func sealSessionKey(rand io.Reader, pub crypto.PublicKey, kt uint8, helloHash [3
 
 // openSessionKey decrypts encrypted_key with the student's private key. It
 // returns an error unless the result is exactly a session key.
-func openSessionKey(rand io.Reader, priv crypto.Signer, kt uint8, helloHash [32]byte, encrypted []byte) ([]byte, error) {
+func openSessionKey(rand io.Reader, priv crypto.Signer, dh func() (*ecdh.PrivateKey, error), kt uint8, helloHash [32]byte, encrypted []byte) ([]byte, error) {
 	label := append([]byte(labelSessionKey), helloHash[:]...)
 	var key []byte
 	var err error
@@ -78,16 +79,12 @@ func openSessionKey(rand io.Reader, priv crypto.Signer, kt uint8, helloHash [32]
 		}
 		key, err = d.Decrypt(rand, encrypted, &rsa.OAEPOptions{Hash: crypto.SHA256, MGFHash: crypto.SHA256, Label: label})
 	case wire.KeyTransportHPKEP256, wire.KeyTransportHPKEP384:
-		d, ok := priv.(ecdhKey)
-		if !ok {
-			return nil, errors.New("the ECDSA key has no ECDH method")
-		}
-		ek, kerr := d.ECDH()
+		ek, kerr := dh()
 		if kerr != nil {
 			return nil, kerr
 		}
-		// ek is a copy of the long-term key; crypto/ecdh offers no way to
-		// erase it, so it lives until the garbage collector reuses it.
+		// ek is a copy of the long-term key (ClientConfig keeps it as long
+		// as its Key); crypto/ecdh offers no way to erase it.
 		sk, kerr := hpke.NewDHKEMPrivateKey(ek)
 		if kerr != nil {
 			return nil, kerr

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
+	"sync"
 	"time"
 
 	"pkiboard/internal/keys"
@@ -53,11 +54,7 @@ func checkBoardStatus(data []byte, cert, root *x509.Certificate, now time.Time, 
 		return nil, wire.Refusef(wire.CodeStaleStatus,
 			"the board's status does not decode (%v): this board cannot show that its certificate is good; tell the course staff", err)
 	}
-	signed, err := s.SignedBytes()
-	if err == nil {
-		err = keys.Verify(root.PublicKey, signed, s.Signature)
-	}
-	if err != nil {
+	if err := verifyStatusSignature(data, s, root); err != nil {
 		return nil, wire.Refusef(wire.CodeStaleStatus,
 			"the board's status is not signed by your root certificate: this is not the course's board, or the status was forged; tell the course staff")
 	}
@@ -82,4 +79,49 @@ func checkBoardStatus(data []byte, cert, root *x509.Certificate, now time.Time, 
 			s.CRLNumber, minCRL)
 	}
 	return s, nil
+}
+
+// maxStatusSigs bounds statusSigs; when it is full it starts afresh.
+const maxStatusSigs = 64
+
+// statusSigs remembers the statuses whose root signature verified, per root
+// and per status (the SHA-256 of its encoding, signature included): a board
+// staples the same status to every session until the CA signs the next, so a
+// student's next session costs a hash and a lookup, not a signature
+// verification. Only the signature is remembered: what depends on the
+// certificate, the time or the CRL number seen is checked on every use.
+var statusSigs = struct {
+	sync.Mutex
+	m map[statusKey]struct{}
+}{m: make(map[statusKey]struct{})}
+
+type statusKey struct {
+	root   [sha256.Size]byte // the root's fingerprint
+	status [sha256.Size]byte // the status's encoding's
+}
+
+// verifyStatusSignature checks that root signed s, decoded from data, or
+// that it was found to before.
+func verifyStatusSignature(data []byte, s *wire.BoardStatus, root *x509.Certificate) error {
+	key := statusKey{root: sha256.Sum256(root.Raw), status: sha256.Sum256(data)}
+	statusSigs.Lock()
+	_, ok := statusSigs.m[key]
+	statusSigs.Unlock()
+	if ok {
+		return nil
+	}
+	signed, err := s.SignedBytes()
+	if err == nil {
+		err = keys.Verify(root.PublicKey, signed, s.Signature)
+	}
+	if err != nil {
+		return err
+	}
+	statusSigs.Lock()
+	if len(statusSigs.m) >= maxStatusSigs {
+		clear(statusSigs.m)
+	}
+	statusSigs.m[key] = struct{}{}
+	statusSigs.Unlock()
+	return nil
 }

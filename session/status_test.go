@@ -2,6 +2,7 @@ package session
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"testing"
 	"time"
@@ -104,4 +105,47 @@ func TestStatusCheckCorpus(t *testing.T) {
 		}
 	}
 	fuzzseed.Check(t, "FuzzCheckBoardStatus", seeds, false, how)
+}
+
+// TestStatusSignatureRemembered checks the memory of verified status
+// signatures: a status the root signed is remembered after its first check
+// and accepted again; under another root the same bytes are refused; a
+// remembered status is still checked against the time and the CRL number
+// seen on every use; a status another key signed is refused and never
+// remembered.
+func TestStatusSignatureRemembered(t *testing.T) {
+	p := pki(t)
+	good := p.boardStatus(t, nil)
+	forged := signStatus(t, mustParseStatus(t, good), p.other.key)
+	board, root := p.board.leaf(), p.root.cert
+	remembered := func(data []byte, root *x509.Certificate) bool {
+		statusSigs.Lock()
+		defer statusSigs.Unlock()
+		_, ok := statusSigs.m[statusKey{root: sha256.Sum256(root.Raw), status: sha256.Sum256(data)}]
+		return ok
+	}
+	for _, tt := range []struct {
+		name           string
+		data           []byte
+		root           *x509.Certificate
+		now            time.Time
+		min            uint64
+		code           wire.Code // 0: accepted
+		wantRemembered bool
+	}{
+		{"first check", good, root, fixedNow, 0, 0, true},
+		{"again", good, root, fixedNow, 0, 0, true},
+		{"under another root", good, p.other.cert, fixedNow, 0, wire.CodeStaleStatus, false},
+		{"remembered, but expired", good, root, pkiEnd.Add(time.Second), 0, wire.CodeStaleStatus, true},
+		{"remembered, but a newer CRL seen", good, root, fixedNow, testCRLNumber + 1, wire.CodeStaleStatus, true},
+		{"signed by another key", forged, root, fixedNow, 0, wire.CodeStaleStatus, false},
+	} {
+		_, err := checkBoardStatus(tt.data, board, tt.root, tt.now, tt.min)
+		if got := wire.CodeOf(err); (tt.code == 0 && err != nil) || (tt.code != 0 && got != tt.code) {
+			t.Errorf("%s: got %v, want code %v", tt.name, err, tt.code)
+		}
+		if got := remembered(tt.data, tt.root); got != tt.wantRemembered {
+			t.Errorf("%s: remembered %v, want %v", tt.name, got, tt.wantRemembered)
+		}
+	}
 }

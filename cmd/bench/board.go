@@ -278,26 +278,7 @@ func tlsServerMain(args []string) {
 		signal.Notify(sig, syscall.SIGTERM)
 		go func() { <-sig; pprof.StopCPUProfile(); f.Close(); os.Exit(0) }()
 	}
-	key, err := keys.ReadPrivateKey(*keyPath, nil)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	cert, err := keys.ReadCertificate(*certPath)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	root, err := keys.ReadCertificate(*rootPath)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(root)
-	cfg := &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-		MinVersion:   tls.VersionTLS13,
-	}
+	cfg := tlsServerConfig(*keyPath, *certPath, *rootPath)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
 	if err != nil {
 		fatalf("%v", err)

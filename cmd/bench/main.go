@@ -47,6 +47,9 @@ func main() {
 		case "tls-server":
 			tlsServerMain(os.Args[2:])
 			return
+		case "tls-upload":
+			tlsUploadMain(os.Args[2:])
+			return
 		case "null-ca":
 			nullCAMain(os.Args[2:])
 			return

@@ -414,3 +414,49 @@ func isClosed(db *DB) bool {
 	defer db.mu.RUnlock()
 	return db.closed
 }
+
+// TestPreparedStatementInUpdates checks a statement of Options.Prepared run
+// by Exec in Update's functions: alone, in a shared batch, and in a
+// savepoint that fails (the others of its batch commit).
+func TestPreparedStatementInUpdates(t *testing.T) {
+	path := tempPath(t)
+	const insert = `INSERT INTO items (k, v) VALUES (?, ?)`
+	db := openT(t, path, Options{Prepared: []string{insert}})
+	putStmt := func(k string) func(*sql.Tx) error {
+		return func(tx *sql.Tx) error {
+			_, err := Exec(tx, insert, k, []byte("value of "+k))
+			return err
+		}
+	}
+	if err := db.Update(putStmt("alone")); err != nil {
+		t.Fatal(err)
+	}
+	release, first := blockCommitter(t, db)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for _, k := range []string{"b1", "b2", "alone", "b3"} { // "alone" again: UNIQUE fails
+		wg.Go(func() { errs <- db.Update(putStmt(k)) })
+	}
+	waitQueued(t, db, 4)
+	release()
+	wg.Wait()
+	close(errs)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("got %d failed writes, want 1 (the duplicate)", failed)
+	}
+	if got, want := keys(t, db), []string{"alone", "b1", "b2", "b3", "blocker"}; !slices.Equal(got, want) {
+		t.Errorf("items: got %q want %q", got, want)
+	}
+	if n := db.Stats().Unprepared; n != 0 {
+		t.Errorf("%d statements ran from their text, want 0: the insert is prepared", n)
+	}
+}
