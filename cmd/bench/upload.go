@@ -62,26 +62,33 @@ func (r *runner) upload() []row {
 	for i, suite := range session.Suites() {
 		name := session.SuiteName(suite)
 		var ours, tlsRate, bound, rss []float64
+		var cpu, ownCPU, tlsCPU, tlsOwnCPU []float64 // µs per MB
 		var tlsSuite uint16
 		for run := range r.count {
 			// A fresh store each run, so each upload is new and the store
 			// stays small; the board keeps its identity (its token is spent).
 			emptyBoardStore(in)
 			board := in.start(r.bin, "board", "--ca-addr", ca.addr)
+			m := meterCPU(board.cmd.Process.Pid)
 			start := time.Now()
 			if err := uploadOnce(board.addr, s, suite, f, size, sum); err != nil {
 				fatalf("upload %s: %v", name, err)
 			}
 			secs := time.Since(start).Seconds()
+			ours = append(ours, float64(size)/secs/1e6)
+			c, o := m.perOp(ours[run])
+			cpu, ownCPU = append(cpu, c), append(ownCPU, o)
 			rss = append(rss, float64(board.peakRSS())/(1<<20))
 			board.stop()
-			ours = append(ours, float64(size)/secs/1e6)
 
+			m = meterCPU(peer.cmd.Process.Pid)
 			start = time.Now()
 			if tlsSuite, err = tlsUploadOnce(peer.addr, s, f, size, sum); err != nil {
 				fatalf("tls upload: %v", err)
 			}
 			tlsRate = append(tlsRate, float64(size)/time.Since(start).Seconds()/1e6)
+			c, o = m.perOp(tlsRate[run])
+			tlsCPU, tlsOwnCPU = append(tlsCPU, c), append(tlsOwnCPU, o)
 
 			if b, ok := receiverBound(suite); ok {
 				bound = append(bound, b)
@@ -98,7 +105,15 @@ func (r *runner) upload() []row {
 			baseline: fmt.Sprintf("crypto/tls 1.3 upload (%s), mTLS with the same certificates, SHA-256, write, fsync",
 				tls.CipherSuiteName(tlsSuite)),
 			unit: "MB/s", ours: ours, base: tlsRate, target: target,
+		}, row{
+			// CPU per MB, in µs, is also core-seconds per TB: the per-byte
+			// cost README's "Where one machine ends" works from.
+			name: "  CPU per MB: the board process",
+			baseline: fmt.Sprintf("the student (this program): %.0f µs; TLS 1.3: server %.0f µs, client %.0f µs",
+				median(ownCPU), median(tlsCPU), median(tlsOwnCPU)),
+			unit: "µs", ours: cpu, note: "diagnostic",
 		})
+		r.raw("upload %s CPU µs per MB: board %v, student %v; TLS 1.3 server %v, client %v", name, cpu, ownCPU, tlsCPU, tlsOwnCPU)
 		if bound != nil {
 			rows = append(rows, row{
 				name:     fmt.Sprintf("  limit: the same upload against the receiver's per-byte work, %s", name),
