@@ -2,6 +2,7 @@ package board
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,29 @@ func TestStandingAndActivate(t *testing.T) {
 	}
 	if c := CountedOf(subs); len(c) != 2 || c[0].SID != "s1" || c[0].Version != 2 || c[1].SID != "s2" {
 		t.Errorf("CountedOf: %+v", c)
+	}
+	// The summaries are the same rows, marks included, without the evidence.
+	for _, sid := range []string{"", "s1", "s2", "s3"} {
+		sums, err := s.Summaries("hw1", sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []Submitted
+		for _, x := range subs {
+			if sid == "" || x.SID == sid {
+				x.StudentCertificate, x.Transcript, x.Statement, x.Signature = nil, [32]byte{}, nil, nil
+				x.BoardCertificate, x.Receipt, x.Terms = nil, nil, nil
+				want = append(want, x)
+			}
+		}
+		if !reflect.DeepEqual(sums, want) {
+			t.Errorf("Summaries(%q):\n got %+v\nwant %+v", sid, sums, want)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	if err := s.EachSummary("hw1", "", func(*Submitted) error { n++; return stop }); !errors.Is(err, stop) || n != 1 {
+		t.Errorf("EachSummary after fn's error: %v after %d calls, want stop after 1", err, n)
 	}
 
 	log, err := s.AuditLog()

@@ -2,6 +2,7 @@ package board
 
 import (
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -355,6 +356,112 @@ func (s *Store) Submissions(assignment, sid string) ([]Submitted, error) {
 		return nil, fmt.Errorf("board: the submissions to %s: %w", assignment, err)
 	}
 	return out, nil
+}
+
+// summaryColumns are the columns of a submission that its listings print:
+// none of its evidence (certificates, transcript hash, statement, signature,
+// receipt, terms), which is most of a row's bytes.
+const summaryColumns = `s.id, s.sid, s.serial, s.name, s.size, s.sha256, s.suite, s.received, s.peer, s.resumed, s.file,
+	s.assignment, s.original, s.version, s.due, s.lock, s.late_ms, s.extended, s.receipt_version`
+
+// EachSummary calls fn with the submissions to assignment (of sid only, if
+// it is not ""), by SID and then version, each marked if it is the active one
+// of its student, as Submissions returns them, but without their evidence:
+// the Records' StudentCertificate, Transcript, Statement, Signature,
+// BoardCertificate, Receipt and Terms are zero (Get reads one submission
+// whole). It reads them as it calls fn, one student's versions at a time, so
+// that a listing of any size holds one student's rows; fn must not use the
+// store (the read transaction is open), and its error stops the listing and
+// is returned.
+func (s *Store) EachSummary(assignment, sid string, fn func(*Submitted) error) error {
+	err := s.db.View(func(tx *sql.Tx) error {
+		rows, err := tx.Query(`SELECT `+summaryColumns+`, coalesce(a.version, 0), coalesce(a.set_at, '')
+			FROM submissions s LEFT JOIN active a ON a.assignment = s.assignment AND a.sid = s.sid
+			WHERE s.assignment = ? AND (? = '' OR s.sid = ?)
+			ORDER BY s.sid, s.version`, assignment, sid, sid)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var group []Submitted // one student's versions
+		var m mark
+		flush := func() error {
+			if len(group) == 0 {
+				return nil
+			}
+			markActive(group, map[string]mark{group[0].SID: m})
+			for i := range group {
+				if err := fn(&group[i]); err != nil {
+					return err
+				}
+			}
+			group = group[:0]
+			return nil
+		}
+		for rows.Next() {
+			r, rm, err := scanSummary(rows)
+			if err != nil {
+				return err
+			}
+			if len(group) > 0 && group[0].SID != r.SID {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			group, m = append(group, Submitted{Record: r}), rm
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return flush()
+	})
+	if err != nil {
+		return fmt.Errorf("board: the submissions to %s: %w", assignment, err)
+	}
+	return nil
+}
+
+// Summaries returns what EachSummary reads: the submissions to assignment
+// (of sid only, if it is not ""), without their evidence.
+func (s *Store) Summaries(assignment, sid string) ([]Submitted, error) {
+	var out []Submitted
+	err := s.EachSummary(assignment, sid, func(sub *Submitted) error {
+		out = append(out, *sub)
+		return nil
+	})
+	return out, err
+}
+
+// scanSummary reads a row of summaryColumns and the student's active mark.
+func scanSummary(row interface{ Scan(...any) error }) (Record, mark, error) {
+	var (
+		r                     Record
+		m                     mark
+		serial, sum, received string
+		peer                  sql.NullString
+		version, due, lock    int64
+		late, receiptVersion  int64
+	)
+	err := row.Scan(&r.ID, &r.SID, &serial, &r.Name, &r.Size, &sum, &r.Suite, &received, &peer, &r.Resumed, &r.File,
+		&r.Assignment, &r.Original, &version, &due, &lock, &late, &r.Extended, &receiptVersion, &m.version, &m.setAt)
+	if err != nil {
+		return r, m, err
+	}
+	r.Version, r.Due, r.Lock, r.LateMS = uint32(version), uint64(due), uint64(lock), uint64(late)
+	r.ReceiptVersion = uint16(receiptVersion)
+	r.Peer = peer.String
+	if r.Serial, err = hex.DecodeString(serial); err != nil {
+		return r, m, fmt.Errorf("submission %s: serial %q: %w", r.ID, serial, err)
+	}
+	if b, err := hex.DecodeString(sum); err != nil || len(b) != 32 {
+		return r, m, fmt.Errorf("submission %s: sha256 %q is not 64 hex digits", r.ID, sum)
+	} else {
+		copy(r.SHA256[:], b)
+	}
+	if r.Received, err = time.Parse(receivedLayout, received); err != nil {
+		return r, m, fmt.Errorf("submission %s: received: %w", r.ID, err)
+	}
+	return r, m, nil
 }
 
 // markActive sets Active on the version that counts of each student in

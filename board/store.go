@@ -305,6 +305,10 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
+// Checked says how Open checked board.db (which check ran, and why), for the
+// start log line.
+func (s *Store) Checked() sqlstore.Checked { return s.db.Checked() }
+
 // Backup writes a consistent copy of the store's database to dst (a file
 // that must not exist), while the board may be committing: see
 // [sqlstore.DB.Backup]. The content files are not copied.

@@ -294,6 +294,10 @@ func (a *Authority) Created() bool { return a.created }
 // KeyEncrypted reports whether the root key is encrypted on disk.
 func (a *Authority) KeyEncrypted() bool { return a.keyEncrypted }
 
+// StoreChecked says how Open checked ca.db (which check ran, and why), for
+// the start log line.
+func (a *Authority) StoreChecked() sqlstore.Checked { return a.db.Checked() }
+
 // RootPEM returns the root certificate in PEM, as root.pem holds it. The
 // caller must not modify the slice.
 func (a *Authority) RootPEM() []byte { return a.rootPEM }

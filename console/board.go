@@ -119,7 +119,7 @@ func (b *boardConsole) index(w http.ResponseWriter, r *http.Request) {
 	}
 	var list []summary
 	for _, a := range b.o.Assignments() {
-		subs, err := b.o.Store.Submissions(a.ID, "")
+		subs, err := b.o.Store.Summaries(a.ID, "")
 		if err != nil {
 			b.fail(w, r, http.StatusInternalServerError, err.Error())
 			return
@@ -153,13 +153,15 @@ type row struct {
 func (r row) Verifies() bool { return r.Verified == "yes" }
 
 // rows returns every student's line of assignment a: the roster's, then
-// those who submitted without being on it.
+// those who submitted without being on it; and the submissions, without
+// their evidence (board.Store.Summaries). Verified is not filled in: verify
+// fills it in for the rows a page shows.
 func (b *boardConsole) rows(a string) ([]row, board.Counts, []board.Submitted, error) {
 	entries, err := b.o.Roster()
 	if err != nil {
 		return nil, board.Counts{}, nil, err
 	}
-	subs, err := b.o.Store.Submissions(a, "")
+	subs, err := b.o.Store.Summaries(a, "")
 	if err != nil {
 		return nil, board.Counts{}, nil, err
 	}
@@ -181,11 +183,27 @@ func (b *boardConsole) rows(a string) ([]row, board.Counts, []board.Submitted, e
 		rw := row{Progress: p, Versions: versions[p.SID]}
 		if s := active[p.SID]; s != nil {
 			rw.Size, rw.SHA256, rw.ID = s.Size, hex.EncodeToString(s.SHA256[:]), s.ID
-			rw.Verified = verdict(s.VerifySigned(b.o.Root))
 		}
 		out = append(out, rw)
 	}
 	return out, n, subs, nil
+}
+
+// verify fills in Verified of rows that have a submission: it reads each
+// one's evidence (board.Store.Get) and checks her signed statement and the
+// stored receipt against the root.
+func (b *boardConsole) verify(rows []row) {
+	for i := range rows {
+		if rows[i].ID == "" || rows[i].Verified != "" {
+			continue
+		}
+		rec, err := b.o.Store.Get(rows[i].ID)
+		if err != nil {
+			rows[i].Verified = verdict(err.Error())
+			continue
+		}
+		rows[i].Verified = verdict(rec.VerifySigned(b.o.Root))
+	}
 }
 
 // verdict is what a page says of a problem: "yes" for none.
@@ -226,11 +244,23 @@ type view struct {
 	Desc bool
 	Show string // "", "late", "missing", "on-time", "submitted"
 	Q    string // part of a SID or a name
+	Page int    // the page of the table shown, from 1
+	Per  int    // rows per page
 }
+
+// DefaultPerPage is how many students a page of an assignment's table shows
+// unless its query says (per=, 1 to MaxPerPage).
+const DefaultPerPage, MaxPerPage = 100, 1000
 
 // viewOf reads the query; anything it does not know is the default.
 func viewOf(q url.Values) view {
-	v := view{Sort: "sid", Desc: q.Get("dir") == "desc", Show: q.Get("show"), Q: strings.TrimSpace(q.Get("q"))}
+	v := view{Sort: "sid", Desc: q.Get("dir") == "desc", Show: q.Get("show"), Q: strings.TrimSpace(q.Get("q")), Page: 1, Per: DefaultPerPage}
+	if n, err := strconv.Atoi(q.Get("page")); err == nil && n > 1 {
+		v.Page = n
+	}
+	if n, err := strconv.Atoi(q.Get("per")); err == nil && n >= 1 && n <= MaxPerPage {
+		v.Per = n
+	}
 	for _, c := range columns {
 		if c.Key == q.Get("sort") {
 			v.Sort = c.Key
@@ -291,7 +321,7 @@ func (v view) headers(base string) []header {
 	for _, c := range columns {
 		h := header{Key: c.Key, Text: c.Text, Sort: "none"}
 		next := v
-		next.Sort, next.Desc = c.Key, false
+		next.Sort, next.Desc, next.Page = c.Key, false, 1
 		if v.Sort == c.Key {
 			h.Sort = "ascending"
 			if v.Desc {
@@ -316,7 +346,42 @@ func (v view) query() url.Values {
 	if v.Q != "" {
 		q.Set("q", v.Q)
 	}
+	if v.Page > 1 {
+		q.Set("page", strconv.Itoa(v.Page))
+	}
+	if v.Per != DefaultPerPage {
+		q.Set("per", strconv.Itoa(v.Per))
+	}
 	return q
+}
+
+// pager is the paging of an assignment's table: which rows the page shows
+// and the links to the others ("" where there is none to go to).
+type pager struct {
+	Page, Pages             int
+	From, To, Of            int // the rows shown, from 1, of the rows the filter keeps
+	First, Prev, Next, Last string
+}
+
+// page cuts the page v asks for out of rows (a page past the last is the
+// last), and returns the links to the others under base.
+func (v view) page(rows []row, base string) ([]row, pager) {
+	p := pager{Of: len(rows), Pages: max(1, (len(rows)+v.Per-1)/v.Per)}
+	p.Page = min(v.Page, p.Pages)
+	start, end := (p.Page-1)*v.Per, min(p.Page*v.Per, len(rows))
+	p.From, p.To = min(start+1, end), end
+	link := func(n int) string {
+		next := v
+		next.Page = n
+		return base + "?" + next.query().Encode()
+	}
+	if p.Page > 1 {
+		p.First, p.Prev = link(1), link(p.Page-1)
+	}
+	if p.Page < p.Pages {
+		p.Next, p.Last = link(p.Page+1), link(p.Pages)
+	}
+	return rows[start:end], p
 }
 
 func (b *boardConsole) assignment(w http.ResponseWriter, r *http.Request) {
@@ -332,17 +397,30 @@ func (b *boardConsole) assignment(w http.ResponseWriter, r *http.Request) {
 	}
 	v := viewOf(r.URL.Query())
 	base := "/assignments/" + url.PathEscape(a.ID)
-	b.render(w, r, http.StatusOK, "board_assignment.html", a.ID, struct {
-		A       *board.Assignment
-		Base    string
-		Counts  board.Counts
-		Rows    []row
-		All     int
-		View    view
-		Headers []header
-		Chart   *chart
-		Export  bool
-	}{a, base, n, v.apply(rows), len(rows), v, v.headers(base), chartOf(a, subs), b.o.Export != nil}, "")
+	shown := v.apply(rows)
+	if v.Sort == "verified" {
+		// The order needs every row's verdict.
+		b.verify(shown)
+		shown = v.apply(shown)
+	}
+	page, p := v.page(shown, base)
+	b.verify(page)
+	b.render(w, r, http.StatusOK, "board_assignment.html", a.ID, assignmentPage{a, base, n, page, len(rows), v, v.headers(base), p,
+		chartOf(a, subs), b.o.Export != nil}, "")
+}
+
+// assignmentPage is what board_assignment.html shows.
+type assignmentPage struct {
+	A       *board.Assignment
+	Base    string
+	Counts  board.Counts
+	Rows    []row // the page's
+	All     int   // every student's row, before the filter
+	View    view
+	Headers []header
+	Pager   pager
+	Chart   *chart
+	Export  bool
 }
 
 // listingCSV downloads an assignment's table, every student, as CSV.
@@ -357,6 +435,7 @@ func (b *boardConsole) listingCSV(w http.ResponseWriter, r *http.Request) {
 		b.fail(w, r, http.StatusInternalServerError, err.Error())
 		return
 	}
+	b.verify(rows)
 	attachment(w, wire.SafeName(a.ID, "assignment")+"-listing.csv", "text/csv; charset=utf-8")
 	cw := csv.NewWriter(w)
 	cw.Write([]string{"sid", "name", "on_roster", "status", "version", "versions", "received", "late_ms", "size", "sha256",

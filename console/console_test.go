@@ -257,6 +257,12 @@ func TestBoardPages(t *testing.T) {
 	if resp, _ := c.do("GET", "/assignments/nope", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("an unknown assignment: %s, want 404", resp.Status)
 	}
+	// One student a page: the second page shows s02, and links back.
+	resp, body = c.do("GET", "/assignments/lab?per=1&page=2", nil)
+	if resp.StatusCode != http.StatusOK || strings.Contains(body, `data-sid="s01"`) || !strings.Contains(body, `data-sid="s02"`) ||
+		!strings.Contains(body, `rel="prev" href="/assignments/lab?per=1&amp;sort=sid"`) || !strings.Contains(body, "2–2 of 2 students shown, page 2 of 2.") {
+		t.Errorf("the lab's second page of one: %s, want s02 alone and a link back:\n%s", resp.Status, body)
+	}
 	resp, body = c.do("GET", "/assignments/lab?show=missing&q=ad", nil)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `data-sid="s01"`) || strings.Contains(body, `data-sid="s02"`) {
 		t.Errorf("the lab filtered on \"ad\": %s, want s01 (Ada) only:\n%s", resp.Status, body)

@@ -24,17 +24,8 @@ func TestAssignmentPageRendersItsChart(t *testing.T) {
 	recv := t0.Add(130 * time.Minute)
 	rows := []row{{Progress: board.Progress{SID: "s02", Status: board.StatusLate, Version: 1, Received: &recv, LateMS: 600000}, Versions: 1, Verified: "yes"}}
 	v := viewOf(nil)
-	data := struct {
-		A       *board.Assignment
-		Base    string
-		Counts  board.Counts
-		Rows    []row
-		All     int
-		View    view
-		Headers []header
-		Chart   *chart
-		Export  bool
-	}{a, "/assignments/hw1", board.Counts{}, rows, 1, v, v.headers("/assignments/hw1"), chartOf(a, subs), true}
+	data := assignmentPage{a, "/assignments/hw1", board.Counts{}, rows, 1, v, v.headers("/assignments/hw1"), pager{Page: 1, Pages: 1, From: 1, To: 1, Of: 1},
+		chartOf(a, subs), true}
 	var buf bytes.Buffer
 	b := newBoard(BoardOptions{})
 	if err := b.pages["board_assignment.html"].ExecuteTemplate(&buf, "layout", frame{Role: "board", Title: "hw1", Page: data}); err != nil {

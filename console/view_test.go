@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -92,5 +93,61 @@ func TestChart(t *testing.T) {
 	}
 	if chartOf(a, nil) != nil {
 		t.Error("a chart without submissions")
+	}
+}
+
+// TestViewPages: the table shows per= rows (100 unless the query says, 1 to
+// 1000) of page= (from 1; a page past the last is the last), with links to
+// the first, previous, next and last pages that keep the sort and filters;
+// a sort header goes back to page 1.
+func TestViewPages(t *testing.T) {
+	var rows []row
+	for i := range 250 {
+		rows = append(rows, row{Progress: board.Progress{SID: fmt.Sprintf("s%03d", i)}})
+	}
+	tests := []struct {
+		query            string
+		rows             int
+		first, last      string // SIDs
+		page, pages      int
+		hasPrev, hasNext bool
+		next             string // a part of the next link
+	}{
+		{"", 250, "s000", "s099", 1, 3, false, true, "page=2"},
+		{"page=2", 250, "s100", "s199", 2, 3, true, true, "page=3"},
+		{"page=3", 250, "s200", "s249", 3, 3, true, false, ""},
+		{"page=9", 250, "s200", "s249", 3, 3, true, false, ""},
+		{"page=0", 250, "s000", "s099", 1, 3, false, true, "page=2"},
+		{"page=x", 250, "s000", "s099", 1, 3, false, true, "page=2"},
+		{"per=50&page=2&sort=sid&dir=desc&q=s", 250, "s199", "s150", 2, 5, true, true, "per=50"},
+		{"per=0", 250, "s000", "s099", 1, 3, false, true, "page=2"},
+		{"per=1000", 250, "s000", "s249", 1, 1, false, false, ""},
+		{"per=1001", 250, "s000", "s099", 1, 3, false, true, "page=2"},
+		{"", 1, "s000", "s000", 1, 1, false, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			q, _ := url.ParseQuery(tt.query)
+			v := viewOf(q)
+			got, p := v.page(v.apply(slices.Clone(rows[:tt.rows])), "/a")
+			if got[0].SID != tt.first || got[len(got)-1].SID != tt.last || p.Page != tt.page || p.Pages != tt.pages ||
+				(p.Prev != "") != tt.hasPrev || (p.First != "") != tt.hasPrev || (p.Next != "") != tt.hasNext || (p.Last != "") != tt.hasNext {
+				t.Fatalf("got %s…%s, %+v; want %s…%s, page %d of %d", got[0].SID, got[len(got)-1].SID, p, tt.first, tt.last, tt.page, tt.pages)
+			}
+			if !strings.Contains(p.Next, tt.next) {
+				t.Errorf("next link %q, want it to hold %q", p.Next, tt.next)
+			}
+			if tt.hasNext && strings.Contains(tt.query, "dir=desc") && !strings.Contains(p.Next, "dir=desc") {
+				t.Errorf("next link %q drops the sort", p.Next)
+			}
+			for _, h := range v.headers("/a") {
+				if strings.Contains(h.Href, "page=") {
+					t.Errorf("the %s header's link %q keeps the page", h.Key, h.Href)
+				}
+			}
+		})
+	}
+	if _, p := viewOf(nil).page(nil, "/a"); p.Pages != 1 || p.From != 0 || p.To != 0 {
+		t.Errorf("no rows: %+v, want one empty page", p)
 	}
 }

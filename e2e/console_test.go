@@ -251,6 +251,30 @@ accept = ["*.txt"]
 		t.Errorf("hw-late, late only: %d rows, want 3", len(got))
 	}
 
+	// Two students a page: the first page has the first two SIDs and a Next
+	// link; following it (with the keyboard) shows the next two, the counts
+	// still of every student.
+	do("two a page", chromedp.Navigate(board+"/assignments/hw-late?per=2"), chromedp.WaitVisible(chromedp.CSS("nav.pager")))
+	first := rows()
+	do("follow the next page's link", chromedp.Focus(chromedp.CSS(`nav.pager a[rel="next"]`)), chromedp.KeyEvent("\r"),
+		chromedp.WaitVisible(chromedp.CSS(`nav.pager a[rel="prev"]`)))
+	second := rows()
+	if len(first) != 2 || len(second) != 2 {
+		t.Errorf("hw-late two a page: %d then %d rows, want 2 and 2", len(first), len(second))
+	}
+	for sid := range second {
+		if _, ok := first[sid]; ok {
+			t.Errorf("hw-late's second page shows %s again", sid)
+		}
+	}
+	if got, want := text("#shown"), "3–4 of 6 students shown, page 2 of 3."; got != want {
+		t.Errorf("hw-late's second page: %q, want %q", got, want)
+	}
+	if got := text("#count-roster"); got != "6" {
+		t.Errorf("hw-late's second page counts %s on the roster, want 6", got)
+	}
+	labelled("hw-late, page 2")
+
 	// s01's page: both versions, each receipt verifying; the download of
 	// the active one has the SHA-256 the page shows and the student sent.
 	do("open s01's page", chromedp.Navigate(board+"/assignments/hw-open/students/s01"), chromedp.WaitVisible(chromedp.CSS("section.version")))

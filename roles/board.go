@@ -188,7 +188,7 @@ func RunBoard(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	return runDaemon(ctx, log, ls, daemon{
 		name: "board", role: "board", limits: b.Limits,
 		handle: h.handle, ops: boardOps(b, st), // its listings read board.db directly
-		fields: []zap.Field{zap.String("name", b.Name)},
+		fields: []zap.Field{zap.String("name", b.Name), zap.Stringer("store_check", st.Checked())},
 		http:   ep, conns: live,
 		loops: []func(context.Context){crls.Run, id.renewer.Run, every(min(time.Hour, b.PartialTTL.D()/2), func() {
 			if err := expire(); err != nil {

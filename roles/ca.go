@@ -115,7 +115,7 @@ func RunCA(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		},
 		ops:  caOps(auth),
 		http: ep, conns: live,
-		fields: []zap.Field{zap.String("policy", c.Policy)},
+		fields: []zap.Field{zap.String("policy", c.Policy), zap.Stringer("store_check", auth.StoreChecked())},
 		loops:  []func(context.Context){auth.Run},
 		stats: func(st *Stats) error {
 			n := auth.Watching()

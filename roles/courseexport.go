@@ -112,7 +112,7 @@ func Export(_ context.Context, cfg *config.Config, o ExportOptions, w io.Writer)
 // against (nil: "signature only"). A stored content that no longer has its
 // SHA-256 stops it with an error, leaving the archive without its end.
 func ExportArchive(st *board.Store, entries []roster.Entry, assignment string, root *x509.Certificate, w io.Writer) error {
-	subs, err := st.Submissions(assignment, "")
+	subs, err := st.Summaries(assignment, "")
 	if err != nil {
 		return err
 	}
@@ -137,8 +137,8 @@ type exportSink interface {
 	EndFolder(folder string) error
 }
 
-// exportTo writes the export of assignment from subs (st.Submissions'
-// rows) to sink: a folder per student's active version, then the manifest.
+// exportTo writes the export of assignment from subs (st.Summaries' rows:
+// it reads the evidence of each active one with st.Get) to sink: a folder per student's active version, then the manifest.
 // It returns how many folders it wrote.
 func exportTo(st *board.Store, entries []roster.Entry, assignment string, subs []board.Submitted, root *x509.Certificate, sink exportSink) (int, error) {
 	byRoster := map[string]roster.Entry{}
@@ -163,7 +163,12 @@ func exportTo(st *board.Store, entries []roster.Entry, assignment string, subs [
 			return students, fmt.Errorf("two students map to the folder %s; nothing more was written", folder)
 		}
 		used[folder] = true
-		stored, verified, err := exportOne(st, s, root, folder, sink)
+		// subs are summaries: read this one's evidence, one row at a time.
+		rec, err := st.Get(s.ID)
+		if err != nil {
+			return students, fmt.Errorf("%s: %w", s.SID, err)
+		}
+		stored, verified, err := exportOne(st, &board.Submitted{Record: *rec, Active: true}, root, folder, sink)
 		if err != nil {
 			return students, fmt.Errorf("%s: %w", s.SID, err)
 		}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
+	"text/tabwriter"
 	"time"
 
 	"pkiboard/board"
@@ -83,14 +85,14 @@ func lateText(ms uint64) string {
 }
 
 // assignmentRows reads the submissions to an assignment from the board's
-// database, read-only. An assignment without any, which the configuration
+// database, read-only, without their evidence (board.Store.Summaries). An assignment without any, which the configuration
 // does not define either, is an error that lists those it does.
 func assignmentRows(cfg *config.Config, assignment, sid string) ([]board.Submitted, error) {
 	st, err := openBoardStore(cfg.Board.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	subs, err := st.Submissions(assignment, sid)
+	subs, err := st.Summaries(assignment, sid)
 	st.Close()
 	if err != nil {
 		return nil, err
@@ -106,48 +108,118 @@ func assignmentRows(cfg *config.Config, assignment, sid string) ([]board.Submitt
 // ListAssignment prints the submissions to one assignment (`pkiboard
 // submissions --assignment A`): by default the active version of each
 // student; every version with AllVersions; only the late ones with
-// LateOnly; as a table, JSON or CSV.
+// LateOnly; as a table, JSON or CSV. It reads the listing's columns only
+// (board.Store.EachSummary) and writes each line as it reads it: the JSON
+// and the CSV go out as they come, the table is aligned from its text.
 func ListAssignment(_ context.Context, cfg *config.Config, o AssignmentListOptions, w io.Writer) error {
-	subs, err := assignmentRows(cfg, o.Assignment, o.SID)
+	st, err := openBoardStore(cfg.Board.DataDir)
 	if err != nil {
 		return fmt.Errorf("submissions --assignment %s: %w", o.Assignment, err)
 	}
-	lines := []AssignmentSubmission{}
-	for i := range subs {
-		s := &subs[i]
+	defer st.Close()
+	out := newAssignmentWriter(o.Format, w)
+	seen := false
+	err = st.EachSummary(o.Assignment, o.SID, func(s *board.Submitted) error {
+		seen = true
 		if (!o.AllVersions && !s.Active) || (o.LateOnly && s.LateMS == 0) {
-			continue
+			return nil
 		}
-		lines = append(lines, assignmentSubmission(s))
+		return out.line(assignmentSubmission(s))
+	})
+	if err == nil && !seen && o.SID == "" {
+		_, err = findAssignment(&cfg.Board, o.Assignment)
 	}
-	switch o.Format {
+	if err != nil {
+		return fmt.Errorf("submissions --assignment %s: %w", o.Assignment, err)
+	}
+	return out.end()
+}
+
+// assignmentWriter writes the lines of `pkiboard submissions --assignment`
+// in one of the formats, one at a time; nothing reaches w before the first
+// line (or end).
+type assignmentWriter struct {
+	format string
+	w      io.Writer
+	n      int               // lines written
+	csv    *csv.Writer       // FormatCSV
+	table  *tabwriter.Writer // FormatTable
+}
+
+func newAssignmentWriter(format string, w io.Writer) *assignmentWriter {
+	return &assignmentWriter{format: format, w: w}
+}
+
+// line writes one line.
+func (a *assignmentWriter) line(l AssignmentSubmission) error {
+	defer func() { a.n++ }()
+	switch a.format {
 	case FormatJSON:
-		return printJSON(w, lines)
+		// What printJSON writes of the whole list, element by element.
+		data, err := json.MarshalIndent(l, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if a.n == 0 {
+			sep = "[\n  "
+		}
+		_, err = io.WriteString(a.w, sep+string(data))
+		return err
 	case FormatCSV:
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"sid", "version", "active", "original", "name", "size", "sha256", "received", "due", "late_ms", "extended", "id"})
-		for _, l := range lines {
-			_ = cw.Write([]string{l.SID, strconv.FormatUint(uint64(l.Version), 10), strconv.FormatBool(l.Active), l.Original, l.Name,
-				strconv.FormatInt(l.Size, 10), l.SHA256, msText(&l.Received), msText(l.Due), strconv.FormatUint(l.LateMS, 10),
-				strconv.FormatBool(l.Extended), l.ID})
+		if a.n == 0 {
+			a.csvHeader()
 		}
-		cw.Flush()
-		return cw.Error()
+		return a.csv.Write([]string{l.SID, strconv.FormatUint(uint64(l.Version), 10), strconv.FormatBool(l.Active), l.Original, l.Name,
+			strconv.FormatInt(l.Size, 10), l.SHA256, msText(&l.Received), msText(l.Due), strconv.FormatUint(l.LateMS, 10),
+			strconv.FormatBool(l.Extended), l.ID})
 	}
-	tw := newTable(w)
-	fmt.Fprintln(tw, "SID\tVERSION\tACTIVE\tORIGINAL\tSIZE\tSHA-256\tRECEIVED\tDUE\tLATE\tEXTENSION\tID")
-	for _, l := range lines {
-		active, ext := "", ""
-		if l.Active {
-			active = "active"
-		}
-		if l.Extended {
-			ext = "extended"
-		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%q\t%d\t%s…\t%s\t%s\t%s\t%s\t%s\n", l.SID, l.Version, active, l.Original, l.Size, l.SHA256[:16],
-			msText(&l.Received), orNone(msText(l.Due)), lateText(l.LateMS), ext, l.ID)
+	if a.n == 0 {
+		a.tableHeader()
 	}
-	return tw.Flush()
+	active, ext := "", ""
+	if l.Active {
+		active = "active"
+	}
+	if l.Extended {
+		ext = "extended"
+	}
+	_, err := fmt.Fprintf(a.table, "%s\t%d\t%s\t%q\t%d\t%s…\t%s\t%s\t%s\t%s\t%s\n", l.SID, l.Version, active, l.Original, l.Size, l.SHA256[:16],
+		msText(&l.Received), orNone(msText(l.Due)), lateText(l.LateMS), ext, l.ID)
+	return err
+}
+
+func (a *assignmentWriter) csvHeader() {
+	a.csv = csv.NewWriter(a.w)
+	_ = a.csv.Write([]string{"sid", "version", "active", "original", "name", "size", "sha256", "received", "due", "late_ms", "extended", "id"})
+}
+
+func (a *assignmentWriter) tableHeader() {
+	a.table = newTable(a.w)
+	fmt.Fprintln(a.table, "SID\tVERSION\tACTIVE\tORIGINAL\tSIZE\tSHA-256\tRECEIVED\tDUE\tLATE\tEXTENSION\tID")
+}
+
+// end finishes the output.
+func (a *assignmentWriter) end() error {
+	switch a.format {
+	case FormatJSON:
+		end := "\n]\n"
+		if a.n == 0 {
+			end = "[]\n"
+		}
+		_, err := io.WriteString(a.w, end)
+		return err
+	case FormatCSV:
+		if a.n == 0 {
+			a.csvHeader()
+		}
+		a.csv.Flush()
+		return a.csv.Error()
+	}
+	if a.n == 0 {
+		a.tableHeader()
+	}
+	return a.table.Flush()
 }
 
 // orNone is s, or "none" for "".

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlitelib "modernc.org/sqlite/lib"
@@ -144,7 +145,7 @@ type schemaRow struct{ typ, name, table, sql string }
 // conn has open, in a fixed order, leaving out SQLite's own (sqlite_*).
 func schemaOf(ctx context.Context, q querier) ([]schemaRow, error) {
 	rows, err := q.QueryContext(ctx, `SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_schema
-		WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY type, name`)
+		WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!' AND tbl_name != '`+checkTable+`' ORDER BY type, name`)
 	if err != nil {
 		return nil, err
 	}
@@ -237,37 +238,167 @@ func apply(ctx context.Context, tx *sql.Tx, m Migration) error {
 	return nil
 }
 
-// check reads the database conn has open: SQLite's quick_check must find
-// nothing wrong, its version must be one the migrations know, and its schema
-// the one its version stands for. It returns the version and the schemas of
-// every version.
-func check(ctx context.Context, conn *sql.Conn, path string, migrations []Migration) (int, [][]schemaRow, error) {
-	if err := quickCheck(ctx, conn, path); err != nil {
-		return 0, nil, err
+// check reads the database conn has open: its version must be one the
+// migrations know, and its schema the one its version stands for; and, when
+// decideCheck says so, SQLite's quick_check must find nothing wrong. It
+// returns the version, the schemas of every version and what it checked.
+func check(ctx context.Context, conn *sql.Conn, path string, o Options, walLeft bool) (int, [][]schemaRow, Checked, error) {
+	start := time.Now()
+	last, err := lastFullCheck(ctx, conn)
+	if err != nil {
+		return 0, nil, Checked{}, classify(path, "read the last check of", err)
+	}
+	c := decideCheck(walLeft, last, o.Now(), o.FullCheckEvery, o.ReadOnly)
+	if c.Full {
+		c.At = o.Now()
+		if err := quickCheck(ctx, conn, path); err != nil {
+			return 0, nil, Checked{}, err
+		}
 	}
 	var version int64
 	if err := conn.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return 0, nil, classify(path, "read the schema version of", err)
+		return 0, nil, Checked{}, classify(path, "read the schema version of", err)
 	}
-	if version > int64(len(migrations)) {
-		return 0, nil, fmt.Errorf("%w: %s is at schema version %d, and this pkiboard knows versions up to %d; run the pkiboard that wrote it, or restore a backup this one made",
-			ErrTooNew, path, version, len(migrations))
+	if version > int64(len(o.Migrations)) {
+		return 0, nil, Checked{}, fmt.Errorf("%w: %s is at schema version %d, and this pkiboard knows versions up to %d; run the pkiboard that wrote it, or restore a backup this one made",
+			ErrTooNew, path, version, len(o.Migrations))
 	}
 	if version < 0 {
-		return 0, nil, fmt.Errorf("%w: %s gives schema version %d, which no pkiboard writes; %s", ErrSchema, path, version, restoreAdvice)
+		return 0, nil, Checked{}, fmt.Errorf("%w: %s gives schema version %d, which no pkiboard writes; %s", ErrSchema, path, version, restoreAdvice)
 	}
-	want, err := expectedSchemas(ctx, migrations)
+	want, err := expectedSchemas(ctx, o.Migrations)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, Checked{}, err
 	}
 	got, err := schemaOf(ctx, conn)
 	if err != nil {
-		return 0, nil, classify(path, "read the schema of", err)
+		return 0, nil, Checked{}, classify(path, "read the schema of", err)
 	}
 	if d := schemaDiff(got, want[version]); d != "" {
-		return 0, nil, fmt.Errorf("%w: %s says it is at schema version %d, but %s; %s", ErrSchema, path, version, d, restoreAdvice)
+		return 0, nil, Checked{}, fmt.Errorf("%w: %s says it is at schema version %d, but %s; %s", ErrSchema, path, version, d, restoreAdvice)
 	}
-	return int(version), want, nil
+	c.Took = time.Since(start)
+	return int(version), want, c, nil
+}
+
+// DefaultFullCheckEvery is how old the last full check of a database may be
+// before Open runs another, unless Options.FullCheckEvery says otherwise.
+const DefaultFullCheckEvery = 7 * 24 * time.Hour
+
+// checkTable records, in the database itself, when Open last ran the full
+// check and found nothing wrong: one row, the Unix time in seconds. It is the
+// package's own, outside the migrations' schema (schemaOf leaves it out).
+const checkTable = "sqlstore_check"
+
+// Checked is what Open checked a database file with, and why.
+//
+// Every Open checks the file's header (before SQLite opens it), its schema
+// version and its schema. The full check, SQLite's PRAGMA quick_check, reads
+// every page of the file: seconds for a file of hundreds of MiB. Open runs it
+// when the last stop was not clean (the WAL file was left behind: SQLite
+// removes it when the last connection closes, so it is left only by a process
+// that died, or by a machine that stopped, with the database open), when no
+// full check is recorded in the file, or when the last one is older than
+// Options.FullCheckEvery; a read-only open, which cannot record one, runs it
+// only when none is recorded. A full check that finds nothing wrong is
+// recorded in the file.
+type Checked struct {
+	// Full is true when Open ran PRAGMA quick_check.
+	Full bool
+	// Reason says why Open ran the full check, or why not.
+	Reason string
+	// Last is when the last full check before this Open ran (zero if none
+	// is recorded).
+	Last time.Time
+	// At is when this Open's full check ran (zero if it did not).
+	At time.Time
+	// Took is how long Open's checks took.
+	Took time.Duration
+}
+
+// String says which check ran and why, for a daemon's start log line.
+func (c Checked) String() string {
+	if c.Full {
+		return fmt.Sprintf("full check (quick_check of every page, %s): %s", c.Took.Round(time.Millisecond), c.Reason)
+	}
+	return fmt.Sprintf("header, version and schema checked (%s), full check skipped: %s", c.Took.Round(time.Millisecond), c.Reason)
+}
+
+// decideCheck decides whether Open runs the full check: walLeft says that
+// the last stop left its WAL behind; last is the last recorded full check
+// (zero if none).
+func decideCheck(walLeft bool, last, now time.Time, every time.Duration, readOnly bool) Checked {
+	c := Checked{Last: last}
+	lastText := last.UTC().Format(time.RFC3339)
+	switch {
+	case walLeft:
+		c.Full, c.Reason = true, "the last stop was not clean (it left the WAL file behind)"
+	case last.IsZero():
+		c.Full, c.Reason = true, "no full check is recorded in the file"
+	case readOnly:
+		c.Reason = "a read-only open leaves the full check to the daemon's start; the last one ran " + lastText
+	case last.After(now.Add(time.Hour)):
+		c.Full, c.Reason = true, "the last full check is recorded at "+lastText+", later than the clock's now"
+	case now.Sub(last) >= every:
+		c.Full, c.Reason = true, fmt.Sprintf("the last full check ran %s, %s or more ago", lastText, days(every))
+	default:
+		c.Reason = fmt.Sprintf("the last stop was clean and the last full check ran %s, less than %s ago", lastText, days(every))
+	}
+	return c
+}
+
+// days says d in days when it is a whole number of them.
+func days(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == day:
+		return "a day"
+	case d%day == 0:
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
+}
+
+// lastFullCheck reads when the last full check ran from checkTable; zero if
+// none is recorded.
+func lastFullCheck(ctx context.Context, conn *sql.Conn) (time.Time, error) {
+	var n int
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`, checkTable).Scan(&n); err != nil {
+		return time.Time{}, err
+	}
+	if n == 0 {
+		return time.Time{}, nil
+	}
+	var at int64
+	err := conn.QueryRowContext(ctx, `SELECT at FROM `+checkTable+` WHERE id = 1`).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(at, 0), nil
+}
+
+// recordFullCheck records in the file that a full check ran at at and found
+// nothing wrong.
+func recordFullCheck(ctx context.Context, conn *sql.Conn, at time.Time) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+checkTable+` (
+		id INTEGER PRIMARY KEY CHECK (id = 1),
+		at INTEGER NOT NULL
+	) STRICT`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+checkTable+` (id, at) VALUES (1, ?)
+		ON CONFLICT (id) DO UPDATE SET at = excluded.at`, at.Unix()); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // quickCheck runs PRAGMA quick_check, which reads every page of the file
@@ -297,13 +428,29 @@ func quickCheck(ctx context.Context, conn *sql.Conn, path string) error {
 }
 
 // prepare checks the database the writer's conn has open, puts it in WAL
-// mode and applies the pending migrations in one transaction. It returns the
-// version the database is at.
-func prepare(ctx context.Context, conn *sql.Conn, path string, migrations []Migration) (int, error) {
-	version, want, err := check(ctx, conn, path, migrations)
+// mode, applies the pending migrations in one transaction and records a full
+// check that ran. It returns the version the database is at and what was
+// checked.
+func prepare(ctx context.Context, conn *sql.Conn, path string, o Options, walLeft bool) (int, Checked, error) {
+	version, want, checked, err := check(ctx, conn, path, o, walLeft)
 	if err != nil {
-		return 0, err
+		return 0, Checked{}, err
 	}
+	version, err = prepareChecked(ctx, conn, path, o.Migrations, version, want)
+	if err != nil {
+		return 0, Checked{}, err
+	}
+	if checked.Full {
+		if err := recordFullCheck(ctx, conn, checked.At); err != nil {
+			return 0, Checked{}, classify(path, "record the full check of", err)
+		}
+	}
+	return version, checked, nil
+}
+
+// prepareChecked puts the database the writer's conn has open, which check
+// has read, in WAL mode, and applies the pending migrations.
+func prepareChecked(ctx context.Context, conn *sql.Conn, path string, migrations []Migration, version int, want [][]schemaRow) (int, error) {
 	var mode string
 	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
 		return 0, classify(path, "set the journal mode of", err)

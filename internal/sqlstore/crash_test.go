@@ -50,7 +50,8 @@ func crashHelper(path string) int {
 // same file: every write whose Update had returned is in the database when
 // it is opened again. (A power loss is what synchronous=FULL is for; a test
 // cannot cut the power, so this shows the crash half: nothing acknowledged
-// is lost and the file opens after every kill.)
+// is lost and the file opens after every kill.) Each kill leaves the WAL
+// behind, so each open runs the full check.
 func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 	path := tempPath(t)
 	var acked []string
@@ -81,9 +82,15 @@ func TestAcknowledgedWritesSurviveKill(t *testing.T) {
 		if n < 300 {
 			t.Fatalf("round %d: the helper ended after %d writes: %v", round, n, err)
 		}
+		if _, err := os.Stat(path + "-wal"); err != nil {
+			t.Fatalf("round %d: the kill left no WAL file: %v", round, err)
+		}
 		db, err := Open(path, Options{Migrations: testMigrations})
 		if err != nil {
 			t.Fatalf("round %d: open after the kill: %v", round, err)
+		}
+		if c := db.Checked(); !c.Full || !strings.Contains(c.Reason, "not clean") {
+			t.Errorf("round %d: the open after the kill checked %+v, want the full check for an unclean stop", round, c)
 		}
 		have := map[string]bool{}
 		for _, k := range keys(t, db) {

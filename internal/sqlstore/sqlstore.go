@@ -136,6 +136,12 @@ type Options struct {
 	// run most, by their exact text: each is prepared once per connection,
 	// and Exec, QueryRow and Query run it prepared (prepared.go).
 	Prepared []string
+	// FullCheckEvery is how old the last full check (PRAGMA quick_check)
+	// may be before Open runs another on a database whose last stop was
+	// clean (DefaultFullCheckEvery if 0). See [Checked].
+	FullCheckEvery time.Duration
+	// Now is the clock the full check's age is read with (time.Now if nil).
+	Now func() time.Time
 }
 
 func (o Options) withDefaults() Options {
@@ -148,6 +154,12 @@ func (o Options) withDefaults() Options {
 	if o.BusyTimeout <= 0 {
 		o.BusyTimeout = DefaultBusyTimeout
 	}
+	if o.FullCheckEvery <= 0 {
+		o.FullCheckEvery = DefaultFullCheckEvery
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return o
 }
 
@@ -156,6 +168,7 @@ type DB struct {
 	path     string
 	readOnly bool
 	version  int
+	checked  Checked // what Open checked the file with
 
 	writer  *sql.DB // one connection; only the committer uses it
 	readers *sql.DB
@@ -327,6 +340,10 @@ func openWriter(path string, o Options, lock *os.File) (_ *DB, err error) {
 	if err := checkHeader(path); err != nil {
 		return nil, err
 	}
+	// Before SQLite opens the file: the last connection to close removes
+	// the WAL, so a WAL here is what a stop without Close left behind.
+	_, statErr := os.Stat(path + "-wal")
+	walLeft := statErr == nil
 	ctx := context.Background()
 	writer, err := sql.Open("sqlite", dsn(path, o, "mode=rw",
 		"_foreign_keys=1", "_synchronous=FULL", "_txlock=immediate"))
@@ -346,7 +363,7 @@ func openWriter(path string, o Options, lock *os.File) (_ *DB, err error) {
 	if err != nil {
 		return nil, classify(path, "open", err)
 	}
-	version, err := prepare(ctx, conn, path, o.Migrations)
+	version, checked, err := prepare(ctx, conn, path, o, walLeft)
 	conn.Close()
 	if err != nil {
 		return nil, err
@@ -358,6 +375,7 @@ func openWriter(path string, o Options, lock *os.File) (_ *DB, err error) {
 	db := &DB{
 		path:     path,
 		version:  version,
+		checked:  checked,
 		writer:   writer,
 		readers:  readers,
 		lock:     lock,
@@ -393,7 +411,7 @@ func openReadOnly(path string, o Options) (_ *DB, err error) {
 		return nil, classify(path, "open", err)
 	}
 	defer conn.Close()
-	version, _, err := check(ctx, conn, path, o.Migrations)
+	version, _, checked, err := check(ctx, conn, path, o, false)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +419,7 @@ func openReadOnly(path string, o Options) (_ *DB, err error) {
 		return nil, fmt.Errorf("%w: %s is at schema version %d and this pkiboard expects %d; start the daemon of this version once, which brings it up to date, then try again",
 			ErrTooOld, path, version, len(o.Migrations))
 	}
-	db := &DB{path: path, readOnly: true, version: version, readers: readers, stopped: make(chan struct{})}
+	db := &DB{path: path, readOnly: true, version: version, checked: checked, readers: readers, stopped: make(chan struct{})}
 	db.readerStmts = prepareAll(readers, &db.unprepared, o.Prepared)
 	return db, nil
 }
@@ -419,6 +437,10 @@ func openReaders(path string, o Options) (*sql.DB, error) {
 
 // Path returns the file the database lives in.
 func (db *DB) Path() string { return db.path }
+
+// Checked returns how Open checked the file: which check ran, why, and how
+// long it took. Daemons say it in their start log line.
+func (db *DB) Checked() Checked { return db.checked }
 
 // Version returns the schema version (PRAGMA user_version) the database is at.
 func (db *DB) Version() int { return db.version }
