@@ -295,7 +295,7 @@ func nullCAMain(args []string) {
 		fatalf("%v", err)
 	}
 	fmt.Println(ln.Addr().String())
-	accepted := &wire.EnrollAccepted{Serial: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, NotAfter: 1 << 31, Certificate: certDER}
+	accepted := nullCAAnswer(certDER)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -314,4 +314,11 @@ func nullCAMain(args []string) {
 			}
 		}()
 	}
+}
+
+// nullCAAnswer is the null CA's one answer to every request: a fixed serial
+// and notAfter, and certDER (the root's) as both the certificate and the
+// root, so that it is as long as a real answer.
+func nullCAAnswer(certDER []byte) *wire.EnrollAccepted {
+	return &wire.EnrollAccepted{Serial: []byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, NotAfter: 1 << 31, Certificate: certDER, Root: certDER}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"pkiboard/wire"
 )
 
 // TestStepCAToken checks the one-time token the bench makes for step-ca as
@@ -93,5 +96,22 @@ func TestPublicJWK(t *testing.T) {
 	sum := sha256.Sum256(members)
 	if want := base64.RawURLEncoding.EncodeToString(sum[:]); kid != want {
 		t.Fatalf("kid: got %s want %s", kid, want)
+	}
+}
+
+// TestNullCAAnswer checks that the null CA's answer is a well-formed
+// EnrollAccepted of this protocol version: it encodes and decodes back.
+func TestNullCAAnswer(t *testing.T) {
+	der := bytes.Repeat([]byte{0x30}, 600)
+	payload, err := wire.Marshal(nullCAAnswer(der))
+	if err != nil {
+		t.Fatalf("the null CA's answer does not encode: %v", err)
+	}
+	m, err := wire.Unmarshal(payload)
+	if err != nil {
+		t.Fatalf("the null CA's answer does not decode: %v", err)
+	}
+	if acc, ok := m.(*wire.EnrollAccepted); !ok || !bytes.Equal(acc.Root, der) {
+		t.Errorf("decoded %T %+v, want the EnrollAccepted with the root", m, m)
 	}
 }
