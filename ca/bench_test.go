@@ -6,9 +6,7 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"pkiboard/wire"
 )
@@ -134,11 +132,4 @@ func BenchmarkEnrollTokensParallel(b *testing.B) {
 	if n := tc.db.Commits() - commits; n > 0 {
 		b.ReportMetric(float64(b.N)/float64(n), "writes/commit")
 	}
-}
-
-// processCPU returns the CPU time (user and system) the process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
