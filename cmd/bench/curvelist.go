@@ -109,7 +109,7 @@ func (r *runner) curveListing() []row {
 	name := fmt.Sprintf("%d submissions stored", n+1)
 	return []row{
 		{name: "curve: `submissions --assignment lab`, " + name, baseline: "wall time of the command", unit: "ms", ours: cmdWall, note: "reported"},
-		{name: "  its peak RSS", baseline: "ru_maxrss of the command", unit: "MiB", ours: cmdRSS, note: "reported"},
+		{name: "  its peak RSS", baseline: "VmHWM of the command, read while it runs", unit: "MiB", ours: cmdRSS, note: "reported"},
 		{name: "curve: console assignment page, " + name, baseline: "GET /assignments/lab, logged in", unit: "ms", ours: pageWall, note: "reported"},
 		{name: "  the board's peak RSS growth", baseline: fmt.Sprintf("VmHWM after − VmRSS before; the first GET: +%s MiB, later ones reuse its heap", num(pageRSS[0])),
 			unit: "MiB", ours: pageRSS, note: "reported"},

@@ -96,8 +96,13 @@ func (d *daemon) stop() {
 }
 
 // peakRSS returns the process's peak resident set size (VmHWM), in bytes.
-func (d *daemon) peakRSS() int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+func (d *daemon) peakRSS() int64 { return vmHWM(d.cmd.Process.Pid) }
+
+// vmHWM returns the peak resident set size of the running process pid, in
+// bytes (VmHWM of /proc/PID/status: its own address space's, since exec), or
+// -1 when it cannot be read.
+func vmHWM(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return -1
 	}
