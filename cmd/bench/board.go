@@ -92,7 +92,7 @@ func (r *runner) boardSessions() []row {
 		if err != nil {
 			fatalf("%v", err)
 		}
-		tlsSrv := startTLSServer(in, boardKey, boardCert)
+		tlsSrv := startTLSPeer(in, "tls-server", boardKey, boardCert, in.path("data/board/root.pem"))
 
 		var ours, base []float64
 		var cpu, ownCPU, tlsCPU, tlsOwnCPU []float64
@@ -223,10 +223,14 @@ func tlsOnce(addr string, cfg *tls.Config, msg []byte) error {
 // `bench tls-server`.
 type tlsServer struct{ *daemon }
 
-func startTLSServer(in *install, key crypto.Signer, cert *x509.Certificate) *tlsServer {
-	dir := in.path("tls")
+// startTLSPeer runs one of the TLS 1.3 baseline servers — this program re-run
+// as `bench SUB` (tls-server or tls-upload) — with the board's key and
+// certificate, trusting the root in root, and storing into a directory of
+// its own under in.
+func startTLSPeer(in *install, sub string, key crypto.Signer, cert *x509.Certificate, root string) *tlsServer {
+	dir := in.path(sub)
 	os.MkdirAll(filepath.Join(dir, "store"), 0o700)
-	keyPath, certPath, rootPath := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem"), in.path("data/board/root.pem")
+	keyPath, certPath := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
 	if err := keys.WritePrivateKey(keyPath, key, nil); err != nil {
 		fatalf("%v", err)
 	}
@@ -237,10 +241,10 @@ func startTLSServer(in *install, key crypto.Signer, cert *x509.Certificate) *tls
 	if err != nil {
 		fatalf("%v", err)
 	}
-	args := []string{"tls-server", "-key", keyPath, "-cert", certPath, "-root", rootPath, "-dir", filepath.Join(dir, "store")}
+	args := []string{sub, "-key", keyPath, "-cert", certPath, "-root", root, "-dir", filepath.Join(dir, "store")}
 	if *profileFlag != "" {
 		profiles++
-		args = append(args, "-cpuprofile", fmt.Sprintf("%s/tls-%d.prof", *profileFlag, profiles))
+		args = append(args, "-cpuprofile", fmt.Sprintf("%s/%s-%d.prof", *profileFlag, sub, profiles))
 	}
 	cmd := exec.Command(self, args...)
 	stdout, _ := cmd.StdoutPipe()
@@ -248,20 +252,21 @@ func startTLSServer(in *install, key crypto.Signer, cert *x509.Certificate) *tls
 	if err := cmd.Start(); err != nil {
 		fatalf("%v", err)
 	}
-	done := make(chan struct{})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
-		fatalf("tls-server: %v", err)
+		fatalf("%s: %v", sub, err)
 	}
+	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	return &tlsServer{&daemon{cmd: cmd, addr: strings.TrimSpace(line), done: done}}
 }
 
-// tlsServerMain is the TLS 1.3 baseline board: mutual authentication against
-// the root, Go's default key exchange (X25519MLKEM768 first), ten lines read,
-// written to a new file and fsynced, one byte answered.
-func tlsServerMain(args []string) {
-	fs := flag.NewFlagSet("tls-server", flag.ExitOnError)
+// listenTLSPeer is the start of a TLS peer's main (tls-server, tls-upload):
+// it parses the flags startTLSPeer passes, starts the CPU profile if asked
+// (stopped at SIGTERM), listens on a loopback port with tlsServerConfig and
+// prints the address. It returns the listener and the store directory.
+func listenTLSPeer(sub string, args []string) (net.Listener, string) {
+	fs := flag.NewFlagSet(sub, flag.ExitOnError)
 	keyPath := fs.String("key", "", "")
 	certPath := fs.String("cert", "", "")
 	rootPath := fs.String("root", "", "")
@@ -278,12 +283,19 @@ func tlsServerMain(args []string) {
 		signal.Notify(sig, syscall.SIGTERM)
 		go func() { <-sig; pprof.StopCPUProfile(); f.Close(); os.Exit(0) }()
 	}
-	cfg := tlsServerConfig(*keyPath, *certPath, *rootPath)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", tlsServerConfig(*keyPath, *certPath, *rootPath))
 	if err != nil {
 		fatalf("%v", err)
 	}
 	fmt.Println(ln.Addr().String())
+	return ln, *dir
+}
+
+// tlsServerMain is the TLS 1.3 baseline board: mutual authentication against
+// the root, Go's default key exchange (X25519MLKEM768 first), ten lines read,
+// written to a new file and fsynced, one byte answered.
+func tlsServerMain(args []string) {
+	ln, dir := listenTLSPeer("tls-server", args)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -301,7 +313,7 @@ func tlsServerMain(args []string) {
 				}
 				buf.Write(line)
 			}
-			f, err := os.CreateTemp(*dir, "sub-*")
+			f, err := os.CreateTemp(dir, "sub-*")
 			if err != nil {
 				return
 			}

@@ -1,27 +1,17 @@
 package main
 
 import (
-	"bufio"
-	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
-	"runtime/pprof"
-	"strings"
-	"syscall"
 	"time"
 
-	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 )
 
@@ -32,72 +22,12 @@ const maxTLSUpload = 64 << 30
 // the client's writes: 64 KiB, the size of our Data records.
 const tlsUploadBuffer = 64 << 10
 
-// startTLSUpload runs the TLS 1.3 upload peer (this program re-run as
-// `bench tls-upload`) with the board's key and certificate, trusting root.
-func startTLSUpload(in *install, key crypto.Signer, cert *x509.Certificate, root string) *tlsServer {
-	dir := in.path("tls-upload")
-	os.MkdirAll(filepath.Join(dir, "store"), 0o700)
-	keyPath, certPath := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
-	if err := keys.WritePrivateKey(keyPath, key, nil); err != nil {
-		fatalf("%v", err)
-	}
-	if err := durable.WriteFile(certPath, keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
-		fatalf("%v", err)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		fatalf("%v", err)
-	}
-	args := []string{"tls-upload", "-key", keyPath, "-cert", certPath, "-root", root, "-dir", filepath.Join(dir, "store")}
-	if *profileFlag != "" {
-		profiles++
-		args = append(args, "-cpuprofile", fmt.Sprintf("%s/tls-upload-%d.prof", *profileFlag, profiles))
-	}
-	cmd := exec.Command(self, args...)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		fatalf("%v", err)
-	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		fatalf("tls-upload: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	return &tlsServer{&daemon{cmd: cmd, addr: strings.TrimSpace(line), done: done}}
-}
-
 // tlsUploadMain is the TLS 1.3 upload peer: mutual authentication against the
 // root as tls-server's, then per connection an 8-byte big-endian size and
 // that many bytes, hashed with SHA-256 and written to a new file as they
 // arrive; the file is fsynced, and the hash answered.
 func tlsUploadMain(args []string) {
-	fs := flag.NewFlagSet("tls-upload", flag.ExitOnError)
-	keyPath := fs.String("key", "", "")
-	certPath := fs.String("cert", "", "")
-	rootPath := fs.String("root", "", "")
-	dir := fs.String("dir", "", "")
-	cpuprofile := fs.String("cpuprofile", "", "")
-	fs.Parse(args)
-	stopProfile := func() {}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fatalf("%v", err)
-		}
-		pprof.StartCPUProfile(f)
-		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM)
-	go func() { <-sig; stopProfile(); os.Exit(0) }()
-	cfg := tlsServerConfig(*keyPath, *certPath, *rootPath)
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	fmt.Println(ln.Addr().String())
+	ln, dir := listenTLSPeer("tls-upload", args)
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -105,7 +35,7 @@ func tlsUploadMain(args []string) {
 		}
 		go func() {
 			defer c.Close()
-			if err := receiveTLSUpload(c, *dir); err != nil {
+			if err := receiveTLSUpload(c, dir); err != nil {
 				fmt.Fprintf(os.Stderr, "tls-upload: %v\n", err)
 			}
 		}()

@@ -55,7 +55,7 @@ func (r *runner) upload() []row {
 	if err != nil {
 		fatalf("%v", err)
 	}
-	peer := startTLSUpload(in, boardKey, boardCert, in.path("data/board/root.pem"))
+	peer := startTLSPeer(in, "tls-upload", boardKey, boardCert, in.path("data/board/root.pem"))
 	defer peer.stop()
 
 	var rows []row
