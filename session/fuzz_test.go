@@ -353,27 +353,36 @@ func FuzzOpenRecord(f *testing.F) {
 			t.Fatalf("opened %x, sealed %x", plain, input)
 		}
 
-		// The whole read path of a Conn: the board's side with a fresh
-		// direction, which also takes a plaintext Error as the first frame.
-		_, recv2 := recordPair(t, SuiteAES256CTRHMACSHA256)
-		s2cSend, _ := recordPair(t, SuiteAES256CTRHMACSHA256)
-		m := newMemConn(frame(rec))
-		c := &Conn{conn: wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), in: recv2, out: s2cSend}
-		msg, err := c.ReadMessage()
-		code, _, _ := codeOf(err)
-		switch {
-		case !tagOK && err == nil:
-			if e, ok := msg.(*wire.Error); !ok || !bytes.Equal(mustMarshal(t, e), rec) {
-				t.Fatalf("a record with an invalid tag gave %v", msg)
-			}
-		case !tagOK && code != wire.CodeBadRecordMAC:
-			t.Fatalf("a record with an invalid tag gave %v, want bad-record-mac", err)
-		case tagOK && err != nil && code != wire.CodeMalformed && code != wire.CodeUnknownMessage && code != wire.CodeUnexpectedMessage:
-			t.Fatalf("a record with a valid tag gave %v", err)
-		case err != nil && msg != nil:
-			t.Fatalf("got both a message and %v", err)
-		}
+		checkBoardRead(t, SuiteAES256CTRHMACSHA256, rec, tagOK)
 	})
+}
+
+// checkBoardRead runs rec, whose tag is right or not as tagOK says, through
+// the whole read path of a Conn of suite: the board's side with a fresh
+// direction, which also takes a plaintext Error as the first frame. A record
+// with a wrong tag must be that plaintext Error or refused bad-record-mac; a
+// record with a right tag gives its message or is refused malformed,
+// unknown-message or unexpected-message.
+func checkBoardRead(t *testing.T, suite uint16, rec []byte, tagOK bool) {
+	t.Helper()
+	_, recv := recordPair(t, suite)
+	s2cSend, _ := recordPair(t, suite)
+	m := newMemConn(frame(rec))
+	c := &Conn{conn: wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), in: recv, out: s2cSend, acceptPlainError: true}
+	msg, err := c.ReadMessage()
+	code, _, _ := codeOf(err)
+	switch {
+	case !tagOK && err == nil:
+		if e, ok := msg.(*wire.Error); !ok || !bytes.Equal(mustMarshal(t, e), rec) {
+			t.Fatalf("a record with an invalid tag gave %v", msg)
+		}
+	case !tagOK && code != wire.CodeBadRecordMAC:
+		t.Fatalf("a record with an invalid tag gave %v, want bad-record-mac", err)
+	case tagOK && err != nil && code != wire.CodeMalformed && code != wire.CodeUnknownMessage && code != wire.CodeUnexpectedMessage:
+		t.Fatalf("a record with a valid tag gave %v", err)
+	case err != nil && msg != nil:
+		t.Fatalf("got both a message and %v", err)
+	}
 }
 
 // sortedSeeds returns the seeds in the order of their names.
@@ -445,26 +454,7 @@ func FuzzOpenGCMRecord(f *testing.F) {
 			t.Fatalf("opened %x, sealed %x", plain, input)
 		}
 
-		// The whole read path of a Conn, on the board's side, which also
-		// takes a plaintext Error as the first frame.
-		_, recv2 := recordPair(t, SuiteAES256GCM)
-		s2cSend, _ := recordPair(t, SuiteAES256GCM)
-		m := newMemConn(frame(rec))
-		c := &Conn{conn: wire.NewConn(m, wire.Options{MaxFrame: boardMaxFrame}), in: recv2, out: s2cSend, acceptPlainError: true}
-		msg, err := c.ReadMessage()
-		code, _, _ := codeOf(err)
-		switch {
-		case !tagOK && err == nil:
-			if e, ok := msg.(*wire.Error); !ok || !bytes.Equal(mustMarshal(t, e), rec) {
-				t.Fatalf("a record with an invalid tag gave %v", msg)
-			}
-		case !tagOK && code != wire.CodeBadRecordMAC:
-			t.Fatalf("a record with an invalid tag gave %v, want bad-record-mac", err)
-		case tagOK && err != nil && code != wire.CodeMalformed && code != wire.CodeUnknownMessage && code != wire.CodeUnexpectedMessage:
-			t.Fatalf("a record with a valid tag gave %v", err)
-		case err != nil && msg != nil:
-			t.Fatalf("got both a message and %v", err)
-		}
+		checkBoardRead(t, SuiteAES256GCM, rec, tagOK)
 	})
 }
 
