@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"pkiboard/ca"
-	"pkiboard/internal/durable"
 	"pkiboard/internal/keys"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -84,15 +83,7 @@ func (r *runner) boardSessions() []row {
 		ca := in.start(r.bin, "ca")
 		board := in.start(r.bin, "board", "--ca-addr", ca.addr)
 		students := enrollStudents(in, ca.addr, alg, boardStudents)
-		boardKey, err := keys.ReadPrivateKey(in.path("data/board/key.pem"), nil)
-		if err != nil {
-			fatalf("%v", err)
-		}
-		boardCert, err := keys.ReadCertificate(in.path("data/board/cert.pem"))
-		if err != nil {
-			fatalf("%v", err)
-		}
-		tlsSrv := startTLSPeer(in, "tls-server", boardKey, boardCert, in.path("data/board/root.pem"))
+		tlsSrv := startTLSPeer(in, "tls-server")
 
 		var ours, base []float64
 		var cpu, ownCPU, tlsCPU, tlsOwnCPU []float64
@@ -224,19 +215,13 @@ func tlsOnce(addr string, cfg *tls.Config, msg []byte) error {
 type tlsServer struct{ *daemon }
 
 // startTLSPeer runs one of the TLS 1.3 baseline servers — this program re-run
-// as `bench SUB` (tls-server or tls-upload) — with the board's key and
-// certificate, trusting the root in root, and storing into a directory of
+// as `bench SUB` (tls-server or tls-upload) — with the key, certificate and
+// root of in's board (which has started once), storing into a directory of
 // its own under in.
-func startTLSPeer(in *install, sub string, key crypto.Signer, cert *x509.Certificate, root string) *tlsServer {
+func startTLSPeer(in *install, sub string) *tlsServer {
 	dir := in.path(sub)
 	os.MkdirAll(filepath.Join(dir, "store"), 0o700)
-	keyPath, certPath := filepath.Join(dir, "key.pem"), filepath.Join(dir, "cert.pem")
-	if err := keys.WritePrivateKey(keyPath, key, nil); err != nil {
-		fatalf("%v", err)
-	}
-	if err := durable.WriteFile(certPath, keys.EncodeCertificatePEM(cert.Raw), 0o644); err != nil {
-		fatalf("%v", err)
-	}
+	keyPath, certPath, root := in.path("data/board/key.pem"), in.path("data/board/cert.pem"), in.path("data/board/root.pem")
 	self, err := os.Executable()
 	if err != nil {
 		fatalf("%v", err)

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"pkiboard/internal/keys"
 	"pkiboard/rc4"
 	"pkiboard/session"
 	"pkiboard/wire"
@@ -47,15 +46,7 @@ func (r *runner) upload() []row {
 	// board once to have them.
 	first := in.start(r.bin, "board", "--ca-addr", ca.addr)
 	first.stop()
-	boardKey, err := keys.ReadPrivateKey(in.path("data/board/key.pem"), nil)
-	if err != nil {
-		fatalf("%v", err)
-	}
-	boardCert, err := keys.ReadCertificate(in.path("data/board/cert.pem"))
-	if err != nil {
-		fatalf("%v", err)
-	}
-	peer := startTLSPeer(in, "tls-upload", boardKey, boardCert, in.path("data/board/root.pem"))
+	peer := startTLSPeer(in, "tls-upload")
 	defer peer.stop()
 
 	var rows []row
