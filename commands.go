@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
 
 	"pkiboard/ca"
 	"pkiboard/internal/config"
@@ -46,20 +47,11 @@ Example:
 				&cli.StringFlag{Name: "token-file", Usage: "read the enrollment token from `FILE`: a \"SID TOKEN\" line, or the bare token alone"},
 				&cli.BoolFlag{Name: "board", Usage: "enroll the board's certificate (needs a one-time board token)"},
 			}, studentFlags(false)...),
-			Action: func(c *cli.Context) error {
-				cfg, err := loadConfig(c, "student")
-				if err != nil {
-					return err
-				}
+			Action: studentAction("enroll", func(c *cli.Context, cfg *config.Config, log *zap.Logger) error {
 				token, err := readToken(c)
 				if err != nil {
 					return err
 				}
-				log, err := newLogger(cfg, "enroll")
-				if err != nil {
-					return err
-				}
-				defer log.Sync() //nolint:errcheck // stderr may not support sync
 				return roles.Enroll(c.Context, cfg, log, roles.EnrollOptions{
 					SID:     c.String("sid"),
 					KeyFile: c.String("key"),
@@ -68,7 +60,7 @@ Example:
 					Board:   c.Bool("board"),
 					Token:   token,
 				}, os.Stdout)
-			},
+			}),
 		},
 		{
 			Name:      "certs",
@@ -576,20 +568,11 @@ Example:
 				&cli.StringFlag{Name: "assignment", Usage: "only the submissions to assignment `ID`"},
 				&cli.StringFlag{Name: "out", Usage: "write the receipt files into `DIR`", DefaultText: "student.data_dir/SID/receipts"},
 			}, studentFlags(true)...),
-			Action: func(c *cli.Context) error {
-				cfg, err := loadConfig(c, "student")
-				if err != nil {
-					return err
-				}
-				log, err := newLogger(cfg, "history")
-				if err != nil {
-					return err
-				}
-				defer log.Sync() //nolint:errcheck // stderr may not support sync
+			Action: studentAction("history", func(c *cli.Context, cfg *config.Config, log *zap.Logger) error {
 				return roles.RunHistory(c.Context, cfg, log, roles.HistoryOptions{
 					SID: c.String("sid"), Assignment: c.String("assignment"), OutDir: c.String("out"), Out: os.Stdout,
 				})
-			},
+			}),
 		},
 		{
 			Name:      "assignments",
@@ -607,18 +590,9 @@ Example:
 			Flags: append([]cli.Flag{
 				&cli.StringFlag{Name: "sid", Required: true, Usage: "the student `ID`"},
 			}, studentFlags(true)...),
-			Action: func(c *cli.Context) error {
-				cfg, err := loadConfig(c, "student")
-				if err != nil {
-					return err
-				}
-				log, err := newLogger(cfg, "assignments")
-				if err != nil {
-					return err
-				}
-				defer log.Sync() //nolint:errcheck // stderr may not support sync
+			Action: studentAction("assignments", func(c *cli.Context, cfg *config.Config, log *zap.Logger) error {
 				return roles.RunAssignments(c.Context, cfg, log, roles.AssignmentsOptions{SID: c.String("sid"), Out: os.Stdout})
-			},
+			}),
 		},
 		{
 			Name:      "verify-receipt",
@@ -770,4 +744,22 @@ func daemonConfig(c *cli.Context) (*config.Config, error) {
 		return nil, commandUsagef(c, "give --role ca or --role board")
 	}
 	return cfg, nil
+}
+
+// studentAction is the Action of a student command called name: it loads the
+// configuration as the student's, makes the command's logger, and runs run
+// with both.
+func studentAction(name string, run func(c *cli.Context, cfg *config.Config, log *zap.Logger) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		cfg, err := loadConfig(c, "student")
+		if err != nil {
+			return err
+		}
+		log, err := newLogger(cfg, name)
+		if err != nil {
+			return err
+		}
+		defer log.Sync() //nolint:errcheck // stderr may not support sync
+		return run(c, cfg, log)
+	}
 }
